@@ -1,0 +1,408 @@
+"""x86-64 boot: the direct map as init_mem_mapping() builds it, and what boot changes later.
+
+Mirrors, in boot order:
+
+* arch/x86/mm/init.c ``init_mem_mapping()``: the ISA range with 4K pages, then
+  ``memory_map_top_down()`` in steps that grow x256 (2M, 512M, 128G),
+  ``init_range_memory_mapping()`` per memblock region, ``init_memory_mapping()``
+  with ``split_mem_range()`` and ``adjust_range_page_size_mask()``;
+* arch/x86/mm/init_64.c ``phys_pud_init()`` / ``phys_pmd_init()`` /
+  ``phys_pte_init()``, including their counting quirk: an existing leaf that a
+  later step visits again is counted again by ``update_page_count()`` while
+  ``!after_bootmem``, so /proc/meminfo can report more than the page tables hold;
+* the high kernel map (head_64.S ``level2_kernel_pgt`` after ``cleanup_highmap()``);
+* KFENCE's pool: ``arch_kfence_init_pool()`` (arch/x86/include/asm/kfence.h) splits it to 4K;
+* ``set_real_mode_permissions()`` (arch/x86/realmode/init.c, an early_initcall);
+* ``free_initmem()`` and ``mark_rodata_ro()`` (arch/x86/mm/init.c, init_64.c).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rofolio.arch.x86_64.config import X86Config
+from rofolio.arch.x86_64.image import KernelImage
+from rofolio.arch.x86_64.kernel import X86Kernel
+from rofolio.events import BootMapping, EventLog, PgtableAlloc, Phase
+from rofolio.pagetable import EntryState
+from rofolio.prot import X86, x86_large_2_4k
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, MiB, align_down, align_up
+
+ISA_END_ADDRESS = 0x100000
+BIOS_BEGIN = 0xA0000
+
+
+@dataclass(frozen=True, slots=True)
+class BootOptions:
+    """Boot-time activity besides init_mem_mapping() that changes the direct map."""
+
+    kfence: bool = True  # CONFIG_KFENCE with a non-zero sample interval (Debian's default)
+    kfence_pool: int | None = None  # physical address of __kfence_pool; None: where memblock puts it
+    realmode_trampoline: int = 0x98000  # reserve_real_mode(): top-down below 1M
+    pti: bool = False  # page-table isolation (free_kernel_image_pages() adds set_memory_np_noalias)
+
+
+KFENCE_POOL_SIZE = 2 * MiB  # (CONFIG_KFENCE_NUM_OBJECTS + 1) * 2 * PAGE_SIZE with 255 objects
+
+
+def boot(config: X86Config, image: KernelImage | None = None, options: BootOptions | None = None,
+         log: EventLog | None = None) -> X86Kernel:
+    """setup_arch() up to smp_init(): the kernel is left in SYSTEM_SCHEDULING.
+
+    Initcalls (such as ``thp_shrinker_init()``) run on the returned kernel;
+    ``late_init()`` then frees init memory, write-protects the image and
+    enters SYSTEM_RUNNING, like ``kernel_init()``.
+    """
+    options = options or BootOptions()
+    k = X86Kernel(config, image, log)
+    k.boot_options = options  # type: ignore[attr-defined]
+    init_mem_mapping(k)
+    map_kernel_highmap(k)
+    if options.kfence and not config.debug_pagealloc:
+        kfence_init_pool(k, options.kfence_pool)
+    set_real_mode_permissions(k, options.realmode_trampoline)
+    k.set_phase(Phase.SCHEDULING)  # smp_init(): every CPU online, initcalls follow
+    return k
+
+
+def late_init(k: X86Kernel) -> None:
+    """kernel_init() after the initcalls: free_initmem(), mark_readonly(), SYSTEM_RUNNING."""
+    free_initmem(k)
+    mark_rodata_ro(k)
+    k.set_phase(Phase.RUNNING)
+
+
+# --------------------------------------------------------------------- memblock
+def memblock_regions(k: X86Kernel) -> list[tuple[int, int]]:
+    """memblock.memory: e820 RAM trimmed to whole pages, without page 0 and [640K, 1M) (trim_bios_range)."""
+    out = []
+    for r in k.config.memory.ram:
+        start = align_up(max(r.start, PAGE_SIZE), PAGE_SIZE)
+        end = align_down(r.end, PAGE_SIZE)
+        if start < BIOS_BEGIN < end:
+            end = BIOS_BEGIN
+        if start < end:
+            out.append((start, end))
+    return out
+
+
+def _is_region_memory(regions: list[tuple[int, int]], start: int, size: int) -> bool:
+    """memblock_is_region_memory(): [start, start + size) lies inside one memory region."""
+    return any(s <= start and start + size <= e for s, e in regions)
+
+
+def _reserved(k: X86Kernel) -> list[tuple[int, int]]:
+    """memblock.reserved at init_mem_mapping() time, as far as the model knows it: the image."""
+    return [(k.image.text, align_up(k.image.end, PAGE_SIZE))]
+
+
+# ------------------------------------------------------------------ init.c
+def page_size_mask(config: X86Config) -> set[Level]:
+    """probe_page_size_mask(): 2M unless DEBUG_PAGEALLOC; 1G with direct_gbpages (and 2M)."""
+    if config.debug_pagealloc:
+        return set()
+    return {Level.PMD, Level.PUD} if config.gbpages else {Level.PMD}
+
+
+def init_mem_mapping(k: X86Kernel) -> None:
+    """init_mem_mapping(): the ISA range first, then RAM top-down."""
+    regions = memblock_regions(k)
+    psm = page_size_mask(k.config)
+    end = k.config.memory.max_pfn << PAGE_SHIFT
+    init_memory_mapping(k, regions, psm, 0, ISA_END_ADDRESS)
+    memory_map_top_down(k, regions, psm, ISA_END_ADDRESS, end)
+
+
+def memory_map_top_down(k: X86Kernel, regions: list[tuple[int, int]], psm: set[Level],
+                        map_start: int, map_end: int) -> None:
+    """memory_map_top_down(): map from the highest free 2M block down, steps growing x256."""
+    real_end = _highest_free_pmd(k, regions, map_start, map_end) + Level.PMD.size
+    step_size = Level.PMD.size
+    last_start = real_end
+    mapped_ram_size = 0
+    while last_start > map_start:
+        if last_start > step_size:
+            start = max(align_down(last_start - 1, step_size), map_start)
+        else:
+            start = map_start
+        mapped_ram_size += init_range_memory_mapping(k, regions, psm, start, last_start)
+        last_start = start
+        if mapped_ram_size >= step_size:
+            step_size <<= 21 - PAGE_SHIFT - 1  # get_new_step_size()
+    if real_end < map_end:
+        init_range_memory_mapping(k, regions, psm, real_end, map_end)
+
+
+def _highest_free_pmd(k: X86Kernel, regions: list[tuple[int, int]], lo: int, hi: int) -> int:
+    """memblock_phys_alloc_range(PMD_SIZE, PMD_SIZE, lo, hi) top-down, immediately freed."""
+    reserved = _reserved(k)
+    for start, end in sorted(regions, reverse=True):
+        a = align_down(min(end, hi) - Level.PMD.size, Level.PMD.size)
+        while a >= max(start, lo):
+            if not any(rs < a + Level.PMD.size and a < re for rs, re in reserved):
+                return a
+            a -= Level.PMD.size
+    return align_down(lo, Level.PMD.size)
+
+
+def init_range_memory_mapping(k: X86Kernel, regions: list[tuple[int, int]], psm: set[Level],
+                              r_start: int, r_end: int) -> int:
+    """init_range_memory_mapping(): init_memory_mapping() for each memory region inside the range."""
+    mapped = 0
+    for s, e in regions:
+        start = min(max(s, r_start), r_end)
+        end = min(max(e, r_start), r_end)
+        if start >= end:
+            continue
+        init_memory_mapping(k, regions, psm, start, end)
+        mapped += end - start
+    return mapped
+
+
+def init_memory_mapping(k: X86Kernel, regions: list[tuple[int, int]], psm: set[Level],
+                        start: int, end: int) -> None:
+    """init_memory_mapping(): split into pieces, map each, record the pfn range as mapped."""
+    for s, e, mask in split_mem_range(regions, psm, start, end):
+        kernel_physical_mapping_init(k, s, e, mask)
+    add_pfn_range_mapped(k, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
+
+
+def split_mem_range(regions: list[tuple[int, int]], psm: set[Level], start: int,
+                    end: int) -> list[tuple[int, int, frozenset[Level]]]:
+    """split_mem_range(): 4K head, 2M up to 1G, 1G body, 2M tail, 4K tail; then adjust and merge."""
+    pmd, pud = Level.PMD.pages, Level.PUD.pages
+    has_2m = frozenset({Level.PMD}) & psm
+    has_1g = frozenset({Level.PMD, Level.PUD}) & psm
+    mr: list[list] = []
+
+    def save(s: int, e: int, mask: frozenset[Level]) -> None:
+        if s < e:
+            mr.append([s << PAGE_SHIFT, e << PAGE_SHIFT, set(mask)])
+
+    limit = end >> PAGE_SHIFT
+    pfn = start >> PAGE_SHIFT
+    end_pfn = min(align_up(pfn, pmd), limit)  # head, if not 2M aligned
+    if pfn < end_pfn:
+        save(pfn, end_pfn, frozenset())
+        pfn = end_pfn
+    start_pfn, end_pfn = align_up(pfn, pmd), align_up(pfn, pud)  # big page (2M) range
+    end_pfn = min(end_pfn, align_down(limit, pmd))
+    if start_pfn < end_pfn:
+        save(start_pfn, end_pfn, has_2m)
+        pfn = end_pfn
+    start_pfn, end_pfn = align_up(pfn, pud), align_down(limit, pud)  # big page (1G) range
+    if start_pfn < end_pfn:
+        save(start_pfn, end_pfn, has_1g)
+        pfn = end_pfn
+    start_pfn, end_pfn = align_up(pfn, pmd), align_down(limit, pmd)  # tail big page (2M) range
+    if start_pfn < end_pfn:
+        save(start_pfn, end_pfn, has_2m)
+        pfn = end_pfn
+    save(pfn, limit, frozenset())  # tail not big page (4K) range
+
+    # adjust_range_page_size_mask(): upgrade a piece when its whole 2M (1G) is one memory region
+    for piece in mr:
+        s, e, mask = piece
+        if Level.PMD in psm and Level.PMD not in mask:
+            lo, hi = align_down(s, Level.PMD.size), align_up(e, Level.PMD.size)
+            if _is_region_memory(regions, lo, hi - lo):
+                mask.add(Level.PMD)
+        if Level.PUD in psm and Level.PUD not in mask:
+            lo, hi = align_down(s, Level.PUD.size), align_up(e, Level.PUD.size)
+            if _is_region_memory(regions, lo, hi - lo):
+                mask.add(Level.PUD)
+    merged: list[list] = []
+    for piece in mr:  # "try to merge same page size and continuous"
+        if merged and merged[-1][1] == piece[0] and merged[-1][2] == piece[2]:
+            merged[-1][1] = piece[1]
+        else:
+            merged.append(piece)
+    return [(s, e, frozenset(m)) for s, e, m in merged]
+
+
+def add_pfn_range_mapped(k: X86Kernel, start_pfn: int, end_pfn: int) -> None:
+    """add_pfn_range_mapped(): pfn_mapped[] (merged) and max_pfn_mapped."""
+    ranges = sorted([*k.pfn_mapped, (start_pfn, end_pfn)])
+    merged: list[tuple[int, int]] = []
+    for s, e in ranges:
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+        else:
+            merged.append((s, e))
+    k.pfn_mapped = merged
+    k.max_pfn_mapped = max(k.max_pfn_mapped, end_pfn)
+
+
+# ----------------------------------------------------------------- init_64.c
+def kernel_physical_mapping_init(k: X86Kernel, paddr: int, paddr_end: int, mask: frozenset[Level]) -> None:
+    """__kernel_physical_mapping_init(): allocate missing PUD (and P4D) tables, then phys_pud_init()."""
+    top = Level.PGD if k.config.la57 else Level.P4D
+    for level in range(top, Level.PUD, -1):  # pgd -> p4d tables (5-level), p4d -> pud tables
+        region = Level(level).size
+        new = 0
+        a = align_down(paddr, region)
+        while a < paddr_end:
+            if not k.pt.occupied(k.layout.va(a), k.layout.va(a) + region):
+                new += 1
+            a += region
+        if new:
+            k.log.append(PgtableAlloc(Level(level - 1), new))
+    _phys_init(k, Level.PUD, paddr, paddr_end, mask)
+
+
+def _phys_init(k: X86Kernel, level: Level, paddr: int, paddr_end: int, mask: frozenset[Level]) -> None:
+    """phys_pud_init() / phys_pmd_init() / phys_pte_init() over [paddr, paddr_end) at ``level``.
+
+    Existing tables are descended into; an existing leaf of an allowed size is
+    counted again ("pages++" while !after_bootmem) and left alone; runs of none
+    entries get new leaves (covering whole entries, as pfn_pud()/pfn_pmd() mask
+    the address) or new tables.  update_page_count(level, pages) ends each call.
+    """
+    size = level.size
+    allowed = level == Level.PTE or level in mask
+    pages = 0
+    addr = paddr
+    va = k.layout.va
+    while addr < paddr_end:
+        base = addr & level.mask
+        nxt = base + size
+        state = k.pt.entry_state(va(base), level)
+        if state == EntryState.TABLE and level > Level.PTE:
+            _phys_init(k, Level(level - 1), addr, min(nxt, paddr_end), mask)
+            addr = nxt
+            continue
+        if state == EntryState.LEAF:
+            if allowed:
+                pages += 1  # "re-use the existing mapping": counted again before bootmem
+                addr = nxt
+                continue
+            # a large leaf of a size no longer allowed: replaced by a table (never at boot on sane maps)
+            old = k.pt.run_at(va(base))
+            assert old is not None
+            k.pt.unmap(va(base), va(nxt))
+            _fill(k, Level(level - 1), addr, min(nxt, paddr_end), mask, x86_large_2_4k(old.flags))
+            k.log.append(PgtableAlloc(Level(level - 1)))
+            addr = nxt
+            continue
+        # a stretch of none entries: up to the next entry that holds anything, or the range end
+        stop = align_up(paddr_end, size)
+        nxt_run = k.pt.first_run_from(va(base))
+        if nxt_run is not None:
+            stop = min(stop, max(align_down(nxt_run.start - k.layout.page_offset, size), nxt))
+        if allowed:
+            k.pt.map(va(base), va(stop), level, _leaf_flags(level), base >> PAGE_SHIFT)
+            pages += (stop - base) // size
+        else:
+            k.log.append(PgtableAlloc(Level(level - 1), (stop - base) // size))
+            _fill(k, Level(level - 1), addr, min(stop, paddr_end), mask, X86.PAGE_KERNEL)
+        addr = stop
+    if pages:
+        k.log.append(BootMapping(va(paddr), va(paddr_end), level, pages))
+
+
+def _fill(k: X86Kernel, level: Level, paddr: int, paddr_end: int, mask: frozenset[Level],
+          prot_4k: int) -> None:
+    """Populate fresh tables (every entry none) below a new table: the arithmetic of phys_*_init()."""
+    size = level.size
+    va = k.layout.va
+    if level == Level.PTE or level in mask:
+        base, stop = paddr & level.mask, align_up(paddr_end, size)
+        flags = prot_4k if level == Level.PTE else _large(prot_4k)
+        k.pt.map(va(base), va(stop), level, flags, base >> PAGE_SHIFT)
+        k.log.append(BootMapping(va(base), va(stop), level, (stop - base) // size))
+        return
+    first, last = paddr & level.mask, align_up(paddr_end, size)
+    k.log.append(PgtableAlloc(Level(level - 1), (last - first) // size))
+    _fill(k, Level(level - 1), paddr, paddr_end, mask, prot_4k)
+
+
+def _leaf_flags(level: Level) -> int:
+    return X86.PAGE_KERNEL if level == Level.PTE else X86.PAGE_KERNEL_LARGE
+
+
+def _large(prot_4k: int) -> int:
+    from rofolio.prot import x86_4k_2_large
+
+    return x86_4k_2_large(prot_4k) | X86.PSE
+
+
+# ------------------------------------------------------------ the kernel image
+def map_kernel_highmap(k: X86Kernel) -> None:
+    """level2_kernel_pgt after cleanup_highmap(): 2M RWX leaves over [_text, roundup(_brk_end, 2M))."""
+    img = k.image
+    start = align_down(img.text, Level.PMD.size)
+    end = align_up(img.brk_end, Level.PMD.size)
+    flags = X86.PAGE_KERNEL_EXEC | X86.PSE  # __PAGE_KERNEL_LARGE_EXEC
+    k.pt.map(k.highmap_va(start), k.highmap_va(end), Level.PMD, flags, start >> PAGE_SHIFT)
+
+
+def kfence_init_pool(k: X86Kernel, pool: int | None) -> None:
+    """kfence_init_pool(): arch_kfence_init_pool() splits the pool to 4K, then guard pages go non-present.
+
+    Guard pages (the first two, then every second page) are made non-present
+    with a raw set_pte() and a local flush_tlb_one_kernel() (kfence_protect_page()).
+    """
+    pa = kfence_pool_address(k) if pool is None else pool
+    addr = k.va(pa)
+    npages = KFENCE_POOL_SIZE >> PAGE_SHIFT
+    k.set_memory_4k(addr, npages)  # arch_kfence_init_pool(): "lookup_address ... set_memory_4k"
+    guards = [0, 1, *range(3, npages, 2)]
+    for i in guards:
+        page = addr + i * PAGE_SIZE
+        run = k.pt.run_at(page)
+        if run is not None and run.flags & X86.PRESENT:
+            k.pt.set_flags(page, page + PAGE_SIZE, run.flags & ~X86.PRESENT)
+    k.flush_tlb_local("kfence_protect_page")
+
+
+def kfence_pool_address(k: X86Kernel) -> int:
+    """Where memblock_alloc() put __kfence_pool: below the memmap at the top of RAM (a fit, see fidelity.md)."""
+    regions = memblock_regions(k)
+    top = max(e for _, e in regions)
+    sections = {s >> 27 for s, e in regions for s in range(s & ~((1 << 27) - 1), e, 1 << 27)}
+    memmap = len(sections) * ((1 << 27) >> PAGE_SHIFT) * 64  # struct page is 64 bytes
+    return align_down(top - memmap - 2 * KFENCE_POOL_SIZE, Level.PMD.size)
+
+
+def set_real_mode_permissions(k: X86Kernel, base: int) -> None:
+    """set_real_mode_permissions(): NX over the trampoline, RO over its text+rodata, X over its text."""
+    size, ro_size, text_start, text_size = 6 * PAGE_SIZE, 3 * PAGE_SIZE, base + PAGE_SIZE, 2 * PAGE_SIZE
+    k.set_memory_nx(k.va(base), size >> PAGE_SHIFT)
+    k.set_memory_ro(k.va(base), ro_size >> PAGE_SHIFT)
+    k.set_memory_x(k.va(text_start), text_size >> PAGE_SHIFT)
+
+
+def free_kernel_image_pages(k: X86Kernel, begin: int, end: int) -> None:
+    """free_kernel_image_pages() -> free_init_pages() on high-map addresses [begin, end)."""
+    if begin >= end:
+        return
+    n = (end - begin) >> PAGE_SHIFT
+    if k.config.debug_pagealloc:
+        k.set_memory_np(begin, n)  # "debug: unmapping init"
+    else:
+        k.set_memory_nx(begin, n)
+        k.set_memory_rw(begin, n)
+    if getattr(k, "boot_options", BootOptions()).pti:
+        k.set_memory_np_noalias(begin, n)
+
+
+def free_initmem(k: X86Kernel) -> None:
+    """free_initmem(): free_kernel_image_pages("unused kernel image (initmem)", __init_begin, __init_end)."""
+    img = k.image
+    free_kernel_image_pages(k, k.highmap_va(img.init_begin), k.highmap_va(img.init_end))
+
+
+def mark_rodata_ro(k: X86Kernel) -> None:
+    """mark_rodata_ro() (arch/x86/mm/init_64.c)."""
+    img = k.image
+    start = k.highmap_va(img.text)
+    end = k.highmap_va(img.end_rodata_hpage_align)
+    text_end = k.highmap_va(align_up(img.etext, PAGE_SIZE))
+    rodata_start = k.highmap_va(img.start_rodata)
+    rodata_end = k.highmap_va(align_up(img.end_rodata, PAGE_SIZE))
+    k.set_memory_ro(start, (end - start) >> PAGE_SHIFT)
+    k.kernel_set_to_readonly = True
+    all_end = k.highmap_va(align_up(img.brk_end, Level.PMD.size))
+    k.set_memory_nx(text_end, (all_end - text_end) >> PAGE_SHIFT)
+    free_kernel_image_pages(k, text_end, rodata_start)  # "unused kernel image (text/rodata gap)"
+    free_kernel_image_pages(k, rodata_end, k.highmap_va(img.sdata))  # "(rodata/data gap)"

@@ -1,0 +1,502 @@
+"""change_page_attr (CPA): how x86-64 changes protections in the kernel page table.
+
+A rule-by-rule model of arch/x86/mm/pat/set_memory.c.  Function names follow
+the kernel's; each rule carries a comment naming the function it mirrors.
+Where the model processes several 4K pages in one step it does so only when
+the kernel's page-by-page loop would do the same thing to each of them (same
+run, same static protections, no alias work), so every counter stays exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from rofolio.errors import Errno
+from rofolio.events import (
+    CacheFlush,
+    EntryWrite,
+    LargePageCheck,
+    PgtableFree,
+    PteCheck,
+)
+from rofolio.kversion import X86_CPA_COLLAPSE
+from rofolio.pagetable import EntryState, Run
+from rofolio.prot import X86, x86_4k_2_large, x86_large_2_4k
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level
+
+if TYPE_CHECKING:
+    from rofolio.arch.x86_64.kernel import X86Kernel
+
+# set_memory.c flag bits of struct cpa_data
+CPA_FLUSHTLB = 1
+CPA_ARRAY = 2
+CPA_PAGES_ARRAY = 4
+CPA_NO_CHECK_ALIAS = 8
+CPA_COLLAPSE = 16
+
+# enum cpa_warn; cpa_warn_level = CPA_PROTECT
+CPA_CONFLICT, CPA_PROTECT, CPA_DETECT = 0, 1, 2
+_WARN_NAMES = {CPA_CONFLICT: "conflict", CPA_PROTECT: "protect", CPA_DETECT: "detect"}
+
+
+@dataclass(slots=True)
+class CpaData:
+    """struct cpa_data: the state of one change_page_attr call."""
+
+    vaddr: int  # start address (linear mode)
+    numpages: int
+    mask_set: int
+    mask_clr: int
+    flags: int = 0
+    vaddrs: tuple[int, ...] | None = None  # CPA_ARRAY / CPA_PAGES_ARRAY addresses
+    curpage: int = 0
+    pfn: int = 0
+    force_split: bool = False
+    force_static_prot: bool = False
+    force_flush_all: bool = False
+
+    def addr(self, idx: int) -> int:
+        """__cpa_addr()."""
+        if self.vaddrs is not None:
+            return self.vaddrs[idx]
+        return self.vaddr + idx * PAGE_SIZE
+
+
+# --------------------------------------------------------------------- entry
+def change_page_attr_set_clr(
+    k: X86Kernel,
+    addr: int | tuple[int, ...],
+    numpages: int,
+    mask_set: int,
+    mask_clr: int,
+    force_split: bool = False,
+    in_flag: int = 0,
+) -> int:
+    """change_page_attr_set_clr(): the common body of every set_memory_*() call."""
+    # canon_pgprot(): every bit the model uses is in __supported_pte_mask
+    if not mask_set and not mask_clr and not force_split:
+        return 0
+    if isinstance(addr, tuple):
+        vaddrs = tuple(a & ~(PAGE_SIZE - 1) for a in addr)
+        if vaddrs != addr:
+            k.warn("WARNING: CPU: 0 at arch/x86/mm/pat/set_memory.c change_page_attr_set_clr (unaligned)")
+        cpa = CpaData(0, numpages, mask_set, mask_clr, in_flag, vaddrs, force_split=force_split)
+    else:
+        if addr & (PAGE_SIZE - 1):
+            # "People should not be passing in unaligned addresses": WARN_ON_ONCE and align
+            k.warn("WARNING: CPU: 0 at arch/x86/mm/pat/set_memory.c change_page_attr_set_clr (unaligned)")
+            addr &= ~(PAGE_SIZE - 1)
+        cpa = CpaData(addr, numpages, mask_set, mask_clr, in_flag, force_split=force_split)
+    # kmap_flush_unused() and vm_unmap_aliases() run here; the model has no lazy vmap areas.
+    ret = _change_page_attr_set_clr(k, cpa, primary=True)
+    if not cpa.flags & CPA_FLUSHTLB:  # "Check whether we really changed something"
+        return ret
+    cache = bool(mask_set & X86.CACHE_MASK)  # !!pgprot2cachemode(mask_set)
+    if ret:
+        cpa_flush_all(k, cache)  # "On error; flush everything to be sure"
+        return ret
+    cpa_flush(k, cpa, cache)
+    return ret
+
+
+def _change_page_attr_set_clr(k: X86Kernel, cpa: CpaData, primary: bool) -> int:
+    """__change_page_attr_set_clr(): walk the range, one leaf (or one preserved large page) at a time."""
+    numpages = cpa.numpages
+    if not (cpa.mask_set | cpa.mask_clr) and not cpa.force_split:
+        return 0
+    rempages = numpages
+    ret = 0
+    array = bool(cpa.flags & (CPA_ARRAY | CPA_PAGES_ARRAY))
+    while rempages:
+        cpa.numpages = 1 if array else rempages  # "for array changes, we can't use large page"
+        ret = _change_page_attr(k, cpa, primary)
+        if ret:
+            break
+        if primary and not cpa.flags & CPA_NO_CHECK_ALIAS:
+            ret = cpa_process_alias(k, cpa)
+            if ret:
+                break
+        rempages -= cpa.numpages
+        cpa.curpage += cpa.numpages
+    cpa.numpages = numpages  # "Restore the original numpages": cpa_flush sees the whole request
+    return ret
+
+
+def _change_page_attr(k: X86Kernel, cpa: CpaData, primary: bool) -> int:
+    """__change_page_attr(): change one 4K leaf, keep a large leaf, or split it and repeat."""
+    address = cpa.addr(cpa.curpage)
+    while True:  # the kernel's `repeat:` label
+        run = k.pt.run_at(address)
+        if run is None:
+            return _cpa_process_fault(k, cpa, address, primary)
+        if run.level == Level.PTE:
+            _change_ptes(k, cpa, run, address, primary)
+            return 0
+        do_split = should_split_large_page(k, cpa, run, address)
+        if do_split <= 0:
+            return do_split
+        err = split_large_page(k, cpa, address)
+        if err:
+            return err
+
+
+def _change_ptes(k: X86Kernel, cpa: CpaData, run: Run, address: int, primary: bool) -> None:
+    """The PG_LEVEL_4K branch of _change_page_attr(), for as many pages as behave alike."""
+    pfn = run.pfn_at(address)
+    count = _alike_ptes(k, cpa, run, address, pfn, primary)
+    old = run.flags
+    new = (old & ~cpa.mask_clr) | cpa.mask_set
+    k.log.append(PteCheck(address, count))  # cpa_inc_4k_install()
+    # "Hand in lpsize = 0 to enforce the protection mechanism"
+    new = static_protections(k, new, address, pfn, count, 0, CPA_PROTECT)
+    new = verify_rwx(k, old, new, address, pfn, count)
+    new = pgprot_clear_protnone_bits(new)
+    cpa.pfn = pfn + count - 1
+    if new != old:  # "Do we really change anything ?"
+        k.pt.set_flags(address, address + count * PAGE_SIZE, new)
+        k.log.append(EntryWrite(address, Level.PTE, count, old, new))
+        cpa.flags |= CPA_FLUSHTLB
+    cpa.numpages = count
+
+
+def _alike_ptes(k: X86Kernel, cpa: CpaData, run: Run, address: int, pfn: int, primary: bool) -> int:
+    """How many 4K pages from ``address`` the kernel's per-page loop would treat identically."""
+    if cpa.numpages == 1:
+        return 1
+    if primary and not cpa.flags & CPA_NO_CHECK_ALIAS and k.alias_work(address, pfn, cpa.numpages):
+        return 1  # cpa_process_alias() acts per 4K page here: keep the kernel's granularity
+    count = min(cpa.numpages, (run.end - address) >> PAGE_SHIFT)
+    return k.uniform_protection_pages(address, pfn, count)
+
+
+def _cpa_process_fault(k: X86Kernel, cpa: CpaData, vaddr: int, primary: bool) -> int:
+    """__cpa_process_fault(): the address has no entry (a hole)."""
+    nxt = k.pt.first_run_from(vaddr)
+    hole_pages = cpa.numpages if nxt is None else min(cpa.numpages, (nxt.start - vaddr) >> PAGE_SHIFT)
+    if cpa.flags & (CPA_ARRAY | CPA_PAGES_ARRAY):
+        hole_pages = 1
+    if not primary:  # "Ignore all non primary paths"
+        cpa.numpages = max(hole_pages, 1)
+        return 0
+    # "Ignore the NULL PTE for kernel identity mapping, as it is expected to have holes"
+    if k.within_direct_map_mapped(vaddr):
+        cpa.numpages = max(min(hole_pages, (k.direct_map_mapped_end() - vaddr) >> PAGE_SHIFT), 1)
+        cpa.pfn = k.layout.pa(vaddr) >> PAGE_SHIFT
+        return 0
+    if k.pfn_in_highmap(cpa.pfn):  # "Faults in the highmap are OK, so do not warn"
+        return -Errno.EFAULT
+    k.warn(f"CPA: called for zero pte. vaddr = {vaddr:x} cpa->vaddr = {cpa.addr(0):x}")
+    return -Errno.EFAULT
+
+
+# ------------------------------------------------------------- large pages
+def should_split_large_page(k: X86Kernel, cpa: CpaData, run: Run, address: int) -> int:
+    """should_split_large_page(): 1 = split, 0 = done (kept), <0 = error."""
+    if cpa.force_split:
+        return 1
+    return _should_split_large_page(k, cpa, run, address)
+
+
+def _should_split_large_page(k: X86Kernel, cpa: CpaData, run: Run, address: int) -> int:
+    """__should_split_large_page(): can the large leaf stay, with or without a new protection?"""
+    level = run.level
+    psize = level.size
+    pmask = level.mask
+    old_prot = run.flags
+    lpaddr = address & pmask
+    old_pfn = run.pfn_at(lpaddr)
+
+    # "Calculate the number of pages, which fit into this large page starting at address"
+    fit = ((address + psize) & pmask) - address >> PAGE_SHIFT
+    cpa.numpages = min(cpa.numpages, fit)
+
+    # req_prot in 4K format with the masks applied, converted back to large format
+    req_prot = x86_large_2_4k(old_prot)
+    req_prot = (req_prot & ~cpa.mask_clr) | cpa.mask_set
+    req_prot = x86_4k_2_large(req_prot)
+    req_prot = pgprot_clear_protnone_bits(req_prot)
+    if req_prot & X86.PRESENT:
+        req_prot |= X86.PSE
+
+    cpa.pfn = old_pfn + ((address & (psize - 1)) >> PAGE_SHIFT)
+    numpages = psize >> PAGE_SHIFT
+
+    # "Sanity check that the existing mapping is correct versus the static protections"
+    chk_prot = static_protections(k, old_prot, lpaddr, old_pfn, numpages, psize, CPA_CONFLICT)
+    if chk_prot != old_prot:
+        k.warn(f"WARNING: CPU: 0 at arch/x86/mm/pat/set_memory.c __should_split_large_page ({lpaddr:#x})")
+        cpa.force_static_prot = True
+        k.log.append(LargePageCheck(lpaddr, level, "split"))
+        return 1
+
+    # "If the requested pgprot is the same as the current pgprot, then the large page can be
+    # preserved and no updates are required independent of alignment and length"
+    if req_prot == old_prot:
+        k.log.append(LargePageCheck(lpaddr, level, "sameprot"))
+        return 0
+
+    # "If the requested range does not cover the full page, split it up"
+    if address != lpaddr or cpa.numpages != numpages:
+        k.log.append(LargePageCheck(lpaddr, level, "split"))
+        return 1
+
+    new_prot = static_protections(k, req_prot, lpaddr, old_pfn, numpages, psize, CPA_DETECT)
+    new_prot = verify_rwx(k, old_prot, new_prot, lpaddr, old_pfn, numpages)
+    if req_prot != new_prot:  # a static protection would differ inside: split
+        k.log.append(LargePageCheck(lpaddr, level, "split"))
+        return 1
+
+    # "All checks passed. Update the large page mapping."
+    k.pt.set_flags(lpaddr, lpaddr + psize, new_prot)
+    k.log.append(EntryWrite(lpaddr, level, 1, old_prot, new_prot))
+    cpa.flags |= CPA_FLUSHTLB
+    k.log.append(LargePageCheck(lpaddr, level, "preserved"))
+    return 0
+
+
+def split_large_page(k: X86Kernel, cpa: CpaData, address: int) -> int:
+    """split_large_page(): one page-table page, then _split_large_page()."""
+    run = k.pt.run_at(address)
+    assert run is not None and run.level > Level.PTE
+    child = Level(run.level - 1)
+    if not k.alloc_pgtable_page(child):  # alloc_pages(GFP_KERNEL, 0) failed
+        return -Errno.ENOMEM
+    _split_large_page(k, cpa, run, address)
+    return 0
+
+
+def _split_large_page(k: X86Kernel, cpa: CpaData, run: Run, address: int) -> None:
+    """__split_large_page(): 512 entries one level down, counters, install, flush_tlb_all()."""
+    level = run.level
+    ref_prot = run.flags
+    if level == Level.PMD:
+        ref_prot = x86_large_2_4k(ref_prot)  # "Clear PSE (aka _PAGE_PAT) and move PAT bit"
+    elif not ref_prot & X86.PRESENT:
+        ref_prot &= ~X86.PSE  # 1G -> 2M: keep PSE unless the entry is not present
+    ref_prot = pgprot_clear_protnone_bits(ref_prot)
+    lpaddr = address & level.mask
+    k.pt.split(address, ref_prot)
+    if cpa.force_static_prot:
+        _split_set_static_prot(k, lpaddr, level, ref_prot)
+    k.split_page_count(address, level)
+    # "Do a global flush tlb after splitting the large page and before we do the actual
+    # change page attribute in the PTE" (TLB application note on mixed page sizes)
+    k.flush_tlb_all("split")
+
+
+def _split_set_static_prot(k: X86Kernel, lpaddr: int, level: Level, ref_prot: int) -> None:
+    """split_set_pte() with force_static_prot: fix up 4K entries that break static protections."""
+    child = Level(level - 1)
+    if child != Level.PTE:
+        # "PUD splits cannot be fixed trivially ... Warn for now"
+        k.warn("CPA: Cannot fixup static protections for PUD split")
+        return
+    addr = lpaddr
+    end = lpaddr + level.size
+    while addr < end:
+        run = k.pt.run_at(addr)
+        assert run is not None
+        pfn = run.pfn_at(addr)
+        count = k.uniform_protection_pages(addr, pfn, (min(end, run.end) - addr) >> PAGE_SHIFT)
+        prot = static_protections(k, ref_prot, addr, pfn, count, 0, CPA_PROTECT)
+        if prot != ref_prot:
+            k.pt.set_flags(addr, addr + count * PAGE_SIZE, prot)
+        addr += count * PAGE_SIZE
+
+
+# ------------------------------------------------------------------ aliases
+def cpa_process_alias(k: X86Kernel, cpa: CpaData) -> int:
+    """cpa_process_alias(): also change the direct-map and high-map aliases of what changed."""
+    if not k.pfn_range_is_mapped(cpa.pfn, cpa.pfn + 1):
+        return 0
+    vaddr = cpa.addr(cpa.curpage)
+    nx_mask = ~X86.NX  # "Directmap always has NX set, do not modify."
+    # "No need to redo, when the primary call touched the direct mapping already"
+    if not k.within_direct_map_mapped(vaddr):
+        alias = replace(
+            cpa,
+            vaddr=k.layout.va(cpa.pfn << PAGE_SHIFT),
+            vaddrs=None,
+            flags=cpa.flags & ~(CPA_PAGES_ARRAY | CPA_ARRAY),
+            curpage=0,
+            mask_set=cpa.mask_set & nx_mask,
+            mask_clr=cpa.mask_clr & nx_mask,
+        )
+        cpa.force_flush_all = True
+        ret = _change_page_attr_set_clr(k, alias, primary=False)
+        if ret:
+            return ret
+    # "If the primary call didn't touch the high mapping already and the physical address is
+    # inside the kernel map, we need to touch the high mapped kernel as well"
+    if not k.within_kernel_text_to_brk(vaddr) and k.pfn_in_highmap(cpa.pfn):
+        alias = replace(
+            cpa,
+            vaddr=k.highmap_va(cpa.pfn << PAGE_SHIFT),
+            vaddrs=None,
+            flags=cpa.flags & ~(CPA_PAGES_ARRAY | CPA_ARRAY),
+            curpage=0,
+            mask_set=cpa.mask_set & nx_mask,
+            mask_clr=cpa.mask_clr & nx_mask,
+        )
+        cpa.force_flush_all = True
+        _change_page_attr_set_clr(k, alias, primary=False)  # "ignore the return value"
+    return 0
+
+
+# --------------------------------------------------------- static protection
+def static_protections(
+    k: X86Kernel, prot: int, start: int, pfn: int, npg: int, lpsize: int, warnlvl: int
+) -> int:
+    """static_protections(): strip bits that must never be set on kernel text, rodata, ..."""
+    if not prot & X86.PRESENT:  # "no point in checking RW/NX conflicts when ... !PRESENT"
+        return prot
+    end = start + npg * PAGE_SIZE - 1
+    forbidden = 0
+    res = k.protect_kernel_text(start, end)
+    _check_conflict(k, warnlvl, prot, res, start, end, pfn, "Text NX")
+    forbidden |= res
+    # "Special case to preserve a large page. If the change spawns the full large page mapping
+    # then there is no point to split it up."
+    if lpsize != npg * PAGE_SIZE or start & (lpsize - 1 if lpsize else 0):
+        res = k.protect_kernel_text_ro(start, end)
+        _check_conflict(k, warnlvl, prot, res, start, end, pfn, "Text RO")
+        forbidden |= res
+    # protect_pci_bios(): CONFIG_PCI_BIOS is 32-bit only
+    res = k.protect_rodata(pfn, pfn + npg - 1)
+    _check_conflict(k, warnlvl, prot, res, start, end, pfn, "Rodata RO")
+    forbidden |= res
+    return prot & ~forbidden
+
+
+def _check_conflict(
+    k: X86Kernel, warnlvl: int, prot: int, val: int, start: int, end: int, pfn: int, txt: str
+) -> None:
+    """check_conflict(): pr_warn for conflicts at CPA_CONFLICT and CPA_PROTECT level."""
+    if warnlvl > CPA_PROTECT or (prot & ~val) == prot:
+        return
+    k.warn(
+        f"CPA {_WARN_NAMES[warnlvl]:>8} {txt:>10}: 0x{start:016x} - 0x{end:016x} PFN {pfn:x}"
+        f" req {prot:016x} prevent {val:016x}"
+    )
+
+
+def verify_rwx(k: X86Kernel, old: int, new: int, start: int, pfn: int, npg: int) -> int:
+    """verify_rwx(): warn once on a W^X violation; the change is allowed anyway."""
+    if not (old ^ new) & (X86.RW | X86.NX):
+        return new
+    if new & (X86.RW | X86.NX) != X86.RW:
+        return new
+    end = start + npg * PAGE_SIZE - 1
+    k.warn_once(
+        "rwx",
+        f"CPA detected W^X violation: {old:016x} -> {new:016x} range: 0x{start:016x} - 0x{end:016x}"
+        f" PFN {pfn:x}",
+    )
+    return new
+
+
+def pgprot_clear_protnone_bits(prot: int) -> int:
+    """pgprot_clear_protnone_bits(): GLOBAL means PROTNONE on a non-present entry, so drop it."""
+    if not prot & X86.PRESENT:
+        prot &= ~X86.GLOBAL
+    return prot
+
+
+# -------------------------------------------------------------------- flush
+def cpa_flush(k: X86Kernel, cpa: CpaData, cache: bool) -> None:
+    """cpa_flush(): one global flush, or per-page INVLPG on every CPU below the ceiling."""
+    if cpa.force_flush_all or cpa.numpages > k.config.tlb_single_page_flush_ceiling:
+        k.flush_tlb_all("cpa_flush")
+    else:
+        k.flush_tlb_pages(cpa.numpages, "cpa_flush")  # on_each_cpu(__cpa_flush_tlb)
+    if cache:
+        present = sum(
+            1 for i in range(cpa.numpages) if (leaf := k.pt.lookup(cpa.addr(i))) and leaf.flags & X86.PRESENT
+        )
+        k.log.append(CacheFlush("clflush", present))  # "Only flush present addresses"
+    if k.config.kernel.at_least(X86_CPA_COLLAPSE) and cpa.flags & CPA_COLLAPSE:
+        cpa_collapse_large_pages(k, cpa)
+
+
+def cpa_flush_all(k: X86Kernel, cache: bool) -> None:
+    """cpa_flush_all(): __flush_tlb_all() (and wbinvd for cache changes) on every CPU."""
+    k.flush_tlb_all("cpa_flush_all", via_ipi=True)
+    if cache:
+        k.log.append(CacheFlush("wbinvd", 0))
+
+
+# ------------------------------------------------------------------ collapse
+def cpa_collapse_large_pages(k: X86Kernel, cpa: CpaData) -> None:
+    """cpa_collapse_large_pages() (>= 6.15): try to re-form large pages around the range."""
+    collapsed = 0
+    freed: list[Level] = []
+    if cpa.flags & (CPA_PAGES_ARRAY | CPA_ARRAY):
+        for i in range(cpa.numpages):
+            collapsed += collapse_large_pages(k, cpa.addr(i), freed)
+    else:
+        addr = cpa.addr(0)
+        start = addr & Level.PMD.mask
+        end = addr + PAGE_SIZE * cpa.numpages
+        a = start
+        while start <= a < end:
+            collapsed += collapse_large_pages(k, a, freed)
+            a += Level.PMD.size
+    if not collapsed:
+        return
+    k.flush_tlb_all("collapse")
+    for level in freed:  # page tables are freed only after the flush
+        k.log.append(PgtableFree(level))
+
+
+def collapse_large_pages(k: X86Kernel, addr: int, freed: list[Level]) -> int:
+    """collapse_large_pages(): only a PMD that points to a PTE table can collapse, then its PUD."""
+    addr &= Level.PMD.mask
+    if k.pt.entry_state(addr, Level.PUD) != EntryState.TABLE:
+        return 0  # "!pud_present(*pud) || pud_leaf(*pud)"
+    if k.pt.entry_state(addr, Level.PMD) != EntryState.TABLE:
+        return 0  # "!pmd_present(*pmd) || pmd_leaf(*pmd)"
+    collapsed = collapse_pmd_page(k, addr, freed)
+    if collapsed:
+        collapsed += collapse_pud_page(k, addr, freed)
+    return collapsed
+
+
+def collapse_pmd_page(k: X86Kernel, addr: int, freed: list[Level]) -> int:
+    """collapse_pmd_page(): 512 present PTEs, same flags, consecutive pfns, 2M-aligned, not KERNEL_4K."""
+    run = k.pt.run_at(addr)
+    if run is None or run.level != Level.PTE:
+        return 0
+    first_flags, pfn = run.flags, run.pfn_at(addr)
+    if (pfn << PAGE_SHIFT) & (Level.PMD.size - 1):  # "Make sure alignment is suitable"
+        return 0
+    if first_flags & X86.KERNEL_4K:  # "The page is 4k intentionally"
+        return 0
+    # the rest of the PTEs must be present, share the first one's flags and follow its pfn:
+    # in runs, that is one run of present 4K leaves covering the whole 2M region
+    if run.end < addr + Level.PMD.size or not first_flags & X86.PRESENT:
+        return 0
+    flags = x86_4k_2_large(first_flags) | X86.PSE
+    k.pt.collapse(addr, Level.PMD, flags)
+    freed.append(Level.PTE)
+    k.collapse_page_count(addr, pfn, Level.PMD)
+    return 1
+
+
+def collapse_pud_page(k: X86Kernel, addr: int, freed: list[Level]) -> int:
+    """collapse_pud_page(): 512 present PMD leaves, same flags, consecutive, 1G-aligned, GBPAGES."""
+    if not k.config.direct_gbpages:
+        return 0
+    addr &= Level.PUD.mask
+    run = k.pt.run_at(addr)
+    if run is None or run.level != Level.PMD:
+        return 0
+    pfn = run.pfn_at(addr)
+    if (pfn << PAGE_SHIFT) & (Level.PUD.size - 1):
+        return 0
+    if run.end < addr + Level.PUD.size or not run.flags & X86.PRESENT:
+        return 0
+    k.pt.collapse(addr, Level.PUD, run.flags)
+    freed.append(Level.PMD)
+    k.collapse_page_count(addr, pfn, Level.PUD)
+    return 1

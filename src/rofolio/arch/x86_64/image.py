@@ -1,0 +1,67 @@
+"""The x86-64 kernel image in RAM: its sections, its high mapping and its direct-map alias.
+
+The image is mapped twice (comment above ``highmap_start_pfn()`` in
+arch/x86/mm/pat/set_memory.c): at ``__START_KERNEL_map`` (the "high kernel
+map", where the kernel executes) and in the direct map at ``PAGE_OFFSET + pa``.
+Section boundaries are physical addresses; the defaults are those of Debian's
+6.1.0 amd64 kernel booted without KASLR (loaded at CONFIG_PHYSICAL_START =
+16 MiB), read from its /proc/kallsyms under the QEMU oracle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_up
+
+
+@dataclass(frozen=True, slots=True)
+class KernelImage:
+    """Physical addresses of the section symbols of vmlinux (arch/x86/kernel/vmlinux.lds.S)."""
+
+    text: int = 0x1000000  # _text
+    etext: int = 0x1E02000  # _etext
+    start_rodata: int = 0x2000000  # __start_rodata (2M aligned on x86-64)
+    end_rodata: int = 0x2A4B000  # __end_rodata
+    end_rodata_hpage_align: int = 0x2C00000  # __end_rodata_hpage_align
+    sdata: int = 0x2C00000  # _sdata
+    init_begin: int = 0x3000000  # __init_begin
+    init_end: int = 0x3200000  # __init_end
+    bss_start: int = 0x3200000  # __bss_start
+    bss_stop: int = 0x3400000  # __bss_stop
+    brk_end: int = 0x3400000  # _brk_end
+    end: int = 0x3400000  # _end
+    empty_zero_page_bss: int = 0x3200000  # empty_zero_page when it lives in .bss..page_aligned
+    empty_zero_page_rodata: int = 0x2000000  # where a `const` empty_zero_page lands in .rodata
+
+    def zero_page(self, in_rodata: bool) -> int:
+        """Physical address of empty_zero_page for the chosen placement."""
+        return self.empty_zero_page_rodata if in_rodata else self.empty_zero_page_bss
+
+    def highmap_pfns(self) -> tuple[int, int]:
+        """[highmap_start_pfn(), highmap_end_pfn()] inclusive (set_memory.c __cpa_pfn_in_highmap)."""
+        return self.text >> PAGE_SHIFT, (align_up(self.brk_end, PMD_SIZE) - 1) >> PAGE_SHIFT
+
+    def rodata_pfns(self) -> tuple[int, int]:
+        """The pfns protect_rodata() keeps read-only, inclusive (set_memory.c)."""
+        return self.start_rodata >> PAGE_SHIFT, (self.end_rodata >> PAGE_SHIFT) - 1
+
+    def sections(self) -> list[tuple[str, int, int]]:
+        """(name, start, end) physical ranges, for reports."""
+        return [
+            ("text", self.text, self.etext),
+            ("rodata", self.start_rodata, self.end_rodata),
+            ("data", self.sdata, self.init_begin),
+            ("init", self.init_begin, self.init_end),
+            ("bss", self.bss_start, self.bss_stop),
+            ("brk", self.bss_stop, self.brk_end),
+        ]
+
+    def __post_init__(self) -> None:
+        order = [
+            self.text, self.etext, self.start_rodata, self.end_rodata, self.end_rodata_hpage_align,
+            self.sdata, self.init_begin, self.init_end, self.bss_start, self.bss_stop, self.brk_end,
+        ]
+        if any(b < a for a, b in pairwise(order)) or self.text % PAGE_SIZE:
+            raise ValueError("kernel image sections are out of order")

@@ -1,0 +1,481 @@
+"""The x86-64 kernel's page-table state and its set_memory_*() API.
+
+``X86Kernel`` holds what arch/x86/mm keeps: init_mm's page table (direct map,
+high kernel map, vmalloc areas), ``pfn_mapped[]`` and ``max_pfn_mapped``,
+``kernel_set_to_readonly``, ``system_state`` and the online CPUs.  The
+DirectMap counters are not kept here: they are folded from the event log
+(``rofolio.stats``), which this class writes to.
+
+Entry points carry the kernel's names and return the kernel's values (0 or a
+negative errno).  Boot lives in ``rofolio.arch.x86_64.boot``; the CPA rules in
+``rofolio.arch.x86_64.cpa``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rofolio.arch.x86_64 import cpa as _cpa
+from rofolio.arch.x86_64.config import X86Config
+from rofolio.arch.x86_64.image import KernelImage
+from rofolio.errors import AddressError, Errno
+from rofolio.events import (
+    Call,
+    Collapse,
+    EventLog,
+    Flush,
+    FlushKind,
+    KernelWarning,
+    PgtableAlloc,
+    PgtableAllocFailed,
+    Phase,
+    PhaseChange,
+    Return,
+    Split,
+)
+from rofolio.kversion import X86_CPA_COLLAPSE, X86_RO_CLEARS_DIRTY
+from rofolio.pagetable import EntryState, PageTable
+from rofolio.prot import X86
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE, PTRS_PER_TABLE, Level
+
+SECTION_SHIFT = 27  # SECTION_SIZE_BITS on x86-64: 128 MiB memory sections (sparsemem)
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What lookup_address() returns: the level of the entry and its flags (0 for a none PTE)."""
+
+    level: Level
+    flags: int
+    pfn: int
+
+    @property
+    def present(self) -> bool:
+        return bool(self.flags & X86.PRESENT)
+
+    @property
+    def writable(self) -> bool:
+        return bool(self.flags & X86.RW)
+
+
+class X86Kernel:
+    """init_mm's page table on x86-64 and the state CPA consults."""
+
+    arch = "x86_64"
+
+    def __init__(self, config: X86Config, image: KernelImage | None = None,
+                 log: EventLog | None = None) -> None:
+        self.config = config
+        self.layout = config.layout
+        self.image = image or KernelImage()
+        self.log = log if log is not None else EventLog()
+        self.pt = PageTable()
+        self.phase = Phase.BOOTING
+        self.cpus_online = 1
+        self.kernel_set_to_readonly = False
+        self.pgtable_alloc_fail = False  # a machine option: alloc_pages() for page tables fails
+        self.pfn_mapped: list[tuple[int, int]] = []  # add_pfn_range_mapped()
+        self.max_pfn_mapped = 0
+        self.memtype: dict[int, int] = {}  # pfn -> PAT cache mode bits (memtype_reserve on RAM)
+        self._vmalloc_next = config.layout.vmalloc_start
+        self._warned_once: set[str] = set()
+        hm_lo, hm_hi = self.image.highmap_pfns()
+        self._highmap_pfns = (hm_lo, hm_hi)
+        ro_lo, ro_hi = self.image.rodata_pfns()
+        self._rodata_pfns = (ro_lo, ro_hi)
+        self._sections = {s >> SECTION_SHIFT for r in config.memory.ram
+                          for s in range(r.start, r.end, 1 << SECTION_SHIFT)}
+        self._sections |= {(r.end - 1) >> SECTION_SHIFT for r in config.memory.ram}
+
+    # ------------------------------------------------------------- state
+    @property
+    def running(self) -> bool:
+        return self.phase == Phase.RUNNING
+
+    def set_phase(self, phase: Phase) -> None:
+        self.phase = phase
+        if phase != Phase.BOOTING:
+            self.cpus_online = self.config.nr_cpus  # smp_init() has brought every CPU up
+        self.log.append(PhaseChange(phase))
+
+    def warn(self, text: str) -> None:
+        self.log.append(KernelWarning(text))
+
+    def warn_once(self, key: str, text: str) -> None:
+        if key not in self._warned_once:
+            self._warned_once.add(key)
+            self.warn(text)
+
+    # ------------------------------------------------- address predicates
+    def direct_map_mapped_end(self) -> int:
+        return self.layout.page_offset + (self.max_pfn_mapped << PAGE_SHIFT)
+
+    def within_direct_map_mapped(self, va: int) -> bool:
+        """within(vaddr, PAGE_OFFSET, PAGE_OFFSET + (max_pfn_mapped << PAGE_SHIFT))."""
+        return self.layout.page_offset <= va < self.direct_map_mapped_end()
+
+    def pfn_range_is_mapped(self, start_pfn: int, end_pfn: int) -> bool:
+        """pfn_range_is_mapped() (arch/x86/mm/init.c): inside one range init_memory_mapping() mapped."""
+        return any(s <= start_pfn and end_pfn <= e for s, e in self.pfn_mapped)
+
+    def pfn_in_highmap(self, pfn: int) -> bool:
+        """__cpa_pfn_in_highmap()."""
+        lo, hi = self._highmap_pfns
+        return lo <= pfn <= hi
+
+    def highmap_va(self, pa: int) -> int:
+        """(pfn << PAGE_SHIFT) + __START_KERNEL_map - phys_base; phys_base is 0 without relocation."""
+        return pa + self.layout.start_kernel_map
+
+    def text_va(self) -> tuple[int, int, int, int]:
+        """High-map addresses of _text, _etext, __end_rodata_hpage_align and _brk_end."""
+        img = self.image
+        return (self.highmap_va(img.text), self.highmap_va(img.etext),
+                self.highmap_va(img.end_rodata_hpage_align), self.highmap_va(img.brk_end))
+
+    def within_kernel_text_to_brk(self, va: int) -> bool:
+        """within(vaddr, (unsigned long)_text, _brk_end)."""
+        text, _, _, brk = self.text_va()
+        return text <= va < brk
+
+    def virt_addr_valid(self, va: int) -> bool:
+        """__virt_addr_valid() (arch/x86/mm/physaddr.c): true for the direct map *and* the high map."""
+        start_kernel_map = self.layout.start_kernel_map
+        if va >= start_kernel_map:
+            y = va - start_kernel_map
+            if y >= self.layout.kernel_image_size:
+                return False
+            pa = y
+        else:
+            if va < self.layout.page_offset:
+                return False
+            pa = va - self.layout.page_offset
+            if pa >> 52:  # phys_addr_valid()
+                return False
+        return self.pfn_valid(pa >> PAGE_SHIFT)
+
+    def pfn_valid(self, pfn: int) -> bool:
+        """pfn_valid() under SPARSEMEM: the 128 MiB section holding the pfn has memory."""
+        return (pfn << PAGE_SHIFT) >> SECTION_SHIFT in self._sections
+
+    # ---------------------------------------------------- static protections
+    def protect_kernel_text(self, start: int, end: int) -> int:
+        """protect_kernel_text(): forbid NX on the high mapping of [_text, _etext)."""
+        text, etext, _, _ = self.text_va()
+        return X86.NX if _overlaps(start, end, text, etext - 1) else 0
+
+    def protect_kernel_text_ro(self, start: int, end: int) -> int:
+        """protect_kernel_text_ro(): keep large high-map text/rodata pages RO once set read-only."""
+        text, _, hpage_end, _ = self.text_va()
+        if not self.kernel_set_to_readonly or not _overlaps(start, end, text, hpage_end - 1):
+            return 0
+        found = self.lookup_address(start)
+        if found is not None and found.level != Level.PTE:
+            return X86.RW
+        return 0
+
+    def protect_rodata(self, spfn: int, epfn: int) -> int:
+        """protect_rodata(): every alias of a .rodata pfn stays RO after kernel_set_to_readonly."""
+        lo, hi = self._rodata_pfns
+        return X86.RW if self.kernel_set_to_readonly and _overlaps(spfn, epfn, lo, hi) else 0
+
+    def uniform_protection_pages(self, va: int, pfn: int, count: int) -> int:
+        """Clip ``count`` pages at the first boundary where static_protections() could change."""
+        limit = count
+        for boundary in (*self._rodata_pfns, self._rodata_pfns[1] + 1,
+                         self._highmap_pfns[0], self._highmap_pfns[1] + 1):
+            if pfn < boundary < pfn + limit:
+                limit = boundary - pfn
+        text, etext, hpage_end, _ = self.text_va()
+        for boundary in (text, etext, hpage_end):
+            pages = (boundary - va) >> PAGE_SHIFT
+            if 0 < pages < limit and boundary > va:
+                limit = pages
+        return max(limit, 1)
+
+    def alias_work(self, va: int, pfn: int, count: int) -> bool:
+        """True if cpa_process_alias() would change an alias for some page in this stretch."""
+        if not self.pfn_range_is_mapped(pfn, pfn + 1):
+            return False
+        if not self.within_direct_map_mapped(va):
+            return True
+        lo, hi = self._highmap_pfns
+        return _overlaps(pfn, pfn + count - 1, lo, hi) and not self.within_kernel_text_to_brk(va)
+
+    # ------------------------------------------------------ page-table pages
+    def alloc_pgtable_page(self, level: Level) -> bool:
+        """alloc_pages(GFP_KERNEL, 0) for a page table holding entries of ``level``."""
+        if self.pgtable_alloc_fail:
+            self.log.append(PgtableAllocFailed(level))
+            return False
+        self.log.append(PgtableAlloc(level))
+        return True
+
+    def split_page_count(self, address: int, level: Level) -> None:
+        """split_page_count(), if virt_addr_valid(address) and its pfn is mapped (__split_large_page)."""
+        direct = False
+        if self.virt_addr_valid(address):
+            pa = address - (self.layout.start_kernel_map if address >= self.layout.start_kernel_map
+                            else self.layout.page_offset)
+            pfn = pa >> PAGE_SHIFT
+            # "if (direct_pages_count[level] == 0) return;"
+            direct = self.pfn_range_is_mapped(pfn, pfn + 1) and self.log.counters.direct_pages[level] > 0
+        self.log.append(Split(address & level.mask, level, direct, direct and self.running))
+
+    def collapse_page_count(self, address: int, pfn: int, level: Level) -> None:
+        """collapse_page_count(), if virt_addr_valid(addr) and pfn_range_is_mapped(pfn, pfn + 1)."""
+        direct = self.virt_addr_valid(address) and self.pfn_range_is_mapped(pfn, pfn + 1)
+        self.log.append(Collapse(address, level, direct, direct and self.running))
+
+    # ---------------------------------------------------------------- TLB
+    def flush_tlb_all(self, reason: str, via_ipi: bool = True) -> None:
+        """flush_tlb_all(): on_each_cpu(do_flush_tlb_all): every online CPU, IPIs to the others."""
+        cpus = self.cpus_online
+        self.log.append(Flush(FlushKind.ALL, 0, cpus, cpus - 1 if via_ipi else 0, reason))
+
+    def flush_tlb_pages(self, pages: int, reason: str) -> None:
+        """on_each_cpu(__cpa_flush_tlb): ``pages`` INVLPGs on every online CPU."""
+        cpus = self.cpus_online
+        self.log.append(Flush(FlushKind.PAGES, pages, cpus, cpus - 1, reason))
+
+    def flush_tlb_local(self, reason: str) -> None:
+        """__flush_tlb_all() on this CPU only (__kernel_map_pages under DEBUG_PAGEALLOC)."""
+        self.log.append(Flush(FlushKind.LOCAL_ALL, 0, 1, 0, reason))
+
+    def flush_tlb_kernel_range(self, start: int, end: int, reason: str) -> None:
+        """flush_tlb_kernel_range() (arch/x86/mm/tlb.c): full flush above the single-page ceiling."""
+        pages = (end - start) >> PAGE_SHIFT
+        if pages > self.config.tlb_single_page_flush_ceiling:
+            self.flush_tlb_all(reason)
+        else:
+            self.flush_tlb_pages(pages, reason)
+
+    # ------------------------------------------------------------ lookups
+    def lookup_address(self, va: int) -> Lookup | None:
+        """lookup_address(): the entry for ``va`` and its level; None if an upper level is none.
+
+        Like the kernel, a none PTE inside an existing PTE table is returned at
+        level 4K with flags 0 (the walk does not check _PAGE_PRESENT at the last level).
+        """
+        run = self.pt.run_at(va)
+        if run is not None:
+            start = va & run.level.mask
+            return Lookup(run.level, run.flags, run.pfn_at(start))
+        if self.pt.entry_state(va, Level.PUD) != EntryState.TABLE:
+            return None
+        if self.pt.entry_state(va, Level.PMD) != EntryState.TABLE:
+            return None
+        return Lookup(Level.PTE, 0, 0)
+
+    def va(self, pa: int) -> int:
+        return self.layout.va(pa)
+
+    def page_address(self, pfn: int) -> int:
+        return self.layout.va(pfn << PAGE_SHIFT)
+
+    def check_direct_map_range(self, va: int, numpages: int) -> None:
+        """Refuse a request the model cannot honour: outside the kernel address space."""
+        if va < self.layout.page_offset or numpages < 0:
+            raise AddressError(
+                f"address {va:#x} is not a kernel address of this machine",
+                f"direct-map addresses start at {self.layout.page_offset:#x} (PAGE_OFFSET)",
+            )
+
+    # ----------------------------------------------------------- entry points
+    def _call(self, func: str, addr: int, numpages: int, ret_fn) -> int:  # type: ignore[no-untyped-def]
+        self.check_direct_map_range(addr, numpages)
+        self.log.append(Call(func, addr, numpages))
+        ret = ret_fn()
+        self.log.append(Return(func, ret))
+        return ret
+
+    def set_memory_ro(self, addr: int, numpages: int) -> int:
+        """set_memory_ro(): clear _PAGE_RW (and _PAGE_DIRTY since v6.6, commit f788b71768ff)."""
+        clr = X86.RW | (X86.DIRTY if self.config.kernel.at_least(X86_RO_CLEARS_DIRTY) else 0)
+        return self._call("set_memory_ro", addr, numpages,
+                          lambda: _cpa.change_page_attr_set_clr(self, addr, numpages, 0, clr))
+
+    def set_memory_rw(self, addr: int, numpages: int) -> int:
+        """set_memory_rw(): set _PAGE_RW only; _PAGE_DIRTY is not restored."""
+        return self._call("set_memory_rw", addr, numpages,
+                          lambda: _cpa.change_page_attr_set_clr(self, addr, numpages, X86.RW, 0))
+
+    def set_memory_rox(self, addr: int, numpages: int) -> int:
+        """set_memory_rox(): clear RW, DIRTY and NX; the only CPA_COLLAPSE user (>= 6.15)."""
+        clr = X86.RW | X86.NX | (X86.DIRTY if self.config.kernel.at_least(X86_RO_CLEARS_DIRTY) else 0)
+        flag = _cpa.CPA_COLLAPSE if self.config.kernel.at_least(X86_CPA_COLLAPSE) else 0
+        return self._call("set_memory_rox", addr, numpages,
+                          lambda: _cpa.change_page_attr_set_clr(self, addr, numpages, 0, clr, False, flag))
+
+    def set_memory_np(self, addr: int, numpages: int) -> int:
+        return self._call("set_memory_np", addr, numpages,
+                          lambda: _cpa.change_page_attr_set_clr(self, addr, numpages, 0, X86.PRESENT))
+
+    def set_memory_np_noalias(self, addr: int, numpages: int) -> int:
+        return self._call("set_memory_np_noalias", addr, numpages,
+                          lambda: _cpa.change_page_attr_set_clr(self, addr, numpages, 0, X86.PRESENT,
+                                                                False, _cpa.CPA_NO_CHECK_ALIAS))
+
+    def set_memory_p(self, addr: int, numpages: int) -> int:
+        return self._call("set_memory_p", addr, numpages,
+                          lambda: _cpa.change_page_attr_set_clr(self, addr, numpages, X86.PRESENT, 0))
+
+    def set_memory_nx(self, addr: int, numpages: int) -> int:
+        return self._call("set_memory_nx", addr, numpages,
+                          lambda: _cpa.change_page_attr_set_clr(self, addr, numpages, X86.NX, 0))
+
+    def set_memory_x(self, addr: int, numpages: int) -> int:
+        return self._call("set_memory_x", addr, numpages,
+                          lambda: _cpa.change_page_attr_set_clr(self, addr, numpages, 0, X86.NX))
+
+    def set_memory_4k(self, addr: int, numpages: int) -> int:
+        """set_memory_4k(): force_split; since v6.15 also sets _PAGE_KERNEL_4K so nothing re-collapses."""
+        mask_set = X86.KERNEL_4K if self.config.kernel.at_least(X86_CPA_COLLAPSE) else 0
+        return self._call("set_memory_4k", addr, numpages,
+                          lambda: _cpa.change_page_attr_set_clr(self, addr, numpages, mask_set, 0, True))
+
+    def set_memory_uc(self, addr: int, numpages: int) -> int:
+        """set_memory_uc(): memtype_reserve(UC-) then _set_memory_uc() (UC- = PCD with Linux's PAT)."""
+        def body() -> int:
+            ret = self._memtype_reserve(addr, numpages, X86.CACHE_UC_MINUS)
+            if ret:
+                return ret
+            ret = _cpa.change_page_attr_set_clr(self, addr, numpages, X86.CACHE_UC_MINUS, 0)
+            if ret:
+                self._memtype_free(addr, numpages)
+            return ret
+        return self._call("set_memory_uc", addr, numpages, body)
+
+    def set_memory_wb(self, addr: int, numpages: int) -> int:
+        """set_memory_wb(): clear every cache bit, then memtype_free()."""
+        def body() -> int:
+            ret = _cpa.change_page_attr_set_clr(self, addr, numpages, 0, X86.CACHE_MASK)
+            if ret:
+                return ret
+            self._memtype_free(addr, numpages)
+            return 0
+        return self._call("set_memory_wb", addr, numpages, body)
+
+    def set_memory_cpa_test(self, addrs: tuple[int, ...] | int, numpages: int, set_bit: bool,
+                            array: bool = False) -> int:
+        """What cpa-test.c does: set or clear _PAGE_CPA_TEST, in range or array mode."""
+        mask = X86.CPA_TEST
+        flag = _cpa.CPA_ARRAY if array else 0
+        first = addrs[0] if isinstance(addrs, tuple) else addrs
+        return self._call("change_page_attr_test", first, numpages,
+                          lambda: _cpa.change_page_attr_set_clr(
+                              self, addrs, numpages, mask if set_bit else 0, 0 if set_bit else mask,
+                              False, flag))
+
+    def set_direct_map_invalid_noflush(self, pfn: int) -> int:
+        """set_direct_map_invalid_noflush() = __set_pages_np(page, 1): no alias work, no flush."""
+        addr = self.page_address(pfn)
+        return self._call("set_direct_map_invalid_noflush", addr, 1, lambda: self._set_pages(
+            addr, 1, 0, X86.PRESENT | X86.RW))
+
+    def set_direct_map_default_noflush(self, pfn: int) -> int:
+        """set_direct_map_default_noflush() = __set_pages_p(page, 1): PRESENT|RW back, no flush."""
+        addr = self.page_address(pfn)
+        return self._call("set_direct_map_default_noflush", addr, 1, lambda: self._set_pages(
+            addr, 1, X86.PRESENT | X86.RW, 0))
+
+    def kernel_map_pages(self, pfn: int, numpages: int, enable: bool) -> None:
+        """__kernel_map_pages() (DEBUG_PAGEALLOC): __set_pages_p/np and a local __flush_tlb_all()."""
+        addr = self.page_address(pfn)
+
+        def body() -> int:
+            if enable:
+                self._set_pages(addr, numpages, X86.PRESENT | X86.RW, 0)
+            else:
+                self._set_pages(addr, numpages, 0, X86.PRESENT | X86.RW)
+            self.flush_tlb_local("__kernel_map_pages")
+            return 0
+        self._call("__kernel_map_pages", addr, numpages, body)
+
+    def kernel_page_present(self, pfn: int) -> bool:
+        """kernel_page_present(): presence only, never read-only-ness."""
+        found = self.lookup_address(self.page_address(pfn))
+        return bool(found and found.present)
+
+    def _set_pages(self, addr: int, numpages: int, mask_set: int, mask_clr: int) -> int:
+        """__set_pages_p() / __set_pages_np(): _change_page_attr_set_clr() with CPA_NO_CHECK_ALIAS."""
+        data = _cpa.CpaData(addr, numpages, mask_set, mask_clr, _cpa.CPA_NO_CHECK_ALIAS)
+        return _cpa._change_page_attr_set_clr(self, data, primary=True)
+
+    # -------------------------------------------------------------- vmalloc
+    def vmap(self, pfns: list[int], flags: int = X86.PAGE_KERNEL) -> int:
+        """vmap(): map pages at a new vmalloc address with 4K PTEs, one guard page after.
+
+        Table pages the new area needs (PTE, PMD, PUD tables) are allocated as
+        vmap_pages_range() would.  Returns the start address.
+        """
+        if not pfns:
+            raise AddressError("vmap of no pages", "give at least one page")
+        start = self._vmalloc_next
+        end = start + len(pfns) * PAGE_SIZE
+        self._vmalloc_next = end + PAGE_SIZE  # VM_NO_GUARD is not set: one guard page
+        for level in (Level.P4D, Level.PUD, Level.PMD):
+            region = level.size
+            a = start & level.mask
+            new = 0
+            while a < end:
+                if not self.pt.occupied(a, a + region):
+                    new += 1
+                a += region
+            if new:
+                self.log.append(PgtableAlloc(Level(level - 1), new))
+        i = 0
+        while i < len(pfns):
+            j = i + 1
+            while j < len(pfns) and pfns[j] == pfns[j - 1] + 1:
+                j += 1
+            self.pt.map(start + i * PAGE_SIZE, start + j * PAGE_SIZE, Level.PTE, flags, pfns[i])
+            i = j
+        return start
+
+    # ------------------------------------------------------------- memtype
+    def _memtype_reserve(self, addr: int, numpages: int, mode: int) -> int:
+        """reserve_ram_pages_type(): RAM pages can hold one non-WB type at a time, else -EBUSY."""
+        pfn0 = self.layout.pa(addr) >> PAGE_SHIFT
+        for pfn in range(pfn0, pfn0 + numpages):
+            if self.memtype.get(pfn, X86.CACHE_WB) != X86.CACHE_WB:
+                self.warn(f"x86/PAT: reserve_ram_pages_type failed [mem {pfn << PAGE_SHIFT:#010x}-"
+                          f"{((pfn + 1) << PAGE_SHIFT) - 1:#010x}], track {_mode(self.memtype[pfn])},"
+                          f" req {_mode(mode)}")
+                return -Errno.EBUSY
+        for pfn in range(pfn0, pfn0 + numpages):
+            self.memtype[pfn] = mode
+        return 0
+
+    def _memtype_free(self, addr: int, numpages: int) -> None:
+        pfn0 = self.layout.pa(addr) >> PAGE_SHIFT
+        for pfn in range(pfn0, pfn0 + numpages):
+            self.memtype.pop(pfn, None)
+
+    # --------------------------------------------------------------- checks
+    def direct_map_coverage(self) -> dict[Level, int]:
+        """Bytes of the direct map per leaf level, as cpa-test.c print_split() walks it."""
+        out = {Level.PTE: 0, Level.PMD: 0, Level.PUD: 0}
+        lo = self.layout.page_offset
+        hi = self.direct_map_mapped_end()
+        for run in self.pt.runs(lo, hi):
+            out[run.level] += min(run.end, hi) - max(run.start, lo)
+        return out
+
+    @staticmethod
+    def pages_per_table() -> int:
+        return PTRS_PER_TABLE
+
+    @staticmethod
+    def page_size() -> int:
+        return PAGE_SIZE
+
+
+def _overlaps(r1_start: int, r1_end: int, r2_start: int, r2_end: int) -> bool:
+    """overlaps() in set_memory.c (inclusive ends)."""
+    return (r1_start <= r2_end and r1_end >= r2_start) or (r2_start <= r1_end and r2_end >= r1_start)
+
+
+def _mode(bits: int) -> str:
+    return {0: "write-back", X86.CACHE_UC_MINUS: "uncached-minus", X86.CACHE_WC: "write-combining",
+            X86.CACHE_UC: "uncached"}.get(bits, hex(bits))

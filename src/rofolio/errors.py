@@ -1,0 +1,58 @@
+"""Errors a user can cause, and kernel error numbers.
+
+Two different things live here:
+
+* ``RofolioError`` and its subclasses are *Python* exceptions for mistakes a user
+  makes (an unknown architecture, a size that does not parse, a scenario key
+  that does not exist).  Each carries a message and a hint that says how to fix
+  it; the CLI prints both and exits with status 2, never a traceback.
+* ``Errno`` holds the kernel's error numbers.  A modelled kernel function
+  returns them as negative ints, exactly as the kernel does (``-ENOMEM`` from
+  ``set_memory_ro`` when a page-table page cannot be allocated): they are
+  results to report, not exceptions.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class RofolioError(Exception):
+    """A mistake in what the user asked for; ``hint`` says how to fix it."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(RofolioError):
+    """An impossible or unsupported machine configuration."""
+
+
+class AddressError(RofolioError):
+    """An address outside what the modelled machine maps, or not aligned as required."""
+
+
+class Errno(IntEnum):
+    """Kernel error numbers (include/uapi/asm-generic/errno-base.h, errno.h)."""
+
+    EFAULT = 14
+    EBUSY = 16
+    EINVAL = 22
+    ENOMEM = 12
+    ENOSYS = 38
+    EOPNOTSUPP = 95
+
+    @classmethod
+    def describe(cls, ret: int) -> str:
+        """'0' for success, '-ENOMEM' style text for a negative kernel return value."""
+        if ret == 0:
+            return "0"
+        try:
+            return f"-{cls(-ret).name}"
+        except ValueError:
+            return str(ret)

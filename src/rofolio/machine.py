@@ -1,0 +1,171 @@
+"""The machine façade: one booted architecture model, its event log, and steps over it.
+
+A ``Machine`` holds everything about one modelled system (no global state), so
+two machines can run side by side.  Operations go through the architecture's
+kernel object, which appends events; ``step()`` brackets an operation and
+returns what it changed, derived from the counters the events fold into.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rofolio.arch.x86_64 import boot as x86_boot
+from rofolio.arch.x86_64 import ptdump as x86_ptdump
+from rofolio.arch.x86_64.config import X86Config
+from rofolio.arch.x86_64.image import KernelImage
+from rofolio.arch.x86_64.kernel import X86Kernel
+from rofolio.errors import AddressError, ConfigError, Errno
+from rofolio.events import Event, EventLog, Phase
+from rofolio.physmem import MemoryMap
+from rofolio.stats import Counters
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE, parse_size
+
+SUPPORTED_ARCHES = ("x86_64",)
+
+
+@dataclass(frozen=True, slots=True)
+class MachineSpec:
+    """Everything needed to boot a machine; the CLI and scenario files build one of these."""
+
+    arch: str = "x86_64"
+    mem: int = 16 << 30
+    memory_map: tuple[tuple[int, int], ...] | None = None  # explicit RAM ranges instead of QEMU's layout
+    gbpages: bool = True
+    la57: bool = False
+    debug_pagealloc: bool = False
+    kernel: str = "6.18"
+    cpus: int = 8
+    kfence: bool = False
+    tlb_single_page_flush_ceiling: int = 33
+    zero_page_in_rodata: bool = False
+
+    def __post_init__(self) -> None:
+        if self.arch not in SUPPORTED_ARCHES:
+            raise ConfigError(f"unknown architecture {self.arch!r}",
+                              f"choose one of: {', '.join(SUPPORTED_ARCHES)}")
+
+    @classmethod
+    def parse(cls, arch: str = "x86_64", mem: str | int = "16G", **options: Any) -> MachineSpec:
+        return cls(arch=arch, mem=parse_size(mem), **options)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "arch": self.arch,
+            "mem_bytes": self.mem,
+            "gbpages": self.gbpages,
+            "paging_levels": 5 if self.la57 else 4,
+            "debug_pagealloc": self.debug_pagealloc,
+            "kernel": self.kernel,
+            "cpus": self.cpus,
+            "kfence": self.kfence,
+            "tlb_single_page_flush_ceiling": self.tlb_single_page_flush_ceiling,
+        }
+
+
+@dataclass
+class StepResult:
+    """What one step did: its return value and the change in every counter."""
+
+    name: str
+    ret: int
+    before: Counters
+    after: Counters
+    events: list[Event] = field(default_factory=list)
+
+    def delta(self) -> dict[str, int]:
+        b, a = self.before.summary(), self.after.summary()
+        return {k: a[k] - b[k] for k in a if a[k] != b[k]}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.name, "ret": Errno.describe(self.ret), "delta": self.delta(),
+                "after": self.after.summary()}
+
+
+class Machine:
+    """One booted machine."""
+
+    def __init__(self, spec: MachineSpec, kernel: X86Kernel) -> None:
+        self.spec = spec
+        self.kernel = kernel
+
+    # ------------------------------------------------------------------ boot
+    @classmethod
+    def boot(cls, spec: MachineSpec, retain_events: bool = True, image: KernelImage | None = None) -> Machine:
+        """Boot to SYSTEM_SCHEDULING (initcalls next); ``finish_boot()`` reaches SYSTEM_RUNNING."""
+        memory = (MemoryMap.from_ram(list(spec.memory_map)) if spec.memory_map
+                  else MemoryMap.qemu_x86(spec.mem))
+        config = X86Config(
+            memory=memory, gbpages=spec.gbpages, la57=spec.la57, debug_pagealloc=spec.debug_pagealloc,
+            kernel=spec.kernel, nr_cpus=spec.cpus,
+            tlb_single_page_flush_ceiling=spec.tlb_single_page_flush_ceiling,
+            empty_zero_page_in_rodata=spec.zero_page_in_rodata,
+        )
+        options = x86_boot.BootOptions(kfence=spec.kfence)
+        kernel = x86_boot.boot(config, image, options, EventLog(retain=retain_events))
+        return cls(spec, kernel)
+
+    def finish_boot(self) -> None:
+        """free_initmem(), mark_rodata_ro(), SYSTEM_RUNNING."""
+        if self.kernel.phase != Phase.RUNNING:
+            x86_boot.late_init(self.kernel)
+
+    # --------------------------------------------------------------- queries
+    @property
+    def log(self) -> EventLog:
+        return self.kernel.log
+
+    @property
+    def counters(self) -> Counters:
+        return self.kernel.log.counters
+
+    def meminfo_lines(self) -> list[str]:
+        return x86_ptdump.meminfo_lines(self.kernel)
+
+    def ptdump_lines(self, sections: tuple[str, ...] = ("Low Kernel Mapping",)) -> list[str]:
+        return x86_ptdump.ptdump_lines(self.kernel, sections)
+
+    def direct_map_address(self, pa: int) -> int:
+        """__va(pa), refusing addresses the machine has no RAM for."""
+        if not self.kernel.config.memory.is_ram(pa):
+            raise AddressError(f"physical address {pa:#x} is not RAM on this machine",
+                               "pick an address inside one of the RAM ranges of the memory map")
+        return self.kernel.va(pa)
+
+    # ------------------------------------------------------------- operations
+    def step(self, name: str, operation: Callable[[], int | None]) -> StepResult:
+        """Run one operation and report what it changed."""
+        before = self.counters.copy()
+        mark = len(self.log.events)
+        ret = operation() or 0
+        return StepResult(name, ret, before, self.counters.copy(), self.log.events[mark:])
+
+    def first_free_2m_block(self) -> int:
+        """Where a fresh page allocator puts an order-9 folio: low in the highest zone.
+
+        The zonelist tries ZONE_NORMAL (RAM above 4 GiB on x86-64) before
+        ZONE_DMA32, and boot memory is freed to the tail of the free lists in
+        ascending order (mm/page_alloc.c __free_pages_core() with FPI_TO_TAIL),
+        so the first order-9 request is served from the lowest free 2M block
+        of the highest zone that has memory.
+        """
+        ram = self.kernel.config.memory.ram
+        img = self.kernel.image
+        normal = [r for r in ram if r.end > 4 << 30]
+        candidates = normal if normal else [r for r in ram if r.end > 16 << 20]
+        for r in candidates:
+            block = max(((r.start + (2 << 20) - 1) >> 21) << 21, 4 << 30 if normal else 16 << 20)
+            while block + (2 << 20) <= r.end:
+                if not (block < img.end and img.text < block + (2 << 20)):
+                    return block
+                block += 2 << 20
+        raise ConfigError("no free 2M block of RAM", "give the machine more memory")
+
+    def pages(self, nbytes: int) -> int:
+        return nbytes >> PAGE_SHIFT
+
+    @staticmethod
+    def page_size() -> int:
+        return PAGE_SIZE

@@ -1,0 +1,112 @@
+"""The physical memory map a machine boots with (e820 on x86, memblock from DT/UEFI on arm64).
+
+Only RAM ranges matter to the direct map; reserved ranges are kept for display.
+``qemu_x86`` reproduces the e820 map that QEMU's ``pc`` machine and SeaBIOS hand
+to a guest (measured under QEMU 7.2, see docs/fidelity.md): RAM below 4 GiB
+stops at 3 GiB once the machine has 3.5 GiB or more, SeaBIOS keeps the top
+128 KiB of low RAM and the EBDA/BIOS area below 1 MiB, and the rest of RAM
+starts at 4 GiB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rofolio.errors import ConfigError
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE, GiB, KiB, MiB, format_size
+
+
+@dataclass(frozen=True, slots=True)
+class MemRange:
+    start: int
+    end: int
+    kind: str = "ram"  # "ram" or "reserved"
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryMap:
+    """Sorted, non-overlapping physical ranges."""
+
+    ranges: tuple[MemRange, ...]
+
+    def __post_init__(self) -> None:
+        last = -1
+        for r in self.ranges:
+            if r.end <= r.start:
+                raise ConfigError(
+                    f"memory range [{r.start:#x}, {r.end:#x}) is empty or reversed",
+                    "give each range as start < end",
+                )
+            if r.start < last:
+                raise ConfigError(
+                    f"memory range [{r.start:#x}, {r.end:#x}) overlaps the one before it",
+                    "list ranges in address order without overlaps",
+                )
+            last = r.end
+        if not any(r.kind == "ram" for r in self.ranges):
+            raise ConfigError("the memory map has no RAM", "add at least one RAM range")
+
+    @property
+    def ram(self) -> tuple[MemRange, ...]:
+        return tuple(r for r in self.ranges if r.kind == "ram")
+
+    @property
+    def total_ram(self) -> int:
+        return sum(r.size for r in self.ram)
+
+    @property
+    def max_pfn(self) -> int:
+        """One past the highest RAM pfn (the kernel's max_pfn)."""
+        return self.ram[-1].end >> PAGE_SHIFT
+
+    def is_ram(self, start: int, end: int | None = None) -> bool:
+        """True if ``[start, end)`` (one page by default) lies inside one RAM range."""
+        end = start + PAGE_SIZE if end is None else end
+        return any(r.start <= start and end <= r.end for r in self.ram)
+
+    def describe(self) -> list[str]:
+        return [
+            f"[mem {r.start:#018x}-{r.end - 1:#018x}] {'usable' if r.kind == 'ram' else 'reserved'}"
+            f" ({format_size(r.size)})"
+            for r in self.ranges
+        ]
+
+    @classmethod
+    def from_ram(cls, ranges: list[tuple[int, int]]) -> MemoryMap:
+        """A map from explicit RAM ranges, e.g. [(0, 0x9fc00), (0x100000, 0xbffe0000)]."""
+        return cls(tuple(MemRange(s, e) for s, e in sorted(ranges)))
+
+    @classmethod
+    def qemu_x86(cls, mem: int) -> MemoryMap:
+        """The e820 map a QEMU ``pc`` guest with ``-m mem`` sees (SeaBIOS, QEMU 7.2)."""
+        if mem < 16 * MiB:
+            raise ConfigError(
+                f"{format_size(mem)} of RAM is too small to boot the modelled kernel",
+                "give at least 16M; the kernel image alone needs several MiB",
+            )
+        if mem % PAGE_SIZE:
+            raise ConfigError(f"memory size {mem} is not a whole number of 4K pages", "round it to 4K")
+        # hw/i386/pc_piix.c: with gigabyte_align, low RAM stops at 3 GiB once RAM >= 3.5 GiB.
+        below = 3 * GiB if mem >= 0xE0000000 else mem
+        above = mem - below
+        ranges = [
+            MemRange(0, 0x9FC00),
+            MemRange(0x9FC00, 0xA0000, "reserved"),  # EBDA
+            MemRange(0xF0000, 0x100000, "reserved"),  # BIOS
+            MemRange(0x100000, below - 128 * KiB),
+            MemRange(below - 128 * KiB, below, "reserved"),  # kept by SeaBIOS
+        ]
+        if above:
+            ranges.append(MemRange(4 * GiB, 4 * GiB + above))
+        return cls(tuple(ranges))
+
+    @classmethod
+    def flat(cls, mem: int, base: int = 0) -> MemoryMap:
+        """One RAM range ``[base, base + mem)`` (arm64 virt machines start RAM at 1 GiB)."""
+        if mem <= 0 or mem % PAGE_SIZE:
+            raise ConfigError(f"memory size {mem} must be a positive multiple of 4K", "e.g. 8G")
+        return cls((MemRange(base, base + mem),))

@@ -1,0 +1,219 @@
+"""Counters derived from the event stream.
+
+``Counters.apply`` is the one place where an event turns into numbers.  The
+DirectMap counters are the kernel's ``direct_pages_count[]``
+(arch/x86/mm/pat/set_memory.c), which boot fills with ``update_page_count()``
+and ``split_page_count()`` / ``collapse_page_count()`` adjust; the vmstat
+counters are ``direct_map_level{2,3}_{splits,collapses}`` (mm/vmstat.c); the
+CPA statistics are those of CONFIG_X86_CPA_STATISTICS (``cpa_stats`` in
+debugfs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from rofolio.events import (
+    BootMapping,
+    CacheFlush,
+    Collapse,
+    EntryWrite,
+    Event,
+    Flush,
+    FlushKind,
+    KernelWarning,
+    LargePageCheck,
+    PgtableAlloc,
+    PgtableAllocFailed,
+    PgtableFree,
+    PteCheck,
+    Split,
+)
+from rofolio.units import PTRS_PER_TABLE, Level
+
+
+@dataclass
+class Counters:
+    """Every number rofolio reports about a machine, folded from its events."""
+
+    direct_pages: dict[Level, int] = field(default_factory=lambda: {lv: 0 for lv in Level})
+    splits: dict[Level, int] = field(default_factory=lambda: {Level.PMD: 0, Level.PUD: 0})
+    collapses: dict[Level, int] = field(default_factory=lambda: {Level.PMD: 0, Level.PUD: 0})
+    vmstat_splits: dict[Level, int] = field(default_factory=lambda: {Level.PMD: 0, Level.PUD: 0})
+    vmstat_collapses: dict[Level, int] = field(default_factory=lambda: {Level.PMD: 0, Level.PUD: 0})
+    pgtables_allocated: int = 0
+    pgtables_freed: int = 0
+    pgtable_alloc_failures: int = 0
+    entries_written: int = 0
+    flushes_all: int = 0
+    flushes_pages: int = 0
+    flushes_range: int = 0
+    flushes_local: int = 0
+    flushed_pages: int = 0
+    ipis: int = 0
+    cache_flushes: int = 0
+    warnings: int = 0
+    cpa_checked: dict[Level, int] = field(default_factory=lambda: {Level.PMD: 0, Level.PUD: 0})
+    cpa_sameprot: dict[Level, int] = field(default_factory=lambda: {Level.PMD: 0, Level.PUD: 0})
+    cpa_preserved: dict[Level, int] = field(default_factory=lambda: {Level.PMD: 0, Level.PUD: 0})
+    cpa_4k_checked: int = 0
+
+    def apply(self, event: Event) -> None:
+        handler = _HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self, event)
+
+    @property
+    def flushes(self) -> int:
+        """Every TLB flush operation, of any kind."""
+        return self.flushes_all + self.flushes_pages + self.flushes_range + self.flushes_local
+
+    @property
+    def pgtables(self) -> int:
+        """Page-table pages allocated and not freed since counting began."""
+        return self.pgtables_allocated - self.pgtables_freed
+
+    def copy(self) -> Counters:
+        out = Counters()
+        for f in fields(self):
+            value = getattr(self, f.name)
+            setattr(out, f.name, dict(value) if isinstance(value, dict) else value)
+        return out
+
+    def meminfo_kb(self) -> dict[str, int]:
+        """DirectMap lines in kB as arch_report_meminfo() computes them (count << 2, << 11, << 20)."""
+        return {
+            "DirectMap4k": self.direct_pages[Level.PTE] << 2,
+            "DirectMap2M": self.direct_pages[Level.PMD] << 11,
+            "DirectMap1G": self.direct_pages[Level.PUD] << 20,
+        }
+
+    def vmstat(self) -> dict[str, int]:
+        return {
+            "direct_map_level2_splits": self.vmstat_splits[Level.PMD],
+            "direct_map_level3_splits": self.vmstat_splits[Level.PUD],
+            "direct_map_level2_collapses": self.vmstat_collapses[Level.PMD],
+            "direct_map_level3_collapses": self.vmstat_collapses[Level.PUD],
+        }
+
+    def cpa_stats(self) -> dict[str, int]:
+        """The lines of debugfs x86/cpa_stats (set_memory.c cpastats_show)."""
+        return {
+            "1G pages checked": self.cpa_checked[Level.PUD],
+            "1G pages sameprot": self.cpa_sameprot[Level.PUD],
+            "1G pages preserved": self.cpa_preserved[Level.PUD],
+            "2M pages checked": self.cpa_checked[Level.PMD],
+            "2M pages sameprot": self.cpa_sameprot[Level.PMD],
+            "2M pages preserved": self.cpa_preserved[Level.PMD],
+            "4K pages set-checked": self.cpa_4k_checked,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The cost figures a report shows, as a flat JSON-friendly dict."""
+        return {
+            "splits_1g": self.splits[Level.PUD],
+            "splits_2m": self.splits[Level.PMD],
+            "collapses_1g": self.collapses[Level.PUD],
+            "collapses_2m": self.collapses[Level.PMD],
+            "pgtables_allocated": self.pgtables_allocated,
+            "pgtables_freed": self.pgtables_freed,
+            "entries_written": self.entries_written,
+            "flushes": self.flushes,
+            "flushes_all": self.flushes_all,
+            "flushes_pages": self.flushes_pages,
+            "flushes_range": self.flushes_range,
+            "flushes_local": self.flushes_local,
+            "flushed_pages": self.flushed_pages,
+            "ipis": self.ipis,
+            **self.meminfo_kb(),
+            **self.vmstat(),
+        }
+
+
+def _boot_mapping(c: Counters, e: BootMapping) -> None:
+    c.direct_pages[e.level] += e.counted
+
+
+def _split(c: Counters, e: Split) -> None:
+    c.splits[e.level] += 1
+    if e.direct:  # split_page_count()
+        c.direct_pages[e.level] -= 1
+        c.direct_pages[Level(e.level - 1)] += PTRS_PER_TABLE
+    if e.vmstat:
+        c.vmstat_splits[e.level] += 1
+
+
+def _collapse(c: Counters, e: Collapse) -> None:
+    c.collapses[e.level] += 1
+    if e.direct:  # collapse_page_count()
+        c.direct_pages[e.level] += 1
+        c.direct_pages[Level(e.level - 1)] -= PTRS_PER_TABLE
+    if e.vmstat:
+        c.vmstat_collapses[e.level] += 1
+
+
+def _pgtable_alloc(c: Counters, e: PgtableAlloc) -> None:
+    c.pgtables_allocated += e.count
+
+
+def _pgtable_alloc_failed(c: Counters, e: PgtableAllocFailed) -> None:
+    c.pgtable_alloc_failures += 1
+
+
+def _pgtable_free(c: Counters, e: PgtableFree) -> None:
+    c.pgtables_freed += e.count
+
+
+def _entry_write(c: Counters, e: EntryWrite) -> None:
+    c.entries_written += e.count
+
+
+def _flush(c: Counters, e: Flush) -> None:
+    if e.flush is FlushKind.ALL:
+        c.flushes_all += 1
+    elif e.flush is FlushKind.PAGES:
+        c.flushes_pages += 1
+    elif e.flush is FlushKind.RANGE:
+        c.flushes_range += 1
+    else:
+        c.flushes_local += 1
+    c.flushed_pages += e.pages
+    c.ipis += e.ipis
+
+
+def _cache_flush(c: Counters, e: CacheFlush) -> None:
+    c.cache_flushes += 1
+
+
+def _warning(c: Counters, e: KernelWarning) -> None:
+    c.warnings += 1
+
+
+def _large_page_check(c: Counters, e: LargePageCheck) -> None:
+    c.cpa_checked[e.level] += 1
+    if e.outcome == "sameprot":
+        c.cpa_sameprot[e.level] += 1
+    elif e.outcome == "preserved":
+        c.cpa_preserved[e.level] += 1
+
+
+def _pte_check(c: Counters, e: PteCheck) -> None:
+    c.cpa_4k_checked += e.count
+
+
+_HANDLERS: dict[type, Callable[[Counters, Any], None]] = {
+    BootMapping: _boot_mapping,
+    Split: _split,
+    Collapse: _collapse,
+    PgtableAlloc: _pgtable_alloc,
+    PgtableAllocFailed: _pgtable_alloc_failed,
+    PgtableFree: _pgtable_free,
+    EntryWrite: _entry_write,
+    Flush: _flush,
+    CacheFlush: _cache_flush,
+    KernelWarning: _warning,
+    LargePageCheck: _large_page_check,
+    PteCheck: _pte_check,
+}

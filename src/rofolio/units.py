@@ -1,0 +1,109 @@
+"""Sizes, page-table levels and size parsing.
+
+The kernel names page-table levels from the leaf up (``enum pg_level`` in
+``arch/x86/include/asm/pgtable_types.h``: PG_LEVEL_4K = 1, PG_LEVEL_2M = 2,
+PG_LEVEL_1G = 3, PG_LEVEL_512G = 4).  rofolio uses the same numbering, with the
+arch-neutral names of the entries that hold the leaf (pte, pmd, pud, p4d), so
+that ``Level.PMD - 1 == Level.PTE`` reads like ``level - 1`` in
+``split_page_count()``.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import IntEnum
+
+from rofolio.errors import ConfigError
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+PTRS_PER_TABLE = 512  # PTRS_PER_PTE == PTRS_PER_PMD == PTRS_PER_PUD on x86-64 and arm64/4K
+
+KiB = 1 << 10
+MiB = 1 << 20
+GiB = 1 << 30
+TiB = 1 << 40
+
+PMD_SIZE = 2 * MiB
+PUD_SIZE = 1 * GiB
+P4D_SIZE = 512 * GiB
+
+
+class Level(IntEnum):
+    """A page-table level, numbered like the kernel's ``enum pg_level``."""
+
+    PTE = 1  # PG_LEVEL_4K
+    PMD = 2  # PG_LEVEL_2M
+    PUD = 3  # PG_LEVEL_1G
+    P4D = 4  # PG_LEVEL_512G
+    PGD = 5  # a top-level entry under 5-level paging (256T); only page-table walks use it
+
+    @property
+    def size(self) -> int:
+        """Bytes mapped by one leaf at this level (4K granule)."""
+        return PAGE_SIZE << (9 * (self - 1))
+
+    @property
+    def pages(self) -> int:
+        """4K pages mapped by one leaf at this level."""
+        return 1 << (9 * (self - 1))
+
+    @property
+    def mask(self) -> int:
+        """Like the kernel's PMD_MASK / PUD_MASK: clears the offset inside one leaf."""
+        return ~(self.size - 1)
+
+    @property
+    def leaf_name(self) -> str:
+        """The page size a leaf at this level maps: '4K', '2M', '1G', '512G'."""
+        return {1: "4K", 2: "2M", 3: "1G", 4: "512G", 5: "256T"}[int(self)]
+
+    @property
+    def entry_name(self) -> str:
+        """The kernel's name for an entry at this level: 'pte', 'pmd', 'pud', 'p4d'."""
+        return self.name.lower()
+
+
+def align_down(value: int, size: int) -> int:
+    return value & ~(size - 1)
+
+
+def align_up(value: int, size: int) -> int:
+    return (value + size - 1) & ~(size - 1)
+
+
+def is_aligned(value: int, size: int) -> bool:
+    return value & (size - 1) == 0
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtpe]?)(i?b?)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": KiB, "m": MiB, "g": GiB, "t": TiB, "p": 1 << 50, "e": 1 << 60}
+
+
+def parse_size(text: str | int) -> int:
+    """Parse '8G', '512M', '64TiB', '4096' into bytes (binary units, like the kernel's memparse)."""
+    if isinstance(text, int):
+        if text < 0:
+            raise ConfigError(f"size {text} is negative", "give a positive size such as 8G")
+        return text
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise ConfigError(
+            f"cannot parse size {text!r}",
+            "write a number with an optional binary unit: 4096, 512M, 8G, 64T",
+        )
+    number, unit, _ = match.groups()
+    value = float(number) * _SIZE_UNITS[unit.lower()]
+    if value != int(value):
+        raise ConfigError(f"size {text!r} is not a whole number of bytes", "use a whole number of bytes")
+    return int(value)
+
+
+def format_size(nbytes: int) -> str:
+    """Format bytes the way the kernel's ptdump does: the largest unit that divides exactly."""
+    units = "BKMGTPE"
+    unit = 0
+    while nbytes and nbytes % 1024 == 0 and unit < len(units) - 1:
+        nbytes //= 1024
+        unit += 1
+    return f"{nbytes}{units[unit]}"
