@@ -79,13 +79,25 @@ class X86Kernel:
         self.memtype: dict[int, int] = {}  # pfn -> PAT cache mode bits (memtype_reserve on RAM)
         self._vmalloc_next = config.layout.vmalloc_start
         self._warned_once: set[str] = set()
+        version = config.kernel
+        self.ro_clears_dirty = version.at_least(X86_RO_CLEARS_DIRTY)  # f788b71768ff, v6.6
+        self.cpa_collapse = version.at_least(X86_CPA_COLLAPSE)  # "restore large ROX pages", v6.15
         hm_lo, hm_hi = self.image.highmap_pfns()
         self._highmap_pfns = (hm_lo, hm_hi)
         ro_lo, ro_hi = self.image.rodata_pfns()
         self._rodata_pfns = (ro_lo, ro_hi)
-        self._sections = {s >> SECTION_SHIFT for r in config.memory.ram
-                          for s in range(r.start, r.end, 1 << SECTION_SHIFT)}
-        self._sections |= {(r.end - 1) >> SECTION_SHIFT for r in config.memory.ram}
+        img = self.image
+        self._text_va = (self.highmap_va(img.text), self.highmap_va(img.etext),
+                         self.highmap_va(img.end_rodata_hpage_align), self.highmap_va(img.brk_end))
+        # memory sections (SECTION_SIZE_BITS) that hold RAM, as merged [first, last] ranges
+        sections: list[tuple[int, int]] = []
+        for r in config.memory.ram:
+            lo, hi = r.start >> SECTION_SHIFT, (r.end - 1) >> SECTION_SHIFT
+            if sections and lo <= sections[-1][1] + 1:
+                sections[-1] = (sections[-1][0], max(hi, sections[-1][1]))
+            else:
+                sections.append((lo, hi))
+        self._sections = sections
 
     # ------------------------------------------------------------- state
     @property
@@ -116,7 +128,10 @@ class X86Kernel:
 
     def pfn_range_is_mapped(self, start_pfn: int, end_pfn: int) -> bool:
         """pfn_range_is_mapped() (arch/x86/mm/init.c): inside one range init_memory_mapping() mapped."""
-        return any(s <= start_pfn and end_pfn <= e for s, e in self.pfn_mapped)
+        for s, e in self.pfn_mapped:
+            if s <= start_pfn and end_pfn <= e:
+                return True
+        return False
 
     def pfn_in_highmap(self, pfn: int) -> bool:
         """__cpa_pfn_in_highmap()."""
@@ -129,9 +144,7 @@ class X86Kernel:
 
     def text_va(self) -> tuple[int, int, int, int]:
         """High-map addresses of _text, _etext, __end_rodata_hpage_align and _brk_end."""
-        img = self.image
-        return (self.highmap_va(img.text), self.highmap_va(img.etext),
-                self.highmap_va(img.end_rodata_hpage_align), self.highmap_va(img.brk_end))
+        return self._text_va
 
     def within_kernel_text_to_brk(self, va: int) -> bool:
         """within(vaddr, (unsigned long)_text, _brk_end)."""
@@ -156,7 +169,8 @@ class X86Kernel:
 
     def pfn_valid(self, pfn: int) -> bool:
         """pfn_valid() under SPARSEMEM: the 128 MiB section holding the pfn has memory."""
-        return (pfn << PAGE_SHIFT) >> SECTION_SHIFT in self._sections
+        section = (pfn << PAGE_SHIFT) >> SECTION_SHIFT
+        return any(lo <= section <= hi for lo, hi in self._sections)
 
     # ---------------------------------------------------- static protections
     def protect_kernel_text(self, start: int, end: int) -> int:
@@ -291,7 +305,7 @@ class X86Kernel:
 
     def set_memory_ro(self, addr: int, numpages: int) -> int:
         """set_memory_ro(): clear _PAGE_RW (and _PAGE_DIRTY since v6.6, commit f788b71768ff)."""
-        clr = X86.RW | (X86.DIRTY if self.config.kernel.at_least(X86_RO_CLEARS_DIRTY) else 0)
+        clr = X86.RW | (X86.DIRTY if self.ro_clears_dirty else 0)
         return self._call("set_memory_ro", addr, numpages,
                           lambda: _cpa.change_page_attr_set_clr(self, addr, numpages, 0, clr))
 
@@ -302,8 +316,8 @@ class X86Kernel:
 
     def set_memory_rox(self, addr: int, numpages: int) -> int:
         """set_memory_rox(): clear RW, DIRTY and NX; the only CPA_COLLAPSE user (>= 6.15)."""
-        clr = X86.RW | X86.NX | (X86.DIRTY if self.config.kernel.at_least(X86_RO_CLEARS_DIRTY) else 0)
-        flag = _cpa.CPA_COLLAPSE if self.config.kernel.at_least(X86_CPA_COLLAPSE) else 0
+        clr = X86.RW | X86.NX | (X86.DIRTY if self.ro_clears_dirty else 0)
+        flag = _cpa.CPA_COLLAPSE if self.cpa_collapse else 0
         return self._call("set_memory_rox", addr, numpages,
                           lambda: _cpa.change_page_attr_set_clr(self, addr, numpages, 0, clr, False, flag))
 
@@ -330,7 +344,7 @@ class X86Kernel:
 
     def set_memory_4k(self, addr: int, numpages: int) -> int:
         """set_memory_4k(): force_split; since v6.15 also sets _PAGE_KERNEL_4K so nothing re-collapses."""
-        mask_set = X86.KERNEL_4K if self.config.kernel.at_least(X86_CPA_COLLAPSE) else 0
+        mask_set = X86.KERNEL_4K if self.cpa_collapse else 0
         return self._call("set_memory_4k", addr, numpages,
                           lambda: _cpa.change_page_attr_set_clr(self, addr, numpages, mask_set, 0, True))
 

@@ -1,0 +1,5 @@
+"""`python -m rofolio` runs the command line."""
+
+from rofolio.cli import main
+
+main()
