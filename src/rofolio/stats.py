@@ -59,6 +59,8 @@ class Counters:
     cpa_sameprot: dict[Level, int] = field(default_factory=lambda: {Level.PMD: 0, Level.PUD: 0})
     cpa_preserved: dict[Level, int] = field(default_factory=lambda: {Level.PMD: 0, Level.PUD: 0})
     cpa_4k_checked: int = 0
+    # counts kept by layers above the architecture (mm, faults): name -> value, via register_handler()
+    extra: dict[str, int] = field(default_factory=dict)
 
     def apply(self, event: Event) -> None:
         handler = _HANDLERS.get(type(event))
@@ -110,9 +112,14 @@ class Counters:
             "4K pages set-checked": self.cpa_4k_checked,
         }
 
+    def bump(self, name: str, by: int = 1) -> None:
+        """Add to one of the ``extra`` counts (for handlers registered by higher layers)."""
+        self.extra[name] = self.extra.get(name, 0) + by
+
     def summary(self) -> dict[str, Any]:
         """The cost figures a report shows, as a flat JSON-friendly dict."""
         return {
+            **dict(sorted(self.extra.items())),
             "splits_1g": self.splits[Level.PUD],
             "splits_2m": self.splits[Level.PMD],
             "collapses_1g": self.collapses[Level.PUD],
@@ -201,6 +208,11 @@ def _large_page_check(c: Counters, e: LargePageCheck) -> None:
 
 def _pte_check(c: Counters, e: PteCheck) -> None:
     c.cpa_4k_checked += e.count
+
+
+def register_handler(event_type: type, handler: Callable[[Counters, Any], None]) -> None:
+    """Let a higher layer (mm, faults) fold its own event types into ``Counters.extra``."""
+    _HANDLERS[event_type] = handler
 
 
 _HANDLERS: dict[type, Callable[[Counters, Any], None]] = {

@@ -1,1 +1,64 @@
-"""Architectures: how each builds its direct map at boot and changes protections in it."""
+"""Architectures: how each builds its direct map at boot and changes protections in it.
+
+Core MM (``rofolio.mm``) talks to an architecture only through ``ArchKernel``,
+the handful of entry points the real kernel's generic code uses: the
+direct-map address of a page, the ``set_direct_map_*`` helpers, a kernel TLB
+flush, DEBUG_PAGEALLOC's ``__kernel_map_pages()``, and the two hooks the RFC
+thread asked for, ``arch_make_folio_readonly()`` and its inverse.  Each
+returns the kernel's value: 0 or a negative errno.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from rofolio.events import EventLog, Phase
+from rofolio.physmem import MemoryMap
+
+
+@runtime_checkable
+class ArchKernel(Protocol):
+    """What generic MM code may ask of an architecture's direct map."""
+
+    arch: str
+    log: EventLog
+    phase: Phase
+
+    @property
+    def memory(self) -> MemoryMap:
+        """The physical memory map the machine booted with."""
+        ...
+
+    def set_phase(self, phase: Phase) -> None: ...
+
+    def page_address(self, pfn: int) -> int:
+        """page_address(): the direct-map (linear-map) address of a page."""
+        ...
+
+    def arch_make_folio_readonly(self, pfn: int, nr_pages: int) -> int:
+        """Make the direct-map alias of ``nr_pages`` pages from ``pfn`` read-only; 0 or -errno.
+
+        -EOPNOTSUPP means the architecture (or this machine) cannot do it: the
+        RFC's best-effort contract keeps the folio writable then.
+        """
+        ...
+
+    def arch_make_folio_writable(self, pfn: int, nr_pages: int) -> int:
+        """Undo arch_make_folio_readonly(): the direct-map alias is writable again; 0 or -errno."""
+        ...
+
+    def set_direct_map_invalid_noflush(self, pfn: int) -> int: ...
+
+    def set_direct_map_default_noflush(self, pfn: int) -> int: ...
+
+    def flush_tlb_kernel_range(self, start: int, end: int, reason: str) -> None: ...
+
+    def kernel_map_pages(self, pfn: int, numpages: int, enable: bool) -> None:
+        """__kernel_map_pages() under DEBUG_PAGEALLOC: unmap on free, map again on allocation."""
+        ...
+
+    def direct_map_writable(self, pfn: int) -> bool:
+        """Would a CPU store through page_address(pfn) succeed now (present and writable)?"""
+        ...
+
+    def direct_map_present(self, pfn: int) -> bool: ...

@@ -35,6 +35,7 @@ from rofolio.events import (
 )
 from rofolio.kversion import X86_CPA_COLLAPSE, X86_RO_CLEARS_DIRTY
 from rofolio.pagetable import EntryState, PageTable
+from rofolio.physmem import MemoryMap
 from rofolio.prot import X86
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, PTRS_PER_TABLE, Level
 
@@ -405,6 +406,26 @@ class X86Kernel:
             self.flush_tlb_local("__kernel_map_pages")
             return 0
         self._call("__kernel_map_pages", addr, numpages, body)
+
+    # ------------------------------------------------- the generic MM interface
+    @property
+    def memory(self) -> MemoryMap:
+        return self.config.memory
+
+    def arch_make_folio_readonly(self, pfn: int, nr_pages: int) -> int:
+        """RFC patch 3/3 on x86: set_memory_ro(folio_address(folio), folio_nr_pages(folio))."""
+        return self.set_memory_ro(self.page_address(pfn), nr_pages)
+
+    def arch_make_folio_writable(self, pfn: int, nr_pages: int) -> int:
+        """The inverse: set_memory_rw() on the folio's direct-map range (never re-forms large pages)."""
+        return self.set_memory_rw(self.page_address(pfn), nr_pages)
+
+    def direct_map_writable(self, pfn: int) -> bool:
+        found = self.lookup_address(self.page_address(pfn))
+        return bool(found and found.present and found.writable)
+
+    def direct_map_present(self, pfn: int) -> bool:
+        return self.kernel_page_present(pfn)
 
     def kernel_page_present(self, pfn: int) -> bool:
         """kernel_page_present(): presence only, never read-only-ness."""
