@@ -77,7 +77,7 @@ class StepResult:
 
     def delta(self) -> dict[str, int]:
         b, a = self.before.summary(), self.after.summary()
-        return {k: a[k] - b[k] for k in a if a[k] != b[k]}
+        return {k: a[k] - b.get(k, 0) for k in a if a[k] != b.get(k, 0)}
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.name, "ret": Errno.describe(self.ret), "delta": self.delta(),
