@@ -14,19 +14,49 @@ def rofolio(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_run_json_reports_the_rfc_demo_on_a_1g_leaf() -> None:
-    out = rofolio("run", "--mem", "8G", "--json")
+    out = rofolio("run", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    assert data["folio"]["leaf_before"] == "1G RW" and data["folio"]["leaf_after"] == "2M RO"
-    delta = data["set_memory_ro"]["delta"]
-    assert delta["splits_1g"] == 1 and delta["flushes_all"] == 2 and delta["pgtables_allocated"] == 1
-    assert "direct_map_level3_splits" not in delta  # initcall time: not counted in vmstat
+    assert data["schema"] == "rofolio.scenario/1" and data["scenario"]["name"] == "rfc-demo"
+    first = data["steps"][0]
+    assert first["leaf_after"] == "2M RO" and first["phase"] == "scheduling"
+    assert first["delta"]["splits_1g"] == 1 and first["delta"]["flushes_all"] == 2
+    assert "direct_map_level3_splits" not in first["delta"]  # initcall time: not counted in vmstat
 
 
-def test_run_prints_a_table_without_json() -> None:
-    out = rofolio("run", "--mem", "8G", "--nogbpages")
+def test_run_machine_options_override_the_scenario() -> None:
+    out = rofolio("run", "--nogbpages", "--json")
+    first = json.loads(out.stdout)["steps"][0]
+    assert first["leaf_after"] == "2M RO" and "splits_1g" not in first["delta"]
+
+
+def test_run_prints_readable_steps_without_json() -> None:
+    out = rofolio("run", "x86-split-costs")
     assert out.returncode == 0, out.stderr
-    assert "set_memory_ro(va, 512) returned 0" in out.stdout and "DirectMap2M" in out.stdout
+    assert "✓ as expected" in out.stdout and "DirectMap" in out.stdout
+
+
+def test_compare_prints_one_row_per_configuration() -> None:
+    out = rofolio("compare", "rfc-demo", "--set", "gbpages=true,false", "--set", "kernel=6.1,6.18", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)["rows"]
+    assert [(r["settings"]["gbpages"], r["settings"]["kernel"]) for r in rows] == [
+        ("true", "6.1"), ("true", "6.18"), ("false", "6.1"), ("false", "6.18")]
+    assert rows[0]["totals"]["splits_1g"] == 1 and rows[2]["totals"].get("splits_1g", 0) == 0
+
+
+def test_scenarios_lists_the_builtins() -> None:
+    out = rofolio("scenarios")
+    assert out.returncode == 0 and out.stdout.splitlines()[0].split()[0]
+    assert "rfc-demo" in out.stdout and "x86-split-costs" in out.stdout
+
+
+def test_expectation_failure_exits_1(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "wrong.toml"
+    path.write_text('name = "w"\n[machine]\nmem = "8G"\n[[steps]]\nop = "set_memory_ro"\npa = "6G"\n'
+                    'pages = 512\nexpect = { splits_1g = 0 }\n')
+    out = rofolio("run", str(path))
+    assert out.returncode == 1 and "splits_1g changed by 1, expected 0" in out.stdout
 
 
 def test_meminfo_prints_proc_meminfo_lines() -> None:
@@ -45,6 +75,10 @@ def test_ptdump_json_has_the_low_kernel_mapping() -> None:
     (["run", "--arch", "sparc"], "Invalid value for '--arch'"),
     (["run", "--mem", "8Q"], "cannot parse size '8Q'"),
     (["run", "--mem", "16M"], "cannot hold the modelled kernel image"),
+    (["run", "--mem", "2G"], "physical address 0x100000000 is not RAM on this machine"),
+    (["meminfo", "--mem", "16M"], "cannot hold the modelled kernel image"),
+    (["compare", "rfc-demo", "--set", "gbpage=true"], "unknown key 'gbpage'"),
+    (["compare", "rfc-demo"], "nothing to compare"),
     (["run", "--kernel", "banana"], "cannot parse kernel version"),
     (["run", "--kernel", "5.10"], "older than the oldest modelled kernel"),
     (["meminfo", "--cpus", "0"], "Invalid value for '--cpus'"),

@@ -1,8 +1,9 @@
 """The rofolio command line.
 
 Every command prints a readable result, or JSON with ``--json``.  A mistake in
-the arguments prints one line saying what was wrong and how to fix it, and
-exits with status 2; it never prints a traceback.
+the arguments or in a scenario file prints what was wrong, where, and how to
+fix it, and exits with status 2; it never prints a traceback.  ``run`` and
+``compare`` exit with status 1 when a scenario's expectations fail.
 """
 
 from __future__ import annotations
@@ -11,25 +12,28 @@ import json
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from rofolio.errors import RofolioError
 from rofolio.machine import SUPPORTED_ARCHES, Machine, MachineSpec
 
+EXIT_FAILED = 1
 EXIT_USAGE = 2
+DEFAULT_SCENARIO = "rfc-demo"
 
 
 def _fail(message: str) -> None:
-    click.echo(f"rofolio: error: {message}", err=True)
+    for line in message.splitlines():
+        click.echo(f"rofolio: error: {line}", err=True)
     sys.exit(EXIT_USAGE)
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn RofolioError into one clear line and exit status 2."""
+    """Turn RofolioError into clear lines and exit status 2."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -41,37 +45,63 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def machine_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Options that describe the machine, shared by every command."""
-    options = [
-        click.option("--arch", type=click.Choice(SUPPORTED_ARCHES), default="x86_64", show_default=True,
-                     help="Architecture to model."),
-        click.option("--mem", default="16G", show_default=True,
-                     help="RAM size (binary units: 512M, 8G, 64T); the e820 map is QEMU's for that size."),
-        click.option("--nogbpages", is_flag=True, help="No 1G direct-map pages (nogbpages, or a CPU without pdpe1gb)."),
-        click.option("--5level", "la57", is_flag=True, help="5-level paging (direct map at 0xff11000000000000)."),
-        click.option("--debug-pagealloc", is_flag=True, help="DEBUG_PAGEALLOC: the direct map uses 4K pages only."),
-        click.option("--kernel", default="6.18", show_default=True,
-                     help="Kernel version whose behaviour to model: 6.1 (no collapse, RO keeps Dirty), "
-                          "6.6+ (RO clears Dirty), 6.15+ (CPA collapse)."),
-        click.option("--cpus", default=8, show_default=True, type=click.IntRange(1, 8192),
-                     help="Online CPUs (flush IPIs go to the others)."),
-        click.option("--kfence", is_flag=True, help="KFENCE enabled: its 2M pool is split to 4K at boot."),
-        click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+def machine_options(defaults: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Options that describe the machine.  Without defaults they override a scenario's [machine]."""
+
+    def d(value: Any) -> Any:
+        return value if defaults else None
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        options = [
+            click.option("--arch", type=click.Choice(SUPPORTED_ARCHES), default=d("x86_64"),
+                         show_default=defaults, help="Architecture to model."),
+            click.option("--mem", default=d("16G"), show_default=defaults,
+                         help="RAM size (binary units: 512M, 8G, 64T); the e820 map is QEMU's for that size."),
+            click.option("--nogbpages", is_flag=True, default=None,
+                         help="No 1G direct-map pages (nogbpages, or a CPU without pdpe1gb)."),
+            click.option("--5level", "la57", is_flag=True, default=None,
+                         help="5-level paging (direct map at 0xff11000000000000)."),
+            click.option("--debug-pagealloc", is_flag=True, default=None,
+                         help="DEBUG_PAGEALLOC: the direct map uses 4K pages only."),
+            click.option("--kernel", default=d("6.18"), show_default=defaults,
+                         help="Kernel version to model: 6.1 (no collapse, RO keeps Dirty), 6.6+ (RO clears "
+                              "Dirty), 6.15+ (CPA collapse)."),
+            click.option("--cpus", default=d(8), show_default=defaults, type=click.IntRange(1, 8192),
+                         help="Online CPUs (flush IPIs go to the others)."),
+            click.option("--kfence", is_flag=True, default=None, help="KFENCE: its pool is split to 4K at boot."),
+        ]
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
 
 
-def _spec(arch: str, mem: str, nogbpages: bool, la57: bool, debug_pagealloc: bool, kernel: str,
-          cpus: int, kfence: bool) -> MachineSpec:
-    spec = MachineSpec.parse(arch=arch, mem=mem, gbpages=not nogbpages, la57=la57,
-                             debug_pagealloc=debug_pagealloc, kernel=kernel, cpus=cpus, kfence=kfence)
+def _overrides(arch: str | None, mem: str | None, nogbpages: bool | None, la57: bool | None,
+               debug_pagealloc: bool | None, kernel: str | None, cpus: int | None,
+               kfence: bool | None) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key, value in (("arch", arch), ("mem", mem), ("kernel", kernel), ("cpus", cpus)):
+        if value is not None:
+            out[key] = [str(value)]
+    if nogbpages:
+        out["gbpages"] = ["false"]
+    if la57:
+        out["paging"] = ["5"]
+    if debug_pagealloc:
+        out["debug_pagealloc"] = ["true"]
+    if kfence:
+        out["kfence"] = ["true"]
+    return out
+
+
+def _spec(arch: str, mem: str, nogbpages: bool | None, la57: bool | None, debug_pagealloc: bool | None,
+          kernel: str, cpus: int, kfence: bool | None) -> MachineSpec:
     from rofolio.kversion import KernelVersion
 
     KernelVersion.parse(kernel)
-    return spec
+    return MachineSpec.parse(arch=arch, mem=mem, gbpages=not nogbpages, la57=bool(la57),
+                             debug_pagealloc=bool(debug_pagealloc), kernel=kernel, cpus=cpus, kfence=bool(kfence))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,12 +110,98 @@ def main() -> None:
     """rofolio: what making a folio read-only in the kernel's direct map costs and catches.
 
     An executable model of the Linux direct map (x86-64 CPA), its splits,
-    counters and TLB flushes, checked against the kernel's own rules.
+    counters and TLB flushes, run from scenario files.  Start with
+    `rofolio run` (the RFC demo) and `rofolio scenarios`.
     """
 
 
 @main.command()
-@machine_options
+@click.argument("source", required=False, default=DEFAULT_SCENARIO)
+@machine_options(defaults=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (schema rofolio.scenario/1).")
+@click.option("--report", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Also write a self-contained HTML report with plots to this file.")
+@user_errors
+def run(source: str, as_json: bool, report: Path | None, **machine: Any) -> None:
+    """Run a scenario: a built-in NAME (see `rofolio scenarios`) or a .toml FILE.
+
+    Machine options given here override the scenario's [machine] table.
+    """
+    from rofolio.compare import compare
+    from rofolio.progress import LazyProgress
+    from rofolio.scenario.runner import run_scenario
+
+    overrides = _overrides(**machine)
+    with LazyProgress(f"running {source}") as bar:
+        if overrides:
+            result = compare(source, overrides, progress=None).rows[0].result
+        else:
+            result = run_scenario(source, progress=bar)
+    _emit(result, as_json, report)
+    if result.failures:
+        sys.exit(EXIT_FAILED)
+
+
+def _emit(result: Any, as_json: bool, report: Path | None) -> None:
+    from rofolio.report import html_report, print_result
+
+    if report is not None:
+        report.write_text(html_report(result))
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        print_result(result, Console(soft_wrap=True))
+        if report is not None:
+            click.echo(f"report written to {report}")
+
+
+@main.command(name="compare")
+@click.argument("source")
+@click.option("--set", "sets", multiple=True, metavar="KEY=V1,V2",
+              help="A [machine] option and the values to try; repeat for a matrix.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema rofolio.compare/1).")
+@user_errors
+def compare_cmd(source: str, sets: tuple[str, ...], as_json: bool) -> None:
+    """Run a scenario under a matrix of configurations and print one table."""
+    from rofolio.compare import compare, parse_settings
+    from rofolio.progress import LazyProgress
+    from rofolio.report import print_compare
+
+    if not sets:
+        raise RofolioError("nothing to compare", "give at least one --set KEY=V1,V2")
+    with LazyProgress(f"comparing {source}") as bar:
+        result = compare(source, parse_settings(list(sets)), progress=bar)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        console = Console()
+        print_compare(result, console if console.is_terminal else Console(width=200))
+    if any(r.failures for r in result.rows):
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@user_errors
+def scenarios(as_json: bool) -> None:
+    """List the built-in scenarios."""
+    from rofolio.scenario.loader import builtin_names, builtin_text, parse
+
+    items = []
+    for name in builtin_names():
+        s = parse(builtin_text(name), f"builtin:{name}")
+        items.append({"name": name, "description": s.description, "steps": len(s.steps)})
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    width = max(len(i["name"]) for i in items)
+    for item in items:
+        click.echo(f"{item['name']:<{width}}  {item['description']}")
+
+
+@main.command()
+@machine_options(defaults=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--all", "all_sections", is_flag=True, help="Also print the high kernel mapping and vmalloc area.")
 @click.option("--after-boot/--at-initcalls", default=True, show_default=True,
               help="Dump after mark_rodata_ro() (running), or at initcall time.")
@@ -95,8 +211,7 @@ def ptdump(as_json: bool, all_sections: bool, after_boot: bool, **machine: Any) 
     m = Machine.boot(_spec(**machine))
     if after_boot:
         m.finish_boot()
-    sections = () if all_sections else ("Low Kernel Mapping",)
-    lines = m.ptdump_lines(sections)
+    lines = m.ptdump_lines(() if all_sections else ("Low Kernel Mapping",))
     if as_json:
         click.echo(json.dumps({"machine": m.spec.describe(), "ptdump": lines}, indent=2))
     else:
@@ -104,7 +219,8 @@ def ptdump(as_json: bool, all_sections: bool, after_boot: bool, **machine: Any) 
 
 
 @main.command()
-@machine_options
+@machine_options(defaults=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--after-boot/--at-initcalls", default=True, show_default=True,
               help="Counters after mark_rodata_ro() (running), or at initcall time.")
 @user_errors
@@ -122,50 +238,3 @@ def meminfo(as_json: bool, after_boot: bool, **machine: Any) -> None:
     click.echo("\n".join(m.meminfo_lines()))
     for key, value in c.vmstat().items():
         click.echo(f"{key} {value}")
-
-
-@main.command()
-@machine_options
-@user_errors
-def run(as_json: bool, **machine: Any) -> None:
-    """Run the RFC demo: make an order-9 folio read-only in the direct map and show what changed."""
-    from rofolio.demo import run_demo
-
-    result = run_demo(_spec(**machine))
-    if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
-        return
-    _print_demo(result)
-
-
-def _print_demo(result: Any) -> None:
-    console = Console()
-    spec = result.spec
-    console.print(f"[bold]rofolio run[/bold]: make a 2M folio read-only in the {spec.arch} direct map "
-                  "(the RFC's set_memory_ro() from thp_shrinker_init)")
-    console.print(f"machine: {spec.arch}, {spec.mem >> 30}G (QEMU e820), "
-                  f"{'GBPAGES' if spec.gbpages else 'no GBPAGES'}, {5 if spec.la57 else 4}-level paging, "
-                  f"kernel {spec.kernel}, {spec.cpus} CPUs"
-                  f"{', DEBUG_PAGEALLOC' if spec.debug_pagealloc else ''}")
-    console.print(f"folio:   order 9 at pa {result.folio_pa:#x} (va {result.folio_va:#x}); "
-                  f"leaf before: {result.leaf_before}, after: {result.leaf_after}")
-    step = result.step
-    console.print(f"set_memory_ro(va, 512) returned {step.to_dict()['ret']}")
-    table = Table(title="What it cost")
-    table.add_column("counter")
-    table.add_column("before", justify="right")
-    table.add_column("after", justify="right")
-    table.add_column("change", justify="right")
-    b, a = step.before.summary(), step.after.summary()
-    for key in ("DirectMap4k", "DirectMap2M", "DirectMap1G", "splits_1g", "splits_2m", "pgtables_allocated",
-                "entries_written", "flushes_all", "flushes_pages", "ipis",
-                "direct_map_level3_splits", "direct_map_level2_splits"):
-        unit = " kB" if key.startswith("DirectMap") else ""
-        change = a[key] - b[key]
-        table.add_row(key, f"{b[key]}{unit}", f"{a[key]}{unit}", f"{change:+d}" if change else "")
-    console.print(table)
-    console.print("vmstat direct_map_* splits are counted only once the system is running "
-                  "(split_page_count(): system_state == SYSTEM_RUNNING).")
-    console.print("[bold]Direct map around the folio after boot (ptdump):[/bold]")
-    for line in result.ptdump_after:
-        console.print(line, highlight=False)

@@ -37,6 +37,36 @@ class AddressError(RofolioError):
     """An address outside what the modelled machine maps, or not aligned as required."""
 
 
+class ScenarioError(RofolioError):
+    """A scenario file that cannot run: where it is wrong (file, line, key) and how to fix it."""
+
+    def __init__(self, message: str, hint: str = "", *, file: str = "", line: int | None = None,
+                 key: str = "") -> None:
+        super().__init__(message, hint)
+        self.file = file
+        self.line = line
+        self.key = key
+
+    def __str__(self) -> str:
+        where = self.file or "<scenario>"
+        if self.line is not None:
+            where += f":{self.line}"
+        key = f" {self.key}:" if self.key else ""
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{where}:{key} {self.message}{hint}"
+
+
+class ScenarioErrors(RofolioError):
+    """Every problem found in one scenario, reported together."""
+
+    def __init__(self, errors: list[ScenarioError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
 class Errno(IntEnum):
     """Kernel error numbers (include/uapi/asm-generic/errno-base.h, errno.h)."""
 

@@ -126,6 +126,7 @@ class Counters:
             "collapses_2m": self.collapses[Level.PMD],
             "pgtables_allocated": self.pgtables_allocated,
             "pgtables_freed": self.pgtables_freed,
+            "pgtable_alloc_failures": self.pgtable_alloc_failures,
             "entries_written": self.entries_written,
             "flushes": self.flushes,
             "flushes_all": self.flushes_all,

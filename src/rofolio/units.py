@@ -86,11 +86,16 @@ def parse_size(text: str | int) -> int:
         if text < 0:
             raise ConfigError(f"size {text} is negative", "give a positive size such as 8G")
         return text
+    if text.strip().lower().startswith("0x"):
+        try:
+            return int(text.strip(), 16)
+        except ValueError:
+            raise ConfigError(f"cannot parse size {text!r}", "write a hex number such as 0x180000000") from None
     match = _SIZE_RE.match(text)
     if not match:
         raise ConfigError(
             f"cannot parse size {text!r}",
-            "write a number with an optional binary unit: 4096, 512M, 8G, 64T",
+            "write a number with an optional binary unit (4096, 512M, 8G, 64T) or hex (0x180000000)",
         )
     number, unit, _ = match.groups()
     value = float(number) * _SIZE_UNITS[unit.lower()]

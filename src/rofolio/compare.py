@@ -1,0 +1,124 @@
+"""The same scenario under several configurations: a matrix, one row per combination.
+
+``compare(source, {"gbpages": ["true", "false"], "kernel": ["6.1", "6.18"]})``
+runs every combination of the values and returns one row per run with its
+settings, the totals of its steps and its expectation failures.  Keys name
+[machine] options of the scenario file (``arch``, ``mem``, ``gbpages``,
+``paging``, ``kernel``, ``cpus``, ``debug_pagealloc``, ``kfence``,
+``tlb_single_page_flush_ceiling``, ``zero_page``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from rofolio.errors import ScenarioError, ScenarioErrors
+from rofolio.scenario import schema
+from rofolio.scenario.loader import load
+from rofolio.scenario.runner import ScenarioResult, run_scenario
+
+MACHINE_KEYS = tuple(schema.Machine.model_fields)
+ALIASES = {"5level": "paging", "la57": "paging"}
+
+
+@dataclass
+class CompareRow:
+    settings: dict[str, Any]
+    result: ScenarioResult
+
+    @property
+    def totals(self) -> dict[str, int]:
+        return self.result.totals()
+
+    @property
+    def failures(self) -> list[str]:
+        return self.result.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"settings": self.settings, "totals": self.totals, "final": self.result.final,
+                "expect_failures": self.failures}
+
+
+@dataclass
+class CompareResult:
+    scenario: str
+    axes: list[str]
+    rows: list[CompareRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": "rofolio.compare/1", "scenario": self.scenario, "axes": self.axes,
+                "rows": [r.to_dict() for r in self.rows]}
+
+    def _repr_html_(self) -> str:
+        from rofolio.report import _table_html
+
+        keys = sorted({k for r in self.rows for k in r.totals})
+        rows = [[str(r.settings[a]) for a in self.axes] + [str(r.totals.get(k, 0)) for k in keys] for r in self.rows]
+        return _table_html(self.axes + keys, rows, left=len(self.axes))
+
+
+def parse_settings(pairs: list[str]) -> dict[str, list[str]]:
+    """['arch=x86_64,arm64', 'kernel=6.1,6.18'] -> {'arch': [...], 'kernel': [...]}."""
+    out: dict[str, list[str]] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ScenarioError(f"--set {pair!r} is not KEY=V1,V2", "write e.g. --set gbpages=true,false",
+                                key="--set")
+        key, _, values = pair.partition("=")
+        key = ALIASES.get(key.strip(), key.strip())
+        if key not in MACHINE_KEYS:
+            raise ScenarioError(f"--set: unknown key {key!r}", f"use one of: {', '.join(MACHINE_KEYS)}",
+                                key="--set")
+        items = [v.strip() for v in values.split(",") if v.strip()]
+        if not items:
+            raise ScenarioError(f"--set {key}= has no values", "list one or more values separated by commas",
+                                key="--set")
+        out[key] = items
+    return out
+
+
+def _value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    try:
+        return int(text, 0)
+    except ValueError:
+        return text
+
+
+def compare(source: str | Path, settings: dict[str, list[str]],
+            progress: Callable[[int, int], None] | None = None) -> CompareResult:
+    """Run ``source`` once per combination of ``settings``; every combination is validated first."""
+    scenario, name = load(source)
+    base = scenario.model_dump(by_alias=True, exclude_unset=True)
+    axes = list(settings)
+    variants: list[tuple[dict[str, Any], schema.Scenario]] = []
+    errors: list[ScenarioError] = []
+    for combo in itertools.product(*(settings[a] for a in axes)):
+        chosen = dict(zip(axes, combo, strict=True))
+        data = dict(base)
+        data["machine"] = {**base.get("machine", {}), **{k: _value(v) for k, v in chosen.items()}}
+        try:
+            variants.append((chosen, schema.Scenario.model_validate(data)))
+        except ValidationError as err:
+            for e in err.errors():
+                errors.append(ScenarioError(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}",
+                                            "choose another value for --set",
+                                            key=" ".join(f"{k}={v}" for k, v in chosen.items())))
+    if errors:
+        raise ScenarioErrors(errors)
+    result = CompareResult(name, axes)
+    for i, (chosen, variant) in enumerate(variants, start=1):
+        result.rows.append(CompareRow(chosen, run_scenario(variant, filename=name)))
+        if progress:
+            progress(i, len(variants))
+    return result

@@ -1,0 +1,184 @@
+"""Reports: readable tables (rich), JSON, and one self-contained HTML page with plots.
+
+Reports only read results; they never reach back into a machine (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from rofolio.compare import CompareResult
+    from rofolio.scenario.runner import ScenarioResult
+
+STEP_COLUMNS = [
+    ("splits_1g", "1G→2M"), ("splits_2m", "2M→4K"), ("collapses_2m", "coll"), ("pgtables_allocated", "pt+"),
+    ("entries_written", "PTEs"), ("flushes_all", "flush all"), ("flushes_pages", "flush pg"),
+    ("flushes_range", "flush rng"), ("ipis", "IPIs"), ("DirectMap4k", "Δ4k kB"), ("DirectMap2M", "Δ2M kB"),
+    ("DirectMap1G", "Δ1G kB"),
+]
+
+
+def _used_columns(rows: list[dict[str, int]]) -> list[tuple[str, str]]:
+    return [(k, title) for k, title in STEP_COLUMNS if any(r.get(k) for r in rows)] or STEP_COLUMNS[:2]
+
+
+def step_summary(delta: dict[str, int]) -> str:
+    """One line of what a step changed: splits, page tables, flushes, IPIs, DirectMap."""
+    parts = []
+    splits = [f"{title} {delta[k]:+d}" for k, title in (("splits_1g", "1G→2M"), ("splits_2m", "2M→4K"),
+                                                        ("collapses_2m", "4K→2M"), ("collapses_1g", "2M→1G"))
+              if delta.get(k)]
+    if splits:
+        parts.append("splits " + ", ".join(splits))
+    if delta.get("pgtables_allocated") or delta.get("pgtables_freed"):
+        parts.append(f"page tables +{delta.get('pgtables_allocated', 0)}/-{delta.get('pgtables_freed', 0)}")
+    if delta.get("entries_written"):
+        parts.append(f"entries written {delta['entries_written']}")
+    flushes = [f"{delta[k]} {title}" for k, title in (("flushes_all", "global"), ("flushes_pages", "per-page"),
+                                                      ("flushes_range", "ranged"), ("flushes_local", "local"))
+               if delta.get(k)]
+    if flushes:
+        parts.append("flushes " + ", ".join(flushes))
+    if delta.get("ipis"):
+        parts.append(f"IPIs {delta['ipis']}")
+    dm = [f"{k[9:]} {delta[k]:+d}" for k in ("DirectMap4k", "DirectMap2M", "DirectMap1G") if delta.get(k)]
+    if dm:
+        parts.append("DirectMap " + " ".join(dm) + " kB")
+    vm_keys = sorted(k for k in delta if k.startswith("direct_map_level") and delta[k])
+    parts += [f"vmstat {k} {delta[k]:+d}" for k in vm_keys]
+    known = {k for k, _ in STEP_COLUMNS} | {"flushes", "flushed_pages", "collapses_1g", "pgtables_freed",
+                                           "flushes_local"} | set(vm_keys)
+    parts += [f"{k} {v:+d}" for k, v in sorted(delta.items()) if k not in known and v]
+    return " · ".join(parts) if parts else "no change"
+
+
+def print_result(result: ScenarioResult, console: Console | None = None) -> None:
+    console = console or Console(soft_wrap=True)
+    out = console.print
+    out(f"[bold]{result.name}[/bold]: {result.description}".rstrip(": "), highlight=False)
+    m = result.machine
+    out(f"machine: {m['arch']}, {m['mem_bytes'] >> 30}G, kernel {m['kernel']}, {m['cpus']} CPUs, "
+        f"{'GBPAGES' if m.get('gbpages') else 'no GBPAGES'}, {m.get('paging_levels', 4)}-level paging"
+        f"{', DEBUG_PAGEALLOC' if m.get('debug_pagealloc') else ''}; steps start at {result.start}",
+        highlight=False)
+    for s in result.steps:
+        mark = ("  [red]✗ expectation failed[/red]" if s.failures else "  [green]✓ as expected[/green]") \
+            if s.checked else ""
+        out(f"\n[bold][{s.index}][/bold] {s.label}{mark}", highlight=False)
+        leaf = f", leaf now {s.leaf_after}" if s.leaf_after else ""
+        out(f"    returned {_ret(s.ret)} at {s.phase}{leaf}", highlight=False)
+        out(f"    {step_summary(s.delta)}", highlight=False)
+        for failure in s.failures:
+            out(f"    [red]{failure}[/red]", highlight=False)
+    out("\n[bold]after the steps[/bold]: " + "; ".join(" ".join(line.split()) for line in result.meminfo),
+        highlight=False)
+    out("[bold]all steps together[/bold]: " + step_summary(result.totals()), highlight=False)
+    if result.warnings:
+        out(f"kernel warnings: {len(result.warnings)}, first: {result.warnings[0]}", highlight=False)
+
+
+def _ret(ret: int) -> str:
+    from rofolio.errors import Errno
+
+    return Errno.describe(ret)
+
+
+def _num(value: int) -> str:
+    return f"{value:+d}" if value else ""
+
+
+def print_compare(result: CompareResult, console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(f"[bold]{result.scenario}[/bold]: {len(result.rows)} configurations")
+    table = Table()
+    for key in result.axes:
+        table.add_column(key)
+    columns = _used_columns([r.totals for r in result.rows])
+    for _, title in columns:
+        table.add_column(title, justify="right")
+    table.add_column("expect")
+    for row in result.rows:
+        cells = [str(row.settings[k]) for k in result.axes]
+        cells += [_num(row.totals.get(key, 0)) for key, _ in columns]
+        cells.append(f"[red]{len(row.failures)} failed[/red]" if row.failures else "ok")
+        table.add_row(*cells)
+    console.print(table)
+
+
+# ----------------------------------------------------------------------- HTML
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#1a202c}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}
+th,td{border:1px solid #cbd5e0;padding:3px 7px;text-align:right}
+th{background:#edf2f7} td.l,th.l{text-align:left}
+img{max-width:100%;border:1px solid #e2e8f0;margin:0.5em 0}
+.fail{color:#c53030} .ok{color:#2f855a} code{background:#edf2f7;padding:1px 4px}
+"""
+
+_CHECK_IMAGES = """
+window.addEventListener('load', function () {
+  var imgs = document.images, ok = imgs.length > 0;
+  for (var i = 0; i < imgs.length; i++) { if (!imgs[i].complete || imgs[i].naturalWidth === 0) ok = false; }
+  document.body.setAttribute('data-images-ok', ok ? 'yes' : 'no');
+});
+"""
+
+
+def _table_html(headers: list[str], rows: list[list[str]], left: int = 1) -> str:
+    head = "".join(f"<th class='{'l' if i < left else ''}'>{html.escape(h)}</th>" for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f"<td class='{'l' if i < left else ''}'>{c}</td>" for i, c in enumerate(r))
+                   + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def html_tables(result: ScenarioResult) -> str:
+    """The step table as HTML (also what notebooks show for a ScenarioResult)."""
+    columns = _used_columns([s.delta for s in result.steps])
+    headers = ["#", "step", "phase", "ret", "leaf after"] + [t for _, t in columns] + ["expect"]
+    rows = []
+    for s in result.steps:
+        expect = ("<span class='fail'>✗ " + html.escape("; ".join(s.failures)) + "</span>" if s.failures
+                  else "<span class='ok'>✓</span>" if s.checked else "")
+        rows.append([str(s.index), html.escape(s.label), s.phase, _ret(s.ret), s.leaf_after]
+                    + [_num(s.delta.get(k, 0)) for k, _ in columns] + [expect])
+    return _table_html(headers, rows, left=5)
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+
+
+def html_report(result: ScenarioResult) -> str:
+    """One self-contained page: machine, steps, totals, plots (inline PNG), warnings."""
+    from rofolio.report import plots
+
+    m = result.machine
+    machine_rows = [[html.escape(str(k)), html.escape(str(v))] for k, v in m.items()]
+    totals = [[html.escape(k), f"{v:+d}"] for k, v in result.totals().items()]
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>rofolio: {html.escape(result.name)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(result.name)}</h1><p>{html.escape(result.description)}</p>",
+        "<h2>Machine</h2>", _table_html(["option", "value"], machine_rows, left=2),
+        f"<h2>Steps</h2><p>Steps start at <code>{html.escape(result.start)}</code>.</p>", html_tables(result),
+        "<h2>Totals over the steps</h2>", _table_html(["counter", "change"], totals),
+        "<h2>/proc/meminfo after the steps</h2><pre>" + html.escape("\n".join(result.meminfo)) + "</pre>",
+        "<h2>Direct map</h2>",
+        _img(plots.layout_strips(result.layouts["before"], result.layouts["after"], result.name),
+             "direct map before and after"),
+        "<h2>Counters over the steps</h2>", _img(plots.directmap_over_steps(result), "DirectMap counters"),
+        _img(plots.flushes_per_step(result), "flushes and IPIs per step"),
+    ]
+    if result.failures:
+        parts.append("<h2 class='fail'>Expectations that failed</h2><ul>"
+                     + "".join(f"<li>{html.escape(f)}</li>" for f in result.failures) + "</ul>")
+    if result.warnings:
+        parts.append("<h2>Kernel warnings</h2><pre>" + html.escape("\n".join(result.warnings)) + "</pre>")
+    parts.append(f"<script>{_CHECK_IMAGES}</script></body></html>")
+    return "".join(parts)

@@ -1,0 +1,129 @@
+"""Plots of a scenario run (matplotlib, PNG bytes).
+
+* the direct map as one strip per GiB of physical memory, coloured by leaf size,
+  read-only stretches hatched, before and after the steps;
+* the DirectMap counters after boot and after every step;
+* TLB flushes and IPIs per step.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from matplotlib.patches import Patch, Rectangle
+
+if TYPE_CHECKING:
+    from rofolio.scenario.runner import LayoutRun, ScenarioResult
+
+COLOURS = {"1G": "#2b6cb0", "2M": "#68d391", "4K": "#f6ad55"}
+MAX_STRIPS = 40
+MIN_MIB = 6  # 4K stretches and read-only or not-present ranges are drawn at least this wide
+GIB = 1 << 30
+
+
+def _png(fig: plt.Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _interesting_gibs(before: list[LayoutRun], after: list[LayoutRun]) -> tuple[list[int], int]:
+    """GiBs to draw: those not mapped by one plain RW 1G leaf in both layouts (capped)."""
+    from rofolio.scenario.runner import iter_gib
+
+    def plain(runs: list[LayoutRun]) -> bool:
+        return len(runs) == 1 and runs[0].level == "1G" and runs[0].writable and \
+            runs[0].end - runs[0].start == GIB
+
+    b = dict(iter_gib(before))
+    a = dict(iter_gib(after))
+    all_gibs = sorted(set(b) | set(a))
+    chosen = [g for g in all_gibs if not (plain(b.get(g, [])) and plain(a.get(g, [])))]
+    if len(all_gibs) <= MAX_STRIPS:
+        chosen = all_gibs
+    return chosen[:MAX_STRIPS], len(all_gibs)
+
+
+def layout_strips(before: list[LayoutRun], after: list[LayoutRun], title: str = "") -> bytes:
+    """Before/after strips, one row per GiB of physical address space."""
+    from rofolio.scenario.runner import iter_gib
+
+    gibs, total = _interesting_gibs(before, after)
+    rows = max(len(gibs), 1)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 1.2 + 0.28 * rows), sharey=True)
+    for ax, (name, layout) in zip(axes, (("before", before), ("after", after)), strict=True):
+        by_gib = dict(iter_gib(layout))
+        for row, g in enumerate(gibs):
+            # large plain stretches first, then the small or special ones on top, at least MIN_MIB wide
+            runs = by_gib.get(g, [])
+            for emphasis in (False, True):
+                for run in runs:
+                    special = run.level == "4K" or not run.writable or not run.present
+                    if special is not emphasis:
+                        continue
+                    x0 = (run.start - g * GIB) / (1 << 20)
+                    width = max((run.end - run.start) / (1 << 20), MIN_MIB if special else 0)
+                    colour = COLOURS.get(run.level, "#a0aec0") if run.present else "#1a202c"
+                    ax.add_patch(Rectangle((x0, row - 0.4), width, 0.8, facecolor=colour,
+                                           edgecolor="#c53030" if not run.writable else "none",
+                                           hatch="////" if not run.writable else None, linewidth=0.8))
+        ax.set_xlim(0, 1024)
+        ax.set_ylim(rows - 0.5, -0.5)
+        ax.set_xlabel("MiB within the GiB")
+        ax.set_title(name)
+        ax.set_yticks(range(len(gibs)))
+        ax.set_yticklabels([f"{g} GiB" for g in gibs], fontsize=7)
+    handles = [Patch(facecolor=c, label=f"{k} leaves") for k, c in COLOURS.items()]
+    handles.append(Patch(facecolor="white", edgecolor="#c53030", hatch="////", label="read-only"))
+    handles.append(Patch(facecolor="#1a202c", label="not present"))
+    fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, -0.02))
+    shown = f"{len(gibs)} of {total} GiB shown" if len(gibs) < total else f"{total} GiB"
+    shown += f"; 4K, read-only and not-present stretches drawn at least {MIN_MIB} MiB wide"
+    fig.suptitle(f"{title} direct map by leaf size ({shown})".strip(), fontsize=10)
+    fig.subplots_adjust(bottom=0.12 + 0.2 / rows)
+    return _png(fig)
+
+
+def directmap_over_steps(result: ScenarioResult) -> bytes:
+    labels = ["boot"] + [str(s.index) for s in result.steps]
+    series = {key: [result.boot[key]] + [s.after[key] for s in result.steps]
+              for key in ("DirectMap4k", "DirectMap2M", "DirectMap1G")}
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    for key, values in series.items():
+        ax.plot(labels, [v / (1 << 20) for v in values], marker="o", label=key)
+    ax.set_ylabel("GiB")
+    ax.set_xlabel("after step")
+    ax.set_title("DirectMap counters (/proc/meminfo) over the steps")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def flushes_per_step(result: ScenarioResult) -> bytes:
+    labels = [str(s.index) for s in result.steps]
+    full = [s.delta.get("flushes_all", 0) for s in result.steps]
+    pages = [s.delta.get("flushes_pages", 0) + s.delta.get("flushes_range", 0) for s in result.steps]
+    ipis = [s.delta.get("ipis", 0) for s in result.steps]
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    x = range(len(labels))
+    ax.bar([i - 0.2 for i in x], full, width=0.4, label="global flushes")
+    ax.bar([i + 0.2 for i in x], pages, width=0.4, label="ranged / per-page flushes")
+    ax.set_xticks(list(x))
+    ax.set_xticklabels(labels)
+    ax.set_xlabel("step")
+    ax.set_ylabel("flushes")
+    ax2 = ax.twinx()
+    ax2.plot(list(x), ipis, color="#c53030", marker="o", label="IPIs")
+    ax2.set_ylabel("IPIs")
+    ax2.set_ylim(bottom=0)
+    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, fontsize=8, loc="upper left")
+    ax.set_title("TLB flushes and IPIs per step")
+    return _png(fig)

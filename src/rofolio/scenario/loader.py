@@ -1,0 +1,188 @@
+"""Reading scenario files: TOML to a validated ``Scenario``, or errors that name file, line and key.
+
+Validation happens in full before anything runs: a scenario with a mistake
+never runs half-way.  Built-in scenarios ship inside the package
+(``rofolio/scenario/builtin/*.toml``) and are loaded by name.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from rofolio.errors import RofolioError, ScenarioError, ScenarioErrors
+from rofolio.scenario import schema
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.]+)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\"-]+)\s*=")
+
+
+def builtin_names() -> list[str]:
+    """Names of the scenarios shipped with rofolio."""
+    folder = resources.files("rofolio.scenario") / "builtin"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def builtin_text(name: str) -> str:
+    return (resources.files("rofolio.scenario") / "builtin" / f"{name}.toml").read_text()
+
+
+def load(source: str | Path) -> tuple[schema.Scenario, str]:
+    """Load a scenario from a file path or a built-in name; returns it with its display name."""
+    path = Path(source)
+    if path.suffix == ".toml" or path.exists():
+        if not path.exists():
+            raise ScenarioError(f"no such file: {source}", "give a path to a .toml scenario or a built-in name",
+                                file=str(source))
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ScenarioError(f"cannot read the file: {err}", "check the path and that it is UTF-8 text",
+                                file=str(source)) from err
+        return parse(text, str(source)), str(source)
+    name = str(source)
+    if name not in builtin_names():
+        raise ScenarioError(f"no scenario named {name!r}",
+                            f"built-ins: {', '.join(builtin_names())}; or give a path to a .toml file",
+                            file=name)
+    return parse(builtin_text(name), f"builtin:{name}"), name
+
+
+def parse(text: str, filename: str = "<scenario>") -> schema.Scenario:
+    """Parse and validate scenario text; raise ScenarioErrors listing every problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        line = _toml_line(str(err))
+        raise ScenarioErrors([ScenarioError(f"not valid TOML: {_strip_position(str(err))}",
+                                            "fix the syntax at that line", file=filename, line=line)]) from err
+    try:
+        return schema.Scenario.model_validate(data)
+    except ValidationError as err:
+        locator = _Locator(text)
+        raise ScenarioErrors([_explain(e, locator, filename, data) for e in err.errors()]) from err
+    except RofolioError as err:  # raised from inside a validator (size or version parsing)
+        raise ScenarioErrors([ScenarioError(err.message, err.hint, file=filename)]) from err
+
+
+def _toml_line(message: str) -> int | None:
+    match = re.search(r"line (\d+)", message)
+    return int(match.group(1)) if match else None
+
+
+def _strip_position(message: str) -> str:
+    return re.sub(r"\s*\(at line \d+, column \d+\)", "", message)
+
+
+class _Locator:
+    """Maps a validation location such as ('steps', 2, 'pages') to a line of the TOML text."""
+
+    def __init__(self, text: str) -> None:
+        self.lines: dict[tuple[Any, ...], int] = {}
+        table: tuple[Any, ...] = ()
+        counts: dict[str, int] = {}
+        for number, line in enumerate(text.splitlines(), start=1):
+            header = _HEADER.match(line)
+            if header:
+                name = header.group(2)
+                if header.group(1) == "[[":
+                    index = counts.get(name, 0)
+                    counts[name] = index + 1
+                    table = (*name.split("."), index)
+                else:
+                    table = tuple(name.split("."))
+                self.lines.setdefault(table, number)
+                continue
+            key = _KEY.match(line)
+            if key:
+                self.lines.setdefault((*table, key.group(1).strip('"')), number)
+
+    def find(self, loc: tuple[Any, ...]) -> int | None:
+        for end in range(len(loc), 0, -1):
+            if loc[:end] in self.lines:
+                return self.lines[loc[:end]]
+        return None
+
+
+def _clean_loc(loc: tuple[Any, ...], data: dict[str, Any]) -> tuple[Any, ...]:
+    """Drop the discriminator tag pydantic inserts after a list index ('steps', 0, 'set_memory_ro', ...)."""
+    out: list[Any] = []
+    for i, part in enumerate(loc):
+        if i > 0 and isinstance(loc[i - 1], int) and isinstance(part, str):
+            container = data.get(str(loc[0])) if out else None
+            if isinstance(container, list) and isinstance(loc[i - 1], int) and loc[i - 1] < len(container):
+                item = container[loc[i - 1]]
+                if isinstance(item, dict) and item.get("op") == part:
+                    continue
+        out.append(part)
+    return tuple(out)
+
+
+def _key_text(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part + 1}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _allowed_keys(model: type[BaseModel]) -> list[str]:
+    return sorted((f.alias or name) for name, f in model.model_fields.items())
+
+
+def _model_at(loc: tuple[Any, ...], data: dict[str, Any]) -> type[BaseModel] | None:
+    """The schema model of the table that holds the last key of ``loc``."""
+    if not loc:
+        return schema.Scenario
+    if loc[0] == "machine":
+        return schema.Machine
+    if loc[0] == "steps" and len(loc) >= 2 and isinstance(loc[1], int):
+        steps = data.get("steps")
+        if isinstance(steps, list) and loc[1] < len(steps) and isinstance(steps[loc[1]], dict):
+            op = steps[loc[1]].get("op")
+            for model in (schema.SetMemory, schema.SetDirectMap, schema.Vmap, schema.Phase,
+                          schema.PgtableAllocFail, schema.Snapshot):
+                allowed = model.model_fields["op"].annotation
+                if op in getattr(allowed, "__args__", ()):
+                    return model
+    return None
+
+
+def _explain(error: dict[str, Any], locator: _Locator, filename: str, data: dict[str, Any]) -> ScenarioError:
+    loc = _clean_loc(tuple(error["loc"]), data)
+    kind = error["type"]
+    line = locator.find((*loc, "op") if kind.startswith("union_tag") else loc)
+    key = _key_text(loc)
+    if kind == "extra_forbidden":
+        model = _model_at(loc[:-1], data)
+        allowed = ", ".join(_allowed_keys(model)) if model else ""
+        return ScenarioError(f"unknown key {loc[-1]!r}", f"remove it or use one of: {allowed}" if allowed
+                             else "remove it", file=filename, line=line, key=key)
+    if kind == "missing":
+        hint = {"name": 'add name = "..."', "steps": "add at least one [[steps]] table",
+                "pages": "add pages = N (4K pages)", "op": 'add op = "set_memory_ro" (or another operation)',
+                "to": 'add to = "running"', "as": 'add as = "name"'}.get(str(loc[-1]), f"add {loc[-1]} = ...")
+        return ScenarioError(f"missing key {loc[-1]!r}", hint, file=filename, line=line, key=key)
+    if kind == "union_tag_invalid":
+        ops = sorted(error.get("ctx", {}).get("expected_tags", "").replace("'", "").split(", "))
+        return ScenarioError(f"unknown op {error.get('ctx', {}).get('tag')!r}",
+                             f"use one of: {', '.join(ops)}", file=filename, line=line, key=key)
+    if kind == "union_tag_not_found":
+        return ScenarioError("step has no op", 'add op = "set_memory_ro" (or another operation)',
+                             file=filename, line=line, key=key)
+    if kind == "literal_error":
+        return ScenarioError(f"{error['msg'].lower()} (got {error.get('input')!r})", "use one of the listed values",
+                             file=filename, line=line, key=key)
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    hint = {"int_type": "write a whole number", "int_parsing": "write a whole number",
+            "bool_type": "write true or false", "string_type": 'write a quoted string, e.g. "x"',
+            "greater_than_equal": "use a larger value", "less_than_equal": "use a smaller value",
+            "too_short": "add at least one entry", "list_type": "write a list [ ... ]",
+            "model_type": "write a table"}.get(kind, "")
+    return ScenarioError(message, hint, file=filename, line=line, key=key)

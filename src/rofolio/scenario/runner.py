@@ -1,0 +1,332 @@
+"""Running a scenario: machine → steps → events → per-step results.
+
+``run_scenario`` boots the scenario's machine, checks every step against it
+before running any (addresses outside RAM, unknown mappings, unknown
+expectations), then runs the steps in order.  Each step's result is what its
+operation returned and how every counter moved, derived from the events it
+produced; ``expect`` tables are checked against exactly those figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rofolio.errors import Errno, ScenarioError, ScenarioErrors
+from rofolio.events import KernelWarning
+from rofolio.machine import Machine, MachineSpec
+from rofolio.scenario import schema
+from rofolio.scenario.loader import _Locator, builtin_text, load
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, format_size
+
+SCHEMA = "rofolio.scenario/1"
+
+# How each set_memory_*-style op is called on the architecture's kernel object.
+_SET_MEMORY: dict[str, Callable[[Any, int, int], int]] = {
+    op: (lambda name: (lambda k, va, n: getattr(k, name)(va, n)))(op) for op in schema.SET_MEMORY_OPS
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LayoutRun:
+    """One stretch of the direct map for plots: physical range, leaf size, protection."""
+
+    start: int
+    end: int
+    level: str
+    writable: bool
+    present: bool
+
+
+@dataclass
+class StepRecord:
+    index: int
+    op: str
+    label: str
+    phase: str
+    ret: int
+    delta: dict[str, int]
+    after: dict[str, int]
+    leaf_after: str
+    checked: bool = False  # the step carried expectations
+    failures: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "op": self.op, "label": self.label, "phase": self.phase,
+                "ret": Errno.describe(self.ret), "leaf_after": self.leaf_after, "delta": self.delta,
+                "after": self.after, "expect_failures": self.failures}
+
+
+@dataclass
+class ScenarioResult:
+    """Everything a report shows about one run of one scenario."""
+
+    name: str
+    description: str
+    seed: int
+    start: str
+    machine: dict[str, Any]
+    boot: dict[str, int]
+    steps: list[StepRecord]
+    final: dict[str, int]
+    meminfo: list[str]
+    layouts: dict[str, list[LayoutRun]]
+    warnings: list[str]
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"step {s.index}: {f}" for s in self.steps for f in s.failures]
+
+    def totals(self) -> dict[str, int]:
+        """Sum of every step's change: the scenario's cost, boot excluded."""
+        out: dict[str, int] = {}
+        for step in self.steps:
+            for key, value in step.delta.items():
+                out[key] = out.get(key, 0) + value
+        return dict(sorted(out.items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "scenario": {"name": self.name, "description": self.description, "seed": self.seed,
+                         "start": self.start},
+            "machine": self.machine,
+            "boot": self.boot,
+            "steps": [s.to_dict() for s in self.steps],
+            "totals": self.totals(),
+            "final": self.final,
+            "meminfo": self.meminfo,
+            "warnings": self.warnings,
+            "expect_failures": self.failures,
+        }
+
+    def _repr_html_(self) -> str:  # rendered by notebooks
+        from rofolio.report import html_tables
+
+        return html_tables(self)
+
+
+def spec_of(machine: schema.Machine) -> MachineSpec:
+    return MachineSpec(
+        arch=machine.arch, mem=machine.mem,
+        memory_map=tuple(machine.memory_map) if machine.memory_map else None,
+        gbpages=machine.gbpages, la57=machine.paging == 5, debug_pagealloc=machine.debug_pagealloc,
+        kernel=machine.kernel, cpus=machine.cpus, kfence=machine.kfence,
+        tlb_single_page_flush_ceiling=machine.tlb_single_page_flush_ceiling,
+        zero_page_in_rodata=machine.zero_page == "rodata",
+    )
+
+
+def run_scenario(source: str | Path | schema.Scenario, *, progress: Callable[[int, int], None] | None = None,
+                 text: str | None = None, filename: str | None = None) -> ScenarioResult:
+    """Run a scenario given as a built-in name, a .toml path, or a parsed Scenario.
+
+    ``progress(done, total)`` is called after each step (the CLI draws a bar with it).
+    """
+    if isinstance(source, schema.Scenario):
+        scenario, name = source, filename or source.name
+    else:
+        scenario, name = load(source)
+        if text is None:
+            path = Path(source)
+            text = path.read_text() if path.exists() else builtin_text(str(source))
+    locator = _Locator(text or "")
+    _check_machine(scenario, name, locator)
+    machine = Machine.boot(spec_of(scenario.machine))
+    if scenario.start == "running":
+        machine.finish_boot()
+    _check_steps(scenario, machine, name, locator)
+    boot = machine.counters.summary()
+    layouts = {"before": direct_map_layout(machine)}
+    records: list[StepRecord] = []
+    vmaps: dict[str, int] = {}
+    for index, step in enumerate(scenario.steps, start=1):
+        records.append(_run_step(machine, index, step, vmaps, layouts))
+        if progress:
+            progress(index, len(scenario.steps))
+    layouts["after"] = direct_map_layout(machine)
+    warnings = [e.text for e in machine.log.events if isinstance(e, KernelWarning)]
+    return ScenarioResult(scenario.name, scenario.description, scenario.seed, scenario.start,
+                          machine.spec.describe(), boot, records, machine.counters.summary(),
+                          machine.meminfo_lines(), layouts, warnings)
+
+
+# ----------------------------------------------------------------- validation
+def _check_machine(scenario: schema.Scenario, name: str, locator: _Locator) -> None:
+    m = scenario.machine
+    if "mem" in m.model_fields_set and m.memory_map:
+        raise ScenarioErrors([ScenarioError("give mem or memory_map, not both", "remove one of them",
+                                            file=name, line=locator.find(("machine", "mem")), key="machine.mem")])
+    limit = (32 << 50) if m.paging == 5 else (64 << 40)
+    total = sum(e - s for s, e in m.memory_map) if m.memory_map else m.mem
+    if total > limit:
+        raise ScenarioErrors([ScenarioError(
+            f"{format_size(total)} of RAM is more than {m.paging}-level paging can map ({format_size(limit)})",
+            "use paging = 5" if m.paging == 4 else "use less memory",
+            file=name, line=locator.find(("machine", "mem")), key="machine.mem")])
+
+
+def _check_steps(scenario: schema.Scenario, machine: Machine, name: str, locator: _Locator) -> None:
+    """Refuse, before anything runs, steps that cannot run on this machine."""
+    errors: list[ScenarioError] = []
+    memory = machine.kernel.config.memory
+    valid_expect = {"ret", "leaf", *machine.counters.summary().keys()}
+    for index, step in enumerate(scenario.steps):
+        where = ("steps", index)
+        pa = getattr(step, "pa", None)
+        if pa is not None:
+            first = pa + step.offset * PAGE_SIZE  # type: ignore[union-attr]
+            pages = getattr(step, "pages", 1)
+            if not memory.is_ram(first & ~(PAGE_SIZE - 1)):
+                errors.append(ScenarioError(
+                    f"physical address {first:#x} is not RAM on this machine",
+                    "RAM ranges: " + ", ".join(f"[{r.start:#x}, {r.end:#x})" for r in memory.ram),
+                    file=name, line=locator.find((*where, "pa")), key=f"steps[{index + 1}].pa"))
+            elif first + pages * PAGE_SIZE > memory.ram[-1].end:
+                errors.append(ScenarioError(
+                    f"{pages} pages from {first:#x} run past the end of RAM ({memory.ram[-1].end:#x})",
+                    "use fewer pages", file=name, line=locator.find((*where, "pages")),
+                    key=f"steps[{index + 1}].pages"))
+        va = getattr(step, "va", None)
+        if va is not None and machine.kernel.lookup_address(va + step.offset * PAGE_SIZE) is None:  # type: ignore
+            errors.append(ScenarioError(
+                f"virtual address {va:#x} is not mapped on this machine",
+                f"direct-map addresses start at {machine.kernel.layout.page_offset:#x}; or use pa",
+                file=name, line=locator.find((*where, "va")), key=f"steps[{index + 1}].va"))
+        for key in (step.expect or {}):
+            if key not in valid_expect:
+                errors.append(ScenarioError(
+                    f"unknown expectation {key!r}", "expect ret, leaf or a counter: "
+                    + ", ".join(sorted(valid_expect - {"ret", "leaf"})),
+                    file=name, line=locator.find((*where, "expect")), key=f"steps[{index + 1}].expect"))
+    if errors:
+        raise ScenarioErrors(errors)
+
+
+# ------------------------------------------------------------------- running
+def _target_va(machine: Machine, step: Any, vmaps: dict[str, int]) -> int:
+    k = machine.kernel
+    if step.pa is not None:
+        base = k.va(step.pa)
+    elif step.va is not None:
+        base = step.va
+    else:
+        base = vmaps[step.mapping]
+    return (base & ~(PAGE_SIZE - 1)) + step.offset * PAGE_SIZE
+
+
+def _label(step: Any) -> str:
+    if isinstance(step, schema.Phase):
+        return f"phase -> {step.to}"
+    if isinstance(step, schema.PgtableAllocFail):
+        return f"page-table allocations {'fail' if step.fail else 'succeed'}"
+    if isinstance(step, schema.Snapshot):
+        return f"snapshot {step.name or ''}".strip()
+    where = (f"pa={step.pa:#x}" if step.pa is not None else f"va={step.va:#x}" if step.va is not None
+             else f"{step.mapping}")
+    if step.offset:
+        where += f"+{step.offset}p"
+    pages = f" pages={step.pages}" if hasattr(step, "pages") else ""
+    extra = f" as {step.as_}" if isinstance(step, schema.Vmap) else ""
+    return f"{step.op} {where}{pages}{extra}"
+
+
+def _run_step(machine: Machine, index: int, step: Any, vmaps: dict[str, int],
+              layouts: dict[str, list[LayoutRun]]) -> StepRecord:
+    k = machine.kernel
+    va: int | None = None
+    if isinstance(step, schema.SetMemory):
+        va = _target_va(machine, step, vmaps)
+        result = machine.step(step.op, lambda: _SET_MEMORY[step.op](k, va, step.pages))
+    elif isinstance(step, schema.SetDirectMap):
+        va = _target_va(machine, step, vmaps)
+        pfn = k.layout.pa(va) >> PAGE_SHIFT
+        result = machine.step(step.op, lambda: getattr(k, step.op)(pfn))
+    elif isinstance(step, schema.Vmap):
+        pa = k.layout.pa(_target_va(machine, step, vmaps))
+        pfns = [(pa >> PAGE_SHIFT) + i for i in range(step.pages)]
+
+        def do_vmap() -> int:
+            vmaps[step.as_] = k.vmap(pfns)
+            return 0
+
+        result = machine.step(step.op, do_vmap)
+        va = vmaps[step.as_]
+    elif isinstance(step, schema.Phase):
+        result = machine.step("phase", lambda: machine.finish_boot())
+    elif isinstance(step, schema.PgtableAllocFail):
+        def toggle() -> int:
+            k.pgtable_alloc_fail = step.fail
+            return 0
+
+        result = machine.step(step.op, toggle)
+    else:  # Snapshot
+        result = machine.step("snapshot", lambda: 0)
+        layouts[step.name or f"step {index}"] = direct_map_layout(machine)
+    leaf = _describe_leaf(k.lookup_address(va)) if va is not None else ""
+    record = StepRecord(index, step.op, step.name or _label(step), str(k.phase), result.ret, result.delta(),
+                        result.after.summary(), leaf)
+    record.checked = bool(step.expect)
+    record.failures = _check_expect(step.expect or {}, record)
+    return record
+
+
+def _describe_leaf(found: Any) -> str:
+    if found is None:
+        return "none"
+    if not found.present:
+        return f"{found.level.leaf_name} not-present"
+    return f"{found.level.leaf_name} {'RW' if found.writable else 'RO'}"
+
+
+def _check_expect(expect: dict[str, Any], record: StepRecord) -> list[str]:
+    failures = []
+    for key, want in expect.items():
+        if key == "ret":
+            got: Any = Errno.describe(record.ret)
+            want_text = Errno.describe(want) if isinstance(want, int) else str(want)
+            if got != want_text:
+                failures.append(f"ret is {got}, expected {want_text}")
+        elif key == "leaf":
+            if record.leaf_after != want:
+                failures.append(f"leaf is {record.leaf_after!r}, expected {want!r}")
+        else:
+            got = record.delta.get(key, 0)
+            if got != want:
+                failures.append(f"{key} changed by {got}, expected {want}")
+    return failures
+
+
+# ------------------------------------------------------------------ layouts
+def direct_map_layout(machine: Machine) -> list[LayoutRun]:
+    """The direct map as (physical range, leaf size, RW/RO, present) stretches."""
+    k = machine.kernel
+    lo = k.layout.page_offset
+    hi = k.direct_map_mapped_end()
+    out: list[LayoutRun] = []
+    for run in k.pt.runs(lo, hi):
+        present = bool(run.flags & 1)
+        writable = present and bool(run.flags & 2)
+        start, end = k.layout.pa(max(run.start, lo)), k.layout.pa(min(run.end, hi))
+        if out and out[-1].end == start and out[-1].level == run.level.leaf_name and \
+                out[-1].writable == writable and out[-1].present == present:
+            out[-1] = LayoutRun(out[-1].start, end, out[-1].level, writable, present)
+        else:
+            out.append(LayoutRun(start, end, run.level.leaf_name, writable, present))
+    return out
+
+
+def iter_gib(layout: list[LayoutRun]) -> Iterator[tuple[int, list[LayoutRun]]]:
+    """Group a layout by GiB of physical address (for the per-GiB strips)."""
+    gib = Level.PUD.size
+    by: dict[int, list[LayoutRun]] = {}
+    for run in layout:
+        a = run.start
+        while a < run.end:
+            g = a // gib
+            b = min(run.end, (g + 1) * gib)
+            by.setdefault(g, []).append(LayoutRun(a, b, run.level, run.writable, run.present))
+            a = b
+    yield from sorted(by.items())

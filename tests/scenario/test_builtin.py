@@ -1,0 +1,53 @@
+"""Built-in scenarios: every one runs and meets its own expectations; rfc-demo's JSON is pinned."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from rofolio.scenario.loader import builtin_names
+from rofolio.scenario.runner import run_scenario
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.mark.parametrize("name", builtin_names())
+def test_builtin_scenario_runs_and_meets_its_expectations(name: str) -> None:
+    result = run_scenario(name)
+    assert result.steps
+    assert result.failures == []
+
+
+def test_every_expected_behaviour_scenario_checks_something() -> None:
+    for name in builtin_names():
+        if name == "rfc-demo":
+            continue
+        result = run_scenario(name)
+        assert any(step.checked for step in result.steps), name
+
+
+def _json(name: str) -> str:
+    return json.dumps(run_scenario(name).to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def test_rfc_demo_json_matches_the_golden_file() -> None:
+    text = _json("rfc-demo")
+    golden = GOLDEN / "rfc-demo.json"
+    if os.environ.get("ROFOLIO_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text(), "rfc-demo output changed; set ROFOLIO_UPDATE_GOLDEN=1 if intended"
+
+
+def test_two_runs_with_the_same_seed_give_byte_identical_json() -> None:
+    assert _json("rfc-demo") == _json("rfc-demo")
+    assert _json("x86-split-costs") == _json("x86-split-costs")
+
+
+def test_rfc_demo_splits_one_1g_page_and_is_not_counted_in_vmstat() -> None:
+    step = run_scenario("rfc-demo").steps[0]
+    assert step.ret == 0 and step.leaf_after == "2M RO"
+    assert step.delta["splits_1g"] == 1 and step.delta["flushes_all"] == 2
+    assert "direct_map_level3_splits" not in step.delta

@@ -1,0 +1,68 @@
+"""Malformed scenario files: each mistake gets its own message, the file and line, and exit status 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+GOOD_STEP = '[[steps]]\nop = "set_memory_ro"\npa = "6G"\npages = 1\n'
+HEAD = 'name = "t"\n[machine]\nmem = "8G"\n'
+
+CASES = [
+    # (id, file text, expected message fragment, expected line or None)
+    ("toml-syntax", 'name = "t\n' + GOOD_STEP, "not valid TOML", 1),
+    ("unknown-top-key", HEAD.replace('name = "t"', 'name = "t"\nnmae = "u"') + GOOD_STEP, "unknown key 'nmae'", 2),
+    ("missing-name", '[machine]\nmem = "8G"\n' + GOOD_STEP, "missing key 'name'", None),
+    ("no-steps", HEAD, "missing key 'steps'", None),
+    ("unknown-op", HEAD + GOOD_STEP.replace("set_memory_ro", "set_memory_rwx"), "unknown op 'set_memory_rwx'", 5),
+    ("missing-pages", HEAD + '[[steps]]\nop = "set_memory_ro"\npa = "6G"\n', "missing key 'pages'", 4),
+    ("zero-pages", HEAD + GOOD_STEP.replace("pages = 1", "pages = 0"), "greater than or equal to 1", 7),
+    ("pages-not-a-number", HEAD + GOOD_STEP.replace("pages = 1", 'pages = "many"'), "valid integer", 7),
+    ("two-targets", HEAD + GOOD_STEP.replace('pa = "6G"', 'pa = "6G"\nva = 0xffff888180000000'),
+     "give exactly one of pa, va or mapping (got pa, va)", 4),
+    ("no-target", HEAD + '[[steps]]\nop = "set_memory_ro"\npages = 1\n', "give exactly one of pa, va or mapping", 4),
+    ("bad-size", HEAD.replace('"8G"', '"8Q"') + GOOD_STEP, "cannot parse size '8Q'", 3),
+    ("unknown-machine-key", HEAD + "gbpage = false\n" + GOOD_STEP, "unknown key 'gbpage'", 4),
+    ("unsupported-arch", HEAD + 'arch = "sparc"\n' + GOOD_STEP, "input should be 'x86_64'", 4),
+    ("old-kernel", HEAD + 'kernel = "5.10"\n' + GOOD_STEP, "older than the oldest modelled kernel", 4),
+    ("pa-in-a-hole", HEAD + GOOD_STEP.replace('"6G"', '"3584M"'), "is not RAM on this machine", 6),
+    ("past-end-of-ram", HEAD + GOOD_STEP.replace("pages = 1", "pages = 1000000"), "run past the end of RAM", 7),
+    ("mapping-before-vmap", HEAD + '[[steps]]\nop = "set_memory_ro"\nmapping = "buf"\npages = 1\n',
+     "uses mapping 'buf' before a vmap step names it", None),
+    ("phase-when-running", HEAD + GOOD_STEP + '[[steps]]\nop = "phase"\nto = "running"\n',
+     'start = "running" already boots fully', None),
+    ("unknown-expectation", HEAD + GOOD_STEP + "expect = { splits = 1 }\n", "unknown expectation 'splits'", 8),
+    ("too-much-ram", HEAD.replace('"8G"', '"128T"') + GOOD_STEP, "more than 4-level paging can map", 3),
+    ("mem-and-map", HEAD + 'memory_map = [[0, "2G"]]\n' + GOOD_STEP, "give mem or memory_map, not both", 3),
+    ("zero-cpus", HEAD + "cpus = 0\n" + GOOD_STEP, "greater than or equal to 1", 4),
+    ("bad-phase", 'name = "t"\nstart = "initcalls"\n' + GOOD_STEP + '[[steps]]\nop = "phase"\nto = "halted"\n',
+     "input should be 'running'", 9),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "message", "line"), CASES, ids=[c[0] for c in CASES])
+def test_malformed_scenario_gives_its_own_error_and_exit_2(tmp_path: Path, case: str, text: str, message: str,
+                                                           line: int | None) -> None:
+    path = tmp_path / f"{case}.toml"
+    path.write_text(text)
+    out = subprocess.run([sys.executable, "-m", "rofolio", "run", str(path)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    assert message.lower() in out.stderr.lower(), out.stderr
+    if line is not None:
+        assert f"{path}:{line}:" in out.stderr, out.stderr
+    assert out.stdout == ""  # nothing ran half-way
+
+
+def test_at_least_fifteen_distinct_mistakes_are_covered() -> None:
+    assert len({c[2] for c in CASES}) >= 15
+
+
+def test_unknown_builtin_name_lists_the_builtins() -> None:
+    out = subprocess.run([sys.executable, "-m", "rofolio", "run", "no-such-scenario"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and "built-ins: " in out.stderr and "rfc-demo" in out.stderr
