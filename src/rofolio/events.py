@@ -20,7 +20,8 @@ class Phase(StrEnum):
     """The kernel's ``system_state`` as far as the model needs it (include/linux/kernel.h)."""
 
     BOOTING = "booting"  # setup_arch(): one CPU, init_mem_mapping()
-    SCHEDULING = "scheduling"  # after smp_init(): initcalls such as thp_shrinker_init() run here
+    SCHEDULING = "scheduling"  # rest_init(): early initcalls, smp_init(), then initcalls such as thp_shrinker_init()
+    FREEING_INITMEM = "freeing_initmem"  # kernel_init(): free_initmem(), mark_readonly()
     RUNNING = "running"  # after mark_readonly() in kernel_init()
 
 
@@ -90,6 +91,7 @@ class Split(Event):
     level: Level  # the level of the leaf that was split
     direct: bool  # split_page_count() applied: a direct-map address with a non-zero count
     vmstat: bool  # counted as direct_map_level{2,3}_splits (system_state == SYSTEM_RUNNING)
+    count: int = 1  # consecutive leaves from ``addr`` split alike in one walk (arm64 range_split_to_ptes)
 
 
 @dataclass(frozen=True, slots=True)

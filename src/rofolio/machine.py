@@ -41,6 +41,7 @@ class MachineSpec:
     kfence: bool = False
     tlb_single_page_flush_ceiling: int = 33
     zero_page_in_rodata: bool = False
+    boot_profile: str | None = None  # a measured boot profile, e.g. "qemu-debian-6.1" (the QEMU oracle's kernel)
 
     def __post_init__(self) -> None:
         if self.arch not in SUPPORTED_ARCHES:
@@ -62,6 +63,7 @@ class MachineSpec:
             "cpus": self.cpus,
             "kfence": self.kfence,
             "tlb_single_page_flush_ceiling": self.tlb_single_page_flush_ceiling,
+            "boot_profile": self.boot_profile,
         }
 
 
@@ -103,7 +105,12 @@ class Machine:
             tlb_single_page_flush_ceiling=spec.tlb_single_page_flush_ceiling,
             empty_zero_page_in_rodata=spec.zero_page_in_rodata,
         )
-        options = x86_boot.BootOptions(kfence=spec.kfence)
+        profile = None
+        if spec.boot_profile:
+            from rofolio.arch.x86_64.profiles import boot_profile
+
+            profile = boot_profile(spec.boot_profile, spec.mem)
+        options = x86_boot.BootOptions(kfence=spec.kfence, profile=profile)
         kernel = x86_boot.boot(config, image, options, EventLog(retain=retain_events))
         return cls(spec, kernel)
 

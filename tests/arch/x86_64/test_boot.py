@@ -103,3 +103,13 @@ def test_ptdump_lines_follow_the_x86_debugfs_layout() -> None:
     assert "0xffff8880c0000000-0xffff888100000000           1G " + " " * 30 + "pud" in lines
     # beyond RAM the rest of the first 512G is none PUDs, then none top-level entries ("pgd")
     assert lines[-1] == "0xffff890000000000-0xffffc90000000000          64T " + " " * 30 + "pgd"
+
+
+def test_qemu_debian_6_1_profile_reproduces_the_real_kernels_boot() -> None:
+    """Measured on Debian 6.1.0-57 under QEMU (8G, -smp 1, nokaslr): /proc/meminfo and the page tables."""
+    m = Machine.boot(MachineSpec(mem=8 * GiB, kernel="6.1", cpus=1, boot_profile="qemu-debian-6.1"))
+    m.finish_boot()
+    assert m.counters.meminfo_kb() == {"DirectMap4k": 24448, "DirectMap2M": 4169728, "DirectMap1G": 6291456}
+    assert all(v == 0 for v in m.counters.vmstat().values())
+    cov = m.kernel.direct_map_coverage()
+    assert (cov[Level.PTE] >> 10, cov[Level.PMD] >> 10, cov[Level.PUD] >> 10) == (14208, 4179968, 4194304)

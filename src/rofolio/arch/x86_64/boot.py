@@ -33,13 +33,36 @@ BIOS_BEGIN = 0xA0000
 
 
 @dataclass(frozen=True, slots=True)
+class BpfPack:
+    """A BPF JIT pack (bpf_prog_pack_alloc()): 512 vmalloc'ed 4K pages made RO, then X."""
+
+    va: int  # where module_alloc() put it
+    pages: tuple[tuple[int, int], ...]  # the backing pages: (physical address, count) stretches, in order
+
+
+@dataclass(frozen=True, slots=True)
+class BootProfile:
+    """Boot-time users of set_memory_*() whose placement depends on the page allocator.
+
+    The model cannot derive which pages the page allocator gave a BPF JIT pack
+    during boot, so a profile records them, measured on a real kernel; the
+    model then applies the same calls with its own rules.
+    """
+
+    name: str
+    bpf_packs: tuple[BpfPack, ...] = ()
+    initrd: tuple[int, int] | None = None  # free_initrd_mem(): physical address and pages
+
+
+@dataclass(frozen=True, slots=True)
 class BootOptions:
     """Boot-time activity besides init_mem_mapping() that changes the direct map."""
 
-    kfence: bool = True  # CONFIG_KFENCE with a non-zero sample interval (Debian's default)
+    kfence: bool = False  # CONFIG_KFENCE with a non-zero sample interval (Debian's 6.1 shows none)
     kfence_pool: int | None = None  # physical address of __kfence_pool; None: where memblock puts it
     realmode_trampoline: int = 0x98000  # reserve_real_mode(): top-down below 1M
     pti: bool = False  # page-table isolation (free_kernel_image_pages() adds set_memory_np_noalias)
+    profile: BootProfile | None = None
 
 
 KFENCE_POOL_SIZE = 2 * MiB  # (CONFIG_KFENCE_NUM_OBJECTS + 1) * 2 * PAGE_SIZE with 255 objects
@@ -58,15 +81,28 @@ def boot(config: X86Config, image: KernelImage | None = None, options: BootOptio
     k.boot_options = options  # type: ignore[attr-defined]
     init_mem_mapping(k)
     map_kernel_highmap(k)
+    if config.ram_trimmed:
+        k.warn("e820: RAM above the direct map's reach (MAX_PHYSMEM_BITS) is not used")
     if options.kfence and not config.debug_pagealloc:
         kfence_init_pool(k, options.kfence_pool)
-    set_real_mode_permissions(k, options.realmode_trampoline)
-    k.set_phase(Phase.SCHEDULING)  # smp_init(): every CPU online, initcalls follow
+    idt_setup_apic_and_irq_gates(k)
+    if config.nr_cpus == 1:
+        alternative_instructions(k)
+    k.set_phase(Phase.SCHEDULING)  # rest_init(): kernel_init() runs the early initcalls first
+    set_real_mode_permissions(k, options.realmode_trampoline)  # do_init_real_mode(), an early_initcall
+    k.smp_init()
+    if options.profile is not None:
+        for pack in options.profile.bpf_packs:
+            bpf_prog_pack_alloc(k, pack)
+        if options.profile.initrd is not None:
+            pa, pages = options.profile.initrd
+            free_init_pages(k, k.va(pa), k.va(pa) + pages * PAGE_SIZE)  # free_initrd_mem()
     return k
 
 
 def late_init(k: X86Kernel) -> None:
     """kernel_init() after the initcalls: free_initmem(), mark_readonly(), SYSTEM_RUNNING."""
+    k.set_phase(Phase.FREEING_INITMEM)
     free_initmem(k)
     mark_rodata_ro(k)
     k.set_phase(Phase.RUNNING)
@@ -372,8 +408,8 @@ def set_real_mode_permissions(k: X86Kernel, base: int) -> None:
     k.set_memory_x(k.va(text_start), text_size >> PAGE_SHIFT)
 
 
-def free_kernel_image_pages(k: X86Kernel, begin: int, end: int) -> None:
-    """free_kernel_image_pages() -> free_init_pages() on high-map addresses [begin, end)."""
+def free_init_pages(k: X86Kernel, begin: int, end: int) -> None:
+    """free_init_pages() (arch/x86/mm/init.c): NX then RW before the pages go back; NP with DEBUG_PAGEALLOC."""
     if begin >= end:
         return
     n = (end - begin) >> PAGE_SHIFT
@@ -382,13 +418,39 @@ def free_kernel_image_pages(k: X86Kernel, begin: int, end: int) -> None:
     else:
         k.set_memory_nx(begin, n)
         k.set_memory_rw(begin, n)
-    if getattr(k, "boot_options", BootOptions()).pti:
-        k.set_memory_np_noalias(begin, n)
+
+
+def free_kernel_image_pages(k: X86Kernel, begin: int, end: int) -> None:
+    """free_kernel_image_pages(): free_init_pages() on high-map addresses, plus NP without alias under PTI."""
+    free_init_pages(k, begin, end)
+    if getattr(k, "boot_options", BootOptions()).pti and begin < end:
+        k.set_memory_np_noalias(begin, (end - begin) >> PAGE_SHIFT)
+
+
+def idt_setup_apic_and_irq_gates(k: X86Kernel) -> None:
+    """idt_setup_apic_and_irq_gates() (arch/x86/kernel/idt.c): "Make the IDT table read only"."""
+    k.set_memory_ro(k.highmap_va(k.image.idt_table), 1)
+
+
+def alternative_instructions(k: X86Kernel) -> None:
+    """alternative_instructions(): a uniprocessor kernel frees the SMP alternatives (__smp_locks)."""
+    img = k.image
+    free_init_pages(k, k.highmap_va(img.init_end), k.highmap_va(img.smp_locks_end))
+
+
+def bpf_prog_pack_alloc(k: X86Kernel, pack: BpfPack) -> None:
+    """bpf_prog_pack_alloc() (kernel/bpf/core.c): vmalloc'ed pack set RO, then X (module area)."""
+    pfns = [(pa >> PAGE_SHIFT) + i for pa, count in pack.pages for i in range(count)]
+    va = k.vmap(pfns, at=pack.va)
+    k.set_memory_ro(va, len(pfns))
+    k.set_memory_x(va, len(pfns))
 
 
 def free_initmem(k: X86Kernel) -> None:
-    """free_initmem(): free_kernel_image_pages("unused kernel image (initmem)", __init_begin, __init_end)."""
+    """free_initmem(): the unused decrypted .bss, then the init sections (arch/x86/mm/init.c)."""
     img = k.image
+    # mem_encrypt_free_decrypted_mem(): no SME/SEV, so the unused part of .bss..decrypted goes
+    free_init_pages(k, k.highmap_va(img.bss_decrypted_unused), k.highmap_va(img.bss_decrypted_end))
     free_kernel_image_pages(k, k.highmap_va(img.init_begin), k.highmap_va(img.init_end))
 
 

@@ -22,8 +22,8 @@ class AddressLayout:
     vmalloc_end: int
     direct_map_size: int
     start_kernel_map: int = 0xFFFFFFFF80000000  # __START_KERNEL_map
-    kernel_image_size: int = 512 << 20  # KERNEL_IMAGE_SIZE without KASLR
-    modules_vaddr: int = 0xFFFFFFFFA0000000
+    kernel_image_size: int = 1 << 30  # KERNEL_IMAGE_SIZE: 1 GiB with CONFIG_RANDOMIZE_BASE, even with nokaslr
+    modules_vaddr: int = 0xFFFFFFFFC0000000  # MODULES_VADDR = __START_KERNEL_map + KERNEL_IMAGE_SIZE
 
     @classmethod
     def for_paging(cls, la57: bool) -> AddressLayout:

@@ -107,9 +107,11 @@ class X86Kernel:
 
     def set_phase(self, phase: Phase) -> None:
         self.phase = phase
-        if phase != Phase.BOOTING:
-            self.cpus_online = self.config.nr_cpus  # smp_init() has brought every CPU up
         self.log.append(PhaseChange(phase))
+
+    def smp_init(self) -> None:
+        """smp_init(): every CPU comes online; from now on flushes send IPIs."""
+        self.cpus_online = self.config.nr_cpus
 
     def warn(self, text: str) -> None:
         self.log.append(KernelWarning(text))
@@ -438,17 +440,21 @@ class X86Kernel:
         return _cpa._change_page_attr_set_clr(self, data, primary=True)
 
     # -------------------------------------------------------------- vmalloc
-    def vmap(self, pfns: list[int], flags: int = X86.PAGE_KERNEL) -> int:
+    def vmap(self, pfns: list[int], flags: int = X86.PAGE_KERNEL, at: int | None = None) -> int:
         """vmap(): map pages at a new vmalloc address with 4K PTEs, one guard page after.
 
-        Table pages the new area needs (PTE, PMD, PUD tables) are allocated as
+        ``at`` places the area (e.g. module_alloc() at MODULES_VADDR).  Table
+        pages the new area needs (PTE, PMD, PUD tables) are allocated as
         vmap_pages_range() would.  Returns the start address.
         """
         if not pfns:
             raise AddressError("vmap of no pages", "give at least one page")
-        start = self._vmalloc_next
+        start = self._vmalloc_next if at is None else at
         end = start + len(pfns) * PAGE_SIZE
-        self._vmalloc_next = end + PAGE_SIZE  # VM_NO_GUARD is not set: one guard page
+        if self.pt.occupied(start, end):
+            raise AddressError(f"vmap at {start:#x} overlaps an existing mapping", "choose another address")
+        if at is None:
+            self._vmalloc_next = end + PAGE_SIZE  # VM_NO_GUARD is not set: one guard page
         for level in (Level.P4D, Level.PUD, Level.PMD):
             region = level.size
             a = start & level.mask
