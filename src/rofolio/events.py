@@ -176,6 +176,18 @@ class CacheFlush(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class Fault(Event):
+    """A CPU access the page tables refuse: the kernel would oops (or a _nofault helper returns -EFAULT)."""
+
+    kind: ClassVar[str] = "fault"
+    addr: int
+    access: str  # "write" or "read"
+    reason: str  # "permissions violation" or "not-present page"
+    mapping: str  # what the address belongs to: "direct map", "vmalloc", "kernel image", ...
+    text: str  # the oops the architecture prints
+
+
+@dataclass(frozen=True, slots=True)
 class KernelWarning(Event):
     """A WARN / pr_warn the kernel would print."""
 

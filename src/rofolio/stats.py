@@ -21,6 +21,7 @@ from rofolio.events import (
     Collapse,
     EntryWrite,
     Event,
+    Fault,
     Flush,
     FlushKind,
     KernelWarning,
@@ -55,6 +56,7 @@ class Counters:
     ipis: int = 0
     cache_flushes: int = 0
     warnings: int = 0
+    faults: int = 0
     cpa_checked: dict[Level, int] = field(default_factory=lambda: {Level.PMD: 0, Level.PUD: 0})
     cpa_sameprot: dict[Level, int] = field(default_factory=lambda: {Level.PMD: 0, Level.PUD: 0})
     cpa_preserved: dict[Level, int] = field(default_factory=lambda: {Level.PMD: 0, Level.PUD: 0})
@@ -135,6 +137,7 @@ class Counters:
             "flushes_local": self.flushes_local,
             "flushed_pages": self.flushed_pages,
             "ipis": self.ipis,
+            "faults": self.faults,
             **self.meminfo_kb(),
             **self.vmstat(),
         }
@@ -145,12 +148,12 @@ def _boot_mapping(c: Counters, e: BootMapping) -> None:
 
 
 def _split(c: Counters, e: Split) -> None:
-    c.splits[e.level] += 1
+    c.splits[e.level] += e.count
     if e.direct:  # split_page_count()
-        c.direct_pages[e.level] -= 1
-        c.direct_pages[Level(e.level - 1)] += PTRS_PER_TABLE
+        c.direct_pages[e.level] -= e.count
+        c.direct_pages[Level(e.level - 1)] += PTRS_PER_TABLE * e.count
     if e.vmstat:
-        c.vmstat_splits[e.level] += 1
+        c.vmstat_splits[e.level] += e.count
 
 
 def _collapse(c: Counters, e: Collapse) -> None:
@@ -195,6 +198,10 @@ def _cache_flush(c: Counters, e: CacheFlush) -> None:
     c.cache_flushes += 1
 
 
+def _fault(c: Counters, e: Fault) -> None:
+    c.faults += 1
+
+
 def _warning(c: Counters, e: KernelWarning) -> None:
     c.warnings += 1
 
@@ -227,6 +234,7 @@ _HANDLERS: dict[type, Callable[[Counters, Any], None]] = {
     Flush: _flush,
     CacheFlush: _cache_flush,
     KernelWarning: _warning,
+    Fault: _fault,
     LargePageCheck: _large_page_check,
     PteCheck: _pte_check,
 }

@@ -144,7 +144,7 @@ def _model_at(loc: tuple[Any, ...], data: dict[str, Any]) -> type[BaseModel] | N
         steps = data.get("steps")
         if isinstance(steps, list) and loc[1] < len(steps) and isinstance(steps[loc[1]], dict):
             op = steps[loc[1]].get("op")
-            for model in (schema.SetMemory, schema.SetDirectMap, schema.Vmap, schema.Phase,
+            for model in (schema.SetMemory, schema.SetDirectMap, schema.Vmap, schema.Write, schema.Phase,
                           schema.PgtableAllocFail, schema.Snapshot):
                 allowed = model.model_fields["op"].annotation
                 if op in getattr(allowed, "__args__", ()):

@@ -51,12 +51,13 @@ class StepRecord:
     after: dict[str, int]
     leaf_after: str
     checked: bool = False  # the step carried expectations
+    oops: str = ""  # the oops text of a fault the step took
     failures: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "op": self.op, "label": self.label, "phase": self.phase,
                 "ret": Errno.describe(self.ret), "leaf_after": self.leaf_after, "delta": self.delta,
-                "after": self.after, "expect_failures": self.failures}
+                "after": self.after, "oops": self.oops, "expect_failures": self.failures}
 
 
 @dataclass
@@ -115,7 +116,7 @@ def spec_of(machine: schema.Machine) -> MachineSpec:
         gbpages=machine.gbpages, la57=machine.paging == 5, debug_pagealloc=machine.debug_pagealloc,
         kernel=machine.kernel, cpus=machine.cpus, kfence=machine.kfence,
         tlb_single_page_flush_ceiling=machine.tlb_single_page_flush_ceiling,
-        zero_page_in_rodata=machine.zero_page == "rodata",
+        zero_page_in_rodata=machine.zero_page == "rodata", boot_profile=machine.boot_profile,
     )
 
 
@@ -172,7 +173,7 @@ def _check_steps(scenario: schema.Scenario, machine: Machine, name: str, locator
     """Refuse, before anything runs, steps that cannot run on this machine."""
     errors: list[ScenarioError] = []
     memory = machine.kernel.config.memory
-    valid_expect = {"ret", "leaf", *machine.counters.summary().keys()}
+    valid_expect = {"ret", "leaf", "fault", *machine.counters.summary().keys()}
     for index, step in enumerate(scenario.steps):
         where = ("steps", index)
         pa = getattr(step, "pa", None)
@@ -224,6 +225,10 @@ def _label(step: Any) -> str:
         return f"page-table allocations {'fail' if step.fail else 'succeed'}"
     if isinstance(step, schema.Snapshot):
         return f"snapshot {step.name or ''}".strip()
+    if isinstance(step, schema.Write):
+        where = f"pa={step.pa:#x}" if step.pa is not None else f"va={step.va:#x}" if step.va is not None \
+            else f"{step.mapping}"
+        return f"{'probe (copy_to_kernel_nofault)' if step.probe else 'kernel write'} {where}"
     where = (f"pa={step.pa:#x}" if step.pa is not None else f"va={step.va:#x}" if step.va is not None
              else f"{step.mapping}")
     if step.offset:
@@ -254,6 +259,12 @@ def _run_step(machine: Machine, index: int, step: Any, vmaps: dict[str, int],
 
         result = machine.step(step.op, do_vmap)
         va = vmaps[step.as_]
+    elif isinstance(step, schema.Write):
+        from rofolio.faults import kernel_write
+
+        va = _target_va(machine, step, vmaps)
+        mapping = "vmalloc" if step.mapping else "direct map" if k.within_direct_map_mapped(va) else "kernel"
+        result = machine.step("write", lambda: kernel_write(k, va, probe=step.probe, mapping=mapping).ret)
     elif isinstance(step, schema.Phase):
         result = machine.step("phase", lambda: machine.finish_boot())
     elif isinstance(step, schema.PgtableAllocFail):
@@ -268,6 +279,8 @@ def _run_step(machine: Machine, index: int, step: Any, vmaps: dict[str, int],
     leaf = _describe_leaf(k.lookup_address(va)) if va is not None else ""
     record = StepRecord(index, step.op, step.name or _label(step), str(k.phase), result.ret, result.delta(),
                         result.after.summary(), leaf)
+    faults = [e for e in result.events if e.kind == "fault"]
+    record.oops = faults[0].text if faults else ""  # type: ignore[attr-defined]
     record.checked = bool(step.expect)
     record.failures = _check_expect(step.expect or {}, record)
     return record
@@ -292,6 +305,11 @@ def _check_expect(expect: dict[str, Any], record: StepRecord) -> list[str]:
         elif key == "leaf":
             if record.leaf_after != want:
                 failures.append(f"leaf is {record.leaf_after!r}, expected {want!r}")
+        elif key == "fault":
+            faulted = bool(record.delta.get("faults", 0))
+            if faulted is not bool(want):
+                failures.append(f"the step {'faulted' if faulted else 'did not fault'}, expected "
+                                f"{'a fault' if want else 'no fault'}")
         else:
             got = record.delta.get(key, 0)
             if got != want:

@@ -57,6 +57,8 @@ class Machine(_Strict):
     memory_map: list[tuple[int, int]] | None = Field(None, description="explicit RAM ranges [start, end)")
     kernel: str = "6.18"
     cpus: int = Field(8, ge=1, le=8192)
+    boot_profile: Literal["qemu-debian-6.1"] | None = Field(
+        None, description="measured boot-time allocations of a real kernel (the QEMU oracle's)")
     debug_pagealloc: bool = False
     kfence: bool = False
     # x86-64
@@ -140,6 +142,13 @@ class Vmap(_Target):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class Write(_Target):
+    """A kernel store of one byte through the target address; ``probe`` uses copy_to_kernel_nofault()."""
+
+    op: Literal["write"]
+    probe: bool = False
+
+
 class Phase(_Step):
     """Move the kernel on: 'running' runs free_initmem(), mark_rodata_ro() and sets SYSTEM_RUNNING."""
 
@@ -160,7 +169,8 @@ class Snapshot(_Step):
     op: Literal["snapshot"]
 
 
-Step = Annotated[SetMemory | SetDirectMap | Vmap | Phase | PgtableAllocFail | Snapshot, Field(discriminator="op")]
+Step = Annotated[SetMemory | SetDirectMap | Vmap | Write | Phase | PgtableAllocFail | Snapshot,
+                 Field(discriminator="op")]
 
 
 class Scenario(_Strict):
