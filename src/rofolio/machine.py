@@ -21,7 +21,7 @@ from rofolio.errors import AddressError, ConfigError, Errno
 from rofolio.events import Event, EventLog, Phase
 from rofolio.physmem import MemoryMap
 from rofolio.stats import Counters
-from rofolio.units import PAGE_SHIFT, PAGE_SIZE, parse_size
+from rofolio.units import parse_size
 
 SUPPORTED_ARCHES = ("x86_64",)
 
@@ -148,31 +148,3 @@ class Machine:
         mark = len(self.log.events)
         ret = operation() or 0
         return StepResult(name, ret, before, self.counters.copy(), self.log.events[mark:])
-
-    def first_free_2m_block(self) -> int:
-        """Where a fresh page allocator puts an order-9 folio: low in the highest zone.
-
-        The zonelist tries ZONE_NORMAL (RAM above 4 GiB on x86-64) before
-        ZONE_DMA32, and boot memory is freed to the tail of the free lists in
-        ascending order (mm/page_alloc.c __free_pages_core() with FPI_TO_TAIL),
-        so the first order-9 request is served from the lowest free 2M block
-        of the highest zone that has memory.
-        """
-        ram = self.kernel.config.memory.ram
-        img = self.kernel.image
-        normal = [r for r in ram if r.end > 4 << 30]
-        candidates = normal if normal else [r for r in ram if r.end > 16 << 20]
-        for r in candidates:
-            block = max(((r.start + (2 << 20) - 1) >> 21) << 21, 4 << 30 if normal else 16 << 20)
-            while block + (2 << 20) <= r.end:
-                if not (block < img.end and img.text < block + (2 << 20)):
-                    return block
-                block += 2 << 20
-        raise ConfigError("no free 2M block of RAM", "give the machine more memory")
-
-    def pages(self, nbytes: int) -> int:
-        return nbytes >> PAGE_SHIFT
-
-    @staticmethod
-    def page_size() -> int:
-        return PAGE_SIZE

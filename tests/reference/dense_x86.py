@@ -16,19 +16,11 @@ from itertools import pairwise
 import numpy as np
 
 from rofolio.prot import X86
+from rofolio.prot import x86_4k_2_large as _4k_2_large
+from rofolio.prot import x86_large_2_4k as _large_2_4k
 
 PAGES = {1: 1, 2: 512, 3: 512 * 512}
 CEILING = 33
-
-
-def _large_2_4k(f: int) -> int:
-    pat = X86.PAT if f & X86.PAT_LARGE else 0
-    return (f & ~(X86.PSE | X86.PAT_LARGE)) | pat
-
-
-def _4k_2_large(f: int) -> int:
-    pat = X86.PAT_LARGE if f & X86.PAT else 0
-    return (f & ~(X86.PAT | X86.PAT_LARGE)) | pat
 
 
 def _protnone(f: int) -> int:

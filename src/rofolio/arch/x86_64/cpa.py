@@ -310,37 +310,26 @@ def cpa_process_alias(k: X86Kernel, cpa: CpaData) -> int:
     if not k.pfn_range_is_mapped(cpa.pfn, cpa.pfn + 1):
         return 0
     vaddr = cpa.addr(cpa.curpage)
-    nx_mask = ~X86.NX  # "Directmap always has NX set, do not modify."
     # "No need to redo, when the primary call touched the direct mapping already"
     if not k.within_direct_map_mapped(vaddr):
-        alias = replace(
-            cpa,
-            vaddr=k.layout.va(cpa.pfn << PAGE_SHIFT),
-            vaddrs=None,
-            flags=cpa.flags & ~(CPA_PAGES_ARRAY | CPA_ARRAY),
-            curpage=0,
-            mask_set=cpa.mask_set & nx_mask,
-            mask_clr=cpa.mask_clr & nx_mask,
-        )
         cpa.force_flush_all = True
-        ret = _change_page_attr_set_clr(k, alias, primary=False)
+        ret = _change_page_attr_set_clr(k, _alias_cpa(cpa, k.layout.va(cpa.pfn << PAGE_SHIFT)), primary=False)
         if ret:
             return ret
     # "If the primary call didn't touch the high mapping already and the physical address is
     # inside the kernel map, we need to touch the high mapped kernel as well"
     if not k.within_kernel_text_to_brk(vaddr) and k.pfn_in_highmap(cpa.pfn):
-        alias = replace(
-            cpa,
-            vaddr=k.highmap_va(cpa.pfn << PAGE_SHIFT),
-            vaddrs=None,
-            flags=cpa.flags & ~(CPA_PAGES_ARRAY | CPA_ARRAY),
-            curpage=0,
-            mask_set=cpa.mask_set & nx_mask,
-            mask_clr=cpa.mask_clr & nx_mask,
-        )
         cpa.force_flush_all = True
-        _change_page_attr_set_clr(k, alias, primary=False)  # "ignore the return value"
+        # "The high mapping range is imprecise, so ignore the return value."
+        _change_page_attr_set_clr(k, _alias_cpa(cpa, k.highmap_va(cpa.pfn << PAGE_SHIFT)), primary=False)
     return 0
+
+
+def _alias_cpa(cpa: CpaData, vaddr: int) -> CpaData:
+    """alias_cpa = *cpa, at the alias address, linear mode, NX masked out ("Directmap always has NX set")."""
+    nx_mask = ~X86.NX
+    return replace(cpa, vaddr=vaddr, vaddrs=None, flags=cpa.flags & ~(CPA_PAGES_ARRAY | CPA_ARRAY), curpage=0,
+                   mask_set=cpa.mask_set & nx_mask, mask_clr=cpa.mask_clr & nx_mask)
 
 
 # --------------------------------------------------------- static protection

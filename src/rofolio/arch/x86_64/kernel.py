@@ -37,7 +37,7 @@ from rofolio.kversion import X86_CPA_COLLAPSE, X86_RO_CLEARS_DIRTY
 from rofolio.pagetable import EntryState, PageTable
 from rofolio.physmem import MemoryMap
 from rofolio.prot import X86
-from rofolio.units import PAGE_SHIFT, PAGE_SIZE, PTRS_PER_TABLE, Level
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level
 
 SECTION_SHIFT = 27  # SECTION_SIZE_BITS on x86-64: 128 MiB memory sections (sparsemem)
 
@@ -502,14 +502,6 @@ class X86Kernel:
         for run in self.pt.runs(lo, hi):
             out[run.level] += min(run.end, hi) - max(run.start, lo)
         return out
-
-    @staticmethod
-    def pages_per_table() -> int:
-        return PTRS_PER_TABLE
-
-    @staticmethod
-    def page_size() -> int:
-        return PAGE_SIZE
 
 
 def _overlaps(r1_start: int, r1_end: int, r2_start: int, r2_end: int) -> bool:
