@@ -1,0 +1,204 @@
+"""The 4K zero page and the huge zero folio (mm/huge_memory.c, include/linux/huge_mm.h).
+
+The 4K ``empty_zero_page`` lives in the kernel image; where (.bss or
+.rodata) is the arch's choice and decides whether its direct-map alias is
+read-only (x86 ``empty_zero_page_in_rodata``; mm does not assume either).
+
+The huge zero folio (rules from mm/huge_memory.c, each function below names its own):
+
+* ``get_huge_zero_folio()``: fast path ``atomic_inc_not_zero(&huge_zero_refcount)``;
+  else ``folio_alloc((GFP_TRANSHUGE | __GFP_ZERO | __GFP_ZEROTAGS) & ~__GFP_MOVABLE,
+  HPAGE_PMD_ORDER)``, ``THP_ZERO_PAGE_ALLOC(_FAILED)``, large_rmappable cleared,
+  the pointer and ``huge_zero_pfn`` set, refcount 2 (one for the caller, one
+  for the shrinker);
+* ``mm_get_huge_zero_folio()``: one reference per mm, guarded by
+  MMF_HUGE_ZERO_FOLIO; ``mm_put_huge_zero_folio()`` drops it at mm teardown;
+* ``put_huge_zero_folio()`` never reaches zero (BUG_ON);
+* the "thp-zero" shrinker counts HPAGE_PMD_NR only at refcount 1, and its
+  scan does cmpxchg(1 → 0), clears the pointer, resets ``huge_zero_pfn`` and
+  frees the folio;
+* CONFIG_PERSISTENT_HUGE_ZERO_FOLIO: ``thp_shrinker_init()`` calls
+  ``get_huge_zero_folio()`` once, warns "Allocating static huge zero folio
+  failed" on failure, and registers no zero-folio shrinker;
+  ``mm_get_huge_zero_folio()`` just returns the folio and
+  ``mm_put_huge_zero_folio()`` does nothing (Pankaj Raghav's v3 patch);
+  ``largest_zero_folio()`` falls back to the 4K zero page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rofolio.errors import Errno
+from rofolio.events import KernelWarning
+from rofolio.mm.direct_access import oops
+from rofolio.mm.events import HugeZeroFolioAlloc
+from rofolio.mm.folio import Folio
+from rofolio.mm.gfp import HPAGE_PMD_NR, HPAGE_PMD_ORDER, HUGE_ZERO_FOLIO_GFP
+from rofolio.mm.page_alloc import alloc_pages, free_pages
+from rofolio.mm.shrinker import Shrinker, shrinker_register
+
+if TYPE_CHECKING:
+    from rofolio.mm.process import MmStruct
+    from rofolio.mm.state import MMState
+
+MMF_HUGE_ZERO_FOLIO = "MMF_HUGE_ZERO_FOLIO"
+
+
+@dataclass
+class HugeZeroFolio:
+    """The globals: huge_zero_refcount, huge_zero_folio, huge_zero_pfn, and how the pointer is annotated."""
+
+    persistent: bool
+    folio: Folio | None = None
+    refcount: int = 0
+    pfn: int = -1  # huge_zero_pfn = ~0UL when there is none
+    pointer_ro_after_init: bool = False  # RFC: __ro_after_init instead of __read_mostly
+    allocations: int = 0
+
+
+def _write_pointer(mm: MMState, value: Folio | None) -> int:
+    """Store to the huge_zero_folio pointer; after init a __ro_after_init pointer faults."""
+    from rofolio.mm.bootmem import ro_after_init_pfn
+
+    hz = mm.huge_zero
+    if hz.pointer_ro_after_init:
+        pfn = ro_after_init_pfn(mm.kernel)
+        if pfn is not None and not mm.kernel.direct_map_writable(pfn):
+            return oops(mm, pfn, "huge_zero_folio pointer (__ro_after_init)")
+        if pfn is None and mm.kernel.phase == "running":
+            mm.kernel.log.append(KernelWarning("write to __ro_after_init huge_zero_folio after init"))
+            return -Errno.EFAULT
+    hz.folio = value
+    return 0
+
+
+def set_huge_zero_folio_pointer(mm: MMState, value: Folio | None) -> int:
+    """A store to the pointer from outside the huge zero folio code (a bug, or a test of __ro_after_init)."""
+    return _write_pointer(mm, value)
+
+
+def is_huge_zero_folio(mm: MMState, folio: Folio | None) -> bool:
+    return folio is not None and folio is mm.huge_zero.folio
+
+
+def is_zero_folio(mm: MMState, folio: Folio | None) -> bool:
+    """is_zero_folio(): only the 4K zero page, not the huge zero folio."""
+    return folio is not None and folio is mm.zero_page
+
+
+def get_huge_zero_folio(mm: MMState) -> bool:
+    """get_huge_zero_folio()."""
+    hz = mm.huge_zero
+    if hz.refcount > 0:  # atomic_inc_not_zero()
+        hz.refcount += 1
+        return True
+    folio = alloc_pages(mm, HUGE_ZERO_FOLIO_GFP, HPAGE_PMD_ORDER, label="huge zero folio")
+    if folio is None:
+        mm.kernel.log.append(HugeZeroFolioAlloc(-1, False))
+        return False
+    folio.large_rmappable = False  # folio_clear_large_rmappable()
+    mm.kernel.log.append(HugeZeroFolioAlloc(folio.pfn, True))
+    if _write_pointer(mm, folio):
+        return False
+    hz.pfn = folio.pfn
+    hz.refcount = 2  # one for the caller, one the shrinker puts back
+    hz.allocations += 1
+    return True
+
+
+def put_huge_zero_folio(mm: MMState) -> None:
+    """put_huge_zero_folio(): BUG_ON(atomic_dec_and_test(&huge_zero_refcount))."""
+    hz = mm.huge_zero
+    if hz.refcount <= 1:
+        mm.kernel.log.append(KernelWarning("kernel BUG at mm/huge_memory.c: put_huge_zero_folio() "
+                                           "would drop the last reference"))
+        return
+    hz.refcount -= 1
+
+
+def mm_get_huge_zero_folio(mm: MMState, mms: MmStruct) -> Folio | None:
+    """mm_get_huge_zero_folio()."""
+    if mm.huge_zero.persistent:
+        return mm.huge_zero.folio
+    if MMF_HUGE_ZERO_FOLIO in mms.flags:
+        return mm.huge_zero.folio
+    if not get_huge_zero_folio(mm):
+        return None
+    if MMF_HUGE_ZERO_FOLIO in mms.flags:  # test_and_set_bit() lost a race: drop the extra reference
+        put_huge_zero_folio(mm)
+    mms.flags.add(MMF_HUGE_ZERO_FOLIO)
+    return mm.huge_zero.folio
+
+
+def mm_put_huge_zero_folio(mm: MMState, mms: MmStruct) -> None:
+    """mm_put_huge_zero_folio(): at mm teardown."""
+    if mm.huge_zero.persistent:
+        return
+    if MMF_HUGE_ZERO_FOLIO in mms.flags:
+        put_huge_zero_folio(mm)
+
+
+def shrink_huge_zero_folio_count(mm: MMState) -> int:
+    """shrink_huge_zero_folio_count(): HPAGE_PMD_NR only when the shrinker's reference is the last."""
+    return HPAGE_PMD_NR if mm.huge_zero.refcount == 1 else 0
+
+
+def shrink_huge_zero_folio_scan(mm: MMState) -> int:
+    """shrink_huge_zero_folio_scan(): cmpxchg(1, 0), clear the pointer and the pfn, free the folio."""
+    hz = mm.huge_zero
+    if hz.refcount != 1:
+        return 0
+    folio = hz.folio
+    assert folio is not None
+    if not mm.policy.before_free(mm, folio, "shrink_huge_zero_folio_scan"):
+        return 0  # refused: the folio stays, with the shrinker's reference
+    hz.refcount = 0
+    if _write_pointer(mm, None):
+        hz.refcount = 1
+        return 0
+    hz.pfn = -1
+    folio.refcount = 0
+    free_pages(mm, folio, "shrink_huge_zero_folio_scan")
+    return HPAGE_PMD_NR
+
+
+THP_ZERO_SHRINKER = Shrinker("thp-zero", shrink_huge_zero_folio_count, shrink_huge_zero_folio_scan)
+
+
+def thp_shrinker_init(mm: MMState) -> int:
+    """thp_shrinker_init(): the persistent folio once and no shrinker, or the "thp-zero" shrinker."""
+    from rofolio.mm.readonly import make_persistent_huge_zero_folio_readonly
+
+    if mm.huge_zero.persistent:
+        if not get_huge_zero_folio(mm):
+            mm.kernel.log.append(KernelWarning("Allocating static huge zero folio failed"))
+            return 0
+        if mm.config.readonly_huge_zero_folio_enabled:
+            make_persistent_huge_zero_folio_readonly(mm)
+        return 0
+    shrinker_register(mm, THP_ZERO_SHRINKER)
+    return 0
+
+
+def hugepage_init(mm: MMState) -> int:
+    """hugepage_init() (subsys_initcall): sysfs and khugepaged setup (not modelled), then thp_shrinker_init()."""
+    mm.initcalls_done = True
+    return thp_shrinker_init(mm)
+
+
+def get_persistent_huge_zero_folio(mm: MMState) -> Folio | None:
+    """get_persistent_huge_zero_folio() (include/linux/huge_mm.h)."""
+    if not mm.huge_zero.persistent:
+        return None
+    return mm.huge_zero.folio
+
+
+def largest_zero_folio(mm: MMState) -> Folio:
+    """largest_zero_folio(): the persistent huge zero folio, else page_folio(ZERO_PAGE(0))."""
+    folio = get_persistent_huge_zero_folio(mm)
+    if folio is not None:
+        return folio
+    assert mm.zero_page is not None
+    return mm.zero_page

@@ -1,0 +1,129 @@
+"""Migration and its users: compaction, NUMA, memory offline, longterm pins."""
+
+from __future__ import annotations
+
+from rofolio.events import KernelWarning
+from rofolio.mm.compaction import compact_memory
+from rofolio.mm.events import MemoryOffline, MigrateFolio
+from rofolio.mm.fault import folio_at, mm_alloc, user_read, user_write
+from rofolio.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, Gfp, MigrateType, ZoneType
+from rofolio.mm.invariants import allocator_consistent
+from rofolio.mm.longterm_pin import folio_is_longterm_pinnable, pin_folio, unpin_folio
+from rofolio.mm.memory_hotplug import memory_block_range, offline_pages, online_pages
+from rofolio.mm.migrate import migrate_folio_to, migrate_to_node
+from rofolio.mm.page_alloc import alloc_pages
+from rofolio.units import GiB, MiB
+from tests.mm.conftest import boot_mm, events_of
+
+
+def _anon(mm, value: int = 0x42):  # type: ignore[no-untyped-def]
+    p = mm_alloc(mm)
+    addr = p.mmap_anon(64 * 1024)
+    user_write(mm, p, addr, value)
+    return p, addr
+
+
+def test_compaction_moves_movable_folios_to_the_top_of_the_zone() -> None:
+    _machine, mm = boot_mm(mem=GiB)
+    dma32 = mm.zones[1]
+    while dma32.free.nonempty(9, MigrateType.MOVABLE):  # kernel users take the order-9 fragments first
+        assert alloc_pages(mm, GFP_HIGHUSER_MOVABLE | Gfp.COMP, 9) is not None
+    first = dma32.free.first(10, MigrateType.MOVABLE)
+    top = max(b.pfn for b in dma32.free.blocks(dma32.start_pfn, dma32.end_pfn) if b.order == 10)
+    p = mm_alloc(mm)
+    addr = p.mmap_anon(2 * MiB)
+    user_write(mm, p, addr, 0x42)  # a write fault in a THP-eligible region: a PMD-sized anon folio
+    folio = folio_at(mm, p, addr)
+    assert folio is not None and folio.order == 9 and first is not None and folio.pfn == first.pfn
+    migrated, failed = compact_memory(mm)
+    assert (migrated, failed) == (1, 0)
+    moved = folio_at(mm, p, addr)
+    # the free scanner's first block from the top is the highest order-10 block; compaction_alloc() keeps
+    # its low half and the upper half goes back to the buddy
+    assert moved is not None and moved is not folio and moved.pfn == top
+    assert user_read(mm, p, addr) == 0x42 and allocator_consistent(mm) == []
+    assert dma32.free.find_exact(top + 512, 9) is not None
+
+
+def test_compaction_skips_pinned_anonymous_folios() -> None:
+    machine, mm = boot_mm(mem=GiB)
+    p, addr = _anon(mm)
+    folio = folio_at(mm, p, addr)
+    assert folio is not None and pin_folio(mm, folio, longterm=False) is folio
+    assert compact_memory(mm) == (0, 0) and folio_at(mm, p, addr) is folio
+    ret, _ = migrate_folio_to(mm, folio, lambda f: alloc_pages(mm, GFP_HIGHUSER_MOVABLE, 0), "test")
+    assert ret == -11 and events_of(machine, MigrateFolio)[-1].why == "refcount 2 != expected 1 (pinned)"
+    unpin_folio(mm, folio)
+    assert folio.refcount == 1 and folio.pincount == 0
+
+
+def test_numa_migration_moves_a_folio_to_the_other_node() -> None:
+    _, mm = boot_mm(nodes=2)
+    assert [(n.nid, n.start_pfn, n.end_pfn) for n in mm.nodes] == [(0, 0, 0x148000), (1, 0x148000, 0x240000)]
+    p, addr = _anon(mm)
+    folio = folio_at(mm, p, addr)
+    assert folio is not None and folio.nid == 0
+    ret, dst = migrate_to_node(mm, folio, 1)
+    assert ret == 0 and dst is not None and dst.nid == 1 and folio_at(mm, p, addr) is dst
+    assert user_read(mm, p, addr) == 0x42
+
+
+def test_kernel_allocations_cannot_migrate() -> None:
+    machine, mm = boot_mm()
+    folio = alloc_pages(mm, GFP_KERNEL, 0)
+    assert folio is not None
+    ret, _ = migrate_folio_to(mm, folio, lambda f: alloc_pages(mm, GFP_KERNEL, 0), "test")
+    assert ret == -16
+    assert events_of(machine, MigrateFolio)[-1].why == "not on the LRU and no movable_ops: cannot be isolated"
+
+
+def test_movable_ops_folios_migrate_through_their_callback() -> None:
+    _, mm = boot_mm()
+    folio = alloc_pages(mm, GFP_HIGHUSER_MOVABLE, 0)
+    assert folio is not None
+    folio.movable_ops = True  # a balloon/zsmalloc page: not on the LRU, but movable
+    ret, dst = migrate_folio_to(mm, folio, lambda f: alloc_pages(mm, GFP_HIGHUSER_MOVABLE, 0), "test")
+    assert ret == 0 and dst is not None and dst.movable_ops
+
+
+def test_offline_fails_with_ebusy_on_an_unmovable_page() -> None:
+    machine, mm = boot_mm(persistent_huge_zero_folio=True)
+    hz = mm.huge_zero.folio
+    assert hz is not None
+    start, end = memory_block_range(mm, hz.pfn << 12)
+    assert (start, end) == (0x100000, 0x108000)
+    assert offline_pages(mm, start, end) == -16
+    assert events_of(machine, MemoryOffline)[-1].reason == "failure to isolate range"
+    texts = [e.text for e in events_of(machine, KernelWarning)]
+    assert "memory offlining [mem 0x100000000-0x107ffffff] failed due to failure to isolate range" in texts
+    assert mm.zones[2].pageblocks.get(start + 4096) != "ISOLATE" and allocator_consistent(mm) == []
+
+
+def test_offline_of_a_zone_movable_block_migrates_its_folios_out() -> None:
+    _machine, mm = boot_mm(movablecore=GiB)
+    movable = mm.zones[-1]
+    # [8G, 9G): movablecore from the top of RAM; the memmap went below it
+    assert movable.type == ZoneType.MOVABLE and (movable.start_pfn, movable.end_pfn) == (0x200000, 0x240000)
+    p, addr = _anon(mm)
+    folio = folio_at(mm, p, addr)
+    assert folio is not None and folio.zone == "Movable"  # GFP_HIGHUSER_MOVABLE prefers ZONE_MOVABLE
+    start, end = memory_block_range(mm, folio.pfn << 12)
+    free_before = mm.free_pages
+    assert offline_pages(mm, start, end) == 0
+    moved = folio_at(mm, p, addr)
+    assert moved is not None and not start <= moved.pfn < end and moved.zone == "Movable"
+    assert user_read(mm, p, addr) == 0x42
+    assert mm.free_pages == free_before - (end - start) and allocator_consistent(mm) == []
+    assert online_pages(mm, start, end) == 0 and mm.free_pages == free_before and allocator_consistent(mm) == []
+
+
+def test_longterm_pin_migrates_out_of_zone_movable() -> None:
+    _machine, mm = boot_mm(movablecore=GiB)
+    p, addr = _anon(mm)
+    folio = folio_at(mm, p, addr)
+    assert folio is not None and not folio_is_longterm_pinnable(mm, folio)
+    pinned = pin_folio(mm, folio, longterm=True)
+    assert pinned is not None and pinned is not folio and pinned.zone == "Normal"
+    assert folio_is_longterm_pinnable(mm, pinned) and pinned.pincount == 1
+    assert folio_at(mm, p, addr) is pinned and user_read(mm, p, addr) == 0x42
+    assert folio_is_longterm_pinnable(mm, mm.zero_page)
