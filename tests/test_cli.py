@@ -75,7 +75,7 @@ def test_ptdump_json_has_the_low_kernel_mapping() -> None:
     (["run", "--arch", "sparc"], "Invalid value for '--arch'"),
     (["run", "--mem", "8Q"], "cannot parse size '8Q'"),
     (["run", "--mem", "16M"], "cannot hold the modelled kernel image"),
-    (["run", "--mem", "2G"], "physical address 0x100000000 is not RAM on this machine"),
+    (["run", "x86-split-costs", "--mem", "2G"], "physical address 0x180000000 is not RAM on this machine"),
     (["meminfo", "--mem", "16M"], "cannot hold the modelled kernel image"),
     (["compare", "rfc-demo", "--set", "gbpage=true"], "unknown key 'gbpage'"),
     (["compare", "rfc-demo"], "nothing to compare"),

@@ -2,18 +2,30 @@
 
 A write names the address it goes through; the architecture's current page
 tables decide: a present, writable leaf takes the store; a read-only or
-non-present one faults.  A plain store then oopses the writing task, as
-``page_fault_oops()`` (arch/x86/mm/fault.c) prints it; ``copy_to_kernel_nofault()``
-(a "probe") returns -EFAULT instead and prints nothing.
+non-present one faults.  A plain store then oopses the writing task; a
+``copy_to_kernel_nofault()`` ("probe") returns -EFAULT and prints nothing.
+
+The oops text is the architecture's:
+
+* x86-64: ``page_fault_oops()`` / ``show_fault_oops()`` (arch/x86/mm/fault.c):
+  "BUG: unable to handle page fault for address: %px", the access type, the
+  error code (bit 0 protection violation, bit 1 write: a read-only present
+  entry gives 0x0003, a non-present one 0x0002), the page-table entry
+  (``dump_pagetable()``), then the "Oops:" line.  Checked against Debian
+  6.1.0-57 under the QEMU oracle, which printed ``PMD 80000001800001e1`` for a
+  read-only 2M leaf.
+* arm64: ``die_kernel_fault()`` (arch/arm64/mm/fault.c): "Unable to handle
+  kernel write to read-only memory at virtual address %016lx" for a permission
+  fault, "Unable to handle kernel paging request ..." for a translation fault.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from rofolio.errors import Errno
 from rofolio.events import Fault
-from rofolio.units import Level
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,31 +38,45 @@ class WriteOutcome:
         return 0 if self.ok else -Errno.EFAULT
 
 
-def x86_oops(addr: int, reason: str, level: Level | None, entry: int | None) -> str:
-    """The first lines of an x86-64 oops for a supervisor write (page_fault_oops(), show_fault_oops())."""
-    code = 0x3 if reason == "permissions violation" else 0x2  # X86_PF_WRITE | X86_PF_PROT, or X86_PF_WRITE
-    lines = [
-        f"BUG: unable to handle page fault for address: {addr:016x}",
-        "#PF: supervisor write access in kernel mode",
-        f"#PF: error_code(0x{code:04x}) - {reason}",
-    ]
-    if level is not None and entry is not None:
-        lines.append(f"{level.entry_name.upper()} {entry:x}")  # dump_pagetable(): the leaf entry
-    lines.append(f"Oops: {code:04x} [#1] PREEMPT SMP NOPTI")
-    return "\n".join(lines)
+def oops_text(arch: str, addr: int, write: bool, present: bool, number: int = 1,
+              entry: str | None = None) -> str:
+    """The first lines of the oops for a kernel-mode access to ``addr``.
+
+    ``entry`` is the leaf entry as dump_pagetable() prints it, e.g. "PMD 80000001800001e1".
+    """
+    access = "write" if write else "read"
+    if arch == "x86_64":
+        code = (1 if present else 0) | (2 if write else 0)
+        reason = "permissions violation" if present else "not-present page"
+        lines = [f"BUG: unable to handle page fault for address: {addr:016x}",
+                 f"#PF: supervisor {access} access in kernel mode",
+                 f"#PF: error_code(0x{code:04x}) - {reason}"]
+        if entry:
+            lines.append(entry)
+        lines.append(f"Oops: {code:04x} [#{number}] PREEMPT SMP NOPTI")
+        return "\n".join(lines)
+    if arch == "arm64":
+        if present and write:
+            first = f"Unable to handle kernel write to read-only memory at virtual address {addr:016x}"
+        else:
+            first = f"Unable to handle kernel paging request at virtual address {addr:016x}"
+        esr = "0x000000009600004f" if present else "0x0000000096000047"
+        return "\n".join((first, "Mem abort info:", f"  ESR = {esr}", f"Internal error: Oops: {esr} [#{number}] SMP"))
+    return (f"Unable to handle kernel {access} at virtual address {addr:016x} "
+            f"({'read-only' if present else 'not present'}) [#{number}]")
 
 
-def kernel_write(kernel: object, addr: int, probe: bool = False, mapping: str = "direct map") -> WriteOutcome:
-    """A supervisor write of one byte at ``addr`` on an x86-64 kernel model."""
-    found = kernel.lookup_address(addr)  # type: ignore[attr-defined]
+def kernel_write(kernel: Any, addr: int, probe: bool = False, mapping: str = "direct map") -> WriteOutcome:
+    """A supervisor store of one byte at ``addr``, checked against the kernel page table now."""
+    found = kernel.lookup_address(addr)
     if found is not None and found.present and found.writable:
         return WriteOutcome(True, None)
-    if found is None or not found.present:
-        reason, level, entry = "not-present page", (found.level if found else None), None
-    else:
-        reason, level = "permissions violation", found.level
-        entry = (found.pfn << 12) | found.flags
-    text = "" if probe else x86_oops(addr, reason, level, entry)
+    present = found is not None and found.present
+    reason = "permissions violation" if present else "not-present page"
+    entry = None
+    if found is not None and found.flags:
+        entry = f"{found.level.entry_name.upper()} {(found.pfn << 12) | found.flags:x}"
+    text = "" if probe else oops_text(kernel.arch, addr, True, present, kernel.log.counters.faults + 1, entry)
     fault = Fault(addr, "write", reason, mapping, text)
-    kernel.log.append(fault)  # type: ignore[attr-defined]
+    kernel.log.append(fault)
     return WriteOutcome(False, fault)

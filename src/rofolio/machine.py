@@ -9,7 +9,7 @@ returns what it changed, derived from the counters the events fold into.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rofolio.arch.x86_64 import boot as x86_boot
@@ -19,6 +19,9 @@ from rofolio.arch.x86_64.image import KernelImage
 from rofolio.arch.x86_64.kernel import X86Kernel
 from rofolio.errors import AddressError, ConfigError, Errno
 from rofolio.events import Event, EventLog, Phase
+from rofolio.mm import zero_page
+from rofolio.mm.config import MMConfig
+from rofolio.mm.state import MMState, mm_core_init
 from rofolio.physmem import MemoryMap
 from rofolio.stats import Counters
 from rofolio.units import parse_size
@@ -42,6 +45,7 @@ class MachineSpec:
     tlb_single_page_flush_ceiling: int = 33
     zero_page_in_rodata: bool = False
     boot_profile: str | None = None  # a measured boot profile, e.g. "qemu-debian-6.1" (the QEMU oracle's kernel)
+    mm: MMConfig = field(default_factory=MMConfig)  # generic MM: zero folios, lifetime model, init_on_*
 
     def __post_init__(self) -> None:
         if self.arch not in SUPPORTED_ARCHES:
@@ -64,6 +68,7 @@ class MachineSpec:
             "kfence": self.kfence,
             "tlb_single_page_flush_ceiling": self.tlb_single_page_flush_ceiling,
             "boot_profile": self.boot_profile,
+            "mm": self.mm.describe(),
         }
 
 
@@ -87,11 +92,12 @@ class StepResult:
 
 
 class Machine:
-    """One booted machine."""
+    """One booted machine: the architecture's kernel page tables and generic MM on top."""
 
-    def __init__(self, spec: MachineSpec, kernel: X86Kernel) -> None:
+    def __init__(self, spec: MachineSpec, kernel: X86Kernel, mm: MMState) -> None:
         self.spec = spec
         self.kernel = kernel
+        self.mm = mm
 
     # ------------------------------------------------------------------ boot
     @classmethod
@@ -112,11 +118,20 @@ class Machine:
             profile = boot_profile(spec.boot_profile, spec.mem)
         options = x86_boot.BootOptions(kfence=spec.kfence, profile=profile)
         kernel = x86_boot.boot(config, image, options, EventLog(retain=retain_events))
-        return cls(spec, kernel)
+        # mm_core_init() -> memblock_free_all(): the buddy allocator takes over (start_kernel())
+        mm = mm_core_init(kernel, replace(spec.mm, debug_pagealloc=spec.debug_pagealloc))
+        return cls(spec, kernel, mm)
+
+    def run_initcalls(self) -> int:
+        """The initcalls the model knows: hugepage_init() -> thp_shrinker_init() (the huge zero folio)."""
+        if self.mm.initcalls_done:
+            return 0
+        return zero_page.hugepage_init(self.mm)
 
     def finish_boot(self) -> None:
-        """free_initmem(), mark_rodata_ro(), SYSTEM_RUNNING."""
+        """The rest of the initcalls, then free_initmem(), mark_rodata_ro(), SYSTEM_RUNNING."""
         if self.kernel.phase != Phase.RUNNING:
+            self.run_initcalls()
             x86_boot.late_init(self.kernel)
 
     # --------------------------------------------------------------- queries

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from rofolio.errors import Errno
 from rofolio.events import Fault
+from rofolio.faults import oops_text
 from rofolio.mm.events import ContentWrite, KernelOops
-from rofolio.mm.oops import oops_text
 
 if TYPE_CHECKING:
     from rofolio.mm.state import MMState

@@ -140,12 +140,13 @@ def _model_at(loc: tuple[Any, ...], data: dict[str, Any]) -> type[BaseModel] | N
         return schema.Scenario
     if loc[0] == "machine":
         return schema.Machine
+    if loc[0] == "mm":
+        return schema.MM
     if loc[0] == "steps" and len(loc) >= 2 and isinstance(loc[1], int):
         steps = data.get("steps")
         if isinstance(steps, list) and loc[1] < len(steps) and isinstance(steps[loc[1]], dict):
             op = steps[loc[1]].get("op")
-            for model in (schema.SetMemory, schema.SetDirectMap, schema.Vmap, schema.Write, schema.Phase,
-                          schema.PgtableAllocFail, schema.Snapshot):
+            for model in schema.STEP_TYPES:
                 allowed = model.model_fields["op"].annotation
                 if op in getattr(allowed, "__args__", ()):
                     return model

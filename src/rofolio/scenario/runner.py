@@ -17,16 +17,14 @@ from typing import Any
 from rofolio.errors import Errno, ScenarioError, ScenarioErrors
 from rofolio.events import KernelWarning
 from rofolio.machine import Machine, MachineSpec
+from rofolio.mm.config import MMConfig
 from rofolio.scenario import schema
 from rofolio.scenario.loader import _Locator, builtin_text, load
-from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, format_size
+from rofolio.scenario.ops import HANDLERS, Context
+from rofolio.units import PAGE_SIZE, Level, format_size
 
 SCHEMA = "rofolio.scenario/1"
 
-# How each set_memory_*-style op is called on the architecture's kernel object.
-_SET_MEMORY: dict[str, Callable[[Any, int, int], int]] = {
-    op: (lambda name: (lambda k, va, n: getattr(k, name)(va, n)))(op) for op in schema.SET_MEMORY_OPS
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,14 +107,20 @@ class ScenarioResult:
         return html_tables(self)
 
 
-def spec_of(machine: schema.Machine) -> MachineSpec:
+def spec_of(machine: schema.Machine, mm: schema.MM | None = None) -> MachineSpec:
+    mm = mm or schema.MM()
+    mm_config = MMConfig(
+        nodes=mm.nodes, movablecore=mm.movablecore, init_on_alloc=mm.init_on_alloc, init_on_free=mm.init_on_free,
+        page_poisoning=mm.page_poisoning, transparent_hugepage=mm.thp, use_zero_page=mm.use_zero_page,
+        persistent_huge_zero_folio=mm.persistent_huge_zero_folio,
+        readonly_huge_zero_folio=mm.readonly_huge_zero_folio, lifetime=mm.lifetime)
     return MachineSpec(
         arch=machine.arch, mem=machine.mem,
         memory_map=tuple(machine.memory_map) if machine.memory_map else None,
         gbpages=machine.gbpages, la57=machine.paging == 5, debug_pagealloc=machine.debug_pagealloc,
         kernel=machine.kernel, cpus=machine.cpus, kfence=machine.kfence,
         tlb_single_page_flush_ceiling=machine.tlb_single_page_flush_ceiling,
-        zero_page_in_rodata=machine.zero_page == "rodata", boot_profile=machine.boot_profile,
+        zero_page_in_rodata=machine.zero_page == "rodata", boot_profile=machine.boot_profile, mm=mm_config,
     )
 
 
@@ -135,16 +139,16 @@ def run_scenario(source: str | Path | schema.Scenario, *, progress: Callable[[in
             text = path.read_text() if path.exists() else builtin_text(str(source))
     locator = _Locator(text or "")
     _check_machine(scenario, name, locator)
-    machine = Machine.boot(spec_of(scenario.machine))
+    machine = Machine.boot(spec_of(scenario.machine, scenario.mm))
     if scenario.start == "running":
         machine.finish_boot()
     _check_steps(scenario, machine, name, locator)
     boot = machine.counters.summary()
     layouts = {"before": direct_map_layout(machine)}
     records: list[StepRecord] = []
-    vmaps: dict[str, int] = {}
+    ctx = Context(machine)
     for index, step in enumerate(scenario.steps, start=1):
-        records.append(_run_step(machine, index, step, vmaps, layouts))
+        records.append(_run_step(ctx, index, step, layouts))
         if progress:
             progress(index, len(scenario.steps))
     layouts["after"] = direct_map_layout(machine)
@@ -207,74 +211,42 @@ def _check_steps(scenario: schema.Scenario, machine: Machine, name: str, locator
 
 
 # ------------------------------------------------------------------- running
-def _target_va(machine: Machine, step: Any, vmaps: dict[str, int]) -> int:
-    k = machine.kernel
-    if step.pa is not None:
-        base = k.va(step.pa)
-    elif step.va is not None:
-        base = step.va
-    else:
-        base = vmaps[step.mapping]
-    return (base & ~(PAGE_SIZE - 1)) + step.offset * PAGE_SIZE
-
-
 def _label(step: Any) -> str:
-    if isinstance(step, schema.Phase):
-        return f"phase -> {step.to}"
-    if isinstance(step, schema.PgtableAllocFail):
-        return f"page-table allocations {'fail' if step.fail else 'succeed'}"
-    if isinstance(step, schema.Snapshot):
-        return f"snapshot {step.name or ''}".strip()
-    if isinstance(step, schema.Write):
-        where = f"pa={step.pa:#x}" if step.pa is not None else f"va={step.va:#x}" if step.va is not None \
-            else f"{step.mapping}"
-        return f"{'probe (copy_to_kernel_nofault)' if step.probe else 'kernel write'} {where}"
-    where = (f"pa={step.pa:#x}" if step.pa is not None else f"va={step.va:#x}" if step.va is not None
-             else f"{step.mapping}")
-    if step.offset:
-        where += f"+{step.offset}p"
-    pages = f" pages={step.pages}" if hasattr(step, "pages") else ""
-    extra = f" as {step.as_}" if isinstance(step, schema.Vmap) else ""
-    return f"{step.op} {where}{pages}{extra}"
+    """A readable default name: the op and its operands."""
+    parts = [step.op]
+    for key in ("pa", "va"):
+        value = getattr(step, key, None)
+        if value is not None:
+            parts.append(f"{key}={value:#x}")
+    for key in ("mapping", "folio", "process", "region", "to", "gfp", "via"):
+        value = getattr(step, key, None)
+        if value is not None:
+            parts.append(f"{key}={value}")
+    for key in ("order", "pages", "offset", "to_node", "length"):
+        value = getattr(step, key, None)
+        if value:
+            parts.append(f"{key}={value:#x}" if key == "length" else f"{key}={value}")
+    for key in ("probe", "write", "longterm", "fail", "zero"):
+        if getattr(step, key, False):
+            parts.append(key)
+    name = getattr(step, "as_", None)
+    if name:
+        parts.append(f"as {name}")
+    return " ".join(parts)
 
 
-def _run_step(machine: Machine, index: int, step: Any, vmaps: dict[str, int],
-              layouts: dict[str, list[LayoutRun]]) -> StepRecord:
+def _run_step(ctx: Context, index: int, step: Any, layouts: dict[str, list[LayoutRun]]) -> StepRecord:
+    machine = ctx.machine
     k = machine.kernel
     va: int | None = None
-    if isinstance(step, schema.SetMemory):
-        va = _target_va(machine, step, vmaps)
-        result = machine.step(step.op, lambda: _SET_MEMORY[step.op](k, va, step.pages))
-    elif isinstance(step, schema.SetDirectMap):
-        va = _target_va(machine, step, vmaps)
-        pfn = k.layout.pa(va) >> PAGE_SHIFT
-        result = machine.step(step.op, lambda: getattr(k, step.op)(pfn))
-    elif isinstance(step, schema.Vmap):
-        pa = k.layout.pa(_target_va(machine, step, vmaps))
-        pfns = [(pa >> PAGE_SHIFT) + i for i in range(step.pages)]
 
-        def do_vmap() -> int:
-            vmaps[step.as_] = k.vmap(pfns)
-            return 0
+    def operation() -> int:
+        nonlocal va
+        ret, va = HANDLERS[type(step)](ctx, step)
+        return ret
 
-        result = machine.step(step.op, do_vmap)
-        va = vmaps[step.as_]
-    elif isinstance(step, schema.Write):
-        from rofolio.faults import kernel_write
-
-        va = _target_va(machine, step, vmaps)
-        mapping = "vmalloc" if step.mapping else "direct map" if k.within_direct_map_mapped(va) else "kernel"
-        result = machine.step("write", lambda: kernel_write(k, va, probe=step.probe, mapping=mapping).ret)
-    elif isinstance(step, schema.Phase):
-        result = machine.step("phase", lambda: machine.finish_boot())
-    elif isinstance(step, schema.PgtableAllocFail):
-        def toggle() -> int:
-            k.pgtable_alloc_fail = step.fail
-            return 0
-
-        result = machine.step(step.op, toggle)
-    else:  # Snapshot
-        result = machine.step("snapshot", lambda: 0)
+    result = machine.step(step.op, operation)
+    if isinstance(step, schema.Snapshot):
         layouts[step.name or f"step {index}"] = direct_map_layout(machine)
     leaf = _describe_leaf(k.lookup_address(va)) if va is not None else ""
     record = StepRecord(index, step.op, step.name or _label(step), str(k.phase), result.ret, result.delta(),

@@ -92,6 +92,32 @@ class Machine(_Strict):
             raise ValueError(str(err)) from None
 
 
+class MM(_Strict):
+    """[mm]: generic memory management: the huge zero folio, the lifetime model, init_on_*."""
+
+    persistent_huge_zero_folio: bool = Field(False, description="CONFIG_PERSISTENT_HUGE_ZERO_FOLIO")
+    readonly_huge_zero_folio: bool = Field(True, description="the RFC: make the persistent one read-only")
+    lifetime: Literal["model1", "model2", "broken", "none"] = Field(
+        "model2", description="how core MM treats read-only folios: 1, 2, broken (1 without migration), none")
+    init_on_alloc: bool = False
+    init_on_free: bool = False
+    page_poisoning: bool = False
+    nodes: Literal[1, 2] = 1
+    movablecore: int = Field(0, description="bytes of ZONE_MOVABLE (movablecore=)")
+    thp: Literal["always", "madvise", "never"] = "always"
+    use_zero_page: bool = True
+
+    @field_validator("lifetime", mode="before")
+    @classmethod
+    def _lifetime(cls, value: Any) -> Any:
+        return {1: "model1", 2: "model2", "1": "model1", "2": "model2"}.get(value, value)
+
+    @field_validator("movablecore", mode="before")
+    @classmethod
+    def _movablecore(cls, value: Any) -> int:
+        return _size(value)
+
+
 class _Step(_Strict):
     name: str | None = None
     expect: dict[str, int | str | bool] | None = None
@@ -103,6 +129,7 @@ class _Target(_Step):
     pa: int | None = None
     va: int | None = None
     mapping: str | None = Field(None, description="a name given by an earlier vmap step")
+    folio: str | None = Field(None, description="a folio named by an earlier step, or huge_zero_folio")
     offset: int = Field(0, ge=0, description="pages from the start of the target")
 
     @field_validator("pa", "va", mode="before")
@@ -112,9 +139,9 @@ class _Target(_Step):
 
     @model_validator(mode="after")
     def _one_target(self) -> _Target:
-        given = [k for k in ("pa", "va", "mapping") if getattr(self, k) is not None]
+        given = [k for k in ("pa", "va", "mapping", "folio") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of pa, va or mapping"
+            raise ValueError("give exactly one of pa, va, mapping or folio"
                              + (f" (got {', '.join(given)})" if given else ""))
         return self
 
@@ -143,10 +170,134 @@ class Vmap(_Target):
 
 
 class Write(_Target):
-    """A kernel store of one byte through the target address; ``probe`` uses copy_to_kernel_nofault()."""
+    """A store of one byte at the target.
+
+    ``via = "kernel"``: a CPU store through the kernel address (the direct map
+    for pa and folio targets); ``probe = true`` uses copy_to_kernel_nofault().
+    ``via = "dma"``: a device writes the page; no CPU page table is involved.
+    """
 
     op: Literal["write"]
+    via: Literal["kernel", "dma"] = "kernel"
     probe: bool = False
+    value: int = Field(0x41, ge=1, le=255)
+
+
+_NAME = Field(..., alias="as", description="the name later steps use")
+
+
+class _Named(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class _FolioStep(_Step):
+    folio: str = Field(..., description="a folio named by an earlier step, or huge_zero_folio")
+
+
+class Alloc(_Step, _Named):
+    """alloc_pages(): a folio of ``order`` from the buddy allocator."""
+
+    op: Literal["alloc"]
+    order: int = Field(0, ge=0, le=10)
+    gfp: Literal["kernel", "user", "highuser_movable", "transhuge"] = "kernel"
+    zero: bool = Field(False, description="__GFP_ZERO: cleared through the direct map")
+    node: int = Field(0, ge=0, le=1)
+    as_: str = _NAME
+
+
+class MakeReadonly(_FolioStep):
+    """arch_make_folio_readonly(): best effort; a failure leaves the folio writable."""
+
+    op: Literal["make_readonly"]
+
+
+class RestoreWritable(_FolioStep):
+    op: Literal["restore_writable"]
+
+
+class Free(_FolioStep):
+    """folio_put(): the last reference frees the folio through the lifetime model's free hook."""
+
+    op: Literal["free"]
+
+
+class Migrate(_FolioStep, _Named):
+    op: Literal["migrate"]
+    to_node: int = Field(..., ge=0, le=1)
+    as_: str | None = Field(None, alias="as", description="name for the destination folio")
+
+
+class Pin(_FolioStep, _Named):
+    op: Literal["pin"]
+    longterm: bool = False
+    as_: str | None = Field(None, alias="as", description="name for the pinned folio (it may have moved)")
+
+
+class Offline(_Target):
+    """offline_pages() of the memory block holding the target."""
+
+    op: Literal["offline"]
+
+
+class Compact(_Step):
+    op: Literal["compact"]
+
+
+class Shrink(_Step):
+    """shrink_slab(): run the registered shrinkers (the "thp-zero" one frees an unused huge zero folio)."""
+
+    op: Literal["shrink"]
+
+
+class HugepageInit(_Step):
+    """hugepage_init() -> thp_shrinker_init(): the persistent huge zero folio (made read-only by the RFC)."""
+
+    op: Literal["hugepage_init"]
+
+
+class Process(_Step, _Named):
+    """mm_alloc(): a new user process."""
+
+    op: Literal["process"]
+    as_: str = _NAME
+
+
+class Mmap(_Step, _Named):
+    """mmap(MAP_PRIVATE | MAP_ANONYMOUS) in a process; THP-eligible when ``hugepage``."""
+
+    op: Literal["mmap"]
+    process: str
+    length: int = Field(2 << 20)
+    hugepage: bool = True
+    as_: str = _NAME
+
+    @field_validator("length", mode="before")
+    @classmethod
+    def _length(cls, value: Any) -> int:
+        return _size(value)
+
+
+class Touch(_Step, _Named):
+    """A user access at ``offset`` bytes into a region: a read or write fault, then the access."""
+
+    op: Literal["touch"]
+    region: str
+    offset: int = 0
+    write: bool = False
+    value: int = Field(0x41, ge=1, le=255)
+    as_: str | None = Field(None, alias="as", description="name for the folio now backing the address")
+
+    @field_validator("offset", mode="before")
+    @classmethod
+    def _offset(cls, value: Any) -> int:
+        return _size(value)
+
+
+class Exit(_Step):
+    """exit_mmap(): the process's mappings go away."""
+
+    op: Literal["exit"]
+    process: str
 
 
 class Phase(_Step):
@@ -169,8 +320,14 @@ class Snapshot(_Step):
     op: Literal["snapshot"]
 
 
-Step = Annotated[SetMemory | SetDirectMap | Vmap | Write | Phase | PgtableAllocFail | Snapshot,
-                 Field(discriminator="op")]
+STEP_TYPES = (SetMemory, SetDirectMap, Vmap, Write, Phase, PgtableAllocFail, Snapshot, Alloc, MakeReadonly,
+              RestoreWritable, Free, Migrate, Pin, Offline, Compact, Shrink, HugepageInit, Process, Mmap, Touch,
+              Exit)
+Step = Annotated[
+    SetMemory | SetDirectMap | Vmap | Write | Phase | PgtableAllocFail | Snapshot | Alloc | MakeReadonly
+    | RestoreWritable | Free | Migrate | Pin | Offline | Compact | Shrink | HugepageInit | Process | Mmap | Touch
+    | Exit,
+    Field(discriminator="op")]
 
 
 class Scenario(_Strict):
@@ -179,6 +336,7 @@ class Scenario(_Strict):
     seed: int = 0
     start: Literal["initcalls", "running"] = "running"
     machine: Machine = Field(default_factory=Machine)
+    mm: MM = Field(default_factory=MM)
     steps: list[Step] = Field(..., min_length=1)
 
     @model_validator(mode="after")
@@ -189,9 +347,22 @@ class Scenario(_Strict):
                              "or set start = \"initcalls\"")
         if len(phases) > 1:
             raise ValueError("the kernel reaches SYSTEM_RUNNING once; keep one phase step")
-        names = [s.as_ for s in self.steps if isinstance(s, Vmap)]
-        for i, step in enumerate(self.steps):
-            mapping = getattr(step, "mapping", None)
-            if mapping is not None and mapping not in names[: sum(isinstance(s, Vmap) for s in self.steps[:i])]:
-                raise ValueError(f"step {i + 1} uses mapping {mapping!r} before a vmap step names it")
+        _check_names(self.steps)
         return self
+
+
+def _check_names(steps: list[Any]) -> None:
+    """Every name a step uses must be given by an earlier step (or be a built-in name)."""
+    given: dict[str, set[str]] = {"mapping": set(), "folio": {"huge_zero_folio", "zero_page"}, "process": set(),
+                                  "region": set()}
+    gives = {Vmap: "mapping", Alloc: "folio", Migrate: "folio", Pin: "folio", Touch: "folio", Process: "process",
+             Mmap: "region"}
+    for i, step in enumerate(steps, start=1):
+        for kind in ("mapping", "folio", "process", "region"):
+            name = getattr(step, kind, None)
+            if isinstance(name, str) and name not in given[kind]:
+                raise ValueError(f"step {i} uses {kind} {name!r} before a step names it")
+        kind = gives.get(type(step))
+        name = getattr(step, "as_", None)
+        if kind and name:
+            given[kind].add(name)

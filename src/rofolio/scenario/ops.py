@@ -1,0 +1,231 @@
+"""What each scenario step does to a machine: one small function per op.
+
+A handler gets the run's ``Context`` (the machine and the names earlier steps
+gave to folios, mappings, processes and regions) and the step; it performs the
+operation through the kernel-like API of the machine and returns the
+operation's result (0 or a negative errno) and, where the step has one, the
+kernel address whose leaf the report should show afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rofolio.errors import Errno, ScenarioError
+from rofolio.faults import kernel_write
+from rofolio.machine import Machine
+from rofolio.mm import (
+    compaction,
+    direct_access,
+    fault,
+    longterm_pin,
+    memory_hotplug,
+    migrate,
+    page_alloc,
+    readonly,
+    shrinker,
+)
+from rofolio.mm.folio import Folio
+from rofolio.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE, GFP_USER, Gfp
+from rofolio.mm.process import MmStruct
+from rofolio.scenario import schema
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE
+
+GFP = {"kernel": GFP_KERNEL, "user": GFP_USER, "highuser_movable": GFP_HIGHUSER_MOVABLE,
+       "transhuge": GFP_TRANSHUGE}
+
+
+@dataclass
+class Context:
+    machine: Machine
+    folios: dict[str, Folio] = field(default_factory=dict)
+    mappings: dict[str, int] = field(default_factory=dict)
+    processes: dict[str, MmStruct] = field(default_factory=dict)
+    regions: dict[str, tuple[MmStruct, int]] = field(default_factory=dict)
+
+    def folio(self, name: str) -> Folio:
+        mm = self.machine.mm
+        if name == "huge_zero_folio":
+            folio = mm.huge_zero.folio
+        elif name == "zero_page":
+            folio = mm.zero_page
+        else:
+            folio = self.folios.get(name)
+        if folio is None:
+            raise ScenarioError(f"folio {name!r} does not exist at this step",
+                                "the huge zero folio exists after hugepage_init (or a read fault); "
+                                "an alloc step may have failed")
+        return folio
+
+    def target_va(self, step: Any) -> int:
+        k = self.machine.kernel
+        if step.pa is not None:
+            base = k.va(step.pa)
+        elif step.va is not None:
+            base = step.va
+        elif step.mapping is not None:
+            base = self.mappings[step.mapping]
+        else:
+            base = k.page_address(self.folio(step.folio).pfn)
+        return (base & ~(PAGE_SIZE - 1)) + step.offset * PAGE_SIZE
+
+
+Result = tuple[int, int | None]
+Handler = Callable[[Context, Any], Result]
+
+
+def set_memory(ctx: Context, step: schema.SetMemory) -> Result:
+    va = ctx.target_va(step)
+    return getattr(ctx.machine.kernel, step.op)(va, step.pages), va
+
+
+def set_direct_map(ctx: Context, step: schema.SetDirectMap) -> Result:
+    k = ctx.machine.kernel
+    va = ctx.target_va(step)
+    return getattr(k, step.op)(k.layout.pa(va) >> PAGE_SHIFT), va
+
+
+def vmap(ctx: Context, step: schema.Vmap) -> Result:
+    k = ctx.machine.kernel
+    pa = k.layout.pa(ctx.target_va(step))
+    ctx.mappings[step.as_] = k.vmap([(pa >> PAGE_SHIFT) + i for i in range(step.pages)])
+    return 0, ctx.mappings[step.as_]
+
+
+def write(ctx: Context, step: schema.Write) -> Result:
+    k = ctx.machine.kernel
+    mm = ctx.machine.mm
+    va = ctx.target_va(step)
+    direct = k.within_direct_map_mapped(va)
+    if step.via == "dma":  # no CPU page table: nothing can refuse it
+        if not direct:
+            raise ScenarioError("a DMA write needs a physical page", "give pa or folio")
+        return direct_access.device_dma_write(mm, k.layout.pa(va) >> PAGE_SHIFT, 1, step.value), va
+    if direct and not step.probe:  # through MM: the lifetime policy sees it, contents are recorded
+        return direct_access.kernel_write(mm, k.layout.pa(va) >> PAGE_SHIFT, 1, step.value, "kernel_write"), va
+    mapping = "direct map" if direct else ("vmalloc" if step.mapping else "kernel")
+    outcome = kernel_write(k, va, probe=step.probe, mapping=mapping)
+    return outcome.ret, va
+
+
+def phase(ctx: Context, step: schema.Phase) -> Result:
+    ctx.machine.finish_boot()
+    return 0, None
+
+
+def pgtable_alloc_fail(ctx: Context, step: schema.PgtableAllocFail) -> Result:
+    ctx.machine.kernel.pgtable_alloc_fail = step.fail
+    return 0, None
+
+
+def snapshot(ctx: Context, step: schema.Snapshot) -> Result:
+    return 0, None
+
+
+def alloc(ctx: Context, step: schema.Alloc) -> Result:
+    gfp = GFP[step.gfp] | (Gfp.ZERO if step.zero else Gfp(0)) | (Gfp.COMP if step.order else Gfp(0))
+    folio = page_alloc.alloc_pages(ctx.machine.mm, gfp, step.order, step.node, label=step.as_)
+    if folio is None:
+        return -Errno.ENOMEM, None
+    ctx.folios[step.as_] = folio
+    return 0, ctx.machine.kernel.page_address(folio.pfn)
+
+
+def make_readonly(ctx: Context, step: schema.MakeReadonly) -> Result:
+    folio = ctx.folio(step.folio)
+    return readonly.arch_make_folio_readonly(ctx.machine.mm, folio, "scenario"), \
+        ctx.machine.kernel.page_address(folio.pfn)
+
+
+def restore_writable(ctx: Context, step: schema.RestoreWritable) -> Result:
+    folio = ctx.folio(step.folio)
+    return readonly.folio_restore_writable(ctx.machine.mm, folio, "scenario"), \
+        ctx.machine.kernel.page_address(folio.pfn)
+
+
+def free(ctx: Context, step: schema.Free) -> Result:
+    folio = ctx.folio(step.folio)
+    return page_alloc.folio_put(ctx.machine.mm, folio, "folio_put"), ctx.machine.kernel.page_address(folio.pfn)
+
+
+def migrate_step(ctx: Context, step: schema.Migrate) -> Result:
+    folio = ctx.folio(step.folio)
+    ret, dst = migrate.migrate_to_node(ctx.machine.mm, folio, step.to_node)
+    if dst is not None and step.as_:
+        ctx.folios[step.as_] = dst
+    return ret, ctx.machine.kernel.page_address((dst or folio).pfn)
+
+
+def pin(ctx: Context, step: schema.Pin) -> Result:
+    folio = longterm_pin.pin_folio(ctx.machine.mm, ctx.folio(step.folio), step.longterm)
+    if folio is None:
+        return -Errno.ENOMEM, None
+    if step.as_:
+        ctx.folios[step.as_] = folio
+    return 0, ctx.machine.kernel.page_address(folio.pfn)
+
+
+def offline(ctx: Context, step: schema.Offline) -> Result:
+    k = ctx.machine.kernel
+    va = ctx.target_va(step)
+    return memory_hotplug.offline_memory_block(ctx.machine.mm, k.layout.pa(va)), va
+
+
+def compact(ctx: Context, step: schema.Compact) -> Result:
+    compaction.compact_memory(ctx.machine.mm)
+    return 0, None
+
+
+def shrink(ctx: Context, step: schema.Shrink) -> Result:
+    shrinker.shrink_slab(ctx.machine.mm)
+    return 0, None
+
+
+def hugepage_init(ctx: Context, step: schema.HugepageInit) -> Result:
+    ret = ctx.machine.run_initcalls()
+    folio = ctx.machine.mm.huge_zero.folio
+    return ret, ctx.machine.kernel.page_address(folio.pfn) if folio is not None else None
+
+
+def process(ctx: Context, step: schema.Process) -> Result:
+    ctx.processes[step.as_] = fault.mm_alloc(ctx.machine.mm)
+    return 0, None
+
+
+def mmap(ctx: Context, step: schema.Mmap) -> Result:
+    mms = ctx.processes[step.process]
+    ctx.regions[step.as_] = (mms, mms.mmap_anon(step.length, hugepage=step.hugepage))
+    return 0, None
+
+
+def touch(ctx: Context, step: schema.Touch) -> Result:
+    mm = ctx.machine.mm
+    mms, start = ctx.regions[step.region]
+    addr = start + step.offset
+    if step.write:
+        ret = fault.user_write(mm, mms, addr, step.value)
+    else:
+        value = fault.user_read(mm, mms, addr)
+        ret = 0 if value >= 0 else value
+    folio = fault.folio_at(mm, mms, addr)
+    if step.as_ and folio is not None:
+        ctx.folios[step.as_] = folio
+    return ret, ctx.machine.kernel.page_address(folio.pfn) if folio is not None else None
+
+
+def exit_process(ctx: Context, step: schema.Exit) -> Result:
+    fault.exit_mmap(ctx.machine.mm, ctx.processes[step.process])
+    return 0, None
+
+
+HANDLERS: dict[type, Handler] = {
+    schema.SetMemory: set_memory, schema.SetDirectMap: set_direct_map, schema.Vmap: vmap, schema.Write: write,
+    schema.Phase: phase, schema.PgtableAllocFail: pgtable_alloc_fail, schema.Snapshot: snapshot,
+    schema.Alloc: alloc, schema.MakeReadonly: make_readonly, schema.RestoreWritable: restore_writable,
+    schema.Free: free, schema.Migrate: migrate_step, schema.Pin: pin, schema.Offline: offline,
+    schema.Compact: compact, schema.Shrink: shrink, schema.HugepageInit: hugepage_init, schema.Process: process,
+    schema.Mmap: mmap, schema.Touch: touch, schema.Exit: exit_process,
+}
+assert set(HANDLERS) == set(schema.STEP_TYPES), "every step type needs a handler"
