@@ -88,3 +88,13 @@ def test_bad_arguments_exit_2_with_one_clear_line(args: list[str], message: str)
     assert out.returncode == 2
     assert message in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_lifetime_runs_the_three_models_side_by_side() -> None:
+    out = rofolio("lifetime", "--mem", "8G", "--json")
+    assert out.returncode == 0, out.stderr
+    models = {m["model"]: m for m in json.loads(out.stdout)["models"]}
+    assert set(models) == {"model1", "model2", "broken"}
+    assert models["model1"]["violations"] == 0 and models["model1"]["faults"] == 0
+    assert models["model2"]["violations"] > 0  # it refuses what model 1 carries through
+    assert models["broken"]["faults"] > 0  # the counterexample: a read-only page left behind, written later

@@ -181,6 +181,52 @@ def compare_cmd(source: str, sets: tuple[str, ...], as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--model", "models", multiple=True, type=click.Choice(["1", "2", "broken", "none"]),
+              help="Lifetime model(s) to run; all of 1, 2 and broken by default.")
+@machine_options(defaults=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@user_errors
+def lifetime(models: tuple[str, ...], as_json: bool, **machine: Any) -> None:
+    """Run the standard lifetime workload under lifetime models 1, 2 and the broken one, side by side.
+
+    Per model and phase: contract violations, faults (oopses), splits, flushes,
+    page-table pages and how the DirectMap counters moved.  The "persistent"
+    phase boots with CONFIG_PERSISTENT_HUGE_ZERO_FOLIO, two nodes, 1G of
+    ZONE_MOVABLE and init_on_free; the "non-persistent" phase frees and
+    reallocates the lazy huge zero folio.
+    """
+    from rofolio.lifetime import run_lifetime_workload
+    from rofolio.progress import LazyProgress
+
+    spec = _spec(**machine)
+    names = [{"1": "model1", "2": "model2"}.get(m, m) for m in (models or ("1", "2", "broken"))]
+    results = []
+    with LazyProgress("lifetime workload") as bar:
+        for i, name in enumerate(names, start=1):
+            results.append(run_lifetime_workload(spec, name))
+            bar(i, len(names))
+    if as_json:
+        click.echo(json.dumps({"schema": "rofolio.lifetime/1", "machine": spec.describe(),
+                               "models": [r.to_dict() for r in results]}, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title="lifetime workload: what each model costs and where it breaks")
+    for title in ("model", "phase", "violations", "faults", "splits", "flushes", "page tables",
+                  "ΔDirectMap4k kB", "ΔDirectMap2M kB", "ΔDirectMap1G kB", "invariants"):
+        table.add_column(title, justify="left" if title in ("model", "phase", "invariants") else "right")
+    for result in results:
+        for phase_name, p in result.to_dict()["phases"].items():
+            d = p["direct_map_delta"]
+            problems = p["invariant_problems"]
+            table.add_row(result.model, phase_name, str(p["violations"]), str(p["faults"]), str(p["splits"]),
+                          str(p["flushes"]), str(p["pgtables"]), f"{d['DirectMap4k']:+d}", f"{d['DirectMap2M']:+d}",
+                          f"{d['DirectMap1G']:+d}", "ok" if not problems else f"{len(problems)}: {problems[0]}")
+    console = Console()
+    (console if console.is_terminal else Console(width=200)).print(table)
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @user_errors
 def scenarios(as_json: bool) -> None:

@@ -1,11 +1,12 @@
 """The same scenario under several configurations: a matrix, one row per combination.
 
-``compare(source, {"gbpages": ["true", "false"], "kernel": ["6.1", "6.18"]})``
+``compare(source, {"gbpages": ["true", "false"], "model": ["1", "2"]})``
 runs every combination of the values and returns one row per run with its
 settings, the totals of its steps and its expectation failures.  Keys name
 [machine] options of the scenario file (``arch``, ``mem``, ``gbpages``,
-``paging``, ``kernel``, ``cpus``, ``debug_pagealloc``, ``kfence``,
-``tlb_single_page_flush_ceiling``, ``zero_page``).
+``paging``, ``kernel``, ``cpus``, ``debug_pagealloc``, ``kfence``, ...) or
+[mm] options (``lifetime``, alias ``model``; ``persistent_huge_zero_folio``,
+``init_on_free``, ...).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from rofolio.scenario.loader import load
 from rofolio.scenario.runner import ScenarioResult, run_scenario
 
 MACHINE_KEYS = tuple(schema.Machine.model_fields)
-ALIASES = {"5level": "paging", "la57": "paging"}
+MM_KEYS = tuple(schema.MM.model_fields)
+ALIASES = {"5level": "paging", "la57": "paging", "model": "lifetime"}
 
 
 @dataclass
@@ -72,8 +74,9 @@ def parse_settings(pairs: list[str]) -> dict[str, list[str]]:
                                 key="--set")
         key, _, values = pair.partition("=")
         key = ALIASES.get(key.strip(), key.strip())
-        if key not in MACHINE_KEYS:
-            raise ScenarioError(f"--set: unknown key {key!r}", f"use one of: {', '.join(MACHINE_KEYS)}",
+        if key not in MACHINE_KEYS and key not in MM_KEYS:
+            raise ScenarioError(f"--set: unknown key {key!r}",
+                                f"use one of: {', '.join(MACHINE_KEYS + MM_KEYS)} (or model for lifetime)",
                                 key="--set")
         items = [v.strip() for v in values.split(",") if v.strip()]
         if not items:
@@ -106,7 +109,9 @@ def compare(source: str | Path, settings: dict[str, list[str]],
     for combo in itertools.product(*(settings[a] for a in axes)):
         chosen = dict(zip(axes, combo, strict=True))
         data = dict(base)
-        data["machine"] = {**base.get("machine", {}), **{k: _value(v) for k, v in chosen.items()}}
+        data["machine"] = {**base.get("machine", {}),
+                           **{k: _value(v) for k, v in chosen.items() if k in MACHINE_KEYS}}
+        data["mm"] = {**base.get("mm", {}), **{k: _value(v) for k, v in chosen.items() if k in MM_KEYS}}
         try:
             variants.append((chosen, schema.Scenario.model_validate(data)))
         except ValidationError as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rofolio.events import Call, Collapse
+from rofolio.lifetime import run_lifetime_workload
 from rofolio.machine import MachineSpec
 from rofolio.mm.compaction import compact_memory
 from rofolio.mm.direct_access import kernel_write
@@ -18,7 +19,6 @@ from rofolio.mm.migrate import migrate_folio_to, migrate_to_node
 from rofolio.mm.page_alloc import alloc_pages, folio_put
 from rofolio.mm.readonly import arch_make_folio_readonly
 from rofolio.mm.secretmem import secretmem_fault_folio
-from rofolio.mm.workload import run_lifetime_workload
 from rofolio.units import GiB, MiB
 from tests.mm.conftest import boot_mm, events_of
 

@@ -28,9 +28,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rofolio.arch import ArchKernel
 from rofolio.mm.compaction import compact_memory
 from rofolio.mm.config import MMConfig
 from rofolio.mm.fault import exit_mmap, folio_at, mm_alloc, user_read, user_write
@@ -41,15 +40,14 @@ from rofolio.mm.migrate import migrate_to_node
 from rofolio.mm.page_alloc import alloc_pages
 from rofolio.mm.readonly import arch_make_folio_readonly
 from rofolio.mm.shrinker import shrink_slab
-from rofolio.mm.state import MMState, mm_core_init
+from rofolio.mm.state import MMState
 from rofolio.mm.zero_page import hugepage_init
 from rofolio.stats import Counters
 from rofolio.units import PAGE_SHIFT, PMD_SIZE, GiB, Level, MiB
 
-if TYPE_CHECKING:
-    from rofolio.machine import MachineSpec
-
-BootFn = Callable[[], tuple[ArchKernel, Callable[[], None]]]
+# boots a machine whose MM uses the given configuration, stopped at initcall time (mm_core_init() done);
+# returns its MM state and the function that finishes its boot
+BootFn = Callable[[MMConfig], tuple[MMState, Callable[[], None]]]
 
 
 @dataclass
@@ -185,36 +183,25 @@ def nonpersistent_phase(mm: MMState, finish_boot: Callable[[], None]) -> dict[st
 
 
 def run_lifetime_workload_on(boot: BootFn, model: str, config: MMConfig | None = None) -> LifetimeResult:
-    """The workload on machines from ``boot`` (each call: a kernel at initcall time and its finish_boot)."""
+    """The workload on machines from ``boot``, one per phase, under lifetime ``model``."""
     base = (config or MMConfig()).with_options(lifetime=model, init_on_free=True)
     phases: dict[str, PhaseResult] = {}
     for name, persistent, nodes, movable, body in (("persistent", True, 2, GiB, persistent_phase),
                                                    ("non-persistent", False, 1, 0, nonpersistent_phase)):
-        kernel, finish = boot()
+        mm, finish = boot(base.with_options(persistent_huge_zero_folio=persistent, nodes=nodes,
+                                            movablecore=movable))
+        log = mm.kernel.log
         booted = Counters()
-        at_start = kernel.log.counters.copy()
+        at_start = log.counters.copy()
         around_finish: list[Counters] = []
 
         def finish_boot(finish: Callable[[], None] = finish, marks: list[Counters] = around_finish,
-                        log: Any = kernel.log) -> None:
+                        log: Any = log) -> None:
             marks.append(log.counters.copy())
             finish()
             marks.append(log.counters.copy())
 
-        mm = mm_core_init(kernel, base.with_options(persistent_huge_zero_folio=persistent, nodes=nodes,
-                                                    movablecore=movable))
         notes = body(mm, finish_boot)
         excluded = [(booted, at_start), (around_finish[0], around_finish[1])]
-        phases[name] = PhaseResult.from_counters(name, kernel.log.counters, excluded, notes, check_all(mm))
+        phases[name] = PhaseResult.from_counters(name, log.counters, excluded, notes, check_all(mm))
     return LifetimeResult(model, phases)
-
-
-def run_lifetime_workload(spec: MachineSpec, model: str, config: MMConfig | None = None) -> LifetimeResult:
-    """Boot machines from ``spec`` (rofolio.machine) and run the workload under ``model``."""
-    from rofolio.machine import Machine
-
-    def boot() -> tuple[ArchKernel, Callable[[], None]]:
-        machine = Machine.boot(spec)
-        return machine.kernel, machine.finish_boot
-
-    return run_lifetime_workload_on(boot, model, config or MMConfig.for_spec(spec))
