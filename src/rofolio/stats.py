@@ -218,9 +218,30 @@ def _pte_check(c: Counters, e: PteCheck) -> None:
     c.cpa_4k_checked += e.count
 
 
-def register_handler(event_type: type, handler: Callable[[Counters, Any], None]) -> None:
-    """Let a higher layer (mm, faults) fold its own event types into ``Counters.extra``."""
+def register_handler(event_type: type, handler: Callable[[Counters, Any], None],
+                     counts: tuple[str, ...] = ()) -> None:
+    """Let a higher layer (mm, faults) fold its own event types into ``Counters.extra``.
+
+    ``counts`` names the ``extra`` counters the handler may bump; a name ending
+    in ``*`` stands for every name with that prefix.  Scenario expectations may
+    use exactly these names.
+    """
     _HANDLERS[event_type] = handler
+    _EXTRA_COUNTS.update(counts)
+
+
+def is_counter(name: str) -> bool:
+    """True for a name a report or an expectation may use: a summary key or a registered extra count."""
+    if name in Counters().summary():
+        return True
+    return name in _EXTRA_COUNTS or any(c.endswith("*") and name.startswith(c[:-1]) for c in _EXTRA_COUNTS)
+
+
+def counter_names() -> list[str]:
+    return sorted(set(Counters().summary()) | _EXTRA_COUNTS)
+
+
+_EXTRA_COUNTS: set[str] = set()
 
 
 _HANDLERS: dict[type, Callable[[Counters, Any], None]] = {

@@ -239,11 +239,16 @@ def _pin(c: Counters, e: FolioPin) -> None:
     c.bump("pins_longterm" if e.longterm else "pins")
 
 
-for _type, _handler in (
-    (PageAlloc, _page_alloc), (PageAllocFail, _page_alloc_fail), (PageFree, _page_free),
-    (ContentWrite, _content_write), (KernelOops, _oops), (ContractViolation, _violation),
-    (FolioReadonly, _folio_readonly), (MigrateFolio, _migrate), (HugeZeroFolioAlloc, _thp_zero),
-    (ShrinkerRun, _shrinker), (UserFault, _user_fault), (MemoryOffline, _offline),
-    (CompactionRun, _compaction), (FolioPin, _pin),
+for _type, _handler, _counts in (
+    (PageAlloc, _page_alloc, ("pages_allocated",)), (PageAllocFail, _page_alloc_fail, ("page_alloc_failures",)),
+    (PageFree, _page_free, ("pages_freed",)), (ContentWrite, _content_write, ("content_pages_written",)),
+    (KernelOops, _oops, ("oops_in_*",)), (ContractViolation, _violation, ("contract_violations*",)),
+    (FolioReadonly, _folio_readonly, ("folios_made_readonly", "folio_readonly_failures", "folios_restored",
+                                      "folio_restore_failures", "restores_reformed_large")),
+    (MigrateFolio, _migrate, ("migrations", "migrations_failed")),
+    (HugeZeroFolioAlloc, _thp_zero, ("thp_zero_page_alloc", "thp_zero_page_alloc_failed")),
+    (ShrinkerRun, _shrinker, ("shrinker_freed",)), (UserFault, _user_fault, ("user_faults",)),
+    (MemoryOffline, _offline, ("memory_offlined", "memory_offline_failures")),
+    (CompactionRun, _compaction, ("compact_migrated", "compact_failed")), (FolioPin, _pin, ("pins", "pins_longterm")),
 ):
-    register_handler(_type, _handler)
+    register_handler(_type, _handler, _counts)

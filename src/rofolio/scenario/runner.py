@@ -177,7 +177,9 @@ def _check_steps(scenario: schema.Scenario, machine: Machine, name: str, locator
     """Refuse, before anything runs, steps that cannot run on this machine."""
     errors: list[ScenarioError] = []
     memory = machine.kernel.config.memory
-    valid_expect = {"ret", "leaf", "fault", *machine.counters.summary().keys()}
+    from rofolio.stats import counter_names, is_counter
+
+    special = {"ret", "leaf", "fault"}
     for index, step in enumerate(scenario.steps):
         where = ("steps", index)
         pa = getattr(step, "pa", None)
@@ -201,10 +203,10 @@ def _check_steps(scenario: schema.Scenario, machine: Machine, name: str, locator
                 f"direct-map addresses start at {machine.kernel.layout.page_offset:#x}; or use pa",
                 file=name, line=locator.find((*where, "va")), key=f"steps[{index + 1}].va"))
         for key in (step.expect or {}):
-            if key not in valid_expect:
+            if key not in special and not is_counter(key):
                 errors.append(ScenarioError(
-                    f"unknown expectation {key!r}", "expect ret, leaf or a counter: "
-                    + ", ".join(sorted(valid_expect - {"ret", "leaf"})),
+                    f"unknown expectation {key!r}", "expect ret, leaf, fault or a counter: "
+                    + ", ".join(counter_names()),
                     file=name, line=locator.find((*where, "expect")), key=f"steps[{index + 1}].expect"))
     if errors:
         raise ScenarioErrors(errors)
