@@ -1,0 +1,190 @@
+"""What an arm64 machine is: memory map, CPU features, command line, kernel version.
+
+The memory map defaults to QEMU's ``virt`` board (RAM from 1 GiB, built with
+``MemoryMap.flat(mem, base=1 << 30)``).  The command-line ``rodata=`` string is
+parsed the way the modelled kernel parses it: ``arch_parse_debug_rodata()``
+(arch/arm64/include/asm/setup.h) accepts ``on``, ``off`` and ``noalias``;
+anything else falls back to generic ``set_debug_rodata()`` (init/main.c), which
+warns and keeps the defaults (``rodata_enabled`` and ``rodata_full`` true) for
+every string but "on"/"off".  So ``rodata=full`` is now an invalid option that
+behaves like the default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from rofolio.errors import ConfigError
+from rofolio.kversion import DEFAULT_KERNEL, KernelVersion
+from rofolio.physmem import MemoryMap
+from rofolio.units import PAGE_SIZE, GiB, Level, align_down, format_size
+
+# The model follows arch/arm64/mm/{mmu,pageattr}.c with BBML2_NOABORT block mappings under
+# rodata=full ("arm64: mm: support large block mapping when rodata=full", a166563e7ec37) and
+# the on/off/noalias parser ("arm64: refactor the rodata=xxx", Huang Shijie, v7 of 9 Sep 2025).
+# Both reached mainline around v6.18 (see docs/fidelity-arm64.md); older kernels are not modelled.
+ARM64_MIN_KERNEL = KernelVersion(6, 18)
+
+# 15bfba1ad77f "arm64: mm: Handle invalid large leaf mappings correctly" (v7.0-rc, Mar 2026):
+# kernel "invalid" entries use the present-invalid encoding and pageattr uses p?d_leaf().
+ARM64_PRESENT_INVALID_KERNEL = KernelVersion(7, 0)
+
+VA_BITS = 48
+PAGE_OFFSET = (-(1 << VA_BITS)) & ((1 << 64) - 1)  # _PAGE_OFFSET(48) = 0xffff000000000000
+PAGE_END = (-(1 << (VA_BITS - 1))) & ((1 << 64) - 1)  # _PAGE_END(48) = 0xffff800000000000
+MODULES_VSIZE = 2 * GiB
+ARM64_MEMSTART_ALIGN = Level.PUD.size  # kernel-pgtable.h: PUD_SHIFT for 4K (> SECTION_SIZE_BITS)
+KFENCE_POOL_SIZE = 2 << 20  # (CONFIG_KFENCE_NUM_OBJECTS + 1) * 2 * PAGE_SIZE with the default 255 objects
+
+
+class KfenceMode(StrEnum):
+    """How KFENCE gets its pool: not built, from memblock in map_mem(), or later at runtime."""
+
+    NONE = "none"  # CONFIG_KFENCE=n
+    EARLY = "early"  # kfence_early_init: CONFIG_KFENCE_SAMPLE_INTERVAL != 0, or kfence.sample_interval=N
+    LATE = "late"  # kfence.sample_interval=0 at boot: the pool comes later (kfence_init_late)
+
+
+@dataclass(frozen=True, slots=True)
+class RodataSetting:
+    """rodata_enabled / rodata_full after the command line, and any pr_warn it caused."""
+
+    enabled: bool
+    full: bool
+    warning: str | None = None
+
+
+def set_debug_rodata(arg: str | None) -> RodataSetting:
+    """init/main.c set_debug_rodata() with arm64's arch_parse_debug_rodata() (asm/setup.h).
+
+    Defaults: rodata_enabled = true (init/main.c), rodata_full = true (pageattr.c).
+    """
+    if arg is None:  # no rodata= on the command line
+        return RodataSetting(True, True)
+    # arch_parse_debug_rodata()
+    if arg == "on":
+        return RodataSetting(True, True)
+    if arg == "off":
+        return RodataSetting(False, False)
+    if arg == "noalias":
+        return RodataSetting(True, False)
+    # set_debug_rodata(): the generic fallback only knows "on" and "off", handled above
+    return RodataSetting(True, True, f"Invalid option string for rodata: '{arg}'")
+
+
+@dataclass(frozen=True, slots=True)
+class Arm64Layout:
+    """Kernel virtual address layout for 4K pages and 48-bit VAs (arch/arm64/include/asm/memory.h)."""
+
+    phys_offset: int  # memstart_addr: RAM start rounded down to ARM64_MEMSTART_ALIGN
+    page_offset: int = PAGE_OFFSET
+    page_end: int = PAGE_END
+    modules_vaddr: int = PAGE_END  # MODULES_VADDR = _PAGE_END(VA_BITS_MIN)
+    vmalloc_start: int = PAGE_END + MODULES_VSIZE  # VMALLOC_START = MODULES_END (= KIMAGE_VADDR)
+
+    def va(self, pa: int) -> int:
+        """__phys_to_virt(): ((pa - PHYS_OFFSET) | PAGE_OFFSET)."""
+        return (pa - self.phys_offset) | self.page_offset
+
+    def pa(self, va: int) -> int:
+        """__lm_to_phys() of a linear-map address."""
+        return (va & ~self.page_offset) + self.phys_offset
+
+    def in_linear_map(self, va: int) -> bool:
+        """__is_lm_address(): PAGE_OFFSET <= va < PAGE_END."""
+        return self.page_offset <= va < self.page_end
+
+
+@dataclass(frozen=True, slots=True)
+class Arm64Config:
+    """An arm64 machine description (4K granule, 48-bit VA, 4-level tables).
+
+    ``bbml2`` is the boot CPU's BBML2_NOABORT (``cpu_supports_bbml2_noabort()``);
+    ``secondary_without_bbml2`` says at least one secondary CPU lacks it, so the
+    system capability is false once features are finalized.  ``tlb_range`` is
+    FEAT_TLBIRANGE; ``ng_mappings`` is arm64_use_ng_mappings (KPTI: kernel
+    mappings non-global from the start); ``mte`` makes the linear map Normal-Tagged.
+    """
+
+    memory: MemoryMap
+    granule: int = PAGE_SIZE
+    rodata: str | None = None
+    debug_pagealloc: bool = False
+    kfence: KfenceMode = KfenceMode.NONE
+    realm: bool = False
+    bbml2: bool = False
+    secondary_without_bbml2: bool = False
+    nr_cpus: int = 8
+    kernel: KernelVersion = DEFAULT_KERNEL
+    tlb_range: bool = False
+    ng_mappings: bool = False
+    mte: bool = False
+    layout: Arm64Layout = field(init=False)
+    rodata_setting: RodataSetting = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kernel", KernelVersion.parse(self.kernel))
+        object.__setattr__(self, "kfence", KfenceMode(self.kfence))
+        if self.granule != PAGE_SIZE:
+            raise ConfigError(
+                f"the {format_size(self.granule)} granule is not modelled",
+                "use the 4K granule; 16K/64K need other level sizes than rofolio.units provides",
+            )
+        if self.kernel < ARM64_MIN_KERNEL:
+            raise ConfigError(
+                f"the arm64 model starts at kernel {ARM64_MIN_KERNEL}, not {self.kernel}",
+                f"use {ARM64_MIN_KERNEL} or newer (BBML2 block mappings and rodata=on/noalias)",
+            )
+        if not 1 <= self.nr_cpus <= 4096:
+            raise ConfigError(f"{self.nr_cpus} CPUs is not a possible machine", "give 1 to 4096 CPUs")
+        if self.secondary_without_bbml2 and self.nr_cpus < 2:
+            raise ConfigError("a secondary CPU without BBML2 needs a second CPU", "set nr_cpus to 2 or more")
+        for r in self.memory.ram:
+            if r.start % PAGE_SIZE or r.end % PAGE_SIZE:
+                raise ConfigError(f"RAM range [{r.start:#x}, {r.end:#x}) is not page aligned",
+                                  "align RAM ranges to 4K")
+        if self.memory.total_ram < 64 << 20:
+            raise ConfigError(f"{format_size(self.memory.total_ram)} of RAM cannot hold the modelled kernel",
+                              "give at least 64M")
+        phys_offset = align_down(self.memory.ram[0].start, ARM64_MEMSTART_ALIGN)
+        layout = Arm64Layout(phys_offset)
+        if self.memory.ram[-1].end - phys_offset > layout.page_end - layout.page_offset:
+            raise ConfigError("RAM does not fit the 128 TiB linear map of a 48-bit VA kernel",
+                              "give less memory")
+        object.__setattr__(self, "layout", layout)
+        object.__setattr__(self, "rodata_setting", set_debug_rodata(self.rodata))
+
+    # ---------------------------------------------------------------- derived
+    @property
+    def rodata_full(self) -> bool:
+        return self.rodata_setting.full
+
+    @property
+    def rodata_enabled(self) -> bool:
+        return self.rodata_setting.enabled
+
+    @property
+    def kfence_early_init(self) -> bool:
+        """kfence_early_init (mmu.c): CONFIG_KFENCE with a non-zero sample interval at boot."""
+        return self.kfence is KfenceMode.EARLY
+
+    @property
+    def arm64_kfence_can_set_direct_map(self) -> bool:
+        """arm64_kfence_can_set_direct_map() (asm/kfence.h): CONFIG_KFENCE && !kfence_early_init."""
+        return self.kfence is KfenceMode.LATE
+
+    @property
+    def system_supports_bbml2_noabort(self) -> bool:
+        """The system capability, once every CPU has been checked."""
+        return self.bbml2 and not self.secondary_without_bbml2
+
+    @property
+    def present_invalid_encoding(self) -> bool:
+        """Kernel invalid entries are present-invalid (15bfba1ad77f, v7.0)."""
+        return self.kernel.at_least(ARM64_PRESENT_INVALID_KERNEL)
+
+    @classmethod
+    def qemu_virt(cls, mem: int = 4 * GiB, **options: object) -> Arm64Config:
+        """A QEMU ``virt`` machine: one RAM bank from 1 GiB."""
+        return cls(memory=MemoryMap.flat(mem, base=1 << 30), **options)  # type: ignore[arg-type]

@@ -1,0 +1,313 @@
+"""The arm64 kernel's linear-map state and its permission-change API.
+
+``Arm64Kernel`` holds what arch/arm64/mm keeps about init_mm's page table: the
+leaves (``rofolio.pagetable``), ``linear_map_requires_bbml2``, whether CPU
+features are finalized, the KFENCE pool and the vmalloc areas the model
+created.  Counters are not kept here: they are folded from the event log.
+
+Entry points carry the kernel's names and return the kernel's values (0 or a
+negative errno).  The rules live in ``mmu`` (building and splitting) and
+``pageattr`` (changing permissions); ``boot`` runs the boot sequence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rofolio.arch.arm64 import kfence as _kfence
+from rofolio.arch.arm64 import mmu as _mmu
+from rofolio.arch.arm64 import pageattr as _pageattr
+from rofolio.arch.arm64.config import KFENCE_POOL_SIZE, Arm64Config
+from rofolio.arch.arm64.image import Arm64KernelImage
+from rofolio.arch.arm64.prot import ARM64, is_read_only, page_kernel
+from rofolio.arch.arm64.vmalloc import VM_ALLOC, VM_ALLOW_HUGE_VMAP, VM_MAP, VmArea
+from rofolio.errors import AddressError, ConfigError
+from rofolio.events import (
+    Call,
+    EventLog,
+    KernelWarning,
+    PgtableAlloc,
+    PgtableAllocFailed,
+    Phase,
+    PhaseChange,
+    Return,
+)
+from rofolio.pagetable import EntryState, PageTable
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE, GiB, Level
+
+
+@dataclass(frozen=True, slots=True)
+class Arm64Lookup:
+    """The leaf entry for an address: its level, descriptor bits (0 for a none PTE) and pfn."""
+
+    level: Level
+    flags: int
+    pfn: int
+
+    @property
+    def valid(self) -> bool:
+        return bool(self.flags & ARM64.VALID)
+
+    @property
+    def read_only(self) -> bool:
+        """PTE_RDONLY set and PTE_WRITE clear: a kernel store faults."""
+        return is_read_only(self.flags)
+
+    @property
+    def writable(self) -> bool:
+        return self.valid and not self.read_only
+
+    @property
+    def cont(self) -> bool:
+        return bool(self.flags & ARM64.CONT)
+
+    @property
+    def block(self) -> bool:
+        """A PMD or PUD block (section) descriptor."""
+        return self.level > Level.PTE
+
+
+class Arm64Kernel:
+    """init_mm's page table on arm64 and the state pageattr.c and mmu.c consult."""
+
+    arch = "arm64"
+
+    def __init__(self, config: Arm64Config, image: Arm64KernelImage | None = None,
+                 log: EventLog | None = None) -> None:
+        self.config = config
+        self.layout = config.layout
+        self.image = image or Arm64KernelImage.qemu_virt(config.memory.ram[0].start)
+        if not config.memory.is_ram(self.image.text, self.image.end):
+            raise ConfigError(f"the kernel image [{self.image.text:#x}, {self.image.end:#x}) is not in RAM",
+                              "load the image inside one RAM range")
+        self.log = log if log is not None else EventLog()
+        self.pt = PageTable()
+        self.phase = Phase.BOOTING
+        self.cpus_online = 1
+        self.capabilities_finalized = False  # system_capabilities_finalized()
+        self.linear_map_requires_bbml2 = False  # set by map_mem()
+        self.kfence_pool: int | None = None  # __pa(__kfence_pool)
+        self.pgtable_alloc_fail = False  # a machine option: page-table page allocation fails
+        self.vm_areas: list[VmArea] = []
+        self._vmalloc_next = self.layout.vmalloc_start + GiB  # past the kernel image (KIMAGE_VADDR)
+        self._warned_once: set[str] = set()
+
+    # --------------------------------------------------------------- state
+    @property
+    def running(self) -> bool:
+        return self.phase == Phase.RUNNING
+
+    def set_phase(self, phase: Phase) -> None:
+        self.phase = phase
+        self.log.append(PhaseChange(phase))
+
+    def warn(self, text: str) -> None:
+        self.log.append(KernelWarning(text))
+
+    def warn_once(self, key: str, text: str) -> None:
+        """WARN_ON_ONCE(): once per call site per boot."""
+        if key not in self._warned_once:
+            self._warned_once.add(key)
+            self.warn(text)
+
+    # ------------------------------------------------------------ features
+    def debug_pagealloc_enabled(self) -> bool:
+        return self.config.debug_pagealloc
+
+    def is_realm_world(self) -> bool:
+        return self.config.realm
+
+    def system_supports_bbml2_noabort(self) -> bool:
+        """The finalized system capability: false until every CPU has been checked."""
+        return self.capabilities_finalized and self.config.system_supports_bbml2_noabort
+
+    def force_pte_mapping(self) -> bool:
+        """force_pte_mapping() (mmu.c): debug_pagealloc, else no BBML2 and rodata_full/late KFENCE/realm."""
+        # "system_capabilities_finalized() ? system_supports_bbml2_noabort() : cpu_supports_bbml2_noabort()"
+        bbml2 = self.system_supports_bbml2_noabort() if self.capabilities_finalized else self.config.bbml2
+        if self.debug_pagealloc_enabled():
+            return True
+        if bbml2:
+            return False
+        return self.config.rodata_full or self.config.arm64_kfence_can_set_direct_map or self.is_realm_world()
+
+    def can_set_direct_map(self) -> bool:
+        """can_set_direct_map() (pageattr.c)."""
+        return (self.config.rodata_full or self.debug_pagealloc_enabled()
+                or self.config.arm64_kfence_can_set_direct_map or self.is_realm_world())
+
+    def split_leaf_mapping_possible(self) -> bool:
+        """split_leaf_mapping_possible() (mmu.c): BBML2_NOABORT on every CPU and no forced PTEs."""
+        if not self.system_supports_bbml2_noabort():
+            return False
+        return not self.force_pte_mapping()
+
+    def is_kfence_address(self, va: int) -> bool:
+        if self.kfence_pool is None:
+            return False
+        start = self.va(self.kfence_pool)
+        return start <= va < start + KFENCE_POOL_SIZE
+
+    def maybe_ng(self) -> int:
+        """PTE_MAYBE_NG."""
+        return ARM64.NG if self.config.ng_mappings else 0
+
+    # ----------------------------------------------------------- addresses
+    def va(self, pa: int) -> int:
+        """__va() / lm_alias() of a physical address."""
+        return self.layout.va(pa)
+
+    def pa(self, va: int) -> int:
+        return self.layout.pa(va)
+
+    def page_address(self, pfn: int) -> int:
+        return self.layout.va(pfn << PAGE_SHIFT)
+
+    # -------------------------------------------------------------- lookups
+    def lookup(self, va: int) -> Arm64Lookup | None:
+        """The leaf mapping ``va`` with its level; a none PTE in an existing table has flags 0."""
+        run = self.pt.run_at(va)
+        if run is not None:
+            start = va & run.level.mask
+            return Arm64Lookup(run.level, run.flags, run.pfn_at(start))
+        if self.pt.entry_state(va, Level.PMD) == EntryState.TABLE:
+            return Arm64Lookup(Level.PTE, 0, 0)
+        return None
+
+    def kernel_page_present(self, pfn: int) -> bool:
+        """kernel_page_present(): presence only, never read-only-ness."""
+        return _pageattr.kernel_page_present(self, self.page_address(pfn))
+
+    # --------------------------------------------------- page-table pages
+    def alloc_pgtable_page(self, level: Level) -> bool:
+        """pagetable_alloc() for a table holding entries of ``level``; False when it fails."""
+        if self.pgtable_alloc_fail:
+            self.log.append(PgtableAllocFailed(level))
+            return False
+        self.log.append(PgtableAlloc(level))
+        return True
+
+    # -------------------------------------------------------- entry points
+    def _call(self, func: str, addr: int, numpages: int, body: Callable[[], int]) -> int:
+        self.log.append(Call(func, addr, numpages))
+        ret = body()
+        self.log.append(Return(func, ret))
+        return ret
+
+    def _ram_page(self, pfn: int, nr: int = 1) -> int:
+        pa = pfn << PAGE_SHIFT
+        if nr < 1 or not self.config.memory.is_ram(pa, pa + nr * PAGE_SIZE):
+            raise AddressError(f"pfn {pfn:#x} (+{nr}) is not RAM on this machine",
+                               "give pages inside a RAM range of the memory map")
+        return self.page_address(pfn)
+
+    def set_memory_ro(self, addr: int, numpages: int) -> int:
+        """set_memory_ro(): change_memory_common(set PTE_RDONLY, clear PTE_WRITE)."""
+        return self._call("set_memory_ro", addr, numpages, lambda: _pageattr.change_memory_common(
+            self, addr, numpages, ARM64.RDONLY, ARM64.WRITE))
+
+    def set_memory_rw(self, addr: int, numpages: int) -> int:
+        """set_memory_rw(): change_memory_common(set PTE_WRITE, clear PTE_RDONLY)."""
+        return self._call("set_memory_rw", addr, numpages, lambda: _pageattr.change_memory_common(
+            self, addr, numpages, ARM64.WRITE, ARM64.RDONLY))
+
+    def set_memory_nx(self, addr: int, numpages: int) -> int:
+        """set_memory_nx(): set PTE_PXN, clear PTE_MAYBE_GP (0 without a BTI kernel)."""
+        return self._call("set_memory_nx", addr, numpages, lambda: _pageattr.change_memory_common(
+            self, addr, numpages, ARM64.PXN, 0))
+
+    def set_memory_x(self, addr: int, numpages: int) -> int:
+        """set_memory_x(): set PTE_MAYBE_GP (0), clear PTE_PXN."""
+        return self._call("set_memory_x", addr, numpages, lambda: _pageattr.change_memory_common(
+            self, addr, numpages, 0, ARM64.PXN))
+
+    def set_memory_valid(self, addr: int, numpages: int, enable: bool) -> int:
+        return self._call("set_memory_valid", addr, numpages,
+                          lambda: _pageattr.set_memory_valid(self, addr, numpages, enable))
+
+    def set_direct_map_invalid_noflush(self, pfn: int) -> int:
+        addr = self._ram_page(pfn)
+        return self._call("set_direct_map_invalid_noflush", addr, 1,
+                          lambda: _pageattr.set_direct_map_invalid_noflush(self, addr))
+
+    def set_direct_map_default_noflush(self, pfn: int) -> int:
+        addr = self._ram_page(pfn)
+        return self._call("set_direct_map_default_noflush", addr, 1,
+                          lambda: _pageattr.set_direct_map_default_noflush(self, addr))
+
+    def set_direct_map_valid_noflush(self, pfn: int, nr: int, valid: bool) -> int:
+        addr = self._ram_page(pfn, nr)
+        return self._call("set_direct_map_valid_noflush", addr, nr,
+                          lambda: _pageattr.set_direct_map_valid_noflush(self, addr, nr, valid))
+
+    def kernel_map_pages(self, pfn: int, numpages: int, enable: bool) -> None:
+        """__kernel_map_pages() (CONFIG_DEBUG_PAGEALLOC)."""
+        addr = self._ram_page(pfn, numpages)
+        self._call("__kernel_map_pages", addr, numpages,
+                   lambda: _pageattr.kernel_map_pages(self, addr, numpages, enable))
+
+    def make_linear_range_readonly(self, pa: int, size: int) -> int:
+        """What arch_make_folio_readonly() calls on arm64: 0, or -EOPNOTSUPP when it cannot."""
+        if pa % PAGE_SIZE or size <= 0 or size % PAGE_SIZE or not self.config.memory.is_ram(pa, pa + size):
+            raise AddressError(f"[{pa:#x}, {pa + size:#x}) is not a page-aligned range of RAM",
+                               "give a folio's physical address and size")
+        return self._call("make_linear_range_readonly", self.va(pa), size >> PAGE_SHIFT,
+                          lambda: _pageattr.make_linear_range_readonly(self, pa, size))
+
+    def linear_map_split_to_ptes(self) -> None:
+        """Run linear_map_split_to_ptes() (normally boot does, from setup_system_features())."""
+        _mmu.linear_map_split_to_ptes(self)
+
+    def kfence_init_late(self, pa: int) -> bool:
+        """kfence_init_late() with its pool at ``pa`` (kfence.sample_interval written at runtime)."""
+        return _kfence.kfence_init_late(self, pa)
+
+    # -------------------------------------------------------------- vmalloc
+    def vmalloc(self, pfns: list[int], huge: bool = False) -> int:
+        """A VM_ALLOC area backed by ``pfns`` (vmalloc(); ``huge`` adds VM_ALLOW_HUGE_VMAP)."""
+        return self._vm_area(pfns, VM_ALLOC | (VM_ALLOW_HUGE_VMAP if huge else 0))
+
+    def vmap(self, pfns: list[int]) -> int:
+        """vmap(): a VM_MAP area, which change_memory_common() refuses."""
+        return self._vm_area(pfns, VM_MAP)
+
+    def find_vm_area(self, addr: int) -> VmArea | None:
+        """find_vm_area(): the area whose [addr, addr + size) holds ``addr``."""
+        for area in self.vm_areas:
+            if area.addr <= addr < area.addr + area.size:
+                return area
+        return None
+
+    def _vm_area(self, pfns: list[int], flags: int) -> int:
+        """Map ``pfns`` with PAGE_KERNEL 4K PTEs at the next free vmalloc address, one guard page after.
+
+        Table pages the area needs are allocated as vmap_pages_range() would
+        (the PUD table of this 512G region exists already: it maps the kernel image).
+        """
+        if not pfns:
+            raise AddressError("a vmalloc area of no pages", "give at least one page")
+        for pfn in pfns:
+            self._ram_page(pfn)
+        start = self._vmalloc_next
+        end = start + len(pfns) * PAGE_SIZE
+        self._vmalloc_next = end + PAGE_SIZE
+        for level in (Level.PUD, Level.PMD):
+            a = start & level.mask
+            new = 0
+            while a < end:
+                if not self.pt.occupied(a, a + level.size):
+                    new += 1
+                a += level.size
+            if new:
+                self.log.append(PgtableAlloc(Level(level - 1), new))
+        prot = page_kernel(self.config.ng_mappings)
+        i = 0
+        while i < len(pfns):
+            j = i + 1
+            while j < len(pfns) and pfns[j] == pfns[j - 1] + 1:
+                j += 1
+            self.pt.map(start + i * PAGE_SIZE, start + j * PAGE_SIZE, Level.PTE, prot, pfns[i])
+            i = j
+        self.vm_areas.append(VmArea(start, end - start + PAGE_SIZE, flags, tuple(pfns)))
+        return start

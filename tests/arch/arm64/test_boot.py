@@ -1,0 +1,163 @@
+"""arm64 boot: map_mem(), force_pte_mapping(), the kernel alias, KFENCE, linear_map_split_to_ptes().
+
+QEMU virt, 4 GiB from PA 1 GiB; the Image at the start of RAM, so the kernel
+alias [_text, __init_begin) is [1G, 1G + 0x1b30000): 13 PMD blocks and 304 PTEs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from rofolio.arch.arm64.config import Arm64Config, set_debug_rodata
+from rofolio.arch.arm64.kernel import Arm64Kernel
+from rofolio.arch.arm64.mmu import CONT_PMD_SIZE, mapping_pieces
+from rofolio.arch.arm64.prot import ARM64
+from rofolio.arch.arm64.tlbflush import KernelRangeFlush
+from rofolio.errors import ConfigError
+from rofolio.events import KernelWarning, PgtableAlloc
+from rofolio.units import PAGE_SIZE, GiB, Level, MiB
+from tests.arch.arm64.conftest import boot_arm64
+
+RAM = 1 * GiB
+
+
+def _shape(k: Arm64Kernel, start_pa: int, end_pa: int) -> list[tuple[int, int, str, bool, bool]]:
+    """(start offset from RAM, end offset, leaf size, CONT, read-only) per run."""
+    lo, hi = k.va(start_pa), k.va(end_pa)
+    out = []
+    for r in k.pt.runs(lo, hi):
+        out.append((k.pa(max(r.start, lo)) - RAM, k.pa(min(r.end, hi)) - RAM, r.level.leaf_name,
+                    bool(r.flags & ARM64.CONT), bool(r.flags & ARM64.RDONLY)))
+    return out
+
+
+def _boot_tables(k: Arm64Kernel) -> dict[Level, int]:
+    out = {Level.PUD: 0, Level.PMD: 0, Level.PTE: 0}
+    for e in k.log.events:
+        if isinstance(e, PgtableAlloc):
+            out[e.level] += e.count
+    return out
+
+
+ALIAS = [(0, 26 * MiB, "2M", False, True), (26 * MiB, 0x1B30000, "4K", False, True)]
+
+
+def test_without_bbml2_rodata_full_maps_all_ram_with_plain_ptes_but_the_alias_keeps_blocks() -> None:
+    k = boot_arm64()
+    assert k.force_pte_mapping() and k.can_set_direct_map() and not k.linear_map_requires_bbml2
+    assert _shape(k, RAM, 5 * GiB) == [*ALIAS, (0x1B30000, 4 * GiB, "4K", False, False)]
+    assert _boot_tables(k) == {Level.PUD: 1, Level.PMD: 4, Level.PTE: 2035}
+    assert sum(k.pt.table_pages().values()) == 2040 == k.log.counters.pgtables_allocated
+    # mark_linear_text_alias_ro(): one flush of the 27.2M alias, past the 512-page limit
+    [flush] = [e for e in k.log.events if isinstance(e, KernelRangeFlush)]
+    assert (flush.start, flush.end, flush.full) == (k.va(RAM), k.va(RAM + 0x1B30000), True)
+
+
+def test_bbml2_maps_ram_with_pud_blocks_cont_pmds_and_cont_ptes_where_aligned() -> None:
+    k = boot_arm64(bbml2=True)
+    assert not k.force_pte_mapping() and k.linear_map_requires_bbml2
+    assert _shape(k, RAM, 5 * GiB) == [
+        *ALIAS,
+        (0x1B30000, 0x1C00000, "4K", True, False),  # 13 CONT_PTE groups up to the next 2M
+        (0x1C00000, 0x2000000, "2M", False, False),  # 2 blocks up to the next 32M
+        (0x2000000, 1 * GiB, "2M", True, False),  # 31 CONT_PMD groups
+        (1 * GiB, 4 * GiB, "1G", False, False),
+    ]
+    assert _boot_tables(k) == {Level.PUD: 1, Level.PMD: 1, Level.PTE: 1}
+
+
+def test_rodata_off_and_noalias_use_blocks_and_cannot_set_the_direct_map() -> None:
+    for rodata in ("off", "noalias"):
+        k = boot_arm64(rodata=rodata)
+        assert not k.can_set_direct_map() and not k.force_pte_mapping() and not k.linear_map_requires_bbml2
+        assert _shape(k, 2 * GiB, 5 * GiB) == [(1 * GiB, 4 * GiB, "1G", False, False)]
+
+
+def test_rodata_full_is_an_invalid_string_now_and_behaves_like_the_default() -> None:
+    assert set_debug_rodata("full").warning == "Invalid option string for rodata: 'full'"
+    assert (set_debug_rodata("on").full, set_debug_rodata("noalias").full, set_debug_rodata("off").enabled) == (
+        True, False, False)
+    k = boot_arm64(rodata="full")
+    assert k.config.rodata_full and k.force_pte_mapping()
+    assert [e.text for e in k.log.events if isinstance(e, KernelWarning)] == [
+        "Invalid option string for rodata: 'full'"]
+
+
+def test_debug_pagealloc_forces_ptes_even_with_bbml2() -> None:
+    k = boot_arm64(bbml2=True, debug_pagealloc=True)
+    assert k.force_pte_mapping() and not k.linear_map_requires_bbml2
+    assert _shape(k, 2 * GiB, 3 * GiB) == [(1 * GiB, 2 * GiB, "4K", False, False)]
+
+
+def test_early_kfence_pool_is_plain_ptes_at_the_top_of_ram_with_257_invalid_guard_pages() -> None:
+    k = boot_arm64(bbml2=True, kfence="early")
+    pool = 5 * GiB - 2 * MiB
+    assert k.kfence_pool == pool
+    shape = _shape(k, 4 * GiB, 5 * GiB)
+    assert shape[:2] == [
+        (3 * GiB, 4 * GiB - 32 * MiB, "2M", True, False),
+        (4 * GiB - 32 * MiB, 4 * GiB - 2 * MiB, "2M", False, False),  # the last CONT_PMD chunk is cut short
+    ]
+    assert {(size, cont) for _, _, size, cont, _ in shape[2:]} == {("4K", False)}
+    assert shape[2][0] == 4 * GiB - 2 * MiB and shape[-1][1] == 4 * GiB
+    assert not k.lookup(k.va(pool) - 2 * MiB).cont and k.lookup(k.va(pool) - CONT_PMD_SIZE).cont
+    invalid = sum((r.end - r.start) // PAGE_SIZE for r in k.pt.runs(k.va(pool), k.va(pool) + 2 * MiB)
+                  if not r.flags & ARM64.VALID)
+    assert invalid == 257
+    assert _boot_tables(k) == {Level.PUD: 1, Level.PMD: 2, Level.PTE: 2}
+    flushes = [e for e in k.log.events if isinstance(e, KernelRangeFlush)]
+    assert [f.reason for f in flushes].count("__change_memory_common") == 257
+
+
+def test_late_kfence_and_realm_force_ptes_without_bbml2() -> None:
+    for option in ({"kfence": "late"}, {"realm": True}):
+        k = boot_arm64(rodata="off", **option)
+        assert k.force_pte_mapping() and k.can_set_direct_map()
+        assert k.lookup(k.va(3 * GiB)).level == Level.PTE
+
+
+def test_secondary_without_bbml2_repaints_the_linear_map_with_ptes_but_the_alias() -> None:
+    k = boot_arm64(bbml2=True, secondary_without_bbml2=True)
+    assert k.linear_map_requires_bbml2 and not k.system_supports_bbml2_noabort()
+    # [_text, _stext) lies below kstart = lm_alias(_stext): the walk splits the alias's first block,
+    # and mark_linear_text_alias_ro() then meets a table where it would put a block: pmd_set_huge()
+    # refuses the unsafe change, so that 2M stays writable.
+    assert _shape(k, RAM, 5 * GiB) == [
+        (0, 2 * MiB, "4K", False, False),
+        (2 * MiB, 26 * MiB, "2M", False, True),
+        (26 * MiB, 0x1B30000, "4K", False, True),
+        (0x1B30000, 4 * GiB, "4K", False, False),
+    ]
+    flushes = [(e.reason, e.full) for e in k.log.events if isinstance(e, KernelRangeFlush)]
+    assert flushes == [("linear_map_split_to_ptes", True), ("mark_linear_text_alias_ro", True)]
+    assert k.log.counters.pgtables_allocated == sum(k.pt.table_pages().values()) == 2041
+    # 3 PUD blocks -> 1536 plain PMDs; those, 498 RAM PMD blocks and the alias's first block -> PTEs
+    assert (k.log.counters.splits[Level.PUD], k.log.counters.splits[Level.PMD]) == (3, 2035)
+    # afterwards nothing may split: the system lacks BBML2, and everything outside the alias is PTEs
+    assert not k.split_leaf_mapping_possible()
+    assert k.make_linear_range_readonly(3 * GiB, 2 * MiB) == 0
+
+
+def test_mapping_pieces_follow_alloc_init_pud_cont_pmd_and_cont_pte() -> None:
+    # a 1G-aligned VA/PA range of 1G + 34M + 68K, blocks and CONT allowed
+    pieces = mapping_pieces(GiB, GiB, GiB + 34 * MiB + 68 * 1024, 0)
+    assert [(p.end - p.start, p.level, p.cont) for p in pieces] == [
+        (GiB, Level.PUD, False), (32 * MiB, Level.PMD, True), (2 * MiB, Level.PMD, False),
+        (64 * 1024, Level.PTE, True), (4 * 1024, Level.PTE, False)]
+    # VA and PA offsets differ within 64K: no CONT at all
+    assert {p.cont for p in mapping_pieces(GiB + PAGE_SIZE, GiB, 4 * MiB, 0)} == {False}
+
+
+def test_every_allocated_table_is_one_the_leaves_need() -> None:
+    for options in ({}, {"bbml2": True}, {"rodata": "off"}, {"kfence": "early"}):
+        k = boot_arm64(**options)
+        assert k.log.counters.pgtables_allocated == sum(k.pt.table_pages().values()), options
+
+
+def test_impossible_configurations_are_refused_with_a_hint() -> None:
+    with pytest.raises(ConfigError, match="granule"):
+        Arm64Config.qemu_virt(4 * GiB, granule=16384)
+    with pytest.raises(ConfigError, match=r"6\.18"):
+        Arm64Config.qemu_virt(4 * GiB, kernel="6.12")
+    with pytest.raises(ConfigError, match="second CPU"):
+        Arm64Config.qemu_virt(4 * GiB, nr_cpus=1, secondary_without_bbml2=True)
