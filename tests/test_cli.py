@@ -98,3 +98,19 @@ def test_lifetime_runs_the_three_models_side_by_side() -> None:
     assert models["model1"]["violations"] == 0 and models["model1"]["faults"] == 0
     assert models["model2"]["violations"] > 0  # it refuses what model 1 carries through
     assert models["broken"]["faults"] > 0  # the counterexample: a read-only page left behind, written later
+
+
+def test_default_run_shows_the_rfc_step_on_every_machine_side_by_side() -> None:
+    out = rofolio("run", "--json")
+    rows = {r["machine"]: r for r in json.loads(out.stdout)["side_by_side"]}
+    assert rows["x86_64 GBPAGES"] == {"machine": "x86_64 GBPAGES", "ret": "0", "readonly": True, "leaf_after": "2M RO",
+                                      "splits": 1, "pgtables": 1, "entries_written": 1, "flushes": 2,
+                                      "global_flushes": 2, "ipis": 14, "DirectMap1G_kB": -1048576,
+                                      "DirectMap2M_kB": 1048576}
+    assert (rows["x86_64 nogbpages"]["splits"], rows["x86_64 nogbpages"]["flushes"]) == (0, 1)
+    arm = rows["arm64 rodata=full"]
+    assert (arm["readonly"], arm["splits"], arm["entries_written"], arm["ipis"]) == (True, 0, 512, 0)
+    bbml2 = rows["arm64 rodata=full BBML2"]
+    assert (bbml2["readonly"], bbml2["splits"], bbml2["pgtables"], bbml2["entries_written"]) == (True, 1, 1, 17)
+    for weak in ("arm64 rodata=off", "riscv64 (weak default)"):
+        assert rows[weak]["readonly"] is False and rows[weak]["entries_written"] == 0  # best effort

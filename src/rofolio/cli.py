@@ -69,6 +69,10 @@ def machine_options(defaults: bool) -> Callable[[Callable[..., Any]], Callable[.
             click.option("--cpus", default=d(8), show_default=defaults, type=click.IntRange(1, 8192),
                          help="Online CPUs (flush IPIs go to the others)."),
             click.option("--kfence", is_flag=True, default=None, help="KFENCE: its pool is split to 4K at boot."),
+            click.option("--rodata", type=click.Choice(["on", "off", "noalias", "full"]), default=None,
+                         help="arm64: the rodata= command line (default: full; \"full\" itself is now invalid)."),
+            click.option("--bbml2/--no-bbml2", default=None,
+                         help="arm64: the CPUs have BBML2_NOABORT (block mappings under rodata=full)."),
         ]
         for option in reversed(options):
             fn = option(fn)
@@ -79,11 +83,13 @@ def machine_options(defaults: bool) -> Callable[[Callable[..., Any]], Callable[.
 
 def _overrides(arch: str | None, mem: str | None, nogbpages: bool | None, la57: bool | None,
                debug_pagealloc: bool | None, kernel: str | None, cpus: int | None,
-               kfence: bool | None) -> dict[str, list[str]]:
+               kfence: bool | None, rodata: str | None, bbml2: bool | None) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for key, value in (("arch", arch), ("mem", mem), ("kernel", kernel), ("cpus", cpus)):
+    for key, value in (("arch", arch), ("mem", mem), ("kernel", kernel), ("cpus", cpus), ("rodata", rodata)):
         if value is not None:
             out[key] = [str(value)]
+    if bbml2 is not None:
+        out["bbml2"] = [str(bbml2).lower()]
     if nogbpages:
         out["gbpages"] = ["false"]
     if la57:
@@ -96,12 +102,17 @@ def _overrides(arch: str | None, mem: str | None, nogbpages: bool | None, la57: 
 
 
 def _spec(arch: str, mem: str, nogbpages: bool | None, la57: bool | None, debug_pagealloc: bool | None,
-          kernel: str, cpus: int, kfence: bool | None) -> MachineSpec:
+          kernel: str, cpus: int, kfence: bool | None, rodata: str | None, bbml2: bool | None) -> MachineSpec:
     from rofolio.kversion import KernelVersion
 
     KernelVersion.parse(kernel)
+    if arch != "arm64" and (rodata is not None or bbml2 is not None):
+        raise RofolioError("--rodata and --bbml2 are arm64 options", "add --arch arm64 or drop them")
+    if arch != "x86_64" and (nogbpages or la57):
+        raise RofolioError("--nogbpages and --5level are x86_64 options", "add --arch x86_64 or drop them")
     return MachineSpec.parse(arch=arch, mem=mem, gbpages=not nogbpages, la57=bool(la57),
-                             debug_pagealloc=bool(debug_pagealloc), kernel=kernel, cpus=cpus, kfence=bool(kfence))
+                             debug_pagealloc=bool(debug_pagealloc), kernel=kernel, cpus=cpus, kfence=bool(kfence),
+                             rodata=rodata, bbml2=bool(bbml2))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -132,14 +143,55 @@ def run(source: str, as_json: bool, report: Path | None, **machine: Any) -> None
     from rofolio.scenario.runner import run_scenario
 
     overrides = _overrides(**machine)
+    side = None
     with LazyProgress(f"running {source}") as bar:
         if overrides:
             result = compare(source, overrides, progress=None).rows[0].result
         else:
             result = run_scenario(source, progress=bar)
-    _emit(result, as_json, report)
+        if source == DEFAULT_SCENARIO and not overrides:
+            from rofolio.compare import RFC_MACHINES, compare_configs
+
+            side = compare_configs(source, RFC_MACHINES)
+    if side is not None and as_json:
+        data = result.to_dict()
+        data["side_by_side"] = [_rfc_row(row.result) for row in side.rows]
+        click.echo(json.dumps(data, indent=2))
+    else:
+        _emit(result, as_json, report)
+        if side is not None:
+            _print_side_by_side(side)
     if result.failures:
         sys.exit(EXIT_FAILED)
+
+
+def _rfc_row(result: Any) -> dict[str, Any]:
+    """The RFC step (the first) of one machine: did the folio end read-only, and what did it cost."""
+    step = result.steps[0]
+    d = step.delta
+    return {"machine": result.machine["label"], "ret": step.to_dict()["ret"],
+            "readonly": step.leaf_after.endswith("RO"), "leaf_after": step.leaf_after,
+            "splits": d.get("splits_1g", 0) + d.get("splits_2m", 0), "pgtables": d.get("pgtables_allocated", 0),
+            "entries_written": d.get("entries_written", 0),
+            "flushes": d.get("flushes", 0), "global_flushes": d.get("flushes_all", 0), "ipis": d.get("ipis", 0),
+            "DirectMap1G_kB": d.get("DirectMap1G", 0), "DirectMap2M_kB": d.get("DirectMap2M", 0)}
+
+
+def _print_side_by_side(side: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title="the RFC step on each machine the thread discussed")
+    for title in ("machine", "read-only?", "leaf after", "splits", "table pages", "entries written",
+                  "flushes (global)", "IPIs", "ΔDirectMap1G kB"):
+        table.add_column(title, justify="left" if title in ("machine", "read-only?", "leaf after") else "right")
+    for row in side.rows:
+        r = _rfc_row(row.result)
+        table.add_row(r["machine"], "yes" if r["readonly"] else "no (best effort: stays writable)", r["leaf_after"],
+                      str(r["splits"]), str(r["pgtables"]), str(r["entries_written"]),
+                      f"{r['flushes']} ({r['global_flushes']})", str(r["ipis"]),
+                      f"{r['DirectMap1G_kB']:+d}" if r["DirectMap1G_kB"] else "")
+    console = Console()
+    (console if console.is_terminal else Console(width=200)).print(table)
 
 
 def _emit(result: Any, as_json: bool, report: Path | None) -> None:
@@ -257,7 +309,7 @@ def ptdump(as_json: bool, all_sections: bool, after_boot: bool, **machine: Any) 
     m = Machine.boot(_spec(**machine))
     if after_boot:
         m.finish_boot()
-    lines = m.ptdump_lines(() if all_sections else ("Low Kernel Mapping",))
+    lines = m.ptdump_lines(() if all_sections else None)
     if as_json:
         click.echo(json.dumps({"machine": m.spec.describe(), "ptdump": lines}, indent=2))
     else:
@@ -280,6 +332,10 @@ def meminfo(as_json: bool, after_boot: bool, **machine: Any) -> None:
         click.echo(json.dumps({"machine": m.spec.describe(), "meminfo_kb": c.meminfo_kb(),
                                "meminfo_lines": m.meminfo_lines(), "vmstat": c.vmstat(),
                                "pgtables": c.pgtables}, indent=2))
+        return
+    if m.spec.arch != "x86_64":
+        click.echo(f"{m.spec.arch} prints no DirectMap lines in /proc/meminfo and has no direct_map_* vmstat "
+                   "counters (both are x86: arch_report_meminfo(), CONFIG_X86 in mm/vmstat.c)")
         return
     click.echo("\n".join(m.meminfo_lines()))
     for key, value in c.vmstat().items():

@@ -27,6 +27,10 @@ from rofolio.scenario.runner import ScenarioResult, run_scenario
 MACHINE_KEYS = tuple(schema.Machine.model_fields)
 MM_KEYS = tuple(schema.MM.model_fields)
 ALIASES = {"5level": "paging", "la57": "paging", "model": "lifetime"}
+ARCH_ONLY_KEYS = {
+    "x86_64": ("gbpages", "paging", "tlb_single_page_flush_ceiling", "zero_page", "boot_profile"),
+    "arm64": ("rodata", "bbml2", "secondary_without_bbml2", "realm", "tlb_range"),
+}
 
 
 @dataclass
@@ -86,34 +90,50 @@ def parse_settings(pairs: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def _value(text: str) -> Any:
+def _value(key: str, text: str) -> Any:
+    """Convert a --set value the way its [machine]/[mm] field expects: bool, int or text."""
+    field = schema.Machine.model_fields.get(key) or schema.MM.model_fields.get(key)
+    annotation = str(field.annotation) if field else ""
     low = text.lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    try:
-        return int(text, 0)
-    except ValueError:
-        return text
+    if annotation == "<class 'bool'>" and low in ("true", "yes", "on", "false", "no", "off"):
+        return low in ("true", "yes", "on")
+    if annotation == "<class 'int'>" or (key == "lifetime" and text in ("1", "2")):
+        try:
+            return int(text, 0)
+        except ValueError:
+            return text
+    return text
 
 
 def compare(source: str | Path, settings: dict[str, list[str]],
             progress: Callable[[int, int], None] | None = None) -> CompareResult:
     """Run ``source`` once per combination of ``settings``; every combination is validated first."""
+    axes = list(settings)
+    combos = [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*(settings[a] for a in axes))]
+    return compare_configs(source, combos, progress, axes)
+
+
+def compare_configs(source: str | Path, configs: list[dict[str, str]],
+                    progress: Callable[[int, int], None] | None = None,
+                    axes: list[str] | None = None) -> CompareResult:
+    """Run ``source`` once per explicit configuration (a dict of [machine]/[mm] keys to values)."""
     scenario, name = load(source)
     base = scenario.model_dump(by_alias=True, exclude_unset=True)
-    axes = list(settings)
+    axes = axes or sorted({k for c in configs for k in c})
     variants: list[tuple[dict[str, Any], schema.Scenario]] = []
     errors: list[ScenarioError] = []
-    for combo in itertools.product(*(settings[a] for a in axes)):
-        chosen = dict(zip(axes, combo, strict=True))
+    for chosen in configs:
         data = dict(base)
-        data["machine"] = {**base.get("machine", {}),
-                           **{k: _value(v) for k, v in chosen.items() if k in MACHINE_KEYS}}
-        data["mm"] = {**base.get("mm", {}), **{k: _value(v) for k, v in chosen.items() if k in MM_KEYS}}
+        machine = {**base.get("machine", {}), **{k: _value(k, v) for k, v in chosen.items() if k in MACHINE_KEYS}}
+        if "arch" in chosen:  # the scenario's options for its own architecture do not carry over
+            foreign = ARCH_ONLY_KEYS.copy()
+            foreign.pop(str(machine["arch"]), None)
+            machine = {k: v for k, v in machine.items()
+                       if k in chosen or not any(k in keys for keys in foreign.values())}
+        data["machine"] = machine
+        data["mm"] = {**base.get("mm", {}), **{k: _value(k, v) for k, v in chosen.items() if k in MM_KEYS}}
         try:
-            variants.append((chosen, schema.Scenario.model_validate(data)))
+            variants.append(({a: chosen.get(a, "") for a in axes}, schema.Scenario.model_validate(data)))
         except ValidationError as err:
             for e in err.errors():
                 errors.append(ScenarioError(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}",
@@ -127,3 +147,14 @@ def compare(source: str | Path, settings: dict[str, list[str]],
         if progress:
             progress(i, len(variants))
     return result
+
+
+# The RFC demo on every machine the thread argued about (issue: "x86-64 and arm64 side by side").
+RFC_MACHINES: list[dict[str, str]] = [
+    {"arch": "x86_64", "gbpages": "true"},
+    {"arch": "x86_64", "gbpages": "false"},
+    {"arch": "arm64", "bbml2": "false"},
+    {"arch": "arm64", "bbml2": "true"},
+    {"arch": "arm64", "rodata": "off"},
+    {"arch": "riscv64"},
+]

@@ -16,7 +16,6 @@ from rofolio.arch.x86_64 import boot as x86_boot
 from rofolio.arch.x86_64 import ptdump as x86_ptdump
 from rofolio.arch.x86_64.config import X86Config
 from rofolio.arch.x86_64.image import KernelImage
-from rofolio.arch.x86_64.kernel import X86Kernel
 from rofolio.errors import AddressError, ConfigError, Errno
 from rofolio.events import Event, EventLog, Phase
 from rofolio.mm import zero_page
@@ -26,7 +25,7 @@ from rofolio.physmem import MemoryMap
 from rofolio.stats import Counters
 from rofolio.units import parse_size
 
-SUPPORTED_ARCHES = ("x86_64",)
+SUPPORTED_ARCHES = ("x86_64", "arm64", "riscv64")  # riscv64: the generic weak default
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +45,12 @@ class MachineSpec:
     zero_page_in_rodata: bool = False
     boot_profile: str | None = None  # a measured boot profile, e.g. "qemu-debian-6.1" (the QEMU oracle's kernel)
     mm: MMConfig = field(default_factory=MMConfig)  # generic MM: zero folios, lifetime model, init_on_*
+    # arm64
+    rodata: str | None = None  # the rodata= command line ("on", "off", "noalias"; "full" is now invalid)
+    bbml2: bool = False  # the CPUs have BBML2_NOABORT: block mappings stay under rodata_full
+    secondary_without_bbml2: bool = False  # a secondary CPU lacks it: linear_map_split_to_ptes() at boot
+    realm: bool = False  # running in an Arm CCA realm
+    tlb_range: bool = False  # FEAT_TLBIRANGE
 
     def __post_init__(self) -> None:
         if self.arch not in SUPPORTED_ARCHES:
@@ -57,19 +62,29 @@ class MachineSpec:
         return cls(arch=arch, mem=parse_size(mem), **options)
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "arch": self.arch,
-            "mem_bytes": self.mem,
-            "gbpages": self.gbpages,
-            "paging_levels": 5 if self.la57 else 4,
-            "debug_pagealloc": self.debug_pagealloc,
-            "kernel": self.kernel,
-            "cpus": self.cpus,
-            "kfence": self.kfence,
-            "tlb_single_page_flush_ceiling": self.tlb_single_page_flush_ceiling,
-            "boot_profile": self.boot_profile,
-            "mm": self.mm.describe(),
-        }
+        out: dict[str, Any] = {"arch": self.arch, "label": self.label(), "mem_bytes": self.mem,
+                               "kernel": self.kernel, "cpus": self.cpus, "debug_pagealloc": self.debug_pagealloc,
+                               "kfence": self.kfence}
+        if self.arch == "x86_64":
+            out.update({"gbpages": self.gbpages, "paging_levels": 5 if self.la57 else 4,
+                        "tlb_single_page_flush_ceiling": self.tlb_single_page_flush_ceiling,
+                        "boot_profile": self.boot_profile})
+        elif self.arch == "arm64":
+            out.update({"rodata": self.rodata or "default (full)", "bbml2": self.bbml2,
+                        "secondary_without_bbml2": self.secondary_without_bbml2, "realm": self.realm,
+                        "tlb_range": self.tlb_range})
+        out["mm"] = self.mm.describe()
+        return out
+
+    def label(self) -> str:
+        """A short name for tables: 'x86_64 GBPAGES', 'arm64 rodata=full BBML2', 'riscv64 (weak default)'."""
+        if self.arch == "x86_64":
+            return f"x86_64 {'GBPAGES' if self.gbpages else 'nogbpages'}" + (" 5-level" if self.la57 else "")
+        if self.arch == "arm64":
+            rodata = self.rodata or "full"
+            return f"arm64 rodata={rodata}" + (" BBML2" if self.bbml2 else "") + \
+                (" DEBUG_PAGEALLOC" if self.debug_pagealloc else "")
+        return f"{self.arch} (weak default)"
 
 
 @dataclass
@@ -94,7 +109,7 @@ class StepResult:
 class Machine:
     """One booted machine: the architecture's kernel page tables and generic MM on top."""
 
-    def __init__(self, spec: MachineSpec, kernel: X86Kernel, mm: MMState) -> None:
+    def __init__(self, spec: MachineSpec, kernel: Any, mm: MMState) -> None:
         self.spec = spec
         self.kernel = kernel
         self.mm = mm
@@ -103,21 +118,40 @@ class Machine:
     @classmethod
     def boot(cls, spec: MachineSpec, retain_events: bool = True, image: KernelImage | None = None) -> Machine:
         """Boot to SYSTEM_SCHEDULING (initcalls next); ``finish_boot()`` reaches SYSTEM_RUNNING."""
-        memory = (MemoryMap.from_ram(list(spec.memory_map)) if spec.memory_map
-                  else MemoryMap.qemu_x86(spec.mem))
-        config = X86Config(
-            memory=memory, gbpages=spec.gbpages, la57=spec.la57, debug_pagealloc=spec.debug_pagealloc,
-            kernel=spec.kernel, nr_cpus=spec.cpus,
-            tlb_single_page_flush_ceiling=spec.tlb_single_page_flush_ceiling,
-            empty_zero_page_in_rodata=spec.zero_page_in_rodata,
-        )
-        profile = None
-        if spec.boot_profile:
-            from rofolio.arch.x86_64.profiles import boot_profile
+        log = EventLog(retain=retain_events)
+        ram = list(spec.memory_map) if spec.memory_map else None
+        kernel: Any
+        if spec.arch == "x86_64":
+            memory = MemoryMap.from_ram(ram) if ram else MemoryMap.qemu_x86(spec.mem)
+            config = X86Config(
+                memory=memory, gbpages=spec.gbpages, la57=spec.la57, debug_pagealloc=spec.debug_pagealloc,
+                kernel=spec.kernel, nr_cpus=spec.cpus,
+                tlb_single_page_flush_ceiling=spec.tlb_single_page_flush_ceiling,
+                empty_zero_page_in_rodata=spec.zero_page_in_rodata,
+            )
+            profile = None
+            if spec.boot_profile:
+                from rofolio.arch.x86_64.profiles import boot_profile
 
-            profile = boot_profile(spec.boot_profile, spec.mem)
-        options = x86_boot.BootOptions(kfence=spec.kfence, profile=profile)
-        kernel = x86_boot.boot(config, image, options, EventLog(retain=retain_events))
+                profile = boot_profile(spec.boot_profile, spec.mem)
+            kernel = x86_boot.boot(config, image, x86_boot.BootOptions(kfence=spec.kfence, profile=profile), log)
+        elif spec.arch == "arm64":
+            from rofolio.arch.arm64 import boot as arm64_boot
+            from rofolio.arch.arm64.config import Arm64Config, KfenceMode
+
+            memory = MemoryMap.from_ram(ram) if ram else MemoryMap.flat(spec.mem, base=1 << 30)
+            config64 = Arm64Config(
+                memory=memory, rodata=spec.rodata, debug_pagealloc=spec.debug_pagealloc,
+                kfence=KfenceMode.EARLY if spec.kfence else KfenceMode.NONE, realm=spec.realm, bbml2=spec.bbml2,
+                secondary_without_bbml2=spec.secondary_without_bbml2, nr_cpus=spec.cpus, kernel=spec.kernel,
+                tlb_range=spec.tlb_range)
+            kernel = arm64_boot.boot(config64, log=log)
+        else:
+            from rofolio.arch.generic import GenericConfig
+            from rofolio.arch.generic import boot as generic_boot
+
+            memory = MemoryMap.from_ram(ram) if ram else MemoryMap.flat(spec.mem, base=1 << 31)
+            kernel = generic_boot(GenericConfig(memory=memory, nr_cpus=spec.cpus), log)
         # mm_core_init() -> memblock_free_all(): the buddy allocator takes over (start_kernel())
         mm = mm_core_init(kernel, replace(spec.mm, debug_pagealloc=spec.debug_pagealloc))
         return cls(spec, kernel, mm)
@@ -130,9 +164,17 @@ class Machine:
 
     def finish_boot(self) -> None:
         """The rest of the initcalls, then free_initmem(), mark_rodata_ro(), SYSTEM_RUNNING."""
-        if self.kernel.phase != Phase.RUNNING:
-            self.run_initcalls()
+        if self.kernel.phase == Phase.RUNNING:
+            return
+        self.run_initcalls()
+        if self.spec.arch == "x86_64":
             x86_boot.late_init(self.kernel)
+        elif self.spec.arch == "arm64":
+            from rofolio.arch.arm64 import boot as arm64_boot
+
+            arm64_boot.late_init(self.kernel)
+        else:
+            self.kernel.set_phase(Phase.RUNNING)
 
     # --------------------------------------------------------------- queries
     @property
@@ -144,14 +186,24 @@ class Machine:
         return self.kernel.log.counters
 
     def meminfo_lines(self) -> list[str]:
-        return x86_ptdump.meminfo_lines(self.kernel)
+        """The DirectMap lines of /proc/meminfo; only x86 prints them (arch_report_meminfo())."""
+        if self.spec.arch == "x86_64":
+            return x86_ptdump.meminfo_lines(self.kernel)
+        return []
 
-    def ptdump_lines(self, sections: tuple[str, ...] = ("Low Kernel Mapping",)) -> list[str]:
-        return x86_ptdump.ptdump_lines(self.kernel, sections)
+    def ptdump_lines(self, sections: tuple[str, ...] | None = None) -> list[str]:
+        """The kernel page-table dump of the direct map (all modelled sections with ``()``)."""
+        if self.spec.arch == "x86_64":
+            return x86_ptdump.ptdump_lines(self.kernel, ("Low Kernel Mapping",) if sections is None else sections)
+        if self.spec.arch == "arm64":
+            from rofolio.arch.arm64 import ptdump as arm64_ptdump
+
+            return arm64_ptdump.ptdump_lines(self.kernel, ("Linear Mapping",) if sections is None else sections)
+        raise ConfigError(f"no ptdump for {self.spec.arch}", "ptdump is modelled for x86_64 and arm64")
 
     def direct_map_address(self, pa: int) -> int:
         """__va(pa), refusing addresses the machine has no RAM for."""
-        if not self.kernel.config.memory.is_ram(pa):
+        if not self.kernel.memory.is_ram(pa):
             raise AddressError(f"physical address {pa:#x} is not RAM on this machine",
                                "pick an address inside one of the RAM ranges of the memory map")
         return self.kernel.va(pa)

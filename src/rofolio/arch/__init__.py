@@ -35,6 +35,26 @@ class ArchKernel(Protocol):
         """page_address(): the direct-map (linear-map) address of a page."""
         ...
 
+    def va(self, pa: int) -> int:
+        """__va(): the direct-map address of a physical address."""
+        ...
+
+    def pa(self, va: int) -> int:
+        """__pa() of a direct-map address."""
+        ...
+
+    def in_direct_map(self, va: int) -> bool:
+        """Is ``va`` inside the mapped part of the direct (linear) map?"""
+        ...
+
+    def direct_map_bounds(self) -> tuple[int, int]:
+        """[start, end) of the direct map's virtual addresses that map RAM."""
+        ...
+
+    def lookup_address(self, va: int) -> object | None:
+        """The leaf for ``va`` (with level, flags, pfn, present, writable), or None."""
+        ...
+
     def arch_make_folio_readonly(self, pfn: int, nr_pages: int) -> int:
         """Make the direct-map alias of ``nr_pages`` pages from ``pfn`` read-only; 0 or -errno.
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rofolio.errors import AddressError, ConfigError, Errno
-from rofolio.events import BootMapping, Call, EventLog, PgtableAlloc, Phase, PhaseChange, Return
+from rofolio.events import BootMapping, Call, EventLog, Flush, FlushKind, PgtableAlloc, Phase, PhaseChange, Return
 from rofolio.pagetable import PageTable
 from rofolio.physmem import MemoryMap
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, format_size
@@ -75,6 +75,10 @@ class GenericLookup:
     level: Level
     flags: int
     pfn: int
+
+    @property
+    def present(self) -> bool:
+        return bool(self.flags & GenericPte.PRESENT)
 
     @property
     def writable(self) -> bool:
@@ -170,6 +174,47 @@ class GenericKernel:
     def kernel_page_present(self, pfn: int) -> bool:
         """Without ARCH_HAS_SET_DIRECT_MAP no page is ever unmapped from the direct map."""
         return True
+
+    # ------------------------------------------------- the generic MM interface
+    @property
+    def memory(self) -> MemoryMap:
+        return self.config.memory
+
+    def pa(self, va: int) -> int:
+        return va - self.config.page_offset + self.config.base
+
+    def in_direct_map(self, va: int) -> bool:
+        lo, hi = self.direct_map_bounds()
+        return lo <= va < hi
+
+    def direct_map_bounds(self) -> tuple[int, int]:
+        return self.va(self.config.memory.ram[0].start), self.va(self.config.memory.ram[-1].end)
+
+    def lookup_address(self, va: int) -> GenericLookup | None:
+        return self.lookup(va)
+
+    def arch_make_folio_readonly(self, pfn: int, nr_pages: int) -> int:
+        """The weak default: -EOPNOTSUPP, and the folio stays writable (the RFC's best effort)."""
+        return self.make_linear_range_readonly(pfn << PAGE_SHIFT, nr_pages * PAGE_SIZE)
+
+    def arch_make_folio_writable(self, pfn: int, nr_pages: int) -> int:
+        return 0  # nothing was made read-only
+
+    def flush_tlb_kernel_range(self, start: int, end: int, reason: str) -> None:
+        """A ranged kernel flush; no direct-map entry ever changes here, so only callers' own flushes."""
+        pages = (end - start) >> PAGE_SHIFT
+        self.log.append(Flush(FlushKind.RANGE, pages, self.cpus_online, self.cpus_online - 1, reason))
+
+    def kernel_map_pages(self, pfn: int, numpages: int, enable: bool) -> None:
+        """No DEBUG_PAGEALLOC unmapping without set_direct_map support: nothing to do."""
+
+    def direct_map_writable(self, pfn: int) -> bool:
+        found = self.lookup(self.page_address(pfn))
+        return bool(found and found.writable)
+
+    def direct_map_present(self, pfn: int) -> bool:
+        found = self.lookup(self.page_address(pfn))
+        return bool(found and found.present)
 
     def make_linear_range_readonly(self, pa: int, size: int) -> int:
         """The weak arch_make_folio_readonly(): -EOPNOTSUPP; the folio stays writable."""

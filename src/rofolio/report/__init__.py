@@ -63,8 +63,7 @@ def print_result(result: ScenarioResult, console: Console | None = None) -> None
     out = console.print
     out(f"[bold]{result.name}[/bold]: {result.description}".rstrip(": "), highlight=False)
     m = result.machine
-    out(f"machine: {m['arch']}, {m['mem_bytes'] >> 30}G, kernel {m['kernel']}, {m['cpus']} CPUs, "
-        f"{'GBPAGES' if m.get('gbpages') else 'no GBPAGES'}, {m.get('paging_levels', 4)}-level paging"
+    out(f"machine: {m['label']}, {m['mem_bytes'] >> 30}G, kernel {m['kernel']}, {m['cpus']} CPUs"
         f"{', DEBUG_PAGEALLOC' if m.get('debug_pagealloc') else ''}; steps start at {result.start}",
         highlight=False)
     for s in result.steps:
@@ -76,8 +75,11 @@ def print_result(result: ScenarioResult, console: Console | None = None) -> None
         out(f"    {step_summary(s.delta)}", highlight=False)
         for failure in s.failures:
             out(f"    [red]{failure}[/red]", highlight=False)
-    out("\n[bold]after the steps[/bold]: " + "; ".join(" ".join(line.split()) for line in result.meminfo),
-        highlight=False)
+    if result.meminfo:
+        out("\n[bold]after the steps[/bold]: " + "; ".join(" ".join(line.split()) for line in result.meminfo),
+            highlight=False)
+    else:
+        out(f"\n[bold]after the steps[/bold]: {m['arch']} prints no DirectMap lines in /proc/meminfo", highlight=False)
     out("[bold]all steps together[/bold]: " + step_summary(result.totals()), highlight=False)
     if result.warnings:
         out(f"kernel warnings: {len(result.warnings)}, first: {result.warnings[0]}", highlight=False)

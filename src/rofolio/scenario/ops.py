@@ -84,12 +84,12 @@ def set_memory(ctx: Context, step: schema.SetMemory) -> Result:
 def set_direct_map(ctx: Context, step: schema.SetDirectMap) -> Result:
     k = ctx.machine.kernel
     va = ctx.target_va(step)
-    return getattr(k, step.op)(k.layout.pa(va) >> PAGE_SHIFT), va
+    return getattr(k, step.op)(k.pa(va) >> PAGE_SHIFT), va
 
 
 def vmap(ctx: Context, step: schema.Vmap) -> Result:
     k = ctx.machine.kernel
-    pa = k.layout.pa(ctx.target_va(step))
+    pa = k.pa(ctx.target_va(step))
     ctx.mappings[step.as_] = k.vmap([(pa >> PAGE_SHIFT) + i for i in range(step.pages)])
     return 0, ctx.mappings[step.as_]
 
@@ -98,13 +98,13 @@ def write(ctx: Context, step: schema.Write) -> Result:
     k = ctx.machine.kernel
     mm = ctx.machine.mm
     va = ctx.target_va(step)
-    direct = k.within_direct_map_mapped(va)
+    direct = k.in_direct_map(va)
     if step.via == "dma":  # no CPU page table: nothing can refuse it
         if not direct:
             raise ScenarioError("a DMA write needs a physical page", "give pa or folio")
-        return direct_access.device_dma_write(mm, k.layout.pa(va) >> PAGE_SHIFT, 1, step.value), va
+        return direct_access.device_dma_write(mm, k.pa(va) >> PAGE_SHIFT, 1, step.value), va
     if direct and not step.probe:  # through MM: the lifetime policy sees it, contents are recorded
-        return direct_access.kernel_write(mm, k.layout.pa(va) >> PAGE_SHIFT, 1, step.value, "kernel_write"), va
+        return direct_access.kernel_write(mm, k.pa(va) >> PAGE_SHIFT, 1, step.value, "kernel_write"), va
     mapping = "direct map" if direct else ("vmalloc" if step.mapping else "kernel")
     outcome = kernel_write(k, va, probe=step.probe, mapping=mapping)
     return outcome.ret, va
@@ -170,7 +170,7 @@ def pin(ctx: Context, step: schema.Pin) -> Result:
 def offline(ctx: Context, step: schema.Offline) -> Result:
     k = ctx.machine.kernel
     va = ctx.target_va(step)
-    return memory_hotplug.offline_memory_block(ctx.machine.mm, k.layout.pa(va)), va
+    return memory_hotplug.offline_memory_block(ctx.machine.mm, k.pa(va)), va
 
 
 def compact(ctx: Context, step: schema.Compact) -> Result:

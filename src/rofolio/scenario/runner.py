@@ -121,6 +121,8 @@ def spec_of(machine: schema.Machine, mm: schema.MM | None = None) -> MachineSpec
         kernel=machine.kernel, cpus=machine.cpus, kfence=machine.kfence,
         tlb_single_page_flush_ceiling=machine.tlb_single_page_flush_ceiling,
         zero_page_in_rodata=machine.zero_page == "rodata", boot_profile=machine.boot_profile, mm=mm_config,
+        rodata=machine.rodata, bbml2=machine.bbml2, secondary_without_bbml2=machine.secondary_without_bbml2,
+        realm=machine.realm, tlb_range=machine.tlb_range,
     )
 
 
@@ -176,7 +178,8 @@ def _check_machine(scenario: schema.Scenario, name: str, locator: _Locator) -> N
 def _check_steps(scenario: schema.Scenario, machine: Machine, name: str, locator: _Locator) -> None:
     """Refuse, before anything runs, steps that cannot run on this machine."""
     errors: list[ScenarioError] = []
-    memory = machine.kernel.config.memory
+    memory = machine.kernel.memory
+    k = machine.kernel
     from rofolio.stats import counter_names, is_counter
 
     special = {"ret", "leaf", "fault"}
@@ -197,11 +200,18 @@ def _check_steps(scenario: schema.Scenario, machine: Machine, name: str, locator
                     "use fewer pages", file=name, line=locator.find((*where, "pages")),
                     key=f"steps[{index + 1}].pages"))
         va = getattr(step, "va", None)
-        if va is not None and machine.kernel.lookup_address(va + step.offset * PAGE_SIZE) is None:  # type: ignore
+        if va is not None and k.lookup_address(va + step.offset * PAGE_SIZE) is None:  # type: ignore[union-attr]
             errors.append(ScenarioError(
                 f"virtual address {va:#x} is not mapped on this machine",
-                f"direct-map addresses start at {machine.kernel.layout.page_offset:#x}; or use pa",
+                f"direct-map addresses start at {k.direct_map_bounds()[0]:#x}; or use pa",
                 file=name, line=locator.find((*where, "va")), key=f"steps[{index + 1}].va"))
+        needs = {schema.SetMemory: step.op, schema.SetDirectMap: step.op, schema.Vmap: "vmap",
+                 schema.PgtableAllocFail: "alloc_pgtable_page"}.get(type(step))
+        if needs and not hasattr(k, needs):
+            errors.append(ScenarioError(
+                f"{step.op} is not modelled on {machine.spec.arch}",
+                "set_memory_4k/np/p/rox/uc/wb and vmap are x86 functions; arm64 has set_memory_ro/rw/nx/x",
+                file=name, line=locator.find((*where, "op")), key=f"steps[{index + 1}].op"))
         for key in (step.expect or {}):
             if key not in special and not is_counter(key):
                 errors.append(ScenarioError(
@@ -295,13 +305,13 @@ def _check_expect(expect: dict[str, Any], record: StepRecord) -> list[str]:
 def direct_map_layout(machine: Machine) -> list[LayoutRun]:
     """The direct map as (physical range, leaf size, RW/RO, present) stretches."""
     k = machine.kernel
-    lo = k.layout.page_offset
-    hi = k.direct_map_mapped_end()
+    lo, hi = k.direct_map_bounds()
     out: list[LayoutRun] = []
     for run in k.pt.runs(lo, hi):
-        present = bool(run.flags & 1)
-        writable = present and bool(run.flags & 2)
-        start, end = k.layout.pa(max(run.start, lo)), k.layout.pa(min(run.end, hi))
+        found = k.lookup_address(max(run.start, lo))
+        present = bool(found and found.present)
+        writable = bool(found and found.writable)
+        start, end = k.pa(max(run.start, lo)), k.pa(min(run.end, hi))
         if out and out[-1].end == start and out[-1].level == run.level.leaf_name and \
                 out[-1].writable == writable and out[-1].present == present:
             out[-1] = LayoutRun(out[-1].start, end, out[-1].level, writable, present)

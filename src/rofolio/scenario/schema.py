@@ -52,7 +52,8 @@ def _size(value: Any) -> int:
 class Machine(_Strict):
     """[machine]: what is booted."""
 
-    arch: Literal["x86_64"] = "x86_64"
+    arch: Literal["x86_64", "arm64", "riscv64"] = Field(
+        "x86_64", description="riscv64 stands for an architecture with no direct-map permission support")
     mem: int = Field(16 << 30, description="RAM size; the memory map is QEMU's for that size")
     memory_map: list[tuple[int, int]] | None = Field(None, description="explicit RAM ranges [start, end)")
     kernel: str = "6.18"
@@ -61,6 +62,13 @@ class Machine(_Strict):
         None, description="measured boot-time allocations of a real kernel (the QEMU oracle's)")
     debug_pagealloc: bool = False
     kfence: bool = False
+    # arm64
+    rodata: Literal["on", "off", "noalias", "full"] | None = Field(
+        None, description='the rodata= command line; "full" is now an invalid string that keeps the default')
+    bbml2: bool = Field(False, description="the CPUs have BBML2_NOABORT")
+    secondary_without_bbml2: bool = False
+    realm: bool = False
+    tlb_range: bool = Field(False, description="FEAT_TLBIRANGE")
     # x86-64
     gbpages: bool = True
     paging: Literal[4, 5] = 4
@@ -80,6 +88,17 @@ class Machine(_Strict):
         if not isinstance(value, list) or not all(isinstance(r, list) and len(r) == 2 for r in value):
             raise ValueError("memory_map is a list of [start, end] pairs, e.g. [[0, \"2G\"], [\"4G\", \"8G\"]]")
         return [(_size(s), _size(e)) for s, e in value]
+
+    @model_validator(mode="after")
+    def _arch_options(self) -> Machine:
+        arm64 = ("rodata", "bbml2", "secondary_without_bbml2", "realm", "tlb_range")
+        x86 = ("gbpages", "paging", "tlb_single_page_flush_ceiling", "zero_page", "boot_profile")
+        wrong = [k for k in self.model_fields_set
+                 if (k in arm64 and self.arch != "arm64") or (k in x86 and self.arch != "x86_64")]
+        if wrong:
+            raise ValueError(f"{', '.join(sorted(wrong))} {'is' if len(wrong) == 1 else 'are'} not an option of "
+                             f"{self.arch} machines")
+        return self
 
     @field_validator("kernel", mode="before")
     @classmethod

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from rofolio.arch.arm64 import kfence as _kfence
 from rofolio.arch.arm64 import mmu as _mmu
 from rofolio.arch.arm64 import pageattr as _pageattr
+from rofolio.arch.arm64 import tlbflush as _tlbflush
 from rofolio.arch.arm64.config import KFENCE_POOL_SIZE, Arm64Config
 from rofolio.arch.arm64.image import Arm64KernelImage
 from rofolio.arch.arm64.prot import ARM64, is_read_only, page_kernel
@@ -34,6 +35,7 @@ from rofolio.events import (
     Return,
 )
 from rofolio.pagetable import EntryState, PageTable
+from rofolio.physmem import MemoryMap
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, GiB, Level
 
 
@@ -48,6 +50,11 @@ class Arm64Lookup:
     @property
     def valid(self) -> bool:
         return bool(self.flags & ARM64.VALID)
+
+    @property
+    def present(self) -> bool:
+        """What a CPU access sees: a valid descriptor."""
+        return self.valid
 
     @property
     def read_only(self) -> bool:
@@ -178,6 +185,53 @@ class Arm64Kernel:
     def kernel_page_present(self, pfn: int) -> bool:
         """kernel_page_present(): presence only, never read-only-ness."""
         return _pageattr.kernel_page_present(self, self.page_address(pfn))
+
+    # ------------------------------------------------- the generic MM interface
+    @property
+    def memory(self) -> MemoryMap:
+        return self.config.memory
+
+    def lookup_address(self, va: int) -> Arm64Lookup | None:
+        return self.lookup(va)
+
+    def in_direct_map(self, va: int) -> bool:
+        lo, hi = self.direct_map_bounds()
+        return lo <= va < hi
+
+    def direct_map_bounds(self) -> tuple[int, int]:
+        return self.va(self.config.memory.ram[0].start), self.va(self.config.memory.ram[-1].end)
+
+    def arch_make_folio_readonly(self, pfn: int, nr_pages: int) -> int:
+        """RFC patch 2/3 on arm64: the internal update_range_prot() path, gated by can_set_direct_map()."""
+        return self.make_linear_range_readonly(pfn << PAGE_SHIFT, nr_pages * PAGE_SIZE)
+
+    def arch_make_folio_writable(self, pfn: int, nr_pages: int) -> int:
+        """The inverse: set_direct_map_default_noflush() per page (writable), then one flush.
+
+        The precedent is guest_memfd's restore (and secretmem's free path): the
+        default-noflush helper, then flush_tlb_kernel_range() over the folio.
+        Without can_set_direct_map() nothing was made read-only and nothing happens.
+        """
+        if not self.can_set_direct_map():
+            return 0
+        for i in range(nr_pages):
+            ret = self.set_direct_map_default_noflush(pfn + i)
+            if ret:
+                return ret
+        start = self.page_address(pfn)
+        self.flush_tlb_kernel_range(start, start + nr_pages * PAGE_SIZE, "restore")
+        return 0
+
+    def flush_tlb_kernel_range(self, start: int, end: int, reason: str) -> None:
+        _tlbflush.flush_tlb_kernel_range(self, start, end, reason)
+
+    def direct_map_writable(self, pfn: int) -> bool:
+        found = self.lookup(self.page_address(pfn))
+        return bool(found and found.writable)
+
+    def direct_map_present(self, pfn: int) -> bool:
+        found = self.lookup(self.page_address(pfn))
+        return bool(found and found.valid)
 
     # --------------------------------------------------- page-table pages
     def alloc_pgtable_page(self, level: Level) -> bool:

@@ -287,6 +287,15 @@ class X86Kernel:
     def va(self, pa: int) -> int:
         return self.layout.va(pa)
 
+    def pa(self, va: int) -> int:
+        return self.layout.pa(va)
+
+    def in_direct_map(self, va: int) -> bool:
+        return self.within_direct_map_mapped(va)
+
+    def direct_map_bounds(self) -> tuple[int, int]:
+        return self.layout.page_offset, self.direct_map_mapped_end()
+
     def page_address(self, pfn: int) -> int:
         return self.layout.va(pfn << PAGE_SHIFT)
 

@@ -8,22 +8,43 @@ kernel with QEMU's gdb stub (docs/fidelity.md, "QEMU oracle"); the model then
 applies the same calls with its own CPA rules.
 
 ``qemu-debian-6.1``: Debian 6.1.0-57-amd64 (6.1.192) under
-``qemu-system-x86_64 -accel tcg -cpu max,-la57 -smp 1 -m <mem> ... nokaslr``.
+``qemu-system-x86_64 -accel tcg -cpu max,-la57 -smp 1 -m <mem> ... nokaslr``
+with the oracle's initramfs (rofolio.oracle.guest, padded to 0x183800 bytes).
+Measured with ``rofolio oracle boot`` (a /proc/kcore walk of the module area
+before any module is loaded); with ``-cpu max,-la57,-pdpe1gb`` the pages are
+the same.  Stretches are listed in the order the pack maps them.
 """
 
 from __future__ import annotations
 
 from rofolio.arch.x86_64.boot import BootProfile, BpfPack
 from rofolio.errors import ConfigError
-from rofolio.units import GiB, format_size
+from rofolio.units import PAGE_SIZE, GiB, format_size
 
 BPF_PACK_VA = 0xFFFFFFFFC0000000  # the first module_alloc() in MODULES_VADDR
+INITRD_PAGES = 388  # the oracle's initramfs, padded to 0x183800 bytes
+
+
+def _initrd(low_ram_end: int) -> tuple[int, int]:
+    """Where QEMU loads the initrd: (end of low RAM - 1 - size) & PAGE_MASK (hw/i386/x86.c x86_load_linux).
+
+    free_initrd_mem() then frees [start, PAGE_ALIGN(start + size)): the last INITRD_PAGES pages of low RAM.
+    """
+    return (low_ram_end - INITRD_PAGES * PAGE_SIZE, INITRD_PAGES)
+
 
 QEMU_DEBIAN_6_1: dict[int, BootProfile] = {
+    2 * GiB: BootProfile(
+        "qemu-debian-6.1",
+        bpf_packs=(BpfPack(BPF_PACK_VA, ((0x4AE4000, 12), (0x4AFC000, 4), (0x7DC50000, 176), (0x4B00000, 256),
+                                         (0x5000000, 64))),),
+        initrd=_initrd(0x7FFE0000),
+    ),
     8 * GiB: BootProfile(
         "qemu-debian-6.1",
-        bpf_packs=(BpfPack(BPF_PACK_VA, ((0x237C89000, 7), (0x237CA8000, 249), (0x100300000, 256))),),
-        initrd=(0xBFE5C000, 388),
+        bpf_packs=(BpfPack(BPF_PACK_VA, ((0x237C89000, 7), (0x237CA8000, 88), (0x100300000, 256),
+                                         (0x237D00000, 161))),),
+        initrd=_initrd(0xBFFE0000),
     ),
 }
 

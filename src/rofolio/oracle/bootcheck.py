@@ -1,0 +1,126 @@
+"""Boot fidelity: the model's boot against the kernel's, before any module is loaded.
+
+The guest prints /proc/meminfo's DirectMap lines and /proc/vmstat at boot and
+walks its page tables through /proc/kcore with ``kc`` (no module: loading one
+changes the direct map).  The model boots the same machine (QEMU's e820 map,
+the guest's GB-page support, the measured boot profile) to SYSTEM_RUNNING.
+Compared: the e820 RAM ranges, max_pfn_mapped, every direct-map run (leaf
+size, present, RW, NX, cache mode), the DirectMap lines (which over-count what
+the page tables hold, docs/fidelity.md finding 5), the split counters, and,
+where a profile exists, where the initrd and the BPF JIT pack landed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rofolio.arch.x86_64 import ptdump
+from rofolio.arch.x86_64.profiles import PROFILES
+from rofolio.oracle import model as oracle_model
+from rofolio.oracle.compare import Check, describe_changes
+from rofolio.oracle.guest import GuestLog, clip
+from rofolio.oracle.model import PROFILE
+from rofolio.scenario import schema
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE
+
+
+@dataclass
+class BootReport:
+    mem: str
+    cpu: str
+    uname: str
+    gbpages: bool
+    profile: str | None
+    checks: list[Check] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    @property
+    def agree(self) -> bool:
+        return not self.errors and all(c.agree for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "agree": self.agree}
+
+
+def meminfo(lines: list[str]) -> dict[str, int]:
+    out = {}
+    for line in lines:
+        key, _, rest = line.partition(":")
+        out[key.strip()] = int(rest.split()[0])
+    return out
+
+
+def check_boot(log: GuestLog, machine: schema.Machine, *, mem: str, cpu: str) -> BootReport:
+    """Compare the guest's boot (counters, kc walk, e820, initrd, BPF pack) with the model's."""
+    profile = PROFILES[PROFILE].get(machine.mem) if machine.boot_profile else None
+    rep = BootReport(mem, cpu, log.uname or "?", log.gbpages, machine.boot_profile)
+    if not log.complete:
+        rep.errors.append("the guest did not finish booting" + (" (kernel panic)" if log.panic else ""))
+        return rep
+    m = oracle_model.boot(machine)
+    k = m.kernel
+    kernel_ram = [(s, e) for s, e, kind in log.e820 if kind == "usable"]
+    model_ram = [(r.start, r.end) for r in k.config.memory.ram]
+    rep.checks.append(Check("e820 RAM", _ranges(kernel_ram), _ranges(model_ram), kernel_ram == model_ram))
+    kmeminfo = {key: v for key, v in log.boot_counters.items() if key.startswith("DirectMap")}
+    mmeminfo = meminfo(ptdump.meminfo_lines(k))
+    rep.checks.append(Check("/proc/meminfo", _kv(kmeminfo), _kv(mmeminfo), kmeminfo == mmeminfo))
+    kvm = {key: v for key, v in log.boot_counters.items() if key.startswith("direct_map")}
+    mvm = {key: v for key, v in m.counters.vmstat().items() if key in kvm}
+    rep.checks.append(Check("/proc/vmstat", _kv(kvm), _kv(mvm), kvm == mvm))
+    if log.max_pfn_mapped is None or not log.walk_direct:
+        rep.errors.append("no kc walk on the guest" + (f": {log.walk_errors[0]}" if log.walk_errors else ""))
+        return rep
+    rep.checks.append(Check("max_pfn_mapped", hex(log.max_pfn_mapped), hex(k.max_pfn_mapped),
+                            log.max_pfn_mapped == k.max_pfn_mapped))
+    end = min(log.max_pfn_mapped, k.max_pfn_mapped) << PAGE_SHIFT
+    kwalk = clip(log.walk_direct, 0, end)
+    mwalk = oracle_model.runs(m, 0, end)
+    changes = oracle_model.diff(mwalk, kwalk)
+    rep.checks.append(Check("direct map walk (model -> kernel)", f"{len(kwalk)} runs",
+                            f"{len(mwalk)} runs" + ("" if not changes else f"; differs: {describe_changes(changes)}"),
+                            not changes))
+    kcov = _coverage(kwalk)
+    mcov = {key: v >> 10 for key, v in zip(("4K", "2M", "1G"), k.direct_map_coverage().values(), strict=True)}
+    rep.checks.append(Check("page tables (kB per leaf size)", _kv(kcov), _kv(mcov), kcov == mcov))
+    if profile is not None:
+        if log.ramdisk is not None and profile.initrd is not None:
+            kr = (log.ramdisk[0], (log.ramdisk[1] - log.ramdisk[0]) // PAGE_SIZE)
+            rep.checks.append(Check("initrd (pa, pages)", f"({kr[0]:#x}, {kr[1]})",
+                                    f"({profile.initrd[0]:#x}, {profile.initrd[1]})", kr == profile.initrd))
+        kpack = _stretches([(pa, size // PAGE_SIZE) for _, pa, size in log.walk_modules])
+        mpack = _stretches([s for p in profile.bpf_packs for s in p.pages])
+        rep.checks.append(Check("BPF JIT pack pages", _pages(kpack), _pages(mpack), kpack == mpack))
+    return rep
+
+
+def _coverage(runs: list[Any]) -> dict[str, int]:
+    out = {"4K": 0, "2M": 0, "1G": 0}
+    for r in runs:
+        if r.present and r.level in out:
+            out[r.level] += (r.end - r.start) >> 10
+    return out
+
+
+def _stretches(pages: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for pa, n in pages:
+        if out and out[-1][0] + out[-1][1] * PAGE_SIZE == pa:
+            out[-1] = (out[-1][0], out[-1][1] + n)
+        else:
+            out.append((pa, n))
+    return out
+
+
+def _ranges(ranges: list[tuple[int, int]]) -> str:
+    return ", ".join(f"[{s:#x},{e:#x})" for s, e in ranges)
+
+
+def _kv(d: dict[str, int]) -> str:
+    return " ".join(f"{k}={v}" for k, v in d.items())
+
+
+def _pages(stretches: list[tuple[int, int]]) -> str:
+    return ", ".join(f"{pa:#x}+{n}" for pa, n in stretches)

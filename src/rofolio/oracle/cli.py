@@ -1,0 +1,209 @@
+"""``rofolio oracle``: set up, run scenarios on a real kernel under QEMU, check the boot.
+
+Exit status: 0 when model and kernel agree, 1 on any disagreement, 2 when the
+request cannot run (not set up, a scenario the oracle must refuse, a bad option).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from rofolio.errors import RofolioError
+from rofolio.oracle import session
+from rofolio.oracle import setup as oracle_setup
+from rofolio.oracle.bootcheck import BootReport
+from rofolio.oracle.compare import ExperimentReport
+
+EXIT_DISAGREE = 1
+EXIT_USAGE = 2
+DEFAULT_CPU = "max,-la57"
+
+
+def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RofolioError as err:
+            for line in str(err).splitlines():
+                click.echo(f"rofolio oracle: error: {line}", err=True)
+            sys.exit(EXIT_USAGE)
+
+    return wrapper
+
+
+def _say(text: str) -> None:
+    click.echo(f"rofolio oracle: {text}", err=True)
+
+
+def suite_sources() -> list[str]:
+    """The oracle suite shipped with rofolio: src/rofolio/oracle/suite/*.toml."""
+    folder = resources.files("rofolio.oracle") / "suite"
+    return sorted(str(p) for p in folder.iterdir() if p.name.endswith(".toml"))  # type: ignore[attr-defined]
+
+
+def _expand(sources: tuple[str, ...]) -> list[str]:
+    out: list[str] = []
+    for source in sources:
+        path = Path(source)
+        out += sorted(str(p) for p in path.glob("*.toml")) if path.is_dir() else [source]
+    return out
+
+
+@click.group(name="oracle")
+def oracle_group() -> None:
+    """Run scenarios on a real Linux kernel under QEMU and compare it with the model, step by step."""
+
+
+@oracle_group.command()
+@_errors
+def setup() -> None:
+    """Install QEMU, busybox and the kernel headers, unpack the kernel image, build the module (as root)."""
+    install = oracle_setup.setup(log=_say)
+    click.echo(f"kernel {install.kver}; cache {install.root}")
+
+
+@oracle_group.command()
+@click.argument("scenarios", nargs=-1)
+@click.option("--suite", is_flag=True, help="Also run the oracle suite (rofolio/oracle/suite/*.toml).")
+@click.option("--cpu", default=DEFAULT_CPU, show_default=True, help="QEMU -cpu (max,-la57,-pdpe1gb: no 1G pages).")
+@click.option("--mem", default=None, help="QEMU -m; default: the scenario's mem, else 8G.")
+@click.option("--smp", default=1, show_default=True, type=click.IntRange(1, 64), help="QEMU -smp (the model's cpus).")
+@click.option("--timeout", default=600.0, show_default=True, type=float, help="Seconds before a boot is killed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (rofolio.oracle/1).")
+@click.option("--keep-log", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep each boot's serial log and /steps.sh in this directory.")
+@click.option("--verbose", "-v", is_flag=True, help="Every check of every step, also for many scenarios.")
+@_errors
+def run(scenarios: tuple[str, ...], suite: bool, cpu: str, mem: str | None, smp: int, timeout: float,
+        as_json: bool, keep_log: Path | None, verbose: bool) -> None:
+    """Run SCENARIOS (files, directories or built-in names) on the kernel and on the model, side by side."""
+    sources = _expand(scenarios) + (suite_sources() if suite else [])
+    if not sources:
+        raise click.UsageError("give a scenario (a .toml file, a directory or a built-in name), or --suite")
+    install = oracle_setup.load_install()
+    result = session.run(sources, install, cpu=cpu, mem=mem, smp=smp, timeout=timeout, keep_log=keep_log,
+                         progress=None if as_json else _say)
+    if as_json:
+        click.echo(json.dumps({**result.to_dict(), "kernel": install.kver}, indent=1))
+    else:
+        console = Console()
+        detailed = verbose or len(result.reports) == 1
+        for rep in result.reports:
+            if detailed:
+                render_experiment(console, rep)
+        render_summary(console, result, install.kver)
+    sys.exit(0 if result.agreeing == len(result.reports) else EXIT_DISAGREE)
+
+
+@oracle_group.command()
+@click.option("--mem", "mems", multiple=True, help="QEMU -m, repeatable [default: 2G and 8G].")
+@click.option("--cpu", "cpus", multiple=True,
+              help="QEMU -cpu, repeatable [default: max,-la57 and max,-la57,-pdpe1gb].")
+@click.option("--timeout", default=600.0, show_default=True, type=float)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--keep-log", type=click.Path(file_okay=False, path_type=Path), default=None)
+@_errors
+def boot(mems: tuple[str, ...], cpus: tuple[str, ...], timeout: float, as_json: bool, keep_log: Path | None) -> None:
+    """Boot fidelity: the model's boot-time direct map and DirectMap counters against the kernel's."""
+    install = oracle_setup.load_install()
+    reports = session.boot_fidelity(install, list(mems) or ["2G", "8G"],
+                                    list(cpus) or [DEFAULT_CPU, DEFAULT_CPU + ",-pdpe1gb"], timeout=timeout,
+                                    keep_log=keep_log, progress=None if as_json else _say)
+    if as_json:
+        click.echo(json.dumps({"schema": "rofolio.oracle.boot/1", "kernel": install.kver,
+                               "agreement": f"{sum(r.agree for r in reports)}/{len(reports)}",
+                               "boots": [r.to_dict() for r in reports]}, indent=1))
+    else:
+        console = Console()
+        for rep in reports:
+            render_boot(console, rep)
+        console.print(f"boot fidelity: {sum(r.agree for r in reports)}/{len(reports)} configurations agree "
+                      f"(kernel {install.kver})")
+    sys.exit(0 if all(r.agree for r in reports) else EXIT_DISAGREE)
+
+
+# ------------------------------------------------------------------ output
+def _mark(ok: bool) -> str:
+    return "[green]agree[/]" if ok else "[bold red]DIFFER[/]"
+
+
+def render_experiment(console: Console, rep: ExperimentReport) -> None:
+    guest = rep.guest
+    title = (f"{rep.name}: {'agree' if rep.agree else 'DISAGREE'}   kernel {rep.uname}, "
+             f"-cpu {guest.get('cpu')} -m {guest.get('mem')} -smp {guest.get('smp')} (boot {guest.get('boot')})")
+    table = Table(title=title, title_justify="left", show_lines=False, expand=False)
+    table.add_column("step", no_wrap=True)
+    table.add_column("check")
+    table.add_column(f"kernel {rep.uname}", overflow="fold")
+    table.add_column("model", overflow="fold")
+    table.add_column("")
+    for step in rep.steps:
+        table.add_row(str(step.index), f"[bold]{step.label}[/]", f"[dim]{step.command}[/]", "", "", end_section=False)
+        for check in step.checks:
+            same = check.agree and check.kernel == check.model
+            table.add_row("", check.what, check.kernel, "(same)" if same else check.model, _mark(check.agree))
+        for err in step.errors:
+            table.add_row("", "[red]error[/]", err, "", _mark(False))
+        if step.kernel_oops and not step.agree:
+            table.add_row("", "kernel oops", step.kernel_oops, step.model_oops, "")
+    console.print(table)
+    for line in rep.errors:
+        console.print(f"  [red]error:[/] {line}")
+    for line in rep.model_expect_failures:
+        console.print(f"  [red]model expect:[/] {line}")
+    for line in rep.kernel_expect_failures:
+        console.print(f"  [red]kernel expect:[/] {line}")
+    delta = {k: v for k, v in (guest.get("insmod_delta") or {}).items() if v}
+    console.print(f"  baseline: loading dmoracle.ko moved {delta or 'nothing'} (not compared: the model "
+                  "starts after it)")
+
+
+def render_summary(console: Console, result: session.Session, kver: str) -> None:
+    table = Table(title=f"rofolio oracle: model vs kernel {kver}", title_justify="left")
+    table.add_column("experiment")
+    table.add_column("boot", justify="right")
+    table.add_column("steps", justify="right")
+    table.add_column("checks", justify="right")
+    table.add_column("")
+    for rep in result.reports:
+        checks = [c for s in rep.steps for c in s.checks]
+        table.add_row(rep.name, str(rep.guest.get("boot", "")), str(len(rep.steps)),
+                      f"{sum(c.agree for c in checks)}/{len(checks)}", _mark(rep.agree))
+    console.print(table)
+    for rep in result.reports:
+        for line in rep.disagreements():
+            console.print(f"  [red]{rep.name}:[/] {line}")
+    boots = len(result.boots)
+    console.print(f"agreement: {result.agreeing}/{len(result.reports)} experiments agree; {boots} boot(s); "
+                  f"{result.wall_s:.1f} s")
+
+
+def render_boot(console: Console, rep: BootReport) -> None:
+    title = (f"boot -m {rep.mem} -cpu {rep.cpu}: {'agree' if rep.agree else 'DISAGREE'}   kernel {rep.uname}, "
+             f"GB pages {'on' if rep.gbpages else 'off'}, profile {rep.profile or 'none'} ({rep.wall_s:.1f} s)")
+    table = Table(title=title, title_justify="left")
+    table.add_column("check")
+    table.add_column("kernel", overflow="fold")
+    table.add_column("model", overflow="fold")
+    table.add_column("")
+    for check in rep.checks:
+        same = check.agree and check.kernel == check.model
+        table.add_row(check.what, check.kernel, "(same)" if same else check.model, _mark(check.agree))
+    for err in rep.errors:
+        table.add_row("[red]error[/]", err, "", _mark(False))
+    console.print(table)
+
+
+if __name__ == "__main__":
+    oracle_group()

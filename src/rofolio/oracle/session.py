@@ -1,0 +1,287 @@
+"""Running experiments on the guest: grouping into boots, booting, comparing each with the model.
+
+Several scenarios share one boot when they cannot see each other: the same
+guest (memory, CPU, -smp) and disjoint *footprints*.  A footprint is every
+boot-time leaf a scenario's pages lie in: the whole 1 GiB for a 1G leaf (a
+split anywhere in it changes it all), else the 4 MiB block (2M leaves, and the
+MAX_ORDER block alloc_contig_range() isolates).  Results stay per scenario:
+each is compared with its own model run on a freshly booted model machine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rofolio.errors import RofolioError
+from rofolio.oracle import bootcheck, guest
+from rofolio.oracle import model as oracle_model
+from rofolio.oracle.compare import ExperimentReport, compare_experiment
+from rofolio.oracle.errors import OracleError, Refusal
+from rofolio.oracle.setup import Install
+from rofolio.oracle.translate import MAX_SLOTS, Plan, kernel_series, translate
+from rofolio.scenario import schema
+from rofolio.scenario.loader import load
+from rofolio.units import PAGE_SIZE, GiB, Level, align_down, format_size, parse_size
+
+MAX_GRAB_PAGES = (2 * GiB) // PAGE_SIZE  # pages taken per boot (each GiB costs ~4-7 s of TCG time)
+
+
+@dataclass
+class Experiment:
+    scenario: schema.Scenario
+    source: str
+    mem: int
+    cpu: str
+    plan: Plan | None = None
+    footprint: set[tuple[int, int]] = field(default_factory=set)
+
+
+@dataclass
+class Session:
+    """The outcome of one `rofolio oracle run`: one report per experiment, and the boots."""
+
+    reports: list[ExperimentReport]
+    boots: list[dict[str, Any]]
+    wall_s: float
+
+    @property
+    def agreeing(self) -> int:
+        return sum(r.agree for r in self.reports)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": "rofolio.oracle/1", "agreement": f"{self.agreeing}/{len(self.reports)}",
+                "agree": self.agreeing == len(self.reports), "wall_s": round(self.wall_s, 1),
+                "boots": self.boots, "experiments": [r.to_dict() for r in self.reports]}
+
+
+def qemu_mem(size: int) -> str:
+    """A size for QEMU's -m: 8G, 1536M."""
+    if size % GiB == 0:
+        return f"{size // GiB}G"
+    if size % (1 << 20):
+        raise OracleError(f"{format_size(size)} is not a whole number of MiB", "QEMU's -m takes MiB")
+    return f"{size >> 20}M"
+
+
+def predicted_gbpages(cpu: str) -> bool:
+    """Whether a -cpu string gives pdpe1gb (checked against the guest's flags after boot)."""
+    parts = cpu.split(",")
+    flags = parts[1:]
+    if "-pdpe1gb" in flags or "pdpe1gb=off" in flags:
+        return False
+    if "+pdpe1gb" in flags or "pdpe1gb=on" in flags:
+        return True
+    return parts[0] not in ("qemu64", "kvm64", "qemu32", "kvm32", "pentium", "pentium2", "pentium3", "486")
+
+
+def predicted_la57(cpu: str) -> bool:
+    parts = cpu.split(",")
+    return parts[0] == "max" and "-la57" not in parts[1:] and "la57=off" not in parts[1:]
+
+
+def load_experiments(sources: list[str], mem: str | None, cpu: str) -> list[Experiment]:
+    """Scenarios with the guest each needs: -m from --mem, else the scenario's mem, else 8G; a scenario
+    that sets gbpages = false gets a CPU without pdpe1gb."""
+    out = []
+    for source in sources:
+        scenario, name = load(source)
+        given = scenario.machine.model_fields_set
+        if mem is not None:
+            size = parse_size(mem)
+        elif "mem" in given:
+            size = scenario.machine.mem
+        else:
+            size = 8 * GiB
+        guest_cpu = cpu
+        if "gbpages" in given and not scenario.machine.gbpages and predicted_gbpages(cpu):
+            guest_cpu = cpu + ",-pdpe1gb"
+        out.append(Experiment(scenario, name, size, guest_cpu))
+    return out
+
+
+def footprint(m: Any, ranges: list[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Boot-time leaves (1G regions, else 4M blocks) that the physical ranges touch."""
+    out: set[tuple[int, int]] = set()
+    k = m.kernel
+    for start, end in ranges:
+        a = align_down(start, Level.PMD.size)
+        while a < end:
+            found = k.lookup_address(k.layout.va(a))
+            if found is not None and found.level == Level.PUD:
+                region = align_down(a, Level.PUD.size)
+                out.add((region, Level.PUD.size))
+                a = region + Level.PUD.size
+            else:
+                out.add((align_down(a, 4 << 20), 4 << 20))
+                a += Level.PMD.size
+    return out
+
+
+def _disjoint(a: set[tuple[int, int]], b: set[tuple[int, int]]) -> bool:
+    return not any(s1 < s2 + z2 and s2 < s1 + z1 for s1, z1 in a for s2, z2 in b)
+
+
+def group(experiments: list[Experiment]) -> list[list[Experiment]]:
+    """First fit decreasing: experiments that hold the most 1G leaves are placed first; each joins the
+    first boot with the same guest that it cannot interfere with."""
+    groups: list[list[Experiment]] = []
+
+    def weight(exp: Experiment) -> tuple[int, int]:
+        assert exp.plan is not None
+        return (-sum(size == Level.PUD.size for _, size in exp.footprint), -exp.plan.grabbed_pages)
+
+    for exp in sorted(experiments, key=weight):
+        assert exp.plan is not None
+        for g in groups:
+            if (g[0].mem, g[0].cpu) != (exp.mem, exp.cpu):
+                continue
+            if not all(_disjoint(exp.footprint, other.footprint) for other in g):
+                continue
+            if sum(o.plan.slots for o in g if o.plan) + exp.plan.slots > MAX_SLOTS:
+                continue
+            if sum(o.plan.grabbed_pages for o in g if o.plan) + exp.plan.grabbed_pages > MAX_GRAB_PAGES:
+                continue
+            g.append(exp)
+            break
+        else:
+            groups.append([exp])
+    return groups
+
+
+def prepare(experiments: list[Experiment], install: Install, smp: int) -> None:
+    """Translate every experiment (refusing what cannot run) and compute its footprint."""
+    kernel = kernel_series(install.kver)
+    problems: list[str] = []
+    booted: dict[tuple[int, str], Any] = {}
+    for exp in experiments:
+        try:
+            exp.plan = translate(exp.scenario, kernel, name=exp.scenario.name)
+        except Refusal as err:
+            problems.append(str(err))
+            continue
+        machine = oracle_model.oracle_machine(exp.scenario, mem=exp.mem, kernel=install.kernel_series, cpus=smp,
+                                              gbpages=predicted_gbpages(exp.cpu), la57=predicted_la57(exp.cpu))
+        key = (exp.mem, exp.cpu)
+        if key not in booted:
+            booted[key] = oracle_model.boot(machine)
+        exp.footprint = footprint(booted[key], exp.plan.touched)
+    if problems:
+        raise Refusal("\n".join(problems), "change the scenarios, or run them on the model only with `rofolio run`")
+
+
+def run(sources: list[str], install: Install, *, cpu: str = "max,-la57", mem: str | None = None, smp: int = 1,
+        timeout: float = 600.0, keep_log: Path | None = None,
+        progress: Callable[[str], None] | None = None) -> Session:
+    """Run scenarios on the guest and on the model; one report per scenario."""
+    t0 = time.monotonic()
+    say = progress or (lambda _text: None)
+    experiments = load_experiments(sources, mem, cpu)
+    prepare(experiments, install, smp)
+    groups = group(experiments)
+    kernel = kernel_series(install.kver)
+    order = {id(exp): i for i, exp in enumerate(experiments)}
+    reports: list[tuple[int, ExperimentReport]] = []
+    boots: list[dict[str, Any]] = []
+    exp_no = 0
+    for number, members in enumerate(groups, start=1):
+        plans: list[tuple[Experiment, Plan]] = []
+        slot = 0
+        for exp in members:
+            exp_no += 1
+            plan = translate(exp.scenario, kernel, name=exp.scenario.name, exp=exp_no, slot_base=slot)
+            slot += plan.slots
+            plans.append((exp, plan))
+        cpu_used = members[0].cpu
+        config = guest.GuestConfig(cpu=cpu_used, mem=qemu_mem(members[0].mem), smp=smp, timeout=timeout)
+        script = "".join(p.script() for _, p in plans)
+        say(f"boot {number}/{len(groups)}: {len(plans)} experiment(s), -m {config.mem} -cpu {cpu_used} -smp {smp}")
+        b = guest.boot(install, config, script)
+        log = guest.parse_log(b.serial)
+        info = {"boot": number, "experiments": [p.name for _, p in plans], "qemu_command": b.command,
+                "qemu_returncode": b.returncode, "timed_out": b.timed_out, "wall_s": b.wall_s, "uname": log.uname,
+                "cpuflags_pdpe1gb": log.gbpages, "cpuflags_la57": log.la57, "insmod_rc": log.insmod_rc,
+                "boot_counters": log.boot_counters, "after_insmod": log.after_insmod,
+                "insmod_delta": {k: log.after_insmod.get(k, 0) - log.boot_counters.get(k, 0)
+                                 for k in log.after_insmod}}
+        if keep_log is not None:
+            keep_log.mkdir(parents=True, exist_ok=True)
+            (keep_log / f"boot{number}.serial.log").write_text(b.serial)
+            (keep_log / f"boot{number}.steps.sh").write_text(script)
+            info["serial_log"] = str(keep_log / f"boot{number}.serial.log")
+        problem = _guest_problem(b, log, install)
+        machine = oracle_model.oracle_machine(members[0].scenario, mem=members[0].mem, kernel=install.kernel_series,
+                                              cpus=smp,
+                                              gbpages=log.gbpages if log.cpuflags else predicted_gbpages(cpu_used),
+                                              la57=log.la57)
+        if problem is None and not log.la57:
+            boot_report = bootcheck.check_boot(log, machine, mem=config.mem, cpu=cpu_used)
+            info["boot_agrees_with_model"] = boot_report.agree
+            info["boot_checks"] = [c.__dict__ for c in boot_report.checks if not c.agree]
+        boots.append(info)
+        guest_info = {"cpu": cpu_used, "mem": config.mem, "smp": smp, "boot": number, "wall_s": b.wall_s,
+                      "insmod_delta": info["insmod_delta"]}
+        for exp, plan in plans:
+            mach = oracle_model.oracle_machine(exp.scenario, mem=exp.mem, kernel=install.kernel_series, cpus=smp,
+                                               gbpages=machine.gbpages, la57=machine.paging == 5)
+            try:
+                model_run = oracle_model.run(plan, mach)
+            except RofolioError as err:
+                rep = ExperimentReport(plan.name, exp.source, log.uname or "?", guest_info,
+                                       mach.model_dump(mode="json"))
+                rep.errors.append(f"the model cannot run it: {err}")
+                reports.append((order[id(exp)], rep))
+                continue
+            rep = compare_experiment(plan, log, model_run, source=exp.source, guest=guest_info)
+            if problem:
+                rep.errors.insert(0, problem)
+            reports.append((order[id(exp)], rep))
+    return Session([rep for _, rep in sorted(reports, key=lambda item: item[0])], boots, time.monotonic() - t0)
+
+
+def _guest_problem(b: guest.Boot, log: guest.GuestLog, install: Install) -> str | None:
+    if b.timed_out:
+        return f"QEMU timed out after {b.wall_s} s"
+    if not log.began:
+        return f"the guest never reached /init (QEMU exit {b.returncode}: {b.stderr[-300:]})"
+    if log.panic:
+        return "the kernel panicked"
+    if not log.complete:
+        return "the guest stopped before the end of /init"
+    if log.uname != install.kver:
+        return f"the guest runs {log.uname}, not the set-up {install.kver}"
+    if log.insmod_rc != 0:
+        return f"insmod dmoracle.ko failed (exit {log.insmod_rc})"
+    return None
+
+
+def boot_fidelity(install: Install, mems: list[str], cpus: list[str], *, timeout: float = 600.0,
+                  keep_log: Path | None = None,
+                  progress: Callable[[str], None] | None = None) -> list[bootcheck.BootReport]:
+    """Boot without the module for every (mem, cpu) and compare the boot with the model's."""
+    say = progress or (lambda _text: None)
+    out = []
+    empty = schema.Scenario(name="boot", steps=[schema.Snapshot(op="snapshot")])
+    for mem in mems:
+        for cpu in cpus:
+            say(f"boot -m {mem} -cpu {cpu} (no module)")
+            if predicted_la57(cpu):
+                raise OracleError(f"-cpu {cpu} gives 5-level paging, which the kc walker does not read",
+                                  "add -la57, e.g. --cpu max,-la57")
+            b = guest.boot(install, guest.GuestConfig(cpu=cpu, mem=mem, timeout=timeout), None)
+            log = guest.parse_log(b.serial)
+            if keep_log is not None:
+                keep_log.mkdir(parents=True, exist_ok=True)
+                (keep_log / f"boot-{mem}-{cpu.replace(',', '_')}.serial.log").write_text(b.serial)
+            machine = oracle_model.oracle_machine(empty, mem=parse_size(mem), kernel=install.kernel_series, cpus=1,
+                                                  gbpages=log.gbpages if log.cpuflags else predicted_gbpages(cpu))
+            rep = bootcheck.check_boot(log, machine, mem=mem, cpu=cpu)
+            rep.wall_s = b.wall_s
+            problem = _guest_problem(b, log, install) if b.timed_out or not log.complete else None
+            if problem:
+                rep.errors.insert(0, problem)
+            out.append(rep)
+    return out
