@@ -82,6 +82,8 @@ def test_ptdump_json_has_the_low_kernel_mapping() -> None:
     (["run", "--kernel", "banana"], "cannot parse kernel version"),
     (["run", "--kernel", "5.10"], "older than the oldest modelled kernel"),
     (["meminfo", "--cpus", "0"], "Invalid value for '--cpus'"),
+    (["bugs", "--bug", "heartbleed"], "no bug named 'heartbleed'"),
+    (["bugs", "--explain", "dirty-pipe", "--config", "sparc"], "no configuration named 'sparc'"),
 ])
 def test_bad_arguments_exit_2_with_one_clear_line(args: list[str], message: str) -> None:
     out = rofolio(*args)
@@ -114,3 +116,22 @@ def test_default_run_shows_the_rfc_step_on_every_machine_side_by_side() -> None:
     assert (bbml2["readonly"], bbml2["splits"], bbml2["pgtables"], bbml2["entries_written"]) == (True, 1, 1, 17)
     for weak in ("arm64 rodata=off", "riscv64 (weak default)"):
         assert rows[weak]["readonly"] is False and rows[weak]["entries_written"] == 0  # best effort
+
+
+def test_bugs_prints_the_matrix_as_json_for_one_bug() -> None:
+    out = rofolio("bugs", "--bug", "huge-dirty-cow", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert [b["id"] for b in data["bugs"]] == ["huge-dirty-cow"]
+    verdicts = data["bugs"][0]["verdicts"]
+    assert verdicts["none"]["outcome"] == "silent corruption"
+    assert verdicts["x86"]["outcome"] == "caught"
+    assert verdicts["weak"]["outcome"] == "silent corruption"
+
+
+def test_bugs_explain_prints_the_shape_and_the_trace() -> None:
+    out = rofolio("bugs", "--explain", "vmap-alias-write", "--config", "x86")
+    assert out.returncode == 0, out.stderr
+    assert "taker:" in out.stdout and "writer:" in out.stdout
+    assert "through the vmalloc alias 'alias'" in out.stdout
+    assert out.stdout.strip().splitlines()[-1].startswith("verdict: silent corruption")

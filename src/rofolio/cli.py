@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from rofolio.errors import RofolioError
 from rofolio.machine import SUPPORTED_ARCHES, Machine, MachineSpec
@@ -276,6 +277,79 @@ def lifetime(models: tuple[str, ...], as_json: bool, **machine: Any) -> None:
                           f"{d['DirectMap1G']:+d}", "ok" if not problems else f"{len(problems)}: {problems[0]}")
     console = Console()
     (console if console.is_terminal else Console(width=200)).print(table)
+
+
+_OUTCOME_STYLE = {"caught": "bold green", "silent corruption": "bold red", "not reachable": "dim"}
+
+
+@main.command()
+@click.option("--bug", "names", multiple=True, metavar="NAME",
+              help="Only this bug (id or scenario name; repeatable).  All bugs by default.")
+@click.option("--explain", "explain_name", metavar="NAME",
+              help="Replay one bug step by step on one configuration (see --config) and say why.")
+@click.option("--config", "config_key", default="none", show_default=True, metavar="KEY",
+              help="The configuration --explain uses: none, zp-ro, x86, arm64, bbml2, weak, model1, model2, today.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema rofolio.bugs/1).")
+@user_errors
+def bugs(names: tuple[str, ...], explain_name: str | None, config_key: str, as_json: bool) -> None:
+    """Replay real bugs under each protection: caught, silent corruption, or not reachable.
+
+    Each bug (Dirty COW, Huge Dirty COW, Dirty Pipe, a DMA write without
+    FOLL_WRITE, a zero-page pin overflow, a write through a vmap alias) is a
+    built-in scenario that takes a shared page the way the real bug did and
+    writes it.  Every configuration replays the vulnerable kernel's GUP rules
+    on top of its protection; "today" replays today's rules.
+    """
+    from rofolio import bugs as bug_library
+    from rofolio.progress import LazyProgress
+
+    if explain_name:
+        config = bug_library.config_named(config_key)
+        scenario, verdict = bug_library.explain(explain_name, config)
+        if as_json:
+            click.echo(json.dumps({"schema": "rofolio.bugs.explain/1", "bug": scenario.bug.model_dump(),
+                                   "configuration": {"key": config.key, "name": config.name},
+                                   "verdict": verdict.to_dict(), "result": verdict.result.to_dict()}, indent=2))
+            return
+        from rofolio.report import print_result
+
+        console = Console()
+        console = console if console.is_terminal else Console(width=200)
+        bug = scenario.bug
+        assert bug is not None
+        console.print(f"[bold]{escape(bug.title)}[/bold]" + (f" ({bug.cve})" if bug.cve else "")
+                      + f" on: {escape(config.name)}")
+        for label, text in (("taker", bug.taker), ("writer", bug.writer), ("affected", bug.affected),
+                            ("fix", bug.fix), ("reproducer", bug.reproducer), ("notes", bug.notes)):
+            if text:
+                console.print(f"  {label + ':':<12}{escape(text)}", highlight=False)
+        print_result(verdict.result, console)
+        style = _OUTCOME_STYLE[verdict.outcome]
+        console.print(f"verdict: [{style}]{verdict.outcome}[/{style}]: {escape(verdict.detail)}", highlight=False)
+        return
+    with LazyProgress("bug matrix") as bar:
+        matrix = bug_library.bug_matrix(list(names) or None, progress=bar)
+    if as_json:
+        click.echo(json.dumps(matrix.to_dict(), indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title="bug library: would the protection have caught it?")
+    table.add_column("bug")
+    for config in matrix.configs:
+        table.add_column(config.key, justify="center")
+    marks = {"caught": "caught", "silent corruption": "SILENT", "not reachable": "-"}
+    for bug in matrix.bugs:
+        cells = [matrix.cells[(bug.id, c.key)].outcome for c in matrix.configs]
+        table.add_row(bug.id, *(f"[{_OUTCOME_STYLE[o]}]{marks[o]}[/{_OUTCOME_STYLE[o]}]" for o in cells))
+    console = Console()
+    console = console if console.is_terminal else Console(width=200)
+    console.print(table)
+    console.print("caught: the store faulted; SILENT: the shared page (or its refcount) was corrupted; "
+                  "-: the bug cannot reach the page", highlight=False)
+    for config in matrix.configs:
+        console.print(f"  {config.key:<8}{config.name}", highlight=False)
+    console.print("rofolio bugs --explain BUG --config KEY replays one cell step by step.", highlight=False)
 
 
 @main.command()

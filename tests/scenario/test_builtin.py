@@ -23,7 +23,7 @@ def test_builtin_scenario_runs_and_meets_its_expectations(name: str) -> None:
 
 def test_every_expected_behaviour_scenario_checks_something() -> None:
     for name in builtin_names():
-        if name == "rfc-demo":
+        if name == "rfc-demo" or name.startswith("bug-"):  # bug replays are checked by their verdicts (test_bugs)
             continue
         result = run_scenario(name)
         assert any(step.checked for step in result.steps), name

@@ -51,6 +51,7 @@ class GenericConfig:
     nr_cpus: int = 8
     page_offset: int = 0xFFFFAF8000000000  # riscv64 Sv48 PAGE_OFFSET; any kernel address would do
     phys_offset: int | None = None  # the PA that maps to page_offset; the first RAM byte by default
+    vmalloc_start: int = 0xFFFF8F8000000000  # riscv64 Sv48 VMALLOC_START (Documentation/arch/riscv/vm-layout.rst)
 
     def __post_init__(self) -> None:
         if not 1 <= self.nr_cpus <= 8192:
@@ -100,6 +101,7 @@ class GenericKernel:
         self.pt = PageTable()
         self.phase = Phase.BOOTING
         self.cpus_online = 1
+        self._vmalloc_next = config.vmalloc_start
 
     # --------------------------------------------------------------- boot
     def boot(self) -> GenericKernel:
@@ -170,6 +172,23 @@ class GenericKernel:
 
     def set_memory_rw(self, addr: int, numpages: int) -> int:
         return self._call("set_memory_rw", addr, numpages, lambda: 0)
+
+    def vmap(self, pfns: list[int]) -> int:
+        """vmap(): map ``pfns`` with PAGE_KERNEL 4K PTEs at the next vmalloc address, one guard page after.
+
+        Every architecture has vmap() (mm/vmalloc.c); the alias it creates is
+        writable whatever the direct map says, which is the point of modelling it here.
+        """
+        if not pfns:
+            raise AddressError("vmap of no pages", "give at least one page")
+        for pfn in pfns:
+            if not self.config.memory.is_ram(pfn << PAGE_SHIFT):
+                raise AddressError(f"pfn {pfn:#x} is not RAM", "vmap pages of RAM")
+        start = self._vmalloc_next
+        self._vmalloc_next = start + (len(pfns) + 1) * PAGE_SIZE  # VM_NO_GUARD is not set
+        for i, pfn in enumerate(pfns):
+            self.pt.map(start + i * PAGE_SIZE, start + (i + 1) * PAGE_SIZE, Level.PTE, GenericPte.PAGE_KERNEL, pfn)
+        return start
 
     def kernel_page_present(self, pfn: int) -> bool:
         """Without ARCH_HAS_SET_DIRECT_MAP no page is ever unmapped from the direct map."""

@@ -71,7 +71,11 @@ def memmap_pages(node_ram_sections: int) -> int:
 def reserved_ranges(kernel: Any, ram: list[tuple[int, int]], nodes: list[Node],
                     movable_start: int | None) -> list[tuple[int, int, str]]:
     """memblock.reserved as (start pfn, end pfn, what), sorted."""
-    out: list[tuple[int, int, str]] = [(0, LOW_MEMORY_END >> PAGE_SHIFT, "low memory")]
+    # x86 keeps the first 1 MiB (arch/x86/realmode/init.c reserve_real_mode(), setup.c
+    # trim_low_memory_range()); where RAM starts higher (arm64, riscv virt machines) the model
+    # reserves the same amount at the start of RAM, where firmware and the kernel image sit.
+    first = ram[0][0] if ram and ram[0][0] >= LOW_MEMORY_END >> PAGE_SHIFT else 0
+    out: list[tuple[int, int, str]] = [(first, first + (LOW_MEMORY_END >> PAGE_SHIFT), "low memory")]
     image = kernel_image_range(kernel)
     if image is not None:
         out.append((image[0], image[1], "kernel image"))

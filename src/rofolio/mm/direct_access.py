@@ -98,6 +98,12 @@ def user_store(mm: MMState, pfn: int, value: int) -> None:
     _set(mm, pfn, value)
 
 
+def alias_store(mm: MMState, pfn: int, value: int, mapping: str) -> None:
+    """A kernel store that went through another mapping of the page (a vmap alias), not the direct map."""
+    _set(mm, pfn, value)
+    mm.kernel.log.append(ContentWrite(pfn, 1, f"store through {mapping}"))
+
+
 def kernel_write(mm: MMState, pfn: int, nr_pages: int, value: int, path: str = "kernel_write") -> int:
     """A kernel store to page contents (a copy_to_page, a buggy GUP write, ...) through the direct map.
 

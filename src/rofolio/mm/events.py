@@ -174,6 +174,20 @@ class FolioPin(Event):
     migrated_from: int
 
 
+@dataclass(frozen=True, slots=True)
+class RefcountOverflow(Event):
+    """A folio's page refcount passed 2^31 (page->_refcount is an atomic_t): it wraps."""
+
+    kind: ClassVar[str] = "refcount_overflow"
+    pfn: int
+    refcount: int
+    label: str
+
+
+def _refcount_overflow(c: Counters, e: RefcountOverflow) -> None:
+    c.bump("refcount_overflows")
+
+
 def _page_alloc(c: Counters, e: PageAlloc) -> None:
     c.bump("pages_allocated", 1 << e.order)
 
@@ -250,5 +264,6 @@ for _type, _handler, _counts in (
     (ShrinkerRun, _shrinker, ("shrinker_freed",)), (UserFault, _user_fault, ("user_faults",)),
     (MemoryOffline, _offline, ("memory_offlined", "memory_offline_failures")),
     (CompactionRun, _compaction, ("compact_migrated", "compact_failed")), (FolioPin, _pin, ("pins", "pins_longterm")),
+    (RefcountOverflow, _refcount_overflow, ("refcount_overflows",)),
 ):
     register_handler(_type, _handler, _counts)

@@ -10,6 +10,7 @@ import html
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def step_summary(delta: dict[str, int]) -> str:
 def print_result(result: ScenarioResult, console: Console | None = None) -> None:
     console = console or Console(soft_wrap=True)
     out = console.print
-    out(f"[bold]{result.name}[/bold]: {result.description}".rstrip(": "), highlight=False)
+    out(f"[bold]{escape(result.name)}[/bold]: {escape(result.description)}".rstrip(": "), highlight=False)
     m = result.machine
     out(f"machine: {m['label']}, {m['mem_bytes'] >> 30}G, kernel {m['kernel']}, {m['cpus']} CPUs"
         f"{', DEBUG_PAGEALLOC' if m.get('debug_pagealloc') else ''}; steps start at {result.start}",
@@ -69,12 +70,16 @@ def print_result(result: ScenarioResult, console: Console | None = None) -> None
     for s in result.steps:
         mark = ("  [red]✗ expectation failed[/red]" if s.failures else "  [green]✓ as expected[/green]") \
             if s.checked else ""
-        out(f"\n[bold][{s.index}][/bold] {s.label}{mark}", highlight=False)
+        out(f"\n[bold]\\[{s.index}][/bold] {escape(s.label)}{mark}", highlight=False)
         leaf = f", leaf now {s.leaf_after}" if s.leaf_after else ""
         out(f"    returned {_ret(s.ret)} at {s.phase}{leaf}", highlight=False)
         out(f"    {step_summary(s.delta)}", highlight=False)
+        if s.note:
+            out(f"    {escape(s.note)}", highlight=False)
+        if s.oops:
+            out(f"    [red]{escape(s.oops.splitlines()[0])}[/red]", highlight=False)
         for failure in s.failures:
-            out(f"    [red]{failure}[/red]", highlight=False)
+            out(f"    [red]{escape(failure)}[/red]", highlight=False)
     if result.meminfo:
         out("\n[bold]after the steps[/bold]: " + "; ".join(" ".join(line.split()) for line in result.meminfo),
             highlight=False)
@@ -82,7 +87,7 @@ def print_result(result: ScenarioResult, console: Console | None = None) -> None
         out(f"\n[bold]after the steps[/bold]: {m['arch']} prints no DirectMap lines in /proc/meminfo", highlight=False)
     out("[bold]all steps together[/bold]: " + step_summary(result.totals()), highlight=False)
     if result.warnings:
-        out(f"kernel warnings: {len(result.warnings)}, first: {result.warnings[0]}", highlight=False)
+        out(f"kernel warnings: {len(result.warnings)}, first: {escape(result.warnings[0])}", highlight=False)
 
 
 def _ret(ret: int) -> str:

@@ -20,6 +20,7 @@ from rofolio.mm import (
     compaction,
     direct_access,
     fault,
+    gup,
     longterm_pin,
     memory_hotplug,
     migrate,
@@ -27,7 +28,8 @@ from rofolio.mm import (
     readonly,
     shrinker,
 )
-from rofolio.mm.folio import Folio
+from rofolio.mm.events import RefcountOverflow
+from rofolio.mm.folio import Folio, MappingKind
 from rofolio.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE, GFP_USER, Gfp
 from rofolio.mm.process import MmStruct
 from rofolio.scenario import schema
@@ -44,6 +46,7 @@ class Context:
     mappings: dict[str, int] = field(default_factory=dict)
     processes: dict[str, MmStruct] = field(default_factory=dict)
     regions: dict[str, tuple[MmStruct, int]] = field(default_factory=dict)
+    note: str = ""  # what the last step found out (the page GUP returned, the value a read saw)
 
     def folio(self, name: str) -> Folio:
         mm = self.machine.mm
@@ -102,12 +105,32 @@ def write(ctx: Context, step: schema.Write) -> Result:
     if step.via == "dma":  # no CPU page table: nothing can refuse it
         if not direct:
             raise ScenarioError("a DMA write needs a physical page", "give pa or folio")
+        ctx.note = f"a device wrote pfn {k.pa(va) >> PAGE_SHIFT:#x} by DMA: no CPU page table is checked"
         return direct_access.device_dma_write(mm, k.pa(va) >> PAGE_SHIFT, 1, step.value), va
-    if direct and not step.probe:  # through MM: the lifetime policy sees it, contents are recorded
-        return direct_access.kernel_write(mm, k.pa(va) >> PAGE_SHIFT, 1, step.value, "kernel_write"), va
-    mapping = "direct map" if direct else ("vmalloc" if step.mapping else "kernel")
+    if direct and not step.probe:
+        pfn = k.pa(va) >> PAGE_SHIFT
+        if step.via == "kernel":  # an MM path: the lifetime policy sees it first, contents are recorded
+            return direct_access.kernel_write(mm, pfn, 1, step.value, "kernel_write"), va
+        return direct_access.direct_map_write(mm, pfn, 1, step.value, "cpu store"), va  # only page tables
+    mapping = "direct map" if direct else _mapping_name(k, va, step.mapping)
     outcome = kernel_write(k, va, probe=step.probe, mapping=mapping)
+    if outcome.ok:
+        found = k.lookup_address(va)
+        if found is not None:  # the store landed in the page behind this mapping
+            pfn = found.pfn + ((va & (found.level.size - 1)) >> PAGE_SHIFT)
+            direct_access.alias_store(mm, pfn, step.value, mapping)
+            ctx.note = f"landed in pfn {pfn:#x} through the {mapping}"
     return outcome.ret, va
+
+
+def _mapping_name(k: Any, va: int, alias: str | None) -> str:
+    """Which kernel mapping a store at ``va`` goes through, for the report."""
+    if alias:
+        return f"vmalloc alias {alias!r}"
+    layout = getattr(k, "layout", None)  # x86-64: the kernel image's high mapping at __START_KERNEL_map
+    if layout is not None and layout.start_kernel_map <= va < layout.start_kernel_map + layout.kernel_image_size:
+        return "kernel image high mapping"
+    return "kernel mapping"
 
 
 def phase(ctx: Context, step: schema.Phase) -> Result:
@@ -196,7 +219,12 @@ def process(ctx: Context, step: schema.Process) -> Result:
 
 def mmap(ctx: Context, step: schema.Mmap) -> Result:
     mms = ctx.processes[step.process]
-    ctx.regions[step.as_] = (mms, mms.mmap_anon(step.length, hugepage=step.hugepage))
+    if step.file is not None:  # one page of a file, MAP_PRIVATE: the page-cache page is mapped read-only
+        start = mms.mmap_anon(PAGE_SIZE, write=step.prot_write, hugepage=False)
+        gup.map_file_page(ctx.machine.mm, mms, start, ctx.folio(step.file))
+    else:
+        start = mms.mmap_anon(step.length, write=step.prot_write, hugepage=step.hugepage)
+    ctx.regions[step.as_] = (mms, start)
     return 0, None
 
 
@@ -220,12 +248,78 @@ def exit_process(ctx: Context, step: schema.Exit) -> Result:
     return 0, None
 
 
+def file(ctx: Context, step: schema.File) -> Result:
+    mm = ctx.machine.mm
+    folio = page_alloc.alloc_pages(mm, GFP_HIGHUSER_MOVABLE, 0, label=f"page cache of {step.as_}")
+    if folio is None:
+        return -Errno.ENOMEM, None
+    folio.mapping = MappingKind.FILE  # filemap_add_folio(): in the page cache, on the LRU
+    folio.lru = True
+    direct_access.user_store(mm, folio.pfn, step.value)  # the file's data, read in by the filesystem
+    ctx.folios[step.as_] = folio
+    return 0, ctx.machine.kernel.page_address(folio.pfn)
+
+
+def gup_step(ctx: Context, step: schema.Gup) -> Result:
+    mms, start = ctx.regions[step.region]
+    result = gup.get_user_page(ctx.machine.mm, mms, start + step.offset, frozenset(step.flags),
+                               gup.GupRules(step.rules), step.race)
+    if result.folio is None:
+        ctx.note = result.how
+        return result.ret, None
+    ctx.folios[step.as_] = result.folio
+    ctx.note = f"got {_folio_name(ctx, result.folio)} ({result.how})" + (", pinned" if result.pinned else "")
+    return result.ret, ctx.machine.kernel.page_address(result.pfn)
+
+
+def pipe_write(ctx: Context, step: schema.PipeWrite) -> Result:
+    """Dirty Pipe: with a stale CAN_MERGE the write is copied into the page-cache page (kmap: the direct map)."""
+    mm = ctx.machine.mm
+    folio = ctx.folio(step.folio)
+    if not step.stale_can_merge:  # pipe_write() allocates a fresh pipe buffer page instead
+        ctx.note = "the data went to a new pipe buffer page"
+        return 0, None
+    ctx.note = "merged into the page-cache page through kmap_local_page()"
+    return direct_access.direct_map_write(mm, folio.pfn, 1, step.value, "pipe_write"), \
+        ctx.machine.kernel.page_address(folio.pfn)
+
+
+def pin_many(ctx: Context, step: schema.PinMany) -> Result:
+    mm = ctx.machine.mm
+    folio = ctx.folio(step.folio)
+    refcount, overflowed = gup.pin_many(mm, folio, step.count, gup.GupRules(step.rules))
+    if overflowed:
+        mm.kernel.log.append(RefcountOverflow(folio.pfn, refcount, folio.label or _folio_name(ctx, folio)))
+    ctx.note = f"refcount {refcount}" + (" (overflowed 2^31)" if overflowed else "")
+    if folio is mm.zero_page and step.rules == gup.GupRules.CURRENT:
+        ctx.note += ": pin_user_pages() leaves the zero page unpinned (\"mm: Don't pin ZERO_PAGE\")"
+    return 0, ctx.machine.kernel.page_address(folio.pfn)
+
+
+def read(ctx: Context, step: schema.Read) -> Result:
+    mms, start = ctx.regions[step.region]
+    value = fault.user_read(ctx.machine.mm, mms, start + step.offset)
+    ctx.note = f"read {value:#x}"
+    return 0, None
+
+
+def _folio_name(ctx: Context, folio: Folio) -> str:
+    mm = ctx.machine.mm
+    if folio is mm.huge_zero.folio:
+        return "the huge zero folio"
+    if folio is mm.zero_page:
+        return "the zero page"
+    named = [name for name, f in ctx.folios.items() if f is folio]
+    return named[0] if named else f"folio {folio.pfn:#x}"
+
+
 HANDLERS: dict[type, Handler] = {
     schema.SetMemory: set_memory, schema.SetDirectMap: set_direct_map, schema.Vmap: vmap, schema.Write: write,
     schema.Phase: phase, schema.PgtableAllocFail: pgtable_alloc_fail, schema.Snapshot: snapshot,
     schema.Alloc: alloc, schema.MakeReadonly: make_readonly, schema.RestoreWritable: restore_writable,
     schema.Free: free, schema.Migrate: migrate_step, schema.Pin: pin, schema.Offline: offline,
     schema.Compact: compact, schema.Shrink: shrink, schema.HugepageInit: hugepage_init, schema.Process: process,
-    schema.Mmap: mmap, schema.Touch: touch, schema.Exit: exit_process,
+    schema.Mmap: mmap, schema.Touch: touch, schema.Exit: exit_process, schema.File: file, schema.Gup: gup_step,
+    schema.PipeWrite: pipe_write, schema.PinMany: pin_many, schema.Read: read,
 }
 assert set(HANDLERS) == set(schema.STEP_TYPES), "every step type needs a handler"

@@ -50,12 +50,13 @@ class StepRecord:
     leaf_after: str
     checked: bool = False  # the step carried expectations
     oops: str = ""  # the oops text of a fault the step took
+    note: str = ""  # what the step found out (the page GUP returned, a value read)
     failures: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "op": self.op, "label": self.label, "phase": self.phase,
                 "ret": Errno.describe(self.ret), "leaf_after": self.leaf_after, "delta": self.delta,
-                "after": self.after, "oops": self.oops, "expect_failures": self.failures}
+                "after": self.after, "oops": self.oops, "note": self.note, "expect_failures": self.failures}
 
 
 @dataclass
@@ -73,6 +74,7 @@ class ScenarioResult:
     meminfo: list[str]
     layouts: dict[str, list[LayoutRun]]
     warnings: list[str]
+    inspection: dict[str, Any] = field(default_factory=dict)  # what an inspect() hook found at the end
 
     @property
     def failures(self) -> list[str]:
@@ -127,7 +129,8 @@ def spec_of(machine: schema.Machine, mm: schema.MM | None = None) -> MachineSpec
 
 
 def run_scenario(source: str | Path | schema.Scenario, *, progress: Callable[[int, int], None] | None = None,
-                 text: str | None = None, filename: str | None = None) -> ScenarioResult:
+                 text: str | None = None, filename: str | None = None,
+                 inspect: Callable[[Context], dict[str, Any]] | None = None) -> ScenarioResult:
     """Run a scenario given as a built-in name, a .toml path, or a parsed Scenario.
 
     ``progress(done, total)`` is called after each step (the CLI draws a bar with it).
@@ -157,7 +160,7 @@ def run_scenario(source: str | Path | schema.Scenario, *, progress: Callable[[in
     warnings = [e.text for e in machine.log.events if isinstance(e, KernelWarning)]
     return ScenarioResult(scenario.name, scenario.description, scenario.seed, scenario.start,
                           machine.spec.describe(), boot, records, machine.counters.summary(),
-                          machine.meminfo_lines(), layouts, warnings)
+                          machine.meminfo_lines(), layouts, warnings, inspect(ctx) if inspect else {})
 
 
 # ----------------------------------------------------------------- validation
@@ -210,7 +213,7 @@ def _check_steps(scenario: schema.Scenario, machine: Machine, name: str, locator
         if needs and not hasattr(k, needs):
             errors.append(ScenarioError(
                 f"{step.op} is not modelled on {machine.spec.arch}",
-                "set_memory_4k/np/p/rox/uc/wb and vmap are x86 functions; arm64 has set_memory_ro/rw/nx/x",
+                "set_memory_4k/np/p/rox/uc/wb are x86 functions; arm64 has set_memory_ro/rw/nx/x",
                 file=name, line=locator.find((*where, "op")), key=f"steps[{index + 1}].op"))
         for key in (step.expect or {}):
             if key not in special and not is_counter(key):
@@ -254,6 +257,7 @@ def _run_step(ctx: Context, index: int, step: Any, layouts: dict[str, list[Layou
 
     def operation() -> int:
         nonlocal va
+        ctx.note = ""
         ret, va = HANDLERS[type(step)](ctx, step)
         return ret
 
@@ -265,6 +269,7 @@ def _run_step(ctx: Context, index: int, step: Any, layouts: dict[str, list[Layou
                         result.after.summary(), leaf)
     faults = [e for e in result.events if e.kind == "fault"]
     record.oops = faults[0].text if faults else ""  # type: ignore[attr-defined]
+    record.note = ctx.note
     record.checked = bool(step.expect)
     record.failures = _check_expect(step.expect or {}, record)
     return record

@@ -197,7 +197,9 @@ class Write(_Target):
     """
 
     op: Literal["write"]
-    via: Literal["kernel", "dma"] = "kernel"
+    via: Literal["kernel", "cpu", "dma"] = Field(
+        "kernel", description="kernel: an MM path that honours the lifetime contract; cpu: a raw store "
+        "(what a buggy path does; only the page tables can stop it); dma: a device write")
     probe: bool = False
     value: int = Field(0x41, ge=1, le=255)
 
@@ -282,12 +284,14 @@ class Process(_Step, _Named):
 
 
 class Mmap(_Step, _Named):
-    """mmap(MAP_PRIVATE | MAP_ANONYMOUS) in a process; THP-eligible when ``hugepage``."""
+    """mmap(MAP_PRIVATE) in a process: anonymous (THP-eligible when ``hugepage``), or one page of a file."""
 
     op: Literal["mmap"]
     process: str
     length: int = Field(2 << 20)
     hugepage: bool = True
+    prot_write: bool = Field(True, description="PROT_WRITE; false maps the region PROT_READ only")
+    file: str | None = Field(None, description="a page-cache folio (from a file step): a private file mapping")
     as_: str = _NAME
 
     @field_validator("length", mode="before")
@@ -305,6 +309,62 @@ class Touch(_Step, _Named):
     write: bool = False
     value: int = Field(0x41, ge=1, le=255)
     as_: str | None = Field(None, alias="as", description="name for the folio now backing the address")
+
+    @field_validator("offset", mode="before")
+    @classmethod
+    def _offset(cls, value: Any) -> int:
+        return _size(value)
+
+
+class File(_Step, _Named):
+    """A page-cache page of a file, holding the file's data (``value``), on the LRU."""
+
+    op: Literal["file"]
+    value: int = Field(0x46, ge=1, le=255)
+    as_: str = _NAME
+
+
+class Gup(_Step, _Named):
+    """get_user_pages()/pin_user_pages() for one page of a region, under a kernel's GUP rules."""
+
+    op: Literal["gup"]
+    region: str
+    offset: int = 0
+    flags: list[Literal["FOLL_WRITE", "FOLL_FORCE", "FOLL_PIN", "FOLL_LONGTERM"]] = Field(default_factory=list)
+    rules: Literal["pre-4.9", "4.9", "4.15", "current"] = "current"
+    race: Literal["madv_dontneed"] | None = Field(
+        None, description="madvise(MADV_DONTNEED) zaps the COW copy before GUP's retry")
+    as_: str = _NAME
+
+    @field_validator("offset", mode="before")
+    @classmethod
+    def _offset(cls, value: Any) -> int:
+        return _size(value)
+
+
+class PipeWrite(_FolioStep):
+    """splice() a page-cache page into a pipe, then write(): Dirty Pipe's merge, when ``merge`` is stale."""
+
+    op: Literal["pipe_write"]
+    stale_can_merge: bool = Field(
+        True, description="PIPE_BUF_FLAG_CAN_MERGE left set by an uninitialised pipe_buffer (5.8 to 5.16.10)")
+    value: int = Field(0x41, ge=1, le=255)
+
+
+class PinMany(_FolioStep):
+    """``count`` FOLL_PIN references on a folio (GUP_PIN_COUNTING_BIAS each on a small folio)."""
+
+    op: Literal["pin_many"]
+    count: int = Field(..., ge=1)
+    rules: Literal["pre-4.9", "4.9", "4.15", "current"] = "current"
+
+
+class Read(_Step):
+    """A user load at ``offset`` bytes into a region; the report shows the value read."""
+
+    op: Literal["read"]
+    region: str
+    offset: int = 0
 
     @field_validator("offset", mode="before")
     @classmethod
@@ -341,12 +401,28 @@ class Snapshot(_Step):
 
 STEP_TYPES = (SetMemory, SetDirectMap, Vmap, Write, Phase, PgtableAllocFail, Snapshot, Alloc, MakeReadonly,
               RestoreWritable, Free, Migrate, Pin, Offline, Compact, Shrink, HugepageInit, Process, Mmap, Touch,
-              Exit)
+              Exit, File, Gup, PipeWrite, PinMany, Read)
 Step = Annotated[
     SetMemory | SetDirectMap | Vmap | Write | Phase | PgtableAllocFail | Snapshot | Alloc | MakeReadonly
     | RestoreWritable | Free | Migrate | Pin | Offline | Compact | Shrink | HugepageInit | Process | Mmap | Touch
-    | Exit,
+    | Exit | File | Gup | PipeWrite | PinMany | Read,
     Field(discriminator="op")]
+
+
+class Bug(_Strict):
+    """[bug]: a real bug this scenario replays, and where it comes from."""
+
+    id: str
+    title: str
+    cve: str = ""
+    fix: str = Field("", description="the fixing commit(s)")
+    reproducer: str = ""
+    affected: str = Field("", description="the kernels that had it")
+    taker: str = Field(..., description="who takes the page, with which flags")
+    writer: str = Field(..., description="who writes it, through which mapping")
+    target: str = Field(..., description="the folio the bug corrupts: huge_zero_folio, zero_page or a named folio")
+    pristine: int = Field(0, description="what the target holds when intact (0 for the zero folios)")
+    notes: str = ""
 
 
 class Scenario(_Strict):
@@ -356,6 +432,7 @@ class Scenario(_Strict):
     start: Literal["initcalls", "running"] = "running"
     machine: Machine = Field(default_factory=Machine)
     mm: MM = Field(default_factory=MM)
+    bug: Bug | None = None
     steps: list[Step] = Field(..., min_length=1)
 
     @model_validator(mode="after")
@@ -375,10 +452,11 @@ def _check_names(steps: list[Any]) -> None:
     given: dict[str, set[str]] = {"mapping": set(), "folio": {"huge_zero_folio", "zero_page"}, "process": set(),
                                   "region": set()}
     gives = {Vmap: "mapping", Alloc: "folio", Migrate: "folio", Pin: "folio", Touch: "folio", Process: "process",
-             Mmap: "region"}
+             Mmap: "region", File: "folio", Gup: "folio"}
     for i, step in enumerate(steps, start=1):
-        for kind in ("mapping", "folio", "process", "region"):
-            name = getattr(step, kind, None)
+        for kind, attr in (("mapping", "mapping"), ("folio", "folio"), ("process", "process"),
+                           ("region", "region"), ("folio", "file")):
+            name = getattr(step, attr, None)
             if isinstance(name, str) and name not in given[kind]:
                 raise ValueError(f"step {i} uses {kind} {name!r} before a step names it")
         kind = gives.get(type(step))
