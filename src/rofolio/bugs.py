@@ -90,6 +90,13 @@ class BugMatrix:
         }
 
 
+    def _repr_html_(self) -> str:  # rendered by notebooks
+        from rofolio.report import _table_html
+
+        rows = [[b.id] + [self.cells[(b.id, c.key)].outcome for c in self.configs] for b in self.bugs]
+        return _table_html(["bug"] + [c.key for c in self.configs], rows)
+
+
 def _bug_scenarios() -> dict[str, schema.Scenario]:
     """The built-in scenarios that replay a bug, by scenario name."""
     out = {}

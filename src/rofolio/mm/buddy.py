@@ -17,7 +17,7 @@ Each rule names its source:
   ``try_to_claim_block()`` decide claims.
 
 Per-CPU page lists, watermarks, ALLOC_NOFRAGMENT and highatomic reserves are
-not modelled (docs/fidelity-mm.md).
+not modelled (docs/fidelity.md, "Generic MM").
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from rofolio.units import PAGE_SIZE, GiB, Level, align_down, format_size
 # The model follows arch/arm64/mm/{mmu,pageattr}.c with BBML2_NOABORT block mappings under
 # rodata=full ("arm64: mm: support large block mapping when rodata=full", a166563e7ec37) and
 # the on/off/noalias parser ("arm64: refactor the rodata=xxx", Huang Shijie, v7 of 9 Sep 2025).
-# Both reached mainline around v6.18 (see docs/fidelity-arm64.md); older kernels are not modelled.
+# Both reached mainline around v6.18 (see docs/fidelity.md, arm64); older kernels are not modelled.
 ARM64_MIN_KERNEL = KernelVersion(6, 18)
 
 # 15bfba1ad77f "arm64: mm: Handle invalid large leaf mappings correctly" (v7.0-rc, Mar 2026):

@@ -3,7 +3,7 @@
 Only physical addresses matter to the linear map.  The defaults describe an
 Image loaded by QEMU's ``-kernel`` at the start of RAM (text_offset is 0 since
 v5.8), with section sizes shaped like a defconfig 6.18 build: they are
-illustrative, not measured (docs/fidelity-arm64.md).  ``_stext`` is 64 KiB
+illustrative, not measured (docs/fidelity.md, arm64).  ``_stext`` is 64 KiB
 after ``_text`` because arch/arm64/kernel/vmlinux.lds.S starts ``.text`` at
 ``ALIGN(SEGMENT_ALIGN)`` (SZ_64K) right after the small ``.head.text``.
 """
