@@ -385,7 +385,7 @@ def ptdump(as_json: bool, all_sections: bool, after_boot: bool, **machine: Any) 
         m.finish_boot()
     lines = m.ptdump_lines(() if all_sections else None)
     if as_json:
-        click.echo(json.dumps({"machine": m.spec.describe(), "ptdump": lines}, indent=2))
+        click.echo(json.dumps({"schema": "rofolio.ptdump/1", "machine": m.spec.describe(), "ptdump": lines}, indent=2))
     else:
         click.echo("\n".join(lines))
 
@@ -403,8 +403,8 @@ def meminfo(as_json: bool, after_boot: bool, **machine: Any) -> None:
         m.finish_boot()
     c = m.counters
     if as_json:
-        click.echo(json.dumps({"machine": m.spec.describe(), "meminfo_kb": c.meminfo_kb(),
-                               "meminfo_lines": m.meminfo_lines(), "vmstat": c.vmstat(),
+        click.echo(json.dumps({"schema": "rofolio.meminfo/1", "machine": m.spec.describe(),
+                               "meminfo_kb": c.meminfo_kb(), "meminfo_lines": m.meminfo_lines(), "vmstat": c.vmstat(),
                                "pgtables": c.pgtables}, indent=2))
         return
     if m.spec.arch != "x86_64":
