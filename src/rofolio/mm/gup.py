@@ -105,13 +105,9 @@ def _force_cow(mm: MMState, mms: MmStruct, addr: int) -> int | None:
     if isinstance(entry, HugePmd) and entry.special:
         split_huge_zero_page_pmd(mm, mms, haddr)  # do_huge_pmd_wp_page(): "goto fallback"
         entry = mms.pmds[haddr]
+    entry = _pte_table(mm, mms, haddr, entry)
     if entry is None:
-        table = _pte_alloc_one(mm, mms)
-        if table is None:
-            return None
-        entry = mms.pmds[haddr] = PteTable(table)
-        mms.nr_ptes += 1
-    assert isinstance(entry, PteTable)
+        return None
     index = (addr - haddr) >> PAGE_SHIFT
     old = entry.get(index)
     copy = alloc_pages(mm, GFP_HIGHUSER_MOVABLE, 0, label=f"COW copy in mm {mms.id}")
@@ -123,6 +119,18 @@ def _force_cow(mm: MMState, mms: MmStruct, addr: int) -> int | None:
     entry.entries[index] = Pte(copy.pfn, writable=bool(vma and vma.write), special=False)
     _map_anon(copy, mms, haddr + (index << PAGE_SHIFT))
     return copy.pfn
+
+
+def _pte_table(mm: MMState, mms: MmStruct, haddr: int, entry: HugePmd | PteTable | None) -> PteTable | None:
+    """__pte_alloc(): the PTE table under ``haddr``, allocated if the PMD is none; None without memory."""
+    if entry is None:
+        table = _pte_alloc_one(mm, mms)
+        if table is None:
+            return None
+        entry = mms.pmds[haddr] = PteTable(table)
+        mms.nr_ptes += 1
+    assert isinstance(entry, PteTable)
+    return entry
 
 
 def _zap(mms: MmStruct, addr: int) -> None:
@@ -209,14 +217,9 @@ def pin_many(mm: MMState, folio: Folio, count: int, rules: GupRules) -> tuple[in
 def map_file_page(mm: MMState, mms: MmStruct, addr: int, folio: Folio) -> bool:
     """A read fault on a MAP_PRIVATE file mapping maps the page-cache page read-only."""
     haddr = addr & ~(PMD_SIZE - 1)
-    entry = mms.pmds.get(haddr)
+    entry = _pte_table(mm, mms, haddr, mms.pmds.get(haddr))
     if entry is None:
-        table = _pte_alloc_one(mm, mms)
-        if table is None:
-            return False
-        entry = mms.pmds[haddr] = PteTable(table)
-        mms.nr_ptes += 1
-    assert isinstance(entry, PteTable)
+        return False
     entry.entries[(addr - haddr) >> PAGE_SHIFT] = Pte(folio.pfn, writable=False, special=False)
     folio.mapcount += 1
     folio.refcount += 1
