@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rofolio.errors import RofolioError
@@ -142,31 +143,36 @@ def render_experiment(console: Console, rep: ExperimentReport) -> None:
     guest = rep.guest
     title = (f"{rep.name}: {'agree' if rep.agree else 'DISAGREE'}   kernel {rep.uname}, "
              f"-cpu {guest.get('cpu')} -m {guest.get('mem')} -smp {guest.get('smp')} (boot {guest.get('boot')})")
-    table = Table(title=title, title_justify="left", show_lines=False, expand=False)
+    table = Table(title=escape(title), title_justify="left", show_lines=False, expand=False)
     table.add_column("step", no_wrap=True)
     table.add_column("check")
     table.add_column(f"kernel {rep.uname}", overflow="fold")
     table.add_column("model", overflow="fold")
     table.add_column("")
     for step in rep.steps:
-        table.add_row(str(step.index), f"[bold]{step.label}[/]", f"[dim]{step.command}[/]", "", "", end_section=False)
+        table.add_row(str(step.index), f"[bold]{escape(step.label)}[/]", f"[dim]{escape(step.command)}[/]", "", "",
+                      end_section=False)
         for check in step.checks:
             same = check.agree and check.kernel == check.model
-            table.add_row("", check.what, check.kernel, "(same)" if same else check.model, _mark(check.agree))
+            table.add_row("", escape(check.what), escape(check.kernel), "(same)" if same else escape(check.model),
+                          _mark(check.agree))
         for err in step.errors:
-            table.add_row("", "[red]error[/]", err, "", _mark(False))
+            table.add_row("", "[red]error[/]", escape(err), "", _mark(False))
         if step.kernel_oops and not step.agree:
-            table.add_row("", "kernel oops", step.kernel_oops, step.model_oops, "")
+            table.add_row("", "kernel oops", escape(step.kernel_oops), escape(step.model_oops), "")
     console.print(table)
     for line in rep.errors:
-        console.print(f"  [red]error:[/] {line}")
-    for line in rep.model_expect_failures:
-        console.print(f"  [red]model expect:[/] {line}")
-    for line in rep.kernel_expect_failures:
-        console.print(f"  [red]kernel expect:[/] {line}")
+        console.print(f"  [red]error:[/] {escape(line)}")
+    if rep.expectations_count:
+        for line in rep.model_expect_failures:
+            console.print(f"  [red]model expect:[/] {escape(line)}")
+        for line in rep.kernel_expect_failures:
+            console.print(f"  [red]kernel expect:[/] {escape(line)}")
+    for line in rep.notes():
+        console.print(f"  [yellow]note:[/] {escape(line)}")
     delta = {k: v for k, v in (guest.get("insmod_delta") or {}).items() if v}
-    console.print(f"  baseline: loading dmoracle.ko moved {delta or 'nothing'} (not compared: the model "
-                  "starts after it)")
+    console.print(escape(f"  baseline: loading dmoracle.ko moved {delta or 'nothing'} (not compared: the model "
+                         "starts after it)"))
 
 
 def render_summary(console: Console, result: session.Session, kver: str) -> None:
@@ -178,12 +184,22 @@ def render_summary(console: Console, result: session.Session, kver: str) -> None
     table.add_column("")
     for rep in result.reports:
         checks = [c for s in rep.steps for c in s.checks]
-        table.add_row(rep.name, str(rep.guest.get("boot", "")), str(len(rep.steps)),
+        table.add_row(escape(rep.name), str(rep.guest.get("boot", "")), str(len(rep.steps)),
                       f"{sum(c.agree for c in checks)}/{len(checks)}", _mark(rep.agree))
     console.print(table)
     for rep in result.reports:
         for line in rep.disagreements():
-            console.print(f"  [red]{rep.name}:[/] {line}")
+            console.print(f"  [red]{escape(rep.name)}:[/] {escape(line)}")
+        for line in rep.notes():
+            console.print(f"  [yellow]{escape(rep.name)}:[/] {escape(line)}")
+    for info in result.boots:
+        insmod = {k: v for k, v in info.get("insmod_delta", {}).items() if v}
+        boot_ok = info.get("boot_agrees_with_model")
+        console.print(escape(
+            f"boot {info['boot']}: -m {info['mem']} -cpu {info['cpu']} -smp {info['smp']}, {len(info['experiments'])} "
+            f"experiment(s), {info['wall_s']} s; boot-time direct map "
+            f"{'as the model' if boot_ok else 'NOT as the model' if boot_ok is False else 'not checked'}; "
+            f"insmod moved {insmod or 'nothing'}: {info.get('insmod_changes', '')}"))
     boots = len(result.boots)
     console.print(f"agreement: {result.agreeing}/{len(result.reports)} experiments agree; {boots} boot(s); "
                   f"{result.wall_s:.1f} s")
@@ -192,16 +208,17 @@ def render_summary(console: Console, result: session.Session, kver: str) -> None
 def render_boot(console: Console, rep: BootReport) -> None:
     title = (f"boot -m {rep.mem} -cpu {rep.cpu}: {'agree' if rep.agree else 'DISAGREE'}   kernel {rep.uname}, "
              f"GB pages {'on' if rep.gbpages else 'off'}, profile {rep.profile or 'none'} ({rep.wall_s:.1f} s)")
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(title), title_justify="left")
     table.add_column("check")
     table.add_column("kernel", overflow="fold")
     table.add_column("model", overflow="fold")
     table.add_column("")
     for check in rep.checks:
         same = check.agree and check.kernel == check.model
-        table.add_row(check.what, check.kernel, "(same)" if same else check.model, _mark(check.agree))
+        table.add_row(escape(check.what), escape(check.kernel), "(same)" if same else escape(check.model),
+                      _mark(check.agree))
     for err in rep.errors:
-        table.add_row("[red]error[/]", err, "", _mark(False))
+        table.add_row("[red]error[/]", escape(err), "", _mark(False))
     console.print(table)
 
 

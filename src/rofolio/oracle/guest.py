@@ -35,7 +35,6 @@ INITRD_SIZE = 0x183800  # padded size: QEMU loads it at (end of low RAM - 1 - si
 APPEND = "console=ttyS0 panic=-1 quiet nokaslr"
 DIRECT_MAP = 0xFFFF888000000000  # PAGE_OFFSET with nokaslr and 4-level paging
 MODULES_VADDR = 0xFFFFFFFFC0000000
-MODULES_END = 0xFFFFFFFFFF000000
 
 INIT_SH = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -75,7 +74,7 @@ if [ -x /kc ] && ! grep -qw la57 /proc/cpuinfo; then
   echo "=== WALK direct"
   /kc walk $PGD 0xffff888000000000 0xffff890000000000
   echo "=== WALK modules"
-  /kc walk $PGD 0xffffffffc0000000 0xffffffffff000000
+  /kc walk $PGD 0xffffffffc0000000 0xffffffffff000000  # MODULES_VADDR .. MODULES_END
   echo "=== WALK end"
 fi
 dmesg -c > /dev/null
@@ -83,6 +82,7 @@ if [ -f /dmoracle.ko ]; then
   insmod /dmoracle.ko
   echo "insmod_rc=$?"
   echo info > /proc/dmoracle
+  echo scan > /proc/dmoracle
   dmesg -c | sed 's/^/i: /'
   echo "after_insmod: $(dm)"
   . /steps.sh
@@ -298,10 +298,11 @@ class Scan:
     end: int
     runs: list[Run]
     truncated: bool
+    map: str = "direct"  # or "high": the high kernel map, by physical address
 
 
 def parse_scans(module_lines: list[str]) -> list[Scan]:
-    """The module's ``scan`` outputs: "run pa=A-B level=..." lines, then "cmd=scan start= end= ...".
+    """The module's ``scan``/``scanhigh`` outputs: "run pa=A-B level=..." lines, then "cmd=scan map= start= end=".
 
     Scan ranges are physical; runs are clipped to them (a 1G leaf is reported whole).
     """
@@ -316,7 +317,8 @@ def parse_scans(module_lines: list[str]) -> list[Scan]:
             d = kv(line)
             if d.get("ret") == "0":
                 start, end = int(d["start"], 16), int(d["end"], 16)
-                scans.append(Scan(start, end, clip(pending, start, end), d.get("truncated") == "1"))
+                scans.append(Scan(start, end, clip(pending, start, end), d.get("truncated") == "1",
+                                  d.get("map", "direct")))
             pending = []
     return scans
 
@@ -406,6 +408,11 @@ class GuestLog:
             if s.id == step_id:
                 return s
         return None
+
+    def after_insmod_scan(self) -> list[Run]:
+        """The module's scan of the whole direct map right after it was loaded."""
+        scans = parse_scans(self.module_init)
+        return scans[0].runs if scans else []
 
     def syms(self) -> dict[str, bool]:
         out = {}

@@ -22,7 +22,7 @@ from rofolio.oracle.guest import Run, cache_mode, coalesce
 from rofolio.oracle.translate import Plan
 from rofolio.prot import X86
 from rofolio.scenario import runner, schema
-from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, parse_size
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level
 
 PROFILE = "qemu-debian-6.1"
 
@@ -50,14 +50,18 @@ def entry_run(start: int, end: int, level: Level, flags: int) -> Run:
                bool(flags & X86.GLOBAL), bool(flags & X86.DIRTY))
 
 
-def runs(m: Machine, pa_start: int, pa_end: int) -> list[Run]:
-    """The direct map over [pa_start, pa_end) as the module's scan reports it; no entry is "none"."""
+def runs(m: Machine, pa_start: int, pa_end: int, *, high: bool = False) -> list[Run]:
+    """The direct map (or the high kernel map) over [pa_start, pa_end) as the module's scan reports it.
+
+    Addresses are physical; where there is no entry the run is "none".
+    """
     k = m.kernel
-    lo, hi = k.layout.va(pa_start), k.layout.va(pa_end)
+    base = k.layout.start_kernel_map if high else k.layout.page_offset
+    lo, hi = base + pa_start, base + pa_end
     out: list[Run] = []
     at = pa_start
     for r in k.pt.runs(lo, hi):
-        s, e = k.layout.pa(max(r.start, lo)), k.layout.pa(min(r.end, hi))
+        s, e = max(r.start, lo) - base, min(r.end, hi) - base
         if s > at:
             out.append(Run(at, s, "none"))
         out.append(entry_run(s, e, r.level, r.flags))
@@ -78,6 +82,14 @@ def level_at(m: Machine, va: int) -> Run:
     if found is None or (found.flags == 0 and not found.present):
         return Run(0, 0, "none")
     return entry_run(0, 0, found.level, found.flags)
+
+
+def raw_entry(m: Machine, va: int) -> str:
+    """lookup_address()'s entry for ``va`` as the module prints it: "<level> 0x<value>", or "hole"."""
+    found = m.kernel.lookup_address(va)
+    if found is None:
+        return "hole"
+    return f"{found.level.leaf_name} {found.entry:#018x}"
 
 
 Change = tuple[int, int, tuple[Any, ...], tuple[Any, ...]]
@@ -111,8 +123,10 @@ class ModelStep:
     record: runner.StepRecord  # what `rofolio run` reports for the step
     va: int | None  # the model's address for the step (differs from the guest's for vmap mappings)
     runs: list[list[Run]] = field(default_factory=list)  # one list per Command.intervals entry
+    high_runs: list[list[Run]] = field(default_factory=list)  # one list per Command.high_intervals entry
     mapping_levels: list[Run] = field(default_factory=list)
     changes: list[Change] | None = None  # snapshot: the change from the experiment's start
+    entries: dict[str, str] = field(default_factory=dict)  # "after"/"last": the raw entry, as the module prints it
 
 
 @dataclass
@@ -157,8 +171,13 @@ def run(plan: Plan, machine: schema.Machine) -> ModelRun:
                               f"but `rofolio run` reports {want} and {record.ret}",
                               "the oracle's replay (rofolio.oracle.model._apply) no longer matches the "
                               "scenario runner; update it")
-        ms = ModelStep(record, va, [runs(m, s, e) for s, e in cmd.intervals],
-                       [level_at(m, vmaps[name] + off * PAGE_SIZE) for name, off, _ in cmd.mapping_levels])
+        ms = ModelStep(record, va, runs=[runs(m, s, e) for s, e in cmd.intervals],
+                       high_runs=[runs(m, s, e, high=True) for s, e in cmd.high_intervals],
+                       mapping_levels=[level_at(m, vmaps[name] + off * PAGE_SIZE)
+                                       for name, off, _ in cmd.mapping_levels])
+        if cmd.kind in ("set_memory", "direct_map") and va is not None:
+            pages = getattr(step, "pages", 1)
+            ms.entries = {"after": raw_entry(m, va), "last": raw_entry(m, va + (pages - 1) * PAGE_SIZE)}
         if cmd.kind == "snapshot" and baseline is not None:
             ms.changes = diff(baseline, layout(m))
         steps.append(ms)
@@ -180,7 +199,3 @@ def _apply(m: Machine, step: Any, va: int | None, vmaps: dict[str, int]) -> int:
         mapping = "vmalloc" if step.mapping else "direct map"
         return kernel_write(k, va, probe=step.probe, mapping=mapping).ret
     return 0  # snapshot
-
-
-def mem_bytes(text: str | int) -> int:
-    return parse_size(text)

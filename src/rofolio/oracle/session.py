@@ -10,6 +10,7 @@ each is compared with its own model run on a freshly booted model machine.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 from rofolio.errors import RofolioError
 from rofolio.oracle import bootcheck, guest
 from rofolio.oracle import model as oracle_model
-from rofolio.oracle.compare import ExperimentReport, compare_experiment
+from rofolio.oracle.compare import ExperimentReport, compare_experiment, describe_changes
 from rofolio.oracle.errors import OracleError, Refusal
 from rofolio.oracle.setup import Install
 from rofolio.oracle.translate import MAX_SLOTS, Plan, kernel_series, translate
@@ -161,7 +162,7 @@ def prepare(experiments: list[Experiment], install: Install, smp: int) -> None:
         try:
             exp.plan = translate(exp.scenario, kernel, name=exp.scenario.name)
         except Refusal as err:
-            problems.append(str(err))
+            problems.append(err.message)
             continue
         machine = oracle_model.oracle_machine(exp.scenario, mem=exp.mem, kernel=install.kernel_series, cpus=smp,
                                               gbpages=predicted_gbpages(exp.cpu), la57=predicted_la57(exp.cpu))
@@ -201,7 +202,8 @@ def run(sources: list[str], install: Install, *, cpu: str = "max,-la57", mem: st
         say(f"boot {number}/{len(groups)}: {len(plans)} experiment(s), -m {config.mem} -cpu {cpu_used} -smp {smp}")
         b = guest.boot(install, config, script)
         log = guest.parse_log(b.serial)
-        info = {"boot": number, "experiments": [p.name for _, p in plans], "qemu_command": b.command,
+        info = {"boot": number, "mem": config.mem, "cpu": cpu_used, "smp": smp,
+                "experiments": [p.name for _, p in plans], "qemu_command": b.command,
                 "qemu_returncode": b.returncode, "timed_out": b.timed_out, "wall_s": b.wall_s, "uname": log.uname,
                 "cpuflags_pdpe1gb": log.gbpages, "cpuflags_la57": log.la57, "insmod_rc": log.insmod_rc,
                 "boot_counters": log.boot_counters, "after_insmod": log.after_insmod,
@@ -213,36 +215,97 @@ def run(sources: list[str], install: Install, *, cpu: str = "max,-la57", mem: st
             (keep_log / f"boot{number}.steps.sh").write_text(script)
             info["serial_log"] = str(keep_log / f"boot{number}.serial.log")
         problem = _guest_problem(b, log, install)
-        machine = oracle_model.oracle_machine(members[0].scenario, mem=members[0].mem, kernel=install.kernel_series,
-                                              cpus=smp,
-                                              gbpages=log.gbpages if log.cpuflags else predicted_gbpages(cpu_used),
-                                              la57=log.la57)
-        if problem is None and not log.la57:
-            boot_report = bootcheck.check_boot(log, machine, mem=config.mem, cpu=cpu_used)
-            info["boot_agrees_with_model"] = boot_report.agree
-            info["boot_checks"] = [c.__dict__ for c in boot_report.checks if not c.agree]
+        info["insmod_changes"] = insmod_changes(log)
+        boot_reports, boot_check = compare_boot(plans, log, install.kernel_series, smp=smp, cpu=cpu_used,
+                                                wall_s=b.wall_s, problem=problem, boot=number)
+        info["boot_agrees_with_model"] = boot_check.agree if boot_check else None
+        info["boot_checks"] = [c.__dict__ for c in boot_check.checks if not c.agree] if boot_check else []
         boots.append(info)
-        guest_info = {"cpu": cpu_used, "mem": config.mem, "smp": smp, "boot": number, "wall_s": b.wall_s,
-                      "insmod_delta": info["insmod_delta"]}
-        for exp, plan in plans:
-            mach = oracle_model.oracle_machine(exp.scenario, mem=exp.mem, kernel=install.kernel_series, cpus=smp,
-                                               gbpages=machine.gbpages, la57=machine.paging == 5)
-            try:
-                model_run = oracle_model.run(plan, mach)
-            except RofolioError as err:
-                rep = ExperimentReport(plan.name, exp.source, log.uname or "?", guest_info,
-                                       mach.model_dump(mode="json"))
-                rep.errors.append(f"the model cannot run it: {err}")
-                reports.append((order[id(exp)], rep))
-                continue
-            rep = compare_experiment(plan, log, model_run, source=exp.source, guest=guest_info)
-            if problem:
-                rep.errors.insert(0, problem)
-            reports.append((order[id(exp)], rep))
+        reports += [(order[id(exp)], rep) for (exp, _), rep in zip(plans, boot_reports, strict=True)]
     return Session([rep for _, rep in sorted(reports, key=lambda item: item[0])], boots, time.monotonic() - t0)
 
 
-def _guest_problem(b: guest.Boot, log: guest.GuestLog, install: Install) -> str | None:
+def insmod_changes(log: guest.GuestLog) -> str:
+    """What loading dmoracle.ko did to the direct map: the kc walk before against the module's scan after."""
+    after = log.after_insmod_scan()
+    if not after or not log.walk_direct:
+        return "not measured"
+    end = max(r.end for r in after)
+    return describe_changes(oracle_model.diff(guest.clip(log.walk_direct, 0, end), after))
+
+
+def compare_boot(plans: list[tuple[Experiment, Plan]], log: guest.GuestLog, kernel: str, *, smp: int, cpu: str,
+                 wall_s: float = 0.0, problem: str | None = None, boot: int | None = None,
+                 ) -> tuple[list[ExperimentReport], bootcheck.BootReport | None]:
+    """Compare every experiment of one boot with its model run; also the boot itself (when walked)."""
+    first = plans[0][0]
+    machine = oracle_model.oracle_machine(first.scenario, mem=first.mem, kernel=kernel, cpus=smp,
+                                          gbpages=log.gbpages if log.cpuflags else predicted_gbpages(cpu),
+                                          la57=log.la57)
+    boot_check = None
+    if problem is None and not log.la57 and log.walk_direct:
+        boot_check = bootcheck.check_boot(log, machine, mem=qemu_mem(first.mem), cpu=cpu)
+    guest_info = {"cpu": cpu, "mem": qemu_mem(first.mem), "smp": smp, "boot": boot, "wall_s": wall_s,
+                  "insmod_delta": {k: log.after_insmod.get(k, 0) - log.boot_counters.get(k, 0)
+                                   for k in log.after_insmod}}
+    reports = []
+    for exp, plan in plans:
+        mach = oracle_model.oracle_machine(exp.scenario, mem=exp.mem, kernel=kernel, cpus=smp,
+                                           gbpages=machine.gbpages, la57=machine.paging == 5)
+        try:
+            model_run = oracle_model.run(plan, mach)
+        except RofolioError as err:
+            rep = ExperimentReport(plan.name, exp.source, log.uname or "?", guest_info, mach.model_dump(mode="json"))
+            rep.errors.append(f"the model cannot run it: {err}")
+            reports.append(rep)
+            continue
+        rep = compare_experiment(plan, log, model_run, source=exp.source, guest=guest_info)
+        rep.overridden = overridden(exp.scenario.machine, mach)
+        if problem:
+            rep.errors.insert(0, problem)
+        reports.append(rep)
+    return reports, boot_check
+
+
+def recompare(serial: str, steps_sh: str, sources: list[str], kver: str, *, cpu: str = "max,-la57",
+              mem: str | None = None, smp: int = 1) -> list[ExperimentReport]:
+    """Compare a kept boot again (``--keep-log``), without booting: e.g. after a change to the model.
+
+    ``sources`` must include every scenario the kept /steps.sh ran; they are matched by name.
+    """
+    by_name = {e.scenario.name: e for e in load_experiments(sources, mem, cpu)}
+    kernel = kernel_series(kver)
+    plans: list[tuple[Experiment, Plan]] = []
+    slot = 0
+    for line in steps_sh.splitlines():
+        m = re.match(r'echo "=== EXP (\d+) (\S+)"$', line)
+        if not m:
+            continue
+        if m.group(2) not in by_name:
+            raise OracleError(f"the kept steps ran {m.group(2)!r}, which is not among the scenarios given",
+                              "give every scenario of that boot")
+        exp = by_name[m.group(2)]
+        plan = translate(exp.scenario, kernel, name=exp.scenario.name, exp=int(m.group(1)), slot_base=slot)
+        slot += plan.slots
+        plans.append((exp, plan))
+    if "".join(p.script() for _, p in plans) != steps_sh:
+        raise OracleError("these scenarios no longer translate to the kept /steps.sh",
+                          "the scenarios or the translator changed since the log was kept; run the oracle again")
+    log = guest.parse_log(serial)
+    series = ".".join(kver.split(".")[:2])
+    reports, _ = compare_boot(plans, log, series, smp=smp, cpu=plans[0][0].cpu if plans else cpu)
+    return reports
+
+
+MACHINE_FIELDS = ("mem", "kernel", "cpus", "gbpages", "paging", "boot_profile")
+
+
+def overridden(own: schema.Machine, oracle: schema.Machine) -> dict[str, tuple[Any, Any]]:
+    """The [machine] values the oracle's guest replaced."""
+    return {f: (getattr(own, f), getattr(oracle, f)) for f in MACHINE_FIELDS if getattr(own, f) != getattr(oracle, f)}
+
+
+def _guest_problem(b: guest.Boot, log: guest.GuestLog, install: Install, module: bool = True) -> str | None:
     if b.timed_out:
         return f"QEMU timed out after {b.wall_s} s"
     if not log.began:
@@ -253,7 +316,7 @@ def _guest_problem(b: guest.Boot, log: guest.GuestLog, install: Install) -> str 
         return "the guest stopped before the end of /init"
     if log.uname != install.kver:
         return f"the guest runs {log.uname}, not the set-up {install.kver}"
-    if log.insmod_rc != 0:
+    if module and log.insmod_rc != 0:
         return f"insmod dmoracle.ko failed (exit {log.insmod_rc})"
     return None
 
@@ -280,7 +343,7 @@ def boot_fidelity(install: Install, mems: list[str], cpus: list[str], *, timeout
                                                   gbpages=log.gbpages if log.cpuflags else predicted_gbpages(cpu))
             rep = bootcheck.check_boot(log, machine, mem=mem, cpu=cpu)
             rep.wall_s = b.wall_s
-            problem = _guest_problem(b, log, install) if b.timed_out or not log.complete else None
+            problem = _guest_problem(b, log, install, module=False)
             if problem:
                 rep.errors.insert(0, problem)
             out.append(rep)

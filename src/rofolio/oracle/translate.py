@@ -29,8 +29,9 @@ wb,rox}``                              kernels that have set_memory_rox() (v6.2+
 
 After every step the module scans the direct map over the step's pages,
 widened to whole 2 MiB regions, so the comparison sees what a split did to the
-neighbours; a step on a ``vmap`` mapping also reports the level of its first
-and last page there.
+neighbours; where those pages are also mapped by the high kernel map (the
+image), that alias is scanned too; a step on a ``vmap`` mapping also reports
+the level of its first and last page there.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class Command:
     step: int | None = None  # the scenario step (1-based)
     queries: list[str] = field(default_factory=list)
     intervals: list[tuple[int, int]] = field(default_factory=list)  # direct-map pa ranges scanned after
+    high_intervals: list[tuple[int, int]] = field(default_factory=list)  # high-map aliases scanned after
     mapping_levels: list[tuple[str, int, int]] = field(default_factory=list)  # (mapping, page offset, slot)
     target_pa: int | None = None  # the step's first page (physical)
     mapping: str | None = None  # the step acts through this vmap mapping
@@ -213,6 +215,12 @@ def _overlaps_image(pa: int, pages: int, image: KernelImage) -> bool:
     return pa < align_up(image.end, PAGE_SIZE) and image.text < pa + pages * PAGE_SIZE
 
 
+def _high_map(regions: list[tuple[int, int]], image: KernelImage) -> list[tuple[int, int]]:
+    """The parts of the regions that the high kernel map also maps: [_text, roundup(_brk_end, 2M))."""
+    lo, hi = align_down(image.text, Level.PMD.size), align_up(image.brk_end, Level.PMD.size)
+    return [(max(s, lo), min(e, hi)) for s, e in regions if s < hi and lo < e]
+
+
 def _regions(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """The ranges widened to whole 2 MiB regions, merged."""
     out: list[tuple[int, int]] = []
@@ -306,7 +314,9 @@ def translate(scenario: schema.Scenario, kernel: KernelVersion, *, name: str | N
                 elif isinstance(step, schema.Write):
                     cmd.kind = "probe" if step.probe else "write"
                     cmd.command = f"{cmd.kind} {grab.slot} {off}"
+        cmd.high_intervals = _high_map(cmd.intervals, image)
         cmd.queries = [f"scan {s:#x} {e:#x}" for s, e in cmd.intervals]
+        cmd.queries += [f"scanhigh {s:#x} {e:#x}" for s, e in cmd.high_intervals]
         cmd.queries += [f"level {slot} {off}" for _, off, slot in cmd.mapping_levels]
         commands.append(cmd)
     if next_slot > MAX_SLOTS:

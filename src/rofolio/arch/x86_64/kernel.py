@@ -40,6 +40,7 @@ from rofolio.prot import X86
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level
 
 SECTION_SHIFT = 27  # SECTION_SIZE_BITS on x86-64: 128 MiB memory sections (sparsemem)
+PTE_PFN_MASK = ((1 << 52) - 1) & ~((1 << PAGE_SHIFT) - 1)  # __PHYSICAL_MASK & PAGE_MASK (52-bit physical)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,22 @@ class Lookup:
     @property
     def writable(self) -> bool:
         return bool(self.flags & X86.RW)
+
+    @property
+    def entry(self) -> int:
+        """The entry as the kernel stores it (and dump_pagetable() prints it in an oops).
+
+        ``pfn`` is the page the entry maps, as pte_pfn() reads it back; the
+        stored value of a non-present, non-zero entry holds the pfn inverted
+        (the L1TF mitigation: pfn_pte() XORs it with protnone_mask(),
+        arch/x86/include/asm/pgtable-invert.h), which CPA's set_memory_np()
+        and set_direct_map_invalid_noflush() entries get.  Checked against
+        Debian 6.1 under the QEMU oracle (docs/fidelity.md, "The QEMU oracle").
+        """
+        value = (self.pfn << PAGE_SHIFT) | self.flags
+        if value and not self.flags & X86.PRESENT:  # __pte_needs_invert()
+            value ^= PTE_PFN_MASK
+        return value
 
 
 class X86Kernel:

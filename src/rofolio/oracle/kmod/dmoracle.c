@@ -27,6 +27,7 @@
  *   probepa PA                    read, then write the byte back, both _nofault
  *   write  S OFF                  a plain one-byte store: oopses the caller on RO/NP
  *   scan   [PA_START PA_END]      lookup_address() walk of the direct map, coalesced
+ *   scanhigh PA_START PA_END      the same over the high kernel map (the image's other alias)
  *   free   S
  *
  * Symbols that are not exported are resolved with kallsyms_lookup_name (found
@@ -163,7 +164,8 @@ static unsigned int entry_flags(u64 v, unsigned int level)
 		if (v & _PAGE_PAT) f |= FL_PAT;		/* bit 7 of a PTE */
 	} else {
 		if (v & _PAGE_PSE) f |= FL_PSE;		/* bit 7 of a large leaf */
-		if (v & _PAGE_PAT_LARGE) f |= FL_PAT;	/* bit 12 of a large leaf */
+		/* bit 12 of a large leaf; not present, it is a bit of the inverted pfn (L1TF) */
+		if ((v & _PAGE_PAT_LARGE) && (v & _PAGE_PRESENT)) f |= FL_PAT;
 	}
 	return f;
 }
@@ -225,31 +227,42 @@ static void print_run(const struct run *r)
 			lvl_name(r->level), FLAGS_ARGS(r->flags));
 }
 
-static void do_scan(u64 pa_start, u64 pa_end, unsigned long maxruns)
+/*
+ * Walk [pa_start, pa_end) of a linear mapping: the direct map (va = PAGE_OFFSET + pa)
+ * or the high kernel map (va = __START_KERNEL_map + pa - phys_base).
+ */
+static void do_scan(bool high, u64 pa_start, u64 pa_end, unsigned long maxruns)
 {
-	unsigned long va, end;
+	const char *map = high ? "high" : "direct";
+	unsigned long va, end, base_va = high ? __START_KERNEL_map : PAGE_OFFSET;
+	u64 base_pa = high ? phys_base : 0;
 	unsigned long nruns = 0, printed = 0, iter = 0;
 	unsigned long kb[PG_LEVEL_NUM] = { 0 };
 	struct run cur = { 0 };
 
 	if (!v_max_pfn) {
-		pr_info("cmd=scan ret=missing sym=max_pfn\n");
+		pr_info("cmd=scan map=%s ret=missing sym=max_pfn\n", map);
 		return;
 	}
-	if (pa_end > ((u64)dm_max_pfn() << PAGE_SHIFT))
+	if (!high && pa_end > ((u64)dm_max_pfn() << PAGE_SHIFT))
 		pa_end = (u64)dm_max_pfn() << PAGE_SHIFT;
+	if (high && (pa_start < base_pa || pa_end - base_pa > KERNEL_IMAGE_SIZE)) {
+		pr_info("cmd=scan map=high start=0x%llx end=0x%llx ret=-22 err=outside_the_kernel_image_map\n",
+			pa_start, pa_end);
+		return;
+	}
 	pa_start &= PAGE_MASK;
 	if (pa_start >= pa_end) {
-		pr_info("cmd=scan start=0x%llx end=0x%llx ret=-22 err=empty_range\n", pa_start, pa_end);
+		pr_info("cmd=scan map=%s start=0x%llx end=0x%llx ret=-22 err=empty_range\n", map, pa_start, pa_end);
 		return;
 	}
-	va = (unsigned long)__va(pa_start);
-	end = (unsigned long)__va(pa_end);
+	va = base_va + (unsigned long)(pa_start - base_pa);
+	end = base_va + (unsigned long)(pa_end - base_pa);
 	while (va < end) {
 		unsigned int level = PG_LEVEL_NONE, rlevel, flags = 0;
 		pte_t *pte = lookup_address(va, &level);
 		unsigned long step, next;
-		u64 pa = __pa(va);
+		u64 pa = va - base_va + base_pa;
 
 		if (!pte) {
 			/* NULL with the level of the last table seen: skip what the none entry covers */
@@ -270,7 +283,7 @@ static void do_scan(u64 pa_start, u64 pa_end, unsigned long maxruns)
 		if (rlevel < PG_LEVEL_NUM && (flags & FL_P))
 			kb[rlevel] += (next - va) >> 10;
 		if (cur.valid && cur.level == rlevel && cur.flags == flags && cur.end == pa) {
-			cur.end = __pa(next - 1) + 1;
+			cur.end = next - base_va + base_pa;
 		} else {
 			if (cur.valid) {
 				nruns++;
@@ -281,7 +294,7 @@ static void do_scan(u64 pa_start, u64 pa_end, unsigned long maxruns)
 			}
 			cur.valid = true;
 			cur.start = pa;
-			cur.end = __pa(next - 1) + 1;
+			cur.end = next - base_va + base_pa;
 			cur.level = rlevel;
 			cur.flags = flags;
 		}
@@ -296,8 +309,8 @@ static void do_scan(u64 pa_start, u64 pa_end, unsigned long maxruns)
 			printed++;
 		}
 	}
-	pr_info("cmd=scan start=0x%llx end=0x%llx ret=0 runs=%lu printed=%lu truncated=%d kb_4k=%lu kb_2m=%lu kb_1g=%lu\n",
-		pa_start, pa_end, nruns, printed, nruns > printed,
+	pr_info("cmd=scan map=%s start=0x%llx end=0x%llx ret=0 runs=%lu printed=%lu truncated=%d kb_4k=%lu kb_2m=%lu kb_1g=%lu\n",
+		map, pa_start, pa_end, nruns, printed, nruns > printed,
 		kb[PG_LEVEL_4K], kb[PG_LEVEL_2M], kb[PG_LEVEL_1G]);
 }
 
@@ -753,9 +766,11 @@ static ssize_t dmo_write(struct file *file, const char __user *ubuf, size_t coun
 			pr_info("cmd=probepa pa=0x%llx ret=-22 err=pa_beyond_max_pfn\n", a);
 	} else if (!strcmp(cmd, "scan")) {
 		if (ntok >= 3)
-			do_scan(a, b, ntok >= 4 ? (unsigned long)c : DEFAULT_MAXRUNS);
+			do_scan(false, a, b, ntok >= 4 ? (unsigned long)c : DEFAULT_MAXRUNS);
 		else
-			do_scan(0, (u64)dm_max_pfn() << PAGE_SHIFT, ntok >= 2 ? (unsigned long)a : DEFAULT_MAXRUNS);
+			do_scan(false, 0, (u64)dm_max_pfn() << PAGE_SHIFT, ntok >= 2 ? (unsigned long)a : DEFAULT_MAXRUNS);
+	} else if (!strcmp(cmd, "scanhigh") && ntok >= 3) {
+		do_scan(true, a, b, ntok >= 4 ? (unsigned long)c : DEFAULT_MAXRUNS);
 	} else {
 		pr_info("cmd=%s ret=-22 err=unknown_or_usage\n", cmd);
 	}

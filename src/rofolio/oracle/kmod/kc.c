@@ -48,7 +48,8 @@ static const char *lname(int l)
 /* attributes that make a run: present, RW, NX, PCD, PWT, PAT, G, D (and the level) */
 static uint64_t attrs(uint64_t e, int lvl)
 {
-	uint64_t pat = lvl == 1 ? !!(e & 0x80) : !!(e & 0x1000);
+	/* bit 12 of a large leaf is PAT only when present: otherwise a bit of the inverted pfn (L1TF) */
+	uint64_t pat = lvl == 1 ? !!(e & 0x80) : ((e & 1) && (e & 0x1000));
 
 	return (e & (1 | 2 | 8 | 0x10 | 0x40 | 0x100)) | (e & (1ULL << 63)) | (pat << 62);
 }

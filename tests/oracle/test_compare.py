@@ -1,0 +1,159 @@
+"""Model and kernel side by side, on a recorded boot: agreement, and each kind of disagreement flagged."""
+
+from __future__ import annotations
+
+import pytest
+
+from rofolio.kversion import KernelVersion
+from rofolio.oracle import compare, guest, session
+from rofolio.oracle import model as oracle_model
+from rofolio.oracle.errors import OracleError
+from rofolio.oracle.translate import translate
+from rofolio.scenario.loader import parse
+from tests.oracle.conftest import KVER, recorded, recorded_scenarios
+
+
+def _recompare(serial: str | None = None):  # type: ignore[no-untyped-def]
+    return session.recompare(serial or recorded("experiments-8G.serial.log"), recorded("experiments-8G.steps.sh"),
+                             recorded_scenarios(), KVER)
+
+
+def test_the_recorded_boot_agrees_with_the_model_step_by_step() -> None:
+    reports = _recompare()
+    assert sorted(r.name for r in reports) == [
+        "x86-10-write-fault-in-1g", "x86-17-np-p-2m-leaf", "x86-22-write-not-present", "x86-24-vmap-alias",
+        "x86-26-snapshot-direct-primary", "x86-29-rodata-alias", "x86-32-uc-twice-ebusy"]
+    for rep in reports:
+        assert rep.agree, rep.disagreements()
+        assert rep.uname == KVER
+        assert rep.expectations_count  # the suite's machine is the oracle's
+    checks = {c.what for rep in reports for s in rep.steps for c in s.checks}
+    assert {"DirectMap4k", "DirectMap2M", "DirectMap1G", "direct_map_level2_splits", "direct_map_level3_splits",
+            "ret", "fault", "oops address", "oops access", "oops error code", "oops banner",
+            "direct map change since the start", "buf page 0"} <= checks
+    assert any(what.startswith("high map alias of") for what in checks)
+
+
+def test_the_oops_is_read_from_the_kernel_log_of_the_step() -> None:
+    step = _by_name()["x86-10-write-fault-in-1g"].steps[3]
+    assert step.kernel_oops.startswith("BUG: unable to handle page fault for address: ffff888040a10000")
+    assert next(c for c in step.checks if c.what == "oops error code").kernel == \
+        "#PF: error_code(0x0003) - permissions violation"
+
+
+def _by_name(serial: str | None = None):  # type: ignore[no-untyped-def]
+    return {r.name: r for r in _recompare(serial)}
+
+
+def _tamper(old: str, new: str, count: int = 1) -> str:
+    text = recorded("experiments-8G.serial.log")
+    assert old in text
+    return text.replace(old, new, count)
+
+
+def test_a_counter_that_moved_differently_is_a_disagreement() -> None:
+    # x86-10 step 2 (ro 0 0 512): the kernel split [1G, 2G) to 2M; pretend it had split to 4K too
+    serial = _tamper("  after: DirectMap4k=28544 DirectMap2M=5214208 DirectMap1G=5242880",
+                     "  after: DirectMap4k=30592 DirectMap2M=5212160 DirectMap1G=5242880")
+    rep = _by_name(serial)["x86-10-write-fault-in-1g"]
+    assert not rep.agree
+    assert any("DirectMap4k: kernel +2048, model +0" in d for d in rep.disagreements())
+
+
+def test_a_different_leaf_in_a_scan_is_a_disagreement() -> None:
+    serial = _tamper("run pa=0x40a00000-0x40c00000 level=2M P=1 RW=0",
+                     "run pa=0x40a00000-0x40c00000 level=2M P=1 RW=1")
+    rep = _by_name(serial)["x86-10-write-fault-in-1g"]
+    bad = [c for s in rep.steps for c in s.checks if not c.agree]
+    assert bad and all(c.what == "direct map [0x40a00000,0x40c00000)" for c in bad)
+    assert "2M RW" in bad[0].kernel and "2M RO" in bad[0].model
+
+
+def test_a_different_oops_is_a_disagreement() -> None:
+    # the first oops of the boot, on the console and in the kernel log the step copied
+    serial = _tamper("#PF: error_code(0x0003) - permissions violation", "#PF: error_code(0x0002) - not-present page", 2)
+    rep = _by_name(serial)["x86-10-write-fault-in-1g"]
+    assert [c.what for s in rep.steps for c in s.checks if not c.agree] == ["oops error code"]
+
+
+def test_a_step_the_guest_never_ran_is_an_error() -> None:
+    text = recorded("experiments-8G.serial.log")
+    cut = text.index("--- STEP 7.1:")
+    reports = _recompare(text[:cut])
+    assert all(r.agree for r in reports[:6])
+    assert not reports[6].agree
+    assert any("never ran 7.1" in e for e in reports[6].errors)
+
+
+def test_a_probe_return_value_is_compared() -> None:
+    serial = _tamper("ret=-14\n", "ret=0\n")
+    reps = _recompare(serial)
+    assert any(c.what == "ret" and c.kernel == "0" and c.model == "-EFAULT"
+               for r in reps for s in r.steps for c in s.checks if not c.agree)
+
+
+def test_kept_steps_must_match_the_scenarios() -> None:
+    with pytest.raises(OracleError, match="no longer translate"):
+        session.recompare(recorded("experiments-8G.serial.log"),
+                          recorded("experiments-8G.steps.sh").replace("ro 0 0 512", "ro 0 0 511"),
+                          recorded_scenarios(), KVER)
+
+
+def test_expectations_for_another_machine_are_notes_not_failures() -> None:
+    rep = compare.ExperimentReport("s", "s.toml", KVER, {}, {})
+    rep.model_expect_failures = ["step 1: ipis changed by 0, expected 14"]
+    assert not rep.agree
+    rep.overridden = {"cpus": (8, 1)}
+    assert rep.agree and rep.disagreements() == []
+    assert "cpus 8 -> 1" in rep.notes()[0]
+
+
+def test_oops_lines_take_the_leaf_entry_from_the_dump() -> None:
+    lines = compare.oops_lines("BUG: unable to handle page fault for address: ffff888040a10000\n"
+                               "#PF: supervisor write access in kernel mode\n"
+                               "#PF: error_code(0x0003) - permissions violation\n"
+                               "PGD 4401067 P4D 4401067 PUD 102500063 PMD 8000000040a001e1\n"
+                               "Oops: 0003 [#2] PREEMPT SMP NOPTI\n")
+    assert lines["entry"] == "PMD 8000000040a001e1"
+    assert lines["banner"] == "Oops: 0003 [#N] PREEMPT SMP NOPTI"
+    assert compare.oops_lines("PTE 8000000203841161\n")["entry"] == "PTE 8000000203841161"
+
+
+def test_a_snapshot_compares_changes_not_absolute_layouts() -> None:
+    before = [guest.Run(0, 0x200000, "2M", True, True, True), guest.Run(0x200000, 0x400000, "2M", True, True, True)]
+    after = [guest.Run(0, 0x200000, "2M", True, True, True), guest.Run(0x200000, 0x201000, "4K", True, False, True),
+             guest.Run(0x201000, 0x400000, "4K", True, True, True)]
+    changes = oracle_model.diff(before, after)
+    assert [(s, e) for s, e, _, _ in changes] == [(0x200000, 0x201000), (0x201000, 0x400000)]
+    assert oracle_model.diff(after, after) == []
+
+
+def test_model_runs_report_missing_entries_as_none() -> None:
+    sc = parse('name = "t"\n[machine]\nmem = "8G"\n[[steps]]\nop = "snapshot"\n')
+    m = oracle_model.boot(oracle_model.oracle_machine(sc, mem=8 << 30, kernel="6.1", cpus=1, gbpages=True))
+    runs = oracle_model.runs(m, 0xBFE00000, 0x100200000)
+    assert [(r.start, r.end, r.level) for r in runs] == [
+        (0xBFE00000, 0xBFFE0000, "4K"), (0xBFFE0000, 0x100000000, "none"), (0x100000000, 0x100200000, "2M")]
+    high = oracle_model.runs(m, 0x1000000, 0x1200000, high=True)
+    assert [r.describe() for r in high] == ["2M RO X WB G D"]
+
+
+def test_a_replay_that_does_not_match_the_runner_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    sc = parse('name = "t"\n[machine]\nmem = "8G"\n[[steps]]\nop = "set_memory_ro"\npa = "6G"\npages = 1\n')
+    plan = translate(sc, KernelVersion.parse("6.1"))
+    machine = oracle_model.oracle_machine(sc, mem=8 << 30, kernel="6.1", cpus=1, gbpages=True)
+    monkeypatch.setattr(oracle_model, "_apply", lambda m, step, va, vmaps: 0)  # a replay that does nothing
+    with pytest.raises(OracleError, match="replaying step 1"):
+        oracle_model.run(plan, machine)
+
+
+def test_raw_entries_of_not_present_pages_hold_the_inverted_pfn() -> None:
+    """L1TF: pfn_pte() inverts the pfn of a non-present entry; the model's Lookup.entry does the same."""
+    reports = _by_name()
+    checks = {s.index: {c.what: c for c in s.checks} for s in reports["x86-22-write-not-present"].steps}
+    invalid = checks[1]["entry of the first page"]  # set_direct_map_invalid_noflush on pa 0x202c07000
+    assert invalid.agree and invalid.kernel == "4K 0x800ffffdfd3f8060"
+    restored = checks[3]["entry of the first page"]  # set_direct_map_default_noflush: present, GLOBAL lost
+    assert restored.agree and restored.kernel == "4K 0x8000000202c07063"
+    np_leaf = {c.what: c for c in reports["x86-17-np-p-2m-leaf"].steps[0].checks}["entry of the first page"]
+    assert np_leaf.agree and np_leaf.kernel == "2M 0x800ffffdfe7ff062"  # not present: no PSE, no GLOBAL either
