@@ -414,3 +414,13 @@ def meminfo(as_json: bool, after_boot: bool, **machine: Any) -> None:
     click.echo("\n".join(m.meminfo_lines()))
     for key, value in c.vmstat().items():
         click.echo(f"{key} {value}")
+
+
+def _register_oracle() -> None:
+    """``rofolio oracle ...``: the same scenarios on a real kernel under QEMU (rofolio.oracle)."""
+    from rofolio.oracle.cli import oracle_group
+
+    main.add_command(oracle_group)
+
+
+_register_oracle()

@@ -66,6 +66,18 @@ def oops_text(arch: str, addr: int, write: bool, present: bool, number: int = 1,
             f"({'read-only' if present else 'not present'}) [#{number}]")
 
 
+def leaf_entry(found: Any) -> str | None:
+    """The leaf as dump_pagetable() ends its line (arch/x86/mm/fault.c), e.g. "PMD 80000001800001e1".
+
+    The value is the entry as stored: ``Lookup.entry`` inverts the pfn of a
+    not-present entry (the L1TF mitigation), as the QEMU oracle showed.  None
+    for an empty entry or an architecture whose lookup has no stored value.
+    """
+    if found is None or not found.flags or not hasattr(found, "entry"):
+        return None
+    return f"{found.level.entry_name.upper()} {found.entry:x}"
+
+
 def kernel_write(kernel: Any, addr: int, probe: bool = False, mapping: str = "direct map") -> WriteOutcome:
     """A supervisor store of one byte at ``addr``, checked against the kernel page table now."""
     found = kernel.lookup_address(addr)
@@ -73,10 +85,8 @@ def kernel_write(kernel: Any, addr: int, probe: bool = False, mapping: str = "di
         return WriteOutcome(True, None)
     present = found is not None and found.present
     reason = "permissions violation" if present else "not-present page"
-    entry = None
-    if found is not None and found.flags:
-        entry = f"{found.level.entry_name.upper()} {(found.pfn << 12) | found.flags:x}"
-    text = "" if probe else oops_text(kernel.arch, addr, True, present, kernel.log.counters.faults + 1, entry)
+    text = "" if probe else oops_text(kernel.arch, addr, True, present, kernel.log.counters.faults + 1,
+                                      leaf_entry(found))
     fault = Fault(addr, "write", reason, mapping, text)
     kernel.log.append(fault)
     return WriteOutcome(False, fault)
