@@ -12,8 +12,37 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from rofolio.events import EventLog, Phase
+from rofolio.events import EventLog, KernelWarning, Phase, PhaseChange
 from rofolio.physmem import MemoryMap
+
+
+class KernelState:
+    """What every arch kernel keeps about the running kernel: its boot phase and the warnings it printed.
+
+    ``system_state`` (include/linux/kernel.h) gates rules such as the vmstat split counters;
+    ``WARN_ON_ONCE()`` prints once per call site per boot.
+    """
+
+    log: EventLog
+    phase: Phase
+    _warned_once: set[str]
+
+    @property
+    def running(self) -> bool:
+        return self.phase == Phase.RUNNING
+
+    def set_phase(self, phase: Phase) -> None:
+        self.phase = phase
+        self.log.append(PhaseChange(phase))
+
+    def warn(self, text: str) -> None:
+        self.log.append(KernelWarning(text))
+
+    def warn_once(self, key: str, text: str) -> None:
+        """WARN_ON_ONCE(): once per call site per boot."""
+        if key not in self._warned_once:
+            self._warned_once.add(key)
+            self.warn(text)
 
 
 @runtime_checkable

@@ -21,8 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rofolio.arch import KernelState
 from rofolio.errors import AddressError, ConfigError, Errno
-from rofolio.events import BootMapping, Call, EventLog, Flush, FlushKind, PgtableAlloc, Phase, PhaseChange, Return
+from rofolio.events import BootMapping, Call, EventLog, Flush, FlushKind, PgtableAlloc, Phase, Return
 from rofolio.pagetable import PageTable
 from rofolio.physmem import MemoryMap
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, format_size
@@ -90,7 +91,7 @@ class GenericLookup:
         return not self.writable
 
 
-class GenericKernel:
+class GenericKernel(KernelState):
     """The direct map of an architecture without set_direct_map_*() or set_memory_*()."""
 
     arch = "generic"
@@ -101,6 +102,7 @@ class GenericKernel:
         self.pt = PageTable()
         self.phase = Phase.BOOTING
         self.cpus_online = 1
+        self._warned_once: set[str] = set()
         self._vmalloc_next = config.vmalloc_start
 
     # --------------------------------------------------------------- boot
@@ -129,10 +131,6 @@ class GenericKernel:
             self.pt.map(va, self.va(stop), level, GenericPte.PAGE_KERNEL, pa >> PAGE_SHIFT)
             self.log.append(BootMapping(va, self.va(stop), level, 0))
             pa = stop
-
-    def set_phase(self, phase: Phase) -> None:
-        self.phase = phase
-        self.log.append(PhaseChange(phase))
 
     # ---------------------------------------------------------- addresses
     def va(self, pa: int) -> int:

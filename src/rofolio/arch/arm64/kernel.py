@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rofolio.arch import KernelState
 from rofolio.arch.arm64 import kfence as _kfence
 from rofolio.arch.arm64 import mmu as _mmu
 from rofolio.arch.arm64 import pageattr as _pageattr
@@ -27,11 +28,9 @@ from rofolio.errors import AddressError, ConfigError
 from rofolio.events import (
     Call,
     EventLog,
-    KernelWarning,
     PgtableAlloc,
     PgtableAllocFailed,
     Phase,
-    PhaseChange,
     Return,
 )
 from rofolio.pagetable import EntryState, PageTable
@@ -75,7 +74,7 @@ class Arm64Lookup:
         return self.level > Level.PTE
 
 
-class Arm64Kernel:
+class Arm64Kernel(KernelState):
     """init_mm's page table on arm64 and the state pageattr.c and mmu.c consult."""
 
     arch = "arm64"
@@ -99,24 +98,6 @@ class Arm64Kernel:
         self.vm_areas: list[VmArea] = []
         self._vmalloc_next = self.layout.vmalloc_start + GiB  # past the kernel image (KIMAGE_VADDR)
         self._warned_once: set[str] = set()
-
-    # --------------------------------------------------------------- state
-    @property
-    def running(self) -> bool:
-        return self.phase == Phase.RUNNING
-
-    def set_phase(self, phase: Phase) -> None:
-        self.phase = phase
-        self.log.append(PhaseChange(phase))
-
-    def warn(self, text: str) -> None:
-        self.log.append(KernelWarning(text))
-
-    def warn_once(self, key: str, text: str) -> None:
-        """WARN_ON_ONCE(): once per call site per boot."""
-        if key not in self._warned_once:
-            self._warned_once.add(key)
-            self.warn(text)
 
     # ------------------------------------------------------------ features
     def debug_pagealloc_enabled(self) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rofolio.arch import KernelState
 from rofolio.arch.x86_64 import cpa as _cpa
 from rofolio.arch.x86_64.config import X86Config
 from rofolio.arch.x86_64.image import KernelImage
@@ -25,11 +26,9 @@ from rofolio.events import (
     EventLog,
     Flush,
     FlushKind,
-    KernelWarning,
     PgtableAlloc,
     PgtableAllocFailed,
     Phase,
-    PhaseChange,
     Return,
     Split,
 )
@@ -76,7 +75,7 @@ class Lookup:
         return value
 
 
-class X86Kernel:
+class X86Kernel(KernelState):
     """init_mm's page table on x86-64 and the state CPA consults."""
 
     arch = "x86_64"
@@ -118,25 +117,9 @@ class X86Kernel:
         self._sections = sections
 
     # ------------------------------------------------------------- state
-    @property
-    def running(self) -> bool:
-        return self.phase == Phase.RUNNING
-
-    def set_phase(self, phase: Phase) -> None:
-        self.phase = phase
-        self.log.append(PhaseChange(phase))
-
     def smp_init(self) -> None:
         """smp_init(): every CPU comes online; from now on flushes send IPIs."""
         self.cpus_online = self.config.nr_cpus
-
-    def warn(self, text: str) -> None:
-        self.log.append(KernelWarning(text))
-
-    def warn_once(self, key: str, text: str) -> None:
-        if key not in self._warned_once:
-            self._warned_once.add(key)
-            self.warn(text)
 
     # ------------------------------------------------- address predicates
     def direct_map_mapped_end(self) -> int:
