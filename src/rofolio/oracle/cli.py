@@ -66,6 +66,16 @@ def oracle_group() -> None:
     """Run scenarios on a real Linux kernel under QEMU and compare it with the model, step by step."""
 
 
+def _register_arm64() -> None:
+    """``rofolio oracle arm64-boot``: Debian's arm64 kernel's boot-time linear map against the model's."""
+    from rofolio.oracle.arm64 import arm64_boot
+
+    oracle_group.add_command(arm64_boot)
+
+
+_register_arm64()
+
+
 @oracle_group.command()
 @_errors
 def setup() -> None:

@@ -1,7 +1,8 @@
 """arm64 boot: map_mem(), force_pte_mapping(), the kernel alias, KFENCE, linear_map_split_to_ptes().
 
-QEMU virt, 4 GiB from PA 1 GiB; the Image at the start of RAM, so the kernel
-alias [_text, __init_begin) is [1G, 1G + 0x1b30000): 13 PMD blocks and 304 PTEs.
+QEMU virt, 4 GiB from PA 1 GiB; the Image where QEMU loads it, 2 MiB into RAM (measured by the arm64
+oracle), so the kernel alias [_text, __init_begin) is [1G + 2M, 1G + 0x1860000): 11 PMD blocks and 96 PTEs,
+and the first 2M of RAM is ordinary RAM.
 """
 
 from __future__ import annotations
@@ -39,27 +40,30 @@ def _boot_tables(k: Arm64Kernel) -> dict[Level, int]:
     return out
 
 
-ALIAS = [(0, 26 * MiB, "2M", False, True), (26 * MiB, 0x1B30000, "4K", False, True)]
+ALIAS_END = 0x1860000
+ALIAS = [(2 * MiB, 24 * MiB, "2M", False, True), (24 * MiB, ALIAS_END, "4K", False, True)]
 
 
 def test_without_bbml2_rodata_full_maps_all_ram_with_plain_ptes_but_the_alias_keeps_blocks() -> None:
     k = boot_arm64()
     assert k.force_pte_mapping() and k.can_set_direct_map() and not k.linear_map_requires_bbml2
-    assert _shape(k, RAM, 5 * GiB) == [*ALIAS, (0x1B30000, 4 * GiB, "4K", False, False)]
-    assert _boot_tables(k) == {Level.PUD: 1, Level.PMD: 4, Level.PTE: 2035}
-    assert sum(k.pt.table_pages().values()) == 2040 == k.log.counters.pgtables_allocated
-    # mark_linear_text_alias_ro(): one flush of the 27.2M alias, past the 512-page limit
+    assert _shape(k, RAM, 5 * GiB) == [(0, 2 * MiB, "4K", False, False), *ALIAS,
+                                       (ALIAS_END, 4 * GiB, "4K", False, False)]
+    assert _boot_tables(k) == {Level.PUD: 1, Level.PMD: 4, Level.PTE: 2037}  # 2048 PMD slots - 11 alias blocks
+    assert sum(k.pt.table_pages().values()) == 2042 == k.log.counters.pgtables_allocated
+    # mark_linear_text_alias_ro(): one flush of the 22.4M alias, past the 512-page limit
     [flush] = [e for e in k.log.events if isinstance(e, KernelRangeFlush)]
-    assert (flush.start, flush.end, flush.full) == (k.va(RAM), k.va(RAM + 0x1B30000), True)
+    assert (flush.start, flush.end, flush.full) == (k.va(RAM + 2 * MiB), k.va(RAM + ALIAS_END), True)
 
 
 def test_bbml2_maps_ram_with_pud_blocks_cont_pmds_and_cont_ptes_where_aligned() -> None:
     k = boot_arm64(bbml2=True)
     assert not k.force_pte_mapping() and k.linear_map_requires_bbml2
     assert _shape(k, RAM, 5 * GiB) == [
+        (0, 2 * MiB, "2M", False, False),  # one block: the alias cuts RAM before a 32M CONT_PMD group
         *ALIAS,
-        (0x1B30000, 0x1C00000, "4K", True, False),  # 13 CONT_PTE groups up to the next 2M
-        (0x1C00000, 0x2000000, "2M", False, False),  # 2 blocks up to the next 32M
+        (ALIAS_END, 0x1A00000, "4K", True, False),  # 26 CONT_PTE groups up to the next 2M
+        (0x1A00000, 0x2000000, "2M", False, False),  # 3 blocks up to the next 32M
         (0x2000000, 1 * GiB, "2M", True, False),  # 31 CONT_PMD groups
         (1 * GiB, 4 * GiB, "1G", False, False),
     ]
@@ -124,15 +128,17 @@ def test_secondary_without_bbml2_repaints_the_linear_map_with_ptes_but_the_alias
     # refuses the unsafe change, so that 2M stays writable.
     assert _shape(k, RAM, 5 * GiB) == [
         (0, 2 * MiB, "4K", False, False),
-        (2 * MiB, 26 * MiB, "2M", False, True),
-        (26 * MiB, 0x1B30000, "4K", False, True),
-        (0x1B30000, 4 * GiB, "4K", False, False),
+        (2 * MiB, 4 * MiB, "4K", False, False),
+        (4 * MiB, 24 * MiB, "2M", False, True),
+        (24 * MiB, ALIAS_END, "4K", False, True),
+        (ALIAS_END, 4 * GiB, "4K", False, False),
     ]
     flushes = [(e.reason, e.full) for e in k.log.events if isinstance(e, KernelRangeFlush)]
     assert flushes == [("linear_map_split_to_ptes", True), ("mark_linear_text_alias_ro", True)]
-    assert k.log.counters.pgtables_allocated == sum(k.pt.table_pages().values()) == 2041
-    # 3 PUD blocks -> 1536 plain PMDs; those, 498 RAM PMD blocks and the alias's first block -> PTEs
-    assert (k.log.counters.splits[Level.PUD], k.log.counters.splits[Level.PMD]) == (3, 2035)
+    assert k.log.counters.pgtables_allocated == sum(k.pt.table_pages().values()) == 2043
+    # 3 PUD blocks -> 1536 plain PMDs; those, 500 RAM PMD blocks of the first 1G and the alias's first
+    # block -> PTEs
+    assert (k.log.counters.splits[Level.PUD], k.log.counters.splits[Level.PMD]) == (3, 2037)
     # afterwards nothing may split: the system lacks BBML2, and everything outside the alias is PTEs
     assert not k.split_leaf_mapping_possible()
     assert k.make_linear_range_readonly(3 * GiB, 2 * MiB) == 0

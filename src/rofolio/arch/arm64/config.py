@@ -104,7 +104,9 @@ class Arm64Config:
     ``secondary_without_bbml2`` says at least one secondary CPU lacks it, so the
     system capability is false once features are finalized.  ``tlb_range`` is
     FEAT_TLBIRANGE; ``ng_mappings`` is arm64_use_ng_mappings (KPTI: kernel
-    mappings non-global from the start); ``mte`` makes the linear map Normal-Tagged.
+    mappings non-global from the start).  The linear map is Normal-Tagged with or without MTE
+    (``map_mem()`` uses ``pgprot_tagged()`` unconditionally; MTE only changes what MAIR says for
+    that index), so MTE is not a machine option.
     """
 
     memory: MemoryMap
@@ -119,7 +121,6 @@ class Arm64Config:
     kernel: KernelVersion = DEFAULT_KERNEL
     tlb_range: bool = False
     ng_mappings: bool = False
-    mte: bool = False
     layout: Arm64Layout = field(init=False)
     rodata_setting: RodataSetting = field(init=False)
 

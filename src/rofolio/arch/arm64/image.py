@@ -1,11 +1,13 @@
 """The arm64 kernel image in RAM: the section symbols whose linear alias map_mem() treats apart.
 
-Only physical addresses matter to the linear map.  The defaults describe an
-Image loaded by QEMU's ``-kernel`` at the start of RAM (text_offset is 0 since
-v5.8), with section sizes shaped like a defconfig 6.18 build: they are
-illustrative, not measured (docs/fidelity.md, arm64).  ``_stext`` is 64 KiB
-after ``_text`` because arch/arm64/kernel/vmlinux.lds.S starts ``.text`` at
-``ALIGN(SEGMENT_ALIGN)`` (SZ_64K) right after the small ``.head.text``.
+Only physical addresses matter to the linear map.  The defaults are Debian's
+6.1.0-57-arm64 Image as QEMU's ``-kernel`` loads it on the virt machine, as the
+arm64 QEMU oracle measured it: ``_text`` at the start of RAM + 2 MiB (QEMU
+hw/arm/boot.c ``load_aarch64_image()`` for an Image whose text_offset is 0),
+``[_stext, __init_begin)`` and ``[_sdata, _end)`` from /proc/iomem, ``_etext``
+from kallsyms.  ``__start_rodata`` (the first 64K boundary after ``_etext``) and
+``__init_end`` (``_sdata``) stand in for symbols the linear map does not use.
+A 6.18 build differs in its sizes, not in the shape (docs/fidelity.md, arm64).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from itertools import pairwise
 from rofolio.units import PAGE_SIZE
 
 SEGMENT_ALIGN = 64 << 10
+QEMU_IMAGE_OFFSET = 2 << 20  # _text = RAM + 2 MiB on QEMU virt (measured: 0x40200000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,16 +39,17 @@ class Arm64KernelImage:
             raise ValueError("kernel image sections must be page aligned and in order")
 
     @classmethod
-    def qemu_virt(cls, load: int) -> Arm64KernelImage:
-        """An Image loaded at ``load`` (QEMU -kernel: the start of RAM)."""
+    def qemu_virt(cls, ram_start: int) -> Arm64KernelImage:
+        """The Image QEMU virt loads at ``ram_start`` + 2 MiB (Debian 6.1.0-57-arm64's section offsets)."""
+        load = ram_start + QEMU_IMAGE_OFFSET
         return cls(
             text=load,
             stext=load + SEGMENT_ALIGN,
-            etext=load + 0x1170000,
-            start_rodata=load + 0x1180000,
-            init_begin=load + 0x1B30000,
-            init_end=load + 0x1CC0000,
-            end=load + 0x2200000,
+            etext=load + 0xD00000,
+            start_rodata=load + 0xD00000,
+            init_begin=load + 0x1660000,
+            init_end=load + 0x1CB0000,
+            end=load + 0x2010000,
         )
 
     @property

@@ -205,8 +205,10 @@ def map_mem(k: Arm64Kernel) -> None:
     nomap = [(kernel_start, kernel_end)]  # "temporarily mark them as NOMAP"
     if early_kfence_pool is not None:
         nomap.append((early_kfence_pool, early_kfence_pool + KFENCE_POOL_SIZE))
-    # "The linear map must allow allocation tags reading/writing if MTE is present"
-    tagged = prot_normal(k.config.ng_mappings, tagged=k.config.mte)
+    # "The linear map must allow allocation tags reading/writing if MTE is present": pgprot_tagged() is
+    # unconditional; without MTE, MAIR maps the Normal-Tagged index to plain Normal (the QEMU oracle's
+    # Debian kernel shows MEM/NORMAL-TAGGED on every RAM line).
+    tagged = prot_normal(k.config.ng_mappings, tagged=True)
     for start, end in _without(k.config.memory.ram, nomap):  # for_each_mem_range()
         create_pgd_mapping(k, start, k.va(start), end - start, tagged, flags)
     # "Map the linear alias of the [_text, __init_begin) interval as non-executable now ...
@@ -265,7 +267,7 @@ def arm64_kfence_map_pool(k: Arm64Kernel, pool: int | None) -> None:
     if pool is None:
         return
     size = KFENCE_POOL_SIZE
-    create_pgd_mapping(k, pool, k.va(pool), size, prot_normal(k.config.ng_mappings, tagged=k.config.mte),
+    create_pgd_mapping(k, pool, k.va(pool), size, prot_normal(k.config.ng_mappings, tagged=True),
                        NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS)
     k.kfence_pool = pool
 
