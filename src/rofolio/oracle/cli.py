@@ -77,11 +77,20 @@ _register_arm64()
 
 
 @oracle_group.command()
+@click.option("--arch", "arches", multiple=True, type=click.Choice(["x86_64", "arm64"]),
+              help="Which oracle to set up (repeatable); x86_64 by default.")
 @_errors
-def setup() -> None:
+def setup(arches: tuple[str, ...]) -> None:
     """Install QEMU, busybox and the kernel headers, unpack the kernel image, build the module (as root)."""
-    install = oracle_setup.setup(log=_say)
-    click.echo(f"kernel {install.kver}; cache {install.root}")
+    for arch in arches or ("x86_64",):
+        if arch == "x86_64":
+            install = oracle_setup.setup(log=_say)
+            click.echo(f"x86_64: kernel {install.kver}; cache {install.root}")
+        else:
+            from rofolio.oracle import arm64
+
+            arm = arm64.setup(log=_say)
+            click.echo(f"arm64: kernel {arm.kver}; cache {arm64.arm64_dir()}")
 
 
 @oracle_group.command()
