@@ -65,6 +65,7 @@ PACKAGES = ("qemu-system-arm", "gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross")
 CROSS_GCC = "aarch64-linux-gnu-gcc"
 CROSS_STRIP = "aarch64-linux-gnu-strip"
 KC_SOURCE = "kc_arm64.c"
+KC_FILES = (KC_SOURCE, "kcore.h")  # kcore.h: the /proc/kcore access both walkers share
 QEMU_CPU = "max,pauth-impdef=on"
 APPEND = "console=ttyAMA0 panic=-1 quiet nokaslr"
 VA_BITS = 48
@@ -99,8 +100,10 @@ def arm64_dir(root: Path | None = None) -> Path:
 
 
 def source_hash() -> str:
-    data = (resources.files("rofolio.oracle") / "kmod" / KC_SOURCE).read_bytes()
-    return hashlib.sha256(data).hexdigest()[:16]
+    digest = hashlib.sha256()
+    for name in KC_FILES:
+        digest.update((resources.files("rofolio.oracle") / "kmod" / name).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def load_install(root: Path | None = None) -> Arm64Install:
@@ -285,7 +288,8 @@ def _build_kc(build: Path) -> None:
     if build.exists():
         shutil.rmtree(build)
     build.mkdir(parents=True)
-    (build / KC_SOURCE).write_bytes((resources.files("rofolio.oracle") / "kmod" / KC_SOURCE).read_bytes())
+    for name in KC_FILES:
+        (build / name).write_bytes((resources.files("rofolio.oracle") / "kmod" / name).read_bytes())
     out = _run([CROSS_GCC, "-O2", "-static", "-Wall", "-Wextra", "-o", "kc_arm64.full", KC_SOURCE],
                "cross-compiling kc_arm64", cwd=build,
                hint="apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross")

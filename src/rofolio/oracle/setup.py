@@ -38,7 +38,7 @@ from rofolio.oracle.errors import OracleError
 
 CACHE_ENV = "ROFOLIO_ORACLE_DIR"
 MANIFEST = "manifest.json"
-KMOD_FILES = ("dmoracle.c", "kc.c", "Makefile")
+KMOD_FILES = ("dmoracle.c", "kc.c", "kcore.h", "Makefile")
 BUSYBOX = Path("/bin/busybox")
 IMAGE_META = "linux-image-amd64"
 

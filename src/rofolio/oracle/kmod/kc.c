@@ -11,34 +11,12 @@
  *       "KC run va=0x..-0x.. level=4K|2M|1G P=0 RW= NX= ..."   (not present, non-zero)
  *     then "KC walk_summary ... kb_4k= kb_2m= kb_1g=" (present leaves only)
  */
-#include <elf.h>
-#include <fcntl.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
+#include "kcore.h"
 
 #define DM 0xffff888000000000ULL
 #define PFN_MASK 0x000ffffffffff000ULL
 #define LVL_NONE 0
 
-static int fd;
-static Elf64_Phdr *ph;
-static int nph;
-
-static int kread(uint64_t va, void *buf, size_t n)
-{
-	for (int i = 0; i < nph; i++) {
-		if (ph[i].p_type != PT_LOAD)
-			continue;
-		if (va >= ph[i].p_vaddr && va + n <= ph[i].p_vaddr + ph[i].p_memsz) {
-			off_t off = ph[i].p_offset + (va - ph[i].p_vaddr);
-			return pread(fd, buf, n, off) == (ssize_t)n ? 0 : -2;
-		}
-	}
-	return -1;
-}
 
 static const char *lname(int l)
 {
@@ -165,37 +143,12 @@ static int walk(uint64_t pgd, uint64_t start, uint64_t end)
 
 int main(int argc, char **argv)
 {
-	Elf64_Ehdr eh;
-
 	if (argc < 2)
 		return 2;
-	fd = open("/proc/kcore", O_RDONLY);
-	if (fd < 0) {
-		perror("kc: open /proc/kcore");
+	if (kcore_open("kc"))
 		return 1;
-	}
-	if (pread(fd, &eh, sizeof(eh), 0) != sizeof(eh)) {
-		perror("kc: ELF header");
-		return 1;
-	}
-	nph = eh.e_phnum;
-	ph = calloc(nph, sizeof(*ph));
-	if (!ph || pread(fd, ph, nph * sizeof(*ph), eh.e_phoff) != (ssize_t)(nph * sizeof(*ph))) {
-		perror("kc: program headers");
-		return 1;
-	}
-	if (!strcmp(argv[1], "read") && argc == 4) {
-		uint64_t va = strtoull(argv[2], 0, 0);
-		size_t n = strtoul(argv[3], 0, 0);
-
-		for (size_t o = 0; o < n; o += 8) {
-			uint64_t v = 0;
-			int err = kread(va + o, &v, 8);
-
-			printf("KC read va=0x%lx q=0x%016lx err=%d\n", va + o, v, err);
-		}
-		return 0;
-	}
+	if (!strcmp(argv[1], "read") && argc == 4)
+		return kcore_read_cmd(argv[2], argv[3]);
 	if (!strcmp(argv[1], "walk") && argc == 5)
 		return walk(strtoull(argv[2], 0, 0), strtoull(argv[3], 0, 0), strtoull(argv[4], 0, 0));
 	fprintf(stderr, "usage: kc read VA NBYTES | kc walk PGD_VA START END\n");

@@ -21,33 +21,11 @@
  *       "KC walk_summary start=0x.. end=0x.. kb_pte= kb_pmd= kb_pud= entries="
  *   Table pages are read through the linear map: va = (pa - PHYS_OFFSET) | PAGE_OFFSET.
  */
-#include <elf.h>
-#include <fcntl.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
+#include "kcore.h"
 
 #define OA_MASK 0x0000fffffffff000ULL /* output address, 48-bit PA, 4K granule */
 
-static int fd;
-static Elf64_Phdr *ph;
-static int nph;
 static uint64_t phys_offset, page_offset;
-
-static int kread(uint64_t va, void *buf, size_t n)
-{
-	for (int i = 0; i < nph; i++) {
-		if (ph[i].p_type != PT_LOAD)
-			continue;
-		if (va >= ph[i].p_vaddr && va + n <= ph[i].p_vaddr + ph[i].p_memsz) {
-			off_t off = ph[i].p_offset + (va - ph[i].p_vaddr);
-			return pread(fd, buf, n, off) == (ssize_t)n ? 0 : -2;
-		}
-	}
-	return -1;
-}
 
 static uint64_t lm(uint64_t pa)
 {
@@ -165,37 +143,12 @@ static int vmcoreinfo(void)
 
 int main(int argc, char **argv)
 {
-	Elf64_Ehdr eh;
-
 	if (argc < 2)
 		return 2;
-	fd = open("/proc/kcore", O_RDONLY);
-	if (fd < 0) {
-		perror("kc: open /proc/kcore");
+	if (kcore_open("kc_arm64"))
 		return 1;
-	}
-	if (pread(fd, &eh, sizeof(eh), 0) != sizeof(eh)) {
-		perror("kc: ELF header");
-		return 1;
-	}
-	nph = eh.e_phnum;
-	ph = calloc(nph, sizeof(*ph));
-	if (!ph || pread(fd, ph, nph * sizeof(*ph), eh.e_phoff) != (ssize_t)(nph * sizeof(*ph))) {
-		perror("kc: program headers");
-		return 1;
-	}
-	if (!strcmp(argv[1], "read") && argc == 4) {
-		uint64_t va = strtoull(argv[2], 0, 0);
-		size_t n = strtoul(argv[3], 0, 0);
-
-		for (size_t o = 0; o < n; o += 8) {
-			uint64_t v = 0;
-			int err = kread(va + o, &v, 8);
-
-			printf("KC read va=0x%lx q=0x%016lx err=%d\n", va + o, v, err);
-		}
-		return 0;
-	}
+	if (!strcmp(argv[1], "read") && argc == 4)
+		return kcore_read_cmd(argv[2], argv[3]);
 	if (!strcmp(argv[1], "vmcoreinfo"))
 		return vmcoreinfo();
 	if (!strcmp(argv[1], "walk") && argc == 7) {
