@@ -83,7 +83,8 @@ def test_ptdump_json_has_the_low_kernel_mapping() -> None:
     (["run", "--kernel", "5.10"], "older than the oldest modelled kernel"),
     (["meminfo", "--cpus", "0"], "Invalid value for '--cpus'"),
     (["bugs", "--bug", "heartbleed"], "no bug named 'heartbleed'"),
-    (["bugs", "--explain", "dirty-pipe", "--config", "sparc"], "no configuration named 'sparc'"),
+    (["bugs", "--explain", "dirty-pipe", "--config", "sparc"], "Invalid value for '--config'"),
+    (["bugs", "--config", "x86"], "--config picks the configuration of --explain"),
 ])
 def test_bad_arguments_exit_2_with_one_clear_line(args: list[str], message: str) -> None:
     out = rofolio(*args)

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rofolio.errors import ScenarioError
+from rofolio.errors import ConfigError, Errno, ScenarioError
 from rofolio.mm.direct_access import page_content
 from rofolio.mm.process import HugePmd, MmStruct
 from rofolio.scenario import schema
@@ -119,7 +119,7 @@ def load_bug(name: str) -> schema.Scenario:
         assert scenario.bug is not None
         if name in (scenario_name, scenario.bug.id):
             return scenario
-    raise ScenarioError(f"no bug named {name!r}",
+    raise ConfigError(f"no bug named {name!r}",
                         "bugs: " + ", ".join(s.bug.id for s in scenarios.values() if s.bug))
 
 
@@ -146,7 +146,7 @@ def inspector(bug: schema.Bug) -> Callable[[Context], dict[str, Any]]:
         mm = ctx.machine.mm
         try:
             target = ctx.folio(bug.target)
-        except ScenarioError:
+        except ScenarioError:  # the scenario never named its target folio
             return {"target": None}
         bad = [pfn for pfn in range(target.pfn, target.end) if page_content(mm, pfn) != bug.pristine]
         readers = sorted(name for name, mms in ctx.processes.items() if mms.id in mm.processes
@@ -164,35 +164,45 @@ def _maps(mms: MmStruct, pfn: int) -> bool:
         if isinstance(entry, HugePmd):
             if entry.pfn <= pfn < entry.pfn + (PMD_SIZE >> PAGE_SHIFT):
                 return True
-        elif any(pte.pfn == pfn for pte in entry.entries.values()) or (entry.fill and entry.fill.pfn == pfn):
+        elif any(pte is not None and pte.pfn == pfn for pte in entry.entries.values()) \
+                or (entry.fill and entry.fill.pfn == pfn):
             return True
     return False
 
 
+WRITERS = ("write", "pipe_write")  # the steps that store into the page the taker got
+
+
 def verdict(bug: schema.Bug, result: ScenarioResult) -> Verdict:
+    """Corruption first (whatever else happened), then a writer that faulted or was refused, else not reachable."""
     steps = result.steps
-    faulted = [s for s in steps if s.delta.get("faults")]
-    if faulted:
-        first = faulted[0]
-        return Verdict("caught", f"step {first.index} faulted: {first.oops.splitlines()[0] if first.oops else ''}"
-                       .rstrip(": "), result)
-    overflow = [s for s in steps if s.delta.get("refcount_overflows")]
-    if overflow:
-        return Verdict("silent corruption", f"the refcount of {bug.target.replace('_', ' ')} wrapped "
-                       f"({overflow[0].note}); a read-only direct map cannot see it: it is in struct page", result)
+    target = bug.target.replace("_", " ")
+    overflow = next((s for s in steps if s.delta.get("refcount_overflows")), None)
+    if overflow is not None:
+        return Verdict("silent corruption", f"the refcount of the {target} wrapped: {overflow.note}; a read-only "
+                       "direct map cannot see it, it is in struct page", result)
     found = result.inspection
     if found.get("corrupted_pages"):
-        who = [f"process{'es' if len(found['readers']) > 1 else ''} {', '.join(found['readers'])}"] \
-            if found["readers"] else []
+        readers = found["readers"]
+        who = [f"process{'es' if len(readers) > 1 else ''} {', '.join(readers)}"] if readers else []
         if found.get("file"):
             who.append("every reader of the file (the page cache)")
         elif bug.target in ("huge_zero_folio", "zero_page"):
             who.append("every later zero mapping")
-        via = next((s.note for s in steps if any(w in s.note for w in ("through the", "merged into", "by DMA"))),
-                   "")
-        if not via and found["direct_map_writable"]:
-            via = "its direct-map entry is writable"
-        return Verdict("silent corruption", "read by " + " and ".join(who) + (f"; {via}" if via else ""), result)
+        landed = next((s.note for s in steps if s.op in WRITERS and s.note), "")
+        if not landed and found["direct_map_writable"]:
+            landed = "its direct-map entry is writable"
+        text = ("read by " + " and ".join(who)) if who else f"the {target} now holds other data"
+        return Verdict("silent corruption", text + (f"; {landed}" if landed else ""), result)
+    writers = [s for s in steps if s.op in WRITERS]
+    faulted = next((s for s in writers if s.delta.get("faults")), None)
+    if faulted is not None:
+        return Verdict("caught", f"step {faulted.index} faulted: {faulted.oops.splitlines()[0] if faulted.oops else ''}"
+                       .rstrip(": "), result)
+    refused = next((s for s in writers if s.ret < 0), None)
+    if refused is not None:
+        return Verdict("caught", f"step {refused.index} was refused ({Errno.describe(refused.ret)})"
+                       + (f": {refused.note}" if refused.note else ""), result)
     why = next((s.note for s in steps if s.op in ("gup", "pipe_write", "pin_many") and s.note), "")
     return Verdict("not reachable", why or "the write never reached the shared page", result)
 
@@ -223,7 +233,7 @@ def config_named(key: str) -> BugConfig:
     for config in CONFIGS:
         if config.key == key:
             return config
-    raise ScenarioError(f"no configuration named {key!r}", f"configurations: {', '.join(c.key for c in CONFIGS)}")
+    raise ConfigError(f"no configuration named {key!r}", f"configurations: {', '.join(c.key for c in CONFIGS)}")
 
 
 def explain(name: str, config: BugConfig | None = None) -> tuple[schema.Scenario, Verdict]:

@@ -19,7 +19,8 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from rofolio.errors import RofolioError
+from rofolio.bugs import CONFIGS as BUG_CONFIGS
+from rofolio.errors import ConfigError, RofolioError
 from rofolio.machine import SUPPORTED_ARCHES, Machine, MachineSpec
 
 EXIT_FAILED = 1
@@ -287,11 +288,11 @@ _OUTCOME_STYLE = {"caught": "bold green", "silent corruption": "bold red", "not 
               help="Only this bug (id or scenario name; repeatable).  All bugs by default.")
 @click.option("--explain", "explain_name", metavar="NAME",
               help="Replay one bug step by step on one configuration (see --config) and say why.")
-@click.option("--config", "config_key", default="none", show_default=True, metavar="KEY",
-              help="The configuration --explain uses: none, zp-ro, x86, arm64, bbml2, weak, model1, model2, today.")
+@click.option("--config", "config_key", type=click.Choice([c.key for c in BUG_CONFIGS]),
+              help="The configuration --explain replays (default: none).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (schema rofolio.bugs/1).")
 @user_errors
-def bugs(names: tuple[str, ...], explain_name: str | None, config_key: str, as_json: bool) -> None:
+def bugs(names: tuple[str, ...], explain_name: str | None, config_key: str | None, as_json: bool) -> None:
     """Replay real bugs under each protection: caught, silent corruption, or not reachable.
 
     Each bug (Dirty COW, Huge Dirty COW, Dirty Pipe, a DMA write without
@@ -303,8 +304,10 @@ def bugs(names: tuple[str, ...], explain_name: str | None, config_key: str, as_j
     from rofolio import bugs as bug_library
     from rofolio.progress import LazyProgress
 
+    if config_key and not explain_name:
+        raise ConfigError("--config picks the configuration of --explain", "add --explain BUG, or drop --config")
     if explain_name:
-        config = bug_library.config_named(config_key)
+        config = bug_library.config_named(config_key or "none")
         scenario, verdict = bug_library.explain(explain_name, config)
         if as_json:
             click.echo(json.dumps({"schema": "rofolio.bugs.explain/1", "bug": scenario.bug.model_dump(),

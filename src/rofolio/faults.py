@@ -85,7 +85,7 @@ def kernel_write(kernel: Any, addr: int, probe: bool = False, mapping: str = "di
         return WriteOutcome(True, None)
     present = found is not None and found.present
     reason = "permissions violation" if present else "not-present page"
-    text = "" if probe else oops_text(kernel.arch, addr, True, present, kernel.log.counters.faults + 1,
+    text = "" if probe else oops_text(kernel.arch, addr, True, present, kernel.log.counters.oopses + 1,
                                       leaf_entry(found))
     fault = Fault(addr, "write", reason, mapping, text)
     kernel.log.append(fault)

@@ -57,6 +57,7 @@ class Counters:
     cache_flushes: int = 0
     warnings: int = 0
     faults: int = 0
+    oopses: int = 0  # faults that printed an oops (not probes): the die counter's "[#N]"
     cpa_checked: dict[Level, int] = field(default_factory=lambda: {Level.PMD: 0, Level.PUD: 0})
     cpa_sameprot: dict[Level, int] = field(default_factory=lambda: {Level.PMD: 0, Level.PUD: 0})
     cpa_preserved: dict[Level, int] = field(default_factory=lambda: {Level.PMD: 0, Level.PUD: 0})
@@ -200,6 +201,7 @@ def _cache_flush(c: Counters, e: CacheFlush) -> None:
 
 def _fault(c: Counters, e: Fault) -> None:
     c.faults += 1
+    c.oopses += bool(e.text)
 
 
 def _warning(c: Counters, e: KernelWarning) -> None:

@@ -60,6 +60,10 @@ class ArchKernel(Protocol):
 
     def set_phase(self, phase: Phase) -> None: ...
 
+    def warn_once(self, key: str, text: str) -> None:
+        """WARN_ON_ONCE(): once per call site per boot."""
+        ...
+
     def page_address(self, pfn: int) -> int:
         """page_address(): the direct-map (linear-map) address of a page."""
         ...

@@ -46,8 +46,7 @@ def oops(mm: MMState, pfn: int, path: str, write: bool = True) -> int:
     k = mm.kernel
     addr = k.page_address(pfn)
     present = k.direct_map_present(pfn)
-    mm.oops_count += 1
-    text = oops_text(k.arch, addr, write, present, mm.oops_count, leaf_entry(k.lookup_address(addr)))
+    text = oops_text(k.arch, addr, write, present, k.log.counters.oopses + 1, leaf_entry(k.lookup_address(addr)))
     reason = "permissions violation" if present else "not-present page"
     k.log.append(Fault(addr, "write" if write else "read", reason, "direct map", text))  # counted by stats
     k.log.append(KernelOops(addr, pfn, path, text))  # which mm path did it

@@ -172,6 +172,7 @@ class FolioPin(Event):
     pfn: int
     longterm: bool
     migrated_from: int
+    count: int = 1  # pins taken together (pin_user_pages() on many mappings of one folio)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +251,7 @@ def _compaction(c: Counters, e: CompactionRun) -> None:
 
 
 def _pin(c: Counters, e: FolioPin) -> None:
-    c.bump("pins_longterm" if e.longterm else "pins")
+    c.bump("pins_longterm" if e.longterm else "pins", e.count)
 
 
 for _type, _handler, _counts in (

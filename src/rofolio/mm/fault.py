@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rofolio.errors import AddressError
-from rofolio.mm.direct_access import direct_map_write, page_content, user_store
+from rofolio.mm.direct_access import direct_map_copy, direct_map_write, page_content, user_store
 from rofolio.mm.events import UserFault
 from rofolio.mm.folio import Folio, MappingKind
 from rofolio.mm.gfp import (
@@ -38,7 +38,7 @@ from rofolio.mm.gfp import (
 )
 from rofolio.mm.page_alloc import _leak, alloc_pages, folio_put, free_pages
 from rofolio.mm.process import HugePmd, MmStruct, Pte, PteTable, Vma
-from rofolio.mm.zero_page import mm_get_huge_zero_folio, mm_put_huge_zero_folio
+from rofolio.mm.zero_page import is_zero_folio, mm_get_huge_zero_folio, mm_put_huge_zero_folio
 from rofolio.units import PAGE_SHIFT, PMD_SIZE
 
 if TYPE_CHECKING:
@@ -172,8 +172,29 @@ def do_anonymous_page(mm: MMState, mms: MmStruct, table: PteTable, haddr: int, i
 
 
 def wp_page_copy(mm: MMState, mms: MmStruct, table: PteTable, haddr: int, index: int) -> str:
-    """wp_page_copy() of a zero-page PTE: vma_alloc_zeroed_movable_folio(), only this 4K page."""
-    return _new_anon_pte(mm, mms, table, haddr, index, "cow_zero_page")
+    """wp_page_copy(): a new page for this 4K only, mapped writable if the VMA is (maybe_mkwrite()).
+
+    Over the zero page it is a zeroed folio (vma_alloc_zeroed_movable_folio());
+    over another page a copy of it, read and written through the direct map
+    (__wp_page_copy_user()), after which the old page's mapping is dropped.
+    Returns "cow_zero_page", "cow", "oom", or "oops" (the copy faulted).
+    """
+    addr = haddr + (index << PAGE_SHIFT)
+    old = table.get(index)
+    from_zero = old is None or is_zero_folio(mm, mm.folio_of(old.pfn))
+    label = f"anon page of mm {mms.id}" if from_zero else f"COW copy in mm {mms.id}"
+    folio = alloc_pages(mm, GFP_HIGHUSER_MOVABLE | (Gfp.ZERO if from_zero else Gfp(0)), 0, label=label)
+    if folio is None:
+        return "oom"
+    if old is not None and not from_zero and direct_map_copy(mm, old.pfn, folio.pfn, 1, "wp_page_copy"):
+        _leak(mm, folio)  # the task oopsed holding the new page
+        return "oops"
+    vma = mms.find_vma(addr)
+    _map_anon(folio, mms, addr)
+    table.entries[index] = Pte(folio.pfn, writable=bool(vma and vma.write), special=False)
+    if old is not None and not old.special:
+        _unmap_folio(mm, mms, old.pfn, addr)  # page_remove_rmap() + put of the old page
+    return "cow_zero_page" if from_zero else "cow"
 
 
 def _new_anon_pte(mm: MMState, mms: MmStruct, table: PteTable, haddr: int, index: int, handling: str) -> str:
@@ -234,7 +255,7 @@ def exit_mmap(mm: MMState, mms: MmStruct) -> None:
             free_pages(mm, table, "pte_free")
         else:
             for index, pte in sorted(entry.entries.items()):
-                if not pte.special:
+                if pte is not None and not pte.special:
                     _unmap_folio(mm, mms, pte.pfn, haddr + (index << PAGE_SHIFT))
             free_pages(mm, entry.page, "pte_free")
         mms.nr_ptes -= 1

@@ -6,17 +6,21 @@ The question the bug library asks of GUP is: when a caller takes a user page
 private copy (COW), or the shared page behind the mapping (the zero page, the
 huge zero folio, a page-cache page)?  The answer changed with the kernel:
 
-* ``pre-4.9``: ``faultin_page()`` dropped FOLL_WRITE after a COW fault on a
-  !VM_WRITE mapping ("drop FOLL_WRITE and retry").  If madvise(MADV_DONTNEED)
-  zaps the copy before the retry, the retry read-faults the *original* page
-  and returns it: Dirty COW (CVE-2016-5195).
-* ``4.9``: commit 19be0eaffa3a keeps FOLL_WRITE and adds FOLL_COW: a PTE may be
+* ``pre-4.9``: ``faultin_page()`` dropped FOLL_WRITE after the COW fault of a
+  FOLL_FORCE write on a !VM_WRITE mapping ("drop FOLL_WRITE and retry").  If
+  madvise(MADV_DONTNEED) zaps the copy before the retry, the retry read-faults
+  the *original* page and returns it: Dirty COW (CVE-2016-5195).
+* ``4.10``: 19be0eaffa3a (4.9) keeps FOLL_WRITE and adds FOLL_COW: a PTE may be
   followed for a write after a COW only if it is dirty (can_follow_write_pte()).
-  The THP path was still open: touch_pmd() marked a PMD dirty on every
-  follow, so a re-faulted huge zero PMD passed can_follow_write_pmd():
-  Huge Dirty COW (CVE-2017-1000405).
-* ``4.15``: a8f97366452e (touch_p[mu]d() dirties only for FOLL_WRITE) and
-  8310d48b125d (can_follow_write_pmd() honours FOLL_FORCE/FOLL_COW) close it.
+  8310d48b125d (4.10; 4.9.y) gave THP the same rule, can_follow_write_pmd(),
+  and so opened the THP path: touch_pmd() marked a PMD dirty on every follow,
+  so a re-faulted huge zero PMD passed it for a FOLL_FORCE write on a
+  !VM_WRITE mapping: Huge Dirty COW (CVE-2017-1000405).
+* ``4.15``: a8f97366452e (touch_p[mu]d() dirties only for FOLL_WRITE) closes it.
+* ``5.7``: FOLL_PIN (pin_user_pages()) adds GUP_PIN_COUNTING_BIAS to a small
+  folio's refcount, and since 8fde12ca79af (5.1) a grab is refused once the
+  refcount is no longer positive (rofolio.mm.longterm_pin.try_grab_folio()).
+  Before 5.7 a "pin" is a plain FOLL_GET reference.
 * ``current``: today's anon-exclusive COW rules never hand out a shared page
   for writing; and pin_user_pages() leaves the shared zero page unpinned
   (David Howells, 2023: a pin on ZERO_PAGE could overflow its refcount).
@@ -32,26 +36,39 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from rofolio.errors import Errno
-from rofolio.mm.direct_access import direct_map_copy
-from rofolio.mm.fault import _map_anon, _pte_alloc_one, handle_mm_fault, split_huge_zero_page_pmd
+from rofolio.mm.fault import _pte_alloc_one, _unmap_folio, handle_mm_fault, split_huge_zero_page_pmd, wp_page_copy
 from rofolio.mm.folio import Folio
-from rofolio.mm.gfp import GFP_HIGHUSER_MOVABLE
-from rofolio.mm.page_alloc import alloc_pages
+from rofolio.mm.longterm_pin import try_grab_folio
 from rofolio.mm.process import HugePmd, MmStruct, Pte, PteTable
+from rofolio.mm.zero_page import is_zero_folio
 from rofolio.units import PAGE_SHIFT, PMD_SIZE
 
 if TYPE_CHECKING:
     from rofolio.mm.state import MMState
 
-GUP_PIN_COUNTING_BIAS = 1024  # include/linux/mm.h: a FOLL_PIN on a small folio adds this to the refcount
-REFCOUNT_LIMIT = 1 << 31  # page->_refcount is an atomic_t
-
-
 class GupRules(StrEnum):
+    """The GUP behaviour of a kernel era, oldest first."""
+
     DROP_FOLL_WRITE = "pre-4.9"
-    FOLL_COW = "4.9"
+    FOLL_COW = "4.10"
     TOUCH_PMD_FIX = "4.15"
+    FOLL_PIN = "5.7"
     CURRENT = "current"
+
+    @property
+    def has_foll_pin(self) -> bool:
+        """FOLL_PIN and GUP_PIN_COUNTING_BIAS (5.7); before, a pin is a FOLL_GET reference."""
+        return self in (GupRules.FOLL_PIN, GupRules.CURRENT)
+
+    @property
+    def refcount_checked(self) -> bool:
+        """try_grab_folio() refuses a folio whose refcount is not positive (8fde12ca79af, 5.1)."""
+        return self in (GupRules.FOLL_PIN, GupRules.CURRENT)
+
+    @property
+    def pins_zero_page(self) -> bool:
+        """Until "mm: Don't pin ZERO_PAGE in pin_user_pages()" (2023) the zero page was pinned like any page."""
+        return self != GupRules.CURRENT
 
 
 class Foll(StrEnum):
@@ -82,43 +99,40 @@ def _lookup(mms: MmStruct, addr: int) -> tuple[int, bool, bool] | None:
     return None if pte is None else (pte.pfn, pte.writable, pte.special)
 
 
+def _grab(mm: MMState, folio: Folio, count: int, pin: bool, rules: GupRules) -> int:
+    """try_grab_folio() under ``rules``: how many of ``count`` grabs were taken (the zero page's pins: all, untaken)."""
+    if pin and is_zero_folio(mm, folio) and not rules.pins_zero_page:
+        return count  # the zero page is left unpinned: nothing to take, nothing to release
+    return try_grab_folio(mm, folio, count, pin=pin and rules.has_foll_pin, refcount_check=rules.refcount_checked)
+
+
 def _take(mm: MMState, pfn: int, flags: frozenset[str], rules: GupRules, how: str) -> GupResult:
-    """try_grab_folio(): FOLL_GET takes a reference, FOLL_PIN a pin (the shared zero page is skipped today)."""
+    """The page GUP returns, with the reference (FOLL_GET) or pin (FOLL_PIN) it takes on it."""
     folio = mm.folio_of(pfn)
-    pinned = False
-    if folio is not None:
-        is_zero_page = folio is mm.zero_page
-        if Foll.PIN in flags:
-            if not (is_zero_page and rules == GupRules.CURRENT):  # "mm: Don't pin ZERO_PAGE"
-                folio.refcount += 1 if folio.order else GUP_PIN_COUNTING_BIAS
-                folio.pincount += 1
-                pinned = True
-        else:
-            folio.refcount += 1
+    pin = Foll.PIN in flags
+    if folio is not None and not _grab(mm, folio, 1, pin, rules):
+        return GupResult(-Errno.ENOMEM, None, -1, "try_grab_folio() refused: the refcount is not positive", False)
+    pinned = pin and folio is not None and not (is_zero_folio(mm, folio) and not rules.pins_zero_page)
     return GupResult(0, folio, pfn, how, pinned)
 
 
-def _force_cow(mm: MMState, mms: MmStruct, addr: int) -> int | None:
-    """The COW fault a FOLL_FORCE write takes on a private mapping: a private copy at ``addr``."""
+def _force_cow(mm: MMState, mms: MmStruct, addr: int) -> tuple[int | None, str]:
+    """The COW fault a FOLL_FORCE write takes on a private mapping: (the private copy's pfn, how it went)."""
     haddr = addr & ~(PMD_SIZE - 1)
     entry = mms.pmds.get(haddr)
     if isinstance(entry, HugePmd) and entry.special:
         split_huge_zero_page_pmd(mm, mms, haddr)  # do_huge_pmd_wp_page(): "goto fallback"
         entry = mms.pmds[haddr]
-    entry = _pte_table(mm, mms, haddr, entry)
-    if entry is None:
-        return None
+    table = _pte_table(mm, mms, haddr, entry)
+    if table is None:
+        return None, "oom"
     index = (addr - haddr) >> PAGE_SHIFT
-    old = entry.get(index)
-    copy = alloc_pages(mm, GFP_HIGHUSER_MOVABLE, 0, label=f"COW copy in mm {mms.id}")
-    if copy is None:
-        return None
-    if old is not None:
-        direct_map_copy(mm, old.pfn, copy.pfn, 1, "wp_page_copy")
-    vma = mms.find_vma(addr)
-    entry.entries[index] = Pte(copy.pfn, writable=bool(vma and vma.write), special=False)
-    _map_anon(copy, mms, haddr + (index << PAGE_SHIFT))
-    return copy.pfn
+    handling = wp_page_copy(mm, mms, table, haddr, index)
+    if handling in ("oom", "oops"):
+        return None, handling
+    pte = table.get(index)
+    assert pte is not None
+    return pte.pfn, handling
 
 
 def _pte_table(mm: MMState, mms: MmStruct, haddr: int, entry: HugePmd | PteTable | None) -> PteTable | None:
@@ -133,14 +147,20 @@ def _pte_table(mm: MMState, mms: MmStruct, haddr: int, entry: HugePmd | PteTable
     return entry
 
 
-def _zap(mms: MmStruct, addr: int) -> None:
-    """madvise(MADV_DONTNEED) on the page: the private copy goes (its folio is not freed here)."""
+def _zap(mm: MMState, mms: MmStruct, addr: int) -> None:
+    """madvise(MADV_DONTNEED) on the page: its PTE becomes none and the copy is unmapped (the table stays)."""
     haddr = addr & ~(PMD_SIZE - 1)
-    entry = mms.pmds.get(haddr)
-    if isinstance(entry, PteTable):
-        entry.entries.pop((addr - haddr) >> PAGE_SHIFT, None)
-        if not entry.entries and entry.fill is None:
-            del mms.pmds[haddr]
+    table = mms.pmds.get(haddr)
+    if not isinstance(table, PteTable):
+        return
+    index = (addr - haddr) >> PAGE_SHIFT
+    pte = table.get(index)
+    if table.fill is not None:
+        table.entries[index] = None  # none, among the split table's zero-page PTEs
+    else:
+        table.entries.pop(index, None)
+    if pte is not None and not pte.special:
+        _unmap_folio(mm, mms, pte.pfn, addr)  # zap_pte_range()
 
 
 def get_user_page(mm: MMState, mms: MmStruct, addr: int, flags: frozenset[str], rules: GupRules,
@@ -163,26 +183,37 @@ def get_user_page(mm: MMState, mms: MmStruct, addr: int, flags: frozenset[str], 
         return _take(mm, pfn, flags, rules, "the mapped page")
     original = pfn
     huge_zero = isinstance(mms.pmds.get(addr & ~(PMD_SIZE - 1)), HugePmd) and special
-    copy = _force_cow(mm, mms, addr)
+    copy, handling = _force_cow(mm, mms, addr)
     if copy is None:
-        return GupResult(-Errno.ENOMEM, None, -1, "no memory for the COW copy", False)
+        return _cow_failed(handling)
     if race != "madv_dontneed":
         return _take(mm, copy, flags, rules, "a private COW copy")
-    _zap(mms, addr)
+    _zap(mm, mms, addr)
     # the retry, after the copy was zapped
-    if rules == GupRules.DROP_FOLL_WRITE:
-        # FOLL_WRITE was dropped: the retry is a read, which maps the original page again
+    forced = Foll.FORCE in flags and not vma.write  # only a FOLL_FORCE write to a !VM_WRITE mapping COWs this way
+    if rules == GupRules.DROP_FOLL_WRITE and forced:
+        # faultin_page(): "drop FOLL_WRITE" after the COW; the retry is a read, which maps the original page again
         _remap_original(mm, mms, addr, original, huge_zero)
         return _take(mm, original, flags, rules, "the original page: FOLL_WRITE was dropped before the race")
-    if rules == GupRules.FOLL_COW and huge_zero:
+    if rules == GupRules.FOLL_COW and huge_zero and forced:
         # the process re-faults the huge zero PMD; touch_pmd() dirties it; can_follow_write_pmd() passes
         _remap_original(mm, mms, addr, original, huge_zero)
         return _take(mm, original, flags, rules,
                      "touch_pmd() dirtied the re-faulted PMD and FOLL_COW let it through")
-    copy = _force_cow(mm, mms, addr)  # FOLL_WRITE kept: the retry COWs again
+    # FOLL_WRITE kept: the retry's write fault reads the page in again (the zero page, or the file's page:
+    # do_anonymous_page() / do_cow_fault()) and COWs it once more
+    assert mm.zero_page is not None
+    _remap_original(mm, mms, addr, mm.zero_page.pfn if huge_zero else original, huge_zero=False)
+    copy, handling = _force_cow(mm, mms, addr)
     if copy is None:
-        return GupResult(-Errno.ENOMEM, None, -1, "no memory for the COW copy", False)
+        return _cow_failed(handling)
     return _take(mm, copy, flags, rules, "a private COW copy: the retry kept FOLL_WRITE")
+
+
+def _cow_failed(handling: str) -> GupResult:
+    if handling == "oops":
+        return GupResult(-Errno.EFAULT, None, -1, "the COW copy oopsed reading the original page", False)
+    return GupResult(-Errno.ENOMEM, None, -1, "no memory for the COW copy", False)
 
 
 def _remap_original(mm: MMState, mms: MmStruct, addr: int, pfn: int, huge_zero: bool) -> None:
@@ -196,22 +227,27 @@ def _remap_original(mm: MMState, mms: MmStruct, addr: int, pfn: int, huge_zero: 
             assert hz is not None
             mms.pmds[haddr] = HugePmd(hz.pfn, writable=False, special=True)
         return
-    entry = mms.pmds.get(haddr)
-    if isinstance(entry, PteTable):
-        folio = mm.folio_of(pfn)
-        special = folio is mm.zero_page
-        entry.entries[(addr - haddr) >> PAGE_SHIFT] = Pte(pfn, writable=False, special=special)
+    folio = mm.folio_of(pfn)
+    if folio is None or is_zero_folio(mm, folio):
+        table = _pte_table(mm, mms, haddr, mms.pmds.get(haddr))
+        if table is not None:
+            table.entries[(addr - haddr) >> PAGE_SHIFT] = Pte(pfn, writable=False, special=True)
+        return
+    map_file_page(mm, mms, addr, folio)
 
 
-def pin_many(mm: MMState, folio: Folio, count: int, rules: GupRules) -> tuple[int, bool]:
-    """``count`` FOLL_PIN references on ``folio``; returns (refcount, overflowed)."""
-    if folio is mm.zero_page and rules == GupRules.CURRENT:
-        return folio.refcount, False  # the zero page is left unpinned
-    per_pin = 1 if folio.order else GUP_PIN_COUNTING_BIAS
-    folio.refcount += per_pin * count
-    folio.pincount += count
-    overflowed = folio.refcount >= REFCOUNT_LIMIT
-    return folio.refcount, overflowed
+def pin_many(mm: MMState, folio: Folio, count: int, rules: GupRules) -> tuple[int, str]:
+    """``count`` pin_user_pages() on mappings of ``folio`` under ``rules``: (pins taken, what happened)."""
+    if is_zero_folio(mm, folio) and not rules.pins_zero_page:
+        return count, "pin_user_pages() leaves the zero page unpinned (\"mm: Don't pin ZERO_PAGE\")"
+    before = folio.refcount
+    taken = _grab(mm, folio, count, True, rules)
+    what = f"refcount {before} -> {folio.refcount}"
+    if folio.refcount >= 1 << 31:
+        what += " (past 2^31: negative as an atomic_t)"
+    if taken < count:
+        what += f", then {count - taken} more pins refused with a WARN (try_grab_folio)"
+    return taken, what
 
 
 def map_file_page(mm: MMState, mms: MmStruct, addr: int, folio: Folio) -> bool:

@@ -53,16 +53,17 @@ class HugePmd:
 @dataclass
 class PteTable:
     page: Folio  # the page-table page
-    entries: dict[int, Pte] = field(default_factory=dict)
+    entries: dict[int, Pte | None] = field(default_factory=dict)  # None: a none entry where ``fill`` would say
     fill: Pte | None = None  # every entry not in ``entries`` (after a huge zero PMD split)
 
     def get(self, index: int) -> Pte | None:
         return self.entries.get(index, self.fill)
 
     def present(self) -> int:
+        none = sum(1 for pte in self.entries.values() if pte is None)
         if self.fill is not None:
-            return PTRS_PER_TABLE
-        return len(self.entries)
+            return PTRS_PER_TABLE - none
+        return len(self.entries) - none
 
 
 @dataclass

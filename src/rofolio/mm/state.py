@@ -53,7 +53,6 @@ class MMState:
         self.processes: dict[int, MmStruct] = {}
         self.readonly_history: SortedDict = SortedDict()  # first pfn -> end pfn of every range made read-only
         self.leaked: list[Folio] = []
-        self.oops_count = 0
         self.next_mm_id = 1
         self.reserved: list[tuple[int, int, str]] = []
         self.zero_page: Folio | None = None

@@ -28,7 +28,6 @@ from rofolio.mm import (
     readonly,
     shrinker,
 )
-from rofolio.mm.events import RefcountOverflow
 from rofolio.mm.folio import Folio, MappingKind
 from rofolio.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE, GFP_USER, Gfp
 from rofolio.mm.process import MmStruct
@@ -110,8 +109,12 @@ def write(ctx: Context, step: schema.Write) -> Result:
     if direct and not step.probe:
         pfn = k.pa(va) >> PAGE_SHIFT
         if step.via == "kernel":  # an MM path: the lifetime policy sees it first, contents are recorded
-            return direct_access.kernel_write(mm, pfn, 1, step.value, "kernel_write"), va
-        return direct_access.direct_map_write(mm, pfn, 1, step.value, "cpu store"), va  # only page tables
+            ret = direct_access.kernel_write(mm, pfn, 1, step.value, "kernel_write")
+        else:
+            ret = direct_access.direct_map_write(mm, pfn, 1, step.value, "cpu store")  # only page tables
+        if ret == 0:
+            ctx.note = f"landed in pfn {pfn:#x} through the direct map"
+        return ret, va
     mapping = "direct map" if direct else _mapping_name(k, va, step.mapping)
     outcome = kernel_write(k, va, probe=step.probe, mapping=mapping)
     if outcome.ok:
@@ -127,8 +130,8 @@ def _mapping_name(k: Any, va: int, alias: str | None) -> str:
     """Which kernel mapping a store at ``va`` goes through, for the report."""
     if alias:
         return f"vmalloc alias {alias!r}"
-    layout = getattr(k, "layout", None)  # x86-64: the kernel image's high mapping at __START_KERNEL_map
-    if layout is not None and layout.start_kernel_map <= va < layout.start_kernel_map + layout.kernel_image_size:
+    start = getattr(getattr(k, "layout", None), "start_kernel_map", None)  # x86-64: __START_KERNEL_map
+    if start is not None and start <= va < start + k.layout.kernel_image_size:
         return "kernel image high mapping"
     return "kernel mapping"
 
@@ -267,8 +270,8 @@ def gup_step(ctx: Context, step: schema.Gup) -> Result:
     if result.folio is None:
         ctx.note = result.how
         return result.ret, None
-    ctx.folios[step.as_] = result.folio
     ctx.note = f"got {_folio_name(ctx, result.folio)} ({result.how})" + (", pinned" if result.pinned else "")
+    ctx.folios[step.as_] = result.folio
     return result.ret, ctx.machine.kernel.page_address(result.pfn)
 
 
@@ -285,15 +288,9 @@ def pipe_write(ctx: Context, step: schema.PipeWrite) -> Result:
 
 
 def pin_many(ctx: Context, step: schema.PinMany) -> Result:
-    mm = ctx.machine.mm
     folio = ctx.folio(step.folio)
-    refcount, overflowed = gup.pin_many(mm, folio, step.count, gup.GupRules(step.rules))
-    if overflowed:
-        mm.kernel.log.append(RefcountOverflow(folio.pfn, refcount, folio.label or _folio_name(ctx, folio)))
-    ctx.note = f"refcount {refcount}" + (" (overflowed 2^31)" if overflowed else "")
-    if folio is mm.zero_page and step.rules == gup.GupRules.CURRENT:
-        ctx.note += ": pin_user_pages() leaves the zero page unpinned (\"mm: Don't pin ZERO_PAGE\")"
-    return 0, ctx.machine.kernel.page_address(folio.pfn)
+    taken, ctx.note = gup.pin_many(ctx.machine.mm, folio, step.count, gup.GupRules(step.rules))
+    return 0 if taken == step.count else -Errno.ENOMEM, ctx.machine.kernel.page_address(folio.pfn)
 
 
 def read(ctx: Context, step: schema.Read) -> Result:
@@ -310,7 +307,7 @@ def _folio_name(ctx: Context, folio: Folio) -> str:
     if folio is mm.zero_page:
         return "the zero page"
     named = [name for name, f in ctx.folios.items() if f is folio]
-    return named[0] if named else f"folio {folio.pfn:#x}"
+    return named[0] if named else folio.label or f"folio {folio.pfn:#x}"
 
 
 HANDLERS: dict[type, Handler] = {

@@ -331,7 +331,7 @@ class Gup(_Step, _Named):
     region: str
     offset: int = 0
     flags: list[Literal["FOLL_WRITE", "FOLL_FORCE", "FOLL_PIN", "FOLL_LONGTERM"]] = Field(default_factory=list)
-    rules: Literal["pre-4.9", "4.9", "4.15", "current"] = "current"
+    rules: Literal["pre-4.9", "4.10", "4.15", "5.7", "current"] = "current"
     race: Literal["madv_dontneed"] | None = Field(
         None, description="madvise(MADV_DONTNEED) zaps the COW copy before GUP's retry")
     as_: str = _NAME
@@ -352,11 +352,11 @@ class PipeWrite(_FolioStep):
 
 
 class PinMany(_FolioStep):
-    """``count`` FOLL_PIN references on a folio (GUP_PIN_COUNTING_BIAS each on a small folio)."""
+    """``count`` pin_user_pages() on mappings of a folio: GUP_PIN_COUNTING_BIAS each on a small folio (5.7+)."""
 
     op: Literal["pin_many"]
     count: int = Field(..., ge=1)
-    rules: Literal["pre-4.9", "4.9", "4.15", "current"] = "current"
+    rules: Literal["pre-4.9", "4.10", "4.15", "5.7", "current"] = "current"
 
 
 class Read(_Step):
