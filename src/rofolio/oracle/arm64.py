@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -42,10 +41,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from itertools import pairwise
 from pathlib import Path
@@ -55,7 +53,9 @@ import click
 
 from rofolio.errors import RofolioError
 from rofolio.oracle.errors import OracleError
-from rofolio.oracle.setup import cache_dir, is_static_elf
+from rofolio.oracle.guest import Boot, run_qemu
+from rofolio.oracle.setup import cache_dir, is_static_elf, read_manifest, run_command
+from rofolio.oracle.setup import source_hash as kmod_source_hash
 from rofolio.units import parse_size
 
 SUBDIR = "arm64"
@@ -100,42 +100,17 @@ def arm64_dir(root: Path | None = None) -> Path:
 
 
 def source_hash() -> str:
-    digest = hashlib.sha256()
-    for name in KC_FILES:
-        digest.update((resources.files("rofolio.oracle") / "kmod" / name).read_bytes())
-    return digest.hexdigest()[:16]
+    return kmod_source_hash(KC_FILES)
 
 
 def load_install(root: Path | None = None) -> Arm64Install:
     """The manifest of an earlier arm64 setup; an error that says how to make one otherwise."""
     folder = arm64_dir(root)
-    path = folder / MANIFEST
-    hint = "run `rofolio oracle arm64-boot --setup` first (as root, with the Debian mirror reachable)"
-    if not path.exists():
-        raise OracleError(f"the arm64 oracle is not set up: no {path}", hint)
-    try:
-        data = json.loads(path.read_text())
-        install = Arm64Install(**{k: data[k] for k in Arm64Install.__dataclass_fields__})
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise OracleError(f"cannot read {path}: {err}", hint) from err
-    if install.missing():
-        raise OracleError(f"the arm64 oracle setup in {folder} is incomplete: missing {', '.join(install.missing())}",
-                          hint)
+    hint = "run `rofolio oracle setup --arch arm64` first (as root, with the Debian mirror reachable)"
+    install = read_manifest(folder / MANIFEST, Arm64Install, "the arm64 oracle", hint)
     if install.source_hash != source_hash():
         raise OracleError(f"kc_arm64 in {folder} was built from another {KC_SOURCE}", hint)
     return install
-
-
-def _run(cmd: list[str], what: str, *, cwd: Path | None = None, hint: str = "",
-         env: dict[str, str] | None = None) -> str:
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, check=False)
-    except FileNotFoundError as err:
-        raise OracleError(f"{what}: {cmd[0]} not found", hint or "install it, or run on Debian") from err
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
-        raise OracleError(f"{what} failed (exit {proc.returncode}):\n{tail}", hint)
-    return proc.stdout + proc.stderr
 
 
 def _installed(pkg: str) -> bool:
@@ -189,7 +164,7 @@ def setup(root: Path | None = None, log: Callable[[str], None] = print) -> Arm64
                                  check=False).stdout.split()
         if "arm64" not in foreign:
             log("dpkg --add-architecture arm64")
-            _run(["dpkg", "--add-architecture", "arm64"], "dpkg --add-architecture arm64")
+            run_command(["dpkg", "--add-architecture", "arm64"], "dpkg --add-architecture arm64")
         log("apt-get update")
         proc = subprocess.run(["apt-get", "update", "-q"], capture_output=True, text=True, check=False)
         lines = (proc.stdout + proc.stderr).splitlines()
@@ -211,7 +186,7 @@ def setup(root: Path | None = None, log: Callable[[str], None] = print) -> Arm64
             raise OracleError(f"missing packages: {', '.join(missing)}",
                               f"run the setup as root, or: apt-get install {' '.join(missing)}")
         log(f"apt-get install {' '.join(missing)}")
-        _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], "apt-get install",
+        run_command(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], "apt-get install",
              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, hint="is the Debian mirror reachable?")
     qemu = shutil.which("qemu-system-aarch64")
     if not qemu:
@@ -264,7 +239,7 @@ def _fetch(package: str, members: dict[str, Path]) -> None:
         if os.geteuid() == 0:
             with contextlib.suppress(LookupError, OSError):
                 shutil.chown(tmp, user="_apt")  # apt downloads as _apt
-        _run(["apt-get", "download", "-q", package], f"apt-get download {package}", cwd=Path(tmp),
+        run_command(["apt-get", "download", "-q", package], f"apt-get download {package}", cwd=Path(tmp),
              hint="is the Debian mirror reachable, and is arm64 a dpkg foreign architecture?")
         debs = sorted(Path(tmp).glob("*.deb"))
         if not debs:
@@ -290,12 +265,12 @@ def _build_kc(build: Path) -> None:
     build.mkdir(parents=True)
     for name in KC_FILES:
         (build / name).write_bytes((resources.files("rofolio.oracle") / "kmod" / name).read_bytes())
-    out = _run([CROSS_GCC, "-O2", "-static", "-Wall", "-Wextra", "-o", "kc_arm64.full", KC_SOURCE],
+    out = run_command([CROSS_GCC, "-O2", "-static", "-Wall", "-Wextra", "-o", "kc_arm64.full", KC_SOURCE],
                "cross-compiling kc_arm64", cwd=build,
                hint="apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross")
     if "warning:" in out or "error:" in out:
         raise OracleError("kc_arm64 built with warnings:\n" + out.strip(), f"fix kmod/{KC_SOURCE}")
-    _run([CROSS_STRIP, "-o", "kc_arm64", "kc_arm64.full"], "strip kc_arm64", cwd=build)
+    run_command([CROSS_STRIP, "-o", "kc_arm64", "kc_arm64.full"], "strip kc_arm64", cwd=build)
     if not is_static_aarch64(build / "kc_arm64"):
         raise OracleError("kc_arm64 is not a static aarch64 executable", "check the cross compiler")
 
@@ -352,44 +327,13 @@ def qemu_command(install: Arm64Install, initrd: Path, mem: str, rodata: str) -> 
             "-no-reboot", "-kernel", install.vmlinuz, "-initrd", str(initrd), "-append", f"{APPEND} rodata={rodata}"]
 
 
-@dataclass
-class GuestRun:
-    command: list[str]
-    returncode: int
-    timed_out: bool
-    wall_s: float
-    serial: str
-
-
-def boot_guest(install: Arm64Install, mem: str, rodata: str, timeout: float = 300.0) -> GuestRun:
+def boot_guest(install: Arm64Install, mem: str, rodata: str, timeout: float = 300.0) -> Boot:
     """Boot the arm64 kernel with the walker's initramfs and wait for power-off (or the timeout)."""
     with tempfile.TemporaryDirectory(prefix="rofolio-arm64-") as tmp:
         initrd = Path(tmp) / "initrd.gz"
         initrd.write_bytes(build_initramfs(Path(install.busybox).read_bytes(), Path(install.kc).read_bytes()))
-        cmd = qemu_command(install, initrd, mem, rodata)
-        t0 = time.monotonic()
-        try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        except OSError as err:
-            raise OracleError(f"cannot start {cmd[0]}: {err}", "run the arm64 setup again") from err
-        chunks: list[bytes] = []
-
-        def pump() -> None:
-            for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
-                chunks.append(chunk)
-
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
-        timed_out = False
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            proc.kill()
-            rc = proc.wait()
-        reader.join(5)
-        wall = time.monotonic() - t0
-    return GuestRun(cmd, rc, timed_out, round(wall, 1), b"".join(chunks).decode(errors="replace").replace("\r", ""))
+        run = run_qemu(qemu_command(install, initrd, mem, rodata), timeout, "run the arm64 setup again")
+    return replace(run, serial=run.serial.replace("\r", ""))
 
 
 # ==================================================================== parse
@@ -770,7 +714,6 @@ def compare(log: Arm64Log, mem: str, rodata: str, wall_s: float = 0.0) -> Arm64R
     rep.kernel_lines = ptdump_text(kernel)
     model_rodata = RODATA_61_TO_MODEL[rodata]
     rep.facts["model rodata="] = model_rodata or "(none: the default)"
-    from dataclasses import replace
 
     runs = (("model, measured kernel image", image),
             ("model, Machine.boot default image", None),

@@ -174,32 +174,36 @@ def boot(install: Install, config: GuestConfig, steps_sh: str | None, *, with_kc
     with tempfile.TemporaryDirectory(prefix="rofolio-oracle-") as tmp:
         initrd = Path(tmp) / "initrd.gz"
         initrd.write_bytes(build_initramfs(install, steps_sh, with_kc=with_kc))
-        cmd = config.qemu_command(install, initrd)
-        t0 = time.monotonic()
-        try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        except OSError as err:
-            raise OracleError(f"cannot start {cmd[0]}: {err}", "run `rofolio oracle setup`") from err
-        out: list[bytes] = []
-        err_out: list[bytes] = []
+        return run_qemu(config.qemu_command(install, initrd), config.timeout, "run `rofolio oracle setup`")
 
-        def pump(src: Any, dst: list[bytes]) -> None:
-            for chunk in iter(lambda: src.read1(65536), b""):
-                dst.append(chunk)
 
-        threads = [threading.Thread(target=pump, args=(proc.stdout, out), daemon=True),
-                   threading.Thread(target=pump, args=(proc.stderr, err_out), daemon=True)]
-        for t in threads:
-            t.start()
-        timed_out = False
-        try:
-            rc = proc.wait(timeout=config.timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            proc.kill()
-            rc = proc.wait()
-        for t in threads:
-            t.join(timeout=5)
+def run_qemu(cmd: list[str], timeout: float, hint: str) -> Boot:
+    """Run a QEMU guest to power-off (killed after ``timeout`` s), collecting its serial console and stderr."""
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as err:
+        raise OracleError(f"cannot start {cmd[0]}: {err}", hint) from err
+    out: list[bytes] = []
+    err_out: list[bytes] = []
+
+    def pump(src: Any, dst: list[bytes]) -> None:
+        for chunk in iter(lambda: src.read1(65536), b""):
+            dst.append(chunk)
+
+    threads = [threading.Thread(target=pump, args=(proc.stdout, out), daemon=True),
+               threading.Thread(target=pump, args=(proc.stderr, err_out), daemon=True)]
+    for t in threads:
+        t.start()
+    timed_out = False
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        proc.kill()
+        rc = proc.wait()
+    for t in threads:
+        t.join(timeout=5)
     return Boot(cmd, rc, timed_out, round(time.monotonic() - t0, 2), b"".join(out).decode(errors="replace"),
                 b"".join(err_out).decode(errors="replace").strip())
 

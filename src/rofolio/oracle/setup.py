@@ -33,8 +33,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 from rofolio.oracle.errors import OracleError
+
+M = TypeVar("M")
 
 CACHE_ENV = "ROFOLIO_ORACLE_DIR"
 MANIFEST = "manifest.json"
@@ -80,34 +83,42 @@ class Install:
 def load_install(root: Path | None = None) -> Install:
     """The manifest of an earlier ``rofolio oracle setup``; an error that says to run it otherwise."""
     root = root or cache_dir()
-    path = root / MANIFEST
-    hint = "run `rofolio oracle setup` first (as root, with the Debian mirror reachable)"
-    if not path.exists():
-        raise OracleError(f"the oracle is not set up: no {path}", hint)
-    try:
-        data = json.loads(path.read_text())
-        install = Install(**{k: data[k] for k in Install.__dataclass_fields__})
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise OracleError(f"cannot read {path}: {err}", hint) from err
-    if install.missing():
-        raise OracleError(f"the oracle setup in {root} is incomplete: missing {', '.join(install.missing())}", hint)
+    install = read_manifest(root / MANIFEST, Install, "the oracle",
+                            "run `rofolio oracle setup` first (as root, with the Debian mirror reachable)")
     if install.source_hash != source_hash():
         raise OracleError(f"the module in {root} was built from other sources than this rofolio's kmod/",
                           "run `rofolio oracle setup` again to rebuild it")
     return install
 
 
-def source_hash() -> str:
+def read_manifest(path: Path, kind: type[M], what: str, hint: str) -> M:
+    """A setup's manifest (a dataclass with ``missing()``), checked: it exists, parses and names existing files."""
+    if not path.exists():
+        raise OracleError(f"{what} is not set up: no {path}", hint)
+    try:
+        data = json.loads(path.read_text())
+        install = kind(**{k: data[k] for k in kind.__dataclass_fields__})  # type: ignore[attr-defined]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise OracleError(f"cannot read {path}: {err}", hint) from err
+    if install.missing():
+        raise OracleError(f"the setup of {what} in {path.parent} is incomplete: missing "
+                          f"{', '.join(install.missing())}", hint)
+    return install
+
+
+def source_hash(names: tuple[str, ...] = KMOD_FILES) -> str:
+    """A digest of the kmod/ sources a build came from (a changed source means a rebuild)."""
     digest = hashlib.sha256()
     folder = resources.files("rofolio.oracle") / "kmod"
-    for name in KMOD_FILES:
+    for name in names:
         digest.update(name.encode() + b"\0" + (folder / name).read_bytes())
     return digest.hexdigest()[:16]
 
 
 # ------------------------------------------------------------------ helpers
-def _run(cmd: list[str], what: str, *, env: dict[str, str] | None = None, cwd: Path | None = None,
-         hint: str = "") -> str:
+def run_command(cmd: list[str], what: str, *, env: dict[str, str] | None = None, cwd: Path | None = None,
+                hint: str = "") -> str:
+    """Run a setup command; its output, or an OracleError with the last lines of it."""
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, check=False)
     except FileNotFoundError as err:
@@ -208,7 +219,7 @@ def setup(root: Path | None = None, log: Callable[[str], None] = print) -> Insta
                               "check the network and run setup again")
         log(f"apt-get install {' '.join(missing)}")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], "apt-get install", env=env,
+        run_command(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], "apt-get install", env=env,
              hint="is the Debian mirror reachable, and does the package exist for this release?")
     else:
         log("packages: all installed")
@@ -252,7 +263,7 @@ def _download_image(kver: str, vmlinuz: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="rofolio-oracle-deb-") as tmp:
         if _is_root() and _has_user("_apt"):
             shutil.chown(tmp, user="_apt")  # apt downloads as _apt; avoids the "unsandboxed" warning
-        _run(["apt-get", "download", "-q", f"linux-image-{kver}"], f"apt-get download linux-image-{kver}",
+        run_command(["apt-get", "download", "-q", f"linux-image-{kver}"], f"apt-get download linux-image-{kver}",
              cwd=Path(tmp), hint="is the Debian mirror reachable?")
         debs = sorted(Path(tmp).glob(f"linux-image-{kver}_*.deb"))
         if not debs:
@@ -288,7 +299,7 @@ def _build(build: Path, headers: Path) -> None:
     folder = resources.files("rofolio.oracle") / "kmod"
     for name in KMOD_FILES:
         (build / name).write_bytes((folder / name).read_bytes())
-    out = _run(["make", f"KDIR={headers}"], "building the module and kc", cwd=build,
+    out = run_command(["make", f"KDIR={headers}"], "building the module and kc", cwd=build,
                hint=f"check the compiler and {headers}")
     warnings = [line for line in out.splitlines() if "warning:" in line or "error:" in line]
     if warnings:
@@ -296,6 +307,6 @@ def _build(build: Path, headers: Path) -> None:
                           "fix kmod/ so it builds cleanly against these headers")
     if not (build / "dmoracle.ko").exists() or not (build / "kc").exists():
         raise OracleError(f"the build produced no dmoracle.ko or kc in {build}", "see the make output")
-    _run(["strip", "--strip-debug", "-o", str(build / "dmoracle.ko.stripped"), str(build / "dmoracle.ko")],
+    run_command(["strip", "--strip-debug", "-o", str(build / "dmoracle.ko.stripped"), str(build / "dmoracle.ko")],
          "strip dmoracle.ko")
-    _run(["strip", "-o", str(build / "kc.stripped"), str(build / "kc")], "strip kc")
+    run_command(["strip", "-o", str(build / "kc.stripped"), str(build / "kc")], "strip kc")
