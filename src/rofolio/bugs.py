@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from rofolio.errors import ConfigError, Errno, ScenarioError
@@ -97,6 +98,7 @@ class BugMatrix:
         return _table_html(["bug"] + [c.key for c in self.configs], rows)
 
 
+@cache
 def _bug_scenarios() -> dict[str, schema.Scenario]:
     """The built-in scenarios that replay a bug, by scenario name."""
     out = {}

@@ -99,10 +99,15 @@ def _lookup(mms: MmStruct, addr: int) -> tuple[int, bool, bool] | None:
     return None if pte is None else (pte.pfn, pte.writable, pte.special)
 
 
+def _pin_skipped(mm: MMState, folio: Folio, rules: GupRules) -> bool:
+    """pin_user_pages() leaves the zero page unpinned (today): nothing to take, nothing to release."""
+    return is_zero_folio(mm, folio) and not rules.pins_zero_page
+
+
 def _grab(mm: MMState, folio: Folio, count: int, pin: bool, rules: GupRules) -> int:
-    """try_grab_folio() under ``rules``: how many of ``count`` grabs were taken (the zero page's pins: all, untaken)."""
-    if pin and is_zero_folio(mm, folio) and not rules.pins_zero_page:
-        return count  # the zero page is left unpinned: nothing to take, nothing to release
+    """try_grab_folio() under ``rules``: how many of ``count`` grabs were taken (a skipped pin counts as taken)."""
+    if pin and _pin_skipped(mm, folio, rules):
+        return count
     return try_grab_folio(mm, folio, count, pin=pin and rules.has_foll_pin, refcount_check=rules.refcount_checked)
 
 
@@ -112,7 +117,7 @@ def _take(mm: MMState, pfn: int, flags: frozenset[str], rules: GupRules, how: st
     pin = Foll.PIN in flags
     if folio is not None and not _grab(mm, folio, 1, pin, rules):
         return GupResult(-Errno.ENOMEM, None, -1, "try_grab_folio() refused: the refcount is not positive", False)
-    pinned = pin and folio is not None and not (is_zero_folio(mm, folio) and not rules.pins_zero_page)
+    pinned = pin and folio is not None and not _pin_skipped(mm, folio, rules)
     return GupResult(0, folio, pfn, how, pinned)
 
 
@@ -238,7 +243,7 @@ def _remap_original(mm: MMState, mms: MmStruct, addr: int, pfn: int, huge_zero: 
 
 def pin_many(mm: MMState, folio: Folio, count: int, rules: GupRules) -> tuple[int, str]:
     """``count`` pin_user_pages() on mappings of ``folio`` under ``rules``: (pins taken, what happened)."""
-    if is_zero_folio(mm, folio) and not rules.pins_zero_page:
+    if _pin_skipped(mm, folio, rules):
         return count, "pin_user_pages() leaves the zero page unpinned (\"mm: Don't pin ZERO_PAGE\")"
     before = folio.refcount
     taken = _grab(mm, folio, count, True, rules)
