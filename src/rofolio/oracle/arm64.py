@@ -54,7 +54,7 @@ import click
 from rofolio.errors import RofolioError
 from rofolio.oracle.errors import OracleError
 from rofolio.oracle.guest import Boot, run_qemu
-from rofolio.oracle.setup import cache_dir, is_static_elf, read_manifest, run_command
+from rofolio.oracle.setup import cache_dir, is_static_elf, previous_manifest, read_manifest, run_command
 from rofolio.oracle.setup import source_hash as kmod_source_hash
 from rofolio.units import parse_size
 
@@ -214,7 +214,7 @@ def setup(root: Path | None = None, log: Callable[[str], None] = print) -> Arm64
     build = folder / "build"
     kc = build / "kc_arm64"
     digest = source_hash()
-    previous = _previous(folder)
+    previous = previous_manifest(folder / MANIFEST)
     if not (kc.exists() and previous and previous.get("source_hash") == digest):
         log(f"building kc_arm64 in {build}")
         _build_kc(build)
@@ -224,13 +224,6 @@ def setup(root: Path | None = None, log: Callable[[str], None] = print) -> Arm64
                                               indent=1) + "\n")
     log(f"done in {time.monotonic() - t0:.1f} s: {folder / MANIFEST}")
     return install
-
-
-def _previous(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _fetch(package: str, members: dict[str, Path]) -> None:

@@ -166,9 +166,10 @@ def is_static_elf(path: Path) -> bool:
     return True
 
 
-def _previous(root: Path) -> dict | None:
+def previous_manifest(path: Path) -> dict | None:
+    """What an earlier setup wrote, to skip work it already did; None if there is none."""
     try:
-        return json.loads((root / MANIFEST).read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
@@ -182,7 +183,7 @@ def setup(root: Path | None = None, log: Callable[[str], None] = print) -> Insta
     if not shutil.which("apt-get") or not shutil.which("dpkg-query"):
         raise OracleError("apt-get not found: the oracle installs its tools from Debian's packages",
                           "run it on Debian or Ubuntu")
-    previous = _previous(root)
+    previous = previous_manifest(root / MANIFEST)
     root_user = _is_root()
     offline = False
     if root_user:
