@@ -68,6 +68,21 @@ def memmap_pages(node_ram_sections: int) -> int:
     return node_ram_sections * ((SECTION_SIZE >> PAGE_SHIFT) * STRUCT_PAGE_SIZE >> PAGE_SHIFT)
 
 
+def sections_spanned(ranges: list[tuple[int, int]], section: int) -> int:
+    """Memory sections holding any pfn of ``ranges`` (sorted, disjoint), counted without walking them.
+
+    sparse_init() gives each present section its memmap; a section two ranges share counts once.
+    Arithmetic, so a 64 TiB machine costs no more than a small one.
+    """
+    count, last = 0, -1  # last: the highest section counted so far
+    for s, e in ranges:
+        first, final = max(s // section, last + 1), (e - 1) // section
+        if final >= first:
+            count += final - first + 1
+            last = final
+    return count
+
+
 def reserved_ranges(kernel: Any, ram: list[tuple[int, int]], nodes: list[Node],
                     movable_start: int | None) -> list[tuple[int, int, str]]:
     """memblock.reserved as (start pfn, end pfn, what), sorted."""
@@ -81,10 +96,8 @@ def reserved_ranges(kernel: Any, ram: list[tuple[int, int]], nodes: list[Node],
         out.append((image[0], image[1], "kernel image"))
     section = SECTION_SIZE >> PAGE_SHIFT
     for node in nodes:
-        sections = {pfn // section for s, e in ram for pfn in range(max(s, node.start_pfn) // section * section,
-                                                                      min(e, node.end_pfn), section)
-                    if max(s, node.start_pfn) < min(e, node.end_pfn)}
-        need = memmap_pages(len(sections))
+        clipped = [(max(s, node.start_pfn), min(e, node.end_pfn)) for s, e in ram]
+        need = memmap_pages(sections_spanned([(s, e) for s, e in clipped if s < e], section))
         top = node.end_pfn if movable_start is None else min(node.end_pfn, movable_start)
         for s, e in reversed(ram):
             s, e = max(s, node.start_pfn), min(e, top)

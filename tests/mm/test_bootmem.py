@@ -1,0 +1,25 @@
+"""memblock at boot: the memmap sparse_init() reserves covers each present section once."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rofolio.mm.bootmem import sections_spanned
+
+SECTION = 32768  # 128 MiB of 4K pages (SECTION_SIZE_BITS 27 on x86-64)
+
+
+@st.composite
+def sorted_disjoint_ranges(draw: st.DrawFn) -> list[tuple[int, int]]:
+    cuts = sorted(set(draw(st.lists(st.integers(0, 40 * SECTION), max_size=12))))
+    return [(s, e) for s, e in zip(cuts[::2], cuts[1::2], strict=False) if s < e]
+
+
+@given(sorted_disjoint_ranges())
+def test_memmap_counts_each_present_section_once(ranges: list[tuple[int, int]]) -> None:
+    present = {pfn // SECTION for s, e in ranges for pfn in range(s, e)}
+    assert sections_spanned(ranges, SECTION) == len(present)
+
+
+def test_two_ranges_in_one_section_need_one_memmap_section() -> None:
+    assert sections_spanned([(0, 100), (200, 300)], SECTION) == 1
+    assert sections_spanned([(0, 100), (SECTION - 1, SECTION + 1)], SECTION) == 2
