@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import resource
 import subprocess
@@ -133,7 +134,7 @@ def dense_worker(size: str, calls: int, seed: int, layout: dict) -> dict:
         request("ro" if r else "rw", page, 1)
     elapsed = time.perf_counter() - start
     return _result("dense", size, "window", calls, elapsed, peak_kb() - base, f"{npages} pages",
-                   array_bytes=int(model.level.nbytes + model.flags.nbytes))
+                   pages=npages, array_bytes=int(model.level.nbytes + model.flags.nbytes))
 
 
 def _result(kind: str, size: str, workload: str, calls: int, elapsed: float, mem_kb: int, note: str,
@@ -212,10 +213,13 @@ def main() -> None:
     budget = dense["array_bytes"] / 50
     print(f"\nthe calls left {base['runs']:,} runs ({added_runs:,} more than at boot); "
           f"each costs the sparse model about {per_run:.0f} bytes.")
-    verdict = (", less than one 8-byte boundary address: no model that stores runs can meet it here"
-               if budget / added_runs < 8 else "")
+    boundary = math.ceil(math.log2(dense["pages"])) / 8  # one page number of the map, bit-packed
+    verdict = (f", less than the {boundary:.2f} bytes one run boundary takes even bit-packed: no model that"
+               " records where each run starts can meet it on this workload"
+               if budget / added_runs < boundary else "")
     print(f"1/50 of the dense arrays ({dense['array_bytes'] / 2**20:.1f} MB) is {budget / 2**20:.2f} MB, "
           f"{budget / added_runs:.1f} bytes for each of those runs{verdict}.")
+
 
 if __name__ == "__main__":
     main()

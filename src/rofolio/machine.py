@@ -133,7 +133,7 @@ class Machine:
             if spec.boot_profile:
                 from rofolio.arch.x86_64.profiles import boot_profile
 
-                profile = boot_profile(spec.boot_profile, spec.mem)
+                profile = boot_profile(spec.boot_profile, spec.mem, spec.cpus)
             kernel = x86_boot.boot(config, image, x86_boot.BootOptions(kfence=spec.kfence, profile=profile), log)
         elif spec.arch == "arm64":
             from rofolio.arch.arm64 import boot as arm64_boot

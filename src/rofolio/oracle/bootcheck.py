@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rofolio.arch.x86_64 import ptdump
-from rofolio.arch.x86_64.profiles import PROFILES
+from rofolio.arch.x86_64.profiles import measured_profile
 from rofolio.oracle import model as oracle_model
 from rofolio.oracle.compare import Check, describe_changes
 from rofolio.oracle.guest import GuestLog, clip
@@ -54,7 +54,7 @@ def meminfo(lines: list[str]) -> dict[str, int]:
 
 def check_boot(log: GuestLog, machine: schema.Machine, *, mem: str, cpu: str) -> BootReport:
     """Compare the guest's boot (counters, kc walk, e820, initrd, BPF pack) with the model's."""
-    profile = PROFILES[PROFILE].get(machine.mem) if machine.boot_profile else None
+    profile = measured_profile(PROFILE, machine.mem, machine.cpus) if machine.boot_profile else None
     rep = BootReport(mem, cpu, log.uname or "?", log.gbpages, machine.boot_profile)
     if not log.complete:
         rep.errors.append("the guest did not finish booting" + (" (kernel panic)" if log.panic else ""))

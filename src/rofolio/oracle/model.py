@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
-from rofolio.arch.x86_64.profiles import PROFILES
+from rofolio.arch.x86_64.profiles import measured_profile
 from rofolio.faults import kernel_write
 from rofolio.machine import Machine
 from rofolio.oracle.errors import OracleError
@@ -30,7 +30,7 @@ PROFILE = "qemu-debian-6.1"
 def oracle_machine(scenario: schema.Scenario, *, mem: int, kernel: str, cpus: int, gbpages: bool,
                    la57: bool = False) -> schema.Machine:
     """The scenario's [machine] replaced by the oracle guest's."""
-    profile = PROFILE if mem in PROFILES[PROFILE] else None
+    profile = PROFILE if measured_profile(PROFILE, mem, cpus) else None
     return scenario.machine.model_copy(update={
         "mem": mem, "memory_map": None, "kernel": kernel, "cpus": cpus, "gbpages": gbpages,
         "paging": 5 if la57 else 4, "boot_profile": profile, "debug_pagealloc": False, "kfence": False,

@@ -7,10 +7,13 @@ under QEMU once later boot activity is accounted for (docs/fidelity.md).
 
 from __future__ import annotations
 
+import pytest
+
 from rofolio.arch.x86_64.boot import init_mem_mapping, split_mem_range
 from rofolio.arch.x86_64.config import X86Config
 from rofolio.arch.x86_64.kernel import X86Kernel
 from rofolio.arch.x86_64.ptdump import meminfo_lines, ptdump_lines
+from rofolio.errors import ConfigError
 from rofolio.machine import Machine, MachineSpec
 from rofolio.units import GiB, Level, MiB
 
@@ -103,6 +106,13 @@ def test_ptdump_lines_follow_the_x86_debugfs_layout() -> None:
     assert "0xffff8880c0000000-0xffff888100000000           1G " + " " * 30 + "pud" in lines
     # beyond RAM the rest of the first 512G is none PUDs, then none top-level entries ("pgd")
     assert lines[-1] == "0xffff890000000000-0xffffc90000000000          64T " + " " * 30 + "pgd"
+
+
+def test_a_boot_profile_is_never_applied_to_a_machine_it_was_not_measured_on() -> None:
+    """With -smp 2 the real kernel's BPF pack lands on other pages (docs/fidelity.md): refuse, don't guess."""
+    measured = r"measured for 2G with cpus = 1, 8G with cpus = 1 only, not 8G with cpus = 2"
+    with pytest.raises(ConfigError, match=measured):
+        Machine.boot(MachineSpec(mem=8 * GiB, kernel="6.1", cpus=2, boot_profile="qemu-debian-6.1"))
 
 
 def test_qemu_debian_6_1_profile_reproduces_the_real_kernels_boot() -> None:

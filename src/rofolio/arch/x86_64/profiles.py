@@ -12,7 +12,8 @@ applies the same calls with its own CPA rules.
 with the oracle's initramfs (rofolio.oracle.guest, padded to 0x183800 bytes).
 Measured with ``rofolio oracle boot`` (a /proc/kcore walk of the module area
 before any module is loaded); with ``-cpu max,-la57,-pdpe1gb`` the pages are
-the same.  Stretches are listed in the order the pack maps them.
+the same, with ``-smp 2`` they are not, so a profile is keyed by memory size and
+CPU count.  Stretches are listed in the order the pack maps them.
 """
 
 from __future__ import annotations
@@ -33,14 +34,14 @@ def _initrd(low_ram_end: int) -> tuple[int, int]:
     return (low_ram_end - INITRD_PAGES * PAGE_SIZE, INITRD_PAGES)
 
 
-QEMU_DEBIAN_6_1: dict[int, BootProfile] = {
-    2 * GiB: BootProfile(
+QEMU_DEBIAN_6_1: dict[tuple[int, int], BootProfile] = {  # (RAM, -smp) -> profile
+    (2 * GiB, 1): BootProfile(
         "qemu-debian-6.1",
         bpf_packs=(BpfPack(BPF_PACK_VA, ((0x4AE4000, 12), (0x4AFC000, 4), (0x7DC50000, 176), (0x4B00000, 256),
                                          (0x5000000, 64))),),
         initrd=_initrd(0x7FFE0000),
     ),
-    8 * GiB: BootProfile(
+    (8 * GiB, 1): BootProfile(
         "qemu-debian-6.1",
         bpf_packs=(BpfPack(BPF_PACK_VA, ((0x237C89000, 7), (0x237CA8000, 88), (0x100300000, 256),
                                          (0x237D00000, 161))),),
@@ -51,13 +52,24 @@ QEMU_DEBIAN_6_1: dict[int, BootProfile] = {
 PROFILES = {"qemu-debian-6.1": QEMU_DEBIAN_6_1}
 
 
-def boot_profile(name: str, mem: int) -> BootProfile:
-    """The measured profile ``name`` for a machine with ``mem`` bytes of RAM."""
+def measured_profile(name: str, mem: int, cpus: int) -> BootProfile | None:
+    """The profile ``name`` measured with ``mem`` bytes of RAM and ``cpus`` CPUs, if there is one."""
+    return PROFILES[name].get((mem, cpus))
+
+
+def boot_profile(name: str, mem: int, cpus: int) -> BootProfile:
+    """The measured profile ``name`` for a machine with ``mem`` bytes of RAM and ``cpus`` CPUs.
+
+    Where the page allocator put a boot-time user depends on both (the per-CPU page
+    lists and the boot order of the CPUs), so a profile is never applied to a
+    machine it was not measured on: that would be a silently wrong boot.
+    """
     if name not in PROFILES:
         raise ConfigError(f"unknown boot profile {name!r}", f"known profiles: {', '.join(PROFILES)}")
-    by_mem = PROFILES[name]
-    if mem not in by_mem:
-        sizes = ", ".join(format_size(m) for m in sorted(by_mem))
-        raise ConfigError(f"boot profile {name!r} was measured for {sizes} only, not {format_size(mem)}",
-                          "use one of those memory sizes, or no boot profile")
-    return by_mem[mem]
+    profile = measured_profile(name, mem, cpus)
+    if profile is None:
+        measured = ", ".join(f"{format_size(m)} with cpus = {c}" for m, c in sorted(PROFILES[name]))
+        raise ConfigError(f"boot profile {name!r} was measured for {measured} only, "
+                          f"not {format_size(mem)} with cpus = {cpus}",
+                          "use one of those machines, or no boot profile")
+    return profile
