@@ -74,18 +74,18 @@ def parse_settings(pairs: list[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise ScenarioError(f"--set {pair!r} is not KEY=V1,V2", "write e.g. --set gbpages=true,false",
-                                key="--set")
+            raise ScenarioError(f"{pair!r} is not KEY=V1,V2", "write e.g. --set gbpages=true,false",
+                                file="command line", key="--set")
         key, _, values = pair.partition("=")
         key = ALIASES.get(key.strip(), key.strip())
         if key not in MACHINE_KEYS and key not in MM_KEYS:
-            raise ScenarioError(f"--set: unknown key {key!r}",
+            raise ScenarioError(f"unknown key {key!r}",
                                 f"use one of: {', '.join(MACHINE_KEYS + MM_KEYS)} (or model for lifetime)",
-                                key="--set")
+                                file="command line", key="--set")
         items = [v.strip() for v in values.split(",") if v.strip()]
         if not items:
-            raise ScenarioError(f"--set {key}= has no values", "list one or more values separated by commas",
-                                key="--set")
+            raise ScenarioError(f"{key}= has no values", "list one or more values separated by commas",
+                                file="command line", key="--set")
         out[key] = items
     return out
 
@@ -137,8 +137,8 @@ def compare_configs(source: str | Path, configs: list[dict[str, str]],
         except ValidationError as err:
             for e in err.errors():
                 errors.append(ScenarioError(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}",
-                                            "choose another value for --set",
-                                            key=" ".join(f"{k}={v}" for k, v in chosen.items())))
+                                            "choose another value for --set", file="command line",
+                                            key="--set " + " ".join(f"{k}={v}" for k, v in chosen.items())))
     if errors:
         raise ScenarioErrors(errors)
     result = CompareResult(name, axes)
