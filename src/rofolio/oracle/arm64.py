@@ -31,7 +31,6 @@ named per differing range (docs/fidelity-oracle-arm64.md).
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import json
@@ -54,7 +53,14 @@ import click
 from rofolio.errors import RofolioError
 from rofolio.oracle.errors import OracleError
 from rofolio.oracle.guest import Boot, run_qemu
-from rofolio.oracle.setup import cache_dir, is_static_elf, previous_manifest, read_manifest, run_command
+from rofolio.oracle.setup import (
+    cache_dir,
+    fetch_deb_members,
+    is_static_elf,
+    previous_manifest,
+    read_manifest,
+    run_command,
+)
 from rofolio.oracle.setup import source_hash as kmod_source_hash
 from rofolio.units import parse_size
 
@@ -68,6 +74,7 @@ KC_SOURCE = "kc_arm64.c"
 KC_FILES = (KC_SOURCE, "kcore.h")  # kcore.h: the /proc/kcore access both walkers share
 QEMU_CPU = "max,pauth-impdef=on"
 APPEND = "console=ttyAMA0 panic=-1 quiet nokaslr"
+_ARM64_HINT = "is the Debian mirror reachable, and is arm64 a dpkg foreign architecture?"
 VA_BITS = 48
 PAGE_OFFSET = (-(1 << VA_BITS)) & ((1 << 64) - 1)  # 0xffff000000000000
 PAGE_END = (-(1 << (VA_BITS - 1))) & ((1 << 64) - 1)  # 0xffff800000000000
@@ -198,7 +205,8 @@ def setup(root: Path | None = None, log: Callable[[str], None] = print) -> Arm64
     vmlinuz, config, busybox = kdir / f"vmlinuz-{kver}", kdir / f"config-{kver}", folder / "busybox"
     if not (vmlinuz.exists() and config.exists()):
         log(f"apt-get download linux-image-{kver}:arm64 (unpacking boot/vmlinuz and boot/config only)")
-        _fetch(f"linux-image-{kver}:arm64", {f"./boot/vmlinuz-{kver}": vmlinuz, f"./boot/config-{kver}": config})
+        fetch_deb_members(f"linux-image-{kver}:arm64",
+                          {f"./boot/vmlinuz-{kver}": vmlinuz, f"./boot/config-{kver}": config}, _ARM64_HINT)
         if image_kind(vmlinuz.read_bytes()[:0x40]) == "gzip":  # Debian ships an uncompressed Image; just in case
             vmlinuz.write_bytes(gzip.decompress(vmlinuz.read_bytes()))
     kind = image_kind(vmlinuz.read_bytes()[:0x40])
@@ -208,7 +216,7 @@ def setup(root: Path | None = None, log: Callable[[str], None] = print) -> Arm64
                           "an EFI zboot image needs UEFI firmware (qemu-efi-aarch64); not supported here")
     if not is_static_aarch64(busybox):
         log("apt-get download busybox-static:arm64 (unpacking bin/busybox only)")
-        _fetch("busybox-static:arm64", {"./bin/busybox": busybox})
+        fetch_deb_members("busybox-static:arm64", {"./bin/busybox": busybox}, _ARM64_HINT)
         if not is_static_aarch64(busybox):
             raise OracleError(f"{busybox} is not a static aarch64 executable", "check busybox-static:arm64")
     build = folder / "build"
@@ -225,31 +233,6 @@ def setup(root: Path | None = None, log: Callable[[str], None] = print) -> Arm64
     log(f"done in {time.monotonic() - t0:.1f} s: {folder / MANIFEST}")
     return install
 
-
-def _fetch(package: str, members: dict[str, Path]) -> None:
-    """apt-get download ``package`` and unpack ``members`` (path in the .deb -> destination)."""
-    with tempfile.TemporaryDirectory(prefix="rofolio-arm64-deb-") as tmp:
-        if os.geteuid() == 0:
-            with contextlib.suppress(LookupError, OSError):
-                shutil.chown(tmp, user="_apt")  # apt downloads as _apt
-        run_command(["apt-get", "download", "-q", package], f"apt-get download {package}", cwd=Path(tmp),
-             hint="is the Debian mirror reachable, and is arm64 a dpkg foreign architecture?")
-        debs = sorted(Path(tmp).glob("*.deb"))
-        if not debs:
-            raise OracleError(f"apt-get download {package} produced no .deb", "run the setup again")
-        unpack = Path(tmp) / "unpack"
-        unpack.mkdir()
-        tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(debs[0])], stdout=subprocess.PIPE)
-        proc = subprocess.run(["tar", "-x", "-C", str(unpack), *members], stdin=tar.stdout, capture_output=True,
-                              text=True, check=False)
-        tar.wait()
-        for member, dest in members.items():
-            src = unpack / member
-            if proc.returncode != 0 or not src.exists():
-                raise OracleError(f"cannot unpack {member} from {debs[0].name}: {proc.stderr.strip()}",
-                                  "check dpkg-deb and tar")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dest)
 
 
 def _build_kc(build: Path) -> None:

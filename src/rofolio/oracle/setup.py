@@ -239,7 +239,7 @@ def setup(root: Path | None = None, log: Callable[[str], None] = print) -> Insta
             raise OracleError(f"the kernel image {vmlinuz.name} is not cached and the mirror is unreachable",
                               "check the network and run setup again")
         log(f"apt-get download linux-image-{kver} (unpacking boot/vmlinuz-{kver} only)")
-        _download_image(kver, vmlinuz)
+        fetch_deb_members(f"linux-image-{kver}", {f"./boot/vmlinuz-{kver}": vmlinuz})
     else:
         log(f"kernel image: {vmlinuz}")
 
@@ -260,27 +260,28 @@ def setup(root: Path | None = None, log: Callable[[str], None] = print) -> Insta
     return install
 
 
-def _download_image(kver: str, vmlinuz: Path) -> None:
+def fetch_deb_members(package: str, members: dict[str, Path], hint: str = "is the Debian mirror reachable?") -> None:
+    """apt-get download ``package`` and unpack ``members`` (path in the .deb -> destination); nothing is installed."""
     with tempfile.TemporaryDirectory(prefix="rofolio-oracle-deb-") as tmp:
         if _is_root() and _has_user("_apt"):
             shutil.chown(tmp, user="_apt")  # apt downloads as _apt; avoids the "unsandboxed" warning
-        run_command(["apt-get", "download", "-q", f"linux-image-{kver}"], f"apt-get download linux-image-{kver}",
-             cwd=Path(tmp), hint="is the Debian mirror reachable?")
-        debs = sorted(Path(tmp).glob(f"linux-image-{kver}_*.deb"))
+        run_command(["apt-get", "download", "-q", package], f"apt-get download {package}", cwd=Path(tmp), hint=hint)
+        debs = sorted(Path(tmp).glob("*.deb"))
         if not debs:
-            raise OracleError(f"apt-get download produced no linux-image-{kver} package", "run setup again")
+            raise OracleError(f"apt-get download {package} produced no .deb", "run the setup again")
         unpack = Path(tmp) / "unpack"
         unpack.mkdir()
         tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(debs[0])], stdout=subprocess.PIPE)
-        proc = subprocess.run(["tar", "-x", "-C", str(unpack), f"./boot/vmlinuz-{kver}"], stdin=tar.stdout,
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(["tar", "-x", "-C", str(unpack), *members], stdin=tar.stdout, capture_output=True,
+                              text=True, check=False)
         tar.wait()
-        image = unpack / "boot" / f"vmlinuz-{kver}"
-        if proc.returncode != 0 or not image.exists():
-            raise OracleError(f"cannot unpack boot/vmlinuz-{kver} from {debs[0].name}: {proc.stderr.strip()}",
-                              "check dpkg-deb and tar")
-        vmlinuz.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(image, vmlinuz)
+        for member, dest in members.items():
+            src = unpack / member
+            if proc.returncode != 0 or not src.exists():
+                raise OracleError(f"cannot unpack {member} from {debs[0].name}: {proc.stderr.strip()}",
+                                  "check dpkg-deb and tar")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
 
 
 def _has_user(name: str) -> bool:
