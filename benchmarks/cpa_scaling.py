@@ -54,11 +54,6 @@ def peak_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def rss_kb() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4
-
-
 def make_calls(n: int, seed: int, ranges: list[tuple[int, int]]) -> tuple[array, bytearray]:
     """``n`` (page, ro?) calls, drawn the same way for every model: pfns in an int64 array, ro flags in bytes."""
     rng = random.Random(seed)
@@ -93,7 +88,7 @@ def boot_leaves(size: str) -> dict:
     for run in k.pt.runs(k.va(0), k.va(npages << 12)):
         s, e = k.layout.pa(run.start) >> 12, min(k.layout.pa(run.end) >> 12, npages)
         leaves.append((s, e, int(run.level), run.flags))
-    return {"npages": npages, "leaves": leaves, "ranges": ram_ranges(k, "window")}
+    return {"npages": npages, "leaves": leaves}
 
 
 def sparse_worker(size: str, workload: str, calls: int, seed: int) -> dict:
@@ -120,7 +115,7 @@ def dense_worker(size: str, calls: int, seed: int, layout: dict) -> dict:
     import numpy as np
     from tests.reference.dense_x86 import DenseX86
 
-    pages, ro = make_calls(calls, seed, [tuple(r) for r in layout["ranges"]])
+    pages, ro = make_calls(calls, seed, [WINDOW])
     base = peak_kb()
     npages = layout["npages"]
     model = DenseX86(0, np.zeros(npages, dtype=np.int8), np.zeros(npages, dtype=np.uint64), gbpages=True,
