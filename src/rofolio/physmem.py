@@ -15,6 +15,28 @@ from dataclasses import dataclass
 from rofolio.errors import ConfigError
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, GiB, KiB, MiB, format_size
 
+SECTION_SIZE = 128 * MiB  # SECTION_SIZE_BITS = 27 on x86-64 and arm64 (4K pages): sparsemem sections
+STRUCT_PAGE_SIZE = 64  # sizeof(struct page)
+
+
+def sections_spanned(ranges: list[tuple[int, int]], section: int) -> int:
+    """Memory sections holding any pfn of ``ranges`` (sorted, disjoint), counted without walking them.
+
+    sparse_init() gives each present section its memmap; a section two ranges share counts once.
+    Arithmetic, so a 64 TiB machine costs no more than a small one.
+    """
+    count, last = 0, -1  # last: the highest section counted so far
+    for s, e in ranges:
+        first, final = max(s // section, last + 1), (e - 1) // section
+        if final >= first:
+            count += final - first + 1
+            last = final
+    return count
+
+
+def memmap_pages(node_ram_sections: int) -> int:
+    """Pages of struct page for ``node_ram_sections`` sections (vmemmap: 2 MiB per 128 MiB section)."""
+    return node_ram_sections * ((SECTION_SIZE >> PAGE_SHIFT) * STRUCT_PAGE_SIZE >> PAGE_SHIFT)
 
 @dataclass(frozen=True, slots=True)
 class MemRange:

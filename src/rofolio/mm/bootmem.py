@@ -25,11 +25,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from rofolio.mm.config import SECTION_SIZE
 from rofolio.mm.zone import Node
+from rofolio.physmem import SECTION_SIZE, memmap_pages, sections_spanned
 from rofolio.units import PAGE_SHIFT, MiB, align_up
 
-STRUCT_PAGE_SIZE = 64
 LOW_MEMORY_END = 1 * MiB
 
 
@@ -61,26 +60,6 @@ def ro_after_init_pfn(kernel: Any) -> int | None:
     if image is None or not hasattr(image, "end_rodata"):
         return None
     return (image.end_rodata - 1) >> PAGE_SHIFT
-
-
-def memmap_pages(node_ram_sections: int) -> int:
-    """Pages of struct page for ``node_ram_sections`` sections (vmemmap: 2 MiB per 128 MiB section)."""
-    return node_ram_sections * ((SECTION_SIZE >> PAGE_SHIFT) * STRUCT_PAGE_SIZE >> PAGE_SHIFT)
-
-
-def sections_spanned(ranges: list[tuple[int, int]], section: int) -> int:
-    """Memory sections holding any pfn of ``ranges`` (sorted, disjoint), counted without walking them.
-
-    sparse_init() gives each present section its memmap; a section two ranges share counts once.
-    Arithmetic, so a 64 TiB machine costs no more than a small one.
-    """
-    count, last = 0, -1  # last: the highest section counted so far
-    for s, e in ranges:
-        first, final = max(s // section, last + 1), (e - 1) // section
-        if final >= first:
-            count += final - first + 1
-            last = final
-    return count
 
 
 def reserved_ranges(kernel: Any, ram: list[tuple[int, int]], nodes: list[Node],

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from rofolio.errors import ConfigError
 from rofolio.mm.gfp import MAX_PAGE_ORDER
-from rofolio.units import MiB, format_size
+from rofolio.physmem import SECTION_SIZE
+from rofolio.units import format_size
 
 if TYPE_CHECKING:
     from rofolio.machine import MachineSpec
 
 LIFETIME_MODELS = ("model1", "model2", "broken", "none")
 THP_MODES = ("always", "madvise", "never")
-SECTION_SIZE = 128 * MiB  # SECTION_SIZE_BITS = 27 on x86-64 and arm64 (4K pages)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from rofolio.arch.x86_64.image import KernelImage
 from rofolio.arch.x86_64.kernel import X86Kernel
 from rofolio.events import BootMapping, EventLog, PgtableAlloc, Phase
 from rofolio.pagetable import EntryState
+from rofolio.physmem import SECTION_SIZE, memmap_pages, sections_spanned
 from rofolio.prot import X86, x86_large_2_4k
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, MiB, align_down, align_up
 
@@ -395,8 +396,7 @@ def kfence_pool_address(k: X86Kernel) -> int:
     """Where memblock_alloc() put __kfence_pool: below the memmap at the top of RAM (a fit, see fidelity.md)."""
     regions = memblock_regions(k)
     top = max(e for _, e in regions)
-    sections = {s >> 27 for s, e in regions for s in range(s & ~((1 << 27) - 1), e, 1 << 27)}
-    memmap = len(sections) * ((1 << 27) >> PAGE_SHIFT) * 64  # struct page is 64 bytes
+    memmap = memmap_pages(sections_spanned(regions, SECTION_SIZE)) << PAGE_SHIFT  # regions in bytes: same count
     return align_down(top - memmap - 2 * KFENCE_POOL_SIZE, Level.PMD.size)
 
 
