@@ -149,12 +149,14 @@ def run(source: str, as_json: bool, report: Path | None, **machine: Any) -> None
     with LazyProgress(f"running {source}") as bar:
         if overrides:
             result = compare(source, overrides, progress=None).rows[0].result
-        else:
-            result = run_scenario(source, progress=bar)
-        if source == DEFAULT_SCENARIO and not overrides:
+        elif source == DEFAULT_SCENARIO:
             from rofolio.compare import RFC_MACHINES, compare_configs
 
-            side = compare_configs(source, RFC_MACHINES)
+            # the first of the RFC machines is the scenario's own: its row is the run itself
+            side = compare_configs(source, RFC_MACHINES, progress=bar)
+            result = side.rows[0].result
+        else:
+            result = run_scenario(source, progress=bar)
     if side is not None and as_json:
         data = result.to_dict()
         data["side_by_side"] = [_rfc_row(row.result) for row in side.rows]
