@@ -79,7 +79,7 @@ def boot(config: X86Config, image: KernelImage | None = None, options: BootOptio
     """
     options = options or BootOptions()
     k = X86Kernel(config, image, log)
-    k.boot_options = options  # type: ignore[attr-defined]
+    k.pti = options.pti
     init_mem_mapping(k)
     map_kernel_highmap(k)
     if config.ram_trimmed:
@@ -423,7 +423,7 @@ def free_init_pages(k: X86Kernel, begin: int, end: int) -> None:
 def free_kernel_image_pages(k: X86Kernel, begin: int, end: int) -> None:
     """free_kernel_image_pages(): free_init_pages() on high-map addresses, plus NP without alias under PTI."""
     free_init_pages(k, begin, end)
-    if getattr(k, "boot_options", BootOptions()).pti and begin < end:
+    if k.pti and begin < end:
         k.set_memory_np_noalias(begin, (end - begin) >> PAGE_SHIFT)
 
 

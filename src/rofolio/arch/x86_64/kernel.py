@@ -87,6 +87,7 @@ class X86Kernel(KernelState):
         self.image = image or KernelImage()
         self.log = log if log is not None else EventLog()
         self.pt = PageTable()
+        self.pti = False  # boot_cpu_has(X86_FEATURE_PTI): page-table isolation, set by boot()
         self.phase = Phase.BOOTING
         self.cpus_online = 1
         self.kernel_set_to_readonly = False
