@@ -19,7 +19,7 @@ class NoHookKernel:
         self._kernel = kernel
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("arch_make_folio_readonly", "make_linear_range_readonly"):
+        if name == "arch_make_folio_readonly":
             raise AttributeError(name)
         return getattr(self._kernel, name)
 

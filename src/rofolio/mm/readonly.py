@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from rofolio.errors import Errno
 from rofolio.mm.events import FolioReadonly
 from rofolio.mm.folio import Folio
-from rofolio.units import PAGE_SHIFT
 
 if TYPE_CHECKING:
     from rofolio.mm.state import MMState
@@ -36,10 +35,6 @@ def _arch_call(mm: MMState, name: str, folio: Folio) -> tuple[int, str]:
     hook = getattr(k, name, None)
     if hook is not None:
         return hook(folio.pfn, folio.nr_pages), f"{k.arch} {name}"
-    if name == "arch_make_folio_readonly" and hasattr(k, "make_linear_range_readonly"):
-        # arch kernels written before the protocol settled expose the pa/size form
-        pa = folio.pfn << PAGE_SHIFT
-        return k.make_linear_range_readonly(pa, folio.nr_pages << PAGE_SHIFT), f"{k.arch} make_linear_range_readonly"
     return -Errno.EOPNOTSUPP, "weak default arch_make_folio_readonly()"
 
 
