@@ -87,18 +87,6 @@ class GupResult:
     pinned: bool
 
 
-def _lookup(mms: MmStruct, addr: int) -> tuple[int, bool, bool] | None:
-    """(pfn, writable, special) of the user mapping of ``addr``, or None."""
-    haddr = addr & ~(PMD_SIZE - 1)
-    entry = mms.pmds.get(haddr)
-    if entry is None:
-        return None
-    if isinstance(entry, HugePmd):
-        return entry.pfn + ((addr - haddr) >> PAGE_SHIFT), entry.writable, entry.special
-    pte = entry.get((addr - haddr) >> PAGE_SHIFT)
-    return None if pte is None else (pte.pfn, pte.writable, pte.special)
-
-
 def _pin_skipped(mm: MMState, folio: Folio, rules: GupRules) -> bool:
     """pin_user_pages() leaves the zero page unpinned (today): nothing to take, nothing to release."""
     return is_zero_folio(mm, folio) and not rules.pins_zero_page
@@ -177,10 +165,10 @@ def get_user_page(mm: MMState, mms: MmStruct, addr: int, flags: frozenset[str], 
     write = Foll.WRITE in flags
     if write and not vma.write and Foll.FORCE not in flags:  # check_vma_flags()
         return GupResult(-Errno.EFAULT, None, -1, "write to a read-only mapping without FOLL_FORCE", False)
-    found = _lookup(mms, addr)
+    found = mms.lookup(addr)
     if found is None:
         handle_mm_fault(mm, mms, addr, write and vma.write)  # faultin_page()
-        found = _lookup(mms, addr)
+        found = mms.lookup(addr)
         if found is None:
             return GupResult(-Errno.EFAULT, None, -1, "fault failed", False)
     pfn, writable, special = found

@@ -93,13 +93,16 @@ class MmStruct:
         self.next_addr = align_up(start + length, PMD_SIZE) + PMD_SIZE  # a gap between mappings
         return start
 
-    def lookup(self, addr: int) -> tuple[int, bool] | None:
-        """The (pfn, writable) a user access to ``addr`` would use, None if not mapped."""
+    def lookup(self, addr: int) -> tuple[int, bool, bool] | None:
+        """The (pfn, writable, special) a user access to ``addr`` would use, None if not mapped.
+
+        ``special``: a special mapping such as the zero page (vm_normal_page() returns no page).
+        """
         haddr = addr & ~(PMD_SIZE - 1)
         entry = self.pmds.get(haddr)
         if entry is None:
             return None
         if isinstance(entry, HugePmd):
-            return entry.pfn + ((addr - haddr) >> PAGE_SHIFT), entry.writable
+            return entry.pfn + ((addr - haddr) >> PAGE_SHIFT), entry.writable, entry.special
         pte = entry.get((addr - haddr) >> PAGE_SHIFT)
-        return None if pte is None else (pte.pfn, pte.writable)
+        return None if pte is None else (pte.pfn, pte.writable, pte.special)
