@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 from rofolio.errors import Errno
 from rofolio.mm.buddy import free_one_page
-from rofolio.mm.events import CompactionRun, PageAlloc
+from rofolio.mm.events import CompactionRun
 from rofolio.mm.folio import Folio, MappingKind
 from rofolio.mm.free_area import FreeBlock
-from rofolio.mm.gfp import PAGEBLOCK_ORDER, Gfp, MigrateType, gfp_text
+from rofolio.mm.gfp import PAGEBLOCK_ORDER, Gfp, MigrateType
 from rofolio.mm.migrate import migrate_folio_to
-from rofolio.mm.page_alloc import _leak, post_alloc_hook
+from rofolio.mm.page_alloc import prep_new_folio
 from rofolio.mm.pageblock import PAGEBLOCK_NR_PAGES, pageblock_start
 from rofolio.mm.zone import Zone
 
@@ -79,15 +79,7 @@ class FreeScanner:
                 return None
 
     def _prep(self, pfn: int, src: Folio) -> Folio | None:
-        dst = Folio(pfn, src.order, gfp=Gfp.MOVABLE, migratetype=MigrateType.MOVABLE, nid=self.zone.nid,
-                    zone=self.zone.name, label=src.label)
-        self.mm.folios[pfn] = dst
-        self.mm.kernel.log.append(PageAlloc(pfn, src.order, gfp_text(Gfp.MOVABLE), "MOVABLE", self.zone.name,
-                                            self.zone.nid))
-        if post_alloc_hook(self.mm, dst, Gfp.MOVABLE) < 0:
-            _leak(self.mm, dst)
-            return None
-        return dst
+        return prep_new_folio(self.mm, self.zone, pfn, src.order, Gfp.MOVABLE, MigrateType.MOVABLE, src.label)
 
     def release(self) -> None:
         """release_free_list(): unused isolated pages go back to the buddy."""

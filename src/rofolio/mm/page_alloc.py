@@ -32,6 +32,7 @@ from rofolio.mm.folio import Folio, MappingKind
 from rofolio.mm.gfp import (
     MAX_PAGE_ORDER,
     Gfp,
+    MigrateType,
     gfp_migratetype,
     gfp_text,
     gfp_zone,
@@ -40,11 +41,11 @@ from rofolio.mm.gfp import (
 
 if TYPE_CHECKING:
     from rofolio.mm.state import MMState
+    from rofolio.mm.zone import Zone
 
 
 def alloc_pages(mm: MMState, gfp: Gfp, order: int, nid: int = 0, label: str = "") -> Folio | None:
     """__alloc_pages(): a folio of 2^order pages, or None (PageAllocFail event, warning unless __GFP_NOWARN)."""
-    log = mm.kernel.log
     if not 0 <= order <= MAX_PAGE_ORDER:
         return _fail(mm, gfp, order, f"order {order} > MAX_PAGE_ORDER")
     if mm.config.fail_page_alloc_min_order is not None and order >= mm.config.fail_page_alloc_min_order:
@@ -56,10 +57,19 @@ def alloc_pages(mm: MMState, gfp: Gfp, order: int, nid: int = 0, label: str = ""
             break
     else:
         return _fail(mm, gfp, order, "no free block in the zonelist")
+    return prep_new_folio(mm, zone, pfn, order, gfp, mt, label)
+
+
+def prep_new_folio(mm: MMState, zone: Zone, pfn: int, order: int, gfp: Gfp, mt: MigrateType,
+                   label: str) -> Folio | None:
+    """The tail of get_page_from_freelist(): the block taken from ``zone`` becomes a folio (prep_new_page()).
+
+    Also what compaction's free scanner hands migration (mm/compaction.c compaction_alloc()).
+    """
     folio = Folio(pfn, order, gfp=gfp, migratetype=mt, nid=zone.nid, zone=zone.name, label=label,
                   large_rmappable=bool(order and gfp & Gfp.COMP))
     mm.folios[pfn] = folio
-    log.append(PageAlloc(pfn, order, gfp_text(gfp), mt.name, zone.name, zone.nid))
+    mm.kernel.log.append(PageAlloc(pfn, order, gfp_text(gfp), mt.name, zone.name, zone.nid))
     if post_alloc_hook(mm, folio, gfp) < 0:
         _leak(mm, folio)
         return None
