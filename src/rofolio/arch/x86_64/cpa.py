@@ -307,18 +307,13 @@ def _split_set_static_prot(k: X86Kernel, lpaddr: int, level: Level, ref_prot: in
 # ------------------------------------------------------------------ aliases
 def cpa_process_alias(k: X86Kernel, cpa: CpaData) -> int:
     """cpa_process_alias(): also change the direct-map and high-map aliases of what changed."""
-    if not k.pfn_range_is_mapped(cpa.pfn, cpa.pfn + 1):
-        return 0
-    vaddr = cpa.addr(cpa.curpage)
-    # "No need to redo, when the primary call touched the direct mapping already"
-    if not k.within_direct_map_mapped(vaddr):
+    direct, high = k.alias_targets(cpa.addr(cpa.curpage), cpa.pfn)  # pfn_range_is_mapped() and the two tests
+    if direct:
         cpa.force_flush_all = True
         ret = _change_page_attr_set_clr(k, _alias_cpa(cpa, k.layout.va(cpa.pfn << PAGE_SHIFT)), primary=False)
         if ret:
             return ret
-    # "If the primary call didn't touch the high mapping already and the physical address is
-    # inside the kernel map, we need to touch the high mapped kernel as well"
-    if not k.within_kernel_text_to_brk(vaddr) and k.pfn_in_highmap(cpa.pfn):
+    if high:
         cpa.force_flush_all = True
         # "The high mapping range is imprecise, so ignore the return value."
         _change_page_attr_set_clr(k, _alias_cpa(cpa, k.highmap_va(cpa.pfn << PAGE_SHIFT)), primary=False)

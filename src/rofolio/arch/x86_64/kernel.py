@@ -211,14 +211,25 @@ class X86Kernel(KernelState):
                 limit = pages
         return max(limit, 1)
 
+    def alias_targets(self, va: int, pfn: int, count: int = 1) -> tuple[bool, bool]:
+        """Which aliases cpa_process_alias() changes for a page of this stretch: (direct map, high map).
+
+        The one place the decision lives: cpa_process_alias() acts on it page by page, and
+        _alike_ptes() asks it whether a stretch of 4K pages may be handled in one step.
+        """
+        if not self.pfn_range_is_mapped(pfn, pfn + 1):
+            return False, False
+        # "No need to redo, when the primary call touched the direct mapping already"
+        direct = not self.within_direct_map_mapped(va)
+        # "If the primary call didn't touch the high mapping already and the physical address is
+        # inside the kernel map, we need to touch the high mapped kernel as well"
+        lo, hi = self._highmap_pfns
+        high = not self.within_kernel_text_to_brk(va) and _overlaps(pfn, pfn + count - 1, lo, hi)
+        return direct, high
+
     def alias_work(self, va: int, pfn: int, count: int) -> bool:
         """True if cpa_process_alias() would change an alias for some page in this stretch."""
-        if not self.pfn_range_is_mapped(pfn, pfn + 1):
-            return False
-        if not self.within_direct_map_mapped(va):
-            return True
-        lo, hi = self._highmap_pfns
-        return _overlaps(pfn, pfn + count - 1, lo, hi) and not self.within_kernel_text_to_brk(va)
+        return any(self.alias_targets(va, pfn, count))
 
     # ------------------------------------------------------ page-table pages
     def alloc_pgtable_page(self, level: Level) -> bool:
