@@ -225,14 +225,7 @@ class PageTable:
         _check_aligned(start, end, run.level)
         if run.flags == flags:
             return run
-        pieces = []
-        if run.start < start:
-            pieces.append(Run(run.start, start, run.level, run.flags, run.pfn))
-        pieces.append(Run(start, end, run.level, flags, run.pfn_at(start)))
-        if end < run.end:
-            pieces.append(Run(end, run.end, run.level, run.flags, run.pfn_at(end)))
-        self._delete(run)
-        self._insert(pieces)
+        self._splice(run, Run(start, end, run.level, flags, run.pfn_at(start)))
         return run
 
     def split(self, addr: int, child_flags: int) -> Leaf:
@@ -246,14 +239,7 @@ class PageTable:
             raise ValueError(f"no large leaf to split at {addr:#x}")
         size = run.level.size
         start = addr & run.level.mask
-        pieces = []
-        if run.start < start:
-            pieces.append(Run(run.start, start, run.level, run.flags, run.pfn))
-        pieces.append(Run(start, start + size, Level(run.level - 1), child_flags, run.pfn_at(start)))
-        if start + size < run.end:
-            pieces.append(Run(start + size, run.end, run.level, run.flags, run.pfn_at(start + size)))
-        self._delete(run)
-        self._insert(pieces)
+        self._splice(run, Run(start, start + size, Level(run.level - 1), child_flags, run.pfn_at(start)))
         return Leaf(start, run.level, run.flags, run.pfn_at(start))
 
     def collapse(self, start: int, level: Level, flags: int) -> None:
@@ -262,16 +248,20 @@ class PageTable:
         end = start + level.size
         if run is None or run.level != level - 1 or run.end < end or start % level.size:
             raise ValueError(f"cannot collapse at {start:#x}: not one run of {PTRS_PER_TABLE} leaves")
+        self._splice(run, Run(start, end, level, flags, run.pfn_at(start)))
+
+    # ---------------------------------------------------------------- internals
+    def _splice(self, run: Run, middle: Run) -> None:
+        """Replace ``run`` by ``middle`` (which lies inside it) and what is left of ``run`` on either side."""
         pieces = []
-        if run.start < start:
-            pieces.append(Run(run.start, start, run.level, run.flags, run.pfn))
-        pieces.append(Run(start, end, level, flags, run.pfn_at(start)))
-        if end < run.end:
-            pieces.append(Run(end, run.end, run.level, run.flags, run.pfn_at(end)))
+        if run.start < middle.start:
+            pieces.append(Run(run.start, middle.start, run.level, run.flags, run.pfn))
+        pieces.append(middle)
+        if middle.end < run.end:
+            pieces.append(Run(middle.end, run.end, run.level, run.flags, run.pfn_at(middle.end)))
         self._delete(run)
         self._insert(pieces)
 
-    # ---------------------------------------------------------------- internals
     def _delete(self, run: Run) -> None:
         del self._runs[run.start]
         self._hint = None
