@@ -151,6 +151,18 @@ class PageTable:
         run = self.first_run_from(start)
         return run is not None and run.start < end
 
+    def empty_regions(self, start: int, end: int, level: Level) -> int:
+        """How many ``level``-sized regions meeting ``[start, end)`` hold no leaf yet.
+
+        Mapping the range allocates one table below ``level`` for each of them.
+        """
+        size, n = level.size, 0
+        addr = start & level.mask
+        while addr < end:
+            n += not self.occupied(addr, addr + size)
+            addr += size
+        return n
+
     def entry_state(self, addr: int, level: Level) -> str:
         """What the walk finds at ``level`` for ``addr``, assuming the levels above are tables."""
         base = addr & level.mask
@@ -192,6 +204,16 @@ class PageTable:
         if self.occupied(start, end):
             raise ValueError(f"map over existing leaves at [{start:#x}, {end:#x})")
         self._insert([Run(start, end, level, flags, pfn)])
+
+    def map_pfns(self, start: int, pfns: list[int], flags: int) -> None:
+        """Install 4K leaves from ``start`` for ``pfns`` in order (vmap()), one run per consecutive stretch."""
+        i = 0
+        while i < len(pfns):
+            j = i + 1
+            while j < len(pfns) and pfns[j] == pfns[j - 1] + 1:
+                j += 1
+            self.map(start + (i << PAGE_SHIFT), start + (j << PAGE_SHIFT), Level.PTE, flags, pfns[i])
+            i = j
 
     def unmap(self, start: int, end: int) -> list[Run]:
         """Clear every entry in ``[start, end)`` (pte_clear/pmd_clear); returns what was removed."""

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from rofolio.events import EventLog, KernelWarning, Phase, PhaseChange
+from rofolio.events import EventLog, KernelWarning, PgtableAlloc, Phase, PhaseChange
+from rofolio.pagetable import PageTable
 from rofolio.physmem import MemoryMap
+from rofolio.units import Level
 
 
 class KernelState:
@@ -24,6 +26,7 @@ class KernelState:
     """
 
     log: EventLog
+    pt: PageTable
     phase: Phase
     _warned_once: set[str]
 
@@ -43,6 +46,13 @@ class KernelState:
         if key not in self._warned_once:
             self._warned_once.add(key)
             self.warn(text)
+
+    def alloc_missing_tables(self, start: int, end: int, levels: tuple[Level, ...]) -> None:
+        """The tables a new mapping of ``[start, end)`` allocates: one below each empty region of ``levels``."""
+        for level in levels:
+            new = self.pt.empty_regions(start, end, level)
+            if new:
+                self.log.append(PgtableAlloc(Level(level - 1), new))
 
 
 @runtime_checkable

@@ -327,22 +327,8 @@ class Arm64Kernel(KernelState):
         start = self._vmalloc_next
         end = start + len(pfns) * PAGE_SIZE
         self._vmalloc_next = end + PAGE_SIZE
-        for level in (Level.PUD, Level.PMD):
-            a = start & level.mask
-            new = 0
-            while a < end:
-                if not self.pt.occupied(a, a + level.size):
-                    new += 1
-                a += level.size
-            if new:
-                self.log.append(PgtableAlloc(Level(level - 1), new))
+        self.alloc_missing_tables(start, end, (Level.PUD, Level.PMD))
         prot = page_kernel(self.config.ng_mappings)
-        i = 0
-        while i < len(pfns):
-            j = i + 1
-            while j < len(pfns) and pfns[j] == pfns[j - 1] + 1:
-                j += 1
-            self.pt.map(start + i * PAGE_SIZE, start + j * PAGE_SIZE, Level.PTE, prot, pfns[i])
-            i = j
+        self.pt.map_pfns(start, pfns, prot)
         self.vm_areas.append(VmArea(start, end - start + PAGE_SIZE, flags, tuple(pfns)))
         return start

@@ -274,16 +274,8 @@ def add_pfn_range_mapped(k: X86Kernel, start_pfn: int, end_pfn: int) -> None:
 def kernel_physical_mapping_init(k: X86Kernel, paddr: int, paddr_end: int, mask: frozenset[Level]) -> None:
     """__kernel_physical_mapping_init(): allocate missing PUD (and P4D) tables, then phys_pud_init()."""
     top = Level.PGD if k.config.la57 else Level.P4D
-    for level in range(top, Level.PUD, -1):  # pgd -> p4d tables (5-level), p4d -> pud tables
-        region = Level(level).size
-        new = 0
-        a = align_down(paddr, region)
-        while a < paddr_end:
-            if not k.pt.occupied(k.layout.va(a), k.layout.va(a) + region):
-                new += 1
-            a += region
-        if new:
-            k.log.append(PgtableAlloc(Level(level - 1), new))
+    levels = tuple(Level(level) for level in range(top, Level.PUD, -1))  # pgd -> p4d (5-level), p4d -> pud
+    k.alloc_missing_tables(k.layout.va(paddr), k.layout.va(paddr_end), levels)
     _phys_init(k, Level.PUD, paddr, paddr_end, mask)
 
 
