@@ -476,23 +476,8 @@ class X86Kernel(KernelState):
             raise AddressError(f"vmap at {start:#x} overlaps an existing mapping", "choose another address")
         if at is None:
             self._vmalloc_next = end + PAGE_SIZE  # VM_NO_GUARD is not set: one guard page
-        for level in (Level.P4D, Level.PUD, Level.PMD):
-            region = level.size
-            a = start & level.mask
-            new = 0
-            while a < end:
-                if not self.pt.occupied(a, a + region):
-                    new += 1
-                a += region
-            if new:
-                self.log.append(PgtableAlloc(Level(level - 1), new))
-        i = 0
-        while i < len(pfns):
-            j = i + 1
-            while j < len(pfns) and pfns[j] == pfns[j - 1] + 1:
-                j += 1
-            self.pt.map(start + i * PAGE_SIZE, start + j * PAGE_SIZE, Level.PTE, flags, pfns[i])
-            i = j
+        self.alloc_missing_tables(start, end, (Level.P4D, Level.PUD, Level.PMD))
+        self.pt.map_pfns(start, pfns, flags)
         return start
 
     # ------------------------------------------------------------- memtype
