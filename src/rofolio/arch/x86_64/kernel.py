@@ -157,19 +157,24 @@ class X86Kernel(KernelState):
 
     def virt_addr_valid(self, va: int) -> bool:
         """__virt_addr_valid() (arch/x86/mm/physaddr.c): true for the direct map *and* the high map."""
+        return self.valid_virt_pfn(va) is not None
+
+    def valid_virt_pfn(self, va: int) -> int | None:
+        """The pfn behind ``va`` if __virt_addr_valid() accepts it (the direct map or the high map), else None."""
         start_kernel_map = self.layout.start_kernel_map
         if va >= start_kernel_map:
             y = va - start_kernel_map
             if y >= self.layout.kernel_image_size:
-                return False
+                return None
             pa = y
         else:
             if va < self.layout.page_offset:
-                return False
+                return None
             pa = va - self.layout.page_offset
             if pa >> 52:  # phys_addr_valid()
-                return False
-        return self.pfn_valid(pa >> PAGE_SHIFT)
+                return None
+        pfn = pa >> PAGE_SHIFT
+        return pfn if self.pfn_valid(pfn) else None
 
     def pfn_valid(self, pfn: int) -> bool:
         """pfn_valid() under SPARSEMEM: the 128 MiB section holding the pfn has memory."""
@@ -243,10 +248,8 @@ class X86Kernel(KernelState):
     def split_page_count(self, address: int, level: Level) -> None:
         """split_page_count(), if virt_addr_valid(address) and its pfn is mapped (__split_large_page)."""
         direct = False
-        if self.virt_addr_valid(address):
-            pa = address - (self.layout.start_kernel_map if address >= self.layout.start_kernel_map
-                            else self.layout.page_offset)
-            pfn = pa >> PAGE_SHIFT
+        pfn = self.valid_virt_pfn(address)
+        if pfn is not None:
             # "if (direct_pages_count[level] == 0) return;"
             direct = self.pfn_range_is_mapped(pfn, pfn + 1) and self.log.counters.direct_pages[level] > 0
         self.log.append(Split(address & level.mask, level, direct, direct and self.running))
