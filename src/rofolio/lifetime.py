@@ -22,4 +22,4 @@ def run_lifetime_workload(spec: MachineSpec, model: str, config: MMConfig | None
         machine = Machine.boot(replace(spec, mm=mm_config))
         return machine.mm, machine.finish_boot
 
-    return run_lifetime_workload_on(boot, model, config or MMConfig.for_spec(spec))
+    return run_lifetime_workload_on(boot, model, config or MMConfig())

@@ -9,7 +9,7 @@ returns what it changed, derived from the counters the events fold into.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from rofolio.arch.x86_64 import boot as x86_boot
@@ -153,7 +153,7 @@ class Machine:
             memory = MemoryMap.from_ram(ram) if ram else MemoryMap.flat(spec.mem, base=1 << 31)
             kernel = generic_boot(GenericConfig(memory=memory, nr_cpus=spec.cpus), log)
         # mm_core_init() -> memblock_free_all(): the buddy allocator takes over (start_kernel())
-        mm = mm_core_init(kernel, replace(spec.mm, debug_pagealloc=spec.debug_pagealloc))
+        mm = mm_core_init(kernel, spec.mm)
         return cls(spec, kernel, mm)
 
     def run_initcalls(self) -> int:

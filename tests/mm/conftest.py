@@ -16,7 +16,7 @@ def boot_mm(running: bool = True, initcalls: bool = True, mem: int = 8 * GiB, sp
             **mm_options: Any) -> tuple[Machine, MMState]:
     """Boot an x86-64 machine to initcall time, hand memory to the buddy, run hugepage_init(), finish boot."""
     machine = Machine.boot(MachineSpec(mem=mem, **(spec or {})))
-    mm = mm_core_init(machine.kernel, MMConfig.for_spec(machine.spec, **mm_options))
+    mm = mm_core_init(machine.kernel, MMConfig(**mm_options))
     if initcalls:
         hugepage_init(mm)
     if running:

@@ -68,6 +68,11 @@ class ArchKernel(Protocol):
         """The physical memory map the machine booted with."""
         ...
 
+    @property
+    def debug_pagealloc(self) -> bool:
+        """debug_pagealloc=on: the direct map was built with 4K pages so the buddy can unmap what it frees."""
+        ...
+
     def set_phase(self, phase: Phase) -> None: ...
 
     def warn_once(self, key: str, text: str) -> None:

@@ -197,6 +197,10 @@ class GenericKernel(KernelState):
     def memory(self) -> MemoryMap:
         return self.config.memory
 
+    @property
+    def debug_pagealloc(self) -> bool:
+        return False  # the weak-default architecture has no __kernel_map_pages() of its own
+
     def pa(self, va: int) -> int:
         return va - self.config.page_offset + self.config.base
 

@@ -1,23 +1,20 @@
 """What a machine's memory management is configured with: Kconfig symbols, boot and sysfs knobs.
 
 The arch layer has its own config (``X86Config``); these are the generic MM
-options the RFC and its lifetime models depend on.  ``MMConfig.for_spec()``
-takes DEBUG_PAGEALLOC from a ``MachineSpec`` so that the arch's direct map
-(all 4K under DEBUG_PAGEALLOC) and the allocator's unmap-on-free agree.
+options the RFC and its lifetime models depend on.  DEBUG_PAGEALLOC is the
+arch's to decide (its direct map is all 4K for it): ``mm_core_init()`` copies it
+from the arch kernel, so the allocator's unmap-on-free always agrees with it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rofolio.errors import ConfigError
 from rofolio.mm.gfp import MAX_PAGE_ORDER
 from rofolio.physmem import SECTION_SIZE
 from rofolio.units import format_size
-
-if TYPE_CHECKING:
-    from rofolio.machine import MachineSpec
 
 LIFETIME_MODELS = ("model1", "model2", "broken", "none")
 THP_MODES = ("always", "madvise", "never")
@@ -39,7 +36,7 @@ class MMConfig:
     init_on_alloc: bool = False  # CONFIG_INIT_ON_ALLOC_DEFAULT_ON / init_on_alloc=1
     init_on_free: bool = False  # CONFIG_INIT_ON_FREE_DEFAULT_ON / init_on_free=1
     page_poisoning: bool = False  # CONFIG_PAGE_POISONING with page_poison=1
-    debug_pagealloc: bool = False  # debug_pagealloc=on (must match the arch's direct map)
+    debug_pagealloc: bool = False  # debug_pagealloc=on: set by mm_core_init() from the arch kernel
     transparent_hugepage: str = "always"  # /sys/kernel/mm/transparent_hugepage/enabled
     use_zero_page: bool = True  # /sys/kernel/mm/transparent_hugepage/use_zero_page (default 1)
     persistent_huge_zero_folio: bool = False  # CONFIG_PERSISTENT_HUGE_ZERO_FOLIO (Kconfig default n)
@@ -80,12 +77,6 @@ class MMConfig:
     @property
     def want_init_on_alloc(self) -> bool:
         return self.init_on_alloc and not self.page_poisoning
-
-    @classmethod
-    def for_spec(cls, spec: MachineSpec, **options: Any) -> MMConfig:
-        """An MM configuration consistent with a machine spec (DEBUG_PAGEALLOC comes from the spec)."""
-        options.setdefault("debug_pagealloc", spec.debug_pagealloc)
-        return cls(**options)
 
     def with_options(self, **options: Any) -> MMConfig:
         return replace(self, **options)

@@ -14,6 +14,7 @@ initcalls, then finish the boot.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sortedcontainers import SortedDict
@@ -125,7 +126,8 @@ def mm_core_init(kernel: ArchKernel, config: MMConfig | None = None) -> MMState:
     With DEBUG_PAGEALLOC every page freed to the buddy is unmapped from the
     direct map (free_pages_prepare() → debug_pagealloc_unmap_pages()).
     """
-    mm = MMState(kernel, config or MMConfig())
+    # DEBUG_PAGEALLOC is the arch's direct map's to decide (it maps RAM with 4K pages for it)
+    mm = MMState(kernel, replace(config or MMConfig(), debug_pagealloc=kernel.debug_pagealloc))
     ram = _ram_pfns(kernel.memory)
     movable = next((z.start_pfn for z in mm.zones if z.type == ZoneType.MOVABLE), None)
     mm.reserved = bootmem.reserved_ranges(kernel, ram, mm.nodes, movable)

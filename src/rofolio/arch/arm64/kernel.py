@@ -172,6 +172,10 @@ class Arm64Kernel(KernelState):
     def memory(self) -> MemoryMap:
         return self.config.memory
 
+    @property
+    def debug_pagealloc(self) -> bool:
+        return self.config.debug_pagealloc
+
     def lookup_address(self, va: int) -> Arm64Lookup | None:
         return self.lookup(va)
 

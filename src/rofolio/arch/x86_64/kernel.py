@@ -438,6 +438,10 @@ class X86Kernel(KernelState):
     def memory(self) -> MemoryMap:
         return self.config.memory
 
+    @property
+    def debug_pagealloc(self) -> bool:
+        return self.config.debug_pagealloc
+
     def arch_make_folio_readonly(self, pfn: int, nr_pages: int) -> int:
         """RFC patch 3/3 on x86: set_memory_ro(folio_address(folio), folio_nr_pages(folio))."""
         return self.set_memory_ro(self.page_address(pfn), nr_pages)
