@@ -4,13 +4,14 @@ Modules, one concept each: ``gfp`` (allocation flags, zones, migratetypes),
 ``config`` (MMConfig), ``zone``/``pageblock``/``free_area``/``buddy`` (the
 buddy allocator on sparse runs), ``bootmem`` (memblock hand-over),
 ``folio``, ``state`` (MMState, mm_core_init), ``page_alloc`` (allocation and
-the free path), ``direct_access`` and ``oops`` (content writes through the
-direct map and the faults they raise), ``zero_page`` (the 4K zero page, the
-huge zero folio, its shrinker), ``readonly`` (arch_make_folio_readonly and the
-persistent huge zero folio), ``lifetime`` (models 1 and 2 and two foils),
-``process``/``fault`` (user mappings and faults), ``migrate``, ``compaction``,
-``memory_hotplug``, ``longterm_pin``, ``secretmem``, ``invariants`` and
-``workload`` (the standard lifetime workload).  Events are in ``events``.
+the free path), ``direct_access`` (content writes through the direct map and
+the faults they raise), ``warn`` (WARN() texts), ``zero_page`` (the 4K zero
+page, the huge zero folio, its shrinker), ``readonly`` (arch_make_folio_readonly
+and the persistent huge zero folio), ``policy`` (the lifetime models 1 and 2,
+two foils, and their registry), ``process``/``fault`` (user mappings and
+faults), ``migrate``, ``compaction``, ``memory_hotplug``, ``longterm_pin``,
+``secretmem``, ``invariants`` and ``workload`` (the standard lifetime
+workload).  Events are in ``events``.
 
 MM reaches the architecture only through ``rofolio.arch.ArchKernel``.
 """

@@ -25,7 +25,7 @@ class MMConfig:
     """Generic MM configuration of one machine.
 
     ``lifetime`` chooses how core MM treats a folio made read-only in the
-    direct map (``rofolio.mm.lifetime``): ``model2`` (Lance Yang's "simple
+    direct map (``rofolio.mm.policy``): ``model2`` (Lance Yang's "simple
     lifetime", the default he proposed to start with), ``model1`` (read-only
     as folio state), ``broken`` (model 1 without the migration hook) and
     ``none`` (today's kernel: nothing knows about the state).

@@ -28,7 +28,7 @@ from rofolio.mm.gfp import ZoneType
 from rofolio.mm.zone import Node, Zone, _ram_pfns, build_nodes
 
 if TYPE_CHECKING:
-    from rofolio.mm.lifetime import LifetimePolicy
+    from rofolio.mm.policy import LifetimePolicy
     from rofolio.mm.process import MmStruct
     from rofolio.mm.shrinker import Shrinker
     from rofolio.mm.zero_page import HugeZeroFolio
@@ -38,7 +38,7 @@ class MMState:
     """All generic MM state of one machine."""
 
     def __init__(self, kernel: ArchKernel, config: MMConfig) -> None:
-        from rofolio.mm.lifetime import make_policy
+        from rofolio.mm.policy import make_policy
         from rofolio.mm.zero_page import HugeZeroFolio
 
         self.kernel = kernel

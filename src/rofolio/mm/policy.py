@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, ClassVar
 from rofolio.events import KernelWarning
 from rofolio.mm.events import ContractViolation
 from rofolio.mm.folio import Folio
-from rofolio.mm.oops import warning_text
 from rofolio.mm.readonly import arch_make_folio_readonly, folio_restore_writable
+from rofolio.mm.warn import warning_text
 
 if TYPE_CHECKING:
     from rofolio.mm.state import MMState
