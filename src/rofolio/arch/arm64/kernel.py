@@ -112,7 +112,7 @@ class Arm64Kernel(KernelState):
 
     def force_pte_mapping(self) -> bool:
         """force_pte_mapping() (mmu.c): debug_pagealloc, else no BBML2 and rodata_full/late KFENCE/realm."""
-        # "system_capabilities_finalized() ? system_supports_bbml2_noabort() : cpu_supports_bbml2_noabort()"
+        # the system capability once capabilities are finalized, before that the boot CPU's own answer
         bbml2 = self.system_supports_bbml2_noabort() if self.capabilities_finalized else self.config.bbml2
         if self.debug_pagealloc_enabled():
             return True

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 NO_BLOCK_MAPPINGS = 1 << 0
 NO_CONT_MAPPINGS = 1 << 1
-NO_EXEC_MAPPINGS = 1 << 2  # "assumes FEAT_HPDS is not used": only table attributes, not modelled
+NO_EXEC_MAPPINGS = 1 << 2  # sets XN in table descriptors (valid only without FEAT_HPDS): not modelled
 
 # pgtable-hwdef.h with CONFIG_ARM64_CONT_PTE_SHIFT = CONFIG_ARM64_CONT_PMD_SHIFT = 4 (4K granule)
 CONT_PTES = 16
@@ -91,7 +91,7 @@ def mapping_pieces(phys: int, virt: int, size: int, flags: int) -> list[Piece]:
     def cont_pte(a: int, e: int, p: int, inherited: bool) -> None:  # alloc_init_cont_pte()
         while a < e:
             n = min(align_down(a, CONT_PTE_SIZE) + CONT_PTE_SIZE, e)
-            # "use a contiguous mapping if the range is suitably aligned"; prot may carry CONT already
+            # PTE_CONT when the 64K group is aligned in va, pa and length; prot may carry CONT already
             emit(a, n, Level.PTE, inherited or (aligned(a, n, p, CONT_PTE_SIZE) and not no_cont))
             p += n - a
             a = n
@@ -99,7 +99,7 @@ def mapping_pieces(phys: int, virt: int, size: int, flags: int) -> list[Piece]:
     def pmd(a: int, e: int, p: int, cont: bool) -> None:  # init_pmd()
         while a < e:
             n = min(align_down(a, Level.PMD.size) + Level.PMD.size, e)
-            if aligned(a, n, p, Level.PMD.size) and not no_block:  # "try section mapping first"
+            if aligned(a, n, p, Level.PMD.size) and not no_block:  # a 2M block before a PTE table
                 emit(a, n, Level.PMD, cont)
             else:
                 cont_pte(a, n, p, cont)
@@ -113,7 +113,7 @@ def mapping_pieces(phys: int, virt: int, size: int, flags: int) -> list[Piece]:
             p += n - a
             a = n
 
-    while addr < end:  # alloc_init_pud(): "For 4K granule only, attempt to put down a 1GB block"
+    while addr < end:  # alloc_init_pud(): with a 4K granule a 1G block is tried first
         nxt = min(align_down(addr, Level.PUD.size) + Level.PUD.size, end)
         if aligned(addr, nxt, phys, Level.PUD.size) and not no_block:
             emit(addr, nxt, Level.PUD, False)
@@ -141,11 +141,11 @@ def create_pgd_mapping(k: Arm64Kernel, phys: int, virt: int, size: int, prot: in
 def pgattr_change_is_safe(old: int, new: int) -> bool:
     """pgattr_change_is_safe() for two leaf descriptors that map the same pfn."""
     mask = ARM64.PXN | ARM64.RDONLY | ARM64.WRITE | ARM64.NG | ARM64.SWBITS_MASK
-    if not pte_valid(old) or not pte_valid(new):  # "creating or taking down mappings is always safe"
+    if not pte_valid(old) or not pte_valid(new):  # mapping or unmapping an entry is always allowed
         return True
-    if (old | new) & ARM64.CONT:  # "live contiguous mappings may not be manipulated at all"
+    if (old | new) & ARM64.CONT:  # no change of any kind to a live PTE_CONT entry
         return False
-    if old & ~new & ARM64.NG:  # "Transitioning from Non-Global to Global is unsafe"
+    if old & ~new & ARM64.NG:  # going from nG to global is refused
         return False
     normal = {ARM64.MT_NORMAL << ARM64.ATTRINDX_SHIFT, ARM64.MT_NORMAL_TAGGED << ARM64.ATTRINDX_SHIFT}
     if old & ARM64.ATTRINDX_MASK in normal and new & ARM64.ATTRINDX_MASK in normal:
@@ -168,7 +168,7 @@ def update_mapping_prot(k: Arm64Kernel, phys: int, virt: int, size: int, prot: i
         for run in list(k.pt.runs(piece.start, piece.end)):
             lo, hi = max(run.start, piece.start), min(run.end, piece.end)
             if run.level < piece.level:
-                continue  # p?d_set_huge(): old table vs new block is unsafe, "return 0"
+                continue  # p?d_set_huge() refuses a block over an existing table (returns 0)
             if run.level > piece.level:
                 raise KernelBug(f"kernel BUG: BUG_ON(pmd_sect(pmd)) at {lo:#x} (mmu.c alloc_init_cont_pte)")
             old = k.pt.run_at(lo).flags  # type: ignore[union-attr]
@@ -181,7 +181,7 @@ def update_mapping_prot(k: Arm64Kernel, phys: int, virt: int, size: int, prot: i
         covered = sum(min(r.end, piece.end) - max(r.start, piece.start) for r in k.pt.runs(piece.start, piece.end))
         if covered != piece.end - piece.start:
             raise KernelBug(f"kernel BUG: update_mapping_prot() of unmapped space near {piece.start:#x}")
-    flush_tlb_kernel_range(k, virt, virt + size, reason)  # "flush the TLBs after updating live kernel mappings"
+    flush_tlb_kernel_range(k, virt, virt + size, reason)  # live kernel entries changed: flush them
 
 
 def account_boot_tables(k: Arm64Kernel, before: dict[Level, int]) -> None:
@@ -202,17 +202,17 @@ def map_mem(k: Arm64Kernel) -> None:
     if k.force_pte_mapping():
         flags |= NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS
     kernel_start, kernel_end = k.image.alias
-    nomap = [(kernel_start, kernel_end)]  # "temporarily mark them as NOMAP"
+    nomap = [(kernel_start, kernel_end)]  # map_mem() hides the kernel alias with MEMBLOCK_NOMAP for the RAM loop
     if early_kfence_pool is not None:
         nomap.append((early_kfence_pool, early_kfence_pool + KFENCE_POOL_SIZE))
-    # "The linear map must allow allocation tags reading/writing if MTE is present": pgprot_tagged() is
+    # RAM is mapped with pgprot_tagged() so MTE tags stay accessible through the linear map; the call is
     # unconditional; without MTE, MAIR maps the Normal-Tagged index to plain Normal (the QEMU oracle's
     # Debian kernel shows MEM/NORMAL-TAGGED on every RAM line).
     tagged = prot_normal(k.config.ng_mappings, tagged=True)
     for start, end in _without(k.config.memory.ram, nomap):  # for_each_mem_range()
         create_pgd_mapping(k, start, k.va(start), end - start, tagged, flags)
-    # "Map the linear alias of the [_text, __init_begin) interval as non-executable now ...
-    # Note that contiguous mappings cannot be remapped in this way, so we should avoid them here."
+    # the kernel alias [_text, __init_begin) is mapped non-executable now and without PTE_CONT,
+    # because mark_linear_text_alias_ro() remaps it later and live contiguous entries cannot change
     create_pgd_mapping(k, kernel_start, k.va(kernel_start), kernel_end - kernel_start,
                        page_kernel(k.config.ng_mappings), NO_CONT_MAPPINGS)
     arm64_kfence_map_pool(k, early_kfence_pool)
@@ -239,7 +239,7 @@ def _without(ram: tuple, holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def mark_linear_text_alias_ro(k: Arm64Kernel) -> None:
-    """mark_linear_text_alias_ro(): "Remove the write permissions from the linear alias of .text/.rodata"."""
+    """mark_linear_text_alias_ro(): the linear alias of .text and .rodata loses write permission."""
     start, end = k.image.text, k.image.init_begin
     update_mapping_prot(k, start, k.va(start), end - start, page_kernel_ro(k.config.ng_mappings),
                         "mark_linear_text_alias_ro")
@@ -263,7 +263,7 @@ def arm64_kfence_alloc_pool(k: Arm64Kernel) -> int | None:
 
 
 def arm64_kfence_map_pool(k: Arm64Kernel, pool: int | None) -> None:
-    """arm64_kfence_map_pool(): "KFENCE pool needs page-level mapping"."""
+    """arm64_kfence_map_pool(): the early KFENCE pool is mapped with 4K pages only."""
     if pool is None:
         return
     size = KFENCE_POOL_SIZE
@@ -274,9 +274,9 @@ def arm64_kfence_map_pool(k: Arm64Kernel, pool: int | None) -> None:
 
 def arch_kfence_init_pool(k: Arm64Kernel) -> bool:
     """arch_kfence_init_pool(): split a late pool to PTEs under BBML2; no TLB invalidation."""
-    if not k.split_leaf_mapping_possible():  # "Exit early if we know the linear map is already pte-mapped"
+    if not k.split_leaf_mapping_possible():  # nothing to do: the linear map is PTE-mapped already
         return True
-    if k.config.kfence_early_init:  # "Kfence pool is already pte-mapped for the early init case"
+    if k.config.kfence_early_init:  # an early pool was mapped with PTEs at boot
         return True
     assert k.kfence_pool is not None
     start = k.va(k.kfence_pool)
@@ -315,9 +315,9 @@ def split_contpmd(k: Arm64Kernel, addr: int) -> None:
 def _child_prot(level: Level, val: int, to_cont: bool) -> int:
     """split_pud()/split_pmd(): the children's descriptor, PTE_CONT cleared then set iff ``to_cont``."""
     if level == Level.PUD:
-        prot = (val & ~ARM64.TYPE_MASK) | ARM64.TYPE_SECT  # "& ~PMD_TYPE_MASK) | PMD_TYPE_SECT"
+        prot = (val & ~ARM64.TYPE_MASK) | ARM64.TYPE_SECT  # children are PMD blocks (PMD_TYPE_SECT)
     else:
-        prot = (val & ~ARM64.TYPE_MASK) | ARM64.TYPE_PAGE  # "& ~PTE_TYPE_MASK) | PTE_TYPE_PAGE"
+        prot = (val & ~ARM64.TYPE_MASK) | ARM64.TYPE_PAGE  # children are pages (PTE_TYPE_PAGE)
     return (prot | ARM64.CONT) if to_cont else (prot & ~ARM64.CONT)
 
 
@@ -334,7 +334,7 @@ def split_leaves(k: Arm64Kernel, start: int, end: int, level: Level, to_cont: bo
             continue
         lo, hi = max(run.start, start), min(run.end, end)
         count = (hi - lo) // level.size
-        if k.pgtable_alloc_fail:  # "if (pmd_phys == INVALID_PHYS_ADDR) return -ENOMEM;"
+        if k.pgtable_alloc_fail:  # no table page (INVALID_PHYS_ADDR): -ENOMEM
             k.alloc_pgtable_page(child)
             return -Errno.ENOMEM
         k.log.append(PgtableAlloc(child, count))
@@ -367,12 +367,13 @@ def _entry(k: Arm64Kernel, addr: int, level: Level) -> tuple[str, int]:
 
 def split_kernel_leaf_mapping_locked(k: Arm64Kernel, addr: int) -> int:
     """split_kernel_leaf_mapping_locked(): make ``addr`` a leaf boundary, one size step at a time."""
-    # "PGD: If addr is PGD aligned then addr already describes a leaf boundary." (P4D is folded)
+    # each level: an address aligned to that level's size is already a boundary; otherwise a leaf
+    # there is split one step down.  PGD first (P4D is folded)
     if addr % PGDIR_SIZE == 0:
         return 0
     if not k.pt.occupied(align_down(addr, PGDIR_SIZE), align_down(addr, PGDIR_SIZE) + PGDIR_SIZE):
         return 0  # !pgd_present()
-    # "PUD: ... Otherwise, if we have a pud leaf, split to contpmd."
+    # PUD: a 1G leaf becomes contiguous PMDs
     if addr % Level.PUD.size == 0:
         return 0
     state, val = _entry(k, addr, Level.PUD)
@@ -382,7 +383,7 @@ def split_kernel_leaf_mapping_locked(k: Arm64Kernel, addr: int) -> int:
         ret = split_pud(k, addr, True)
         if ret:
             return ret
-    # "CONTPMD: ... Otherwise, if we have a contpmd leaf, split to pmd."
+    # CONTPMD: a contiguous PMD group loses PTE_CONT
     if addr % CONT_PMD_SIZE == 0:
         return 0
     state, val = _entry(k, addr, Level.PMD)
@@ -391,13 +392,13 @@ def split_kernel_leaf_mapping_locked(k: Arm64Kernel, addr: int) -> int:
     if state == EntryState.LEAF:
         if val & ARM64.CONT:
             split_contpmd(k, addr)
-        # "PMD: If addr is PMD aligned then addr already describes a leaf boundary. Otherwise, split to contpte."
+        # PMD: a 2M leaf becomes contiguous PTEs
         if addr % Level.PMD.size == 0:
             return 0
         ret = split_pmd(k, addr, True)
         if ret:
             return ret
-    # "CONTPTE: ... Otherwise, if we have a contpte leaf, split to pte."
+    # CONTPTE: a contiguous PTE group loses PTE_CONT
     if addr % CONT_PTE_SIZE == 0:
         return 0
     run = k.pt.run_at(addr)
@@ -415,15 +416,14 @@ def _ffs(x: int) -> int:
 
 def split_kernel_leaf_mapping(k: Arm64Kernel, start: int, end: int) -> int:
     """split_kernel_leaf_mapping(): split at ``start`` and ``end`` (one end for a single page)."""
-    # "Exit early if the region is within a pte-mapped area or if we can't split."
+    # nothing to split when the map is PTE-only, splitting is impossible, or the range is in KFENCE
     if not k.split_leaf_mapping_possible() or k.is_kfence_address(start):
         return 0
-    if start % PAGE_SIZE or end % PAGE_SIZE:  # "Ensure start and end are at least page-aligned"
+    if start % PAGE_SIZE or end % PAGE_SIZE:  # both ends must be page-aligned
         return -Errno.EINVAL
     # pgtable_split_lock and lazy MMU mode: the model is single-threaded
     if end - start == PAGE_SIZE:
-        # "Optimize for the common case of splitting out a single page from a larger mapping.
-        # Here we can just split on the "least aligned" of start and end"
+        # one page: splitting at whichever of start and end is less aligned is enough
         return split_kernel_leaf_mapping_locked(k, start if _ffs(start) < _ffs(end) else end)
     ret = split_kernel_leaf_mapping_locked(k, start)
     if not ret:
@@ -446,7 +446,7 @@ def range_split_to_ptes(k: Arm64Kernel, start: int, end: int) -> int:
         level = run.level
         if level == Level.PTE:
             seg_end = min(run.end, end)
-            if run.flags & ARM64.CONT:  # split_to_ptes_pte_entry(): "if (pte_cont(pte)) split_contpte(ptep)"
+            if run.flags & ARM64.CONT:  # split_to_ptes_pte_entry(): a PTE_CONT group goes through split_contpte()
                 rewrite_leaves(k, align_down(addr, CONT_PTE_SIZE), align_up(seg_end, CONT_PTE_SIZE), Level.PTE,
                                lambda v: v & ~ARM64.CONT)
             addr = seg_end
@@ -454,20 +454,20 @@ def range_split_to_ptes(k: Arm64Kernel, start: int, end: int) -> int:
         first = align_down(addr, level.size)
         last = min(run.end, align_up(min(run.end, end), level.size))  # entries of this run in range
         if not p_leaf(run.flags):
-            addr = last  # walker: "pmd_leaf(*pmd) || !pmd_present(*pmd)": nothing to do
+            addr = last  # the walker skips a non-present leaf: nothing to do
             continue
         if level == Level.PUD:
             ret = split_leaves(k, first, last, Level.PUD, False)  # split_to_ptes_pud_entry(); then descend
             if ret:
                 return ret
             continue
-        if run.flags & ARM64.CONT:  # split_to_ptes_pmd_entry(): "if (pmd_cont(pmd)) split_contpmd(pmdp)"
+        if run.flags & ARM64.CONT:  # split_to_ptes_pmd_entry(): a PTE_CONT group goes through split_contpmd()
             rewrite_leaves(k, align_down(first, CONT_PMD_SIZE), align_up(last, CONT_PMD_SIZE), Level.PMD,
                            lambda v: v & ~ARM64.CONT)
         ret = split_leaves(k, first, last, Level.PMD, False)
         if ret:
             return ret
-        addr = last  # ACTION_CONTINUE: "no need to visit each pte to check if they are contpte"
+        addr = last  # ACTION_CONTINUE: the fresh PTEs are plain, no need to walk them
     return 0
 
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 
 def set_pageattr_masks(val: int, set_mask: int, clear_mask: int) -> int:
-    """set_pageattr_masks(): "always clear first then set"."""
+    """set_pageattr_masks(): the clear mask is applied before the set mask."""
     return (val & ~clear_mask) | set_mask
 
 
@@ -62,11 +62,11 @@ def walk_pageattr(k: Arm64Kernel, start: int, end: int, set_mask: int, clear_mas
             addr = seg_end
             continue
         if not _is_block_leaf(k, run.flags):
-            # the callback does nothing; the walker skips "p?d_leaf() || !p?d_present()" entries
+            # the callback does nothing; the walker skips non-present leaves
             addr = seg_end
             continue
         name = f"pageattr_{level.entry_name}_entry"
-        if addr % level.size:  # "WARN_ON_ONCE((next - addr) != PMD_SIZE)": the range starts inside it
+        if addr % level.size:  # WARN_ON_ONCE when the range covers only part of the block: it starts inside it
             k.warn_once(name, f"WARNING: CPU: 0 at arch/arm64/mm/pageattr.c {name} (partial {level.leaf_name})")
             return -Errno.EINVAL
         whole_end = align_down(seg_end, level.size)
@@ -95,7 +95,7 @@ def _none_ptes(k: Arm64Kernel, lo: int, hi: int, set_mask: int, clear_mask: int)
 def update_range_prot(k: Arm64Kernel, start: int, size: int, set_mask: int, clear_mask: int) -> int:
     """update_range_prot(): split_kernel_leaf_mapping(), then the pageattr walk; no TLB flush."""
     ret = split_kernel_leaf_mapping(k, start, start + size)
-    if ret:  # "if (WARN_ON_ONCE(ret)) return ret;"
+    if ret:  # a failed split WARNs once and is returned before any walk
         k.warn_once("update_range_prot", f"WARNING: CPU: 0 at arch/arm64/mm/pageattr.c update_range_prot ({ret})")
         return ret
     return walk_pageattr(k, start, start + size, set_mask, clear_mask)
@@ -111,7 +111,7 @@ def _make_valid_only(k: Arm64Kernel, set_mask: int, clear_mask: int) -> bool:
 def change_memory_common_noalias(k: Arm64Kernel, start: int, size: int, set_mask: int, clear_mask: int) -> int:
     """__change_memory_common(): update_range_prot() then flush_tlb_kernel_range(), even after an error."""
     ret = update_range_prot(k, start, size, set_mask, clear_mask)
-    # "If the memory is being made valid without changing any other bits then a TLBI isn't required"
+    # a change that only makes entries valid needs no TLBI (no stale valid entry can be cached)
     if not _make_valid_only(k, set_mask, clear_mask):
         flush_tlb_kernel_range(k, start, start + size, "__change_memory_common")
     return ret
@@ -126,15 +126,14 @@ def change_memory_common(k: Arm64Kernel, addr: int, numpages: int, set_mask: int
         start &= ~(PAGE_SIZE - 1)
         end = start + size
         k.warn_once("change_memory_common", "WARNING: CPU: 0 at arch/arm64/mm/pageattr.c change_memory_common")
-    # "check whether the [addr, addr + size) interval is entirely covered by precisely one VM area
-    # that has the VM_ALLOC flag set"
+    # the whole range must lie in a single vmalloc area, and that area must be VM_ALLOC
     area = k.find_vm_area(addr)
     if area is None or end > area.addr + area.size or area.flags & (VM_ALLOC | VM_ALLOW_HUGE_VMAP) != VM_ALLOC:
         return -Errno.EINVAL
     if not numpages:
         return 0
-    # "If we are manipulating read-only permissions, apply the same change to the linear mapping
-    # of the pages that back this VM area."  Every page of the area, one call (and one TLBI) each.
+    # under rodata_full a change of PTE_RDONLY is mirrored on the linear-map alias of every page
+    # backing the area: one call (and one TLBI) per page.
     if k.config.rodata_full and (set_mask == ARM64.RDONLY or clear_mask == ARM64.RDONLY):
         for pfn in area.pages:
             change_memory_common_noalias(k, k.page_address(pfn), PAGE_SIZE, set_mask, clear_mask)
@@ -201,8 +200,8 @@ def kernel_page_present(k: Arm64Kernel, addr: int) -> bool:
         if state == EntryState.LEAF:
             val = k.pt.run_at(addr).flags  # type: ignore[union-attr]
             if k.config.present_invalid_encoding:
-                return pte_valid(val)  # "if (pmd_leaf(pmd)) return pmd_valid(pmd);"
-            # "if (pmd_sect(pmd)) return true;"; v6.18 then reads an invalid block as a
+                return pte_valid(val)  # v7.0: a block leaf is present iff it is valid
+            # before v7.0 only a valid block (p?d_sect()) answers true; v6.18 then reads an invalid block as a
             # table pointer, which is undefined: the model reports such a block not present
             return p_sect(val)
     run = k.pt.run_at(addr)

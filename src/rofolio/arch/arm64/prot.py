@@ -26,10 +26,10 @@ class ARM64:
     SHARED = 3 << 8  # SH[1:0], inner shareable
     AF = 1 << 10
     NG = 1 << 11
-    PRESENT_INVALID = NG  # pgtable-prot.h: "only when !PTE_VALID"
+    PRESENT_INVALID = NG  # pgtable-prot.h: bit 11 means present-invalid only in an invalid entry
     GP = 1 << 50  # BTI guarded
     DBM = 1 << 51
-    WRITE = DBM  # PTE_WRITE: "same as DBM (51)"
+    WRITE = DBM  # PTE_WRITE shares bit 51 with DBM
     CONT = 1 << 52
     PXN = 1 << 53
     UXN = 1 << 54

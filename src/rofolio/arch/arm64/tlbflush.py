@@ -19,7 +19,7 @@ from rofolio.units import PAGE_SHIFT, PAGE_SIZE, PTRS_PER_TABLE, align_down, ali
 if TYPE_CHECKING:
     from rofolio.arch.arm64.kernel import Arm64Kernel
 
-MAX_DVM_OPS = PTRS_PER_TABLE  # "#define MAX_DVM_OPS PTRS_PER_PTE"
+MAX_DVM_OPS = PTRS_PER_TABLE  # asm/tlbflush.h: MAX_DVM_OPS is PTRS_PER_PTE
 MAX_TLBI_RANGE_PAGES = (31 + 1) << (5 * 3 + 1)  # __TLBI_RANGE_PAGES(31, 3)
 
 
@@ -42,9 +42,9 @@ class KernelRangeFlush(Event):
 def flush_tlb_range_limit_excess(start: int, end: int, pages: int, tlb_range: bool) -> bool:
     """__flush_tlb_range_limit_excess() as of v6.18 (stride PAGE_SIZE).
 
-    "When the system does not support TLB range based flush operation,
-    (MAX_DVM_OPS - 1) pages can be handled. But with TLB range based
-    operation, MAX_TLBI_RANGE_PAGES pages can be handled."
+    Without TLBI range instructions a by-VA flush stops paying off at
+    MAX_DVM_OPS pages; with them the limit is MAX_TLBI_RANGE_PAGES.  Past the
+    limit the caller flushes everything instead.
     """
     return (not tlb_range and end - start >= MAX_DVM_OPS * PAGE_SIZE) or pages > MAX_TLBI_RANGE_PAGES
 

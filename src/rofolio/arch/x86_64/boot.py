@@ -249,7 +249,7 @@ def split_mem_range(regions: list[tuple[int, int]], psm: set[Level], start: int,
             if _is_region_memory(regions, lo, hi - lo):
                 mask.add(Level.PUD)
     merged: list[list] = []
-    for piece in mr:  # "try to merge same page size and continuous"
+    for piece in mr:  # adjacent pieces of the same page size become one
         if merged and merged[-1][1] == piece[0] and merged[-1][2] == piece[2]:
             merged[-1][1] = piece[1]
         else:
@@ -302,7 +302,7 @@ def _phys_init(k: X86Kernel, level: Level, paddr: int, paddr_end: int, mask: fro
             continue
         if state == EntryState.LEAF:
             if allowed:
-                pages += 1  # "re-use the existing mapping": counted again before bootmem
+                pages += 1  # an allowed large leaf is kept as it is, and counted again before bootmem
                 addr = nxt
                 continue
             # a large leaf of a size no longer allowed: replaced by a table (never at boot on sane maps)
@@ -374,7 +374,7 @@ def kfence_init_pool(k: X86Kernel, pool: int | None) -> None:
     pa = kfence_pool_address(k) if pool is None else pool
     addr = k.va(pa)
     npages = KFENCE_POOL_SIZE >> PAGE_SHIFT
-    k.set_memory_4k(addr, npages)  # arch_kfence_init_pool(): "lookup_address ... set_memory_4k"
+    k.set_memory_4k(addr, npages)  # arch_kfence_init_pool() splits the pool's direct-map range to 4K
     guards = [0, 1, *range(3, npages, 2)]
     for i in guards:
         page = addr + i * PAGE_SIZE
@@ -420,7 +420,7 @@ def free_kernel_image_pages(k: X86Kernel, begin: int, end: int) -> None:
 
 
 def idt_setup_apic_and_irq_gates(k: X86Kernel) -> None:
-    """idt_setup_apic_and_irq_gates() (arch/x86/kernel/idt.c): "Make the IDT table read only"."""
+    """idt_setup_apic_and_irq_gates() (arch/x86/kernel/idt.c): the IDT page is made read-only."""
     k.set_memory_ro(k.highmap_va(k.image.idt_table), 1)
 
 

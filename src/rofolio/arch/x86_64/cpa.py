@@ -83,17 +83,17 @@ def change_page_attr_set_clr(
         cpa = CpaData(0, numpages, mask_set, mask_clr, in_flag, vaddrs, force_split=force_split)
     else:
         if addr & (PAGE_SIZE - 1):
-            # "People should not be passing in unaligned addresses": WARN_ON_ONCE and align
+            # an unaligned linear address is a caller bug: the kernel WARNs once and rounds it down
             k.warn("WARNING: CPU: 0 at arch/x86/mm/pat/set_memory.c change_page_attr_set_clr (unaligned)")
             addr &= ~(PAGE_SIZE - 1)
         cpa = CpaData(addr, numpages, mask_set, mask_clr, in_flag, force_split=force_split)
     # kmap_flush_unused() and vm_unmap_aliases() run here; the model has no lazy vmap areas.
     ret = _change_page_attr_set_clr(k, cpa, primary=True)
-    if not cpa.flags & CPA_FLUSHTLB:  # "Check whether we really changed something"
+    if not cpa.flags & CPA_FLUSHTLB:  # nothing was written: no flush at all
         return ret
     cache = bool(mask_set & X86.CACHE_MASK)  # !!pgprot2cachemode(mask_set)
     if ret:
-        cpa_flush_all(k, cache)  # "On error; flush everything to be sure"
+        cpa_flush_all(k, cache)  # a failure after some writes flushes everything, to be safe
         return ret
     cpa_flush(k, cpa, cache)
     return ret
@@ -108,7 +108,7 @@ def _change_page_attr_set_clr(k: X86Kernel, cpa: CpaData, primary: bool) -> int:
     ret = 0
     array = bool(cpa.flags & (CPA_ARRAY | CPA_PAGES_ARRAY))
     while rempages:
-        cpa.numpages = 1 if array else rempages  # "for array changes, we can't use large page"
+        cpa.numpages = 1 if array else rempages  # array mode goes page by page: no large-page shortcut
         ret = _change_page_attr(k, cpa, primary)
         if ret:
             break
@@ -118,7 +118,7 @@ def _change_page_attr_set_clr(k: X86Kernel, cpa: CpaData, primary: bool) -> int:
                 break
         rempages -= cpa.numpages
         cpa.curpage += cpa.numpages
-    cpa.numpages = numpages  # "Restore the original numpages": cpa_flush sees the whole request
+    cpa.numpages = numpages  # put the request's page count back: cpa_flush sees the whole request
     return ret
 
 
@@ -147,12 +147,12 @@ def _change_ptes(k: X86Kernel, cpa: CpaData, run: Run, address: int, primary: bo
     old = run.flags
     new = (old & ~cpa.mask_clr) | cpa.mask_set
     k.log.append(PteCheck(address, count))  # cpa_inc_4k_install()
-    # "Hand in lpsize = 0 to enforce the protection mechanism"
+    # lpsize 0: a 4K entry never gets the keep-the-large-page exemption of static_protections()
     new = static_protections(k, new, address, pfn, count, 0, CPA_PROTECT)
     new = verify_rwx(k, old, new, address, pfn, count)
     new = pgprot_clear_protnone_bits(new)
     cpa.pfn = pfn + count - 1
-    if new != old:  # "Do we really change anything ?"
+    if new != old:  # write (and ask for a flush) only if the entry really changes
         k.pt.set_flags(address, address + count * PAGE_SIZE, new)
         k.log.append(EntryWrite(address, Level.PTE, count, old, new))
         cpa.flags |= CPA_FLUSHTLB
@@ -175,15 +175,15 @@ def _cpa_process_fault(k: X86Kernel, cpa: CpaData, vaddr: int, primary: bool) ->
     hole_pages = cpa.numpages if nxt is None else min(cpa.numpages, (nxt.start - vaddr) >> PAGE_SHIFT)
     if cpa.flags & (CPA_ARRAY | CPA_PAGES_ARRAY):
         hole_pages = 1
-    if not primary:  # "Ignore all non primary paths"
+    if not primary:  # an alias walk that finds a hole is not an error
         cpa.numpages = max(hole_pages, 1)
         return 0
-    # "Ignore the NULL PTE for kernel identity mapping, as it is expected to have holes"
+    # the direct map has holes by design: a hole inside it is skipped silently
     if k.within_direct_map_mapped(vaddr):
         cpa.numpages = max(min(hole_pages, (k.direct_map_mapped_end() - vaddr) >> PAGE_SHIFT), 1)
         cpa.pfn = k.layout.pa(vaddr) >> PAGE_SHIFT
         return 0
-    if k.pfn_in_highmap(cpa.pfn):  # "Faults in the highmap are OK, so do not warn"
+    if k.pfn_in_highmap(cpa.pfn):  # a hole in the high kernel map fails without a warning
         return -Errno.EFAULT
     k.warn(f"CPA: called for zero pte. vaddr = {vaddr:x} cpa->vaddr = {cpa.addr(0):x}")
     return -Errno.EFAULT
@@ -206,7 +206,7 @@ def _should_split_large_page(k: X86Kernel, cpa: CpaData, run: Run, address: int)
     lpaddr = address & pmask
     old_pfn = run.pfn_at(lpaddr)
 
-    # "Calculate the number of pages, which fit into this large page starting at address"
+    # how many 4K pages from address to the end of this large page
     fit = ((address + psize) & pmask) - address >> PAGE_SHIFT
     cpa.numpages = min(cpa.numpages, fit)
 
@@ -221,7 +221,7 @@ def _should_split_large_page(k: X86Kernel, cpa: CpaData, run: Run, address: int)
     cpa.pfn = old_pfn + ((address & (psize - 1)) >> PAGE_SHIFT)
     numpages = psize >> PAGE_SHIFT
 
-    # "Sanity check that the existing mapping is correct versus the static protections"
+    # first check the large leaf as it is against the static protections (CPA_CONFLICT level)
     chk_prot = static_protections(k, old_prot, lpaddr, old_pfn, numpages, psize, CPA_CONFLICT)
     if chk_prot != old_prot:
         k.warn(f"WARNING: CPU: 0 at arch/x86/mm/pat/set_memory.c __should_split_large_page ({lpaddr:#x})")
@@ -229,13 +229,12 @@ def _should_split_large_page(k: X86Kernel, cpa: CpaData, run: Run, address: int)
         k.log.append(LargePageCheck(lpaddr, level, "split"))
         return 1
 
-    # "If the requested pgprot is the same as the current pgprot, then the large page can be
-    # preserved and no updates are required independent of alignment and length"
+    # an unchanged protection keeps the large page whatever the alignment and length
     if req_prot == old_prot:
         k.log.append(LargePageCheck(lpaddr, level, "sameprot"))
         return 0
 
-    # "If the requested range does not cover the full page, split it up"
+    # a range that covers only part of the large page forces a split
     if address != lpaddr or cpa.numpages != numpages:
         k.log.append(LargePageCheck(lpaddr, level, "split"))
         return 1
@@ -246,7 +245,7 @@ def _should_split_large_page(k: X86Kernel, cpa: CpaData, run: Run, address: int)
         k.log.append(LargePageCheck(lpaddr, level, "split"))
         return 1
 
-    # "All checks passed. Update the large page mapping."
+    # nothing objects: rewrite the large leaf in place
     k.pt.set_flags(lpaddr, lpaddr + psize, new_prot)
     k.log.append(EntryWrite(lpaddr, level, 1, old_prot, new_prot))
     cpa.flags |= CPA_FLUSHTLB
@@ -270,7 +269,7 @@ def _split_large_page(k: X86Kernel, cpa: CpaData, run: Run, address: int) -> Non
     level = run.level
     ref_prot = run.flags
     if level == Level.PMD:
-        ref_prot = x86_large_2_4k(ref_prot)  # "Clear PSE (aka _PAGE_PAT) and move PAT bit"
+        ref_prot = x86_large_2_4k(ref_prot)  # 2M -> 4K: drop PSE, move the PAT bit to its 4K position
     elif not ref_prot & X86.PRESENT:
         ref_prot &= ~X86.PSE  # 1G -> 2M: keep PSE unless the entry is not present
     ref_prot = pgprot_clear_protnone_bits(ref_prot)
@@ -279,8 +278,8 @@ def _split_large_page(k: X86Kernel, cpa: CpaData, run: Run, address: int) -> Non
     if cpa.force_static_prot:
         _split_set_static_prot(k, lpaddr, level, ref_prot)
     k.split_page_count(address, level)
-    # "Do a global flush tlb after splitting the large page and before we do the actual
-    # change page attribute in the PTE" (TLB application note on mixed page sizes)
+    # the split is flushed globally before any 4K entry changes (Intel's TLB application note
+    # warns against mixed page sizes for one address)
     k.flush_tlb_all("split")
 
 
@@ -288,7 +287,7 @@ def _split_set_static_prot(k: X86Kernel, lpaddr: int, level: Level, ref_prot: in
     """split_set_pte() with force_static_prot: fix up 4K entries that break static protections."""
     child = Level(level - 1)
     if child != Level.PTE:
-        # "PUD splits cannot be fixed trivially ... Warn for now"
+        # split_set_pte() does not fix up a 1G split: it only warns
         k.warn("CPA: Cannot fixup static protections for PUD split")
         return
     addr = lpaddr
@@ -315,13 +314,13 @@ def cpa_process_alias(k: X86Kernel, cpa: CpaData) -> int:
             return ret
     if high:
         cpa.force_flush_all = True
-        # "The high mapping range is imprecise, so ignore the return value."
+        # the high-map range test is approximate, so its result is ignored
         _change_page_attr_set_clr(k, _alias_cpa(cpa, k.highmap_va(cpa.pfn << PAGE_SHIFT)), primary=False)
     return 0
 
 
 def _alias_cpa(cpa: CpaData, vaddr: int) -> CpaData:
-    """alias_cpa = *cpa, at the alias address, linear mode, NX masked out ("Directmap always has NX set")."""
+    """alias_cpa = *cpa, at the alias address, linear mode, NX masked out (the direct map is NX anyway)."""
     nx_mask = ~X86.NX
     return replace(cpa, vaddr=vaddr, vaddrs=None, flags=cpa.flags & ~(CPA_PAGES_ARRAY | CPA_ARRAY), curpage=0,
                    mask_set=cpa.mask_set & nx_mask, mask_clr=cpa.mask_clr & nx_mask)
@@ -332,15 +331,14 @@ def static_protections(
     k: X86Kernel, prot: int, start: int, pfn: int, npg: int, lpsize: int, warnlvl: int
 ) -> int:
     """static_protections(): strip bits that must never be set on kernel text, rodata, ..."""
-    if not prot & X86.PRESENT:  # "no point in checking RW/NX conflicts when ... !PRESENT"
+    if not prot & X86.PRESENT:  # a non-present entry cannot conflict: nothing to strip
         return prot
     end = start + npg * PAGE_SIZE - 1
     forbidden = 0
     res = k.protect_kernel_text(start, end)
     _check_conflict(k, warnlvl, prot, res, start, end, pfn, "Text NX")
     forbidden |= res
-    # "Special case to preserve a large page. If the change spawns the full large page mapping
-    # then there is no point to split it up."
+    # the text-RO rule is skipped when the change covers a whole large page, so that page can stay large
     if lpsize != npg * PAGE_SIZE or start & (lpsize - 1 if lpsize else 0):
         res = k.protect_kernel_text_ro(start, end)
         _check_conflict(k, warnlvl, prot, res, start, end, pfn, "Text RO")
@@ -403,7 +401,7 @@ def cpa_flush(k: X86Kernel, cpa: CpaData, cache: bool) -> None:
         present = sum(
             1 for i in range(cpa.numpages) if (leaf := k.pt.lookup(cpa.addr(i))) and leaf.flags & X86.PRESENT
         )
-        k.log.append(CacheFlush("clflush", present))  # "Only flush present addresses"
+        k.log.append(CacheFlush("clflush", present))  # non-present pages are not flushed
     if k.cpa_collapse and cpa.flags & CPA_COLLAPSE:
         cpa_collapse_large_pages(k, cpa)
 
@@ -442,9 +440,9 @@ def collapse_large_pages(k: X86Kernel, addr: int, freed: list[Level]) -> int:
     """collapse_large_pages(): only a PMD that points to a PTE table can collapse, then its PUD."""
     addr &= Level.PMD.mask
     if k.pt.entry_state(addr, Level.PUD) != EntryState.TABLE:
-        return 0  # "!pud_present(*pud) || pud_leaf(*pud)"
+        return 0  # no PUD table below (none, or a 1G leaf)
     if k.pt.entry_state(addr, Level.PMD) != EntryState.TABLE:
-        return 0  # "!pmd_present(*pmd) || pmd_leaf(*pmd)"
+        return 0  # no PTE table below (none, or a 2M leaf)
     collapsed = collapse_pmd_page(k, addr, freed)
     if collapsed:
         collapsed += collapse_pud_page(k, addr, freed)
@@ -457,9 +455,9 @@ def collapse_pmd_page(k: X86Kernel, addr: int, freed: list[Level]) -> int:
     if run is None or run.level != Level.PTE:
         return 0
     first_flags, pfn = run.flags, run.pfn_at(addr)
-    if (pfn << PAGE_SHIFT) & (Level.PMD.size - 1):  # "Make sure alignment is suitable"
+    if (pfn << PAGE_SHIFT) & (Level.PMD.size - 1):  # the first pfn must be 2M-aligned
         return 0
-    if first_flags & X86.KERNEL_4K:  # "The page is 4k intentionally"
+    if first_flags & X86.KERNEL_4K:  # _PAGE_KERNEL_4K marks pages kept 4K on purpose
         return 0
     # the rest of the PTEs must be present, share the first one's flags and follow its pfn:
     # in runs, that is one run of present 4K leaves covering the whole 2M region

@@ -224,10 +224,10 @@ class X86Kernel(KernelState):
         """
         if not self.pfn_range_is_mapped(pfn, pfn + 1):
             return False, False
-        # "No need to redo, when the primary call touched the direct mapping already"
+        # a primary call on the direct map already changed that alias
         direct = not self.within_direct_map_mapped(va)
-        # "If the primary call didn't touch the high mapping already and the physical address is
-        # inside the kernel map, we need to touch the high mapped kernel as well"
+        # a pfn inside the kernel image also gets its high-map alias changed, unless the primary
+        # call was on the high map itself
         lo, hi = self._highmap_pfns
         high = not self.within_kernel_text_to_brk(va) and _overlaps(pfn, pfn + count - 1, lo, hi)
         return direct, high
@@ -250,7 +250,7 @@ class X86Kernel(KernelState):
         direct = False
         pfn = self.valid_virt_pfn(address)
         if pfn is not None:
-            # "if (direct_pages_count[level] == 0) return;"
+            # the counter is left alone when it is already zero at that level
             direct = self.pfn_range_is_mapped(pfn, pfn + 1) and self.log.counters.direct_pages[level] > 0
         self.log.append(Split(address & level.mask, level, direct, direct and self.running))
 

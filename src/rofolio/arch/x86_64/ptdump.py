@@ -24,7 +24,7 @@ def printk_prot(flags: int | None, level: Level, la57: bool) -> str:
         return " " * 30 + name
     out = ["USR " if flags & X86.USER else "    ", "RW " if flags & X86.RW else "ro ",
            "PWT " if flags & X86.PWT else "    ", "PCD " if flags & X86.PCD else "    "]
-    # "Bit 7 has a different meaning on level 3 vs 4": PSE only above the PTE level
+    # bit 7 is PSE above the PTE level and PAT at it: printk_prot() names it PSE only above
     out.append("PSE " if level > Level.PTE and flags & X86.PSE else "    ")
     pat = flags & X86.PAT if level == Level.PTE else flags & X86.PAT_LARGE
     out.append("PAT " if pat else "    ")
