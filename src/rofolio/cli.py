@@ -22,6 +22,7 @@ from rich.markup import escape
 from rofolio.bugs import CONFIGS as BUG_CONFIGS
 from rofolio.errors import ConfigError, RofolioError
 from rofolio.machine import SUPPORTED_ARCHES, Machine, MachineSpec
+from rofolio.mm.policy import lifetime_model, lifetime_model_inputs, lifetime_models
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -237,8 +238,9 @@ def compare_cmd(source: str, sets: tuple[str, ...], as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--model", "models", multiple=True, type=click.Choice(["1", "2", "broken", "none"]),
-              help="Lifetime model(s) to run; all of 1, 2 and broken by default.")
+@click.option("--model", "models", multiple=True, type=click.Choice(lifetime_model_inputs()),
+              help="Lifetime model(s) to run, by name or alias; all of 1, 2 and broken by default.  "
+              + "; ".join(f"{m.name}: {m.summary}" for m in lifetime_models()) + ".")
 @machine_options(defaults=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @user_errors
@@ -255,7 +257,7 @@ def lifetime(models: tuple[str, ...], as_json: bool, **machine: Any) -> None:
     from rofolio.progress import LazyProgress
 
     spec = _spec(**machine)
-    names = [{"1": "model1", "2": "model2"}.get(m, m) for m in (models or ("1", "2", "broken"))]
+    names = [lifetime_model(m).name for m in (models or ("1", "2", "broken"))]
     results = []
     with LazyProgress("lifetime workload") as bar:
         for i, name in enumerate(names, start=1):

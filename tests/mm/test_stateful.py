@@ -25,7 +25,7 @@ from rofolio.mm.fault import exit_mmap, folio_at, mm_alloc, user_read, user_writ
 from rofolio.mm.gfp import GFP_KERNEL
 from rofolio.mm.invariants import (
     allocator_consistent,
-    model2_contract,
+    policy_invariants,
     readonly_folios_writable,
     readonly_pages_in_free_lists,
 )
@@ -168,8 +168,8 @@ class ReadonlyLifetime(RuleBasedStateMachine):
         assert not problems, problems
 
     @invariant()
-    def model2_never_migrates_or_frees_a_read_only_folio(self) -> None:
-        problems = model2_contract(self.mm)
+    def lifetime_model_invariants_hold(self) -> None:  # model 2: never migrates or frees a read-only folio
+        problems = policy_invariants(self.mm)
         assert not problems, problems
 
     @invariant()

@@ -13,11 +13,17 @@ from typing import Any
 
 from rofolio.errors import ConfigError
 from rofolio.mm.gfp import MAX_PAGE_ORDER
+from rofolio.mm.policy import lifetime_model, lifetime_model_names
 from rofolio.physmem import SECTION_SIZE
 from rofolio.units import format_size
 
-LIFETIME_MODELS = ("model1", "model2", "broken", "none")
 THP_MODES = ("always", "madvise", "never")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LIFETIME_MODELS":  # read from the registry each time, so models registered later are listed
+        return lifetime_model_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +34,8 @@ class MMConfig:
     direct map (``rofolio.mm.policy``): ``model2`` (Lance Yang's "simple
     lifetime", the default he proposed to start with), ``model1`` (read-only
     as folio state), ``broken`` (model 1 without the migration hook) and
-    ``none`` (today's kernel: nothing knows about the state).
+    ``none`` (today's kernel: nothing knows about the state), or any model
+    registered later.  An alias (``1``, ``"2"``) is stored as its canonical name.
     """
 
     nodes: int = 1  # NUMA nodes; 2 splits RAM in halves at a memory-section boundary
@@ -48,9 +55,7 @@ class MMConfig:
     def __post_init__(self) -> None:
         if self.nodes not in (1, 2):
             raise ConfigError(f"{self.nodes} NUMA nodes are not modelled", "use nodes=1 or nodes=2")
-        if self.lifetime not in LIFETIME_MODELS:
-            raise ConfigError(f"unknown lifetime model {self.lifetime!r}",
-                              f"choose one of: {', '.join(LIFETIME_MODELS)}")
+        object.__setattr__(self, "lifetime", lifetime_model(self.lifetime).name)  # ConfigError if unknown
         if self.transparent_hugepage not in THP_MODES:
             raise ConfigError(f"unknown THP mode {self.transparent_hugepage!r}",
                               f"choose one of: {', '.join(THP_MODES)}")

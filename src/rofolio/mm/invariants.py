@@ -7,8 +7,10 @@ Each returns a list of human-readable problems (empty when the invariant holds):
 * ``readonly_pages_in_free_lists``: a page that mm ever made read-only is in
   the buddy free lists while its direct-map entry is present and read-only
   (the next __GFP_ZERO/init_on_alloc/poison store to it will oops);
-* ``model2_contract``: under model 2 every folio made read-only is still
-  allocated (or deliberately leaked) where it was, still read-only;
+* ``policy_invariants``: the lifetime model's own checks
+  (``LifetimePolicy.invariants``); under model 2, its contract: every folio
+  made read-only is still allocated (or deliberately leaked) where it was,
+  still read-only;
 * ``allocator_consistent``: free blocks are aligned, inside their zone, never
   overlap an allocated folio, and per zone free + allocated + leaked pages
   equal the managed pages.
@@ -50,16 +52,9 @@ def readonly_pages_in_free_lists(mm: MMState) -> list[str]:
     return out
 
 
-def model2_contract(mm: MMState) -> list[str]:
-    if mm.policy.name != "model2":
-        return []
-    out = []
-    leaked = {f.pfn: f for f in mm.leaked}
-    for start, end in mm.readonly_history.items():
-        folio = mm.folio_of(start) or leaked.get(start)
-        if folio is None or folio.pfn != start or folio.end != end or not folio.readonly:
-            out.append(f"read-only range [pfn {start:#x}, {end:#x}) no longer belongs to a read-only folio")
-    return out
+def policy_invariants(mm: MMState) -> list[str]:
+    """The checks the machine's lifetime model adds (``rofolio.mm.policy``)."""
+    return mm.policy.invariants(mm)
 
 
 def allocator_consistent(mm: MMState) -> list[str]:
@@ -86,5 +81,5 @@ def allocator_consistent(mm: MMState) -> list[str]:
 
 
 def check_all(mm: MMState) -> list[str]:
-    return (readonly_folios_writable(mm) + readonly_pages_in_free_lists(mm) + model2_contract(mm)
+    return (readonly_folios_writable(mm) + readonly_pages_in_free_lists(mm) + policy_invariants(mm)
             + allocator_consistent(mm))

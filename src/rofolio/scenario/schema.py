@@ -116,8 +116,9 @@ class MM(_Strict):
 
     persistent_huge_zero_folio: bool = Field(False, description="CONFIG_PERSISTENT_HUGE_ZERO_FOLIO")
     readonly_huge_zero_folio: bool = Field(True, description="the RFC: make the persistent one read-only")
-    lifetime: Literal["model1", "model2", "broken", "none"] = Field(
-        "model2", description="how core MM treats read-only folios: 1, 2, broken (1 without migration), none")
+    lifetime: str = Field(
+        "model2", description="how core MM treats read-only folios: a registered lifetime model "
+        "(rofolio.mm.policy: model1 or 1, model2 or 2, broken (1 without migration), none)")
     init_on_alloc: bool = False
     init_on_free: bool = False
     page_poisoning: bool = False
@@ -128,8 +129,15 @@ class MM(_Strict):
 
     @field_validator("lifetime", mode="before")
     @classmethod
-    def _lifetime(cls, value: Any) -> Any:
-        return {1: "model1", 2: "model2", "1": "model1", "2": "model2"}.get(value, value)
+    def _lifetime(cls, value: Any) -> str:
+        from rofolio.mm.policy import lifetime_model
+
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ValueError(f"lifetime must be a model name, got {value!r}")
+        try:
+            return lifetime_model(value).name
+        except RofolioError as err:
+            raise ValueError(str(err)) from None
 
     @field_validator("movablecore", mode="before")
     @classmethod
