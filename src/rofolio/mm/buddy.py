@@ -58,11 +58,11 @@ def _free_one_page(zone: Zone, pfn: int, order: int, mt: MigrateType, to_tail: b
         buddy = zone.free.find_exact(buddy_pfn, order)
         if buddy is None:
             break
-        # "prevent merge between freepages on pageblock without fallbacks and normal pageblock"
+        # from pageblock order up, an isolated/CMA-like block never merges with an ordinary one
         if order >= PAGEBLOCK_ORDER and mt != buddy.mt and not (mt.mergeable and buddy.mt.mergeable):
             break
         zone.free.remove(buddy_pfn, order)
-        if buddy.mt != mt:  # "Match buddy type": set_pageblock_migratetype(buddy, migratetype)
+        if buddy.mt != mt:  # the buddy's pageblock takes our migratetype, so later expand() splits land right
             zone.pageblocks.set_range(buddy_pfn, buddy_pfn + (1 << order), mt)
         pfn &= buddy_pfn
         order += 1

@@ -123,7 +123,7 @@ def do_huge_pmd_anonymous_page(mm: MMState, mms: MmStruct, vma: Vma, haddr: int,
 
 
 def do_huge_pmd_wp_page(mm: MMState, mms: MmStruct, haddr: int) -> str:
-    """do_huge_pmd_wp_page(): the huge zero PMD is split ("goto fallback"); no new THP is allocated."""
+    """do_huge_pmd_wp_page(): the huge zero PMD is split (the fallback path); no new THP is allocated."""
     entry = mms.pmds[haddr]
     assert isinstance(entry, HugePmd)
     if entry.special:

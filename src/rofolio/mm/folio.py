@@ -4,8 +4,8 @@ Order, reference count, map count and pin count decide whether a folio can
 be migrated or freed; the flags (PG_lru, movable_ops, large_rmappable) and
 the mapping decide *how* (mm/migrate.c move_to_new_folio()); the mapping's
 ``free_folio`` and ``migrate_folio`` callbacks are where secretmem keeps its
-direct-map state (mm/secretmem.c).  ``readonly`` is the model-1 state: "read
-only in the direct map" as real folio state, which Lance Yang's model 1 asks
+direct-map state (mm/secretmem.c).  ``readonly`` is the model-1 state: being
+read-only in the direct map as real folio state, which Lance Yang's model 1 asks
 core MM to carry through migration and clear on free.
 """
 

@@ -7,7 +7,7 @@ private copy (COW), or the shared page behind the mapping (the zero page, the
 huge zero folio, a page-cache page)?  The answer changed with the kernel:
 
 * ``pre-4.9``: ``faultin_page()`` dropped FOLL_WRITE after the COW fault of a
-  FOLL_FORCE write on a !VM_WRITE mapping ("drop FOLL_WRITE and retry").  If
+  FOLL_FORCE write on a !VM_WRITE mapping and retried the lookup as a read.  If
   madvise(MADV_DONTNEED) zaps the copy before the retry, the retry read-faults
   the *original* page and returns it: Dirty COW (CVE-2016-5195).
 * ``4.10``: 19be0eaffa3a (4.9) keeps FOLL_WRITE and adds FOLL_COW: a PTE may be
@@ -114,7 +114,7 @@ def _force_cow(mm: MMState, mms: MmStruct, addr: int) -> tuple[int | None, str]:
     haddr = addr & ~(PMD_SIZE - 1)
     entry = mms.pmds.get(haddr)
     if isinstance(entry, HugePmd) and entry.special:
-        split_huge_zero_page_pmd(mm, mms, haddr)  # do_huge_pmd_wp_page(): "goto fallback"
+        split_huge_zero_page_pmd(mm, mms, haddr)  # do_huge_pmd_wp_page() takes its fallback path
         entry = mms.pmds[haddr]
     table = _pte_table(mm, mms, haddr, entry)
     if table is None:
@@ -185,7 +185,7 @@ def get_user_page(mm: MMState, mms: MmStruct, addr: int, flags: frozenset[str], 
     # the retry, after the copy was zapped
     forced = Foll.FORCE in flags and not vma.write  # only a FOLL_FORCE write to a !VM_WRITE mapping COWs this way
     if rules == GupRules.DROP_FOLL_WRITE and forced:
-        # faultin_page(): "drop FOLL_WRITE" after the COW; the retry is a read, which maps the original page again
+        # faultin_page() cleared FOLL_WRITE after the COW; the retry is a read, which maps the original page again
         _remap_original(mm, mms, addr, original, huge_zero)
         return _take(mm, original, flags, rules, "the original page: FOLL_WRITE was dropped before the race")
     if rules == GupRules.FOLL_COW and huge_zero and forced:

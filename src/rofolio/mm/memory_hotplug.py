@@ -50,7 +50,7 @@ def memory_block_range(mm: MMState, pa: int) -> tuple[int, int]:
 def has_unmovable_pages(mm: MMState, zone: Zone, start: int, end: int) -> Folio | None:
     """has_unmovable_pages(): the first folio in [start, end) that offlining cannot move, if any."""
     if zone.type == ZoneType.MOVABLE:
-        return None  # "ZONE_MOVABLE pages are movable by definition" (bootmem in it aside)
+        return None  # everything in ZONE_MOVABLE counts as movable (bootmem in it aside)
     for folio in mm.folios_in(max(start - (1 << 10), 0), end):
         if folio.end <= start:
             continue

@@ -5,16 +5,16 @@ weak default, the arch hooks behind it, best effort.  ``arch_make_folio_readonly
 asks the arch (``ArchKernel.arch_make_folio_readonly``); an arch kernel
 without the hook gets the weak default, -EOPNOTSUPP.  A failure (-ENOMEM from
 a page-table allocation in a split, -EOPNOTSUPP) leaves the folio writable
-and is recorded with the reason (cover letter: "the kernel keeps using the
-writable persistent huge zero folio.  Nothing fails.").
+and is recorded with the reason (the cover letter: the kernel then simply goes
+on using the folio writable, and no caller sees an error).
 
 ``folio_restore_writable`` is the inverse that model 1 needs on migration and
 free; whether it re-forms large direct-map leaves is read off the arch's
 Collapse events, never assumed.
 
-``make_persistent_huge_zero_folio_readonly`` is RFC patch 1/3: once, right
-after thp_shrinker_init() allocated the persistent folio, and the
-huge_zero_folio pointer becomes __ro_after_init.
+Its first user, ``make_persistent_huge_zero_folio_readonly`` (RFC patch 1/3),
+lives with the huge zero folio in ``rofolio.mm.zero_page`` (mm/huge_memory.c),
+which imports this module, never the other way round.
 """
 
 from __future__ import annotations
@@ -74,16 +74,4 @@ def folio_restore_writable(mm: MMState, folio: Folio, why: str) -> int:
         folio.readonly = False
     reformed = _collapses(mm) > before
     mm.kernel.log.append(FolioReadonly(folio.pfn, folio.nr_pages, False, ret, f"{why}: {how}", reformed))
-    return ret
-
-
-def make_persistent_huge_zero_folio_readonly(mm: MMState) -> int:
-    """RFC patch 1/3: the persistent huge zero folio read-only once, at thp_shrinker_init() time."""
-    from rofolio.mm.zero_page import get_persistent_huge_zero_folio
-
-    folio = get_persistent_huge_zero_folio(mm)
-    if folio is None:
-        return -Errno.ENOMEM
-    ret = arch_make_folio_readonly(mm, folio, "persistent huge zero folio")
-    mm.huge_zero.pointer_ro_after_init = True  # "While at it": huge_zero_folio becomes __ro_after_init
     return ret

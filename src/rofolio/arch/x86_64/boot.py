@@ -283,7 +283,7 @@ def _phys_init(k: X86Kernel, level: Level, paddr: int, paddr_end: int, mask: fro
     """phys_pud_init() / phys_pmd_init() / phys_pte_init() over [paddr, paddr_end) at ``level``.
 
     Existing tables are descended into; an existing leaf of an allowed size is
-    counted again ("pages++" while !after_bootmem) and left alone; runs of none
+    counted again (only before after_bootmem) and left alone; runs of none
     entries get new leaves (covering whole entries, as pfn_pud()/pfn_pmd() mask
     the address) or new tables.  update_page_count(level, pages) ends each call.
     """
