@@ -37,6 +37,7 @@ from rofolio.mm.events import HugeZeroFolioAlloc
 from rofolio.mm.folio import Folio
 from rofolio.mm.gfp import HPAGE_PMD_NR, HPAGE_PMD_ORDER, HUGE_ZERO_FOLIO_GFP
 from rofolio.mm.page_alloc import alloc_pages, free_pages
+from rofolio.mm.readonly import arch_make_folio_readonly
 from rofolio.mm.shrinker import Shrinker, shrinker_register
 
 if TYPE_CHECKING:
@@ -164,13 +165,21 @@ def shrink_huge_zero_folio_scan(mm: MMState) -> int:
     return HPAGE_PMD_NR
 
 
+def make_persistent_huge_zero_folio_readonly(mm: MMState) -> int:
+    """RFC patch 1/3: the persistent huge zero folio read-only once, at thp_shrinker_init() time."""
+    folio = get_persistent_huge_zero_folio(mm)
+    if folio is None:
+        return -Errno.ENOMEM
+    ret = arch_make_folio_readonly(mm, folio, "persistent huge zero folio")
+    mm.huge_zero.pointer_ro_after_init = True  # "While at it": huge_zero_folio becomes __ro_after_init
+    return ret
+
+
 THP_ZERO_SHRINKER = Shrinker("thp-zero", shrink_huge_zero_folio_count, shrink_huge_zero_folio_scan)
 
 
 def thp_shrinker_init(mm: MMState) -> int:
     """thp_shrinker_init(): the persistent folio once and no shrinker, or the "thp-zero" shrinker."""
-    from rofolio.mm.readonly import make_persistent_huge_zero_folio_readonly
-
     if mm.huge_zero.persistent:
         if not get_huge_zero_folio(mm):
             mm.kernel.log.append(KernelWarning("Allocating static huge zero folio failed"))
