@@ -183,7 +183,7 @@ def nonpersistent_phase(mm: MMState, finish_boot: Callable[[], None]) -> dict[st
 
 
 def run_lifetime_workload_on(boot: BootFn, model: str, config: MMConfig | None = None) -> LifetimeResult:
-    """The workload on machines from ``boot``, one per phase, under lifetime ``model``."""
+    """The workload on machines from ``boot``, one per phase, under lifetime ``model`` (a name or alias)."""
     base = (config or MMConfig()).with_options(lifetime=model, init_on_free=True)
     phases: dict[str, PhaseResult] = {}
     for name, persistent, nodes, movable, body in (("persistent", True, 2, GiB, persistent_phase),
@@ -204,4 +204,4 @@ def run_lifetime_workload_on(boot: BootFn, model: str, config: MMConfig | None =
         notes = body(mm, finish_boot)
         excluded = [(booted, at_start), (around_finish[0], around_finish[1])]
         phases[name] = PhaseResult.from_counters(name, log.counters, excluded, notes, check_all(mm))
-    return LifetimeResult(model, phases)
+    return LifetimeResult(base.lifetime, phases)  # the canonical name, also when given an alias
