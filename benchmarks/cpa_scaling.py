@@ -135,8 +135,8 @@ def dense_worker(size: str, calls: int, seed: int, layout: dict) -> dict:
 def events_worker(calls: int) -> dict:
     """What the event log alone costs one 4K set_memory_ro call: its five events, built and folded.
 
-    DESIGN.md asks every operation to append typed, immutable events and every counter to
-    be derived from them; this is that floor, measured on its own (best of three passes).
+    docs/architecture.md ("Data flows one way") asks every operation to append typed, immutable events
+    and every counter to be derived from them; this is that floor, measured on its own (best of three passes).
     """
     from rofolio.events import Call, EntryWrite, EventLog, Flush, FlushKind, PteCheck, Return
     from rofolio.units import Level

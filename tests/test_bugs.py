@@ -1,6 +1,6 @@
 """The bug library: each real bug under each protection, and the verdicts issue 7 pins down.
 
-kernel-facts.md §2.2 and expected behaviours 24-25: Huge Dirty COW wrote into
+Huge Dirty COW (CVE-2017-1000405, fixed by a8f97366452e) wrote into
 the huge zero page (a read-only direct map turns that into an oops); Dirty
 COW and Dirty Pipe wrote page-cache pages (outside the protection); DMA never
 goes through a CPU page table; a writable vmap alias is a second way in.

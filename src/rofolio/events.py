@@ -1,6 +1,6 @@
 """Typed, immutable events: everything the modelled kernel does is one of these.
 
-Data flows one way (DESIGN.md): an operation on a machine appends events to its
+Data flows one way (docs/architecture.md): an operation on a machine appends events to its
 ``EventLog``; every counter a report shows (DirectMap, vmstat, CPA statistics,
 flushes, IPIs, page-table pages) is *derived* from the events by
 ``rofolio.stats``, never kept anywhere else.  Events are small frozen
@@ -223,4 +223,3 @@ class EventLog:
 
     def to_dicts(self, start: int = 0) -> list[dict[str, Any]]:
         return [e.to_dict() for e in self.events[start:]]
-

@@ -1,7 +1,7 @@
 """A sparse, arch-neutral kernel page table made of leaf *runs*.
 
 The direct map of a 64 TiB machine has 2^34 4K pages, so the model never holds
-one object per page (DESIGN.md).  A ``Run`` is a maximal stretch of leaves that
+one object per page (docs/architecture.md, "runs, not pages").  A ``Run`` is a maximal stretch of leaves that
 share a level (page size), the same flag bits and consecutive pfns; the table
 is a sorted map from run start to run.  Splitting a leaf cuts one run into at
 most three plus the new lower-level run, so lookup, split and protection

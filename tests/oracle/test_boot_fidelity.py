@@ -38,7 +38,7 @@ def test_a_different_boot_is_flagged() -> None:
 
 
 def test_the_2g_profile_splits_what_the_kernel_split() -> None:
-    """BOOTCAUSE.md section 9: at 2G the BPF pack splits 0x4a00000, 0x7dc00000 and 0x5000000."""
+    """The gdb-stub boot (docs/fidelity.md, 2G profile): the BPF pack splits 0x4a00000, 0x7dc00000 and 0x5000000."""
     assert boot_profile("qemu-debian-6.1", 2 * GiB, 1).initrd == (0x7FE5C000, 388)
     m = Machine.boot(MachineSpec(mem=2 * GiB, kernel="6.1", cpus=1, boot_profile="qemu-debian-6.1"))
     m.finish_boot()

@@ -1,6 +1,6 @@
 """A dense, per-4K reference model of x86-64 CPA on one stretch of the direct map.
 
-Kept in the tests only (DESIGN.md): it holds one level and one flags value per
+Kept in the tests only (docs/architecture.md, "runs, not pages"): it holds one level and one flags value per
 4K page in numpy arrays and applies set_memory.c's rules page by page, the way
 ``__change_page_attr_set_clr()`` loops, with none of the sparse model's runs,
 batching or merging.  It covers direct-map primary requests outside the kernel

@@ -11,7 +11,8 @@ direct map (``page_address()``/``kmap_local_page()`` are the linear address):
 store asks the arch whether the direct-map entry is present and writable
 (``ArchKernel.direct_map_writable``) and, if not, produces the oops the CPU
 fault would, instead of writing.  Device DMA does not use CPU page tables and
-is not stopped (kernel-facts §2.2 item 5).
+is not stopped (a device addresses memory through the IOMMU or by physical
+address, never through the CPU's page tables: Documentation/core-api/dma-api-howto.rst).
 """
 
 from __future__ import annotations

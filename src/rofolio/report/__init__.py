@@ -1,6 +1,6 @@
 """Reports: readable tables (rich), JSON, and one self-contained HTML page with plots.
 
-Reports only read results; they never reach back into a machine (DESIGN.md).
+Reports only read results; they never reach back into a machine (docs/architecture.md, "Data flows one way").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""arm64 pageattr.c / mmu.c splitting: expected behaviours 15-20 of kernel-facts.md, with exact figures.
+"""arm64 pageattr.c / mmu.c splitting (change_memory_common(), split_kernel_leaf_mapping()), with exact figures.
 
 Machines are QEMU virt, 4 GiB of RAM from 1 GiB, 8 CPUs, kernel 6.18, booted
 to SYSTEM_RUNNING.  ``B`` is PA 2 GiB (VA 0xffff000040000000): a PUD block

@@ -1,4 +1,4 @@
-"""x86-64 change_page_attr: the expected behaviours 1-14 of kernel-facts.md, with exact figures.
+"""x86-64 change_page_attr (arch/x86/mm/pat/set_memory.c): splits, aliases and flushes, with exact figures.
 
 Each test boots a machine to SYSTEM_RUNNING (like loading a test module into a
 live kernel) and calls the modelled set_memory_*() on a direct-map address
