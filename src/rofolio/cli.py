@@ -1,17 +1,16 @@
 """The rofolio command line.
 
-Every command prints a readable result, or JSON with ``--json``.  A mistake in
-the arguments or in a scenario file prints what was wrong, where, and how to
-fix it, and exits with status 2; it never prints a traceback.  ``run`` and
-``compare`` exit with status 1 when a scenario's expectations fail.
+Every command prints a readable result, or JSON with ``--json``.  How each
+command ends (exit status 0 ok, 1 an expectation failed, 2 bad input, 3 an
+internal error, 4 the environment failed, 130 interrupted) and what it prints
+on stderr is one contract, applied by ``ContractGroup`` in rofolio.exitstatus
+and described in docs/errors.md: commands raise, they do not exit.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -21,31 +20,13 @@ from rich.markup import escape
 
 from rofolio.bugs import CONFIGS as BUG_CONFIGS
 from rofolio.errors import ConfigError, RofolioError
+from rofolio.exitstatus import EPILOG, ContractGroup, ExitStatus, expectations_failed
 from rofolio.machine import SUPPORTED_ARCHES, Machine, MachineSpec
 from rofolio.mm.policy import lifetime_model, lifetime_model_inputs, lifetime_models
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+EXIT_FAILED = ExitStatus.FAILED  # the old names of two of the statuses
+EXIT_USAGE = ExitStatus.USAGE
 DEFAULT_SCENARIO = "rfc-demo"
-
-
-def _fail(message: str) -> None:
-    for line in message.splitlines():
-        click.echo(f"rofolio: error: {line}", err=True)
-    sys.exit(EXIT_USAGE)
-
-
-def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn RofolioError into clear lines and exit status 2."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except RofolioError as err:
-            _fail(str(err))
-
-    return wrapper
 
 
 def machine_options(defaults: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -118,7 +99,7 @@ def _spec(arch: str, mem: str, nogbpages: bool | None, la57: bool | None, debug_
                              rodata=rodata, bbml2=bool(bbml2))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ContractGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(package_name="rofolio")
 def main() -> None:
     """rofolio: what making a folio read-only in the kernel's direct map costs and catches.
@@ -135,7 +116,6 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (schema rofolio.scenario/1).")
 @click.option("--report", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Also write a self-contained HTML report with plots to this file.")
-@user_errors
 def run(source: str, as_json: bool, report: Path | None, **machine: Any) -> None:
     """Run a scenario: a built-in NAME (see `rofolio scenarios`) or a .toml FILE.
 
@@ -167,7 +147,7 @@ def run(source: str, as_json: bool, report: Path | None, **machine: Any) -> None
         if side is not None:
             _print_side_by_side(side)
     if result.failures:
-        sys.exit(EXIT_FAILED)
+        raise expectations_failed(len(result.failures), 1, 1)
 
 
 def _rfc_row(result: Any) -> dict[str, Any]:
@@ -217,7 +197,6 @@ def _emit(result: Any, as_json: bool, report: Path | None) -> None:
 @click.option("--set", "sets", multiple=True, metavar="KEY=V1,V2",
               help="A [machine] option and the values to try; repeat for a matrix.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (schema rofolio.compare/1).")
-@user_errors
 def compare_cmd(source: str, sets: tuple[str, ...], as_json: bool) -> None:
     """Run a scenario under a matrix of configurations and print one table."""
     from rofolio.compare import compare, parse_settings
@@ -234,7 +213,8 @@ def compare_cmd(source: str, sets: tuple[str, ...], as_json: bool) -> None:
         console = Console()
         print_compare(result, console if console.is_terminal else Console(width=200))
     if any(r.failures for r in result.rows):
-        sys.exit(EXIT_FAILED)
+        raise expectations_failed(sum(len(r.failures) for r in result.rows),
+                                  sum(bool(r.failures) for r in result.rows), len(result.rows))
 
 
 @main.command()
@@ -243,7 +223,6 @@ def compare_cmd(source: str, sets: tuple[str, ...], as_json: bool) -> None:
               + "; ".join(f"{m.name}: {m.summary}" for m in lifetime_models()) + ".")
 @machine_options(defaults=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@user_errors
 def lifetime(models: tuple[str, ...], as_json: bool, **machine: Any) -> None:
     """Run the standard lifetime workload under lifetime models 1, 2 and the broken one, side by side.
 
@@ -295,7 +274,6 @@ _OUTCOME_STYLE = {"caught": "bold green", "silent corruption": "bold red", "not 
 @click.option("--config", "config_key", type=click.Choice([c.key for c in BUG_CONFIGS]),
               help="The configuration --explain replays (default: none).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (schema rofolio.bugs/1).")
-@user_errors
 def bugs(names: tuple[str, ...], explain_name: str | None, config_key: str | None, as_json: bool) -> None:
     """Replay real bugs under each protection: caught, silent corruption, or not reachable.
 
@@ -361,7 +339,6 @@ def bugs(names: tuple[str, ...], explain_name: str | None, config_key: str | Non
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@user_errors
 def scenarios(as_json: bool) -> None:
     """List the built-in scenarios."""
     from rofolio.scenario.loader import builtin_names, builtin_text, parse
@@ -384,7 +361,6 @@ def scenarios(as_json: bool) -> None:
 @click.option("--all", "all_sections", is_flag=True, help="Also print the high kernel mapping and vmalloc area.")
 @click.option("--after-boot/--at-initcalls", default=True, show_default=True,
               help="Dump after mark_rodata_ro() (running), or at initcall time.")
-@user_errors
 def ptdump(as_json: bool, all_sections: bool, after_boot: bool, **machine: Any) -> None:
     """Print the direct map as /sys/kernel/debug/page_tables/kernel would."""
     m = Machine.boot(_spec(**machine))
@@ -402,7 +378,6 @@ def ptdump(as_json: bool, all_sections: bool, after_boot: bool, **machine: Any) 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--after-boot/--at-initcalls", default=True, show_default=True,
               help="Counters after mark_rodata_ro() (running), or at initcall time.")
-@user_errors
 def meminfo(as_json: bool, after_boot: bool, **machine: Any) -> None:
     """Print the DirectMap lines of /proc/meminfo and the direct_map_* lines of /proc/vmstat."""
     m = Machine.boot(_spec(**machine))

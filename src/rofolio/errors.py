@@ -6,6 +6,10 @@ Two different things live here:
   makes (an unknown architecture, a size that does not parse, a scenario key
   that does not exist).  Each carries a message and a hint that says how to fix
   it; the CLI prints both and exits with status 2, never a traceback.
+  ``EnvironmentFailure`` is the other kind: the request was fine but the
+  machine rofolio runs on could not do it (a missing tool, an unwritable path,
+  a guest that timed out); the CLI exits with status 4.  ``exit_status`` on
+  each class says which (see rofolio.exitstatus and docs/errors.md).
 * ``Errno`` holds the kernel's error numbers.  A modelled kernel function
   returns them as negative ints, exactly as the kernel does (``-ENOMEM`` from
   ``set_memory_ro`` when a page-table page cannot be allocated): they are
@@ -15,10 +19,14 @@ Two different things live here:
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import ClassVar
 
 
 class RofolioError(Exception):
     """A mistake in what the user asked for; ``hint`` says how to fix it."""
+
+    #: the process exit status the CLI ends with (rofolio.exitstatus.ExitStatus.USAGE)
+    exit_status: ClassVar[int] = 2
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
@@ -27,6 +35,17 @@ class RofolioError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Each problem as (what was wrong, with FILE:LINE first where known; the hint), for the CLI to print."""
+        return [(self.message, self.hint)]
+
+
+class EnvironmentFailure(RofolioError):
+    """The request was fine but the environment failed it: a missing tool or package, an unwritable path,
+    a guest that timed out, a failed build.  The CLI exits with status 4."""
+
+    exit_status: ClassVar[int] = 4
 
 
 class ConfigError(RofolioError):
@@ -55,6 +74,17 @@ class ScenarioError(RofolioError):
         hint = f" ({self.hint})" if self.hint else ""
         return f"{where}:{key} {self.message}{hint}"
 
+    @property
+    def location(self) -> str:
+        """FILE:LINE, FILE, or "" when neither is known."""
+        if not self.file:
+            return ""
+        return f"{self.file}:{self.line}" if self.line is not None else self.file
+
+    def problems(self) -> list[tuple[str, str]]:
+        parts = [p for p in (self.location, self.key) if p]
+        return [(": ".join([*parts, self.message]), self.hint)]
+
 
 class ScenarioErrors(RofolioError):
     """Every problem found in one scenario, reported together."""
@@ -65,6 +95,9 @@ class ScenarioErrors(RofolioError):
 
     def __str__(self) -> str:
         return "\n".join(str(e) for e in self.errors)
+
+    def problems(self) -> list[tuple[str, str]]:
+        return [p for e in self.errors for p in e.problems()]
 
 
 class Errno(IntEnum):

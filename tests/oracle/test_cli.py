@@ -16,15 +16,15 @@ def empty_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_run_without_setup_exits_2_and_says_what_to_do(empty_cache: Path) -> None:
+def test_run_without_setup_exits_4_and_says_what_to_do(empty_cache: Path) -> None:
     result = CliRunner().invoke(oracle_group, ["run", "x86-split-costs"])
-    assert result.exit_code == 2
+    assert result.exit_code == 4  # the environment: the oracle is not set up
     assert "the oracle is not set up" in result.output and "rofolio oracle setup" in result.output
 
 
-def test_boot_without_setup_exits_2(empty_cache: Path) -> None:
+def test_boot_without_setup_exits_4(empty_cache: Path) -> None:
     result = CliRunner().invoke(oracle_group, ["boot", "--mem", "8G"])
-    assert result.exit_code == 2 and "not set up" in result.output
+    assert result.exit_code == 4 and "not set up" in result.output
 
 
 def test_run_needs_a_scenario() -> None:

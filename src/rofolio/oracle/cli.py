@@ -1,46 +1,30 @@
 """``rofolio oracle``: set up, run scenarios on a real kernel under QEMU, check the boot.
 
-Exit status: 0 when model and kernel agree, 1 on any disagreement, 2 when the
-request cannot run (not set up, a scenario the oracle must refuse, a bad option).
+Exit status (docs/errors.md): 0 when model and kernel agree, 1 on any
+disagreement (after one summary line), 2 when the request is wrong (a scenario
+the oracle must refuse, a bad option), 4 when the environment fails it (not set
+up, a missing tool, a guest that did not boot).  ``oracle_group`` is a
+``ContractGroup``, so it keeps that contract also when run on its own.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable
-from functools import wraps
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rofolio.errors import RofolioError
+from rofolio.exitstatus import ChecksFailed, ContractGroup
 from rofolio.oracle import session
 from rofolio.oracle import setup as oracle_setup
 from rofolio.oracle.bootcheck import BootReport
 from rofolio.oracle.compare import ExperimentReport
 
-EXIT_DISAGREE = 1
-EXIT_USAGE = 2
 DEFAULT_CPU = "max,-la57"
-
-
-def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except RofolioError as err:
-            for line in str(err).splitlines():
-                click.echo(f"rofolio oracle: error: {line}", err=True)
-            sys.exit(EXIT_USAGE)
-
-    return wrapper
 
 
 def _say(text: str) -> None:
@@ -61,7 +45,7 @@ def _expand(sources: tuple[str, ...]) -> list[str]:
     return out
 
 
-@click.group(name="oracle")
+@click.group(name="oracle", cls=ContractGroup)
 def oracle_group() -> None:
     """Run scenarios on a real Linux kernel under QEMU and compare it with the model, step by step."""
 
@@ -79,7 +63,6 @@ _register_arm64()
 @oracle_group.command()
 @click.option("--arch", "arches", multiple=True, type=click.Choice(["x86_64", "arm64"]),
               help="Which oracle to set up (repeatable); x86_64 by default.")
-@_errors
 def setup(arches: tuple[str, ...]) -> None:
     """Install QEMU, busybox and the kernel headers, unpack the kernel image, build the module (as root)."""
     for arch in arches or ("x86_64",):
@@ -104,7 +87,6 @@ def setup(arches: tuple[str, ...]) -> None:
 @click.option("--keep-log", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep each boot's serial log and /steps.sh in this directory.")
 @click.option("--verbose", "-v", is_flag=True, help="Every check of every step, also for many scenarios.")
-@_errors
 def run(scenarios: tuple[str, ...], suite: bool, cpu: str, mem: str | None, smp: int, timeout: float,
         as_json: bool, keep_log: Path | None, verbose: bool) -> None:
     """Run SCENARIOS (files, directories or built-in names) on the kernel and on the model, side by side."""
@@ -123,7 +105,9 @@ def run(scenarios: tuple[str, ...], suite: bool, cpu: str, mem: str | None, smp:
             if detailed:
                 render_experiment(console, rep)
         render_summary(console, result, install.kver)
-    sys.exit(0 if result.agreeing == len(result.reports) else EXIT_DISAGREE)
+    if result.agreeing != len(result.reports):
+        raise ChecksFailed(f"{len(result.reports) - result.agreeing} of {len(result.reports)} experiment(s) "
+                           "disagree with the kernel")
 
 
 @oracle_group.command()
@@ -133,7 +117,6 @@ def run(scenarios: tuple[str, ...], suite: bool, cpu: str, mem: str | None, smp:
 @click.option("--timeout", default=600.0, show_default=True, type=float)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--keep-log", type=click.Path(file_okay=False, path_type=Path), default=None)
-@_errors
 def boot(mems: tuple[str, ...], cpus: tuple[str, ...], timeout: float, as_json: bool, keep_log: Path | None) -> None:
     """Boot fidelity: the model's boot-time direct map and DirectMap counters against the kernel's."""
     install = oracle_setup.load_install()
@@ -150,7 +133,9 @@ def boot(mems: tuple[str, ...], cpus: tuple[str, ...], timeout: float, as_json: 
             render_boot(console, rep)
         console.print(f"boot fidelity: {sum(r.agree for r in reports)}/{len(reports)} configurations agree "
                       f"(kernel {install.kver})")
-    sys.exit(0 if all(r.agree for r in reports) else EXIT_DISAGREE)
+    if not all(r.agree for r in reports):
+        raise ChecksFailed(f"{sum(not r.agree for r in reports)} of {len(reports)} boot configuration(s) "
+                           "disagree with the model")
 
 
 # ------------------------------------------------------------------ output
