@@ -49,7 +49,4 @@ X86_RO_CLEARS_DIRTY = KernelVersion(6, 6)
 # CPA_COLLAPSE, collapse_large_pages(), _PAGE_KERNEL_4K in set_memory_4k(); queued for v6.15.
 X86_CPA_COLLAPSE = KernelVersion(6, 15)
 
-# CONFIG_PERSISTENT_HUGE_ZERO_FOLIO (Pankaj Raghav, David Hildenbrand), around v6.18.
-PERSISTENT_HUGE_ZERO_FOLIO = KernelVersion(6, 18)
-
 DEFAULT_KERNEL = KernelVersion(6, 18)

@@ -52,22 +52,6 @@ class X86:
     CACHE_UC_MINUS = PCD
     CACHE_UC = PCD | PWT
 
-    NAMES: tuple[tuple[int, str], ...] = (
-        (PRESENT, "P"),
-        (RW, "RW"),
-        (USER, "USR"),
-        (PWT, "PWT"),
-        (PCD, "PCD"),
-        (ACCESSED, "A"),
-        (DIRTY, "D"),
-        (PSE, "PSE"),
-        (GLOBAL, "GLB"),
-        (SOFTW1, "CPA_TEST"),
-        (SOFTW3, "KERNEL_4K"),
-        (PAT_LARGE, "PAT_LARGE"),
-        (NX, "NX"),
-    )
-
 
 def x86_large_2_4k(flags: int) -> int:
     """pgprot_large_2_4k(): clear PSE and move the PAT bit from bit 12 to bit 7."""
@@ -79,19 +63,3 @@ def x86_4k_2_large(flags: int) -> int:
     """pgprot_4k_2_large(): move the PAT bit from bit 7 to bit 12 (PSE is added by the caller)."""
     pat = X86.PAT_LARGE if flags & X86.PAT else 0
     return (flags & ~(X86.PAT | X86.PAT_LARGE)) | pat
-
-
-def x86_describe(flags: int) -> str:
-    """Short human form of x86 entry flags, e.g. 'P RW A D GLB NX'."""
-    return " ".join(name for bit, name in X86.NAMES if flags & bit) or "none"
-
-
-def x86_cachemode(flags_4k: int) -> str:
-    """Name the cache mode of 4K-format flags under Linux's PAT table."""
-    bits = flags_4k & X86.CACHE_MASK
-    return {
-        X86.CACHE_WB: "WB",
-        X86.CACHE_WC: "WC",
-        X86.CACHE_UC_MINUS: "UC-",
-        X86.CACHE_UC: "UC",
-    }.get(bits, f"PAT{bits:#x}")

@@ -25,8 +25,6 @@ GiB = 1 << 30
 TiB = 1 << 40
 
 PMD_SIZE = 2 * MiB
-PUD_SIZE = 1 * GiB
-P4D_SIZE = 512 * GiB
 
 
 class Level(IntEnum):
@@ -70,10 +68,6 @@ def align_down(value: int, size: int) -> int:
 
 def align_up(value: int, size: int) -> int:
     return (value + size - 1) & ~(size - 1)
-
-
-def is_aligned(value: int, size: int) -> bool:
-    return value & (size - 1) == 0
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtpe]?)(i?b?)\s*$", re.IGNORECASE)

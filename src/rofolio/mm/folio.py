@@ -66,10 +66,6 @@ class Folio:
         """folio_expected_ref_count() for the mappings the model has: one reference per mapping."""
         return self.mapcount if self.mapping == MappingKind.ANON else self.mapcount + 1
 
-    def maybe_dma_pinned(self) -> bool:
-        """folio_maybe_dma_pinned()."""
-        return self.pincount > 0
-
     def describe(self) -> str:
         name = f" ({self.label})" if self.label else ""
         return (f"folio pfn:{self.pfn:#x} order:{self.order} refcount:{self.refcount} mapcount:{self.mapcount}"

@@ -15,7 +15,6 @@ MAX_PAGE_ORDER = 10  # include/linux/mmzone.h: MAX_PAGE_ORDER (CONFIG_ARCH_FORCE
 PAGEBLOCK_ORDER = 9  # include/linux/pageblock-flags.h: pageblock_order = HPAGE_PMD_ORDER on x86-64/arm64 4K
 HPAGE_PMD_ORDER = 9  # include/linux/huge_mm.h
 HPAGE_PMD_NR = 1 << HPAGE_PMD_ORDER
-PAGE_ALLOC_COSTLY_ORDER = 3
 
 
 class Gfp(IntFlag):

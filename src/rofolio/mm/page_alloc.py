@@ -137,10 +137,6 @@ def _leak(mm: MMState, folio: Folio) -> None:
     mm.leaked.append(folio)
 
 
-def folio_get(folio: Folio) -> None:
-    folio.refcount += 1
-
-
 def folio_put(mm: MMState, folio: Folio, path: str = "folio_put") -> int:
     """folio_put(): drop a reference; the last one frees the folio (policy, free_folio, free_pages)."""
     if folio.refcount <= 0:

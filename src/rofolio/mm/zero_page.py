@@ -80,10 +80,6 @@ def set_huge_zero_folio_pointer(mm: MMState, value: Folio | None) -> int:
     return _write_pointer(mm, value)
 
 
-def is_huge_zero_folio(mm: MMState, folio: Folio | None) -> bool:
-    return folio is not None and folio is mm.huge_zero.folio
-
-
 def is_zero_folio(mm: MMState, folio: Folio | None) -> bool:
     """is_zero_folio(): only the 4K zero page, not the huge zero folio."""
     return folio is not None and folio is mm.zero_page

@@ -313,7 +313,6 @@ def boot_guest(install: Arm64Install, mem: str, rodata: str, timeout: float = 30
 
 
 # ==================================================================== parse
-LEVELS = ("PGD", "PUD", "PMD", "PTE")
 _RUN_RE = re.compile(r"KC run va=0x([0-9a-f]+)-0x([0-9a-f]+) pa=0x([0-9a-f]+) level=(PGD|PUD|PMD|PTE) "
                      r"attrs=0x([0-9a-f]+)")
 

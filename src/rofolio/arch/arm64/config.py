@@ -91,10 +91,6 @@ class Arm64Layout:
         """__lm_to_phys() of a linear-map address."""
         return (va & ~self.page_offset) + self.phys_offset
 
-    def in_linear_map(self, va: int) -> bool:
-        """__is_lm_address(): PAGE_OFFSET <= va < PAGE_END."""
-        return self.page_offset <= va < self.page_end
-
 
 @dataclass(frozen=True, slots=True)
 class Arm64Config:
@@ -160,10 +156,6 @@ class Arm64Config:
     @property
     def rodata_full(self) -> bool:
         return self.rodata_setting.full
-
-    @property
-    def rodata_enabled(self) -> bool:
-        return self.rodata_setting.enabled
 
     @property
     def kfence_early_init(self) -> bool:

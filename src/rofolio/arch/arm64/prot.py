@@ -103,27 +103,3 @@ def p_leaf(val: int) -> bool:
 def is_read_only(val: int) -> bool:
     """AP[2] set and PTE_WRITE (DBM) clear: no kernel store can succeed, even with hardware DBM."""
     return bool(val & ARM64.RDONLY) and not val & ARM64.WRITE
-
-
-_NAMES: tuple[tuple[int, str], ...] = (
-    (ARM64.VALID, "VALID"),
-    (ARM64.TABLE_BIT, "PAGE"),
-    (ARM64.USER, "USER"),
-    (ARM64.RDONLY, "RDONLY"),
-    (ARM64.AF, "AF"),
-    (ARM64.NG, "NG"),
-    (ARM64.GP, "GP"),
-    (ARM64.WRITE, "WRITE"),
-    (ARM64.CONT, "CONT"),
-    (ARM64.PXN, "PXN"),
-    (ARM64.UXN, "UXN"),
-)
-
-
-def arm64_describe(val: int) -> str:
-    """Short human form, e.g. 'VALID PAGE AF WRITE PXN UXN SHD attr=0'."""
-    parts = [name for bit, name in _NAMES if val & bit]
-    if val & ARM64.SHARED == ARM64.SHARED:
-        parts.append("SHD")
-    parts.append(f"attr={(val & ARM64.ATTRINDX_MASK) >> ARM64.ATTRINDX_SHIFT}")
-    return " ".join(parts)
