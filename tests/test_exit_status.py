@@ -76,12 +76,15 @@ def test_a_bad_size_on_the_command_line_exits_2(command: str) -> None:
 
 
 def test_a_click_usage_mistake_is_one_command_line_error_and_a_hint() -> None:
-    result = invoke("run", "--arch", "sparc")
+    result = invoke("run", "--frobnicate")
     assert result.exit_code == 2
-    assert result.stderr.splitlines() == [
-        "rofolio: error: command line: Invalid value for '--arch': 'sparc' is not one of 'x86_64', 'arm64', "
-        "'riscv64'.",
-        "rofolio: hint: see 'main run --help'"]
+    first, hint = result.stderr.splitlines()
+    assert re.fullmatch(r"rofolio: error: command line: No such option.*--frobnicate.*", first)
+    assert hint == "rofolio: hint: see 'main run --help'"
+    result = invoke("meminfo", "--arch", "sparc")
+    assert result.exit_code == 2
+    lines = assert_contract_lines(result.stderr)
+    assert re.fullmatch(r"rofolio: error: command line: Invalid value for '--arch': .*'sparc'.*", lines[0])
 
 
 def test_an_unknown_command_is_a_command_line_error() -> None:
