@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from rofolio.stats import Counters  # folds events by kind; it imports no event type at run time
 from rofolio.units import Level
 
 
@@ -204,8 +205,6 @@ class EventLog:
     """
 
     def __init__(self, retain: bool = True) -> None:
-        from rofolio.stats import Counters  # stats imports events; keep the cycle local
-
         self.retain = retain
         self.events: list[Event] = []
         self.counters = Counters()
@@ -223,3 +222,4 @@ class EventLog:
 
     def to_dicts(self, start: int = 0) -> list[dict[str, Any]]:
         return [e.to_dict() for e in self.events[start:]]
+
