@@ -13,20 +13,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from rofolio.tables import STEP_COLUMNS, html_tables
+from rofolio.tables import num_text as _num
+from rofolio.tables import ret_text as _ret
+from rofolio.tables import table_html as _table_html
+from rofolio.tables import used_columns as _used_columns
+
 if TYPE_CHECKING:
     from rofolio.compare import CompareResult
     from rofolio.scenario.runner import ScenarioResult
 
-STEP_COLUMNS = [
-    ("splits_1g", "1G→2M"), ("splits_2m", "2M→4K"), ("collapses_2m", "coll"), ("pgtables_allocated", "pt+"),
-    ("entries_written", "PTEs"), ("flushes_all", "flush all"), ("flushes_pages", "flush pg"),
-    ("flushes_range", "flush rng"), ("ipis", "IPIs"), ("DirectMap4k", "Δ4k kB"), ("DirectMap2M", "Δ2M kB"),
-    ("DirectMap1G", "Δ1G kB"),
-]
-
-
-def _used_columns(rows: list[dict[str, int]]) -> list[tuple[str, str]]:
-    return [(k, title) for k, title in STEP_COLUMNS if any(r.get(k) for r in rows)] or STEP_COLUMNS[:2]
+__all__ = ["html_report", "html_tables", "print_compare", "print_result", "step_summary"]
 
 
 def step_summary(delta: dict[str, int]) -> str:
@@ -90,16 +87,6 @@ def print_result(result: ScenarioResult, console: Console | None = None) -> None
         out(f"kernel warnings: {len(result.warnings)}, first: {escape(result.warnings[0])}", highlight=False)
 
 
-def _ret(ret: int) -> str:
-    from rofolio.errors import Errno
-
-    return Errno.describe(ret)
-
-
-def _num(value: int) -> str:
-    return f"{value:+d}" if value else ""
-
-
 def print_compare(result: CompareResult, console: Console | None = None) -> None:
     console = console or Console()
     console.print(f"[bold]{result.scenario}[/bold]: {len(result.rows)} configurations")
@@ -135,26 +122,6 @@ window.addEventListener('load', function () {
   document.body.setAttribute('data-images-ok', ok ? 'yes' : 'no');
 });
 """
-
-
-def _table_html(headers: list[str], rows: list[list[str]], left: int = 1) -> str:
-    head = "".join(f"<th class='{'l' if i < left else ''}'>{html.escape(h)}</th>" for i, h in enumerate(headers))
-    body = "".join("<tr>" + "".join(f"<td class='{'l' if i < left else ''}'>{c}</td>" for i, c in enumerate(r))
-                   + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def html_tables(result: ScenarioResult) -> str:
-    """The step table as HTML (also what notebooks show for a ScenarioResult)."""
-    columns = _used_columns([s.delta for s in result.steps])
-    headers = ["#", "step", "phase", "ret", "leaf after"] + [t for _, t in columns] + ["expect"]
-    rows = []
-    for s in result.steps:
-        expect = ("<span class='fail'>✗ " + html.escape("; ".join(s.failures)) + "</span>" if s.failures
-                  else "<span class='ok'>✓</span>" if s.checked else "")
-        rows.append([str(s.index), html.escape(s.label), s.phase, _ret(s.ret), s.leaf_after]
-                    + [_num(s.delta.get(k, 0)) for k, _ in columns] + [expect])
-    return _table_html(headers, rows, left=5)
 
 
 def _img(png: bytes, alt: str) -> str:
