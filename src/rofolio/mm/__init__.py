@@ -3,7 +3,7 @@
 Modules, one concept each: ``gfp`` (allocation flags, zones, migratetypes),
 ``config`` (MMConfig), ``zone``/``pageblock``/``free_area``/``buddy`` (the
 buddy allocator on sparse runs), ``bootmem`` (memblock hand-over),
-``folio``, ``state`` (MMState, mm_core_init), ``page_alloc`` (allocation and
+``folio``, ``state`` (MMState), ``mm_init`` (mm_core_init), ``page_alloc`` (allocation and
 the free path), ``direct_access`` (content writes through the direct map and
 the faults they raise), ``warn`` (WARN() texts), ``zero_page`` (the 4K zero
 page, the huge zero folio, its shrinker), ``readonly`` (arch_make_folio_readonly
@@ -18,6 +18,7 @@ MM reaches the architecture only through ``rofolio.arch.ArchKernel``.
 
 from rofolio.mm import events as events  # registers the event handlers with rofolio.stats
 from rofolio.mm.config import MMConfig
-from rofolio.mm.state import MMState, mm_core_init
+from rofolio.mm.mm_init import mm_core_init
+from rofolio.mm.state import MMState
 
 __all__ = ["MMConfig", "MMState", "events", "mm_core_init"]

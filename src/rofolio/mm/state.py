@@ -6,26 +6,22 @@ contents, the huge zero folio globals of mm/huge_memory.c, the shrinkers, the
 processes and the lifetime policy.  Everything an mm function changes is
 here or in the arch kernel, so two machines run side by side.
 
-``mm_core_init()`` is the hand-over from memblock to the buddy allocator
-(mm_core_init() → memblock_free_all()); call it on a machine booted to
-SYSTEM_SCHEDULING, then ``rofolio.mm.zero_page.hugepage_init()`` for the
-initcalls, then finish the boot.
+``MMState`` is data: it is given its lifetime policy and huge zero folio
+globals by ``rofolio.mm.mm_init.mm_core_init()`` and imports none of the code
+that works on it (policies, zero page, allocator) at run time.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sortedcontainers import SortedDict
 
 from rofolio.arch import ArchKernel
-from rofolio.mm import bootmem
-from rofolio.mm.buddy import free_pages_memory
 from rofolio.mm.config import MMConfig
 from rofolio.mm.folio import Folio
 from rofolio.mm.gfp import ZoneType
-from rofolio.mm.zone import Node, Zone, _ram_pfns, build_nodes
+from rofolio.mm.zone import Node, Zone, build_nodes
 
 if TYPE_CHECKING:
     from rofolio.mm.policy import LifetimePolicy
@@ -33,14 +29,14 @@ if TYPE_CHECKING:
     from rofolio.mm.shrinker import Shrinker
     from rofolio.mm.zero_page import HugeZeroFolio
 
+__all__ = ["MMState"]
+
 
 class MMState:
     """All generic MM state of one machine."""
 
-    def __init__(self, kernel: ArchKernel, config: MMConfig) -> None:
-        from rofolio.mm.policy import make_policy
-        from rofolio.mm.zero_page import HugeZeroFolio
-
+    def __init__(self, kernel: ArchKernel, config: MMConfig, policy: LifetimePolicy,
+                 huge_zero: HugeZeroFolio) -> None:
         self.kernel = kernel
         self.config = config
         self.nodes: list[Node] = build_nodes(kernel.memory, config)
@@ -48,8 +44,8 @@ class MMState:
         self._zone_starts = [z.start_pfn for z in self.zones]
         self.folios: SortedDict = SortedDict()  # first pfn -> Folio (allocated or reserved)
         self.page_data: dict[int, int] = {}  # pfn -> non-zero content token
-        self.policy: LifetimePolicy = make_policy(config.lifetime)
-        self.huge_zero: HugeZeroFolio = HugeZeroFolio(persistent=config.persistent_huge_zero_folio)
+        self.policy = policy  # from the registry in rofolio.mm.policy, chosen by config.lifetime
+        self.huge_zero = huge_zero
         self.shrinkers: list[Shrinker] = []
         self.processes: dict[int, MmStruct] = {}
         self.readonly_history: SortedDict = SortedDict()  # first pfn -> end pfn of every range made read-only
@@ -118,28 +114,3 @@ def bisect_right(values: list[int], x: int) -> int:
         else:
             lo = mid + 1
     return lo
-
-
-def mm_core_init(kernel: ArchKernel, config: MMConfig | None = None) -> MMState:
-    """mm_core_init() → memblock_free_all(): build zones, reserve boot memory, free the rest to the buddy.
-
-    With DEBUG_PAGEALLOC every page freed to the buddy is unmapped from the
-    direct map (free_pages_prepare() → debug_pagealloc_unmap_pages()).
-    """
-    # DEBUG_PAGEALLOC is the arch's direct map's to decide (it maps RAM with 4K pages for it)
-    mm = MMState(kernel, replace(config or MMConfig(), debug_pagealloc=kernel.debug_pagealloc))
-    ram = _ram_pfns(kernel.memory)
-    movable = next((z.start_pfn for z in mm.zones if z.type == ZoneType.MOVABLE), None)
-    mm.reserved = bootmem.reserved_ranges(kernel, ram, mm.nodes, movable)
-    for start, end in bootmem.free_ranges(ram, mm.reserved):
-        free_pages_memory(mm.zone_of, start, end)
-        if mm.config.debug_pagealloc:
-            kernel.kernel_map_pages(start, end - start, False)
-    zero_pfn = bootmem.empty_zero_page_pfn(kernel)
-    if zero_pfn is None:  # arch-neutral fallback: a reserved page at the end of the kernel image or low memory
-        image = bootmem.kernel_image_range(kernel)
-        zero_pfn = image[1] - 1 if image else mm.reserved[0][1] - 1
-    mm.zero_page = Folio(zero_pfn, 0, refcount=1, reserved=True, label="empty_zero_page",
-                         zone=z.name if (z := mm.zone_of(zero_pfn)) else "")
-    mm.folios[zero_pfn] = mm.zero_page
-    return mm
