@@ -19,6 +19,8 @@ from rofolio.arch.arm64.image import Arm64KernelImage
 from rofolio.arch.arm64.kernel import Arm64Kernel
 from rofolio.events import EventLog, Phase
 
+__all__ = ["boot", "late_init", "paging_init", "setup_system_features", "smp_cpus_done", "smp_init"]
+
 
 def boot(config: Arm64Config, image: Arm64KernelImage | None = None, log: EventLog | None = None) -> Arm64Kernel:
     """setup_arch() up to smp_cpus_done(): the kernel is left in SYSTEM_SCHEDULING (initcalls next)."""

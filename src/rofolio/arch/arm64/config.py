@@ -20,6 +20,11 @@ from rofolio.kversion import DEFAULT_KERNEL, KernelVersion
 from rofolio.physmem import MemoryMap
 from rofolio.units import PAGE_SIZE, GiB, Level, align_down, format_size
 
+__all__ = [
+    "ARM64_MIN_KERNEL", "KFENCE_POOL_SIZE", "Arm64Config", "Arm64Layout", "KfenceMode", "RodataSetting",
+    "set_debug_rodata",
+]
+
 # The model follows arch/arm64/mm/{mmu,pageattr}.c with BBML2_NOABORT block mappings under
 # rodata=full ("arm64: mm: support large block mapping when rodata=full", a166563e7ec37) and
 # the on/off/noalias parser ("arm64: refactor the rodata=xxx", Huang Shijie, v7 of 9 Sep 2025).

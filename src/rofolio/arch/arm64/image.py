@@ -17,6 +17,8 @@ from itertools import pairwise
 
 from rofolio.units import PAGE_SIZE
 
+__all__ = ["Arm64KernelImage"]
+
 SEGMENT_ALIGN = 64 << 10
 QEMU_IMAGE_OFFSET = 2 << 20  # _text = RAM + 2 MiB on QEMU virt (measured: 0x40200000)
 

@@ -37,6 +37,8 @@ from rofolio.pagetable import EntryState, PageTable
 from rofolio.physmem import MemoryMap
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, GiB, Level
 
+__all__ = ["Arm64Kernel", "Arm64Lookup"]
+
 
 @dataclass(frozen=True, slots=True)
 class Arm64Lookup:

@@ -18,6 +18,8 @@ from rofolio.units import PAGE_SHIFT, PAGE_SIZE
 if TYPE_CHECKING:
     from rofolio.arch.arm64.kernel import Arm64Kernel
 
+__all__ = ["guard_pages", "kfence_init_late", "kfence_init_pool", "kfence_protect_page"]
+
 
 def guard_pages() -> list[int]:
     """Page indices kfence_init_pool() protects: 0, 1, then 3, 5, ... (one per object)."""

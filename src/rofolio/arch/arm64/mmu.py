@@ -41,6 +41,14 @@ from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, align_down, align_up
 if TYPE_CHECKING:
     from rofolio.arch.arm64.kernel import Arm64Kernel
 
+__all__ = [
+    "CONT_PMD_SIZE", "KernelBug", "Piece", "account_boot_tables", "arch_kfence_init_pool", "arm64_kfence_alloc_pool",
+    "arm64_kfence_map_pool", "create_pgd_mapping", "leaf_prot", "linear_map_maybe_split_to_ptes",
+    "linear_map_split_to_ptes", "map_mem", "mapping_pieces", "mark_linear_text_alias_ro", "pgattr_change_is_safe",
+    "range_split_to_ptes", "rewrite_leaves", "split_contpmd", "split_contpte", "split_kernel_leaf_mapping",
+    "split_kernel_leaf_mapping_locked", "split_leaves", "split_pmd", "split_pud", "update_mapping_prot",
+]
+
 NO_BLOCK_MAPPINGS = 1 << 0
 NO_CONT_MAPPINGS = 1 << 1
 NO_EXEC_MAPPINGS = 1 << 2  # sets XN in table descriptors (valid only without FEAT_HPDS): not modelled

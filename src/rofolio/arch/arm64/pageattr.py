@@ -30,6 +30,12 @@ from rofolio.units import PAGE_SIZE, Level, align_down
 if TYPE_CHECKING:
     from rofolio.arch.arm64.kernel import Arm64Kernel
 
+__all__ = [
+    "change_memory_common", "change_memory_common_noalias", "kernel_map_pages", "kernel_page_present",
+    "make_linear_range_readonly", "set_direct_map_default_noflush", "set_direct_map_invalid_noflush",
+    "set_direct_map_valid_noflush", "set_memory_valid", "set_pageattr_masks", "update_range_prot", "walk_pageattr",
+]
+
 
 
 def set_pageattr_masks(val: int, set_mask: int, clear_mask: int) -> int:

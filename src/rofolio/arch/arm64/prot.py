@@ -9,6 +9,11 @@ entries keep ``PMD_TYPE_SECT`` in bits [1:0], page entries ``PTE_TYPE_PAGE``.
 
 from __future__ import annotations
 
+__all__ = [
+    "ARM64", "attrindx", "is_read_only", "mk_sect_prot", "p_leaf", "p_sect", "page_kernel", "page_kernel_ro",
+    "prot_normal", "pte_present", "pte_present_invalid", "pte_valid",
+]
+
 
 class ARM64:
     """Stage-1 descriptor bits (pgtable-hwdef.h, pgtable-prot.h)."""

@@ -19,6 +19,10 @@ from rofolio.units import Level
 if TYPE_CHECKING:
     from rofolio.arch.arm64.kernel import Arm64Kernel
 
+__all__ = [
+    "LEVEL_NAMES", "PROT_MASK", "WALK_LEVELS", "dump_prot", "format_size", "note_lines", "ptdump_lines", "sections",
+]
+
 # pte_bits[]: (mask, val, set, clear)
 PTE_BITS: tuple[tuple[int, int, str, str | None], ...] = (
     (ARM64.VALID, ARM64.VALID, " ", "F"),

@@ -19,6 +19,8 @@ from rofolio.units import PAGE_SHIFT, PAGE_SIZE, PTRS_PER_TABLE, align_down, ali
 if TYPE_CHECKING:
     from rofolio.arch.arm64.kernel import Arm64Kernel
 
+__all__ = ["KernelRangeFlush", "flush_tlb_all", "flush_tlb_kernel_range", "flush_tlb_range_limit_excess"]
+
 MAX_DVM_OPS = PTRS_PER_TABLE  # asm/tlbflush.h: MAX_DVM_OPS is PTRS_PER_PTE
 MAX_TLBI_RANGE_PAGES = (31 + 1) << (5 * 3 + 1)  # __TLBI_RANGE_PAGES(31, 3)
 

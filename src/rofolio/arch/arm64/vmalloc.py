@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["VM_ALLOC", "VM_ALLOW_HUGE_VMAP", "VM_MAP", "VmArea"]
+
 VM_ALLOC = 0x00000002
 VM_MAP = 0x00000004
 VM_ALLOW_HUGE_VMAP = 0x00000400

@@ -29,6 +29,15 @@ from rofolio.physmem import SECTION_SIZE, memmap_pages, sections_spanned
 from rofolio.prot import X86, x86_large_2_4k
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, MiB, align_down, align_up
 
+__all__ = [
+    "BootOptions", "BootProfile", "BpfPack", "add_pfn_range_mapped", "alternative_instructions", "boot",
+    "bpf_prog_pack_alloc", "free_init_pages", "free_initmem", "free_kernel_image_pages",
+    "idt_setup_apic_and_irq_gates", "init_mem_mapping", "init_memory_mapping", "init_range_memory_mapping",
+    "kernel_physical_mapping_init", "kfence_init_pool", "kfence_pool_address", "late_init", "map_kernel_highmap",
+    "mark_rodata_ro", "memblock_regions", "memory_map_top_down", "page_size_mask", "set_real_mode_permissions",
+    "split_mem_range",
+]
+
 ISA_END_ADDRESS = 0x100000
 BIOS_BEGIN = 0xA0000
 

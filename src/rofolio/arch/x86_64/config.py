@@ -9,6 +9,8 @@ from rofolio.kversion import DEFAULT_KERNEL, KernelVersion
 from rofolio.physmem import MemoryMap
 from rofolio.units import PAGE_SHIFT, GiB, TiB, format_size
 
+__all__ = ["AddressLayout", "X86Config"]
+
 # arch/x86/mm/tlb.c, tlb_single_page_flush_ceiling: the default of 33 comes from estimating a full flush
 # at a few microseconds and one INVLPG at about 100ns; tunable in debugfs.
 TLB_SINGLE_PAGE_FLUSH_CEILING = 33

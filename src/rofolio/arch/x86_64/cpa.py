@@ -27,6 +27,13 @@ from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level
 if TYPE_CHECKING:
     from rofolio.arch.x86_64.kernel import X86Kernel
 
+__all__ = [
+    "CPA_ARRAY", "CPA_COLLAPSE", "CPA_NO_CHECK_ALIAS", "CpaData", "change_page_attr_set_clr", "collapse_large_pages",
+    "collapse_pmd_page", "collapse_pud_page", "cpa_collapse_large_pages", "cpa_flush", "cpa_flush_all",
+    "cpa_process_alias", "pgprot_clear_protnone_bits", "should_split_large_page", "split_large_page",
+    "static_protections", "verify_rwx",
+]
+
 # set_memory.c flag bits of struct cpa_data
 CPA_FLUSHTLB = 1
 CPA_ARRAY = 2

@@ -17,6 +17,8 @@ from itertools import pairwise
 
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_up
 
+__all__ = ["KernelImage"]
+
 
 @dataclass(frozen=True, slots=True)
 class KernelImage:

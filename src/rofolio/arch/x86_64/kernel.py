@@ -38,6 +38,8 @@ from rofolio.physmem import MemoryMap
 from rofolio.prot import X86
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level
 
+__all__ = ["Lookup", "X86Kernel"]
+
 SECTION_SHIFT = 27  # SECTION_SIZE_BITS on x86-64: 128 MiB memory sections (sparsemem)
 PTE_PFN_MASK = ((1 << 52) - 1) & ~((1 << PAGE_SHIFT) - 1)  # __PHYSICAL_MASK & PAGE_MASK (52-bit physical)
 

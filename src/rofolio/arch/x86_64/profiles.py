@@ -22,6 +22,8 @@ from rofolio.arch.x86_64.boot import BootProfile, BpfPack
 from rofolio.errors import ConfigError
 from rofolio.units import PAGE_SIZE, GiB, format_size
 
+__all__ = ["boot_profile", "measured_profile"]
+
 BPF_PACK_VA = 0xFFFFFFFFC0000000  # the first module_alloc() in MODULES_VADDR
 INITRD_PAGES = 388  # the oracle's initramfs, padded to 0x183800 bytes
 

@@ -14,6 +14,8 @@ from rofolio.pagetable import walk_entries
 from rofolio.prot import X86
 from rofolio.units import Level
 
+__all__ = ["format_size", "level_name", "meminfo_lines", "printk_prot", "ptdump_lines", "sections"]
+
 _UNITS = "BKMGTPE"
 
 
