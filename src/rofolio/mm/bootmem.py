@@ -29,6 +29,8 @@ from rofolio.mm.zone import Node
 from rofolio.physmem import SECTION_SIZE, memmap_pages, sections_spanned
 from rofolio.units import PAGE_SHIFT, MiB, align_up
 
+__all__ = ["empty_zero_page_pfn", "free_ranges", "kernel_image_range", "reserved_ranges", "ro_after_init_pfn"]
+
 LOW_MEMORY_END = 1 * MiB
 
 

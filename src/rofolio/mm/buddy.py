@@ -28,6 +28,11 @@ from rofolio.mm.gfp import FALLBACKS, MAX_PAGE_ORDER, PAGEBLOCK_ORDER, MigrateTy
 from rofolio.mm.pageblock import PAGEBLOCK_NR_PAGES, pageblock_start
 from rofolio.mm.zone import Zone
 
+__all__ = [
+    "buddy_merge_likely", "can_claim_block", "expand", "free_one_page", "free_pages_memory", "rmqueue",
+    "rmqueue_claim", "rmqueue_smallest", "rmqueue_steal",
+]
+
 MovableCounter = Callable[[int, int], int]  # pages of LRU/movable folios in [start, end)
 
 

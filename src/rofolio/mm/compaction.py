@@ -30,6 +30,8 @@ from rofolio.mm.zone import Zone
 if TYPE_CHECKING:
     from rofolio.mm.state import MMState
 
+__all__ = ["FreeScanner", "compact_memory", "compact_zone", "isolatable"]
+
 
 def isolatable(mm: MMState, folio: Folio) -> bool:
     """isolate_migratepages_block()'s filters for one folio."""

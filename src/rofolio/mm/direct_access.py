@@ -27,6 +27,11 @@ from rofolio.mm.events import ContentWrite, KernelOops
 if TYPE_CHECKING:
     from rofolio.mm.state import MMState
 
+__all__ = [
+    "PAGE_POISON", "alias_store", "device_dma_write", "direct_map_copy", "direct_map_write", "kernel_write", "oops",
+    "page_content", "user_store",
+]
+
 PAGE_POISON = 0xAA  # include/linux/poison.h PAGE_POISON: what page poisoning fills freed pages with
 
 

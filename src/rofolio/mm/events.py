@@ -14,6 +14,12 @@ from typing import ClassVar
 from rofolio.events import Event
 from rofolio.stats import Counters, register_handler
 
+__all__ = [
+    "CompactionRun", "ContentWrite", "ContractViolation", "FolioPin", "FolioReadonly", "HugeZeroFolioAlloc",
+    "KernelOops", "MemoryOffline", "MigrateFolio", "PageAlloc", "PageAllocFail", "PageFree", "RefcountOverflow",
+    "ShrinkerRun", "UserFault",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class PageAlloc(Event):

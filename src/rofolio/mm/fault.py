@@ -44,6 +44,11 @@ from rofolio.units import PAGE_SHIFT, PMD_SIZE
 if TYPE_CHECKING:
     from rofolio.mm.state import MMState
 
+__all__ = [
+    "do_anonymous_page", "do_huge_pmd_anonymous_page", "do_huge_pmd_wp_page", "exit_mmap", "folio_at",
+    "handle_mm_fault", "mm_alloc", "split_huge_zero_page_pmd", "user_read", "user_write", "wp_page_copy",
+]
+
 
 def mm_alloc(mm: MMState) -> MmStruct:
     """A new process address space."""

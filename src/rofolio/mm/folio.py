@@ -16,6 +16,8 @@ from enum import StrEnum
 
 from rofolio.mm.gfp import Gfp, MigrateType
 
+__all__ = ["Folio", "MappingKind"]
+
 NO_GFP = Gfp(0)
 
 

@@ -26,6 +26,8 @@ from sortedcontainers import SortedDict
 
 from rofolio.mm.gfp import MAX_PAGE_ORDER, MigrateType
 
+__all__ = ["FreeArea", "FreeBlock", "FreeRun"]
+
 
 @dataclass(slots=True)
 class FreeRun:

@@ -11,6 +11,13 @@ from __future__ import annotations
 
 from enum import IntEnum, IntFlag
 
+__all__ = [
+    "FALLBACKS", "GFP_HIGHUSER", "GFP_HIGHUSER_MOVABLE", "GFP_KERNEL", "GFP_PGTABLE_USER", "GFP_TRANSHUGE",
+    "GFP_TRANSHUGE_LIGHT", "GFP_USER", "HPAGE_PMD_NR", "HPAGE_PMD_ORDER", "HUGE_ZERO_FOLIO_GFP", "MAX_PAGE_ORDER",
+    "PAGEBLOCK_ORDER", "RECLAIM", "Gfp", "MigrateType", "ZoneType", "gfp_migratetype", "gfp_text", "gfp_zone",
+    "want_init_on_alloc",
+]
+
 MAX_PAGE_ORDER = 10  # include/linux/mmzone.h: MAX_PAGE_ORDER (CONFIG_ARCH_FORCE_MAX_ORDER default)
 PAGEBLOCK_ORDER = 9  # include/linux/pageblock-flags.h: pageblock_order = HPAGE_PMD_ORDER on x86-64/arm64 4K
 HPAGE_PMD_ORDER = 9  # include/linux/huge_mm.h

@@ -46,6 +46,8 @@ from rofolio.units import PAGE_SHIFT, PMD_SIZE
 if TYPE_CHECKING:
     from rofolio.mm.state import MMState
 
+__all__ = ["Foll", "GupResult", "GupRules", "get_user_page", "map_file_page", "pin_many"]
+
 class GupRules(StrEnum):
     """The GUP behaviour of a kernel era, oldest first."""
 

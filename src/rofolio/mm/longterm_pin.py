@@ -31,6 +31,10 @@ from rofolio.mm.zero_page import is_zero_folio
 if TYPE_CHECKING:
     from rofolio.mm.state import MMState
 
+__all__ = [
+    "GUP_PIN_COUNTING_BIAS", "folio_is_longterm_pinnable", "pin_folio", "pin_refs", "try_grab_folio", "unpin_folio",
+]
+
 
 def folio_is_longterm_pinnable(mm: MMState, folio: Folio) -> bool:
     """folio_is_longterm_pinnable()."""

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from rofolio.mm.state import MMState
     from rofolio.mm.zone import Zone
 
+__all__ = ["has_unmovable_pages", "memory_block_range", "offline_memory_block", "offline_pages", "online_pages"]
+
 MAX_PASSES = 10
 
 

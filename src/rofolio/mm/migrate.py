@@ -44,6 +44,8 @@ from rofolio.units import PAGE_SHIFT, PMD_SIZE
 if TYPE_CHECKING:
     from rofolio.mm.state import MMState
 
+__all__ = ["alloc_migration_target", "migrate_folio_to", "migrate_to_node", "migration_target_gfp"]
+
 TargetAllocator = Callable[[Folio], Folio | None]
 
 

@@ -43,6 +43,11 @@ if TYPE_CHECKING:
     from rofolio.mm.state import MMState
     from rofolio.mm.zone import Zone
 
+__all__ = [
+    "alloc_pages", "folio_put", "free_pages", "free_pages_prepare", "post_alloc_hook", "prep_new_folio",
+    "release_folio", "secretmem_free_folio",
+]
+
 
 def alloc_pages(mm: MMState, gfp: Gfp, order: int, nid: int = 0, label: str = "") -> Folio | None:
     """__alloc_pages(): a folio of 2^order pages, or None (PageAllocFail event, warning unless __GFP_NOWARN)."""

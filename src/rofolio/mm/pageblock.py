@@ -14,6 +14,8 @@ from sortedcontainers import SortedDict
 
 from rofolio.mm.gfp import PAGEBLOCK_ORDER, MigrateType
 
+__all__ = ["PAGEBLOCK_NR_PAGES", "PageblockMap", "pageblock_start"]
+
 PAGEBLOCK_NR_PAGES = 1 << PAGEBLOCK_ORDER
 
 

@@ -20,6 +20,8 @@ from rofolio.errors import AddressError
 from rofolio.mm.folio import Folio
 from rofolio.units import PAGE_SHIFT, PMD_SIZE, PTRS_PER_TABLE, align_up
 
+__all__ = ["HugePmd", "MmStruct", "Pte", "PteTable", "Vma"]
+
 MMAP_BASE = 0x7F0000000000  # where the model places mappings (mmap_base on x86-64 is near here)
 
 

@@ -28,6 +28,8 @@ from rofolio.mm.folio import Folio
 if TYPE_CHECKING:
     from rofolio.mm.state import MMState
 
+__all__ = ["arch_make_folio_readonly", "folio_restore_writable"]
+
 
 def _arch_call(mm: MMState, name: str, folio: Folio) -> tuple[int, str]:
     """Call the arch hook ``name``; (ret, why).  Missing hook: the weak default's -EOPNOTSUPP."""

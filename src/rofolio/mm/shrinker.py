@@ -18,6 +18,8 @@ from rofolio.mm.events import ShrinkerRun
 if TYPE_CHECKING:
     from rofolio.mm.state import MMState
 
+__all__ = ["Shrinker", "shrink_slab", "shrinker_register"]
+
 
 @dataclass(frozen=True, slots=True)
 class Shrinker:

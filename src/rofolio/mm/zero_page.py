@@ -44,6 +44,13 @@ if TYPE_CHECKING:
     from rofolio.mm.process import MmStruct
     from rofolio.mm.state import MMState
 
+__all__ = [
+    "MMF_HUGE_ZERO_FOLIO", "HugeZeroFolio", "get_huge_zero_folio", "get_persistent_huge_zero_folio", "hugepage_init",
+    "is_zero_folio", "largest_zero_folio", "make_persistent_huge_zero_folio_readonly", "mm_get_huge_zero_folio",
+    "mm_put_huge_zero_folio", "put_huge_zero_folio", "set_huge_zero_folio_pointer", "shrink_huge_zero_folio_count",
+    "shrink_huge_zero_folio_scan", "thp_shrinker_init",
+]
+
 MMF_HUGE_ZERO_FOLIO = "MMF_HUGE_ZERO_FOLIO"
 
 

@@ -22,6 +22,8 @@ from rofolio.mm.pageblock import PageblockMap
 from rofolio.physmem import MemoryMap
 from rofolio.units import PAGE_SHIFT, GiB, MiB, align_down, align_up, format_size
 
+__all__ = ["Node", "Zone", "build_nodes", "node_boundaries"]
+
 DMA_LIMIT = 16 * MiB  # MAX_DMA_PFN (arch/x86/include/asm/dma.h)
 DMA32_LIMIT = 4 * GiB  # MAX_DMA32_PFN
 
