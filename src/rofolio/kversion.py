@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from rofolio.errors import ConfigError
 
+__all__ = ["DEFAULT_KERNEL", "X86_CPA_COLLAPSE", "X86_RO_CLEARS_DIRTY", "KernelVersion"]
+
 _VERSION_RE = re.compile(r"^\s*v?(\d+)\.(\d+)\s*$")
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from rofolio.errors import ConfigError
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, GiB, KiB, MiB, format_size
 
+__all__ = ["SECTION_SIZE", "MemRange", "MemoryMap", "memmap_pages", "sections_spanned"]
+
 SECTION_SIZE = 128 * MiB  # SECTION_SIZE_BITS = 27 on x86-64 and arm64 (4K pages): sparsemem sections
 STRUCT_PAGE_SIZE = 64  # sizeof(struct page)
 

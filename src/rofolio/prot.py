@@ -11,6 +11,8 @@ stores them, so that comparisons such as the same-protection shortcut in
 
 from __future__ import annotations
 
+__all__ = ["X86", "x86_4k_2_large", "x86_large_2_4k"]
+
 
 class X86:
     """x86-64 page-table entry bits (arch/x86/include/asm/pgtable_types.h)."""

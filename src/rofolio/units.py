@@ -15,6 +15,11 @@ from enum import IntEnum
 
 from rofolio.errors import ConfigError
 
+__all__ = [
+    "PAGE_SHIFT", "PAGE_SIZE", "PMD_SIZE", "PTRS_PER_TABLE", "GiB", "KiB", "Level", "MiB", "TiB", "align_down",
+    "align_up", "format_size", "parse_size",
+]
+
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 PTRS_PER_TABLE = 512  # PTRS_PER_PTE == PTRS_PER_PMD == PTRS_PER_PUD on x86-64 and arm64/4K

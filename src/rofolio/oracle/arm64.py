@@ -64,6 +64,13 @@ from rofolio.oracle.setup import (
 from rofolio.oracle.setup import source_hash as kmod_source_hash
 from rofolio.units import parse_size
 
+__all__ = [
+    "CAUSE_JIT", "CAUSE_TEXT", "RODATA_61_TO_MODEL", "Arm64Install", "Arm64Log", "Arm64Report", "Difference", "Entry",
+    "ModelCheck", "arm64_boot", "arm64_dir", "boot_guest", "build_initramfs", "compare", "differences", "explain",
+    "image_kind", "is_static_aarch64", "load_install", "measured_image", "model_entries", "note_entries", "parse_log",
+    "prot_mask", "ptdump_text", "qemu_command", "render", "resolve_kver", "run", "setup", "source_hash", "unified",
+]
+
 SUBDIR = "arm64"
 MANIFEST = "manifest-arm64.json"
 IMAGE_META = "linux-image-arm64:arm64"

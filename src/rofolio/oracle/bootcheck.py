@@ -24,6 +24,8 @@ from rofolio.oracle.model import PROFILE
 from rofolio.scenario import schema
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE
 
+__all__ = ["BootReport", "check_boot", "meminfo"]
+
 
 @dataclass
 class BootReport:

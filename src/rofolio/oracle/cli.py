@@ -24,6 +24,10 @@ from rofolio.oracle import setup as oracle_setup
 from rofolio.oracle.bootcheck import BootReport
 from rofolio.oracle.compare import ExperimentReport
 
+__all__ = [
+    "boot", "oracle_group", "render_boot", "render_experiment", "render_summary", "run", "setup", "suite_sources",
+]
+
 DEFAULT_CPU = "max,-la57"
 
 

@@ -23,6 +23,12 @@ from rofolio.oracle.guest import GuestLog, GuestStep, Run
 from rofolio.oracle.model import Change, ModelRun, ModelStep, diff
 from rofolio.oracle.translate import Command, Plan
 
+__all__ = [
+    "Check", "ExperimentReport", "StepReport", "compare_experiment", "compare_oops", "compare_step",
+    "describe_changes", "describe_ret", "describe_runs", "kernel_expect", "leaf_name", "leaf_of", "oops_lines",
+    "signed",
+]
+
 COUNTERS = ("DirectMap4k", "DirectMap2M", "DirectMap1G", "direct_map_level2_splits", "direct_map_level3_splits")
 KERNEL_EXPECT = ("ret", "leaf", "fault", *COUNTERS)
 

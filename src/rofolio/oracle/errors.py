@@ -11,6 +11,8 @@ from typing import ClassVar
 
 from rofolio.errors import EnvironmentFailure
 
+__all__ = ["OracleError", "Refusal"]
+
 
 class OracleError(EnvironmentFailure):
     """The oracle cannot run: a missing tool, a failed install, a guest that did not boot."""

@@ -31,6 +31,12 @@ from typing import Any
 from rofolio.oracle.errors import OracleError
 from rofolio.oracle.setup import Install
 
+__all__ = [
+    "DIRECT_MAP", "INITRD_SIZE", "MODULES_VADDR", "Boot", "GuestConfig", "GuestLog", "GuestStep", "Run", "Scan",
+    "boot", "build_initramfs", "cache_mode", "clip", "coalesce", "counters", "extract_oops", "kv", "parse_log",
+    "parse_run", "parse_scans", "run_qemu", "shell_quote_ok",
+]
+
 INITRD_SIZE = 0x183800  # padded size: QEMU loads it at (end of low RAM - 1 - size) & PAGE_MASK, 388 pages
 APPEND = "console=ttyS0 panic=-1 quiet nokaslr"
 DIRECT_MAP = 0xFFFF888000000000  # PAGE_OFFSET with nokaslr and 4-level paging

@@ -24,6 +24,11 @@ from rofolio.prot import X86
 from rofolio.scenario import runner, schema
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level
 
+__all__ = [
+    "PROFILE", "Change", "ModelRun", "ModelStep", "boot", "diff", "entry_run", "layout", "level_at", "oracle_machine",
+    "raw_entry", "run", "runs",
+]
+
 PROFILE = "qemu-debian-6.1"
 
 

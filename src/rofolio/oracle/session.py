@@ -28,6 +28,12 @@ from rofolio.scenario import schema
 from rofolio.scenario.loader import load
 from rofolio.units import PAGE_SIZE, GiB, Level, align_down, format_size, parse_size
 
+__all__ = [
+    "Experiment", "Session", "boot_fidelity", "compare_boot", "footprint", "group", "insmod_changes",
+    "load_experiments", "overridden", "predicted_gbpages", "predicted_la57", "prepare", "qemu_mem", "recompare",
+    "run",
+]
+
 MAX_GRAB_PAGES = (2 * GiB) // PAGE_SIZE  # pages taken per boot (each GiB costs ~4-7 s of TCG time)
 
 

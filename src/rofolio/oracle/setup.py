@@ -37,6 +37,11 @@ from typing import TypeVar
 
 from rofolio.oracle.errors import OracleError
 
+__all__ = [
+    "CACHE_ENV", "MANIFEST", "Install", "cache_dir", "fetch_deb_members", "is_static_elf", "load_install", "packages",
+    "previous_manifest", "read_manifest", "resolve_kver", "run_command", "setup", "source_hash",
+]
+
 M = TypeVar("M")
 
 CACHE_ENV = "ROFOLIO_ORACLE_DIR"

@@ -46,6 +46,8 @@ from rofolio.oracle.guest import DIRECT_MAP, shell_quote_ok
 from rofolio.scenario import schema
 from rofolio.units import PAGE_SIZE, Level, align_down, align_up
 
+__all__ = ["MAX_SLOTS", "Command", "Grab", "Plan", "kernel_series", "refusals", "translate"]
+
 MAX_SLOTS = 64  # NSLOTS in dmoracle.c
 GRAB_MERGE_GAP = 4 << 20  # MAX_ORDER_NR_PAGES << PAGE_SHIFT: alloc_contig_range() isolates whole blocks
 
