@@ -11,7 +11,7 @@ from rofolio.units import GiB
 def boot_running(**options: object) -> Machine:
     """A machine after boot (SYSTEM_RUNNING), like a test module loaded into a live kernel."""
     options.setdefault("mem", 8 * GiB)
-    machine = Machine.boot(MachineSpec(**options))  # type: ignore[arg-type]
+    machine = Machine.boot(MachineSpec.build(**options))  # type: ignore[arg-type]
     machine.finish_boot()
     return machine
 

@@ -18,46 +18,81 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
+from rofolio.arch import all_options, arch_entry, arch_names
 from rofolio.bugs import CONFIGS as BUG_CONFIGS
 from rofolio.errors import ConfigError, RofolioError
 from rofolio.exitstatus import EPILOG, ContractGroup, ExitStatus, expectations_failed
-from rofolio.machine import SUPPORTED_ARCHES, Machine, MachineSpec
+from rofolio.machine import Machine, MachineSpec
 from rofolio.mm.policy import lifetime_model, lifetime_model_inputs, lifetime_models
+from rofolio.units import parse_size
 
 EXIT_FAILED = ExitStatus.FAILED  # the old names of two of the statuses
 EXIT_USAGE = ExitStatus.USAGE
 DEFAULT_SCENARIO = "rfc-demo"
 
 
+class ArchType(click.ParamType):
+    """--arch: a name of the architecture registry, read when the option is used (so later entries count)."""
+
+    name = "arch"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "[" + "|".join(arch_names()) + "]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            arch_entry(str(value))
+        except RofolioError as err:
+            self.fail(f"{err.message} ({err.hint})" if err.hint else err.message, param, ctx)
+        return str(value)
+
+
+_COMMON_OPTIONS = ("arch", "mem", "kernel", "cpus", "debug_pagealloc", "kfence")
+
+
 def machine_options(defaults: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Options that describe the machine.  Without defaults they override a scenario's [machine]."""
+    """Options that describe the machine, the architectures' own ones read from the registry.
+
+    Without defaults they override a scenario's [machine]; ``-o KEY=VALUE``
+    sets any architecture option, the registered flags (``--nogbpages``,
+    ``--5level``, ...) are shorthands for some.
+    """
 
     def d(value: Any) -> Any:
         return value if defaults else None
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         options = [
-            click.option("--arch", type=click.Choice(SUPPORTED_ARCHES), default=d("x86_64"),
-                         show_default=defaults, help="Architecture to model."),
+            click.option("--arch", type=ArchType(), default=d("x86_64"), show_default=defaults,
+                         help="Architecture to model (the registry: x86_64, arm64, nodirectmap, ...)."),
             click.option("--mem", default=d("16G"), show_default=defaults,
-                         help="RAM size (binary units: 512M, 8G, 64T); the e820 map is QEMU's for that size."),
-            click.option("--nogbpages", is_flag=True, default=None,
-                         help="No 1G direct-map pages (nogbpages, or a CPU without pdpe1gb)."),
-            click.option("--5level", "la57", is_flag=True, default=None,
-                         help="5-level paging (direct map at 0xff11000000000000)."),
-            click.option("--debug-pagealloc", is_flag=True, default=None,
-                         help="DEBUG_PAGEALLOC: the direct map uses 4K pages only."),
+                         help="RAM size (binary units: 512M, 8G, 64T); the memory map is the architecture's "
+                              "default for that size (QEMU's e820 on x86_64)."),
             click.option("--kernel", default=d("6.18"), show_default=defaults,
                          help="Kernel version to model: 6.1 (no collapse, RO keeps Dirty), 6.6+ (RO clears "
                               "Dirty), 6.15+ (CPA collapse)."),
             click.option("--cpus", default=d(8), show_default=defaults, type=click.IntRange(1, 8192),
                          help="Online CPUs (flush IPIs go to the others)."),
+            click.option("--debug-pagealloc", is_flag=True, default=None,
+                         help="DEBUG_PAGEALLOC: the direct map uses 4K pages only."),
             click.option("--kfence", is_flag=True, default=None, help="KFENCE: its pool is split to 4K at boot."),
-            click.option("--rodata", type=click.Choice(["on", "off", "noalias", "full"]), default=None,
-                         help="arm64: the rodata= command line (default: full; \"full\" itself is now invalid)."),
-            click.option("--bbml2/--no-bbml2", default=None,
-                         help="arm64: the CPUs have BBML2_NOABORT (block mappings under rodata=full)."),
         ]
+        for key, (option, arches) in all_options().items():
+            where = "/".join(arches)
+            flag = "--" + key.replace("_", "-")
+            if option.kind is bool:
+                options.append(click.option(f"{flag}/--no-{key.replace('_', '-')}", f"opt__{key}", default=None,
+                                            help=f"{where}: {option.help}."))
+            else:
+                kind: Any = click.Choice([str(c) for c in option.choices]) if option.choices else \
+                    (click.INT if option.kind is int else click.STRING)
+                options.append(click.option(flag, f"opt__{key}", type=kind, default=None,
+                                            help=f"{where}: {option.help}."))
+            for name, value in option.flags:
+                options.append(click.option(name, f"flag__{key}__{name.lstrip('-')}", is_flag=True, default=None,
+                                            help=f"{where}: {key} = {value}."))
+        options.append(click.option("-o", "--option", "opt_pairs", multiple=True, metavar="KEY=VALUE",
+                                    help="Any option of the architecture, e.g. -o gbpages=false."))
         for option in reversed(options):
             fn = option(fn)
         return fn
@@ -65,38 +100,48 @@ def machine_options(defaults: bool) -> Callable[[Callable[..., Any]], Callable[.
     return decorate
 
 
-def _overrides(arch: str | None, mem: str | None, nogbpages: bool | None, la57: bool | None,
-               debug_pagealloc: bool | None, kernel: str | None, cpus: int | None,
-               kfence: bool | None, rodata: str | None, bbml2: bool | None) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for key, value in (("arch", arch), ("mem", mem), ("kernel", kernel), ("cpus", cpus), ("rodata", rodata)):
-        if value is not None:
-            out[key] = [str(value)]
-    if bbml2 is not None:
-        out["bbml2"] = [str(bbml2).lower()]
-    if nogbpages:
-        out["gbpages"] = ["false"]
-    if la57:
-        out["paging"] = ["5"]
-    if debug_pagealloc:
-        out["debug_pagealloc"] = ["true"]
-    if kfence:
-        out["kfence"] = ["true"]
+def _machine_overrides(given: dict[str, Any]) -> dict[str, Any]:
+    """The machine keys the user gave on the command line, typed: common ones and the architecture's options."""
+    out: dict[str, Any] = {k: given[k] for k in _COMMON_OPTIONS if given.get(k) is not None}
+    if "mem" in out:
+        out["mem"] = parse_size(out["mem"])
+    if "kernel" in out:
+        from rofolio.kversion import KernelVersion
+
+        out["kernel"] = str(KernelVersion.parse(out["kernel"]))
+    known = all_options()
+    for name, value in given.items():
+        if value is None or value is False or not name.startswith(("opt__", "flag__")):
+            continue
+        key = name.split("__")[1]
+        option = known[key][0]
+        if name.startswith("flag__"):
+            flag = "--" + name.split("__", 2)[2]
+            out[key] = dict(option.flags)[flag]
+        else:
+            out[key] = option.convert(value)
+    for pair in given.get("opt_pairs") or ():
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"-o {pair!r} is not KEY=VALUE", "write e.g. -o gbpages=false")
+        if key not in known:
+            raise ConfigError(f"-o {key}: no architecture has this option",
+                              "options: " + ", ".join(known))
+        out[key] = known[key][0].convert(value.strip())
     return out
 
 
-def _spec(arch: str, mem: str, nogbpages: bool | None, la57: bool | None, debug_pagealloc: bool | None,
-          kernel: str, cpus: int, kfence: bool | None, rodata: str | None, bbml2: bool | None) -> MachineSpec:
-    from rofolio.kversion import KernelVersion
-
-    KernelVersion.parse(kernel)
-    if arch != "arm64" and (rodata is not None or bbml2 is not None):
-        raise RofolioError("--rodata and --bbml2 are arm64 options", "add --arch arm64 or drop them")
-    if arch != "x86_64" and (nogbpages or la57):
-        raise RofolioError("--nogbpages and --5level are x86_64 options", "add --arch x86_64 or drop them")
-    return MachineSpec.parse(arch=arch, mem=mem, gbpages=not nogbpages, la57=bool(la57),
-                             debug_pagealloc=bool(debug_pagealloc), kernel=kernel, cpus=cpus, kfence=bool(kfence),
-                             rodata=rodata, bbml2=bool(bbml2))
+def _spec(**given: Any) -> MachineSpec:
+    """The machine of a command that boots one directly (ptdump, meminfo, lifetime)."""
+    overrides = _machine_overrides(given)
+    arch = overrides.pop("arch", "x86_64")
+    try:
+        return MachineSpec.build(arch=arch, **overrides)
+    except ConfigError as err:
+        if "not an option" in err.message:
+            raise ConfigError(f"command line: {err.message}", f"add --arch for it, or drop it ({err.hint})") from None
+        raise
 
 
 @click.group(cls=ContractGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
@@ -113,7 +158,7 @@ def main() -> None:
 @main.command()
 @click.argument("source", required=False, default=DEFAULT_SCENARIO)
 @machine_options(defaults=False)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (schema rofolio.scenario/1).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (schema rofolio.scenario/2).")
 @click.option("--report", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Also write a self-contained HTML report with plots to this file.")
 def run(source: str, as_json: bool, report: Path | None, **machine: Any) -> None:
@@ -121,23 +166,24 @@ def run(source: str, as_json: bool, report: Path | None, **machine: Any) -> None
 
     Machine options given here override the scenario's [machine] table.
     """
-    from rofolio.compare import compare
     from rofolio.progress import LazyProgress
+    from rofolio.scenario.loader import load
     from rofolio.scenario.runner import run_scenario
 
-    overrides = _overrides(**machine)
+    loaded = load(source)
+    overrides = _machine_overrides(machine)
     side = None
-    with LazyProgress(f"running {source}") as bar:
+    with LazyProgress(f"running {loaded.name}") as bar:
         if overrides:
-            result = compare(source, overrides, progress=None).rows[0].result
+            result = run_scenario(loaded.with_machine(**overrides), progress=bar)
         elif source == DEFAULT_SCENARIO:
-            from rofolio.compare import RFC_MACHINES, compare_configs
+            from rofolio.compare import compare_configs, rfc_machines
 
             # the first of the RFC machines is the scenario's own: its row is the run itself
-            side = compare_configs(source, RFC_MACHINES, progress=bar)
+            side = compare_configs(loaded, rfc_machines(), progress=bar)
             result = side.rows[0].result
         else:
-            result = run_scenario(source, progress=bar)
+            result = run_scenario(loaded, progress=bar)
     if side is not None and as_json:
         data = result.to_dict()
         data["side_by_side"] = [_rfc_row(row.result) for row in side.rows]
@@ -389,11 +435,11 @@ def meminfo(as_json: bool, after_boot: bool, **machine: Any) -> None:
                                "meminfo_kb": c.meminfo_kb(), "meminfo_lines": m.meminfo_lines(), "vmstat": c.vmstat(),
                                "pgtables": c.pgtables}, indent=2))
         return
-    if m.spec.arch != "x86_64":
-        click.echo(f"{m.spec.arch} prints no DirectMap lines in /proc/meminfo and has no direct_map_* vmstat "
-                   "counters (both are x86: arch_report_meminfo(), CONFIG_X86 in mm/vmstat.c)")
+    lines = m.meminfo_lines()
+    if not lines:
+        click.echo(m.spec.entry.meminfo_absent())
         return
-    click.echo("\n".join(m.meminfo_lines()))
+    click.echo("\n".join(lines))
     for key, value in c.vmstat().items():
         click.echo(f"{key} {value}")
 

@@ -17,20 +17,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from rofolio.errors import ScenarioError, ScenarioErrors
+from rofolio.arch import all_options, arch_entry, arch_names
+from rofolio.errors import RofolioError, ScenarioError, ScenarioErrors
 from rofolio.scenario import schema
-from rofolio.scenario.loader import load
+from rofolio.scenario.loader import LoadedScenario, load
 from rofolio.scenario.runner import ScenarioResult, run_scenario
 
-MACHINE_KEYS = tuple(schema.Machine.model_fields)
-MM_KEYS = tuple(schema.MM.model_fields)
+__all__ = ["ALIASES", "CompareResult", "CompareRow", "compare", "compare_configs", "parse_settings", "rfc_machines"]
+
 ALIASES = {"5level": "paging", "la57": "paging", "model": "lifetime"}
-ARCH_ONLY_KEYS = {
-    "x86_64": ("gbpages", "paging", "tlb_single_page_flush_ceiling", "zero_page", "boot_profile"),
-    "arm64": ("rodata", "bbml2", "secondary_without_bbml2", "realm", "tlb_range"),
-}
+
+
+def _machine_keys() -> tuple[str, ...]:
+    """[machine] keys: the common ones and every registered architecture's options."""
+    return tuple(schema.Machine.model_fields) + tuple(k for k in all_options() if k not in schema.Machine.model_fields)
+
+
+def _mm_keys() -> tuple[str, ...]:
+    return tuple(schema.MM.model_fields)
 
 
 @dataclass
@@ -62,7 +66,7 @@ class CompareResult:
                 "rows": [r.to_dict() for r in self.rows]}
 
     def _repr_html_(self) -> str:
-        from rofolio.report import _table_html
+        from rofolio.tables import table_html as _table_html  # not rofolio.report: results sit below reports
 
         keys = sorted({k for r in self.rows for k in r.totals})
         rows = [[str(r.settings[a]) for a in self.axes] + [str(r.totals.get(k, 0)) for k in keys] for r in self.rows]
@@ -78,9 +82,9 @@ def parse_settings(pairs: list[str]) -> dict[str, list[str]]:
                                 file="command line", key="--set")
         key, _, values = pair.partition("=")
         key = ALIASES.get(key.strip(), key.strip())
-        if key not in MACHINE_KEYS and key not in MM_KEYS:
+        if key not in _machine_keys() and key not in _mm_keys():
             raise ScenarioError(f"unknown key {key!r}",
-                                f"use one of: {', '.join(MACHINE_KEYS + MM_KEYS)} (or model for lifetime)",
+                                f"use one of: {', '.join(_machine_keys() + _mm_keys())} (or model for lifetime)",
                                 file="command line", key="--set")
         items = [v.strip() for v in values.split(",") if v.strip()]
         if not items:
@@ -90,8 +94,16 @@ def parse_settings(pairs: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def _value(key: str, text: str) -> Any:
-    """Convert a --set value the way its [machine]/[mm] field expects: bool, int or text."""
+def _value(key: str, text: Any) -> Any:
+    """Convert a --set value the way its [machine]/[mm] field or architecture option expects."""
+    if not isinstance(text, str):
+        return text
+    option = all_options().get(key)
+    if option is not None and key not in schema.Machine.model_fields:
+        try:
+            return option[0].convert(text)
+        except RofolioError:
+            return text  # validation says what is wrong, with the key
     field = schema.Machine.model_fields.get(key) or schema.MM.model_fields.get(key)
     annotation = str(field.annotation) if field else ""
     low = text.lower()
@@ -113,48 +125,34 @@ def compare(source: str | Path, settings: dict[str, list[str]],
     return compare_configs(source, combos, progress, axes)
 
 
-def compare_configs(source: str | Path, configs: list[dict[str, str]],
+def compare_configs(source: str | Path | LoadedScenario, configs: list[dict[str, Any]],
                     progress: Callable[[int, int], None] | None = None,
                     axes: list[str] | None = None) -> CompareResult:
     """Run ``source`` once per explicit configuration (a dict of [machine]/[mm] keys to values)."""
-    scenario, name = load(source)
-    base = scenario.model_dump(by_alias=True, exclude_unset=True)
+    loaded = load(source)
     axes = axes or sorted({k for c in configs for k in c})
-    variants: list[tuple[dict[str, Any], schema.Scenario]] = []
+    variants: list[tuple[dict[str, Any], LoadedScenario]] = []
     errors: list[ScenarioError] = []
+    machine_keys, mm_keys = _machine_keys(), _mm_keys()
     for chosen in configs:
-        data = dict(base)
-        machine = {**base.get("machine", {}), **{k: _value(k, v) for k, v in chosen.items() if k in MACHINE_KEYS}}
-        if "arch" in chosen:  # the scenario's options for its own architecture do not carry over
-            foreign = ARCH_ONLY_KEYS.copy()
-            foreign.pop(str(machine["arch"]), None)
-            machine = {k: v for k, v in machine.items()
-                       if k in chosen or not any(k in keys for keys in foreign.values())}
-        data["machine"] = machine
-        data["mm"] = {**base.get("mm", {}), **{k: _value(k, v) for k, v in chosen.items() if k in MM_KEYS}}
+        machine = {k: _value(k, v) for k, v in chosen.items() if k in machine_keys}
+        mm = {k: _value(k, v) for k, v in chosen.items() if k in mm_keys}
         try:
-            variants.append(({a: chosen.get(a, "") for a in axes}, schema.Scenario.model_validate(data)))
-        except ValidationError as err:
-            for e in err.errors():
-                errors.append(ScenarioError(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}",
-                                            "choose another value for --set", file="command line",
-                                            key="--set " + " ".join(f"{k}={v}" for k, v in chosen.items())))
+            variants.append(({a: chosen.get(a, "") for a in axes}, loaded.with_machine(**machine).with_mm(**mm)))
+        except ScenarioErrors as err:
+            where = "--set " + " ".join(f"{k}={v}" for k, v in chosen.items())
+            errors += [ScenarioError(e.message, e.hint or "choose another value for --set", file="command line",
+                                     key=f"{where}: {e.key}" if e.key else where) for e in err.errors]
     if errors:
         raise ScenarioErrors(errors)
-    result = CompareResult(name, axes)
+    result = CompareResult(loaded.name, axes)
     for i, (chosen, variant) in enumerate(variants, start=1):
-        result.rows.append(CompareRow(chosen, run_scenario(variant, filename=name)))
+        result.rows.append(CompareRow(chosen, run_scenario(variant)))
         if progress:
             progress(i, len(variants))
     return result
 
 
-# The RFC demo on every machine the thread argued about (issue: "x86-64 and arm64 side by side").
-RFC_MACHINES: list[dict[str, str]] = [
-    {"arch": "x86_64", "gbpages": "true"},
-    {"arch": "x86_64", "gbpages": "false"},
-    {"arch": "arm64", "bbml2": "false"},
-    {"arch": "arm64", "bbml2": "true"},
-    {"arch": "arm64", "rodata": "off"},
-    {"arch": "riscv64"},
-]
+def rfc_machines() -> list[dict[str, Any]]:
+    """The RFC demo's machines: every registered architecture's configurations the thread argued about."""
+    return [{"arch": name, **config} for name in arch_names() for config in arch_entry(name).rfc_machines]

@@ -1,90 +1,110 @@
-"""The machine façade: one booted architecture model, its event log, and steps over it.
+"""The machine: the one door into the model.
 
 A ``Machine`` holds everything about one modelled system (no global state), so
-two machines can run side by side.  Operations go through the architecture's
-kernel object, which appends events; ``step()`` brackets an operation and
-returns what it changed, derived from the counters the events fold into.
+two machines can run side by side: the architecture's kernel (its page tables,
+from the ``rofolio.arch`` registry), generic MM on top, and the event log both
+write to.  Everything above this layer (scenarios, studies, compare, the
+oracle's model side) uses only the verbs and queries below, named after the
+kernel functions they stand for; ``step()`` brackets an operation and returns
+what it changed, derived from the counters the events fold into.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rofolio.arch.x86_64 import boot as x86_boot
-from rofolio.arch.x86_64 import ptdump as x86_ptdump
-from rofolio.arch.x86_64.config import X86Config
-from rofolio.arch.x86_64.image import KernelImage
+from rofolio.arch import Arch, ArchKernel, WriteOutcome, arch_entry
 from rofolio.errors import AddressError, ConfigError, Errno
 from rofolio.events import Event, EventLog, Phase
-from rofolio.mm import zero_page
+from rofolio.mm import (
+    compaction,
+    direct_access,
+    fault,
+    gup,
+    invariants,
+    longterm_pin,
+    memory_hotplug,
+    migrate,
+    page_alloc,
+    readonly,
+    shrinker,
+    zero_page,
+)
 from rofolio.mm.config import MMConfig
-from rofolio.mm.state import MMState, mm_core_init
+from rofolio.mm.folio import Folio, MappingKind
+from rofolio.mm.gfp import GFP_HIGHUSER_MOVABLE, Gfp
+from rofolio.mm.mm_init import mm_core_init  # mm_core_init lives above MMState (docs/architecture.md)
+from rofolio.mm.process import HugePmd, MmStruct
+from rofolio.mm.state import MMState
+from rofolio.pagetable import walk_entries
 from rofolio.physmem import MemoryMap
 from rofolio.stats import Counters
-from rofolio.units import parse_size
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, Level, Pfn, PhysAddr, VirtAddr, parse_size
 
-SUPPORTED_ARCHES = ("x86_64", "arm64", "riscv64")  # riscv64: the generic weak default
+__all__ = ["Leaf", "MMConfig", "Machine", "MachineSpec", "StepResult"]
+
+_COMMON = ("arch", "mem", "memory_map", "kernel", "cpus", "debug_pagealloc", "kfence", "mm")
 
 
 @dataclass(frozen=True, slots=True)
 class MachineSpec:
-    """Everything needed to boot a machine; the CLI and scenario files build one of these."""
+    """Everything needed to boot a machine: what every architecture has, plus the options of its own.
+
+    ``options`` holds the architecture's options (``rofolio.arch.Arch.options``),
+    every one present, checked by the registry; build a spec with ``build()`` to
+    pass them as keywords: ``MachineSpec.build(mem="8G", gbpages=False)``.
+    """
 
     arch: str = "x86_64"
     mem: int = 16 << 30
-    memory_map: tuple[tuple[int, int], ...] | None = None  # explicit RAM ranges instead of QEMU's layout
-    gbpages: bool = True
-    la57: bool = False
-    debug_pagealloc: bool = False
+    memory_map: tuple[tuple[int, int], ...] | None = None  # explicit RAM ranges instead of the arch's default
     kernel: str = "6.18"
     cpus: int = 8
+    debug_pagealloc: bool = False
     kfence: bool = False
-    tlb_single_page_flush_ceiling: int = 33
-    zero_page_in_rodata: bool = False
-    boot_profile: str | None = None  # a measured boot profile, e.g. "qemu-debian-6.1" (the QEMU oracle's kernel)
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
     mm: MMConfig = field(default_factory=MMConfig)  # generic MM: zero folios, lifetime model, init_on_*
-    # arm64
-    rodata: str | None = None  # the rodata= command line ("on", "off", "noalias"; "full" is now invalid)
-    bbml2: bool = False  # the CPUs have BBML2_NOABORT: block mappings stay under rodata_full
-    secondary_without_bbml2: bool = False  # a secondary CPU lacks it: linear_map_split_to_ptes() at boot
-    realm: bool = False  # running in an Arm CCA realm
-    tlb_range: bool = False  # FEAT_TLBIRANGE
 
     def __post_init__(self) -> None:
-        if self.arch not in SUPPORTED_ARCHES:
-            raise ConfigError(f"unknown architecture {self.arch!r}",
-                              f"choose one of: {', '.join(SUPPORTED_ARCHES)}")
+        object.__setattr__(self, "options", self.entry.check_options(dict(self.options)))
+
+    @property
+    def entry(self) -> Arch:
+        """The architecture's registry entry (ConfigError for an unknown name)."""
+        return arch_entry(self.arch)
 
     @classmethod
-    def parse(cls, arch: str = "x86_64", mem: str | int = "16G", **options: Any) -> MachineSpec:
-        return cls(arch=arch, mem=parse_size(mem), **options)
+    def build(cls, arch: str = "x86_64", mem: str | int = 16 << 30, **fields: Any) -> MachineSpec:
+        """A spec from keywords: the common fields by name, everything else an option of ``arch``."""
+        common = {k: v for k, v in fields.items() if k in _COMMON}
+        options = {k: v for k, v in fields.items() if k not in _COMMON}
+        return cls(arch=arch, mem=parse_size(mem), options=options, **common)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"arch": self.arch, "label": self.label(), "mem_bytes": self.mem,
                                "kernel": self.kernel, "cpus": self.cpus, "debug_pagealloc": self.debug_pagealloc,
                                "kfence": self.kfence}
-        if self.arch == "x86_64":
-            out.update({"gbpages": self.gbpages, "paging_levels": 5 if self.la57 else 4,
-                        "tlb_single_page_flush_ceiling": self.tlb_single_page_flush_ceiling,
-                        "boot_profile": self.boot_profile})
-        elif self.arch == "arm64":
-            out.update({"rodata": self.rodata or "default (full)", "bbml2": self.bbml2,
-                        "secondary_without_bbml2": self.secondary_without_bbml2, "realm": self.realm,
-                        "tlb_range": self.tlb_range})
+        out.update(self.entry.describe(self))
         out["mm"] = self.mm.describe()
         return out
 
     def label(self) -> str:
-        """A short name for tables: 'x86_64 GBPAGES', 'arm64 rodata=full BBML2', 'riscv64 (weak default)'."""
-        if self.arch == "x86_64":
-            return f"x86_64 {'GBPAGES' if self.gbpages else 'nogbpages'}" + (" 5-level" if self.la57 else "")
-        if self.arch == "arm64":
-            rodata = self.rodata or "full"
-            return f"arm64 rodata={rodata}" + (" BBML2" if self.bbml2 else "") + \
-                (" DEBUG_PAGEALLOC" if self.debug_pagealloc else "")
-        return f"{self.arch} (weak default)"
+        """A short name for tables: 'x86_64 GBPAGES', 'arm64 rodata=full BBML2', 'nodirectmap (weak default)'."""
+        return self.entry.label(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """One stretch of kernel page table: virtual range, leaf level and the entry's flags as stored."""
+
+    start: VirtAddr
+    end: VirtAddr
+    level: Level
+    flags: int
+    present: bool
+    writable: bool
 
 
 @dataclass
@@ -109,52 +129,26 @@ class StepResult:
 class Machine:
     """One booted machine: the architecture's kernel page tables and generic MM on top."""
 
-    def __init__(self, spec: MachineSpec, kernel: Any, mm: MMState) -> None:
+    def __init__(self, spec: MachineSpec, kernel: ArchKernel, mm: MMState) -> None:
         self.spec = spec
-        self.kernel = kernel
+        self.kernel: ArchKernel = kernel
         self.mm = mm
 
     # ------------------------------------------------------------------ boot
     @classmethod
-    def boot(cls, spec: MachineSpec, retain_events: bool = True, image: KernelImage | None = None) -> Machine:
+    def boot(cls, spec: MachineSpec, retain_events: bool = True, image: Any = None) -> Machine:
         """Boot to SYSTEM_SCHEDULING (initcalls next); ``finish_boot()`` reaches SYSTEM_RUNNING."""
-        log = EventLog(retain=retain_events)
-        ram = list(spec.memory_map) if spec.memory_map else None
-        kernel: Any
-        if spec.arch == "x86_64":
-            memory = MemoryMap.from_ram(ram) if ram else MemoryMap.qemu_x86(spec.mem)
-            config = X86Config(
-                memory=memory, gbpages=spec.gbpages, la57=spec.la57, debug_pagealloc=spec.debug_pagealloc,
-                kernel=spec.kernel, nr_cpus=spec.cpus,
-                tlb_single_page_flush_ceiling=spec.tlb_single_page_flush_ceiling,
-                empty_zero_page_in_rodata=spec.zero_page_in_rodata,
-            )
-            profile = None
-            if spec.boot_profile:
-                from rofolio.arch.x86_64.profiles import boot_profile
-
-                profile = boot_profile(spec.boot_profile, spec.mem, spec.cpus)
-            kernel = x86_boot.boot(config, image, x86_boot.BootOptions(kfence=spec.kfence, profile=profile), log)
-        elif spec.arch == "arm64":
-            from rofolio.arch.arm64 import boot as arm64_boot
-            from rofolio.arch.arm64.config import Arm64Config, KfenceMode
-
-            memory = MemoryMap.from_ram(ram) if ram else MemoryMap.flat(spec.mem, base=1 << 30)
-            config64 = Arm64Config(
-                memory=memory, rodata=spec.rodata, debug_pagealloc=spec.debug_pagealloc,
-                kfence=KfenceMode.EARLY if spec.kfence else KfenceMode.NONE, realm=spec.realm, bbml2=spec.bbml2,
-                secondary_without_bbml2=spec.secondary_without_bbml2, nr_cpus=spec.cpus, kernel=spec.kernel,
-                tlb_range=spec.tlb_range)
-            kernel = arm64_boot.boot(config64, log=log)
-        else:
-            from rofolio.arch.generic import GenericConfig
-            from rofolio.arch.generic import boot as generic_boot
-
-            memory = MemoryMap.from_ram(ram) if ram else MemoryMap.flat(spec.mem, base=1 << 31)
-            kernel = generic_boot(GenericConfig(memory=memory, nr_cpus=spec.cpus), log)
+        entry = spec.entry
+        memory = MemoryMap.from_ram(list(spec.memory_map)) if spec.memory_map else entry.memory_map(spec.mem)
+        kernel = entry.boot(spec, memory, EventLog(retain=retain_events), image)
         # mm_core_init() -> memblock_free_all(): the buddy allocator takes over (start_kernel())
-        mm = mm_core_init(kernel, spec.mm)
-        return cls(spec, kernel, mm)
+        return cls(spec, kernel, mm_core_init(kernel, spec.mm))
+
+    def with_spec(self, **fields: Any) -> MachineSpec:
+        """This machine's spec with some fields changed (options by name too)."""
+        common = {k: v for k, v in fields.items() if k in _COMMON}
+        options = {**self.spec.options, **{k: v for k, v in fields.items() if k not in _COMMON}}
+        return replace(self.spec, options=options, **common)
 
     def run_initcalls(self) -> int:
         """The initcalls the model knows: hugepage_init() -> thp_shrinker_init() (the huge zero folio)."""
@@ -167,14 +161,7 @@ class Machine:
         if self.kernel.phase == Phase.RUNNING:
             return
         self.run_initcalls()
-        if self.spec.arch == "x86_64":
-            x86_boot.late_init(self.kernel)
-        elif self.spec.arch == "arm64":
-            from rofolio.arch.arm64 import boot as arm64_boot
-
-            arm64_boot.late_init(self.kernel)
-        else:
-            self.kernel.set_phase(Phase.RUNNING)
+        self.spec.entry.late_init(self.kernel)
 
     # --------------------------------------------------------------- queries
     @property
@@ -185,30 +172,284 @@ class Machine:
     def counters(self) -> Counters:
         return self.kernel.log.counters
 
+    @property
+    def phase(self) -> Phase:
+        return self.kernel.phase
+
+    @property
+    def memory(self) -> MemoryMap:
+        """The RAM map the machine booted with."""
+        return self.kernel.memory
+
     def meminfo_lines(self) -> list[str]:
-        """The DirectMap lines of /proc/meminfo; only x86 prints them (arch_report_meminfo())."""
-        if self.spec.arch == "x86_64":
-            return x86_ptdump.meminfo_lines(self.kernel)
-        return []
+        """The lines the architecture adds to /proc/meminfo (x86: the DirectMap lines)."""
+        return self.spec.entry.meminfo_lines(self.kernel)
 
     def ptdump_lines(self, sections: tuple[str, ...] | None = None) -> list[str]:
         """The kernel page-table dump of the direct map (all modelled sections with ``()``)."""
-        if self.spec.arch == "x86_64":
-            return x86_ptdump.ptdump_lines(self.kernel, ("Low Kernel Mapping",) if sections is None else sections)
-        if self.spec.arch == "arm64":
-            from rofolio.arch.arm64 import ptdump as arm64_ptdump
+        return self.spec.entry.ptdump_lines(self.kernel, sections)
 
-            return arm64_ptdump.ptdump_lines(self.kernel, ("Linear Mapping",) if sections is None else sections)
-        raise ConfigError(f"no ptdump for {self.spec.arch}", "ptdump is modelled for x86_64 and arm64")
-
-    def direct_map_address(self, pa: int) -> int:
+    def direct_map_address(self, pa: PhysAddr) -> VirtAddr:
         """__va(pa), refusing addresses the machine has no RAM for."""
         if not self.kernel.memory.is_ram(pa):
             raise AddressError(f"physical address {pa:#x} is not RAM on this machine",
                                "pick an address inside one of the RAM ranges of the memory map")
         return self.kernel.va(pa)
 
-    # ------------------------------------------------------------- operations
+    def va(self, pa: PhysAddr) -> VirtAddr:
+        """__va(): the direct-map address of a physical address."""
+        return self.kernel.va(pa)
+
+    def pa(self, va: VirtAddr) -> PhysAddr:
+        """__pa() of a direct-map address."""
+        return self.kernel.pa(va)
+
+    def page_address(self, pfn: Pfn) -> VirtAddr:
+        return self.kernel.page_address(pfn)
+
+    def in_direct_map(self, va: VirtAddr) -> bool:
+        return self.kernel.in_direct_map(va)
+
+    def direct_map_bounds(self) -> tuple[VirtAddr, VirtAddr]:
+        """[start, end) of the direct map's virtual addresses that map RAM."""
+        return self.kernel.direct_map_bounds()
+
+    def lookup(self, va: VirtAddr) -> Any | None:
+        """lookup_address(): the leaf mapping ``va`` (level, flags, pfn, present, writable), or None."""
+        return self.kernel.lookup_address(va)
+
+    def leaves(self, start: VirtAddr, end: VirtAddr) -> Iterator[Leaf]:
+        """The kernel page table over [start, end) as maximal stretches of equal leaves (holes skipped)."""
+        for run in self.kernel.pt.runs(start, end):  # type: ignore[attr-defined]
+            lo = max(run.start, start)
+            found = self.kernel.lookup_address(lo)
+            yield Leaf(lo, min(run.end, end), run.level, run.flags, bool(found and found.present),
+                       bool(found and found.writable))
+
+    def direct_map_coverage(self) -> dict[Level, int]:
+        """Bytes of the direct map per leaf level (cpa-test.c print_split() on x86)."""
+        out = {Level.PTE: 0, Level.PMD: 0, Level.PUD: 0}
+        lo, hi = self.direct_map_bounds()
+        for leaf in self.leaves(lo, hi):
+            out[leaf.level] = out.get(leaf.level, 0) + leaf.end - leaf.start
+        return out
+
+    @property
+    def direct_map_end_pfn(self) -> Pfn:
+        """The first pfn above what the direct map maps (x86: max_pfn_mapped)."""
+        return Pfn(self.pa(self.direct_map_bounds()[1]) >> PAGE_SHIFT)
+
+    def image_alias(self, pa: PhysAddr) -> VirtAddr | None:
+        """Where the kernel image's own mapping maps ``pa`` (x86-64: the high kernel map), if the arch has one."""
+        highmap_va = getattr(self.kernel, "highmap_va", None)
+        return highmap_va(pa) if highmap_va is not None else None
+
+    @property
+    def kernel_image(self) -> Any:
+        """Where the kernel image's sections are (physical addresses), as the architecture booted it."""
+        return getattr(self.kernel, "image", None)
+
+    def page_table_walk(self, start: VirtAddr, end: VirtAddr,
+                        levels: tuple[Level, ...]) -> Iterator[tuple[int, int, Level, int | None]]:
+        """The entries over [start, end) as a page-table dumper visits them (holes with flags None)."""
+        return walk_entries(self.kernel.pt, start, end, levels)  # type: ignore[attr-defined]
+
+    def supports(self, op: str) -> bool:
+        """Does this architecture model the kernel function ``op`` (a set_memory_*() or vmap)?"""
+        if op.startswith("set_memory_"):
+            return op in self.spec.entry.set_memory_ops
+        return callable(getattr(self.kernel, op, None))
+
+    def direct_map_writable(self, pfn: Pfn) -> bool:
+        """Would a CPU store through page_address(pfn) land now?"""
+        return self.kernel.direct_map_writable(pfn)
+
+    def page_content(self, pfn: Pfn) -> int:
+        """The byte value a page holds (0 for a page nobody wrote)."""
+        return direct_access.page_content(self.mm, pfn)
+
+    @property
+    def huge_zero_folio(self) -> Folio | None:
+        return self.mm.huge_zero.folio
+
+    @property
+    def zero_page(self) -> Folio:
+        return self.mm.zero_page
+
+    @property
+    def nr_nodes(self) -> int:
+        """NUMA nodes with memory."""
+        return len(self.mm.nodes)
+
+    def check_invariants(self) -> list[str]:
+        """What is wrong with the MM state now (empty when every invariant holds, the lifetime model's too)."""
+        return invariants.check_all(self.mm)
+
+    def alive(self, process: MmStruct) -> bool:
+        """Has the process not exited yet?"""
+        return process.id in self.mm.processes
+
+    def maps(self, process: MmStruct, pfn: Pfn) -> bool:
+        """Does the process map ``pfn`` (its PMD and PTE entries)?"""
+        for entry in process.pmds.values():
+            if isinstance(entry, HugePmd):
+                if entry.pfn <= pfn < entry.pfn + (PMD_SIZE >> PAGE_SHIFT):
+                    return True
+            elif any(pte is not None and pte.pfn == pfn for pte in entry.entries.values()) \
+                    or (entry.fill and entry.fill.pfn == pfn):
+                return True
+        return False
+
+    # ------------------------------------------------- kernel page tables
+    def set_memory(self, op: str, va: VirtAddr, pages: int) -> int:
+        """set_memory_ro(), _rw(), _np(), ...: ``op`` names the function; 0 or -errno."""
+        if op not in self.spec.entry.set_memory_ops:
+            raise ConfigError(f"{op} is not modelled on {self.spec.arch}",
+                              f"{self.spec.arch} models: {', '.join(sorted(self.spec.entry.set_memory_ops))}")
+        return int(getattr(self.kernel, op)(va, pages))
+
+    def set_direct_map(self, op: str, pfn: Pfn) -> int:
+        """set_direct_map_invalid_noflush() or set_direct_map_default_noflush() of one page."""
+        if op not in ("set_direct_map_invalid_noflush", "set_direct_map_default_noflush"):
+            raise ConfigError(f"unknown set_direct_map function {op!r}",
+                              "set_direct_map_invalid_noflush or set_direct_map_default_noflush")
+        return int(getattr(self.kernel, op)(pfn))
+
+    def vmap(self, pfns: list[int]) -> VirtAddr:
+        """vmap(): a new vmalloc mapping of the pages, an alias of their direct-map pages."""
+        return self.kernel.vmap(pfns)
+
+    def pgtable_alloc_fail(self, fail: bool = True) -> None:
+        """From now on page-table allocations fail (or succeed again): the -ENOMEM paths of splits."""
+        self.kernel.pgtable_alloc_fail = fail  # type: ignore[attr-defined]
+
+    def kernel_store(self, va: VirtAddr, probe: bool = False, mapping: str = "direct map") -> WriteOutcome:
+        """A CPU store through a kernel mapping, checked only by the page tables (copy_to_kernel_nofault()
+        with ``probe``)."""
+        return self.kernel.kernel_store(va, probe=probe, mapping=mapping)
+
+    # --------------------------------------------------------------- writes
+    def kernel_write(self, pfn: Pfn, value: int, path: str = "kernel_write", nr_pages: int = 1) -> int:
+        """A write by an MM path: the lifetime policy sees it first, then the direct map decides."""
+        return direct_access.kernel_write(self.mm, pfn, nr_pages, value, path)
+
+    def direct_map_write(self, pfn: Pfn, value: int, path: str, nr_pages: int = 1) -> int:
+        """A raw store through the direct map (what a buggy path does): only the page tables can stop it."""
+        return direct_access.direct_map_write(self.mm, pfn, nr_pages, value, path)
+
+    def dma_write(self, pfn: Pfn, value: int, nr_pages: int = 1) -> int:
+        """A device writes the pages: no CPU page table is checked, nothing faults."""
+        return direct_access.device_dma_write(self.mm, pfn, nr_pages, value)
+
+    def alias_write(self, va: VirtAddr, value: int, mapping: str, probe: bool = False) -> tuple[int, Pfn | None]:
+        """A store through a kernel alias (vmalloc, the high kernel map): the page tables decide, and a store
+        that lands changes the page behind the alias.  Returns (0 or -EFAULT, the pfn written)."""
+        outcome = self.kernel.kernel_store(va, probe=probe, mapping=mapping)
+        if not outcome.ok:
+            return outcome.ret, None
+        found = self.kernel.lookup_address(va)
+        if found is None:
+            return 0, None
+        pfn = Pfn(found.pfn + ((va & (found.level.size - 1)) >> PAGE_SHIFT))
+        direct_access.alias_store(self.mm, pfn, value, mapping)
+        return 0, pfn
+
+    def mapping_name(self, va: VirtAddr) -> str:
+        """Which kernel mapping a store at ``va`` goes through, for reports."""
+        if self.kernel.in_direct_map(va):
+            return "direct map"
+        layout = getattr(self.kernel, "layout", None)
+        start = getattr(layout, "start_kernel_map", None)  # x86-64: __START_KERNEL_map
+        if start is not None and start <= va < start + layout.kernel_image_size:  # type: ignore[union-attr]
+            return "kernel image high mapping"
+        return "kernel mapping"
+
+    # --------------------------------------------------------------- folios
+    def alloc_folio(self, gfp: Gfp, order: int = 0, node: int = 0, label: str = "") -> Folio | None:
+        """alloc_pages(): a folio from the buddy allocator, or None."""
+        return page_alloc.alloc_pages(self.mm, gfp, order, node, label=label)
+
+    def folio_put(self, folio: Folio, path: str = "folio_put") -> int:
+        """folio_put(): the last reference frees the folio through the lifetime policy's free hook."""
+        return page_alloc.folio_put(self.mm, folio, path)
+
+    def make_readonly(self, folio: Folio, why: str = "") -> int:
+        """arch_make_folio_readonly(): best effort; a failure leaves the folio writable."""
+        return readonly.arch_make_folio_readonly(self.mm, folio, why)
+
+    def restore_writable(self, folio: Folio, why: str = "") -> int:
+        return readonly.folio_restore_writable(self.mm, folio, why)
+
+    def migrate(self, folio: Folio, to_node: int) -> tuple[int, Folio | None]:
+        """migrate_pages() of one folio to ``to_node``: (0 or -errno, the destination folio)."""
+        return migrate.migrate_to_node(self.mm, folio, to_node)
+
+    def pin(self, folio: Folio, longterm: bool = False) -> Folio | None:
+        """pin_user_pages() of a folio; FOLL_LONGTERM may migrate it first.  The pinned folio, or None."""
+        return longterm_pin.pin_folio(self.mm, folio, longterm)
+
+    def offline(self, pa: PhysAddr) -> int:
+        """offline_pages() of the memory block holding ``pa``."""
+        return memory_hotplug.offline_memory_block(self.mm, pa)
+
+    def compact(self) -> tuple[int, int]:
+        """compact_memory() of every zone: (folios migrated, folios that failed to migrate)."""
+        return compaction.compact_memory(self.mm)
+
+    def shrink(self) -> int:
+        """shrink_slab(): the registered shrinkers run (the "thp-zero" one frees an unused huge zero folio)."""
+        return shrinker.shrink_slab(self.mm)
+
+    def file_page(self, value: int, label: str) -> Folio | None:
+        """A page-cache page holding a file's data (filemap_add_folio(): in the page cache, on the LRU)."""
+        folio = page_alloc.alloc_pages(self.mm, GFP_HIGHUSER_MOVABLE, 0, label=label)
+        if folio is None:
+            return None
+        folio.mapping = MappingKind.FILE
+        folio.lru = True
+        direct_access.user_store(self.mm, folio.pfn, value)  # read in by the filesystem
+        return folio
+
+    # ----------------------------------------------------------- processes
+    def process(self) -> MmStruct:
+        """mm_alloc(): a new user process."""
+        return fault.mm_alloc(self.mm)
+
+    def mmap(self, process: MmStruct, length: int, write: bool = True, hugepage: bool = True,
+             file: Folio | None = None) -> int:
+        """mmap(MAP_PRIVATE): anonymous, or one page of a file (its page-cache page mapped read-only)."""
+        if file is not None:
+            start = process.mmap_anon(PAGE_SIZE, write=write, hugepage=False)
+            gup.map_file_page(self.mm, process, start, file)
+            return start
+        return process.mmap_anon(length, write=write, hugepage=hugepage)
+
+    def user_write(self, process: MmStruct, addr: int, value: int) -> int:
+        """A user store: a write fault if needed, then the store."""
+        return fault.user_write(self.mm, process, addr, value)
+
+    def user_read(self, process: MmStruct, addr: int) -> int:
+        """A user load: the value read (>= 0), or -errno."""
+        return fault.user_read(self.mm, process, addr)
+
+    def folio_at(self, process: MmStruct, addr: int) -> Folio | None:
+        """The folio backing a user address now."""
+        return fault.folio_at(self.mm, process, addr)
+
+    def exit(self, process: MmStruct) -> None:
+        """exit_mmap(): the process's mappings go away."""
+        fault.exit_mmap(self.mm, process)
+
+    def gup(self, process: MmStruct, addr: int, flags: frozenset[str], rules: str = "current",
+            race: str | None = None) -> gup.GupResult:
+        """get_user_pages()/pin_user_pages() of one page under a kernel's GUP rules."""
+        return gup.get_user_page(self.mm, process, addr, flags, gup.GupRules(rules), race)
+
+    def pin_many(self, folio: Folio, count: int, rules: str = "current") -> tuple[int, str]:
+        """``count`` pin_user_pages() on mappings of a folio: (pins taken, what happened)."""
+        return gup.pin_many(self.mm, folio, count, gup.GupRules(rules))
+
+    # ------------------------------------------------------------- stepping
     def step(self, name: str, operation: Callable[[], int | None]) -> StepResult:
         """Run one operation and report what it changed."""
         before = self.counters.copy()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from enum import IntEnum
+from typing import NewType
 
 from rofolio.errors import ConfigError
 
@@ -28,6 +29,13 @@ KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
 TiB = 1 << 40
+
+# Units at the boundary between generic code and an architecture (rofolio.arch.ArchKernel): a page frame
+# number, a physical address and a kernel virtual address are all ints, and mixing them up is the classic
+# pfn/pa/va slip; distinct types let a type checker catch it at no run-time cost.
+Pfn = NewType("Pfn", int)
+PhysAddr = NewType("PhysAddr", int)
+VirtAddr = NewType("VirtAddr", int)
 
 PMD_SIZE = 2 * MiB
 

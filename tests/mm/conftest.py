@@ -15,7 +15,7 @@ CPUS = 8
 def boot_mm(running: bool = True, initcalls: bool = True, mem: int = 8 * GiB, spec: dict[str, Any] | None = None,
             **mm_options: Any) -> tuple[Machine, MMState]:
     """Boot an x86-64 machine to initcall time, hand memory to the buddy, run hugepage_init(), finish boot."""
-    machine = Machine.boot(MachineSpec(mem=mem, **(spec or {})))
+    machine = Machine.boot(MachineSpec.build(mem=mem, **(spec or {})))
     mm = mm_core_init(machine.kernel, MMConfig(**mm_options))
     if initcalls:
         hugepage_init(mm)

@@ -78,7 +78,7 @@ def test_fresh_allocator_serves_lowest_address_first_in_the_highest_zone() -> No
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, MAX_PAGE_ORDER), st.booleans()), min_size=1, max_size=12))
 def test_every_block_is_naturally_aligned_and_frees_merge_back(requests: list[tuple[int, bool]]) -> None:
-    machine = Machine.boot(MachineSpec(mem=GiB))
+    machine = Machine.boot(MachineSpec.build(mem=GiB))
     mm = mm_core_init(machine.kernel, MMConfig())
     free_before = mm.free_pages
     folios = []

@@ -166,7 +166,7 @@ def test_restore_on_free_does_not_re_form_large_direct_map_leaves() -> None:
 
 # the workload ------------------------------------------------------------------------------------
 def test_lifetime_workload_figures_per_model() -> None:
-    spec = MachineSpec(mem=8 * GiB)
+    spec = MachineSpec.build(mem=8 * GiB)
     figures = {}
     for model in ("model1", "model2", "broken", "none"):
         result = run_lifetime_workload(spec, model).to_dict()

@@ -57,7 +57,7 @@ def test_persistent_allocation_failure_falls_back_to_the_4k_zero_page() -> None:
 
 def test_zero_page_placement_comes_from_the_arch_config() -> None:
     for in_rodata in (False, True):
-        machine, mm = boot_mm(spec={"zero_page_in_rodata": in_rodata})
+        machine, mm = boot_mm(spec={"zero_page": "rodata" if in_rodata else "bss"})
         assert mm.zero_page is not None
         assert mm.zero_page.pfn == machine.kernel.image.zero_page(in_rodata) >> 12
         assert machine.kernel.direct_map_writable(mm.zero_page.pfn) is not in_rodata

@@ -128,9 +128,9 @@ def test_ptdump_text_matches_the_models_own_ptdump() -> None:
     """Formatting the model's entries here gives what Machine.ptdump_lines() prints."""
     from rofolio.machine import Machine, MachineSpec
 
-    m = Machine.boot(MachineSpec(arch="arm64", mem=2 << 30, rodata="off", cpus=1))
+    m = Machine.boot(MachineSpec.build(arch="arm64", mem=2 << 30, rodata="off", cpus=1))
     m.finish_boot()
-    assert arm64.ptdump_text(arm64.model_entries(m.kernel)) == m.ptdump_lines()
+    assert arm64.ptdump_text(arm64.model_entries(m)) == m.ptdump_lines()
 
 
 def test_a_guest_that_did_not_finish_is_an_error_not_a_traceback() -> None:

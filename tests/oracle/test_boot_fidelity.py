@@ -40,12 +40,12 @@ def test_a_different_boot_is_flagged() -> None:
 def test_the_2g_profile_splits_what_the_kernel_split() -> None:
     """The gdb-stub boot (docs/fidelity.md, 2G profile): the BPF pack splits 0x4a00000, 0x7dc00000 and 0x5000000."""
     assert boot_profile("qemu-debian-6.1", 2 * GiB, 1).initrd == (0x7FE5C000, 388)
-    m = Machine.boot(MachineSpec(mem=2 * GiB, kernel="6.1", cpus=1, boot_profile="qemu-debian-6.1"))
+    m = Machine.boot(MachineSpec.build(mem=2 * GiB, kernel="6.1", cpus=1, boot_profile="qemu-debian-6.1"))
     m.finish_boot()
     assert m.counters.meminfo_kb() == {"DirectMap4k": 26496, "DirectMap2M": 2070528, "DirectMap1G": 0}
     k = m.kernel
     for region in (0x4A00000, 0x7DC00000, 0x5000000):
         assert k.lookup_address(k.va(region)).level == Level.PTE
-    bare = Machine.boot(MachineSpec(mem=2 * GiB, kernel="6.1", cpus=1))
+    bare = Machine.boot(MachineSpec.build(mem=2 * GiB, kernel="6.1", cpus=1))
     bare.finish_boot()
     assert bare.counters.meminfo_kb()["DirectMap4k"] == 26496 - 3 * 2048

@@ -10,12 +10,23 @@ returns the kernel's value: 0 or a negative errno.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from rofolio.events import EventLog, KernelWarning, PgtableAlloc, Phase, PhaseChange
+from rofolio.errors import ConfigError, Errno
+from rofolio.events import EventLog, Fault, KernelWarning, PgtableAlloc, Phase, PhaseChange
 from rofolio.pagetable import PageTable
 from rofolio.physmem import MemoryMap
-from rofolio.units import Level
+from rofolio.units import Level, Pfn, PhysAddr, VirtAddr
+
+if TYPE_CHECKING:
+    from rofolio.machine import MachineSpec
+
+__all__ = [
+    "RETIRED", "Arch", "ArchKernel", "ArchOption", "KernelState", "OptionValue", "WriteOutcome", "all_options",
+    "arch_entry", "arch_names", "register_arch", "registry_generation", "unregister_arch",
+]
 
 
 class KernelState:
@@ -54,6 +65,47 @@ class KernelState:
             if new:
                 self.log.append(PgtableAlloc(Level(level - 1), new))
 
+    # ----------------------------------------------------------- faults
+    def oops_text(self, addr: VirtAddr, write: bool, present: bool, number: int, found: Any) -> str:
+        """The first lines the kernel prints when a kernel-mode access to ``addr`` faults.
+
+        ``found`` is the leaf lookup_address() gives for ``addr`` (or None).  An
+        architecture overrides this with its own fault report; this generic text
+        names the access, the address and why it failed.
+        """
+        access = "write" if write else "read"
+        return (f"Unable to handle kernel {access} at virtual address {addr:016x} "
+                f"({'read-only' if present else 'not present'}) [#{number}]")
+
+    def kernel_store(self, addr: VirtAddr, probe: bool = False, mapping: str = "direct map") -> WriteOutcome:
+        """A supervisor store of one byte at ``addr``, checked against the kernel page table now.
+
+        A present, writable leaf takes it.  Otherwise it faults: a plain store
+        oopses the writing task; ``probe`` is copy_to_kernel_nofault()
+        (mm/maccess.c), which returns -EFAULT and prints nothing.
+        """
+        found = self.lookup_address(addr)  # type: ignore[attr-defined]
+        if found is not None and found.present and found.writable:
+            return WriteOutcome(True, None)
+        present = found is not None and found.present
+        reason = "permissions violation" if present else "not-present page"
+        text = "" if probe else self.oops_text(addr, True, present, self.log.counters.oopses + 1, found)
+        fault = Fault(addr, "write", reason, mapping, text)
+        self.log.append(fault)
+        return WriteOutcome(False, fault)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOutcome:
+    """What a kernel store did: it landed, or it faulted (and how)."""
+
+    ok: bool
+    fault: Fault | None
+
+    @property
+    def ret(self) -> int:
+        return 0 if self.ok else -Errno.EFAULT
+
 
 @runtime_checkable
 class ArchKernel(Protocol):
@@ -79,31 +131,43 @@ class ArchKernel(Protocol):
         """WARN_ON_ONCE(): once per call site per boot."""
         ...
 
-    def page_address(self, pfn: int) -> int:
+    def page_address(self, pfn: Pfn) -> VirtAddr:
         """page_address(): the direct-map (linear-map) address of a page."""
         ...
 
-    def va(self, pa: int) -> int:
+    def va(self, pa: PhysAddr) -> VirtAddr:
         """__va(): the direct-map address of a physical address."""
         ...
 
-    def pa(self, va: int) -> int:
+    def pa(self, va: VirtAddr) -> PhysAddr:
         """__pa() of a direct-map address."""
         ...
 
-    def in_direct_map(self, va: int) -> bool:
+    def in_direct_map(self, va: VirtAddr) -> bool:
         """Is ``va`` inside the mapped part of the direct (linear) map?"""
         ...
 
-    def direct_map_bounds(self) -> tuple[int, int]:
+    def direct_map_bounds(self) -> tuple[VirtAddr, VirtAddr]:
         """[start, end) of the direct map's virtual addresses that map RAM."""
         ...
 
-    def lookup_address(self, va: int) -> object | None:
+    def lookup_address(self, va: VirtAddr) -> Any | None:
         """The leaf for ``va`` (with level, flags, pfn, present, writable), or None."""
         ...
 
-    def arch_make_folio_readonly(self, pfn: int, nr_pages: int) -> int:
+    def oops_text(self, addr: VirtAddr, write: bool, present: bool, number: int, found: Any) -> str:
+        """The fault report a kernel-mode access to ``addr`` prints (KernelState has a generic one)."""
+        ...
+
+    def kernel_store(self, addr: VirtAddr, probe: bool = False, mapping: str = "direct map") -> WriteOutcome:
+        """A supervisor store at ``addr``: lands, or faults (KernelState implements it)."""
+        ...
+
+    def vmap(self, pfns: list[int]) -> VirtAddr:
+        """vmap(): map the pages at a new vmalloc address (an alias of their direct-map pages)."""
+        ...
+
+    def arch_make_folio_readonly(self, pfn: Pfn, nr_pages: int) -> int:
         """Make the direct-map alias of ``nr_pages`` pages from ``pfn`` read-only; 0 or -errno.
 
         -EOPNOTSUPP means the architecture (or this machine) cannot do it: the
@@ -111,22 +175,210 @@ class ArchKernel(Protocol):
         """
         ...
 
-    def arch_make_folio_writable(self, pfn: int, nr_pages: int) -> int:
+    def arch_make_folio_writable(self, pfn: Pfn, nr_pages: int) -> int:
         """Undo arch_make_folio_readonly(): the direct-map alias is writable again; 0 or -errno."""
         ...
 
-    def set_direct_map_invalid_noflush(self, pfn: int) -> int: ...
+    def set_direct_map_invalid_noflush(self, pfn: Pfn) -> int: ...
 
-    def set_direct_map_default_noflush(self, pfn: int) -> int: ...
+    def set_direct_map_default_noflush(self, pfn: Pfn) -> int: ...
 
-    def flush_tlb_kernel_range(self, start: int, end: int, reason: str) -> None: ...
+    def flush_tlb_kernel_range(self, start: VirtAddr, end: VirtAddr, reason: str) -> None: ...
 
-    def kernel_map_pages(self, pfn: int, numpages: int, enable: bool) -> None:
+    def kernel_map_pages(self, pfn: Pfn, numpages: int, enable: bool) -> None:
         """__kernel_map_pages() under DEBUG_PAGEALLOC: unmap on free, map again on allocation."""
         ...
 
-    def direct_map_writable(self, pfn: int) -> bool:
+    def direct_map_writable(self, pfn: Pfn) -> bool:
         """Would a CPU store through page_address(pfn) succeed now (present and writable)?"""
         ...
 
-    def direct_map_present(self, pfn: int) -> bool: ...
+    def direct_map_present(self, pfn: Pfn) -> bool: ...
+
+
+# ======================================================================= registry
+# One entry per architecture.  Everything above the arch layer that needs to know which architectures exist,
+# which options each takes, how each boots, prints its direct map or reports a fault asks this registry; a new
+# architecture is one package with an ``Arch`` subclass plus one register_arch() call
+# (docs/adding-an-architecture.md).
+
+OptionValue = bool | int | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ArchOption:
+    """One machine option an architecture accepts: a key of a scenario's [machine] table and of MachineSpec.
+
+    ``choices`` limits the values; ``minimum`` bounds an integer; ``flags`` are
+    command-line switches that set a fixed value (``("--nogbpages", False)``),
+    besides the ``--KEY VALUE`` form every option has.
+    """
+
+    key: str
+    default: OptionValue
+    help: str
+    choices: tuple[OptionValue, ...] = ()
+    minimum: int | None = None
+    kind: type = bool  # bool, int or str
+    flags: tuple[tuple[str, OptionValue], ...] = ()
+
+    def convert(self, value: Any) -> OptionValue:
+        """The value as this option holds it, or ConfigError saying what it takes."""
+        if value is None and self.default is None:
+            return None
+        if self.kind is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off"):
+                return value.lower() in ("true", "yes", "on")
+            raise ConfigError(f"{self.key} takes true or false, not {value!r}", self.help)
+        if self.kind is int:
+            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                value = int(value, 0)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"{self.key} takes a whole number, not {value!r}", self.help)
+        elif not isinstance(value, str):
+            raise ConfigError(f"{self.key} takes a string, not {value!r}", self.help)
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"{self.key} = {value!r} is not one of {', '.join(map(repr, self.choices))}", self.help)
+        if self.minimum is not None and isinstance(value, int) and value < self.minimum:
+            raise ConfigError(f"{self.key} must be at least {self.minimum}", self.help)
+        return value
+
+
+class Arch:
+    """A registry entry: what the layers above the arch layer may know about one architecture.
+
+    Subclasses set the class attributes and override what their architecture
+    has; the defaults describe an architecture with nothing to print and no
+    late boot work of its own.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]  # one line for help texts and the architecture table
+    options: ClassVar[tuple[ArchOption, ...]] = ()
+    set_memory_ops: ClassVar[frozenset[str]] = frozenset()  # which set_memory_*() it models
+    ram_base: ClassVar[int] = 0  # where RAM starts on the default machine of a given size
+    # the configurations `rofolio run` shows the RFC step on, side by side (options by key)
+    rfc_machines: ClassVar[tuple[dict[str, Any], ...]] = ({},)
+
+    # ------------------------------------------------------------ machine
+    def option(self, key: str) -> ArchOption | None:
+        return next((o for o in self.options if o.key == key), None)
+
+    def check_options(self, given: dict[str, Any]) -> dict[str, OptionValue]:
+        """Every option with its value: ``given`` converted, the rest at their defaults."""
+        unknown = sorted(set(given) - {o.key for o in self.options})
+        if unknown:
+            mine = ", ".join(o.key for o in self.options) or "none"
+            raise ConfigError(f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not "
+                              f"{'an option' if len(unknown) == 1 else 'options'} of {self.name} machines",
+                              f"{self.name} takes: {mine}")
+        return {o.key: o.convert(given[o.key]) if o.key in given else o.default for o in self.options}
+
+    def memory_map(self, mem: int) -> MemoryMap:
+        """The RAM layout of this architecture's default machine with ``mem`` bytes: one bank at ram_base."""
+        return MemoryMap.flat(mem, base=self.ram_base)
+
+    def ram_limit(self, options: dict[str, OptionValue]) -> tuple[int, str] | None:
+        """How much RAM the direct map of such a machine can reach, and what to change to give more."""
+        return None
+
+    def label(self, spec: MachineSpec) -> str:
+        """A short name for tables, e.g. 'x86_64 GBPAGES'."""
+        return self.name
+
+    def describe(self, spec: MachineSpec) -> dict[str, Any]:
+        """This architecture's part of a machine's description in JSON."""
+        return dict(spec.options)
+
+    # --------------------------------------------------------------- boot
+    def boot(self, spec: MachineSpec, memory: MemoryMap, log: EventLog, image: Any = None) -> ArchKernel:
+        """setup_arch() up to the initcalls: the kernel is left in SYSTEM_SCHEDULING."""
+        raise NotImplementedError
+
+    def late_init(self, kernel: ArchKernel) -> None:
+        """kernel_init() after the initcalls: free_initmem(), mark_rodata_ro() where modelled, SYSTEM_RUNNING."""
+        kernel.set_phase(Phase.RUNNING)
+
+    # ------------------------------------------------------------ reports
+    def meminfo_lines(self, kernel: ArchKernel) -> list[str]:
+        """The lines this architecture adds to /proc/meminfo (arch_report_meminfo()); most add none."""
+        return []
+
+    def meminfo_absent(self) -> str:
+        """Why ``meminfo_lines`` is empty, for ``rofolio meminfo``."""
+        return (f"{self.name} prints no DirectMap lines in /proc/meminfo and has no direct_map_* vmstat "
+                "counters (both are x86: arch_report_meminfo(), CONFIG_X86 in mm/vmstat.c)")
+
+    def ptdump_lines(self, kernel: ArchKernel, sections: tuple[str, ...] | None) -> list[str]:
+        """The page-table dump (debugfs page_tables/kernel); ``None``: the direct map only, ``()``: all."""
+        raise ConfigError(f"no ptdump for {self.name}", "ptdump is modelled for: "
+                          + ", ".join(n for n in arch_names() if type(arch_entry(n)).ptdump_lines
+                                      is not Arch.ptdump_lines))
+
+
+_BUILTIN = {  # name -> module whose ENTRY is registered on first use (importing it is cheap)
+    "x86_64": "rofolio.arch.x86_64.entry",
+    "arm64": "rofolio.arch.arm64.entry",
+    "nodirectmap": "rofolio.arch.nodirectmap.entry",
+}
+# Names that meant something else in an earlier scenario schema: name -> what to write now.
+RETIRED = {
+    "riscv64": ('before scenario schema 2, arch = "riscv64" stood for an architecture without '
+                'ARCH_HAS_SET_DIRECT_MAP (the weak default)', 'write arch = "nodirectmap" for that machine'),
+}
+_REGISTRY: dict[str, Arch] = {}
+_generation = [0]  # bumped on every change, so caches built from the registry know when to rebuild
+
+
+def register_arch(entry: Arch) -> Arch:
+    """Add an architecture (or replace the one of the same name)."""
+    _REGISTRY[entry.name] = entry
+    _generation[0] += 1
+    return entry
+
+
+def unregister_arch(name: str) -> None:
+    _REGISTRY.pop(name, None)
+    _generation[0] += 1
+
+
+def registry_generation() -> int:
+    return _generation[0]
+
+
+def _load_builtins() -> None:
+    for name, module in _BUILTIN.items():
+        if name not in _REGISTRY:
+            register_arch(importlib.import_module(module).ENTRY)
+
+
+def arch_names() -> list[str]:
+    """Every registered architecture, built-ins first."""
+    _load_builtins()
+    return list(_REGISTRY)
+
+
+def arch_entry(name: str) -> Arch:
+    """The registry entry of ``name``, or ConfigError naming the choices."""
+    if name not in _REGISTRY:
+        if name in _BUILTIN:
+            register_arch(importlib.import_module(_BUILTIN[name]).ENTRY)
+        else:
+            _load_builtins()
+    entry = _REGISTRY.get(name)
+    if entry is None:
+        if name in RETIRED:
+            raise ConfigError(f"unknown architecture {name!r}: {RETIRED[name][0]}", RETIRED[name][1])
+        raise ConfigError(f"unknown architecture {name!r}", f"choose one of: {', '.join(arch_names())}")
+    return entry
+
+
+def all_options() -> dict[str, tuple[ArchOption, list[str]]]:
+    """Every option key of every architecture, with the architectures that take it."""
+    out: dict[str, tuple[ArchOption, list[str]]] = {}
+    for name in arch_names():
+        for option in arch_entry(name).options:
+            out.setdefault(option.key, (option, []))[1].append(name)
+    return out

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 from rofolio.errors import Errno
 from rofolio.events import Fault
-from rofolio.faults import leaf_entry, oops_text
 from rofolio.mm.events import ContentWrite, KernelOops
 
 if TYPE_CHECKING:
@@ -52,7 +51,7 @@ def oops(mm: MMState, pfn: int, path: str, write: bool = True) -> int:
     k = mm.kernel
     addr = k.page_address(pfn)
     present = k.direct_map_present(pfn)
-    text = oops_text(k.arch, addr, write, present, k.log.counters.oopses + 1, leaf_entry(k.lookup_address(addr)))
+    text = k.oops_text(addr, write, present, k.log.counters.oopses + 1, k.lookup_address(addr))
     reason = "permissions violation" if present else "not-present page"
     k.log.append(Fault(addr, "write" if write else "read", reason, "direct map", text))  # counted by stats
     k.log.append(KernelOops(addr, pfn, path, text))  # which mm path did it

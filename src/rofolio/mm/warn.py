@@ -1,4 +1,4 @@
-"""Kernel warning texts of the MM paths (the oops texts live in ``rofolio.faults``)."""
+"""Kernel warning texts of the MM paths (the oops texts are the architecture's: ``ArchKernel.oops_text()``)."""
 
 from __future__ import annotations
 

@@ -467,13 +467,12 @@ def ptdump_text(entries: list[Entry], first: str = "Linear Mapping start",
     return lines
 
 
-def model_entries(kernel: Any, start: int = PAGE_OFFSET, end: int = PAGE_END) -> list[Entry]:
+def model_entries(machine: Any, start: int = PAGE_OFFSET, end: int = PAGE_END) -> list[Entry]:
     """The model's page table over [start, end) as ptdump entries."""
     from rofolio.arch.arm64.ptdump import LEVEL_NAMES, WALK_LEVELS
-    from rofolio.pagetable import walk_entries
 
     out = []
-    for s, e, level, flags in walk_entries(kernel.pt, start, end, WALK_LEVELS):
+    for s, e, level, flags in machine.page_table_walk(start, end, WALK_LEVELS):
         out.append(Entry(s, e, LEVEL_NAMES[level], 0 if flags is None else flags))
     return note_entries(out)
 
@@ -504,25 +503,18 @@ def measured_image(log: Arm64Log) -> Any:
                             init_end=max(init_begin, sdata), end=align_up(end, 4096))
 
 
-def model_kernel(mem: int, rodata: str | None, image: Any | None) -> Any:
+def model_machine(mem: int, rodata: str | None, image: Any | None) -> Any:
     """The model booted to SYSTEM_RUNNING at its minimum arm64 version, one CPU, no BBML2 (QEMU 7.2 has none).
 
-    ``image`` None: ``Machine.boot()`` with its default image (Debian 6.1's, where QEMU loads it).
+    ``image`` None: the machine's default image (Debian 6.1's, where QEMU loads it).
     """
-    from rofolio.arch.arm64 import boot as arm64_boot
     from rofolio.arch.arm64.config import ARM64_MIN_KERNEL
     from rofolio.machine import Machine, MachineSpec
 
-    if image is None:
-        m = Machine.boot(MachineSpec(arch="arm64", mem=mem, rodata=rodata, kernel=str(ARM64_MIN_KERNEL), cpus=1))
-        m.finish_boot()
-        return m.kernel
-    from rofolio.arch.arm64.config import Arm64Config
-
-    config = Arm64Config.qemu_virt(mem, rodata=rodata, kernel=ARM64_MIN_KERNEL, nr_cpus=1)
-    k = arm64_boot.boot(config, image)
-    arm64_boot.late_init(k)
-    return k
+    m = Machine.boot(MachineSpec(arch="arm64", mem=mem, kernel=str(ARM64_MIN_KERNEL), cpus=1,
+                                 options={"rodata": rodata}), image=image)
+    m.finish_boot()
+    return m
 
 
 # =================================================================== compare
@@ -703,7 +695,7 @@ def compare(log: Arm64Log, mem: str, rodata: str, wall_s: float = 0.0) -> Arm64R
             ("model as 6.1 (alias from _stext)", replace(image, text=image.stext)))
     for name, img in runs:
         try:
-            k = model_kernel(size, model_rodata, img)
+            k = model_machine(size, model_rodata, img)
         except RofolioError as err:
             rep.errors.append(f"{name}: {err}")
             continue
@@ -711,7 +703,7 @@ def compare(log: Arm64Log, mem: str, rodata: str, wall_s: float = 0.0) -> Arm64R
         lines = ptdump_text(entries)
         diffs = differences(kernel, entries)
         for d in diffs:
-            d.cause = explain(d, image, k.image, rodata_full=RODATA_FULL_61[rodata])
+            d.cause = explain(d, image, k.kernel_image, rodata_full=RODATA_FULL_61[rodata])
         rep.checks.append(ModelCheck(name, lines == rep.kernel_lines, unified(rep.kernel_lines, lines), diffs))
     return rep
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rofolio.arch.x86_64 import ptdump
 from rofolio.arch.x86_64.profiles import measured_profile
 from rofolio.oracle import model as oracle_model
 from rofolio.oracle.compare import Check, describe_changes
@@ -56,18 +55,17 @@ def meminfo(lines: list[str]) -> dict[str, int]:
 
 def check_boot(log: GuestLog, machine: schema.Machine, *, mem: str, cpu: str) -> BootReport:
     """Compare the guest's boot (counters, kc walk, e820, initrd, BPF pack) with the model's."""
-    profile = measured_profile(PROFILE, machine.mem, machine.cpus) if machine.boot_profile else None
-    rep = BootReport(mem, cpu, log.uname or "?", log.gbpages, machine.boot_profile)
+    profile = measured_profile(PROFILE, machine.mem, machine.cpus) if machine.options["boot_profile"] else None
+    rep = BootReport(mem, cpu, log.uname or "?", log.gbpages, machine.options["boot_profile"])
     if not log.complete:
         rep.errors.append("the guest did not finish booting" + (" (kernel panic)" if log.panic else ""))
         return rep
     m = oracle_model.boot(machine)
-    k = m.kernel
     kernel_ram = [(s, e) for s, e, kind in log.e820 if kind == "usable"]
-    model_ram = [(r.start, r.end) for r in k.config.memory.ram]
+    model_ram = [(r.start, r.end) for r in m.memory.ram]
     rep.checks.append(Check("e820 RAM", _ranges(kernel_ram), _ranges(model_ram), kernel_ram == model_ram))
     kmeminfo = {key: v for key, v in log.boot_counters.items() if key.startswith("DirectMap")}
-    mmeminfo = meminfo(ptdump.meminfo_lines(k))
+    mmeminfo = meminfo(m.meminfo_lines())
     rep.checks.append(Check("/proc/meminfo", _kv(kmeminfo), _kv(mmeminfo), kmeminfo == mmeminfo))
     kvm = {key: v for key, v in log.boot_counters.items() if key.startswith("direct_map")}
     mvm = {key: v for key, v in m.counters.vmstat().items() if key in kvm}
@@ -75,9 +73,9 @@ def check_boot(log: GuestLog, machine: schema.Machine, *, mem: str, cpu: str) ->
     if log.max_pfn_mapped is None or not log.walk_direct:
         rep.errors.append("no kc walk on the guest" + (f": {log.walk_errors[0]}" if log.walk_errors else ""))
         return rep
-    rep.checks.append(Check("max_pfn_mapped", hex(log.max_pfn_mapped), hex(k.max_pfn_mapped),
-                            log.max_pfn_mapped == k.max_pfn_mapped))
-    end = min(log.max_pfn_mapped, k.max_pfn_mapped) << PAGE_SHIFT
+    rep.checks.append(Check("max_pfn_mapped", hex(log.max_pfn_mapped), hex(m.direct_map_end_pfn),
+                            log.max_pfn_mapped == m.direct_map_end_pfn))
+    end = min(log.max_pfn_mapped, m.direct_map_end_pfn) << PAGE_SHIFT
     kwalk = clip(log.walk_direct, 0, end)
     mwalk = oracle_model.runs(m, 0, end)
     changes = oracle_model.diff(mwalk, kwalk)
@@ -85,7 +83,7 @@ def check_boot(log: GuestLog, machine: schema.Machine, *, mem: str, cpu: str) ->
                             f"{len(mwalk)} runs" + ("" if not changes else f"; differs: {describe_changes(changes)}"),
                             not changes))
     kcov = _coverage(kwalk)
-    mcov = {key: v >> 10 for key, v in zip(("4K", "2M", "1G"), k.direct_map_coverage().values(), strict=True)}
+    mcov = {key: v >> 10 for key, v in zip(("4K", "2M", "1G"), m.direct_map_coverage().values(), strict=True)}
     rep.checks.append(Check("page tables (kB per leaf size)", _kv(kcov), _kv(mcov), kcov == mcov))
     if profile is not None:
         if log.ramdisk is not None and profile.initrd is not None:

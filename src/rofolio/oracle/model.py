@@ -15,7 +15,6 @@ from itertools import pairwise
 from typing import Any
 
 from rofolio.arch.x86_64.profiles import measured_profile
-from rofolio.faults import kernel_write
 from rofolio.machine import Machine
 from rofolio.oracle.errors import OracleError
 from rofolio.oracle.guest import Run, cache_mode, coalesce
@@ -36,8 +35,10 @@ def oracle_machine(scenario: schema.Scenario, *, mem: int, kernel: str, cpus: in
                    la57: bool = False) -> schema.Machine:
     """The scenario's [machine] replaced by the oracle guest's."""
     profile = PROFILE if measured_profile(PROFILE, mem, cpus) else None
-    return scenario.machine.model_copy(update={
-        "mem": mem, "memory_map": None, "kernel": kernel, "cpus": cpus, "gbpages": gbpages,
+    data = scenario.machine.model_dump(exclude_unset=True)
+    data.pop("memory_map", None)
+    return schema.Machine.model_validate({
+        **data, "mem": mem, "kernel": kernel, "cpus": cpus, "gbpages": gbpages,
         "paging": 5 if la57 else 4, "boot_profile": profile, "debug_pagealloc": False, "kfence": False,
     })
 
@@ -60,16 +61,16 @@ def runs(m: Machine, pa_start: int, pa_end: int, *, high: bool = False) -> list[
 
     Addresses are physical; where there is no entry the run is "none".
     """
-    k = m.kernel
-    base = k.layout.start_kernel_map if high else k.layout.page_offset
-    lo, hi = base + pa_start, base + pa_end
+    lo = m.image_alias(pa_start) if high else m.va(pa_start)
+    assert lo is not None, "the high kernel map is x86-64's"
+    base = lo - pa_start
     out: list[Run] = []
     at = pa_start
-    for r in k.pt.runs(lo, hi):
-        s, e = max(r.start, lo) - base, min(r.end, hi) - base
+    for leaf in m.leaves(lo, base + pa_end):
+        s, e = leaf.start - base, leaf.end - base
         if s > at:
             out.append(Run(at, s, "none"))
-        out.append(entry_run(s, e, r.level, r.flags))
+        out.append(entry_run(s, e, leaf.level, leaf.flags))
         at = e
     if at < pa_end:
         out.append(Run(at, pa_end, "none"))
@@ -78,12 +79,12 @@ def runs(m: Machine, pa_start: int, pa_end: int, *, high: bool = False) -> list[
 
 def layout(m: Machine) -> list[Run]:
     """The whole direct map, [0, max_pfn_mapped << PAGE_SHIFT)."""
-    return runs(m, 0, m.kernel.max_pfn_mapped << PAGE_SHIFT)
+    return runs(m, 0, m.direct_map_end_pfn << PAGE_SHIFT)
 
 
 def level_at(m: Machine, va: int) -> Run:
     """lookup_address() of one page as a one-page Run (for vmap mappings)."""
-    found = m.kernel.lookup_address(va)
+    found = m.lookup(va)
     if found is None or (found.flags == 0 and not found.present):
         return Run(0, 0, "none")
     return entry_run(0, 0, found.level, found.flags)
@@ -91,7 +92,7 @@ def level_at(m: Machine, va: int) -> Run:
 
 def raw_entry(m: Machine, va: int) -> str:
     """lookup_address()'s entry for ``va`` as the module prints it: "<level> 0x<value>", or "hole"."""
-    found = m.kernel.lookup_address(va)
+    found = m.lookup(va)
     if found is None:
         return "hole"
     return f"{found.level.leaf_name} {found.entry:#018x}"
@@ -156,7 +157,6 @@ def run(plan: Plan, machine: schema.Machine) -> ModelRun:
     scenario = plan.scenario.model_copy(update={"machine": machine, "start": "running"})
     result = runner.run_scenario(scenario, filename=plan.name)
     m = boot(machine)
-    k = m.kernel
     baseline = layout(m) if any(c.kind == "baseline" for c in plan.commands) else None
     vmaps: dict[str, int] = {}
     steps: list[ModelStep] = []
@@ -166,7 +166,7 @@ def run(plan: Plan, machine: schema.Machine) -> ModelRun:
         if cmd.mapping is not None:
             va = vmaps[cmd.mapping] + cmd.mapping_offset * PAGE_SIZE
         elif cmd.target_pa is not None:
-            va = k.layout.va(cmd.target_pa)
+            va = m.va(cmd.target_pa)
         replay = m.step(step.op, lambda step=step, va=va: _apply(m, step, va, vmaps))
         record = result.steps[index - 1]
         got = {key: replay.delta().get(key, 0) for key in REPLAYED}
@@ -190,17 +190,17 @@ def run(plan: Plan, machine: schema.Machine) -> ModelRun:
 
 
 def _apply(m: Machine, step: Any, va: int | None, vmaps: dict[str, int]) -> int:
-    """One supported step through the kernel API (the oracle refuses every other op)."""
-    k = m.kernel
+    """One supported step through the machine's kernel API (the oracle refuses every other op)."""
+    assert va is not None or isinstance(step, schema.Snapshot)
     if isinstance(step, schema.SetMemory):
-        return getattr(k, step.op)(va, step.pages)
+        return m.set_memory(step.op, va, step.pages)  # type: ignore[arg-type]
     if isinstance(step, schema.SetDirectMap):
-        return getattr(k, step.op)(k.layout.pa(va) >> PAGE_SHIFT)
+        return m.set_direct_map(step.op, m.pa(va) >> PAGE_SHIFT)  # type: ignore[arg-type]
     if isinstance(step, schema.Vmap):
-        pfn = k.layout.pa(va) >> PAGE_SHIFT
-        vmaps[step.as_] = k.vmap([pfn + i for i in range(step.pages)])
+        pfn = m.pa(va) >> PAGE_SHIFT  # type: ignore[arg-type]
+        vmaps[step.as_] = m.vmap([pfn + i for i in range(step.pages)])
         return 0
     if isinstance(step, schema.Write):
         mapping = "vmalloc" if step.mapping else "direct map"
-        return kernel_write(k, va, probe=step.probe, mapping=mapping).ret
+        return m.kernel_store(va, probe=step.probe, mapping=mapping).ret  # type: ignore[arg-type]
     return 0  # snapshot

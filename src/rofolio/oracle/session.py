@@ -95,7 +95,8 @@ def load_experiments(sources: list[str], mem: str | None, cpu: str) -> list[Expe
     that sets gbpages = false gets a CPU without pdpe1gb."""
     out = []
     for source in sources:
-        scenario, name = load(source)
+        loaded = load(source)
+        scenario, name = loaded.scenario, loaded.name
         given = scenario.machine.model_fields_set
         if mem is not None:
             size = parse_size(mem)
@@ -104,7 +105,7 @@ def load_experiments(sources: list[str], mem: str | None, cpu: str) -> list[Expe
         else:
             size = 8 * GiB
         guest_cpu = cpu
-        if "gbpages" in given and not scenario.machine.gbpages and predicted_gbpages(cpu):
+        if "gbpages" in given and not scenario.machine.options["gbpages"] and predicted_gbpages(cpu):
             guest_cpu = cpu + ",-pdpe1gb"
         out.append(Experiment(scenario, name, size, guest_cpu))
     return out
@@ -113,11 +114,10 @@ def load_experiments(sources: list[str], mem: str | None, cpu: str) -> list[Expe
 def footprint(m: Any, ranges: list[tuple[int, int]]) -> set[tuple[int, int]]:
     """Boot-time leaves (1G regions, else 4M blocks) that the physical ranges touch."""
     out: set[tuple[int, int]] = set()
-    k = m.kernel
     for start, end in ranges:
         a = align_down(start, Level.PMD.size)
         while a < end:
-            found = k.lookup_address(k.layout.va(a))
+            found = m.lookup(m.va(a))
             if found is not None and found.level == Level.PUD:
                 region = align_down(a, Level.PUD.size)
                 out.add((region, Level.PUD.size))
@@ -257,7 +257,7 @@ def compare_boot(plans: list[tuple[Experiment, Plan]], log: guest.GuestLog, kern
     reports = []
     for exp, plan in plans:
         mach = oracle_model.oracle_machine(exp.scenario, mem=exp.mem, kernel=kernel, cpus=smp,
-                                           gbpages=machine.gbpages, la57=machine.paging == 5)
+                                           gbpages=machine.options["gbpages"], la57=machine.options["paging"] == 5)
         try:
             model_run = oracle_model.run(plan, mach)
         except RofolioError as err:
@@ -308,7 +308,8 @@ MACHINE_FIELDS = ("mem", "kernel", "cpus", "gbpages", "paging", "boot_profile")
 
 def overridden(own: schema.Machine, oracle: schema.Machine) -> dict[str, tuple[Any, Any]]:
     """The [machine] values the oracle's guest replaced."""
-    return {f: (getattr(own, f), getattr(oracle, f)) for f in MACHINE_FIELDS if getattr(own, f) != getattr(oracle, f)}
+    a, b = {**own.model_dump(), **own.options}, {**oracle.model_dump(), **oracle.options}
+    return {f: (a[f], b[f]) for f in MACHINE_FIELDS if a[f] != b[f]}
 
 
 def _guest_problem(b: guest.Boot, log: guest.GuestLog, install: Install, module: bool = True) -> str | None:

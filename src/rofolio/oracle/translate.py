@@ -143,7 +143,7 @@ def refusals(scenario: schema.Scenario, kernel: KernelVersion, image: KernelImag
         out.append("machine.debug_pagealloc: the oracle boots Debian's kernel without debug_pagealloc=on")
     if m.kfence:
         out.append("machine.kfence: Debian's 6.1 kernel has no KFENCE pool in its direct map")
-    if m.paging == 5:
+    if m.options.get("paging") == 5:
         out.append("machine.paging = 5: the oracle boots with 4-level paging (-cpu max,-la57)")
     mm = getattr(scenario, "mm", None)
     if mm is not None and mm.model_fields_set:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,25 +33,91 @@ def builtin_text(name: str) -> str:
     return (resources.files("rofolio.scenario") / "builtin" / f"{name}.toml").read_text()
 
 
-def load(source: str | Path) -> tuple[schema.Scenario, str]:
-    """Load a scenario from a file path or a built-in name; returns it with its display name."""
+@dataclass(frozen=True)
+class LoadedScenario:
+    """A scenario read once and validated: the typed scenario, its display name, and its text for line numbers.
+
+    Machine changes (the command line's options, a compare axis) go through
+    ``with_machine()``/``with_mm()``, typed, and are validated like the file's
+    own keys; errors from them name the command line instead of a file line.
+    """
+
+    scenario: schema.Scenario
+    name: str  # what reports call it: the built-in name or the path given
+    filename: str  # where errors point: "builtin:NAME" or the path
+    text: str = ""
+
+    @property
+    def locator(self) -> _Locator:
+        return _Locator(self.text)
+
+    def with_machine(self, **overrides: Any) -> LoadedScenario:
+        """The same scenario on another machine: ``overrides`` are [machine] keys with typed values.
+
+        Changing ``arch`` drops the options of the scenario's own architecture
+        that the new one does not take.
+        """
+        return self._with({"machine": overrides})
+
+    def with_mm(self, **overrides: Any) -> LoadedScenario:
+        """The same scenario with other [mm] settings (``lifetime``, ``init_on_free``, ...)."""
+        return self._with({"mm": overrides})
+
+    def _with(self, tables: dict[str, dict[str, Any]]) -> LoadedScenario:
+        data = self.scenario.model_dump(by_alias=True, exclude_unset=True)
+        for table, overrides in tables.items():
+            if not overrides:
+                continue
+            merged = {**data.get(table, {}), **overrides}
+            if table == "machine" and "arch" in overrides and overrides["arch"] != self.scenario.machine.arch:
+                old = {o.key for o in _arch_options(self.scenario.machine.arch)}
+                new = {o.key for o in _arch_options(str(overrides["arch"]))}
+                merged = {k: v for k, v in merged.items() if k in overrides or k not in old or k in new}
+            data[table] = merged
+        return LoadedScenario(validate(data, "command line"), self.name, self.filename, self.text)
+
+
+def _arch_options(arch: str) -> tuple[Any, ...]:
+    from rofolio.arch import arch_entry
+
+    try:
+        return arch_entry(arch).options
+    except RofolioError:
+        return ()
+
+
+MAX_SCENARIO_BYTES = 1 << 20  # a scenario is a short text file; anything larger is a mistake
+
+
+def load(source: str | Path | LoadedScenario) -> LoadedScenario:
+    """Load a scenario from a file path or a built-in name, reading it once."""
+    if isinstance(source, LoadedScenario):
+        return source
     path = Path(source)
     if path.suffix == ".toml" or path.exists():
         if not path.exists():
             raise ScenarioError(f"no such file: {source}", "give a path to a .toml scenario or a built-in name",
                                 file=str(source))
+        if not path.is_file():
+            raise ScenarioError("not a regular file", "give a path to a .toml scenario file", file=str(source))
         try:
-            text = path.read_text()
+            with path.open("rb") as f:
+                raw = f.read(MAX_SCENARIO_BYTES + 1)
+            if len(raw) > MAX_SCENARIO_BYTES:
+                raise ScenarioError(f"larger than {MAX_SCENARIO_BYTES >> 10} KiB: not a scenario",
+                                    "a scenario file is a short TOML text", file=str(source))
+            text = raw.decode()
         except (OSError, UnicodeDecodeError) as err:
             raise ScenarioError(f"cannot read the file: {err}", "check the path and that it is UTF-8 text",
                                 file=str(source)) from err
-        return parse(text, str(source)), str(source)
+        return LoadedScenario(parse(text, str(source)), str(source), str(source), text)
     name = str(source)
     if name not in builtin_names():
         raise ScenarioError(f"no scenario named {name!r}",
                             f"built-ins: {', '.join(builtin_names())}; or give a path to a .toml file",
                             file=name)
-    return parse(builtin_text(name), f"builtin:{name}"), name
+    text = builtin_text(name)
+    return LoadedScenario(parse(text, f"builtin:{name}"), name, f"builtin:{name}", text)
 
 
 def parse(text: str, filename: str = "<scenario>") -> schema.Scenario:
@@ -61,6 +128,11 @@ def parse(text: str, filename: str = "<scenario>") -> schema.Scenario:
         line = _toml_line(str(err))
         raise ScenarioErrors([ScenarioError(f"not valid TOML: {_strip_position(str(err))}",
                                             "fix the syntax at that line", file=filename, line=line)]) from err
+    return validate(data, filename, text)
+
+
+def validate(data: dict[str, Any], filename: str, text: str = "") -> schema.Scenario:
+    """Validate scenario data (parsed TOML, or a scenario changed by overrides); ScenarioErrors if it is wrong."""
     try:
         return schema.Scenario.model_validate(data)
     except ValidationError as err:
@@ -158,6 +230,8 @@ def _explain(error: dict[str, Any], locator: _Locator, filename: str, data: dict
     kind = error["type"]
     line = locator.find((*loc, "op") if kind.startswith("union_tag") else loc)
     key = _key_text(loc)
+    if kind == "extra_forbidden" and loc[:1] == ("machine",) and len(loc) == 2:
+        return _foreign_option(str(loc[1]), data, filename, line, key)
     if kind == "extra_forbidden":
         model = _model_at(loc[:-1], data)
         allowed = ", ".join(_allowed_keys(model)) if model else ""
@@ -187,3 +261,21 @@ def _explain(error: dict[str, Any], locator: _Locator, filename: str, data: dict
             "too_short": "add at least one entry", "list_type": "write a list [ ... ]",
             "model_type": "write a table"}.get(kind, "")
     return ScenarioError(message, hint, file=filename, line=line, key=key)
+
+
+def _foreign_option(key: str, data: dict[str, Any], filename: str, line: int | None, where: str) -> ScenarioError:
+    """An unknown [machine] key: an option of another architecture, or no option at all."""
+    from rofolio.arch import all_options
+
+    machine = data.get("machine") if isinstance(data.get("machine"), dict) else {}
+    arch = str(machine.get("arch", "x86_64")) if isinstance(machine, dict) else "x86_64"
+    own = [o.key for o in _arch_options(arch)]
+    common = [k for k in schema.Machine.model_fields]
+    takes = ", ".join(common + own)
+    others = all_options().get(key)
+    if others:
+        return ScenarioError(f"{key} is not an option of {arch} machines",
+                             f"it is an option of {', '.join(others[1])}; {arch} takes: {takes}",
+                             file=filename, line=line, key=where)
+    return ScenarioError(f"unknown key {key!r}", f"remove it or use one of: {takes}", file=filename, line=line,
+                         key=where)

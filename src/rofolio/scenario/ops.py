@@ -14,25 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rofolio.errors import Errno, ScenarioError
-from rofolio.faults import kernel_write
 from rofolio.machine import Machine
-from rofolio.mm import (
-    compaction,
-    direct_access,
-    fault,
-    gup,
-    longterm_pin,
-    memory_hotplug,
-    migrate,
-    page_alloc,
-    readonly,
-    shrinker,
-)
-from rofolio.mm.folio import Folio, MappingKind
+from rofolio.mm.folio import Folio
 from rofolio.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE, GFP_USER, Gfp
 from rofolio.mm.process import MmStruct
 from rofolio.scenario import schema
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE
+
+__all__ = ["HANDLERS", "Context", "Handler", "Result"]
 
 GFP = {"kernel": GFP_KERNEL, "user": GFP_USER, "highuser_movable": GFP_HIGHUSER_MOVABLE,
        "transhuge": GFP_TRANSHUGE}
@@ -48,11 +37,10 @@ class Context:
     note: str = ""  # what the last step found out (the page GUP returned, the value a read saw)
 
     def folio(self, name: str) -> Folio:
-        mm = self.machine.mm
         if name == "huge_zero_folio":
-            folio = mm.huge_zero.folio
+            folio = self.machine.huge_zero_folio
         elif name == "zero_page":
-            folio = mm.zero_page
+            folio = self.machine.zero_page
         else:
             folio = self.folios.get(name)
         if folio is None:
@@ -62,15 +50,15 @@ class Context:
         return folio
 
     def target_va(self, step: Any) -> int:
-        k = self.machine.kernel
+        m = self.machine
         if step.pa is not None:
-            base = k.va(step.pa)
+            base = m.va(step.pa)
         elif step.va is not None:
             base = step.va
         elif step.mapping is not None:
             base = self.mappings[step.mapping]
         else:
-            base = k.page_address(self.folio(step.folio).pfn)
+            base = m.page_address(self.folio(step.folio).pfn)
         return (base & ~(PAGE_SIZE - 1)) + step.offset * PAGE_SIZE
 
 
@@ -80,60 +68,45 @@ Handler = Callable[[Context, Any], Result]
 
 def set_memory(ctx: Context, step: schema.SetMemory) -> Result:
     va = ctx.target_va(step)
-    return getattr(ctx.machine.kernel, step.op)(va, step.pages), va
+    return ctx.machine.set_memory(step.op, va, step.pages), va
 
 
 def set_direct_map(ctx: Context, step: schema.SetDirectMap) -> Result:
-    k = ctx.machine.kernel
+    m = ctx.machine
     va = ctx.target_va(step)
-    return getattr(k, step.op)(k.pa(va) >> PAGE_SHIFT), va
+    return m.set_direct_map(step.op, m.pa(va) >> PAGE_SHIFT), va
 
 
 def vmap(ctx: Context, step: schema.Vmap) -> Result:
-    k = ctx.machine.kernel
-    pa = k.pa(ctx.target_va(step))
-    ctx.mappings[step.as_] = k.vmap([(pa >> PAGE_SHIFT) + i for i in range(step.pages)])
+    m = ctx.machine
+    pfn = m.pa(ctx.target_va(step)) >> PAGE_SHIFT
+    ctx.mappings[step.as_] = m.vmap([pfn + i for i in range(step.pages)])
     return 0, ctx.mappings[step.as_]
 
 
 def write(ctx: Context, step: schema.Write) -> Result:
-    k = ctx.machine.kernel
-    mm = ctx.machine.mm
+    m = ctx.machine
     va = ctx.target_va(step)
-    direct = k.in_direct_map(va)
+    direct = m.in_direct_map(va)
     if step.via == "dma":  # no CPU page table: nothing can refuse it
         if not direct:
             raise ScenarioError("a DMA write needs a physical page", "give pa or folio")
-        ctx.note = f"a device wrote pfn {k.pa(va) >> PAGE_SHIFT:#x} by DMA: no CPU page table is checked"
-        return direct_access.device_dma_write(mm, k.pa(va) >> PAGE_SHIFT, 1, step.value), va
+        ctx.note = f"a device wrote pfn {m.pa(va) >> PAGE_SHIFT:#x} by DMA: no CPU page table is checked"
+        return m.dma_write(m.pa(va) >> PAGE_SHIFT, step.value), va
     if direct and not step.probe:
-        pfn = k.pa(va) >> PAGE_SHIFT
+        pfn = m.pa(va) >> PAGE_SHIFT
         if step.via == "kernel":  # an MM path: the lifetime policy sees it first, contents are recorded
-            ret = direct_access.kernel_write(mm, pfn, 1, step.value, "kernel_write")
+            ret = m.kernel_write(pfn, step.value, "kernel_write")
         else:
-            ret = direct_access.direct_map_write(mm, pfn, 1, step.value, "cpu store")  # only page tables
+            ret = m.direct_map_write(pfn, step.value, "cpu store")  # only page tables
         if ret == 0:
             ctx.note = f"landed in pfn {pfn:#x} through the direct map"
         return ret, va
-    mapping = "direct map" if direct else _mapping_name(k, va, step.mapping)
-    outcome = kernel_write(k, va, probe=step.probe, mapping=mapping)
-    if outcome.ok:
-        found = k.lookup_address(va)
-        if found is not None:  # the store landed in the page behind this mapping
-            pfn = found.pfn + ((va & (found.level.size - 1)) >> PAGE_SHIFT)
-            direct_access.alias_store(mm, pfn, step.value, mapping)
-            ctx.note = f"landed in pfn {pfn:#x} through the {mapping}"
-    return outcome.ret, va
-
-
-def _mapping_name(k: Any, va: int, alias: str | None) -> str:
-    """Which kernel mapping a store at ``va`` goes through, for the report."""
-    if alias:
-        return f"vmalloc alias {alias!r}"
-    start = getattr(getattr(k, "layout", None), "start_kernel_map", None)  # x86-64: __START_KERNEL_map
-    if start is not None and start <= va < start + k.layout.kernel_image_size:
-        return "kernel image high mapping"
-    return "kernel mapping"
+    mapping = f"vmalloc alias {step.mapping!r}" if step.mapping and not direct else m.mapping_name(va)
+    ret, pfn = m.alias_write(va, step.value, mapping, probe=step.probe)
+    if pfn is not None:  # the store landed in the page behind this mapping
+        ctx.note = f"landed in pfn {pfn:#x} through the {mapping}"
+    return ret, va
 
 
 def phase(ctx: Context, step: schema.Phase) -> Result:
@@ -142,7 +115,7 @@ def phase(ctx: Context, step: schema.Phase) -> Result:
 
 
 def pgtable_alloc_fail(ctx: Context, step: schema.PgtableAllocFail) -> Result:
-    ctx.machine.kernel.pgtable_alloc_fail = step.fail
+    ctx.machine.pgtable_alloc_fail(step.fail)
     return 0, None
 
 
@@ -152,159 +125,145 @@ def snapshot(ctx: Context, step: schema.Snapshot) -> Result:
 
 def alloc(ctx: Context, step: schema.Alloc) -> Result:
     gfp = GFP[step.gfp] | (Gfp.ZERO if step.zero else Gfp(0)) | (Gfp.COMP if step.order else Gfp(0))
-    folio = page_alloc.alloc_pages(ctx.machine.mm, gfp, step.order, step.node, label=step.as_)
+    folio = ctx.machine.alloc_folio(gfp, step.order, step.node, label=step.as_)
     if folio is None:
         return -Errno.ENOMEM, None
     ctx.folios[step.as_] = folio
-    return 0, ctx.machine.kernel.page_address(folio.pfn)
+    return 0, ctx.machine.page_address(folio.pfn)
 
 
 def make_readonly(ctx: Context, step: schema.MakeReadonly) -> Result:
     folio = ctx.folio(step.folio)
-    return readonly.arch_make_folio_readonly(ctx.machine.mm, folio, "scenario"), \
-        ctx.machine.kernel.page_address(folio.pfn)
+    return ctx.machine.make_readonly(folio, "scenario"), ctx.machine.page_address(folio.pfn)
 
 
 def restore_writable(ctx: Context, step: schema.RestoreWritable) -> Result:
     folio = ctx.folio(step.folio)
-    return readonly.folio_restore_writable(ctx.machine.mm, folio, "scenario"), \
-        ctx.machine.kernel.page_address(folio.pfn)
+    return ctx.machine.restore_writable(folio, "scenario"), ctx.machine.page_address(folio.pfn)
 
 
 def free(ctx: Context, step: schema.Free) -> Result:
     folio = ctx.folio(step.folio)
-    return page_alloc.folio_put(ctx.machine.mm, folio, "folio_put"), ctx.machine.kernel.page_address(folio.pfn)
+    return ctx.machine.folio_put(folio, "folio_put"), ctx.machine.page_address(folio.pfn)
 
 
 def migrate_step(ctx: Context, step: schema.Migrate) -> Result:
     folio = ctx.folio(step.folio)
-    ret, dst = migrate.migrate_to_node(ctx.machine.mm, folio, step.to_node)
+    ret, dst = ctx.machine.migrate(folio, step.to_node)
     if dst is not None and step.as_:
         ctx.folios[step.as_] = dst
-    return ret, ctx.machine.kernel.page_address((dst or folio).pfn)
+    return ret, ctx.machine.page_address((dst or folio).pfn)
 
 
 def pin(ctx: Context, step: schema.Pin) -> Result:
-    folio = longterm_pin.pin_folio(ctx.machine.mm, ctx.folio(step.folio), step.longterm)
+    folio = ctx.machine.pin(ctx.folio(step.folio), step.longterm)
     if folio is None:
         return -Errno.ENOMEM, None
     if step.as_:
         ctx.folios[step.as_] = folio
-    return 0, ctx.machine.kernel.page_address(folio.pfn)
+    return 0, ctx.machine.page_address(folio.pfn)
 
 
 def offline(ctx: Context, step: schema.Offline) -> Result:
-    k = ctx.machine.kernel
     va = ctx.target_va(step)
-    return memory_hotplug.offline_memory_block(ctx.machine.mm, k.pa(va)), va
+    return ctx.machine.offline(ctx.machine.pa(va)), va
 
 
 def compact(ctx: Context, step: schema.Compact) -> Result:
-    compaction.compact_memory(ctx.machine.mm)
+    ctx.machine.compact()
     return 0, None
 
 
 def shrink(ctx: Context, step: schema.Shrink) -> Result:
-    shrinker.shrink_slab(ctx.machine.mm)
+    ctx.machine.shrink()
     return 0, None
 
 
 def hugepage_init(ctx: Context, step: schema.HugepageInit) -> Result:
     ret = ctx.machine.run_initcalls()
-    folio = ctx.machine.mm.huge_zero.folio
-    return ret, ctx.machine.kernel.page_address(folio.pfn) if folio is not None else None
+    folio = ctx.machine.huge_zero_folio
+    return ret, ctx.machine.page_address(folio.pfn) if folio is not None else None
 
 
 def process(ctx: Context, step: schema.Process) -> Result:
-    ctx.processes[step.as_] = fault.mm_alloc(ctx.machine.mm)
+    ctx.processes[step.as_] = ctx.machine.process()
     return 0, None
 
 
 def mmap(ctx: Context, step: schema.Mmap) -> Result:
     mms = ctx.processes[step.process]
-    if step.file is not None:  # one page of a file, MAP_PRIVATE: the page-cache page is mapped read-only
-        start = mms.mmap_anon(PAGE_SIZE, write=step.prot_write, hugepage=False)
-        gup.map_file_page(ctx.machine.mm, mms, start, ctx.folio(step.file))
-    else:
-        start = mms.mmap_anon(step.length, write=step.prot_write, hugepage=step.hugepage)
+    file = ctx.folio(step.file) if step.file is not None else None  # MAP_PRIVATE of one page-cache page
+    start = ctx.machine.mmap(mms, step.length, write=step.prot_write, hugepage=step.hugepage, file=file)
     ctx.regions[step.as_] = (mms, start)
     return 0, None
 
 
 def touch(ctx: Context, step: schema.Touch) -> Result:
-    mm = ctx.machine.mm
+    m = ctx.machine
     mms, start = ctx.regions[step.region]
     addr = start + step.offset
     if step.write:
-        ret = fault.user_write(mm, mms, addr, step.value)
+        ret = m.user_write(mms, addr, step.value)
     else:
-        value = fault.user_read(mm, mms, addr)
+        value = m.user_read(mms, addr)
         ret = 0 if value >= 0 else value
-    folio = fault.folio_at(mm, mms, addr)
+    folio = m.folio_at(mms, addr)
     if step.as_ and folio is not None:
         ctx.folios[step.as_] = folio
-    return ret, ctx.machine.kernel.page_address(folio.pfn) if folio is not None else None
+    return ret, m.page_address(folio.pfn) if folio is not None else None
 
 
 def exit_process(ctx: Context, step: schema.Exit) -> Result:
-    fault.exit_mmap(ctx.machine.mm, ctx.processes[step.process])
+    ctx.machine.exit(ctx.processes[step.process])
     return 0, None
 
 
 def file(ctx: Context, step: schema.File) -> Result:
-    mm = ctx.machine.mm
-    folio = page_alloc.alloc_pages(mm, GFP_HIGHUSER_MOVABLE, 0, label=f"page cache of {step.as_}")
+    folio = ctx.machine.file_page(step.value, label=f"page cache of {step.as_}")
     if folio is None:
         return -Errno.ENOMEM, None
-    folio.mapping = MappingKind.FILE  # filemap_add_folio(): in the page cache, on the LRU
-    folio.lru = True
-    direct_access.user_store(mm, folio.pfn, step.value)  # the file's data, read in by the filesystem
     ctx.folios[step.as_] = folio
-    return 0, ctx.machine.kernel.page_address(folio.pfn)
+    return 0, ctx.machine.page_address(folio.pfn)
 
 
 def gup_step(ctx: Context, step: schema.Gup) -> Result:
     mms, start = ctx.regions[step.region]
-    result = gup.get_user_page(ctx.machine.mm, mms, start + step.offset, frozenset(step.flags),
-                               gup.GupRules(step.rules), step.race)
+    result = ctx.machine.gup(mms, start + step.offset, frozenset(step.flags), step.rules, step.race)
     if result.folio is None:
         ctx.note = result.how
         return result.ret, None
     ctx.note = f"got {_folio_name(ctx, result.folio)} ({result.how})" + (", pinned" if result.pinned else "")
     ctx.folios[step.as_] = result.folio
-    return result.ret, ctx.machine.kernel.page_address(result.pfn)
+    return result.ret, ctx.machine.page_address(result.pfn)
 
 
 def pipe_write(ctx: Context, step: schema.PipeWrite) -> Result:
     """Dirty Pipe: with a stale CAN_MERGE the write is copied into the page-cache page (kmap: the direct map)."""
-    mm = ctx.machine.mm
     folio = ctx.folio(step.folio)
     if not step.stale_can_merge:  # pipe_write() allocates a fresh pipe buffer page instead
         ctx.note = "the data went to a new pipe buffer page"
         return 0, None
     ctx.note = "merged into the page-cache page through kmap_local_page()"
-    return direct_access.direct_map_write(mm, folio.pfn, 1, step.value, "pipe_write"), \
-        ctx.machine.kernel.page_address(folio.pfn)
+    return ctx.machine.direct_map_write(folio.pfn, step.value, "pipe_write"), ctx.machine.page_address(folio.pfn)
 
 
 def pin_many(ctx: Context, step: schema.PinMany) -> Result:
     folio = ctx.folio(step.folio)
-    taken, ctx.note = gup.pin_many(ctx.machine.mm, folio, step.count, gup.GupRules(step.rules))
-    return 0 if taken == step.count else -Errno.ENOMEM, ctx.machine.kernel.page_address(folio.pfn)
+    taken, ctx.note = ctx.machine.pin_many(folio, step.count, step.rules)
+    return 0 if taken == step.count else -Errno.ENOMEM, ctx.machine.page_address(folio.pfn)
 
 
 def read(ctx: Context, step: schema.Read) -> Result:
     mms, start = ctx.regions[step.region]
-    value = fault.user_read(ctx.machine.mm, mms, start + step.offset)
+    value = ctx.machine.user_read(mms, start + step.offset)
     ctx.note = f"read {value:#x}"
     return 0, None
 
 
 def _folio_name(ctx: Context, folio: Folio) -> str:
-    mm = ctx.machine.mm
-    if folio is mm.huge_zero.folio:
+    if folio is ctx.machine.huge_zero_folio:
         return "the huge zero folio"
-    if folio is mm.zero_page:
+    if folio is ctx.machine.zero_page:
         return "the zero page"
     named = [name for name, f in ctx.folios.items() if f is folio]
     return named[0] if named else folio.label or f"folio {folio.pfn:#x}"

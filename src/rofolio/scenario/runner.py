@@ -14,16 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rofolio.arch import arch_entry
 from rofolio.errors import Errno, ScenarioError, ScenarioErrors
 from rofolio.events import KernelWarning
 from rofolio.machine import Machine, MachineSpec
 from rofolio.mm.config import MMConfig
 from rofolio.scenario import schema
-from rofolio.scenario.loader import _Locator, builtin_text, load
+from rofolio.scenario.loader import LoadedScenario, _Locator, load
 from rofolio.scenario.ops import HANDLERS, Context
 from rofolio.units import PAGE_SIZE, Level, format_size
 
-SCHEMA = "rofolio.scenario/1"
+SCHEMA = "rofolio.scenario/2"
 
 
 
@@ -104,12 +105,13 @@ class ScenarioResult:
         }
 
     def _repr_html_(self) -> str:  # rendered by notebooks
-        from rofolio.report import html_tables
+        from rofolio.tables import html_tables  # not rofolio.report: results sit below reports
 
         return html_tables(self)
 
 
 def spec_of(machine: schema.Machine, mm: schema.MM | None = None) -> MachineSpec:
+    """The one mapping from a scenario's [machine] and [mm] tables to what a Machine boots."""
     mm = mm or schema.MM()
     mm_config = MMConfig(
         nodes=mm.nodes, movablecore=mm.movablecore, init_on_alloc=mm.init_on_alloc, init_on_free=mm.init_on_free,
@@ -117,32 +119,23 @@ def spec_of(machine: schema.Machine, mm: schema.MM | None = None) -> MachineSpec
         persistent_huge_zero_folio=mm.persistent_huge_zero_folio,
         readonly_huge_zero_folio=mm.readonly_huge_zero_folio, lifetime=mm.lifetime)
     return MachineSpec(
-        arch=machine.arch, mem=machine.mem,
-        memory_map=tuple(machine.memory_map) if machine.memory_map else None,
-        gbpages=machine.gbpages, la57=machine.paging == 5, debug_pagealloc=machine.debug_pagealloc,
-        kernel=machine.kernel, cpus=machine.cpus, kfence=machine.kfence,
-        tlb_single_page_flush_ceiling=machine.tlb_single_page_flush_ceiling,
-        zero_page_in_rodata=machine.zero_page == "rodata", boot_profile=machine.boot_profile, mm=mm_config,
-        rodata=machine.rodata, bbml2=machine.bbml2, secondary_without_bbml2=machine.secondary_without_bbml2,
-        realm=machine.realm, tlb_range=machine.tlb_range,
-    )
+        arch=machine.arch, mem=machine.mem, memory_map=tuple(machine.memory_map) if machine.memory_map else None,
+        kernel=machine.kernel, cpus=machine.cpus, debug_pagealloc=machine.debug_pagealloc, kfence=machine.kfence,
+        options=machine.options, mm=mm_config)
 
 
-def run_scenario(source: str | Path | schema.Scenario, *, progress: Callable[[int, int], None] | None = None,
-                 text: str | None = None, filename: str | None = None,
+def run_scenario(source: str | Path | LoadedScenario | schema.Scenario, *,
+                 progress: Callable[[int, int], None] | None = None, filename: str | None = None,
                  inspect: Callable[[Context], dict[str, Any]] | None = None) -> ScenarioResult:
-    """Run a scenario given as a built-in name, a .toml path, or a parsed Scenario.
+    """Run a scenario given as a built-in name, a .toml path, a loaded scenario or a parsed Scenario.
 
     ``progress(done, total)`` is called after each step (the CLI draws a bar with it).
     """
     if isinstance(source, schema.Scenario):
-        scenario, name = source, filename or source.name
+        loaded = LoadedScenario(source, filename or source.name, filename or source.name)
     else:
-        scenario, name = load(source)
-        if text is None:
-            path = Path(source)
-            text = path.read_text() if path.exists() else builtin_text(str(source))
-    locator = _Locator(text or "")
+        loaded = load(source)
+    scenario, name, locator = loaded.scenario, loaded.filename, loaded.locator
     _check_machine(scenario, name, locator)
     machine = Machine.boot(spec_of(scenario.machine, scenario.mm))
     if scenario.start == "running":
@@ -169,20 +162,19 @@ def _check_machine(scenario: schema.Scenario, name: str, locator: _Locator) -> N
     if "mem" in m.model_fields_set and m.memory_map:
         raise ScenarioErrors([ScenarioError("give mem or memory_map, not both", "remove one of them",
                                             file=name, line=locator.find(("machine", "mem")), key="machine.mem")])
-    limit = (32 << 50) if m.paging == 5 else (64 << 40)
+    limit = arch_entry(m.arch).ram_limit(m.options)
     total = sum(e - s for s, e in m.memory_map) if m.memory_map else m.mem
-    if total > limit:
+    if limit is not None and total > limit[0]:
         raise ScenarioErrors([ScenarioError(
-            f"{format_size(total)} of RAM is more than {m.paging}-level paging can map ({format_size(limit)})",
-            "use paging = 5" if m.paging == 4 else "use less memory",
+            f"{format_size(total)} of RAM is more than the {m.arch} direct map can reach "
+            f"({format_size(limit[0])})", limit[1],
             file=name, line=locator.find(("machine", "mem")), key="machine.mem")])
 
 
 def _check_steps(scenario: schema.Scenario, machine: Machine, name: str, locator: _Locator) -> None:
     """Refuse, before anything runs, steps that cannot run on this machine."""
     errors: list[ScenarioError] = []
-    memory = machine.kernel.memory
-    k = machine.kernel
+    memory = machine.memory
     from rofolio.stats import counter_names, is_counter
 
     special = {"ret", "leaf", "fault"}
@@ -203,17 +195,18 @@ def _check_steps(scenario: schema.Scenario, machine: Machine, name: str, locator
                     "use fewer pages", file=name, line=locator.find((*where, "pages")),
                     key=f"steps[{index + 1}].pages"))
         va = getattr(step, "va", None)
-        if va is not None and k.lookup_address(va + step.offset * PAGE_SIZE) is None:  # type: ignore[union-attr]
+        if va is not None and machine.lookup(va + step.offset * PAGE_SIZE) is None:  # type: ignore[union-attr]
             errors.append(ScenarioError(
                 f"virtual address {va:#x} is not mapped on this machine",
-                f"direct-map addresses start at {k.direct_map_bounds()[0]:#x}; or use pa",
+                f"direct-map addresses start at {machine.direct_map_bounds()[0]:#x}; or use pa",
                 file=name, line=locator.find((*where, "va")), key=f"steps[{index + 1}].va"))
         needs = {schema.SetMemory: step.op, schema.SetDirectMap: step.op, schema.Vmap: "vmap",
                  schema.PgtableAllocFail: "alloc_pgtable_page"}.get(type(step))
-        if needs and not hasattr(k, needs):
+        if needs and not machine.supports(needs):
             errors.append(ScenarioError(
                 f"{step.op} is not modelled on {machine.spec.arch}",
-                "set_memory_4k/np/p/rox/uc/wb are x86 functions; arm64 has set_memory_ro/rw/nx/x",
+                f"{machine.spec.arch} models: " + (", ".join(sorted(machine.spec.entry.set_memory_ops)) or "none of "
+                                                   "the set_memory_*() functions"),
                 file=name, line=locator.find((*where, "op")), key=f"steps[{index + 1}].op"))
         for key in (step.expect or {}):
             if key not in special and not is_counter(key):
@@ -252,7 +245,6 @@ def _label(step: Any) -> str:
 
 def _run_step(ctx: Context, index: int, step: Any, layouts: dict[str, list[LayoutRun]]) -> StepRecord:
     machine = ctx.machine
-    k = machine.kernel
     va: int | None = None
 
     def operation() -> int:
@@ -264,8 +256,8 @@ def _run_step(ctx: Context, index: int, step: Any, layouts: dict[str, list[Layou
     result = machine.step(step.op, operation)
     if isinstance(step, schema.Snapshot):
         layouts[step.name or f"step {index}"] = direct_map_layout(machine)
-    leaf = _describe_leaf(k.lookup_address(va)) if va is not None else ""
-    record = StepRecord(index, step.op, step.name or _label(step), str(k.phase), result.ret, result.delta(),
+    leaf = _describe_leaf(machine.lookup(va)) if va is not None else ""
+    record = StepRecord(index, step.op, step.name or _label(step), str(machine.phase), result.ret, result.delta(),
                         result.after.summary(), leaf)
     faults = [e for e in result.events if e.kind == "fault"]
     record.oops = faults[0].text if faults else ""  # type: ignore[attr-defined]
@@ -309,19 +301,15 @@ def _check_expect(expect: dict[str, Any], record: StepRecord) -> list[str]:
 # ------------------------------------------------------------------ layouts
 def direct_map_layout(machine: Machine) -> list[LayoutRun]:
     """The direct map as (physical range, leaf size, RW/RO, present) stretches."""
-    k = machine.kernel
-    lo, hi = k.direct_map_bounds()
+    lo, hi = machine.direct_map_bounds()
     out: list[LayoutRun] = []
-    for run in k.pt.runs(lo, hi):
-        found = k.lookup_address(max(run.start, lo))
-        present = bool(found and found.present)
-        writable = bool(found and found.writable)
-        start, end = k.pa(max(run.start, lo)), k.pa(min(run.end, hi))
-        if out and out[-1].end == start and out[-1].level == run.level.leaf_name and \
-                out[-1].writable == writable and out[-1].present == present:
-            out[-1] = LayoutRun(out[-1].start, end, out[-1].level, writable, present)
+    for leaf in machine.leaves(lo, hi):
+        start, end, level = machine.pa(leaf.start), machine.pa(leaf.end), leaf.level.leaf_name
+        if out and out[-1].end == start and out[-1].level == level and \
+                out[-1].writable == leaf.writable and out[-1].present == leaf.present:
+            out[-1] = LayoutRun(out[-1].start, end, level, leaf.writable, leaf.present)
         else:
-            out.append(LayoutRun(start, end, run.level.leaf_name, writable, present))
+            out.append(LayoutRun(start, end, level, leaf.writable, leaf.present))
     return out
 
 

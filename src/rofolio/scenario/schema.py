@@ -28,8 +28,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from rofolio.arch import arch_entry, registry_generation
 from rofolio.errors import RofolioError
 from rofolio.units import parse_size
 
@@ -49,31 +50,33 @@ def _size(value: Any) -> int:
     raise ValueError("expected a size such as 8G or a number of bytes")
 
 
-class Machine(_Strict):
-    """[machine]: what is booted."""
+class Machine(BaseModel):
+    """[machine]: what is booted.  Keys besides the common ones are options of ``arch`` (``rofolio.arch``).
 
-    arch: Literal["x86_64", "arm64", "riscv64"] = Field(
-        "x86_64", description="riscv64 stands for an architecture with no direct-map permission support")
-    mem: int = Field(16 << 30, description="RAM size; the memory map is QEMU's for that size")
+    The common keys are those of every architecture; an architecture's own
+    options (x86-64's ``gbpages``, arm64's ``rodata``, ...) come from its
+    registry entry and are checked against it, so a key of another
+    architecture, or an unknown one, is an error on its own line.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    arch: str = Field("x86_64", description="an architecture of the registry: rofolio.arch.arch_names()")
+    mem: int = Field(16 << 30, description="RAM size; the memory map is the architecture's default for that size")
     memory_map: list[tuple[int, int]] | None = Field(None, description="explicit RAM ranges [start, end)")
     kernel: str = "6.18"
     cpus: int = Field(8, ge=1, le=8192)
-    boot_profile: Literal["qemu-debian-6.1"] | None = Field(
-        None, description="measured boot-time allocations of a real kernel (the QEMU oracle's)")
     debug_pagealloc: bool = False
     kfence: bool = False
-    # arm64
-    rodata: Literal["on", "off", "noalias", "full"] | None = Field(
-        None, description='the rodata= command line; "full" is now an invalid string that keeps the default')
-    bbml2: bool = Field(False, description="the CPUs have BBML2_NOABORT")
-    secondary_without_bbml2: bool = False
-    realm: bool = False
-    tlb_range: bool = Field(False, description="FEAT_TLBIRANGE")
-    # x86-64
-    gbpages: bool = True
-    paging: Literal[4, 5] = 4
-    tlb_single_page_flush_ceiling: int = Field(33, ge=0)
-    zero_page: Literal["bss", "rodata"] = "bss"
+
+    @field_validator("arch")
+    @classmethod
+    def _arch(cls, value: str) -> str:
+        try:
+            arch_entry(value)
+        except RofolioError as err:
+            raise ValueError(f"{err.message} ({err.hint})" if err.hint else err.message) from None
+        return value
 
     @field_validator("mem", mode="before")
     @classmethod
@@ -89,17 +92,6 @@ class Machine(_Strict):
             raise ValueError("memory_map is a list of [start, end] pairs, e.g. [[0, \"2G\"], [\"4G\", \"8G\"]]")
         return [(_size(s), _size(e)) for s, e in value]
 
-    @model_validator(mode="after")
-    def _arch_options(self) -> Machine:
-        arm64 = ("rodata", "bbml2", "secondary_without_bbml2", "realm", "tlb_range")
-        x86 = ("gbpages", "paging", "tlb_single_page_flush_ceiling", "zero_page", "boot_profile")
-        wrong = [k for k in self.model_fields_set
-                 if (k in arm64 and self.arch != "arm64") or (k in x86 and self.arch != "x86_64")]
-        if wrong:
-            raise ValueError(f"{', '.join(sorted(wrong))} {'is' if len(wrong) == 1 else 'are'} not an option of "
-                             f"{self.arch} machines")
-        return self
-
     @field_validator("kernel", mode="before")
     @classmethod
     def _kernel(cls, value: Any) -> str:
@@ -109,6 +101,39 @@ class Machine(_Strict):
             return str(KernelVersion.parse(str(value)))
         except RofolioError as err:
             raise ValueError(str(err)) from None
+
+    @model_validator(mode="after")
+    def _arch_options(self) -> Machine:
+        given = dict(self.__pydantic_extra__ or {})
+        checked = options_model(self.arch).model_validate(given)  # its errors carry ("machine", key)
+        object.__setattr__(self, "__pydantic_extra__", checked.model_dump(include=set(given)))
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Every option of the architecture: the ones given, the rest at their defaults."""
+        return arch_entry(self.arch).check_options(dict(self.__pydantic_extra__ or {}))
+
+
+_OPTION_MODELS: dict[tuple[str, int], type[BaseModel]] = {}
+
+
+def options_model(arch: str) -> type[BaseModel]:
+    """A pydantic model of ``arch``'s options, built from its registry entry (and rebuilt when that changes)."""
+    key = (arch, registry_generation())
+    if key not in _OPTION_MODELS:
+        fields: dict[str, Any] = {}
+        for option in arch_entry(arch).options:
+            kind: Any = option.kind
+            if option.choices:
+                kind = Literal[option.choices]  # type: ignore[valid-type]
+            if option.default is None:
+                kind = kind | None
+            fields[option.key] = (kind, Field(option.default, description=option.help,
+                                              ge=option.minimum if option.minimum is not None else None))
+        _OPTION_MODELS[key] = create_model(f"{arch}_options", __config__=ConfigDict(extra="forbid", frozen=True),
+                                           **fields)
+    return _OPTION_MODELS[key]
 
 
 class MM(_Strict):

@@ -64,20 +64,20 @@ def test_split_mem_range_upgrades_a_2m_piece_to_1g_inside_one_memory_region() ->
 
 
 def test_debug_pagealloc_maps_everything_with_4k_pages_and_drops_the_1g_line() -> None:
-    m = Machine.boot(MachineSpec(mem=4 * GiB, debug_pagealloc=True))
+    m = Machine.boot(MachineSpec.build(mem=4 * GiB, debug_pagealloc=True))
     cov = m.kernel.direct_map_coverage()
     assert cov[Level.PMD] == cov[Level.PUD] == 0
     assert not any(line.startswith("DirectMap1G") for line in m.meminfo_lines())
 
 
 def test_5level_paging_puts_the_direct_map_at_0xff11000000000000() -> None:
-    m = Machine.boot(MachineSpec(mem=8 * GiB, la57=True))
+    m = Machine.boot(MachineSpec.build(mem=8 * GiB, paging=5))
     assert m.kernel.lookup_address(0xFF11000000000000) is not None
     assert m.ptdump_lines()[1].startswith("0xff11000000000000-")
 
 
 def test_mark_rodata_ro_leaves_the_text_alias_read_only_in_2m_pages() -> None:
-    m = Machine.boot(MachineSpec(mem=8 * GiB))
+    m = Machine.boot(MachineSpec.build(mem=8 * GiB))
     m.finish_boot()
     k = m.kernel
     text = k.lookup_address(k.va(k.image.text))
@@ -112,12 +112,12 @@ def test_a_boot_profile_is_never_applied_to_a_machine_it_was_not_measured_on() -
     """With -smp 2 the real kernel's BPF pack lands on other pages (docs/fidelity.md): refuse, don't guess."""
     measured = r"measured for 2G with cpus = 1, 8G with cpus = 1 only, not 8G with cpus = 2"
     with pytest.raises(ConfigError, match=measured):
-        Machine.boot(MachineSpec(mem=8 * GiB, kernel="6.1", cpus=2, boot_profile="qemu-debian-6.1"))
+        Machine.boot(MachineSpec.build(mem=8 * GiB, kernel="6.1", cpus=2, boot_profile="qemu-debian-6.1"))
 
 
 def test_qemu_debian_6_1_profile_reproduces_the_real_kernels_boot() -> None:
     """Measured on Debian 6.1.0-57 under QEMU (8G, -smp 1, nokaslr): /proc/meminfo and the page tables."""
-    m = Machine.boot(MachineSpec(mem=8 * GiB, kernel="6.1", cpus=1, boot_profile="qemu-debian-6.1"))
+    m = Machine.boot(MachineSpec.build(mem=8 * GiB, kernel="6.1", cpus=1, boot_profile="qemu-debian-6.1"))
     m.finish_boot()
     assert m.counters.meminfo_kb() == {"DirectMap4k": 24448, "DirectMap2M": 4169728, "DirectMap1G": 6291456}
     assert all(v == 0 for v in m.counters.vmstat().values())

@@ -284,7 +284,7 @@ def test_rodata_alias_cannot_be_made_writable(gb_machine: Machine) -> None:
 
 def test_const_empty_zero_page_is_read_only_in_the_direct_map() -> None:
     for in_rodata, writable in ((True, False), (False, True)):
-        machine = boot_running(zero_page_in_rodata=in_rodata)
+        machine = boot_running(zero_page="rodata" if in_rodata else "bss")
         k = machine.kernel
         zero = k.va(k.image.zero_page(in_rodata))
         assert k.lookup_address(zero).writable is writable

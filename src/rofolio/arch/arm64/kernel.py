@@ -178,6 +178,16 @@ class Arm64Kernel(KernelState):
     def debug_pagealloc(self) -> bool:
         return self.config.debug_pagealloc
 
+    def oops_text(self, addr: int, write: bool, present: bool, number: int, found: Arm64Lookup | None) -> str:
+        """die_kernel_fault() and __do_kernel_fault() (arch/arm64/mm/fault.c): a permission fault on a write
+        says "write to read-only memory", anything else "paging request"; then the ESR and the Oops line."""
+        if present and write:
+            first = f"Unable to handle kernel write to read-only memory at virtual address {addr:016x}"
+        else:
+            first = f"Unable to handle kernel paging request at virtual address {addr:016x}"
+        esr = "0x000000009600004f" if present else "0x0000000096000047"
+        return "\n".join((first, "Mem abort info:", f"  ESR = {esr}", f"Internal error: Oops: {esr} [#{number}] SMP"))
+
     def lookup_address(self, va: int) -> Arm64Lookup | None:
         return self.lookup(va)
 

@@ -301,6 +301,25 @@ class X86Kernel(KernelState):
             return None
         return Lookup(Level.PTE, 0, 0)
 
+    def oops_text(self, addr: int, write: bool, present: bool, number: int, found: Lookup | None) -> str:
+        """page_fault_oops() -> show_fault_oops() and dump_pagetable() (arch/x86/mm/fault.c).
+
+        The error code has bit 0 for a protection violation and bit 1 for a
+        write (0x0003 for a store to a read-only present entry, 0x0002 for a
+        not-present one).  The entry line is the leaf as stored: a not-present
+        entry's pfn is inverted (L1TF), as the QEMU oracle printed it
+        (``PMD 80000001800001e1`` for a read-only 2M leaf on Debian 6.1.0-57).
+        """
+        code = (1 if present else 0) | (2 if write else 0)
+        reason = "permissions violation" if present else "not-present page"
+        lines = [f"BUG: unable to handle page fault for address: {addr:016x}",
+                 f"#PF: supervisor {'write' if write else 'read'} access in kernel mode",
+                 f"#PF: error_code(0x{code:04x}) - {reason}"]
+        if found is not None and found.flags:
+            lines.append(f"{found.level.entry_name.upper()} {found.entry:x}")
+        lines.append(f"Oops: {code:04x} [#{number}] PREEMPT SMP NOPTI")
+        return "\n".join(lines)
+
     def va(self, pa: int) -> int:
         return self.layout.va(pa)
 

@@ -1,10 +1,10 @@
-"""The weak default (rofolio.arch.generic): an architecture without direct-map permission support."""
+"""The weak default (rofolio.arch.nodirectmap.kernel): an architecture without direct-map permission support."""
 
 from __future__ import annotations
 
 import pytest
 
-from rofolio.arch.generic import GenericConfig, GenericPte, boot
+from rofolio.arch.nodirectmap.kernel import NoDirectMapConfig, NoDirectMapPte, boot
 from rofolio.errors import AddressError, Errno
 from rofolio.units import PAGE_SHIFT, GiB, Level, MiB
 
@@ -17,15 +17,15 @@ def _figures(k) -> dict[str, int]:  # type: ignore[no-untyped-def]
 
 
 def test_boot_maps_ram_with_the_largest_aligned_leaves() -> None:
-    k = boot(GenericConfig.flat(4 * GiB + 3 * MiB + 4096, phys_offset=2 << 30))
+    k = boot(NoDirectMapConfig.flat(4 * GiB + 3 * MiB + 4096, phys_offset=2 << 30))
     assert [(r.end - r.start, r.level) for r in k.pt.runs()] == [
         (4 * GiB, Level.PUD), (2 * MiB, Level.PMD), (MiB + 4096, Level.PTE)]
     assert k.log.counters.pgtables_allocated == 3 == sum(k.pt.table_pages().values())
-    assert k.lookup(k.va(FOLIO_PA)).flags == GenericPte.PAGE_KERNEL
+    assert k.lookup(k.va(FOLIO_PA)).flags == NoDirectMapPte.PAGE_KERNEL
 
 
 def test_rfc_demo_on_the_weak_default_reports_eopnotsupp_and_changes_nothing() -> None:
-    k = boot(GenericConfig.flat(4 * GiB))
+    k = boot(NoDirectMapConfig.flat(4 * GiB))
     before = _figures(k)
     leaf = k.lookup(k.va(FOLIO_PA))
     assert k.make_linear_range_readonly(FOLIO_PA, 2 * MiB) == -Errno.EOPNOTSUPP
@@ -34,7 +34,7 @@ def test_rfc_demo_on_the_weak_default_reports_eopnotsupp_and_changes_nothing() -
 
 
 def test_fallback_helpers_return_0_without_doing_anything() -> None:
-    k = boot(GenericConfig.flat(4 * GiB))
+    k = boot(NoDirectMapConfig.flat(4 * GiB))
     pfn = FOLIO_PA >> PAGE_SHIFT
     leaf = k.lookup(k.va(FOLIO_PA))
     assert not k.can_set_direct_map()
@@ -46,6 +46,6 @@ def test_fallback_helpers_return_0_without_doing_anything() -> None:
 
 
 def test_a_range_outside_ram_is_refused() -> None:
-    k = boot(GenericConfig.flat(4 * GiB))
+    k = boot(NoDirectMapConfig.flat(4 * GiB))
     with pytest.raises(AddressError):
         k.make_linear_range_readonly(0, 2 * MiB)

@@ -1,0 +1,69 @@
+"""arm64's registry entry: its machine options, how it boots, and what it prints.
+
+Importing this module is cheap: the linear-map model loads when a machine boots.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rofolio.arch import Arch, ArchKernel, ArchOption, register_arch
+from rofolio.events import EventLog
+
+if TYPE_CHECKING:
+    from rofolio.machine import MachineSpec
+
+__all__ = ["ARM64", "ENTRY"]
+
+
+class ARM64(Arch):
+    name = "arm64"
+    summary = "arm64: the linear map of arch/arm64/mm/{mmu,pageattr}.c (rodata=full, BBML2_NOABORT, contiguous bits)"
+    options = (
+        ArchOption("rodata", None, 'the rodata= command line: on, off, noalias; "full" is now an invalid '
+                   "string that keeps the default (full)", choices=("on", "off", "noalias", "full"), kind=str),
+        ArchOption("bbml2", False, "the CPUs have BBML2_NOABORT: block mappings stay under rodata=full"),
+        ArchOption("secondary_without_bbml2", False, "a secondary CPU lacks BBML2_NOABORT: "
+                   "linear_map_split_to_ptes() at boot"),
+        ArchOption("realm", False, "running in an Arm CCA realm"),
+        ArchOption("tlb_range", False, "FEAT_TLBIRANGE: range TLB invalidation"),
+    )
+    rfc_machines = ({"bbml2": False}, {"bbml2": True}, {"rodata": "off"})
+    set_memory_ops = frozenset({"set_memory_ro", "set_memory_rw", "set_memory_nx", "set_memory_x"})
+    ram_base = 1 << 30  # QEMU's virt board: RAM from 1 GiB
+
+    def label(self, spec: MachineSpec) -> str:
+        o = spec.options
+        return f"arm64 rodata={o['rodata'] or 'full'}" + (" BBML2" if o["bbml2"] else "") + \
+            (" DEBUG_PAGEALLOC" if spec.debug_pagealloc else "")
+
+    def describe(self, spec: MachineSpec) -> dict[str, Any]:
+        o = spec.options
+        return {"rodata": o["rodata"] or "default (full)", "bbml2": o["bbml2"],
+                "secondary_without_bbml2": o["secondary_without_bbml2"], "realm": o["realm"],
+                "tlb_range": o["tlb_range"]}
+
+    def boot(self, spec: MachineSpec, memory: Any, log: EventLog, image: Any = None) -> ArchKernel:
+        from rofolio.arch.arm64 import boot
+        from rofolio.arch.arm64.config import Arm64Config, KfenceMode
+
+        o = spec.options
+        config = Arm64Config(
+            memory=memory, rodata=o["rodata"], debug_pagealloc=spec.debug_pagealloc,  # type: ignore[arg-type]
+            kfence=KfenceMode.EARLY if spec.kfence else KfenceMode.NONE, realm=bool(o["realm"]),
+            bbml2=bool(o["bbml2"]), secondary_without_bbml2=bool(o["secondary_without_bbml2"]), nr_cpus=spec.cpus,
+            kernel=spec.kernel, tlb_range=bool(o["tlb_range"]))  # type: ignore[arg-type]
+        return boot.boot(config, image, log=log)
+
+    def late_init(self, kernel: ArchKernel) -> None:
+        from rofolio.arch.arm64 import boot
+
+        boot.late_init(kernel)  # type: ignore[arg-type]
+
+    def ptdump_lines(self, kernel: ArchKernel, sections: tuple[str, ...] | None) -> list[str]:
+        from rofolio.arch.arm64 import ptdump
+
+        return ptdump.ptdump_lines(kernel, ("Linear Mapping",) if sections is None else sections)  # type: ignore[arg-type]
+
+
+ENTRY = register_arch(ARM64())

@@ -1,0 +1,94 @@
+"""x86-64's registry entry: its machine options, how it boots, and what it prints.
+
+Importing this module is cheap: the CPA model loads when a machine boots.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rofolio.arch import Arch, ArchKernel, ArchOption, register_arch
+from rofolio.events import EventLog
+from rofolio.physmem import MemoryMap
+from rofolio.units import TiB
+
+if TYPE_CHECKING:
+    from rofolio.machine import MachineSpec
+
+__all__ = ["ENTRY", "X86_64"]
+
+# MAX_PHYSMEM_BITS: 46 with 4-level paging, 52 with 5-level (arch/x86/include/asm/sparsemem.h); the direct map
+# reaches that far (Documentation/arch/x86/x86_64/mm.rst)
+_DIRECT_MAP_SIZE = {4: 64 * TiB, 5: 32 << 50}
+
+
+class X86_64(Arch):
+    name = "x86_64"
+    summary = "x86-64: change_page_attr() (arch/x86/mm/pat/set_memory.c), DirectMap lines in /proc/meminfo"
+    options = (
+        ArchOption("gbpages", True, "1G direct-map pages: the CPU has pdpe1gb and the command line has no "
+                   "nogbpages (probe_page_size_mask())", flags=(("--nogbpages", False),)),
+        ArchOption("paging", 4, "page-table levels: 5 is la57 (direct map at 0xff11000000000000)",
+                   choices=(4, 5), kind=int, flags=(("--5level", 5),)),
+        ArchOption("tlb_single_page_flush_ceiling", 33, "flushes of more pages become a full flush "
+                   "(arch/x86/mm/tlb.c; tunable in debugfs)", minimum=0, kind=int),
+        ArchOption("zero_page", "bss", "where empty_zero_page lives: bss, or rodata (const, Ard Biesheuvel's "
+                   "2026 series), whose direct-map alias CPA keeps read-only", choices=("bss", "rodata"), kind=str),
+        ArchOption("boot_profile", None, "measured boot-time allocations of a real kernel (the QEMU oracle's)",
+                   choices=("qemu-debian-6.1",), kind=str),
+    )
+    rfc_machines = ({"gbpages": True}, {"gbpages": False})
+    set_memory_ops = frozenset({"set_memory_ro", "set_memory_rw", "set_memory_np", "set_memory_p",
+                                "set_memory_nx", "set_memory_x", "set_memory_4k", "set_memory_rox",
+                                "set_memory_uc", "set_memory_wb"})
+
+    def memory_map(self, mem: int) -> MemoryMap:
+        return MemoryMap.qemu_x86(mem)  # QEMU's e820 for -m mem
+
+    def ram_limit(self, options: dict[str, Any]) -> tuple[int, str] | None:
+        paging = int(options["paging"])
+        return _DIRECT_MAP_SIZE[paging], "use paging = 5" if paging == 4 else "use less memory"
+
+    def label(self, spec: MachineSpec) -> str:
+        o = spec.options
+        return f"x86_64 {'GBPAGES' if o['gbpages'] else 'nogbpages'}" + (" 5-level" if o["paging"] == 5 else "")
+
+    def describe(self, spec: MachineSpec) -> dict[str, Any]:
+        o = spec.options
+        return {"gbpages": o["gbpages"], "paging_levels": o["paging"],
+                "tlb_single_page_flush_ceiling": o["tlb_single_page_flush_ceiling"],
+                "boot_profile": o["boot_profile"]}
+
+    def boot(self, spec: MachineSpec, memory: MemoryMap, log: EventLog, image: Any = None) -> ArchKernel:
+        from rofolio.arch.x86_64 import boot
+        from rofolio.arch.x86_64.config import X86Config
+
+        o = spec.options
+        config = X86Config(memory=memory, gbpages=bool(o["gbpages"]), la57=o["paging"] == 5,
+                           debug_pagealloc=spec.debug_pagealloc, kernel=spec.kernel, nr_cpus=spec.cpus,
+                           tlb_single_page_flush_ceiling=int(o["tlb_single_page_flush_ceiling"]),  # type: ignore[arg-type]
+                           empty_zero_page_in_rodata=o["zero_page"] == "rodata")
+        profile = None
+        if o["boot_profile"]:
+            from rofolio.arch.x86_64.profiles import boot_profile
+
+            profile = boot_profile(str(o["boot_profile"]), spec.mem, spec.cpus)
+        return boot.boot(config, image, boot.BootOptions(kfence=spec.kfence, profile=profile), log)
+
+    def late_init(self, kernel: ArchKernel) -> None:
+        from rofolio.arch.x86_64 import boot
+
+        boot.late_init(kernel)  # type: ignore[arg-type]
+
+    def meminfo_lines(self, kernel: ArchKernel) -> list[str]:
+        from rofolio.arch.x86_64 import ptdump
+
+        return ptdump.meminfo_lines(kernel)  # type: ignore[arg-type]
+
+    def ptdump_lines(self, kernel: ArchKernel, sections: tuple[str, ...] | None) -> list[str]:
+        from rofolio.arch.x86_64 import ptdump
+
+        return ptdump.ptdump_lines(kernel, ("Low Kernel Mapping",) if sections is None else sections)  # type: ignore[arg-type]
+
+
+ENTRY = register_arch(X86_64())
