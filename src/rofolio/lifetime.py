@@ -33,7 +33,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rofolio.machine import Machine, MachineSpec, MMConfig
-from rofolio.mm.gfp import GFP_KERNEL, HPAGE_PMD_ORDER
 from rofolio.stats import Counters
 from rofolio.units import PAGE_SHIFT, PMD_SIZE, GiB, Level, MiB
 
@@ -160,7 +159,8 @@ def nonpersistent_phase(m: Machine, finish_boot: Callable[[], None]) -> dict[str
     notes["made_readonly"] = m.make_readonly(hz, "non-persistent huge zero folio, once")
     m.exit(mms)
     notes["shrinker_freed"] = m.shrink()
-    blocker = m.alloc_folio(GFP_KERNEL, HPAGE_PMD_ORDER, label="unmovable kernel allocation")
+    pmd_order = Level.PMD.pages.bit_length() - 1  # HPAGE_PMD_ORDER: 9 with 4K pages
+    blocker = m.alloc_folio("kernel", pmd_order, label="unmovable kernel allocation")
     notes["blocker_pfn"] = blocker.pfn if blocker else -1
     mms2, addr2 = _region(m)
     m.user_read(mms2, addr2)

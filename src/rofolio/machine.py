@@ -34,7 +34,7 @@ from rofolio.mm import (
 )
 from rofolio.mm.config import MMConfig
 from rofolio.mm.folio import Folio, MappingKind
-from rofolio.mm.gfp import GFP_HIGHUSER_MOVABLE, Gfp
+from rofolio.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE, GFP_USER, Gfp
 from rofolio.mm.mm_init import mm_core_init  # mm_core_init lives above MMState (docs/architecture.md)
 from rofolio.mm.process import HugePmd, MmStruct
 from rofolio.mm.state import MMState
@@ -43,7 +43,11 @@ from rofolio.physmem import MemoryMap
 from rofolio.stats import Counters
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, Level, Pfn, PhysAddr, VirtAddr, parse_size
 
-__all__ = ["Leaf", "MMConfig", "Machine", "MachineSpec", "StepResult"]
+__all__ = ["GFP", "Folio", "Leaf", "MMConfig", "Machine", "MachineSpec", "MmStruct", "StepResult"]
+
+# The allocation contexts a caller above the machine names (include/linux/gfp_types.h)
+GFP = {"kernel": GFP_KERNEL, "user": GFP_USER, "highuser_movable": GFP_HIGHUSER_MOVABLE,
+       "transhuge": GFP_TRANSHUGE}
 
 _COMMON = ("arch", "mem", "memory_map", "kernel", "cpus", "debug_pagealloc", "kfence", "mm")
 
@@ -365,9 +369,16 @@ class Machine:
         return "kernel mapping"
 
     # --------------------------------------------------------------- folios
-    def alloc_folio(self, gfp: Gfp, order: int = 0, node: int = 0, label: str = "") -> Folio | None:
-        """alloc_pages(): a folio from the buddy allocator, or None."""
-        return page_alloc.alloc_pages(self.mm, gfp, order, node, label=label)
+    def alloc_folio(self, gfp: Gfp | str, order: int = 0, node: int = 0, label: str = "",
+                    zero: bool = False, compound: bool = False) -> Folio | None:
+        """alloc_pages(): a folio from the buddy allocator, or None.
+
+        ``gfp`` is flags or a name of ``GFP``; ``zero`` adds __GFP_ZERO and
+        ``compound`` __GFP_COMP (what folio_alloc() passes for a large folio).
+        """
+        flags = GFP[gfp] if isinstance(gfp, str) else gfp
+        flags |= (Gfp.ZERO if zero else Gfp(0)) | (Gfp.COMP if compound else Gfp(0))
+        return page_alloc.alloc_pages(self.mm, flags, order, node, label=label)
 
     def folio_put(self, folio: Folio, path: str = "folio_put") -> int:
         """folio_put(): the last reference frees the folio through the lifetime policy's free hook."""

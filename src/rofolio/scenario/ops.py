@@ -14,17 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rofolio.errors import Errno, ScenarioError
-from rofolio.machine import Machine
-from rofolio.mm.folio import Folio
-from rofolio.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE, GFP_USER, Gfp
-from rofolio.mm.process import MmStruct
+from rofolio.machine import Folio, Machine, MmStruct
 from rofolio.scenario import schema
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE
 
 __all__ = ["HANDLERS", "Context", "Handler", "Result"]
 
-GFP = {"kernel": GFP_KERNEL, "user": GFP_USER, "highuser_movable": GFP_HIGHUSER_MOVABLE,
-       "transhuge": GFP_TRANSHUGE}
 
 
 @dataclass
@@ -124,8 +119,8 @@ def snapshot(ctx: Context, step: schema.Snapshot) -> Result:
 
 
 def alloc(ctx: Context, step: schema.Alloc) -> Result:
-    gfp = GFP[step.gfp] | (Gfp.ZERO if step.zero else Gfp(0)) | (Gfp.COMP if step.order else Gfp(0))
-    folio = ctx.machine.alloc_folio(gfp, step.order, step.node, label=step.as_)
+    folio = ctx.machine.alloc_folio(step.gfp, step.order, step.node, label=step.as_, zero=step.zero,
+                                    compound=step.order > 0)
     if folio is None:
         return -Errno.ENOMEM, None
     ctx.folios[step.as_] = folio

@@ -17,8 +17,7 @@ from typing import Any
 from rofolio.arch import arch_entry
 from rofolio.errors import Errno, ScenarioError, ScenarioErrors
 from rofolio.events import KernelWarning
-from rofolio.machine import Machine, MachineSpec
-from rofolio.mm.config import MMConfig
+from rofolio.machine import Machine, MachineSpec, MMConfig
 from rofolio.scenario import schema
 from rofolio.scenario.loader import LoadedScenario, _Locator, load
 from rofolio.scenario.ops import HANDLERS, Context
@@ -110,7 +109,7 @@ class ScenarioResult:
         return html_tables(self)
 
 
-def spec_of(machine: schema.Machine, mm: schema.MM | None = None) -> MachineSpec:
+def spec_of(table: schema.Machine, mm: schema.MM | None = None) -> MachineSpec:
     """The one mapping from a scenario's [machine] and [mm] tables to what a Machine boots."""
     mm = mm or schema.MM()
     mm_config = MMConfig(
@@ -119,9 +118,9 @@ def spec_of(machine: schema.Machine, mm: schema.MM | None = None) -> MachineSpec
         persistent_huge_zero_folio=mm.persistent_huge_zero_folio,
         readonly_huge_zero_folio=mm.readonly_huge_zero_folio, lifetime=mm.lifetime)
     return MachineSpec(
-        arch=machine.arch, mem=machine.mem, memory_map=tuple(machine.memory_map) if machine.memory_map else None,
-        kernel=machine.kernel, cpus=machine.cpus, debug_pagealloc=machine.debug_pagealloc, kfence=machine.kfence,
-        options=machine.options, mm=mm_config)
+        arch=table.arch, mem=table.mem, memory_map=tuple(table.memory_map) if table.memory_map else None,
+        kernel=table.kernel, cpus=table.cpus, debug_pagealloc=table.debug_pagealloc, kfence=table.kfence,
+        options=table.options, mm=mm_config)
 
 
 def run_scenario(source: str | Path | LoadedScenario | schema.Scenario, *,
