@@ -21,6 +21,9 @@ CASES = [
     ("missing-pages", HEAD + '[[steps]]\nop = "set_memory_ro"\npa = "6G"\n', "missing key 'pages'", 4),
     ("zero-pages", HEAD + GOOD_STEP.replace("pages = 1", "pages = 0"), "greater than or equal to 1", 7),
     ("pages-not-a-number", HEAD + GOOD_STEP.replace("pages = 1", 'pages = "many"'), "valid integer", 7),
+    ("retired-arch", HEAD + 'arch = "riscv64"\n' + GOOD_STEP, 'write arch = "nodirectmap"', 4),
+    ("foreign-arch-option", HEAD + 'arch = "arm64"\ngbpages = false\n' + GOOD_STEP,
+     "gbpages is not an option of arm64 machines", 5),
     ("two-targets", HEAD + GOOD_STEP.replace('pa = "6G"', 'pa = "6G"\nva = 0xffff888180000000'),
      "give exactly one of pa, va, mapping or folio (got pa, va)", 4),
     ("no-target", HEAD + '[[steps]]\nop = "set_memory_ro"\npages = 1\n',
@@ -67,3 +70,24 @@ def test_unknown_builtin_name_lists_the_builtins() -> None:
     out = subprocess.run([sys.executable, "-m", "rofolio", "run", "no-such-scenario"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 2 and "built-ins: " in out.stderr and "rfc-demo" in out.stderr
+
+
+def _run(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rofolio", "run", str(path)], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_a_fifo_is_refused_without_reading_it(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "pipe.toml"
+    os.mkfifo(fifo)  # nothing ever writes it: reading it would hang
+    out = _run(fifo)
+    assert out.returncode == 2 and f"{fifo}: not a regular file" in out.stderr
+
+
+def test_an_oversized_scenario_is_refused_with_the_cap(tmp_path: Path) -> None:
+    big = tmp_path / "big.toml"
+    big.write_text(HEAD + GOOD_STEP + "#" * (2 << 20))
+    out = _run(big)
+    assert out.returncode == 2 and "larger than 1024 KiB" in out.stderr
