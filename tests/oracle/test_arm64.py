@@ -174,9 +174,11 @@ def test_the_qemu_command_boots_virt_with_tcg() -> None:
 
 def test_without_setup_the_command_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROFOLIO_ORACLE_DIR", str(tmp_path))
-    result = CliRunner().invoke(arm64.arm64_boot, [])
-    assert result.exit_code == 2
-    assert "the arm64 oracle is not set up" in result.output
+    from rofolio.cli import main
+
+    result = CliRunner().invoke(main, ["oracle", "arm64-boot"])
+    assert result.exit_code == 4  # the environment: no setup yet
+    assert "rofolio: error: " in result.output and "the arm64 oracle is not set up" in result.output
     assert "Traceback" not in result.output
 
 

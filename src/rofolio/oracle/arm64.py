@@ -38,7 +38,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -770,16 +769,12 @@ def render(rep: Arm64Report) -> list[str]:
 def arm64_boot(mems: tuple[str, ...], rodatas: tuple[str, ...], timeout: float, as_json: bool,
                keep_log: Path | None, do_setup: bool) -> None:
     """arm64: Debian's arm64 kernel under qemu-system-aarch64; its boot-time linear map against the model's."""
-    try:
-        install = setup(log=_say) if do_setup else load_install()
-        for mem in mems:
-            parse_size(mem)
-        reports = run(install, list(mems) or ["2G"], list(rodatas) or ["full", "off"], timeout=timeout,
-                      keep_log=keep_log, progress=None if as_json else _say)
-    except RofolioError as err:
-        for line in str(err).splitlines():
-            click.echo(f"rofolio oracle: error: {line}", err=True)
-        sys.exit(2)
+    # errors are the command line's contract (rofolio.exitstatus): a missing setup is an environment failure
+    install = setup(log=_say) if do_setup else load_install()
+    for mem in mems:
+        parse_size(mem)
+    reports = run(install, list(mems) or ["2G"], list(rodatas) or ["full", "off"], timeout=timeout,
+                  keep_log=keep_log, progress=None if as_json else _say)
     if as_json:
         click.echo(json.dumps({"schema": SCHEMA, "kernel": install.kver,
                                "agreement": f"{sum(r.agree for r in reports)}/{len(reports)}",
@@ -789,4 +784,8 @@ def arm64_boot(mems: tuple[str, ...], rodatas: tuple[str, ...], timeout: float, 
             click.echo("\n".join(render(rep)))
         click.echo(f"arm64 linear map: {sum(r.agree for r in reports)}/{len(reports)} configurations agree "
                    f"(kernel {install.kver}, model {reports[0].model_kernel if reports else '?'})")
-    sys.exit(0 if all(r.agree for r in reports) else 1)
+    if not all(r.agree for r in reports):
+        from rofolio.exitstatus import ChecksFailed
+
+        raise ChecksFailed(f"{sum(not r.agree for r in reports)} of {len(reports)} arm64 boot configuration(s) "
+                           "disagree with the model")
