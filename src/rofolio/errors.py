@@ -100,6 +100,14 @@ class ScenarioErrors(RofolioError):
         return [p for e in self.errors for p in e.problems()]
 
 
+class ChecksFailed(Exception):
+    """What a command checked did not hold: it exits with status 1 after ``rofolio: <summary>``."""
+
+    def __init__(self, summary: str) -> None:
+        super().__init__(summary)
+        self.summary = summary
+
+
 class Errno(IntEnum):
     """Kernel error numbers (include/uapi/asm-generic/errno-base.h, errno.h)."""
 

@@ -38,7 +38,7 @@ from typing import Any, NoReturn
 
 import click
 
-from rofolio.errors import EnvironmentFailure, RofolioError
+from rofolio.errors import ChecksFailed, EnvironmentFailure, RofolioError
 
 PROG = "rofolio"
 
@@ -59,14 +59,6 @@ EPILOG = ("Exit status: 0 ok; 1 an expectation failed (one closing summary line)
           "(`rofolio: error: FILE:LINE: ...` and hints); 3 internal error (traceback saved under "
           "~/.cache/rofolio/); 4 the environment failed (a missing tool, an unwritable path); "
           "130 interrupted.  See docs/errors.md.")
-
-
-class ChecksFailed(Exception):
-    """What a command checked did not hold: it exits with status 1 after ``rofolio: <summary>``."""
-
-    def __init__(self, summary: str) -> None:
-        super().__init__(summary)
-        self.summary = summary
 
 
 def expectations_failed(failures: int, failed_runs: int, runs: int) -> ChecksFailed:

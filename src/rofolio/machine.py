@@ -29,6 +29,7 @@ from rofolio.mm import (
     migrate,
     page_alloc,
     readonly,
+    secretmem,
     shrinker,
     zero_page,
 )
@@ -410,6 +411,10 @@ class Machine:
     def shrink(self) -> int:
         """shrink_slab(): the registered shrinkers run (the "thp-zero" one frees an unused huge zero folio)."""
         return shrinker.shrink_slab(self.mm)
+
+    def secretmem_folio(self) -> tuple[int, Folio | None]:
+        """memfd_secret() and a fault on it: a zeroed page out of the direct map; (0 or -errno, the folio)."""
+        return secretmem.memfd_secret_fault(self.mm)
 
     def file_page(self, value: int, label: str) -> Folio | None:
         """A page-cache page holding a file's data (filemap_add_folio(): in the page cache, on the LRU)."""

@@ -51,3 +51,18 @@ def test_rfc_demo_splits_one_1g_page_and_is_not_counted_in_vmstat() -> None:
     assert step.ret == 0 and step.leaf_after == "2M RO"
     assert step.delta["splits_1g"] == 1 and step.delta["flushes_all"] == 2
     assert "direct_map_level3_splits" not in step.delta
+
+
+@pytest.mark.parametrize(("machine", "ret"), [
+    ({"arch": "x86_64"}, "0"),
+    ({"arch": "arm64"}, "0"),  # rodata=full: can_set_direct_map()
+    ({"arch": "arm64", "rodata": "off"}, "-ENOSYS"),  # behaviour 18: memfd_secret() refuses
+    ({"arch": "nodirectmap"}, "-ENOSYS"),  # no ARCH_HAS_SET_DIRECT_MAP: no secretmem at all
+])
+def test_memfd_secret_needs_a_direct_map_it_can_change(machine: dict[str, str], ret: str) -> None:
+    from rofolio.scenario.loader import parse
+
+    scenario = parse('name = "secret"\n[[steps]]\nop = "secretmem"\nas = "s"\n', "secret.toml")
+    first = run_scenario(scenario.model_copy(update={"machine": type(scenario.machine)(**machine)})).steps[0]
+    assert first.to_dict()["ret"] == ret
+    assert first.leaf_after == ("4K not-present" if ret == "0" else "")

@@ -65,6 +65,10 @@ class KernelState:
             if new:
                 self.log.append(PgtableAlloc(Level(level - 1), new))
 
+    def can_set_direct_map(self) -> bool:
+        """can_set_direct_map(): the generic answer is yes (include/linux/set_memory.h); arm64 overrides it."""
+        return True
+
     # ----------------------------------------------------------- faults
     def oops_text(self, addr: VirtAddr, write: bool, present: bool, number: int, found: Any) -> str:
         """The first lines the kernel prints when a kernel-mode access to ``addr`` faults.

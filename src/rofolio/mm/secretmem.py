@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rofolio.errors import Errno
 from rofolio.mm.folio import Folio, MappingKind
 from rofolio.mm.gfp import GFP_HIGHUSER, Gfp
 from rofolio.mm.page_alloc import alloc_pages, folio_put
 from rofolio.units import PAGE_SIZE
+
+__all__ = ["memfd_secret_fault", "secretmem_fault_folio"]
 
 if TYPE_CHECKING:
     from rofolio.mm.state import MMState
@@ -35,3 +38,16 @@ def secretmem_fault_folio(mm: MMState) -> Folio | None:
     folio.mapping = MappingKind.SECRETMEM
     folio.lru = True
     return folio
+
+
+def memfd_secret_fault(mm: MMState) -> tuple[int, Folio | None]:
+    """memfd_secret() then a fault on it: (0, the folio), -ENOSYS without can_set_direct_map(), or -ENOMEM.
+
+    The syscall refuses before anything is allocated when the direct map cannot be changed
+    (secretmem.c: the can_set_direct_map() test in memfd_secret()); without ARCH_HAS_SET_DIRECT_MAP
+    CONFIG_SECRETMEM cannot be built, which user space sees the same way.
+    """
+    if not mm.kernel.can_set_direct_map():  # type: ignore[attr-defined]
+        return -Errno.ENOSYS, None
+    folio = secretmem_fault_folio(mm)
+    return (0, folio) if folio is not None else (-Errno.ENOMEM, None)

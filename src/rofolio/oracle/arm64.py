@@ -785,7 +785,7 @@ def arm64_boot(mems: tuple[str, ...], rodatas: tuple[str, ...], timeout: float, 
         click.echo(f"arm64 linear map: {sum(r.agree for r in reports)}/{len(reports)} configurations agree "
                    f"(kernel {install.kver}, model {reports[0].model_kernel if reports else '?'})")
     if not all(r.agree for r in reports):
-        from rofolio.exitstatus import ChecksFailed
+        from rofolio.errors import ChecksFailed
 
         raise ChecksFailed(f"{sum(not r.agree for r in reports)} of {len(reports)} arm64 boot configuration(s) "
                            "disagree with the model")

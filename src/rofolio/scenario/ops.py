@@ -221,6 +221,14 @@ def file(ctx: Context, step: schema.File) -> Result:
     return 0, ctx.machine.page_address(folio.pfn)
 
 
+def secretmem(ctx: Context, step: schema.Secretmem) -> Result:
+    ret, folio = ctx.machine.secretmem_folio()
+    if folio is None:
+        return ret, None
+    ctx.folios[step.as_] = folio
+    return ret, ctx.machine.page_address(folio.pfn)
+
+
 def gup_step(ctx: Context, step: schema.Gup) -> Result:
     mms, start = ctx.regions[step.region]
     result = ctx.machine.gup(mms, start + step.offset, frozenset(step.flags), step.rules, step.race)
@@ -270,7 +278,8 @@ HANDLERS: dict[type, Handler] = {
     schema.Alloc: alloc, schema.MakeReadonly: make_readonly, schema.RestoreWritable: restore_writable,
     schema.Free: free, schema.Migrate: migrate_step, schema.Pin: pin, schema.Offline: offline,
     schema.Compact: compact, schema.Shrink: shrink, schema.HugepageInit: hugepage_init, schema.Process: process,
-    schema.Mmap: mmap, schema.Touch: touch, schema.Exit: exit_process, schema.File: file, schema.Gup: gup_step,
+    schema.Mmap: mmap, schema.Touch: touch, schema.Exit: exit_process, schema.File: file,
+    schema.Secretmem: secretmem, schema.Gup: gup_step,
     schema.PipeWrite: pipe_write, schema.PinMany: pin_many, schema.Read: read,
 }
 assert set(HANDLERS) == set(schema.STEP_TYPES), "every step type needs a handler"

@@ -349,6 +349,17 @@ class Touch(_Step, _Named):
         return _size(value)
 
 
+class Secretmem(_Step, _Named):
+    """memfd_secret() and a fault on it: a zeroed page removed from the direct map (mm/secretmem.c).
+
+    The precedent for direct-map state that follows a folio: migration is
+    refused (-EBUSY) and freeing restores the direct map before zeroing.
+    """
+
+    op: Literal["secretmem"]
+    as_: str = _NAME
+
+
 class File(_Step, _Named):
     """A page-cache page of a file, holding the file's data (``value``), on the LRU."""
 
@@ -434,11 +445,11 @@ class Snapshot(_Step):
 
 STEP_TYPES = (SetMemory, SetDirectMap, Vmap, Write, Phase, PgtableAllocFail, Snapshot, Alloc, MakeReadonly,
               RestoreWritable, Free, Migrate, Pin, Offline, Compact, Shrink, HugepageInit, Process, Mmap, Touch,
-              Exit, File, Gup, PipeWrite, PinMany, Read)
+              Exit, File, Secretmem, Gup, PipeWrite, PinMany, Read)
 Step = Annotated[
     SetMemory | SetDirectMap | Vmap | Write | Phase | PgtableAllocFail | Snapshot | Alloc | MakeReadonly
     | RestoreWritable | Free | Migrate | Pin | Offline | Compact | Shrink | HugepageInit | Process | Mmap | Touch
-    | Exit | File | Gup | PipeWrite | PinMany | Read,
+    | Exit | File | Secretmem | Gup | PipeWrite | PinMany | Read,
     Field(discriminator="op")]
 
 
@@ -485,7 +496,7 @@ def _check_names(steps: list[Any]) -> None:
     given: dict[str, set[str]] = {"mapping": set(), "folio": {"huge_zero_folio", "zero_page"}, "process": set(),
                                   "region": set()}
     gives = {Vmap: "mapping", Alloc: "folio", Migrate: "folio", Pin: "folio", Touch: "folio", Process: "process",
-             Mmap: "region", File: "folio", Gup: "folio"}
+             Mmap: "region", File: "folio", Secretmem: "folio", Gup: "folio"}
     for i, step in enumerate(steps, start=1):
         for kind, attr in (("mapping", "mapping"), ("folio", "folio"), ("process", "process"),
                            ("region", "region"), ("folio", "file")):
