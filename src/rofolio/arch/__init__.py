@@ -11,11 +11,22 @@ returns the kernel's value: 0 or a negative errno.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from rofolio.errors import ConfigError, Errno
-from rofolio.events import EventLog, Fault, KernelWarning, PgtableAlloc, Phase, PhaseChange
+from rofolio.events import (
+    Call,
+    EventLog,
+    Fault,
+    KernelWarning,
+    PgtableAlloc,
+    PgtableAllocFailed,
+    Phase,
+    PhaseChange,
+    Return,
+)
 from rofolio.pagetable import PageTable
 from rofolio.physmem import MemoryMap
 from rofolio.units import Level, Pfn, PhysAddr, VirtAddr
@@ -24,9 +35,31 @@ if TYPE_CHECKING:
     from rofolio.machine import MachineSpec
 
 __all__ = [
-    "RETIRED", "Arch", "ArchKernel", "ArchOption", "KernelState", "OptionValue", "WriteOutcome", "all_options",
-    "arch_entry", "arch_names", "register_arch", "registry_generation", "unregister_arch",
+    "RETIRED", "Arch", "ArchKernel", "ArchOption", "KernelState", "LeafLookup", "OptionValue", "WriteOutcome",
+    "all_options", "arch_entry", "arch_names", "register_arch", "registry_generation", "unregister_arch",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class LeafLookup:
+    """What lookup_address() finds for an address: the leaf's level, its entry's flags (0 for a none entry)
+    and the page it maps.  Each architecture says which of its bits mean present and writable."""
+
+    level: Level
+    flags: int
+    pfn: int
+
+    @property
+    def present(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def writable(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def read_only(self) -> bool:
+        return not self.writable
 
 
 class KernelState:
@@ -40,6 +73,7 @@ class KernelState:
     pt: PageTable
     phase: Phase
     _warned_once: set[str]
+    pgtable_alloc_fail: bool = False  # a machine option: allocations of page-table pages fail
 
     @property
     def running(self) -> bool:
@@ -57,6 +91,22 @@ class KernelState:
         if key not in self._warned_once:
             self._warned_once.add(key)
             self.warn(text)
+
+    def alloc_pgtable_page(self, level: Level) -> bool:
+        """A page-table page for entries of ``level`` (x86: alloc_pages(GFP_KERNEL, 0); arm64:
+        pagetable_alloc()); False when the allocation fails."""
+        if self.pgtable_alloc_fail:
+            self.log.append(PgtableAllocFailed(level))
+            return False
+        self.log.append(PgtableAlloc(level))
+        return True
+
+    def _call(self, func: str, addr: int, numpages: int, body: Callable[[], int]) -> int:
+        """An entry point as the event log records it: the call, what it did, its return value."""
+        self.log.append(Call(func, addr, numpages))
+        ret = body()
+        self.log.append(Return(func, ret))
+        return ret
 
     def alloc_missing_tables(self, start: int, end: int, levels: tuple[Level, ...]) -> None:
         """The tables a new mapping of ``[start, end)`` allocates: one below each empty region of ``levels``."""

@@ -12,10 +12,7 @@ negative errno).  The rules live in ``mmu`` (building and splitting) and
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
-from rofolio.arch import KernelState
+from rofolio.arch import KernelState, LeafLookup
 from rofolio.arch.arm64 import kfence as _kfence
 from rofolio.arch.arm64 import mmu as _mmu
 from rofolio.arch.arm64 import pageattr as _pageattr
@@ -26,12 +23,8 @@ from rofolio.arch.arm64.prot import ARM64, is_read_only, page_kernel
 from rofolio.arch.arm64.vmalloc import VM_ALLOC, VM_ALLOW_HUGE_VMAP, VM_MAP, VmArea
 from rofolio.errors import AddressError, ConfigError
 from rofolio.events import (
-    Call,
     EventLog,
-    PgtableAlloc,
-    PgtableAllocFailed,
     Phase,
-    Return,
 )
 from rofolio.pagetable import EntryState, PageTable
 from rofolio.physmem import MemoryMap
@@ -40,13 +33,10 @@ from rofolio.units import PAGE_SHIFT, PAGE_SIZE, GiB, Level
 __all__ = ["Arm64Kernel", "Arm64Lookup"]
 
 
-@dataclass(frozen=True, slots=True)
-class Arm64Lookup:
-    """The leaf entry for an address: its level, descriptor bits (0 for a none PTE) and pfn."""
+class Arm64Lookup(LeafLookup):
+    """The leaf entry for an address on arm64: a valid descriptor is present; PTE_RDONLY decides writes."""
 
-    level: Level
-    flags: int
-    pfn: int
+    __slots__ = ()
 
     @property
     def valid(self) -> bool:
@@ -96,7 +86,6 @@ class Arm64Kernel(KernelState):
         self.capabilities_finalized = False  # system_capabilities_finalized()
         self.linear_map_requires_bbml2 = False  # set by map_mem()
         self.kfence_pool: int | None = None  # __pa(__kfence_pool)
-        self.pgtable_alloc_fail = False  # a machine option: page-table page allocation fails
         self.vm_areas: list[VmArea] = []
         self._vmalloc_next = self.layout.vmalloc_start + GiB  # past the kernel image (KIMAGE_VADDR)
         self._warned_once: set[str] = set()
@@ -231,21 +220,7 @@ class Arm64Kernel(KernelState):
         return bool(found and found.valid)
 
     # --------------------------------------------------- page-table pages
-    def alloc_pgtable_page(self, level: Level) -> bool:
-        """pagetable_alloc() for a table holding entries of ``level``; False when it fails."""
-        if self.pgtable_alloc_fail:
-            self.log.append(PgtableAllocFailed(level))
-            return False
-        self.log.append(PgtableAlloc(level))
-        return True
-
     # -------------------------------------------------------- entry points
-    def _call(self, func: str, addr: int, numpages: int, body: Callable[[], int]) -> int:
-        self.log.append(Call(func, addr, numpages))
-        ret = body()
-        self.log.append(Return(func, ret))
-        return ret
-
     def _ram_page(self, pfn: int, nr: int = 1) -> int:
         pa = pfn << PAGE_SHIFT
         if nr < 1 or not self.config.memory.is_ram(pa, pa + nr * PAGE_SIZE):

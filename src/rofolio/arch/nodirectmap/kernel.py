@@ -18,12 +18,11 @@ from memory); entries carry riscv's PAGE_KERNEL bits.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from rofolio.arch import KernelState
+from rofolio.arch import KernelState, LeafLookup
 from rofolio.errors import AddressError, ConfigError, Errno
-from rofolio.events import BootMapping, Call, EventLog, Flush, FlushKind, PgtableAlloc, Phase, Return
+from rofolio.events import BootMapping, EventLog, Flush, FlushKind, PgtableAlloc, Phase
 from rofolio.pagetable import PageTable
 from rofolio.physmem import MemoryMap
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, format_size
@@ -72,11 +71,10 @@ class NoDirectMapConfig:
         return cls(memory=MemoryMap.flat(mem, base=base), **options)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True, slots=True)
-class NoDirectMapLookup:
-    level: Level
-    flags: int
-    pfn: int
+class NoDirectMapLookup(LeafLookup):
+    """A leaf with riscv's PRESENT and WRITE bits."""
+
+    __slots__ = ()
 
     @property
     def present(self) -> bool:
@@ -85,10 +83,6 @@ class NoDirectMapLookup:
     @property
     def writable(self) -> bool:
         return bool(self.flags & NoDirectMapPte.WRITE)
-
-    @property
-    def read_only(self) -> bool:
-        return not self.writable
 
 
 class NoDirectMapKernel(KernelState):
@@ -144,12 +138,6 @@ class NoDirectMapKernel(KernelState):
         return None if leaf is None else NoDirectMapLookup(leaf.level, leaf.flags, leaf.pfn)
 
     # ------------------------------------------------------- entry points
-    def _call(self, func: str, addr: int, numpages: int, body: Callable[[], int]) -> int:
-        self.log.append(Call(func, addr, numpages))
-        ret = body()
-        self.log.append(Return(func, ret))
-        return ret
-
     def can_set_direct_map(self) -> bool:
         """No ARCH_HAS_SET_DIRECT_MAP: nothing can change direct-map entries (secretmem is not built)."""
         return False

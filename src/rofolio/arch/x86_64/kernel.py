@@ -13,23 +13,19 @@ negative errno).  Boot lives in ``rofolio.arch.x86_64.boot``; the CPA rules in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 
-from rofolio.arch import KernelState
+from rofolio.arch import KernelState, LeafLookup
 from rofolio.arch.x86_64 import cpa as _cpa
 from rofolio.arch.x86_64.config import X86Config
 from rofolio.arch.x86_64.image import KernelImage
 from rofolio.errors import AddressError, Errno
 from rofolio.events import (
-    Call,
     Collapse,
     EventLog,
     Flush,
     FlushKind,
-    PgtableAlloc,
-    PgtableAllocFailed,
     Phase,
-    Return,
     Split,
 )
 from rofolio.kversion import X86_CPA_COLLAPSE, X86_RO_CLEARS_DIRTY
@@ -44,13 +40,10 @@ SECTION_SHIFT = 27  # SECTION_SIZE_BITS on x86-64: 128 MiB memory sections (spar
 PTE_PFN_MASK = ((1 << 52) - 1) & ~((1 << PAGE_SHIFT) - 1)  # __PHYSICAL_MASK & PAGE_MASK (52-bit physical)
 
 
-@dataclass(frozen=True, slots=True)
-class Lookup:
-    """What lookup_address() returns: the level of the entry and its flags (0 for a none PTE)."""
+class Lookup(LeafLookup):
+    """What lookup_address() returns on x86-64: _PAGE_PRESENT and _PAGE_RW decide, and the stored entry."""
 
-    level: Level
-    flags: int
-    pfn: int
+    __slots__ = ()
 
     @property
     def present(self) -> bool:
@@ -93,7 +86,6 @@ class X86Kernel(KernelState):
         self.phase = Phase.BOOTING
         self.cpus_online = 1
         self.kernel_set_to_readonly = False
-        self.pgtable_alloc_fail = False  # a machine option: alloc_pages() for page tables fails
         self.pfn_mapped: list[tuple[int, int]] = []  # add_pfn_range_mapped()
         self.max_pfn_mapped = 0
         self.memtype: dict[int, int] = {}  # pfn -> PAT cache mode bits (memtype_reserve on RAM)
@@ -239,14 +231,6 @@ class X86Kernel(KernelState):
         return any(self.alias_targets(va, pfn, count))
 
     # ------------------------------------------------------ page-table pages
-    def alloc_pgtable_page(self, level: Level) -> bool:
-        """alloc_pages(GFP_KERNEL, 0) for a page table holding entries of ``level``."""
-        if self.pgtable_alloc_fail:
-            self.log.append(PgtableAllocFailed(level))
-            return False
-        self.log.append(PgtableAlloc(level))
-        return True
-
     def split_page_count(self, address: int, level: Level) -> None:
         """split_page_count(), if virt_addr_valid(address) and its pfn is mapped (__split_large_page)."""
         direct = False
@@ -344,12 +328,9 @@ class X86Kernel(KernelState):
             )
 
     # ----------------------------------------------------------- entry points
-    def _call(self, func: str, addr: int, numpages: int, ret_fn) -> int:  # type: ignore[no-untyped-def]
+    def _call(self, func: str, addr: int, numpages: int, body: Callable[[], int]) -> int:
         self.check_direct_map_range(addr, numpages)
-        self.log.append(Call(func, addr, numpages))
-        ret = ret_fn()
-        self.log.append(Return(func, ret))
-        return ret
+        return super()._call(func, addr, numpages, body)
 
     def set_memory_ro(self, addr: int, numpages: int) -> int:
         """set_memory_ro(): clear _PAGE_RW (and _PAGE_DIRTY since v6.6, commit f788b71768ff)."""
