@@ -61,6 +61,22 @@ MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("rofolio oracle: drive CPA on the direct map and report the page tables");
 
 #define NSLOTS 64
+
+/* The largest order alloc_pages() takes: MAX_ORDER - 1 before 6.4, MAX_ORDER until 6.8 renamed it. */
+#if defined(MAX_PAGE_ORDER)
+#define DMO_MAX_ORDER MAX_PAGE_ORDER
+#elif LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
+#define DMO_MAX_ORDER MAX_ORDER
+#else
+#define DMO_MAX_ORDER (MAX_ORDER - 1)
+#endif
+
+/* alloc_contig_range() took a migratetype until 6.16 and takes acr_flags_t since. */
+#ifdef ACR_FLAGS_NONE
+#define DMO_CONTIG_MODE ACR_FLAGS_NONE
+#else
+#define DMO_CONTIG_MODE MIGRATE_MOVABLE
+#endif
 #define MAXTOK 6
 #define DEFAULT_MAXRUNS 4096
 
@@ -361,7 +377,7 @@ static void do_grab(const char *cmd, long s, u64 pa, unsigned long npages)
 			cmd, s, pa, npages, dm_max_pfn());
 		return;
 	}
-	ret = alloc_contig_range(pfn, pfn + npages, MIGRATE_MOVABLE, GFP_KERNEL);
+	ret = alloc_contig_range(pfn, pfn + npages, DMO_CONTIG_MODE, GFP_KERNEL);
 	pr_info("cmd=%s slot=%ld pa=0x%llx n=%lu ret=%d\n", cmd, s, pa, npages, ret);
 	if (ret)
 		return;
@@ -377,7 +393,7 @@ static void do_alloc(long s, unsigned long order, bool dma32)
 
 	if (!free_slot_ok("alloc", s))
 		return;
-	if (order >= MAX_ORDER) {
+	if (order > DMO_MAX_ORDER) {
 		pr_info("cmd=alloc slot=%ld order=%lu ret=-22 err=bad_order\n", s, order);
 		return;
 	}
