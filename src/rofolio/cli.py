@@ -161,7 +161,12 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (schema rofolio.scenario/2).")
 @click.option("--report", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Also write a self-contained HTML report with plots to this file.")
-def run(source: str, as_json: bool, report: Path | None, **machine: Any) -> None:
+@click.option("--host", "on_host", is_flag=True,
+              help="Run the steps on the model of this machine (see `rofolio host`) instead of [machine].")
+@click.option("--host-from", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Like --host, for the machine of a snapshot saved by `rofolio host --save DIR`.")
+def run(source: str, as_json: bool, report: Path | None, on_host: bool, host_from: Path | None,
+        **machine: Any) -> None:
     """Run a scenario: a built-in NAME (see `rofolio scenarios`) or a .toml FILE.
 
     Machine options given here override the scenario's [machine] table.
@@ -173,6 +178,18 @@ def run(source: str, as_json: bool, report: Path | None, **machine: Any) -> None
     loaded = load(source)
     overrides = _machine_overrides(machine)
     side = None
+    if on_host or host_from is not None:
+        from rofolio.host import read_host, spec_of_host
+
+        if overrides:
+            raise ConfigError("--host takes the machine from this one", "drop the machine options, or --host")
+        spec, record, _ = spec_of_host(read_host(host_from))
+        with LazyProgress(f"running {loaded.name} on this machine's model") as bar:
+            result = run_scenario(loaded, progress=bar, on=(spec, record))
+        _emit(result, as_json, report)
+        if result.failures:
+            raise expectations_failed(len(result.failures), 1, 1)
+        return
     with LazyProgress(f"running {loaded.name}") as bar:
         if overrides:
             result = run_scenario(loaded.with_machine(**overrides), progress=bar)
@@ -442,6 +459,59 @@ def meminfo(as_json: bool, after_boot: bool, **machine: Any) -> None:
     click.echo("\n".join(lines))
     for key, value in c.vmstat().items():
         click.echo(f"{key} {value}")
+
+
+@main.command()
+@click.option("--from", "from_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Model the machine of a snapshot (a directory written by --save) instead of this one.")
+@click.option("--save", "save_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also save the files read (a snapshot for --from) into this directory.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema rofolio.host/1).")
+def host(from_dir: Path | None, save_dir: Path | None, as_json: bool) -> None:
+    """The model of the machine rofolio runs on, beside its live /proc/meminfo and /proc/vmstat.
+
+    Reads the firmware memory map, the kernel log's RAMDISK line, the command
+    line, the config, the CPU flags and the version; boots the model of that
+    machine; prints the model's DirectMap lines beside the live ones, the live
+    ones as they were at boot (vmstat's splits and collapses since
+    SYSTEM_RUNNING undone), and the difference named as whole placements.
+    """
+    from rich.table import Table
+
+    from rofolio.host import host_report, read_host, save_host
+
+    snapshot = read_host(from_dir)
+    if save_dir is not None:
+        save_host(snapshot, save_dir)
+    report, _ = host_report(snapshot)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        console = Console()
+        console = console if console.is_terminal else Console(width=200)
+        console.print(f"[bold]{escape(report.source)}[/bold]: {escape(report.machine['label'])}, "
+                      f"kernel {escape(str(report.machine['kernel']))}", highlight=False)
+        for line in report.decided:
+            console.print(f"  {escape(line)}", highlight=False)
+        table = Table(title="DirectMap (kB): the live machine and its model")
+        for title in ("line", "live now", "live at boot", "model at boot", "residual"):
+            table.add_column(title, justify="left" if title == "line" else "right")
+        for key in ("DirectMap4k", "DirectMap2M", "DirectMap1G"):
+            table.add_row(key, str(report.live.get(key, 0)), str(report.at_boot[key]), str(report.model[key]),
+                          f"{report.residual[key]:+d}")
+        console.print(table)
+        console.print("vmstat since SYSTEM_RUNNING: " + ", ".join(f"{k} {v}" for k, v in report.vmstat.items()),
+                      highlight=False)
+        if not report.causes:
+            console.print("the model agrees with the machine's boot", highlight=False)
+        for cause in report.causes:
+            console.print(f"residual: {escape(cause.describe())}", highlight=False)
+        if save_dir is not None:
+            console.print(f"snapshot saved to {escape(str(save_dir))}", highlight=False)
+    if not report.explained:
+        from rofolio.errors import ChecksFailed
+
+        raise ChecksFailed("the named causes do not add up to the residual")
 
 
 def _register_oracle() -> None:

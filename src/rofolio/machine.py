@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rofolio.arch import Arch, ArchKernel, WriteOutcome, arch_entry
+from rofolio.arch import Arch, ArchKernel, BootRecord, WriteOutcome, arch_entry
 from rofolio.errors import AddressError, ConfigError, Errno
 from rofolio.events import Event, EventLog, Phase
 from rofolio.mm import (
@@ -44,7 +44,7 @@ from rofolio.physmem import MemoryMap
 from rofolio.stats import Counters
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, Level, Pfn, PhysAddr, VirtAddr, parse_size
 
-__all__ = ["GFP", "Folio", "Leaf", "MMConfig", "Machine", "MachineSpec", "MmStruct", "StepResult"]
+__all__ = ["GFP", "BootRecord", "Folio", "Leaf", "MMConfig", "Machine", "MachineSpec", "MmStruct", "StepResult"]
 
 # The allocation contexts a caller above the machine names (include/linux/gfp_types.h)
 GFP = {"kernel": GFP_KERNEL, "user": GFP_USER, "highuser_movable": GFP_HIGHUSER_MOVABLE,
@@ -74,6 +74,8 @@ class MachineSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", self.entry.check_options(dict(self.options)))
+        if self.memory_map:  # the machine has the RAM of its map, whatever mem said
+            object.__setattr__(self, "mem", sum(end - start for start, end in self.memory_map))
 
     @property
     def entry(self) -> Arch:
@@ -141,11 +143,16 @@ class Machine:
 
     # ------------------------------------------------------------------ boot
     @classmethod
-    def boot(cls, spec: MachineSpec, retain_events: bool = True, image: Any = None) -> Machine:
-        """Boot to SYSTEM_SCHEDULING (initcalls next); ``finish_boot()`` reaches SYSTEM_RUNNING."""
+    def boot(cls, spec: MachineSpec, retain_events: bool = True, image: Any = None,
+             record: BootRecord | None = None) -> Machine:
+        """Boot to SYSTEM_SCHEDULING (initcalls next); ``finish_boot()`` reaches SYSTEM_RUNNING.
+
+        ``record`` holds what a real boot placed (the initrd, BPF JIT packs): the model applies the same
+        boot-time calls there instead of placing nothing.
+        """
         entry = spec.entry
         memory = MemoryMap.from_ram(list(spec.memory_map)) if spec.memory_map else entry.memory_map(spec.mem)
-        kernel = entry.boot(spec, memory, EventLog(retain=retain_events), image)
+        kernel = entry.boot(spec, memory, EventLog(retain=retain_events), image, record)
         # mm_core_init() -> memblock_free_all(): the buddy allocator takes over (start_kernel())
         return cls(spec, kernel, mm_core_init(kernel, spec.mm))
 

@@ -42,7 +42,7 @@ class Toy(Arch):
     def label(self, spec: MachineSpec) -> str:
         return f"toyarch speed={spec.options['cpu_speed']}" + (" shiny" if spec.options["shiny"] else "")
 
-    def boot(self, spec: MachineSpec, memory: Any, log: EventLog, image: Any = None) -> ToyKernel:
+    def boot(self, spec: MachineSpec, memory: Any, log: EventLog, image: Any = None, record: Any = None) -> ToyKernel:
         kernel = boot(NoDirectMapConfig(memory=memory, nr_cpus=spec.cpus), log)
         kernel.__class__ = ToyKernel
         return kernel  # type: ignore[return-value]

@@ -35,9 +35,24 @@ if TYPE_CHECKING:
     from rofolio.machine import MachineSpec
 
 __all__ = [
-    "RETIRED", "Arch", "ArchKernel", "ArchOption", "KernelState", "LeafLookup", "OptionValue", "WriteOutcome",
-    "all_options", "arch_entry", "arch_names", "register_arch", "registry_generation", "unregister_arch",
+    "RETIRED", "Arch", "ArchKernel", "ArchOption", "BootRecord", "KernelState", "LeafLookup", "OptionValue",
+    "WriteOutcome", "all_options", "arch_entry", "arch_names", "register_arch", "registry_generation",
+    "unregister_arch",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class BootRecord:
+    """What a real boot decided that the model takes as input: placements, never counters or split counts.
+
+    ``initrd`` is where the boot loader put the initial ramdisk (physical start, bytes), which
+    free_initrd_mem() hands back; ``bpf_packs`` the pages of the BPF JIT packs boot made (their vmalloc
+    address and (physical address, pages) stretches); ``source`` says where the record was read.
+    """
+
+    initrd: tuple[int, int] | None = None
+    bpf_packs: tuple[tuple[int, tuple[tuple[int, int], ...]], ...] = ()
+    source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,8 +362,13 @@ class Arch:
         return dict(spec.options)
 
     # --------------------------------------------------------------- boot
-    def boot(self, spec: MachineSpec, memory: MemoryMap, log: EventLog, image: Any = None) -> ArchKernel:
-        """setup_arch() up to the initcalls: the kernel is left in SYSTEM_SCHEDULING."""
+    def boot(self, spec: MachineSpec, memory: MemoryMap, log: EventLog, image: Any = None,
+             record: BootRecord | None = None) -> ArchKernel:
+        """setup_arch() up to the initcalls: the kernel is left in SYSTEM_SCHEDULING.
+
+        ``record`` holds placements a real boot made (BootRecord); an architecture that models none
+        of them ignores it.
+        """
         raise NotImplementedError
 
     def late_init(self, kernel: ArchKernel) -> None:

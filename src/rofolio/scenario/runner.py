@@ -10,14 +10,14 @@ produced; ``expect`` tables are checked against exactly those figures.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from rofolio.arch import arch_entry
 from rofolio.errors import Errno, ScenarioError, ScenarioErrors
 from rofolio.events import KernelWarning
-from rofolio.machine import Machine, MachineSpec, MMConfig
+from rofolio.machine import BootRecord, Machine, MachineSpec, MMConfig
 from rofolio.scenario import schema
 from rofolio.scenario.loader import LoadedScenario, _Locator, load
 from rofolio.scenario.ops import HANDLERS, Context
@@ -125,18 +125,24 @@ def spec_of(table: schema.Machine, mm: schema.MM | None = None) -> MachineSpec:
 
 def run_scenario(source: str | Path | LoadedScenario | schema.Scenario, *,
                  progress: Callable[[int, int], None] | None = None, filename: str | None = None,
-                 inspect: Callable[[Context], dict[str, Any]] | None = None) -> ScenarioResult:
+                 inspect: Callable[[Context], dict[str, Any]] | None = None,
+                 on: tuple[MachineSpec, BootRecord | None] | None = None) -> ScenarioResult:
     """Run a scenario given as a built-in name, a .toml path, a loaded scenario or a parsed Scenario.
 
-    ``progress(done, total)`` is called after each step (the CLI draws a bar with it).
+    ``progress(done, total)`` is called after each step (the CLI draws a bar with it).  ``on`` runs the
+    steps on another machine than the scenario's [machine] (``rofolio run --host``: the model of this
+    one, with its boot record); the scenario's [mm] table still applies.
     """
     if isinstance(source, schema.Scenario):
         loaded = LoadedScenario(source, filename or source.name, filename or source.name)
     else:
         loaded = load(source)
     scenario, name, locator = loaded.scenario, loaded.filename, loaded.locator
-    _check_machine(scenario, name, locator)
-    machine = Machine.boot(spec_of(scenario.machine, scenario.mm))
+    if on is None:
+        _check_machine(scenario, name, locator)
+        machine = Machine.boot(spec_of(scenario.machine, scenario.mm))
+    else:
+        machine = Machine.boot(replace(on[0], mm=spec_of(scenario.machine, scenario.mm).mm), record=on[1])
     if scenario.start == "running":
         machine.finish_boot()
     _check_steps(scenario, machine, name, locator)

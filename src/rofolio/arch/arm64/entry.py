@@ -43,7 +43,8 @@ class ARM64(Arch):
                 "secondary_without_bbml2": o["secondary_without_bbml2"], "realm": o["realm"],
                 "tlb_range": o["tlb_range"]}
 
-    def boot(self, spec: MachineSpec, memory: Any, log: EventLog, image: Any = None) -> ArchKernel:
+    def boot(self, spec: MachineSpec, memory: Any, log: EventLog, image: Any = None,
+             record: Any = None) -> ArchKernel:
         from rofolio.arch.arm64 import boot
         from rofolio.arch.arm64.config import Arm64Config, KfenceMode
 

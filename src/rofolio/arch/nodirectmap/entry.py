@@ -23,7 +23,8 @@ class NoDirectMap(Arch):
     def label(self, spec: MachineSpec) -> str:
         return "nodirectmap (weak default)"
 
-    def boot(self, spec: MachineSpec, memory: Any, log: EventLog, image: Any = None) -> ArchKernel:
+    def boot(self, spec: MachineSpec, memory: Any, log: EventLog, image: Any = None,
+             record: Any = None) -> ArchKernel:
         from rofolio.arch.nodirectmap.kernel import NoDirectMapConfig, boot
 
         return boot(NoDirectMapConfig(memory=memory, nr_cpus=spec.cpus), log)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rofolio.arch import Arch, ArchKernel, ArchOption, register_arch
+from rofolio.arch import Arch, ArchKernel, ArchOption, BootRecord, register_arch
+from rofolio.errors import ConfigError
 from rofolio.events import EventLog
 from rofolio.physmem import MemoryMap
-from rofolio.units import TiB
+from rofolio.units import PAGE_SIZE, TiB
 
 if TYPE_CHECKING:
     from rofolio.machine import MachineSpec
@@ -59,7 +60,8 @@ class X86_64(Arch):
                 "tlb_single_page_flush_ceiling": o["tlb_single_page_flush_ceiling"],
                 "boot_profile": o["boot_profile"]}
 
-    def boot(self, spec: MachineSpec, memory: MemoryMap, log: EventLog, image: Any = None) -> ArchKernel:
+    def boot(self, spec: MachineSpec, memory: MemoryMap, log: EventLog, image: Any = None,
+             record: BootRecord | None = None) -> ArchKernel:
         from rofolio.arch.x86_64 import boot
         from rofolio.arch.x86_64.config import X86Config
 
@@ -69,7 +71,15 @@ class X86_64(Arch):
                            tlb_single_page_flush_ceiling=int(o["tlb_single_page_flush_ceiling"]),  # type: ignore[arg-type]
                            empty_zero_page_in_rodata=o["zero_page"] == "rodata")
         profile = None
-        if o["boot_profile"]:
+        if record is not None:
+            if o["boot_profile"]:
+                raise ConfigError("a boot record and a boot profile both place boot-time pages",
+                                  "give one of them")
+            initrd = None if record.initrd is None else (record.initrd[0],
+                                                          -(-record.initrd[1] // PAGE_SIZE))  # PAGE_ALIGN
+            profile = boot.BootProfile(record.source or "boot record",
+                                       tuple(boot.BpfPack(va, pages) for va, pages in record.bpf_packs), initrd)
+        elif o["boot_profile"]:
             from rofolio.arch.x86_64.profiles import boot_profile
 
             profile = boot_profile(str(o["boot_profile"]), spec.mem, spec.cpus)
