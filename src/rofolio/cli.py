@@ -506,6 +506,10 @@ def host(from_dir: Path | None, save_dir: Path | None, as_json: bool) -> None:
             console.print("the model agrees with the machine's boot", highlight=False)
         for cause in report.causes:
             console.print(f"residual: {escape(cause.describe())}", highlight=False)
+        if report.causes and report.alias_changers:
+            console.print("  users of set_memory_*() on vmalloc pages this machine has now (vmallocinfo): "
+                          + ", ".join(f"{n} x {escape(w)}" for w, n in report.alias_changers.items()),
+                          highlight=False)
         if save_dir is not None:
             console.print(f"snapshot saved to {escape(str(save_dir))}", highlight=False)
     if not report.explained:

@@ -38,7 +38,14 @@ from rofolio.machine import BootRecord, Machine, MachineSpec
 __all__ = ["HostReport", "HostSnapshot", "Placement", "host_report", "read_host", "save_host", "spec_of_host"]
 
 GIB_KB, PMD_KB = 1 << 20, 2 << 10  # a 1G and a 2M leaf in kB, as /proc/meminfo counts
-FILES = ("proc/meminfo", "proc/vmstat", "proc/iomem", "proc/cmdline", "proc/version", "proc/cpuinfo")
+FILES = ("proc/meminfo", "proc/vmstat", "proc/iomem", "proc/cmdline", "proc/version", "proc/cpuinfo",
+         "proc/vmallocinfo")
+# vmalloc areas whose pages' direct-map aliases their owner changes with set_memory_*() (the caller that
+# /proc/vmallocinfo names -> what it is): each such change splits the leaf that maps the page's alias
+_ALIAS_CHANGERS = {"bpf_prog_pack_alloc": "BPF JIT pack (kernel/bpf/core.c bpf_prog_pack_alloc())",
+                   "execmem_": "execmem allocation (mm/execmem.c)",
+                   "arch_ftrace_update_trampoline": "ftrace trampoline (arch/x86/kernel/ftrace.c)",
+                   "module_alloc": "module memory", "its_alloc": "ITS thunk page (arch/x86/kernel/alternative.c)"}
 _RAMDISK = re.compile(r"RAMDISK: \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\]")
 _VERSION = re.compile(r"Linux version (\d+)\.(\d+)(?:\.(\d+))?")
 
@@ -86,6 +93,18 @@ class HostSnapshot:
         if not match:
             raise ConfigError(f"{self.source}: /proc/version names no Linux version", "check the snapshot")
         return ".".join(g for g in match.groups() if g is not None)
+
+    @property
+    def alias_changers(self) -> dict[str, int]:
+        """vmalloc areas this machine has now whose owners change their pages' direct-map aliases."""
+        out: dict[str, int] = {}
+        for line in self.lines("proc/vmallocinfo"):
+            parts = line.split()
+            caller = parts[2] if len(parts) > 2 else ""
+            for prefix, what in _ALIAS_CHANGERS.items():
+                if caller.startswith(prefix):
+                    out[what] = out.get(what, 0) + 1
+        return out
 
     @property
     def initrd(self) -> tuple[int, int] | None:
@@ -246,6 +265,7 @@ class HostReport:
     model_vmstat: dict[str, int]
     residual: dict[str, int]
     causes: list[Placement] = field(default_factory=list)
+    alias_changers: dict[str, int] = field(default_factory=dict)  # candidates for the causes, seen now
 
     @property
     def explained(self) -> bool:
@@ -260,6 +280,7 @@ class HostReport:
                 "residual_kb": self.residual,
                 "causes": [{"what": p.what, "count": p.count, "each_kb": p.each, "total_kb": p.total}
                            for p in self.causes],
+                "alias_changers_now": self.alias_changers,
                 "explained": self.explained}
 
 
@@ -284,5 +305,5 @@ def host_report(snapshot: HostSnapshot) -> tuple[HostReport, Machine]:
     boot = at_boot(live, vmstat)
     residual = {k: boot.get(k, 0) - model.get(k, 0) for k in ("DirectMap4k", "DirectMap2M", "DirectMap1G")}
     report = HostReport(snapshot.source, spec.describe(), decided, live, vmstat, boot, model, m.counters.vmstat(),
-                        residual, name_residual(residual))
+                        residual, name_residual(residual), snapshot.alias_changers)
     return report, m
