@@ -29,6 +29,24 @@ __all__ = [
 ]
 
 DEFAULT_CPU = "max,-la57"
+KERNEL_HELP = ("The guest kernel: debian:6.1 (the system suite's, the default) or debian:MAJOR.MINOR from Debian "
+               "unstable (e.g. debian:7.2; set it up with `rofolio oracle setup --kernel ...`).")
+
+
+def _check_kernel(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from rofolio.oracle import debian
+    from rofolio.oracle.errors import OracleError
+
+    try:
+        debian.parse_kernel(value)
+    except OracleError as err:
+        raise click.BadParameter(f"{err.message}; {err.hint}") from err
+    return value.strip()
+
+
+def _kernel_option(func):  # type: ignore[no-untyped-def]
+    return click.option("--kernel", default=oracle_setup.DEFAULT_KERNEL, show_default=True, help=KERNEL_HELP,
+                        callback=_check_kernel)(func)
 
 
 def _say(text: str) -> None:
@@ -67,11 +85,12 @@ _register_arm64()
 @oracle_group.command()
 @click.option("--arch", "arches", multiple=True, type=click.Choice(["x86_64", "arm64"]),
               help="Which oracle to set up (repeatable); x86_64 by default.")
-def setup(arches: tuple[str, ...]) -> None:
+@_kernel_option
+def setup(arches: tuple[str, ...], kernel: str) -> None:
     """Install QEMU, busybox and the kernel headers, unpack the kernel image, build the module (as root)."""
     for arch in arches or ("x86_64",):
         if arch == "x86_64":
-            install = oracle_setup.setup(log=_say)
+            install = oracle_setup.setup(log=_say, kernel=kernel)
             click.echo(f"x86_64: kernel {install.kver}; cache {install.root}")
         else:
             from rofolio.oracle import arm64
@@ -91,13 +110,14 @@ def setup(arches: tuple[str, ...]) -> None:
 @click.option("--keep-log", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep each boot's serial log and /steps.sh in this directory.")
 @click.option("--verbose", "-v", is_flag=True, help="Every check of every step, also for many scenarios.")
+@_kernel_option
 def run(scenarios: tuple[str, ...], suite: bool, cpu: str, mem: str | None, smp: int, timeout: float,
-        as_json: bool, keep_log: Path | None, verbose: bool) -> None:
+        as_json: bool, keep_log: Path | None, verbose: bool, kernel: str) -> None:
     """Run SCENARIOS (files, directories or built-in names) on the kernel and on the model, side by side."""
     sources = _expand(scenarios) + (suite_sources() if suite else [])
     if not sources:
         raise click.UsageError("give a scenario (a .toml file, a directory or a built-in name), or --suite")
-    install = oracle_setup.load_install()
+    install = oracle_setup.load_install(kernel=kernel)
     result = session.run(sources, install, cpu=cpu, mem=mem, smp=smp, timeout=timeout, keep_log=keep_log,
                          progress=None if as_json else _say)
     if as_json:
@@ -121,9 +141,11 @@ def run(scenarios: tuple[str, ...], suite: bool, cpu: str, mem: str | None, smp:
 @click.option("--timeout", default=600.0, show_default=True, type=float)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--keep-log", type=click.Path(file_okay=False, path_type=Path), default=None)
-def boot(mems: tuple[str, ...], cpus: tuple[str, ...], timeout: float, as_json: bool, keep_log: Path | None) -> None:
+@_kernel_option
+def boot(mems: tuple[str, ...], cpus: tuple[str, ...], timeout: float, as_json: bool, keep_log: Path | None,
+         kernel: str) -> None:
     """Boot fidelity: the model's boot-time direct map and DirectMap counters against the kernel's."""
-    install = oracle_setup.load_install()
+    install = oracle_setup.load_install(kernel=kernel)
     reports = session.boot_fidelity(install, list(mems) or ["2G", "8G"],
                                     list(cpus) or [DEFAULT_CPU, DEFAULT_CPU + ",-pdpe1gb"], timeout=timeout,
                                     keep_log=keep_log, progress=None if as_json else _say)

@@ -33,7 +33,8 @@ from rofolio.oracle.setup import Install
 
 __all__ = [
     "DIRECT_MAP", "INITRD_SIZE", "MODULES_VADDR", "Boot", "GuestConfig", "GuestLog", "GuestStep", "Run", "Scan",
-    "boot", "build_initramfs", "cache_mode", "clip", "coalesce", "counters", "extract_oops", "kv", "parse_log",
+    "boot", "build_initramfs", "cache_mode", "clip", "coalesce", "counters", "extract_oops", "kernel_version", "kv",
+    "parse_log",
     "parse_run", "parse_scans", "run_qemu", "shell_quote_ok",
 ]
 
@@ -437,8 +438,34 @@ class GuestLog:
         return "pdpe1gb" in self.cpuflags
 
     @property
+    def kernel_version(self) -> str | None:
+        """The guest's exact upstream version, from /proc/version: see ``kernel_version``."""
+        return kernel_version(self.version, self.uname)
+
+    @property
     def la57(self) -> bool:
         return "la57" in self.cpuflags
+
+
+_DEBIAN_VERSION = re.compile(r"\bDebian (\d+\.\d+\.\d+)[-+~]")
+_LINUX_VERSION = re.compile(r"^Linux version (\d+\.\d+(?:\.\d+)?)")
+_RELEASE = re.compile(r"^(\d+\.\d+(?:\.\d+)?)")
+
+
+def kernel_version(version: str | None, uname: str | None = None) -> str | None:
+    """MAJOR.MINOR.PATCH of a guest kernel: Debian's package version at the end of /proc/version ("#1 SMP ...
+    Debian 6.1.192-3 (2026-11-26)" for the ABI 6.1.0-57-amd64, whose release says patch 0; the compiler's
+    "(Debian 12.2.0-14)" comes earlier), else the release at the start of /proc/version or of ``uname -r``;
+    None if neither names one."""
+    build = (version or "").rpartition("#")[2]  # "1 SMP PREEMPT_DYNAMIC Debian 7.2.13-1 (2026-10-28)"
+    m = _DEBIAN_VERSION.search(build)
+    if m:
+        return m.group(1)
+    for text, pattern in ((version, _LINUX_VERSION), (uname, _RELEASE)):
+        m = pattern.search(text) if text else None
+        if m:
+            return m.group(1)
+    return None
 
 
 def _clean(text: str) -> list[str]:

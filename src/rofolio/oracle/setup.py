@@ -18,6 +18,11 @@ Idempotent.  In order:
 5. ``manifest.json``: what was set up, read by every later oracle command.
 
 The cache is ``$ROFOLIO_ORACLE_DIR`` or ``~/.cache/rofolio/oracle``.
+
+``--kernel debian:7.2`` (any series but the system's 6.1) takes the kernel from
+Debian's unstable suite instead, through a private apt state (``debian.py``),
+into ``<cache>/debian-7.2/`` with its own manifest; the module is built in a
+tree prepared from ``linux-source-7.2`` and cached outside the clone.
 """
 
 from __future__ import annotations
@@ -38,8 +43,22 @@ from typing import TypeVar
 from rofolio.oracle.errors import OracleError
 
 __all__ = [
-    "CACHE_ENV", "MANIFEST", "Install", "cache_dir", "fetch_deb_members", "is_static_elf", "load_install", "packages",
-    "previous_manifest", "read_manifest", "resolve_kver", "run_command", "setup", "source_hash",
+    "CACHE_ENV",
+    "DEFAULT_KERNEL",
+    "MANIFEST",
+    "Install",
+    "cache_dir",
+    "fetch_deb_members",
+    "is_static_elf",
+    "kernel_root",
+    "load_install",
+    "packages",
+    "previous_manifest",
+    "read_manifest",
+    "resolve_kver",
+    "run_command",
+    "setup",
+    "source_hash",
 ]
 
 M = TypeVar("M")
@@ -49,6 +68,7 @@ MANIFEST = "manifest.json"
 KMOD_FILES = ("dmoracle.c", "kc.c", "kcore.h", "Makefile")
 BUSYBOX = Path("/bin/busybox")
 IMAGE_META = "linux-image-amd64"
+DEFAULT_KERNEL = "debian:6.1"  # the system suite's kernel (bookworm); any other series comes from unstable
 
 
 def packages(kver: str) -> list[str]:
@@ -85,14 +105,23 @@ class Install:
         return [p for p in (self.vmlinuz, self.module, self.kc, self.busybox, self.qemu) if not Path(p).exists()]
 
 
-def load_install(root: Path | None = None) -> Install:
+def kernel_root(kernel: str = DEFAULT_KERNEL) -> Path:
+    """Where the setup of ``kernel`` lives: the cache itself for debian:6.1, ``<cache>/debian-7.2`` for others."""
+    from rofolio.oracle import debian
+
+    major, minor = debian.parse_kernel(kernel)
+    return cache_dir() if kernel == DEFAULT_KERNEL else cache_dir() / f"debian-{major}.{minor}"
+
+
+def load_install(root: Path | None = None, kernel: str = DEFAULT_KERNEL) -> Install:
     """The manifest of an earlier ``rofolio oracle setup``; an error that says to run it otherwise."""
-    root = root or cache_dir()
-    install = read_manifest(root / MANIFEST, Install, "the oracle",
-                            "run `rofolio oracle setup` first (as root, with the Debian mirror reachable)")
+    root = root or kernel_root(kernel)
+    flag = "" if kernel == DEFAULT_KERNEL else f" --kernel {kernel}"
+    install = read_manifest(root / MANIFEST, Install, "the oracle" + (f" for {kernel}" if flag else ""),
+                            f"run `rofolio oracle setup{flag}` first (as root, with the Debian mirror reachable)")
     if install.source_hash != source_hash():
         raise OracleError(f"the module in {root} was built from other sources than this rofolio's kmod/",
-                          "run `rofolio oracle setup` again to rebuild it")
+                          f"run `rofolio oracle setup{flag}` again to rebuild it")
     return install
 
 
@@ -180,8 +209,13 @@ def previous_manifest(path: Path) -> dict | None:
 
 
 # -------------------------------------------------------------------- setup
-def setup(root: Path | None = None, log: Callable[[str], None] = print) -> Install:
+def setup(root: Path | None = None, log: Callable[[str], None] = print, kernel: str = DEFAULT_KERNEL) -> Install:
     """Install, download and build what the oracle needs; returns the completed setup."""
+    if kernel != DEFAULT_KERNEL:
+        from rofolio.oracle import debian
+
+        debian.parse_kernel(kernel)
+        return setup_unstable(root or kernel_root(kernel), log, kernel)
     t0 = time.monotonic()
     root = (root or cache_dir()).expanduser()
     root.mkdir(parents=True, exist_ok=True)
@@ -317,3 +351,135 @@ def _build(build: Path, headers: Path) -> None:
     run_command(["strip", "--strip-debug", "-o", str(build / "dmoracle.ko.stripped"), str(build / "dmoracle.ko")],
          "strip dmoracle.ko")
     run_command(["strip", "-o", str(build / "kc.stripped"), str(build / "kc")], "strip kc")
+
+
+# ------------------------------------------------- a kernel from unstable
+def _deb_file(deb_dir: Path, candidates: list[str]) -> Path | None:
+    for rel in candidates:
+        if (deb_dir / rel).is_file():
+            return deb_dir / rel
+    return None
+
+
+def _ensure_system_packages(wanted: list[str], log: Callable[[str], None]) -> None:
+    """The system's (bookworm's) packages the setup needs; installed as root, else an error naming them."""
+    missing = [p for p in wanted if not _installed(p)]
+    if not missing:
+        log("packages: all installed")
+        return
+    if not _is_root():
+        raise OracleError(f"missing packages: {', '.join(missing)}",
+                          f"run `rofolio oracle setup` as root, or: apt-get install {' '.join(missing)}")
+    log(f"apt-get update; apt-get install {' '.join(missing)} (the system's own suite)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run_command(["apt-get", "update", "-q"], "apt-get update", env=env)
+    run_command(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], "apt-get install", env=env,
+                hint="is the Debian mirror reachable?")
+
+
+def setup_unstable(root: Path, log: Callable[[str], None], kernel: str) -> Install:
+    """``setup --kernel debian:MAJOR.MINOR``: the image from unstable (private apt), the module against a tree
+    prepared from linux-source under the system's gcc (cached in ``debian.linux_cache_dir``)."""
+    from rofolio.oracle import debian
+
+    t0 = time.monotonic()
+    major, minor = debian.parse_kernel(kernel)
+    root = root.expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
+        raise OracleError("apt-get not found: the oracle takes its kernel from Debian's packages",
+                          "run it on Debian or Ubuntu")
+    previous = previous_manifest(root / MANIFEST)
+    _ensure_system_packages(["qemu-system-x86", "busybox-static", "cpio", "make", "gcc", "libc6-dev",
+                             *debian.BUILD_PACKAGES], log)
+    qemu = shutil.which("qemu-system-x86_64")
+    if not qemu:
+        raise OracleError("qemu-system-x86_64 is missing after the install", "apt-get install qemu-system-x86")
+    if not is_static_elf(BUSYBOX):
+        raise OracleError(f"{BUSYBOX} is missing or not statically linked", "apt-get install busybox-static")
+
+    apt = debian.PrivateApt(cache_dir() / f"apt-{debian.SUITE}")
+    log(f"apt-get update of {apt.suite} in a private state ({apt.root}); nothing is installed from it")
+    try:
+        apt.update(run_command)
+        names = apt.pkgnames(run_command, "linux-binary-") + apt.pkgnames(run_command, "linux-image-")
+        res = debian.resolve(names, major, minor, apt.suite)
+        source_pkg = f"linux-source-{res.series}"
+        source_version = apt.policy(run_command, source_pkg)
+        if source_version is None or source_version.split("-")[0] != res.upstream:
+            raise OracleError(f"{apt.suite} has {res.image_package} but {source_pkg} "
+                              f"{source_version or 'is missing'}", "the mirror may be mid-sync; try again later")
+    except OracleError as err:
+        if previous is None or not Path(previous.get("tree", "")).is_dir():
+            raise
+        log(f"warning: {err}; reusing the earlier setup "
+            f"(KVER {previous['kver']})")
+        res = debian.Resolved(kver=previous["kver"], upstream=previous["upstream"], series=previous["series"],
+                              image_package=previous["image_package"])
+        source_version = previous["source_version"]
+    if res.note:
+        log(f"note: {res.note}")
+    log(f"KVER {res.kver} (Linux {res.upstream}, linux-source-{res.series} {source_version})")
+
+    gcc, ld, pahole = debian.toolchain(run_command)
+    tree = debian.linux_cache_dir(res.series) / debian.tree_key(source_version, gcc, ld, pahole)
+    vmlinuz = root / "kimg" / res.kver / f"vmlinuz-{res.kver}"
+    done = debian.stamp(tree)
+    tree_ok = done is not None and done.get("kver") == res.kver
+    downloads = ([] if vmlinuz.exists() else [res.image_package]) + \
+        ([] if tree_ok else [f"linux-headers-{res.kver}", f"linux-source-{res.series}"])
+    if downloads and apt.policy(run_command, f"linux-base-{res.kver}") and not tree_ok:
+        downloads.append(f"linux-base-{res.kver}")  # the 7.x layout keeps the config there
+    if downloads:
+        t_dl = time.monotonic()
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="rofolio-debs-", dir=tree.parent) as tmp:
+            log(f"apt-get download {' '.join(downloads)}")
+            debs = apt.download(run_command, downloads, Path(tmp) / "debs")
+            log(f"  downloaded {sum(d.stat().st_size for d in debs) >> 20} MiB in {time.monotonic() - t_dl:.0f} s")
+            unpacked = Path(tmp) / "x"
+            for deb in debs:
+                if not deb.name.startswith("linux-source-"):
+                    run_command(["dpkg-deb", "-x", str(deb), str(unpacked)], f"dpkg-deb -x {deb.name}")
+            mods = f"usr/lib/modules/{res.kver}"
+            if not vmlinuz.exists():
+                image = _deb_file(unpacked, [f"{mods}/vmlinuz", f"boot/vmlinuz-{res.kver}"])
+                if image is None:
+                    raise OracleError(f"no vmlinuz in {res.image_package}", "check the package's layout")
+                vmlinuz.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(image, vmlinuz)
+            if not tree_ok:
+                config = _deb_file(unpacked, [f"{mods}/config", f"boot/config-{res.kver}",
+                                              f"usr/src/linux-headers-{res.kver}/.config"])
+                symvers = _deb_file(unpacked, [f"usr/src/linux-headers-{res.kver}/Module.symvers"])
+                if config is None or symvers is None:
+                    raise OracleError(f"no config or Module.symvers for {res.kver} in {', '.join(downloads)}",
+                                      "check the packages' layout")
+                source_deb = next(d for d in debs if d.name.startswith("linux-source-"))
+                debian.prepare_tree(tree, source_deb, config, symvers, res.kver, res.upstream, log, run_command)
+                dropped = debian.config_differences(config, tree / ".config")
+                debian.write_stamp(tree, {"kver": res.kver, "source_version": source_version, "gcc": gcc, "ld": ld,
+                                          "pahole": pahole,
+                                          "config_differences": dropped})
+                log(f"  olddefconfig under gcc {gcc} changed {len(dropped)} of Debian's options "
+                    f"(compiler- and tool-dependent ones; listed in {tree / debian.STAMP})")
+    else:
+        log(f"kernel image {vmlinuz}; tree {tree}: cached")
+
+    build = root / "build" / res.kver
+    digest = source_hash()
+    module, kc = build / "dmoracle.ko.stripped", build / "kc.stripped"
+    if previous and previous.get("source_hash") == digest and previous.get("kver") == res.kver \
+            and previous.get("tree") == str(tree) and module.exists() and kc.exists():
+        log(f"module and kc: up to date in {build}")
+    else:
+        log(f"building dmoracle.ko and kc in {build} against {tree}")
+        _build(build, tree)
+    install = Install(root=str(root), kver=res.kver, vmlinuz=str(vmlinuz), module=str(module), kc=str(kc),
+                      busybox=str(BUSYBOX), qemu=qemu, source_hash=digest)
+    extra = {"kernel": kernel, "upstream": res.upstream, "series": res.series, "image_package": res.image_package,
+             "source_version": source_version, "suite": apt.suite, "tree": str(tree), "note": res.note}
+    (root / MANIFEST).write_text(json.dumps({**asdict(install), **extra,
+                                             "setup_seconds": round(time.monotonic() - t0, 1)}, indent=1) + "\n")
+    log(f"done in {time.monotonic() - t0:.1f} s: {root / MANIFEST}")
+    return install
