@@ -1,4 +1,4 @@
-"""The guest's exact kernel version, from /proc/version as /init prints it."""
+"""What 7.2's serial log says differently from 6.1's: the exact version (/proc/version), the e820 lines."""
 
 from __future__ import annotations
 
@@ -29,3 +29,23 @@ def test_a_recorded_61_log_and_a_72_log_name_their_versions() -> None:
     assert guest.parse_log(recorded("boot-8G-max-la57.serial.log")).kernel_version == "6.1.192"
     log = guest.parse_log(f"=== ORACLE BEGIN\nuname=7.2.13+deb14-amd64\nversion={V72}\n=== ORACLE END\n")
     assert (log.uname, log.kernel_version, log.complete) == ("7.2.13+deb14-amd64", "7.2.13", True)
+
+
+E820_72 = """=== ORACLE BEGIN
+e: [    0.000000] BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff]  System RAM
+e: [    0.000000] BIOS-e820: [mem 0x000000000009fc00-0x000000000009ffff]  device reserved
+e: [    0.000000] BIOS-e820: [gap 0x00000000000a0000-0x00000000000effff]
+e: [    0.000000] BIOS-e820: [mem 0x0000000000100000-0x00000000bffdffff]  System RAM
+e: [    0.000000] BIOS-e820: [mem 0x00000000bffe0000-0x00000000bfffffff]  ACPI NVS
+e: [    0.044096] RAMDISK: [mem 0xbfe5c000-0xbffdffff]
+=== ORACLE END
+"""
+
+
+def test_72s_e820_names_read_as_61s_and_gaps_are_skipped() -> None:
+    log = guest.parse_log(E820_72)
+    assert log.e820 == [(0, 0x9FC00, "usable"), (0x9FC00, 0xA0000, "reserved"), (0x100000, 0xBFFE0000, "usable"),
+                        (0xBFFE0000, 0xC0000000, "ACPI NVS")]
+    assert log.ramdisk == (0xBFE5C000, 0xBFFE0000)
+    old = guest.parse_log("e: [    0.000000] BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable\n")
+    assert old.e820 == [(0, 0x9FC00, "usable")]

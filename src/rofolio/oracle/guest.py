@@ -573,14 +573,19 @@ def _walk_line(log: GuestLog, walk: str | None, d: dict[str, str]) -> None:
         log.walk_modules.append((va_lo, pa_lo, va_hi - va_lo))
 
 
-_E820 = re.compile(r"BIOS-e820: \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\] (\S+)")
+_E820 = re.compile(r"BIOS-e820: \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\]\s+(\S.*?)\s*$")
+# e820_print_type()'s names since the 6.16 cleanup ("System RAM", "device reserved", two spaces before them;
+# "[gap ...]" lines between entries) in the names 6.1 printed, which the model's e820 uses.
+_E820_TYPES = {"system ram": "usable", "device reserved": "reserved", "acpi data": "ACPI data",
+               "acpi nvs": "ACPI NVS", "soft reserved": "soft reserved", "unusable": "unusable"}
 _RAMDISK = re.compile(r"RAMDISK: \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\]")
 _INITRD = re.compile(r"Freeing initrd memory: (\d+)K")
 
 
 def _e820_line(log: GuestLog, line: str) -> None:
     if m := _E820.search(line):
-        log.e820.append((int(m.group(1), 16), int(m.group(2), 16) + 1, m.group(3)))
+        kind = _E820_TYPES.get(m.group(3).lower(), m.group(3))
+        log.e820.append((int(m.group(1), 16), int(m.group(2), 16) + 1, kind))
     elif m := _RAMDISK.search(line):
         log.ramdisk = (int(m.group(1), 16), int(m.group(2), 16) + 1)
     elif m := _INITRD.search(line):
