@@ -1,0 +1,31 @@
+"""Boot records read from a guest: what its boot placed, handed to the model as input.
+
+The kernel decides at run time where some boot-time users of set_memory_*() land: the page allocator
+hands a BPF JIT pack its pages (kernel/bpf/core.c bpf_prog_pack_alloc(), from ptp_classifier_init() on
+Debian's 6.1), and the boot loader puts the initrd where the kernel's setup header lets it
+(hw/i386/x86.c x86_load_linux() for QEMU), which free_initrd_mem() hands back.  The guest shows both:
+the kernel log's "RAMDISK: [mem A-B]" line, and the oracle's page-table walk of the module area before
+anything else is loaded there.  A record holds those placements only, never a counter or a split count;
+the model applies its own rules to them.
+"""
+
+from __future__ import annotations
+
+from rofolio.machine import BootRecord
+from rofolio.oracle.guest import MODULES_VADDR, GuestLog
+from rofolio.units import PAGE_SIZE
+
+__all__ = ["record_of"]
+
+
+def record_of(log: GuestLog, source: str = "guest") -> BootRecord:
+    """The boot record of one guest: its initrd and the pages mapped in the module area at boot.
+
+    Every present page the walk found between MODULES_VADDR and the module area's end before the
+    oracle's module was loaded belongs to the boot-time BPF JIT pack; the stretches keep the walk's
+    order, which is the order the pack maps them.
+    """
+    initrd = None if log.ramdisk is None else (log.ramdisk[0], log.ramdisk[1] - log.ramdisk[0])
+    stretches = tuple((pa, size // PAGE_SIZE) for _, pa, size in sorted(log.walk_modules))
+    packs = ((MODULES_VADDR, stretches),) if stretches else ()
+    return BootRecord(initrd=initrd, bpf_packs=packs, source=source)
