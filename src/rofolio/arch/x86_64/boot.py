@@ -34,7 +34,8 @@ __all__ = [
     "bpf_prog_pack_alloc", "free_init_pages", "free_initmem", "free_kernel_image_pages",
     "idt_setup_apic_and_irq_gates", "init_mem_mapping", "init_memory_mapping", "init_range_memory_mapping",
     "kernel_physical_mapping_init", "kfence_init_pool", "kfence_pool_address", "late_init", "map_kernel_highmap",
-    "mark_rodata_ro", "memblock_regions", "memory_map_top_down", "page_size_mask", "set_real_mode_permissions",
+    "mark_rodata_ro", "memblock_regions", "memory_map_top_down", "page_size_mask", "pti_check_boottime_disable",
+    "set_real_mode_permissions",
     "split_mem_range",
 ]
 
@@ -328,11 +329,11 @@ def _phys_init(k: X86Kernel, level: Level, paddr: int, paddr_end: int, mask: fro
         if nxt_run is not None:
             stop = min(stop, max(align_down(nxt_run.start - k.layout.page_offset, size), nxt))
         if allowed:
-            k.pt.map(va(base), va(stop), level, _leaf_flags(level), base >> PAGE_SHIFT)
+            k.pt.map(va(base), va(stop), level, _leaf_flags(k, level), base >> PAGE_SHIFT)
             pages += (stop - base) // size
         else:
             k.log.append(PgtableAlloc(Level(level - 1), (stop - base) // size))
-            _fill(k, Level(level - 1), addr, min(stop, paddr_end), mask, X86.PAGE_KERNEL)
+            _fill(k, Level(level - 1), addr, min(stop, paddr_end), mask, k.kernel_prot(X86.PAGE_KERNEL))
         addr = stop
     if pages:
         k.log.append(BootMapping(va(paddr), va(paddr_end), level, pages))
@@ -354,8 +355,21 @@ def _fill(k: X86Kernel, level: Level, paddr: int, paddr_end: int, mask: frozense
     _fill(k, Level(level - 1), paddr, paddr_end, mask, prot_4k)
 
 
-def _leaf_flags(level: Level) -> int:
-    return X86.PAGE_KERNEL if level == Level.PTE else X86.PAGE_KERNEL_LARGE
+def _leaf_flags(k: X86Kernel, level: Level) -> int:
+    return k.kernel_prot(X86.PAGE_KERNEL if level == Level.PTE else X86.PAGE_KERNEL_LARGE)
+
+
+def pti_check_boottime_disable(mode: str, cpu_meltdown: bool = False) -> bool:
+    """pti_check_boottime_disable() (arch/x86/mm/pti.c): is X86_FEATURE_PTI forced on?
+
+    ``pti=off`` keeps it off, ``pti=on`` forces it, and ``auto`` (no option) turns it on only for a CPU
+    with X86_BUG_CPU_MELTDOWN.  The modelled CPU is the QEMU oracle's (``-cpu max`` under TCG), which
+    does not have the bug: its oops banner says NOPTI (tests/oracle/data).  Xen PV and mitigations=off,
+    which also keep it off, are not modelled.
+    """
+    if mode == "off":
+        return False
+    return mode == "on" or cpu_meltdown
 
 
 def _large(prot_4k: int) -> int:

@@ -35,6 +35,9 @@ class X86_64(Arch):
                    "(arch/x86/mm/tlb.c; tunable in debugfs)", minimum=0, kind=int),
         ArchOption("zero_page", "bss", "where empty_zero_page lives: bss, or rodata (const, Ard Biesheuvel's "
                    "2026 series), whose direct-map alias CPA keeps read-only", choices=("bss", "rodata"), kind=str),
+        ArchOption("pti", "auto", "page-table isolation (the pti= boot option): auto turns it on only for a CPU "
+                   "with the Meltdown bug, which the modelled CPU (QEMU -cpu max, as the oracle) has not; under PTI "
+                   "the direct map is not _PAGE_GLOBAL and an oops says PTI", choices=("auto", "on", "off"), kind=str),
         ArchOption("boot_profile", None, "measured boot-time allocations of a real kernel (the QEMU oracle's)",
                    choices=("qemu-debian-6.1",), kind=str),
     )
@@ -58,7 +61,7 @@ class X86_64(Arch):
         o = spec.options
         return {"gbpages": o["gbpages"], "paging_levels": o["paging"],
                 "tlb_single_page_flush_ceiling": o["tlb_single_page_flush_ceiling"],
-                "boot_profile": o["boot_profile"]}
+                "boot_profile": o["boot_profile"], "pti": o["pti"]}
 
     def boot(self, spec: MachineSpec, memory: MemoryMap, log: EventLog, image: Any = None,
              record: BootRecord | None = None) -> ArchKernel:
@@ -83,7 +86,8 @@ class X86_64(Arch):
             from rofolio.arch.x86_64.profiles import boot_profile
 
             profile = boot_profile(str(o["boot_profile"]), spec.mem, spec.cpus)
-        return boot.boot(config, image, boot.BootOptions(kfence=spec.kfence, profile=profile), log)
+        pti = boot.pti_check_boottime_disable(str(o["pti"]))
+        return boot.boot(config, image, boot.BootOptions(kfence=spec.kfence, profile=profile, pti=pti), log)
 
     def late_init(self, kernel: ArchKernel) -> None:
         from rofolio.arch.x86_64 import boot
