@@ -69,8 +69,9 @@ def machine_options(defaults: bool) -> Callable[[Callable[..., Any]], Callable[.
                          help="RAM size (binary units: 512M, 8G, 64T); the memory map is the architecture's "
                               "default for that size (QEMU's e820 on x86_64)."),
             click.option("--kernel", default=d("6.18"), show_default=defaults,
-                         help="Kernel version to model: 6.1 (no collapse, RO keeps Dirty), 6.6+ (RO clears "
-                              "Dirty), 6.15+ (CPA collapse)."),
+                         help="Kernel version to model: MAJOR.MINOR[.PATCH], e.g. 7.2, 6.1.192, 6.12.57; "
+                              "MAJOR.MINOR is the newest stable of the line the model knows (6.1 is 6.1.192). "
+                              "Stable backports count: see docs/fidelity.md, Kernel versions."),
             click.option("--cpus", default=d(8), show_default=defaults, type=click.IntRange(1, 8192),
                          help="Online CPUs (flush IPIs go to the others)."),
             click.option("--debug-pagealloc", is_flag=True, default=None,

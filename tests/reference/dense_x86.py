@@ -43,7 +43,7 @@ class DenseX86:
     """Per-page state of ``npages`` direct-map pages starting at page ``base`` (a 1G boundary)."""
 
     def __init__(self, base: int, levels: np.ndarray, flags: np.ndarray, *, gbpages: bool, collapse: bool,
-                 ro_clears_dirty: bool, kernel_4k_bit: bool) -> None:
+                 ro_clears_dirty: bool, kernel_4k_bit: bool, np_clears_dirty: bool = False) -> None:
         self.base = base
         self.level = levels.astype(np.int8)
         self.flags = flags.astype(np.uint64)
@@ -51,6 +51,7 @@ class DenseX86:
         self.collapse_enabled = collapse
         self.ro_clears_dirty = ro_clears_dirty
         self.kernel_4k_bit = kernel_4k_bit
+        self.np_clears_dirty = np_clears_dirty  # __set_pages_np() clears DIRTY too: c1fcf41cf37f
         self.c = DenseCounters()
 
     # -------------------------------------------------------------- requests
@@ -65,7 +66,7 @@ class DenseX86:
             "x": (0, X86.NX, False, False),
             "4k": (X86.KERNEL_4K if self.kernel_4k_bit else 0, 0, True, False),
             "rox": (0, X86.RW | X86.NX | dirty, False, self.collapse_enabled),
-            "dm_invalid": (0, X86.PRESENT | X86.RW, False, False),
+            "dm_invalid": (0, X86.PRESENT | X86.RW | (X86.DIRTY if self.np_clears_dirty else 0), False, False),
             "dm_default": (X86.PRESENT | X86.RW, 0, False, False),
         }
         set_, clr, force, collapse = table[op]

@@ -36,6 +36,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from rofolio.errors import Errno
+from rofolio.kversion import ZERO_PAGE_NOT_PINNED, KernelVersion
 from rofolio.mm.fault import _pte_alloc_one, _unmap_folio, handle_mm_fault, split_huge_zero_page_pmd, wp_page_copy
 from rofolio.mm.folio import Folio
 from rofolio.mm.longterm_pin import try_grab_folio
@@ -55,22 +56,32 @@ class GupRules(StrEnum):
     FOLL_COW = "4.10"
     TOUCH_PMD_FIX = "4.15"
     FOLL_PIN = "5.7"
+    PINS_ZERO_PAGE = "6.1"  # today's COW rules, but pin_user_pages() still pins ZERO_PAGE: 6.1.0 to 6.1.129
     CURRENT = "current"
 
     @property
     def has_foll_pin(self) -> bool:
         """FOLL_PIN and GUP_PIN_COUNTING_BIAS (5.7); before, a pin is a FOLL_GET reference."""
-        return self in (GupRules.FOLL_PIN, GupRules.CURRENT)
+        return self in (GupRules.FOLL_PIN, GupRules.PINS_ZERO_PAGE, GupRules.CURRENT)
 
     @property
     def refcount_checked(self) -> bool:
         """try_grab_folio() refuses a folio whose refcount is not positive (8fde12ca79af, 5.1)."""
-        return self in (GupRules.FOLL_PIN, GupRules.CURRENT)
+        return self in (GupRules.FOLL_PIN, GupRules.PINS_ZERO_PAGE, GupRules.CURRENT)
 
     @property
     def pins_zero_page(self) -> bool:
-        """Until "mm: Don't pin ZERO_PAGE in pin_user_pages()" (2023) the zero page was pinned like any page."""
+        """Until c8070b787519 ("mm: Don't pin ZERO_PAGE in pin_user_pages()") the zero page was pinned like any page."""
         return self != GupRules.CURRENT
+
+    @classmethod
+    def for_kernel(cls, version: KernelVersion) -> GupRules:
+        """The rules of a modelled kernel (6.1 and later), by whether pin_user_pages() pins ZERO_PAGE.
+
+        mm/gup.c try_grab_folio()/gup_put_folio() skip the shared zero page: since commit
+        c8070b787519 ("mm: Don't pin ZERO_PAGE in pin_user_pages()") (v6.5; 6.1.130 as 476c1dfefab8).
+        """
+        return cls.CURRENT if ZERO_PAGE_NOT_PINNED.applies(version) else cls.PINS_ZERO_PAGE
 
 
 class Foll(StrEnum):

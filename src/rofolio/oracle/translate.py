@@ -36,11 +36,12 @@ the level of its first and last page there.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from rofolio.arch.x86_64.image import KernelImage
-from rofolio.kversion import KernelVersion
+from rofolio.kversion import SET_MEMORY_ROX, KernelVersion
 from rofolio.oracle.errors import Refusal
 from rofolio.oracle.guest import DIRECT_MAP, shell_quote_ok
 from rofolio.scenario import schema
@@ -58,7 +59,7 @@ OPS = {
     "set_direct_map_invalid_noflush": "dminv", "set_direct_map_default_noflush": "dmdef",
 }
 UNOWNED_OPS = ("set_memory_rw", "set_memory_nx", "set_memory_x", "set_memory_4k")
-SET_MEMORY_ROX_SINCE = KernelVersion.parse("6.2")
+SET_MEMORY_ROX_SINCE = SET_MEMORY_ROX.mainline
 VMALLOC_OPS = tuple(op for op in OPS if op.startswith("set_memory_"))
 SUPPORTED = (schema.SetMemory, schema.SetDirectMap, schema.Vmap, schema.Write, schema.Snapshot)
 
@@ -123,8 +124,25 @@ class Plan:
         return sum(g.pages for g in self.grabs)
 
 
-def kernel_series(kver: str) -> KernelVersion:
-    """KernelVersion of a Debian ABI string such as '6.1.0-57-amd64'."""
+_DEBIAN_VERSION_RE = re.compile(r"\bDebian (\d+\.\d+\.\d+)-\S+")
+_PLAIN_RELEASE_RE = re.compile(r"^(\d+\.\d+\.\d+)(?:[-+][^\d].*)?$")
+
+
+def kernel_series(kver: str, proc_version: str | None = None) -> KernelVersion:
+    """The exact kernel a guest runs, from its ``uname -r`` and, when known, its /proc/version.
+
+    Debian's ABI string ('6.1.0-57-amd64') hides the patch level; /proc/version names the
+    package version ('... Debian 6.1.192-3 ...'), which is the upstream stable release.  Without
+    it a release string that carries no ABI number ('6.18.0', '6.12.57-rt') is taken as it is,
+    and anything else falls back to its MAJOR.MINOR: the newest stable the model knows.
+    """
+    if proc_version:
+        found = _DEBIAN_VERSION_RE.search(proc_version)
+        if found and found.group(1).split(".")[:2] == kver.split(".")[:2]:
+            return KernelVersion.parse(found.group(1))
+    plain = _PLAIN_RELEASE_RE.match(kver.strip())
+    if plain:
+        return KernelVersion.parse(plain.group(1))
     major, minor = kver.split(".")[:2]
     return KernelVersion.parse(f"{major}.{minor}")
 
@@ -170,8 +188,9 @@ def refusals(scenario: schema.Scenario, kernel: KernelVersion, image: KernelImag
         if getattr(step, "via", "kernel") != "kernel":
             out.append(f"{where}: via = {step.via!r}: the oracle has no device to write with; only CPU stores")
             continue
-        if step.op == "set_memory_rox" and not kernel.at_least(SET_MEMORY_ROX_SINCE):
-            out.append(f"{where}: set_memory_rox() exists from v6.2; the oracle's kernel is {kernel}")
+        if step.op == "set_memory_rox" and not SET_MEMORY_ROX.applies(kernel):
+            out.append(f"{where}: set_memory_rox() exists from {SET_MEMORY_ROX.mainline.tag}; "
+                       f"the oracle's kernel is {kernel}")
         if step.va is not None and not _in_direct_map(step.va):
             out.append(f"{where}: va {step.va:#x} is outside the direct map; the oracle acts on the direct map "
                        "(give pa) or on a vmap mapping")

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from rofolio.kversion import X86_CPA_COLLAPSE, X86_RO_CLEARS_DIRTY
+from rofolio.kversion import X86_CPA_COLLAPSE, X86_DIRTY_CLEARED_WITH_RW, X86_RO_CLEARS_DIRTY
 from rofolio.units import GiB, Level
 from tests.conftest import boot_running
 from tests.reference.dense_x86 import DenseX86
@@ -25,7 +25,7 @@ SIZES = [1, 2, 3, 33, 34, 100, 511, 512, 513, 1024, 1536]
 
 
 class CpaAgainstDense(RuleBasedStateMachine):
-    @initialize(gbpages=st.booleans(), kernel=st.sampled_from(["6.1", "6.6", "6.18"]))
+    @initialize(gbpages=st.booleans(), kernel=st.sampled_from(["6.1", "6.6.87", "6.6", "6.12.23", "6.18"]))
     def boot(self, gbpages: bool, kernel: str) -> None:
         self.machine = boot_running(gbpages=gbpages, kernel=kernel)
         k = self.k = self.machine.kernel
@@ -40,7 +40,8 @@ class CpaAgainstDense(RuleBasedStateMachine):
         self.dense = DenseX86(BASE, levels, flags, gbpages=gbpages,
                               collapse=version.at_least(X86_CPA_COLLAPSE),
                               ro_clears_dirty=version.at_least(X86_RO_CLEARS_DIRTY),
-                              kernel_4k_bit=version.at_least(X86_CPA_COLLAPSE))
+                              kernel_4k_bit=version.at_least(X86_CPA_COLLAPSE),
+                              np_clears_dirty=X86_DIRTY_CLEARED_WITH_RW.applies(version))
         self.start = self.machine.counters.copy()
 
     @rule(op=st.sampled_from(OPS),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from rofolio.errors import ConfigError
-from rofolio.kversion import DEFAULT_KERNEL, KernelVersion
+from rofolio.kversion import DEFAULT_KERNEL, Gate, KernelVersion, register
 from rofolio.physmem import MemoryMap
 from rofolio.units import PAGE_SIZE, GiB, Level, align_down, format_size
 
@@ -26,14 +26,22 @@ __all__ = [
 ]
 
 # The model follows arch/arm64/mm/{mmu,pageattr}.c with BBML2_NOABORT block mappings under
-# rodata=full ("arm64: mm: support large block mapping when rodata=full", a166563e7ec37) and
-# the on/off/noalias parser ("arm64: refactor the rodata=xxx", Huang Shijie, v7 of 9 Sep 2025).
-# Both reached mainline around v6.18 (see docs/fidelity.md, arm64); older kernels are not modelled.
-ARM64_MIN_KERNEL = KernelVersion(6, 18)
+# rodata=full (arch/arm64/mm/mmu.c, map_mem()/linear_map_split_to_ptes()) and the on/off/noalias
+# parser ("arm64: refactor the rodata=xxx", Huang Shijie, v7 of 9 Sep 2025).
+# Since commit a166563e7ec3 ("arm64: mm: support large block mapping when rodata=full") (v6.18);
+# older kernels are not modelled (docs/fidelity.md, arm64).
+ARM64_LARGE_BLOCKS_RODATA_FULL = register(Gate(
+    "arm64-large-blocks-rodata-full", KernelVersion(6, 18), "a166563e7ec3",
+    "arm64: mm: support large block mapping when rodata=full"))
+ARM64_MIN_KERNEL = ARM64_LARGE_BLOCKS_RODATA_FULL.mainline
 
-# 15bfba1ad77f "arm64: mm: Handle invalid large leaf mappings correctly" (v7.0-rc, Mar 2026):
-# kernel "invalid" entries use the present-invalid encoding and pageattr uses p?d_leaf().
-ARM64_PRESENT_INVALID_KERNEL = KernelVersion(7, 0)
+# Kernel "invalid" entries use the present-invalid encoding and pageattr uses p?d_leaf()
+# (arch/arm64/mm/pageattr.c, __change_memory_common()/set_direct_map_invalid_noflush()).
+# Since commit 15bfba1ad77f ("arm64: mm: Handle invalid large leaf mappings correctly") (v7.0)
+ARM64_PRESENT_INVALID = register(Gate(
+    "arm64-present-invalid", KernelVersion(7, 0), "15bfba1ad77f",
+    "arm64: mm: Handle invalid large leaf mappings correctly"))
+ARM64_PRESENT_INVALID_KERNEL = ARM64_PRESENT_INVALID.mainline
 
 VA_BITS = 48
 PAGE_OFFSET = (-(1 << VA_BITS)) & ((1 << 64) - 1)  # _PAGE_OFFSET(48) = 0xffff000000000000
@@ -180,7 +188,7 @@ class Arm64Config:
     @property
     def present_invalid_encoding(self) -> bool:
         """Kernel invalid entries are present-invalid (15bfba1ad77f, v7.0)."""
-        return self.kernel.at_least(ARM64_PRESENT_INVALID_KERNEL)
+        return ARM64_PRESENT_INVALID.applies(self.kernel)
 
     @classmethod
     def qemu_virt(cls, mem: int = 4 * GiB, **options: object) -> Arm64Config:

@@ -28,7 +28,7 @@ from rofolio.events import (
     Phase,
     Split,
 )
-from rofolio.kversion import X86_CPA_COLLAPSE, X86_RO_CLEARS_DIRTY
+from rofolio.kversion import X86_CPA_COLLAPSE, X86_DIRTY_CLEARED_WITH_RW, X86_RO_CLEARS_DIRTY
 from rofolio.pagetable import EntryState, PageTable
 from rofolio.physmem import MemoryMap
 from rofolio.prot import X86
@@ -92,8 +92,10 @@ class X86Kernel(KernelState):
         self._vmalloc_next = config.layout.vmalloc_start
         self._warned_once: set[str] = set()
         version = config.kernel
-        self.ro_clears_dirty = version.at_least(X86_RO_CLEARS_DIRTY)  # f788b71768ff, v6.6
-        self.cpa_collapse = version.at_least(X86_CPA_COLLAPSE)  # "restore large ROX pages", v6.15
+        self.ro_clears_dirty = X86_RO_CLEARS_DIRTY.applies(version)  # f788b71768ff, v6.6
+        self.cpa_collapse = X86_CPA_COLLAPSE.applies(version)  # 41d88484c71c, v6.15
+        # __set_pages_np() clears _PAGE_DIRTY with PRESENT|RW: c1fcf41cf37f, v6.15, 6.6.88, 6.12.24
+        self.np_clears_dirty = X86_DIRTY_CLEARED_WITH_RW.applies(version)
         hm_lo, hm_hi = self.image.highmap_pfns()
         self._highmap_pfns = (hm_lo, hm_hi)
         ro_lo, ro_hi = self.image.rodata_pfns()
@@ -245,11 +247,6 @@ class X86Kernel(KernelState):
         direct = self.virt_addr_valid(address) and self.pfn_range_is_mapped(pfn, pfn + 1)
         self.log.append(Collapse(address, level, direct, direct and self.running))
 
-    def kernel_prot(self, prot: int) -> int:
-        """``prot`` as PAGE_KERNEL*() give it: masked by __default_kernel_pte_mask, which loses _PAGE_GLOBAL
-        under PTI (probe_page_size_mask(), arch/x86/mm/init.c)."""
-        return prot & ~X86.GLOBAL if self.pti else prot
-
     # ---------------------------------------------------------------- TLB
     def flush_tlb_all(self, reason: str, via_ipi: bool = True) -> None:
         """flush_tlb_all(): on_each_cpu(do_flush_tlb_all): every online CPU, IPIs to the others."""
@@ -306,10 +303,7 @@ class X86Kernel(KernelState):
                  f"#PF: error_code(0x{code:04x}) - {reason}"]
         if found is not None and found.flags:
             lines.append(f"{found.level.entry_name.upper()} {found.entry:x}")
-        # __die_header() (arch/x86/kernel/dumpstack.c): DEBUG_PAGEALLOC when enabled, then PTI or NOPTI
-        # (CONFIG_PAGE_TABLE_ISOLATION is set in Debian's kernels)
-        lines.append(f"Oops: {code:04x} [#{number}] PREEMPT SMP"
-                     f"{' DEBUG_PAGEALLOC' if self.config.debug_pagealloc else ''}{' PTI' if self.pti else ' NOPTI'}")
+        lines.append(f"Oops: {code:04x} [#{number}] PREEMPT SMP NOPTI")
         return "\n".join(lines)
 
     def va(self, pa: int) -> int:
@@ -422,13 +416,19 @@ class X86Kernel(KernelState):
         """set_direct_map_invalid_noflush() = __set_pages_np(page, 1): no alias work, no flush."""
         addr = self.page_address(pfn)
         return self._call("set_direct_map_invalid_noflush", addr, 1, lambda: self._set_pages(
-            addr, 1, 0, X86.PRESENT | X86.RW))
+            addr, 1, 0, self._np_clear()))
 
     def set_direct_map_default_noflush(self, pfn: int) -> int:
         """set_direct_map_default_noflush() = __set_pages_p(page, 1): PRESENT|RW back, no flush."""
         addr = self.page_address(pfn)
         return self._call("set_direct_map_default_noflush", addr, 1, lambda: self._set_pages(
             addr, 1, X86.PRESENT | X86.RW, 0))
+
+    def _np_clear(self) -> int:
+        """__set_pages_np()'s mask_clr (arch/x86/mm/pat/set_memory.c): PRESENT|RW, and DIRTY
+        since commit c1fcf41cf37f ("x86/mm: Clear _PAGE_DIRTY for kernel mappings when we clear
+        _PAGE_RW") (v6.15; stable 6.6.88, 6.12.24, 6.14.3)."""
+        return X86.PRESENT | X86.RW | (X86.DIRTY if self.np_clears_dirty else 0)
 
     def kernel_map_pages(self, pfn: int, numpages: int, enable: bool) -> None:
         """__kernel_map_pages() (DEBUG_PAGEALLOC): __set_pages_p/np and a local __flush_tlb_all()."""
@@ -438,7 +438,7 @@ class X86Kernel(KernelState):
             if enable:
                 self._set_pages(addr, numpages, X86.PRESENT | X86.RW, 0)
             else:
-                self._set_pages(addr, numpages, 0, X86.PRESENT | X86.RW)
+                self._set_pages(addr, numpages, 0, self._np_clear())
             self.flush_tlb_local("__kernel_map_pages")
             return 0
         self._call("__kernel_map_pages", addr, numpages, body)
@@ -494,7 +494,7 @@ class X86Kernel(KernelState):
         if at is None:
             self._vmalloc_next = end + PAGE_SIZE  # VM_NO_GUARD is not set: one guard page
         self.alloc_missing_tables(start, end, (Level.P4D, Level.PUD, Level.PMD))
-        self.pt.map_pfns(start, pfns, self.kernel_prot(flags))
+        self.pt.map_pfns(start, pfns, flags)
         return start
 
     # ------------------------------------------------------------- memtype
