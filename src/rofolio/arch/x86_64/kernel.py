@@ -247,6 +247,11 @@ class X86Kernel(KernelState):
         direct = self.virt_addr_valid(address) and self.pfn_range_is_mapped(pfn, pfn + 1)
         self.log.append(Collapse(address, level, direct, direct and self.running))
 
+    def kernel_prot(self, prot: int) -> int:
+        """``prot`` as PAGE_KERNEL*() give it: masked by __default_kernel_pte_mask, which loses _PAGE_GLOBAL
+        under PTI (probe_page_size_mask(), arch/x86/mm/init.c)."""
+        return prot & ~X86.GLOBAL if self.pti else prot
+
     # ---------------------------------------------------------------- TLB
     def flush_tlb_all(self, reason: str, via_ipi: bool = True) -> None:
         """flush_tlb_all(): on_each_cpu(do_flush_tlb_all): every online CPU, IPIs to the others."""
@@ -303,7 +308,10 @@ class X86Kernel(KernelState):
                  f"#PF: error_code(0x{code:04x}) - {reason}"]
         if found is not None and found.flags:
             lines.append(f"{found.level.entry_name.upper()} {found.entry:x}")
-        lines.append(f"Oops: {code:04x} [#{number}] PREEMPT SMP NOPTI")
+        # __die_header() (arch/x86/kernel/dumpstack.c): DEBUG_PAGEALLOC when enabled, then PTI or NOPTI
+        # (CONFIG_PAGE_TABLE_ISOLATION is set in Debian's kernels)
+        lines.append(f"Oops: {code:04x} [#{number}] PREEMPT SMP"
+                     f"{' DEBUG_PAGEALLOC' if self.config.debug_pagealloc else ''}{' PTI' if self.pti else ' NOPTI'}")
         return "\n".join(lines)
 
     def va(self, pa: int) -> int:
@@ -494,7 +502,7 @@ class X86Kernel(KernelState):
         if at is None:
             self._vmalloc_next = end + PAGE_SIZE  # VM_NO_GUARD is not set: one guard page
         self.alloc_missing_tables(start, end, (Level.P4D, Level.PUD, Level.PMD))
-        self.pt.map_pfns(start, pfns, flags)
+        self.pt.map_pfns(start, pfns, self.kernel_prot(flags))
         return start
 
     # ------------------------------------------------------------- memtype
