@@ -222,7 +222,8 @@ def run(sources: list[str], install: Install, *, cpu: str = "max,-la57", mem: st
             info["serial_log"] = str(keep_log / f"boot{number}.serial.log")
         problem = _guest_problem(b, log, install)
         info["insmod_changes"] = insmod_changes(log)
-        boot_reports, boot_check = compare_boot(plans, log, install.kernel_series, smp=smp, cpu=cpu_used,
+        exact = str(kernel_series(install.kver, log.version))  # the guest's release, from /proc/version
+        boot_reports, boot_check = compare_boot(plans, log, exact, smp=smp, cpu=cpu_used,
                                                 wall_s=b.wall_s, problem=problem, boot=number)
         info["boot_agrees_with_model"] = boot_check.agree if boot_check else None
         info["boot_checks"] = [c.__dict__ for c in boot_check.checks if not c.agree] if boot_check else []
@@ -298,7 +299,7 @@ def recompare(serial: str, steps_sh: str, sources: list[str], kver: str, *, cpu:
         raise OracleError("these scenarios no longer translate to the kept /steps.sh",
                           "the scenarios or the translator changed since the log was kept; run the oracle again")
     log = guest.parse_log(serial)
-    series = ".".join(kver.split(".")[:2])
+    series = str(kernel_series(kver, log.version))  # the guest's exact release where /proc/version gives it
     reports, _ = compare_boot(plans, log, series, smp=smp, cpu=plans[0][0].cpu if plans else cpu)
     return reports
 
