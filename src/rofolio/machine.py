@@ -268,8 +268,8 @@ class Machine:
 
     def supports(self, op: str) -> bool:
         """Does this architecture model the kernel function ``op`` (a set_memory_*() or vmap)?"""
-        if op.startswith("set_memory_"):
-            return op in self.spec.entry.set_memory_ops
+        if op.startswith("set_memory_"):  # modelled, and in this machine's kernel release
+            return self.spec.entry.set_memory_absent(op, self.spec.kernel) is None
         return callable(getattr(self.kernel, op, None))
 
     def direct_map_writable(self, pfn: Pfn) -> bool:
@@ -315,9 +315,10 @@ class Machine:
     # ------------------------------------------------- kernel page tables
     def set_memory(self, op: str, va: VirtAddr, pages: int) -> int:
         """set_memory_ro(), _rw(), _np(), ...: ``op`` names the function; 0 or -errno."""
-        if op not in self.spec.entry.set_memory_ops:
-            raise ConfigError(f"{op} is not modelled on {self.spec.arch}",
-                              f"{self.spec.arch} models: {', '.join(sorted(self.spec.entry.set_memory_ops))}")
+        absent = self.spec.entry.set_memory_absent(op, self.spec.kernel)
+        if absent is not None:
+            raise ConfigError(absent, f"{self.spec.arch} models: {', '.join(sorted(self.spec.entry.set_memory_ops))}"
+                              if op not in self.spec.entry.set_memory_ops else "choose a newer kernel")
         return int(getattr(self.kernel, op)(va, pages))
 
     def set_direct_map(self, op: str, pfn: Pfn) -> int:

@@ -27,6 +27,7 @@ from rofolio.events import (
     PhaseChange,
     Return,
 )
+from rofolio.kversion import Gate, KernelVersion
 from rofolio.pagetable import PageTable
 from rofolio.physmem import MemoryMap
 from rofolio.units import Level, Pfn, PhysAddr, VirtAddr
@@ -327,11 +328,24 @@ class Arch:
     summary: ClassVar[str]  # one line for help texts and the architecture table
     options: ClassVar[tuple[ArchOption, ...]] = ()
     set_memory_ops: ClassVar[frozenset[str]] = frozenset()  # which set_memory_*() it models
+    # those of them younger than the oldest modelled kernel: function -> the first release that has it
+    set_memory_since: ClassVar[dict[str, Gate]] = {}
     ram_base: ClassVar[int] = 0  # where RAM starts on the default machine of a given size
     # the configurations `rofolio run` shows the RFC step on, side by side (options by key)
     rfc_machines: ClassVar[tuple[dict[str, Any], ...]] = ({},)
 
     # ------------------------------------------------------------ machine
+    def set_memory_absent(self, op: str, kernel: str | KernelVersion) -> str | None:
+        """Why ``op`` cannot run on a machine with ``kernel``: not modelled here, or not in that release yet;
+        None when it can."""
+        if op not in self.set_memory_ops:
+            return f"{op} is not modelled on {self.name}"
+        since = self.set_memory_since.get(op)
+        version = KernelVersion.parse(kernel)
+        if since is not None and not since.applies(version):
+            return f"{op}() does not exist before Linux {since.mainline.series}; this machine runs {version}"
+        return None
+
     def option(self, key: str) -> ArchOption | None:
         return next((o for o in self.options if o.key == key), None)
 

@@ -207,7 +207,12 @@ def _check_steps(scenario: schema.Scenario, machine: Machine, name: str, locator
                 file=name, line=locator.find((*where, "va")), key=f"steps[{index + 1}].va"))
         needs = {schema.SetMemory: step.op, schema.SetDirectMap: step.op, schema.Vmap: "vmap",
                  schema.PgtableAllocFail: "alloc_pgtable_page"}.get(type(step))
-        if needs and not machine.supports(needs):
+        absent = machine.spec.entry.set_memory_absent(needs, machine.spec.kernel) \
+            if needs and needs.startswith("set_memory_") else None
+        if absent is not None and needs in machine.spec.entry.set_memory_ops:  # not in this kernel release yet
+            errors.append(ScenarioError(absent, "choose a newer kernel in [machine]", file=name,
+                                        line=locator.find((*where, "op")), key=f"steps[{index + 1}].op"))
+        elif needs and not machine.supports(needs):
             errors.append(ScenarioError(
                 f"{step.op} is not modelled on {machine.spec.arch}",
                 f"{machine.spec.arch} models: " + (", ".join(sorted(machine.spec.entry.set_memory_ops)) or "none of "

@@ -5,11 +5,12 @@ Importing this module is cheap: the CPA model loads when a machine boots.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rofolio.arch import Arch, ArchKernel, ArchOption, BootRecord, register_arch
 from rofolio.errors import ConfigError
 from rofolio.events import EventLog
+from rofolio.kversion import SET_MEMORY_ROX, Gate
 from rofolio.physmem import MemoryMap
 from rofolio.units import PAGE_SIZE, TiB
 
@@ -45,6 +46,8 @@ class X86_64(Arch):
     set_memory_ops = frozenset({"set_memory_ro", "set_memory_rw", "set_memory_np", "set_memory_p",
                                 "set_memory_nx", "set_memory_x", "set_memory_4k", "set_memory_rox",
                                 "set_memory_uc", "set_memory_wb"})
+    # set_memory_rox(): d48567c9a0d1 and the x86 one 60463628c9e0 ("x86/mm: Implement native set_memory_rox()"), v6.2
+    set_memory_since: ClassVar[dict[str, Gate]] = {"set_memory_rox": SET_MEMORY_ROX}
 
     def memory_map(self, mem: int) -> MemoryMap:
         return MemoryMap.qemu_x86(mem)  # QEMU's e820 for -m mem
