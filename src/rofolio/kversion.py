@@ -32,8 +32,8 @@ from rofolio.errors import ConfigError
 
 __all__ = [
     "DEFAULT_KERNEL", "GATES", "MIN_KERNEL", "NEWEST_KERNEL", "SET_MEMORY_ROX", "STABLE", "X86_CPA_COLLAPSE",
-    "X86_DIRTY_CLEARED_WITH_RW", "X86_RO_CLEARS_DIRTY", "X86_SET_MEMORY_ROX", "ZERO_PAGE_NOT_PINNED", "Gate",
-    "KernelVersion", "beyond_model", "register",
+    "X86_DIRTY_CLEARED_WITH_RW", "X86_NX_CHECKS_ALIAS", "X86_RO_CLEARS_DIRTY", "X86_SET_MEMORY_ROX",
+    "ZERO_PAGE_NOT_PINNED", "Gate", "KernelVersion", "beyond_model", "register",
 ]
 
 _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?$")
@@ -214,6 +214,13 @@ SET_MEMORY_ROX = Gate("set-memory-rox", KernelVersion(6, 2), "d48567c9a0d1", "mm
 # 60463628c9e0 ("x86/mm: Implement native set_memory_rox()") (v6.2), b38994948567 in tip.
 X86_SET_MEMORY_ROX = SET_MEMORY_ROX.mainline
 
+# x86 set_memory_x()/set_memory_nx() (an _PAGE_NX-only change) go through alias processing and run as a
+# primary change; before, change_page_attr_set_clr() skipped both for them (arch/x86/mm/pat/set_memory.c).
+# Since commit d597416683d5 ("x86/mm: Inhibit _PAGE_NX changes from cpa_process_alias()") (v6.2)
+X86_NX_CHECKS_ALIAS = Gate(
+    "x86-nx-checks-alias", KernelVersion(6, 2), "d597416683d5",
+    "x86/mm: Inhibit _PAGE_NX changes from cpa_process_alias()")
+
 DEFAULT_KERNEL = KernelVersion(6, 18, STABLE[(6, 18)])
 
 GATES: dict[str, Gate] = {}
@@ -227,5 +234,6 @@ def register(gate: Gate) -> Gate:
     return gate
 
 
-for _gate in (X86_RO_CLEARS_DIRTY, X86_DIRTY_CLEARED_WITH_RW, X86_CPA_COLLAPSE, ZERO_PAGE_NOT_PINNED, SET_MEMORY_ROX):
+for _gate in (X86_RO_CLEARS_DIRTY, X86_DIRTY_CLEARED_WITH_RW, X86_CPA_COLLAPSE, ZERO_PAGE_NOT_PINNED, SET_MEMORY_ROX,
+              X86_NX_CHECKS_ALIAS):
     register(_gate)

@@ -95,7 +95,13 @@ def change_page_attr_set_clr(
             addr &= ~(PAGE_SIZE - 1)
         cpa = CpaData(addr, numpages, mask_set, mask_clr, in_flag, force_split=force_split)
     # kmap_flush_unused() and vm_unmap_aliases() run here; the model has no lazy vmap areas.
-    ret = _change_page_attr_set_clr(k, cpa, primary=True)
+    # Before v6.2, change_page_attr_set_clr() passed checkalias = 0 for an _PAGE_NX-only request
+    # (set_memory_x/nx) and for CPA_NO_CHECK_ALIAS, and that flag was also __change_page_attr()'s
+    # "primary": no alias processing (so no forced full flush) and a hole is skipped without an error.
+    # Since commits d597416683d5 ("x86/mm: Inhibit _PAGE_NX changes from cpa_process_alias()") and
+    # ef9ab81af6e1 ("x86/mm: Untangle __change_page_attr_set_clr(.checkalias)") (v6.2) both are primary.
+    primary = k.nx_checks_alias or ((mask_set | mask_clr) != X86.NX and not in_flag & CPA_NO_CHECK_ALIAS)
+    ret = _change_page_attr_set_clr(k, cpa, primary=primary)
     if not cpa.flags & CPA_FLUSHTLB:  # nothing was written: no flush at all
         return ret
     cache = bool(mask_set & X86.CACHE_MASK)  # !!pgprot2cachemode(mask_set)

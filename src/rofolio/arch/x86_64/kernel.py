@@ -28,7 +28,7 @@ from rofolio.events import (
     Phase,
     Split,
 )
-from rofolio.kversion import X86_CPA_COLLAPSE, X86_DIRTY_CLEARED_WITH_RW, X86_RO_CLEARS_DIRTY
+from rofolio.kversion import X86_CPA_COLLAPSE, X86_DIRTY_CLEARED_WITH_RW, X86_NX_CHECKS_ALIAS, X86_RO_CLEARS_DIRTY
 from rofolio.pagetable import EntryState, PageTable
 from rofolio.physmem import MemoryMap
 from rofolio.prot import X86
@@ -94,6 +94,8 @@ class X86Kernel(KernelState):
         version = config.kernel
         self.ro_clears_dirty = X86_RO_CLEARS_DIRTY.applies(version)  # f788b71768ff, v6.6
         self.cpa_collapse = X86_CPA_COLLAPSE.applies(version)  # 41d88484c71c, v6.15
+        # set_memory_x/nx and CPA_NO_CHECK_ALIAS calls run as primary changes: d597416683d5, ef9ab81af6e1, v6.2
+        self.nx_checks_alias = X86_NX_CHECKS_ALIAS.applies(version)
         # __set_pages_np() clears _PAGE_DIRTY with PRESENT|RW: c1fcf41cf37f, v6.15, 6.6.88, 6.12.24
         self.np_clears_dirty = X86_DIRTY_CLEARED_WITH_RW.applies(version)
         hm_lo, hm_hi = self.image.highmap_pfns()
@@ -483,7 +485,8 @@ class X86Kernel(KernelState):
     def _set_pages(self, addr: int, numpages: int, mask_set: int, mask_clr: int) -> int:
         """__set_pages_p() / __set_pages_np(): _change_page_attr_set_clr() with CPA_NO_CHECK_ALIAS."""
         data = _cpa.CpaData(addr, numpages, mask_set, mask_clr, _cpa.CPA_NO_CHECK_ALIAS)
-        return _cpa._change_page_attr_set_clr(self, data, primary=True)
+        # checkalias = 0, which was also "primary", before ef9ab81af6e1 (v6.2): see change_page_attr_set_clr()
+        return _cpa._change_page_attr_set_clr(self, data, primary=self.nx_checks_alias)
 
     # -------------------------------------------------------------- vmalloc
     def vmap(self, pfns: list[int], flags: int = X86.PAGE_KERNEL, at: int | None = None) -> int:
