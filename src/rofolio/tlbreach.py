@@ -1,0 +1,478 @@
+"""TLB reach of the direct map: how many TLB entries of each size a stretch of it takes, per CPU.
+
+Jann Horn asked on linux-mm what "a bit more TLB pressure from losing a huge PUD in the linear
+map" amounts to; Yang Shi answered that most arm64 machines already map the linear map with PTEs,
+and that BBML2 machines with blocks would see "512 PMDs instead of 1 PUD".  This module puts
+numbers on that, from a booted machine's page tables (``Machine.leaves()``, nothing else):
+
+* ``translation_runs()`` turns leaves into runs of identical translations.  On arm64 a leaf with
+  the contiguous bit is one translation of 16 entries (64K for PTEs, 32M for PMDs with the 4K
+  granule) when the CPU caches contiguous runs as one entry (``Preset.contiguous_bit``).
+* ``entries_needed()`` counts, for one TLB array of a CPU preset, the entries those runs take:
+  a translation the array holds is one entry; one it does not hold is broken into the largest
+  size it holds that divides it (1G into 512M on a Neoverse N1 L1 DTLB), or into the size a
+  source names (``smash``: AMD Zen stores a 1G page as 2M entries in its L2 DTLB).
+* ``reach(machine, ranges)`` does both for every preset that fits the machine's architecture, over
+  a list of virtual ranges: a folio's neighbourhood, the whole direct map, or a workload's hot set.
+* ``tlb_reach_report(spec, presets)`` boots the machine twice, without and with the RFC step (the
+  persistent huge zero folio made read-only at initcall time), and reports the folio's 1 GiB
+  neighbourhood and the whole direct map before and after, with each array's share of its
+  capacity as an exact fraction.  ``tlb_table(result)`` is its text table.
+
+The CPU presets live in ``tlb_presets.toml`` next to this module, every figure with its sources.
+A share is how much of an array the mapping would take if nothing else were cached: an upper
+bound on the pressure, not a miss rate.  Associativity and replacement are not modelled.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from rofolio.errors import ConfigError
+from rofolio.machine import Leaf, Machine, MachineSpec
+from rofolio.units import PAGE_SIZE, GiB, KiB, MiB, align_down, align_up
+
+__all__ = [
+    "ARM64_PTE_CONT", "CONT_ENTRIES", "ArrayReach", "Preset", "PresetReach", "ReachResult", "Run", "Source",
+    "TlbArray", "entries_needed", "load_presets", "presets", "reach", "size_name", "tlb_reach_report", "tlb_table",
+    "translation_counts", "translation_runs",
+]
+
+# arch/arm64/include/asm/pgtable-hwdef.h: PTE_CONT (bit 52) marks an entry of a contiguous run.  The
+# value is copied here because layer 6 does not import rofolio.arch.arm64 (tests check it is the same).
+ARM64_PTE_CONT = 1 << 52
+# CONT_PTES = CONT_PMDS = 16 with the 4K granule (arch/arm64/include/asm/pgtable-hwdef.h)
+CONT_ENTRIES = 16
+
+SIZES: dict[str, int] = {
+    "4K": 4 * KiB, "16K": 16 * KiB, "64K": 64 * KiB, "1M": MiB, "2M": 2 * MiB, "16M": 16 * MiB,
+    "32M": 32 * MiB, "512M": 512 * MiB, "1G": GiB,
+}
+SOURCE_KINDS = ("manual", "trm", "measurement", "secondary")
+NEIGHBOURHOOD = GiB  # the folio's neighbourhood: the 1 GiB-aligned stretch of direct map around it
+
+
+def size_name(size: int) -> str:
+    """'4K', '64K', '2M', '32M', '1G' for a translation size in bytes."""
+    for name, value in SIZES.items():
+        if value == size:
+            return name
+    raise ValueError(f"no name for a {size}-byte translation")
+
+
+def _size(name: str, where: str) -> int:
+    try:
+        return SIZES[name]
+    except KeyError:
+        raise ConfigError(f"{where}: unknown page size {name!r}", "use one of: " + ", ".join(SIZES)) from None
+
+
+# ------------------------------------------------------------------ presets
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a figure comes from: the document, the section or table, and its address."""
+
+    id: str
+    kind: str  # one of SOURCE_KINDS
+    document: str
+    section: str
+    url: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "document": self.document, "section": self.section, "url": self.url}
+
+
+@dataclass(frozen=True, slots=True)
+class TlbArray:
+    """One TLB array: its level ('L1D', 'L2'), capacity (None when no source gives it) and page sizes."""
+
+    level: str
+    name: str
+    entries: int | None
+    holds: tuple[int, ...]  # translation sizes it stores natively
+    sources: tuple[Source, ...]
+    smash: tuple[tuple[int, int], ...] = ()  # (translation size, size it is stored as)
+    coalesce_4k: int | None = None  # aligned, contiguous 4K pages of equal attributes cached as one entry
+
+    def stored_size(self, size: int) -> int | None:
+        """The size of the entries a translation of ``size`` bytes takes here (None: not held here)."""
+        if size in self.holds:
+            return size
+        for big, small in self.smash:
+            if big == size:
+                return small
+        fits = [s for s in self.holds if s < size and size % s == 0]
+        return max(fits) if fits else None
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    """A CPU core's data-side TLBs."""
+
+    name: str
+    vendor: str
+    core: str
+    arch: tuple[str, ...]
+    contiguous_bit: bool  # caches an arm64 contiguous run (16 entries with PTE_CONT) as one entry
+    notes: str
+    arrays: tuple[TlbArray, ...]
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(a.level for a in self.arrays))
+
+    def array_for(self, level: str, size: int) -> tuple[TlbArray, int] | None:
+        """The array of ``level`` that caches a translation of ``size`` bytes, and the entry size it uses.
+
+        An array that holds the size natively wins over one that stores it smashed or broken down.
+        """
+        candidates = [a for a in self.arrays if a.level == level]
+        for array in candidates:
+            if size in array.holds:
+                return array, size
+        best: tuple[TlbArray, int] | None = None
+        for array in candidates:
+            stored = array.stored_size(size)
+            if stored is not None and (best is None or stored > best[1]):
+                best = (array, stored)
+        return best
+
+
+def load_presets(text: str | None = None) -> dict[str, Preset]:
+    """Parse and check a presets file (the packaged ``tlb_presets.toml`` by default)."""
+    if text is None:
+        text = resources.files("rofolio").joinpath("tlb_presets.toml").read_text(encoding="utf-8")
+    data = tomllib.loads(text)
+    sources: dict[str, Source] = {}
+    for sid, s in data.get("sources", {}).items():
+        if s.get("kind") not in SOURCE_KINDS:
+            raise ConfigError(f"source {sid}: kind {s.get('kind')!r}", "use one of: " + ", ".join(SOURCE_KINDS))
+        if not s.get("document") or not s.get("section"):
+            raise ConfigError(f"source {sid} names no document or section", "say where the figure is")
+        sources[sid] = Source(sid, s["kind"], s["document"], s["section"], s.get("url", ""))
+    out: dict[str, Preset] = {}
+    for p in data.get("preset", []):
+        arrays = []
+        for t in p.get("tlb", []):
+            where = f"preset {p['name']}, {t.get('name')}"
+            if not t.get("sources"):
+                raise ConfigError(f"{where}: no source", "every figure names its source, or the core is left out")
+            missing = [sid for sid in t["sources"] if sid not in sources]
+            if missing:
+                raise ConfigError(f"{where}: unknown sources {missing}", "add them under [sources]")
+            entries = t["entries"]
+            if entries == "unsourced":
+                entries = None
+            elif not isinstance(entries, int) or entries <= 0:
+                raise ConfigError(f"{where}: entries {entries!r}", "give a positive count or \"unsourced\"")
+            smash = tuple((_size(k, where), _size(v, where)) for k, v in t.get("smash", {}).items())
+            arrays.append(TlbArray(t["level"], t["name"], entries, tuple(_size(h, where) for h in t["holds"]),
+                                   tuple(sources[sid] for sid in t["sources"]), smash, t.get("coalesce_4k")))
+        if p["name"] in out:
+            raise ConfigError(f"preset {p['name']} is defined twice", "give each preset one name")
+        out[p["name"]] = Preset(p["name"], p["vendor"], p["core"], tuple(p["arch"]), bool(p["contiguous_bit"]),
+                                p.get("notes", ""), tuple(arrays))
+    return out
+
+
+@cache
+def presets() -> dict[str, Preset]:
+    """The packaged presets, by name."""
+    return load_presets()
+
+
+def _sources_used(chosen: Iterable[Preset]) -> dict[str, Source]:
+    return {s.id: s for p in chosen for a in p.arrays for s in a.sources}
+
+
+# ------------------------------------------------------------------ counting (pure)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Translations of one size over [start, end) (clipped to the range asked about), equal attributes."""
+
+    start: int
+    end: int
+    size: int  # bytes one translation covers: the leaf size, or 16 leaves for an arm64 contiguous run
+    leaf_size: int
+
+
+def translation_runs(leaves: Iterable[Leaf], *, cont_mask: int = 0) -> list[Run]:
+    """The present leaves as runs of translations, in address order.
+
+    ``cont_mask`` is the contiguous bit of the machine's entries (``ARM64_PTE_CONT`` on arm64, 0 for a
+    CPU that does not cache contiguous runs as one entry, or an architecture that has none).
+    """
+    runs = [Run(leaf.start, leaf.end, leaf.level.size * (CONT_ENTRIES if leaf.flags & cont_mask else 1),
+                leaf.level.size)
+            for leaf in leaves if leaf.present]
+    runs.sort(key=lambda r: r.start)
+    return runs
+
+
+def _blocks(start: int, end: int, unit: int) -> tuple[int, int]:
+    """The first and last ``unit``-aligned block [start, end) touches."""
+    return align_down(start, unit), align_up(end, unit) - unit
+
+
+def _count(runs: Iterable[tuple[int, int, int]]) -> dict[int, int]:
+    """Distinct ``unit``-aligned blocks touched by (start, end, unit) triples in address order, per unit."""
+    out: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for start, end, unit in runs:
+        first, final = _blocks(start, end, unit)
+        n = (final - first) // unit + 1
+        if last.get(unit) is not None and last[unit] >= first:  # the block is shared with the run before
+            n -= (last[unit] - first) // unit + 1
+        if n > 0:
+            out[unit] = out.get(unit, 0) + n
+            last[unit] = final
+    return out
+
+
+def translation_counts(runs: Sequence[Run]) -> dict[int, int]:
+    """How many translations of each size the runs are (a translation partly in the range counts)."""
+    return _count((r.start, r.end, r.size) for r in runs)
+
+
+def entries_needed(runs: Sequence[Run], array: TlbArray) -> dict[int, int]:
+    """Entries ``array`` needs to cache every translation of ``runs`` it holds, per entry size.
+
+    With ``coalesce_4k = N`` an aligned group of N 4K pages inside one run (so contiguous, with equal
+    attributes) is one entry of N * 4K; pages of partial groups at a run's ends take one entry each.
+    """
+    triples: list[tuple[int, int, int]] = []
+    for run in runs:
+        stored = array.stored_size(run.size)
+        if stored is None:
+            continue
+        if array.coalesce_4k and run.size == PAGE_SIZE and stored == PAGE_SIZE:
+            group = array.coalesce_4k * PAGE_SIZE
+            lo, hi = align_up(run.start, group), align_down(run.end, group)
+            if lo < hi:
+                if run.start < lo:
+                    triples.append((run.start, lo, PAGE_SIZE))
+                triples.append((lo, hi, group))
+                if hi < run.end:
+                    triples.append((hi, run.end, PAGE_SIZE))
+                continue
+        triples.append((run.start, run.end, stored))
+    return _count(triples)
+
+
+# ------------------------------------------------------------------ reach of a machine
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayReach:
+    array: TlbArray
+    needed: int
+    by_size: dict[int, int]  # entry size -> entries
+
+    @property
+    def share(self) -> Fraction | None:
+        """needed / capacity, exactly (None when the capacity is unsourced)."""
+        return None if self.array.entries is None else Fraction(self.needed, self.array.entries)
+
+    def to_dict(self) -> dict[str, Any]:
+        share = self.share
+        return {"needed": self.needed, "by_size": {size_name(s): n for s, n in sorted(self.by_size.items())},
+                "share": None if share is None else f"{share.numerator}/{share.denominator}",
+                "share_float": None if share is None else float(share)}
+
+
+@dataclass(frozen=True, slots=True)
+class PresetReach:
+    preset: Preset
+    translations: dict[int, int]  # the translations as this CPU sees them (contiguous runs or not)
+    arrays: tuple[ArrayReach, ...]
+    unheld: dict[str, tuple[int, ...]]  # level -> translation sizes no array of that level caches
+
+    def array(self, name: str) -> ArrayReach:
+        for a in self.arrays:
+            if a.array.name == name:
+                return a
+        raise KeyError(name)
+
+
+@dataclass(frozen=True, slots=True)
+class ReachResult:
+    ranges: tuple[tuple[int, int], ...]
+    translations: dict[int, int]  # as the page tables are (contiguous runs as one, where the arch has them)
+    presets: tuple[PresetReach, ...] = field(default=())
+
+    def preset(self, name: str) -> PresetReach:
+        for p in self.presets:
+            if p.preset.name == name:
+                return p
+        raise KeyError(name)
+
+
+def _merge(ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    out: list[list[int]] = []
+    for lo, hi in sorted((int(a), int(b)) for a, b in ranges if b > a):
+        if out and lo <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return tuple((lo, hi) for lo, hi in out)
+
+
+def _cont_mask(machine: Machine) -> int:
+    return ARM64_PTE_CONT if machine.spec.arch == "arm64" else 0
+
+
+def _applicable(arch: str, chosen: Sequence[str | Preset] | None) -> list[Preset]:
+    table = presets()
+    if chosen:
+        out = []
+        for p in chosen:
+            if isinstance(p, Preset):
+                out.append(p)
+            elif p in table:
+                out.append(table[p])
+            else:
+                raise ConfigError(f"unknown TLB preset {p!r}", "choose one of: " + ", ".join(table))
+        return out
+    fitting = [p for p in table.values() if arch in p.arch]
+    return fitting or list(table.values())  # an architecture no preset is for (nodirectmap): all of them
+
+
+def reach(machine: Machine, ranges: Iterable[tuple[int, int]],
+          presets_: Sequence[str | Preset] | None = None) -> ReachResult:
+    """TLB entries the kernel page tables over ``ranges`` (virtual, merged if they overlap) take, per preset.
+
+    The presets default to those for the machine's architecture.  A translation that straddles two
+    ranges, or is only partly inside one, counts once.
+    """
+    merged = _merge(ranges)
+    leaves = [leaf for lo, hi in merged for leaf in machine.leaves(lo, hi)]  # type: ignore[arg-type]
+    mask = _cont_mask(machine)
+    as_mapped = translation_runs(leaves, cont_mask=mask)
+    flat = translation_runs(leaves) if mask else as_mapped
+    out = []
+    for preset in _applicable(machine.spec.arch, presets_):
+        runs = as_mapped if preset.contiguous_bit else flat
+        sizes = sorted({r.size for r in runs})
+        arrays = []
+        assigned: dict[str, dict[str, list[Run]]] = {}
+        unheld: dict[str, tuple[int, ...]] = {}
+        for level in preset.levels:
+            missing = []
+            for size in sizes:
+                found = preset.array_for(level, size)
+                if found is None:
+                    missing.append(size)
+                    continue
+                assigned.setdefault(level, {}).setdefault(found[0].name, []).extend(r for r in runs if r.size == size)
+            if missing:
+                unheld[level] = tuple(missing)
+        for array in preset.arrays:
+            mine = sorted(assigned.get(array.level, {}).get(array.name, []), key=lambda r: r.start)
+            by_size = entries_needed(mine, array)
+            arrays.append(ArrayReach(array, sum(by_size.values()), by_size))
+        out.append(PresetReach(preset, translation_counts(runs), tuple(arrays), unheld))
+    return ReachResult(merged, translation_counts(as_mapped), tuple(out))
+
+
+# ------------------------------------------------------------------ the RFC step, before and after
+
+
+def _rfc_specs(spec: MachineSpec) -> tuple[MachineSpec, MachineSpec]:
+    """The machine without and with the RFC: the persistent huge zero folio, writable or made read-only."""
+    before = replace(spec, mm=replace(spec.mm, persistent_huge_zero_folio=True, readonly_huge_zero_folio=False))
+    after = replace(spec, mm=replace(spec.mm, persistent_huge_zero_folio=True, readonly_huge_zero_folio=True))
+    return before, after
+
+
+def _sizes_dict(counts: dict[int, int]) -> dict[str, int]:
+    return {size_name(s): n for s, n in sorted(counts.items())}
+
+
+def tlb_reach_report(spec: MachineSpec, presets_: Sequence[str | Preset] | None = None) -> dict[str, Any]:
+    """Boot ``spec`` without and with the RFC step and report the TLB reach of the huge zero folio's
+    1 GiB neighbourhood and of the whole direct map, before and after, per preset (JSON-ready).
+
+    Both machines run to SYSTEM_RUNNING, so the only difference is the folio made read-only.
+    """
+    before_spec, after_spec = _rfc_specs(spec)
+    machines = {}
+    for key, s in (("before", before_spec), ("after", after_spec)):
+        m = Machine.boot(s, retain_events=False)
+        m.finish_boot()
+        machines[key] = m
+    after = machines["after"]
+    lo, hi = after.direct_map_bounds()
+    folio = after.huge_zero_folio
+    report: dict[str, Any] = {"schema": "rofolio.tlbreach/1", "machine": spec.describe(), "label": spec.label()}
+    regions: dict[str, tuple[int, int]] = {"direct_map": (lo, hi)}
+    if folio is None:
+        report["folio"] = None
+    else:
+        va = after.page_address(folio.pfn)
+        start = max(align_down(va, NEIGHBOURHOOD), lo)
+        end = min(align_down(va, NEIGHBOURHOOD) + NEIGHBOURHOOD, hi)
+        regions = {"neighbourhood": (start, end), **regions}
+        report["folio"] = {"pfn": folio.pfn, "pa": hex(folio.pfn * PAGE_SIZE), "va": hex(va),
+                           "bytes": folio.nr_pages * PAGE_SIZE,
+                           "read_only_after": not after.direct_map_writable(folio.pfn),
+                           "leaf_after": after.lookup(va).level.leaf_name if after.lookup(va) else None}
+        report["neighbourhood"] = {"start": hex(start), "end": hex(end)}
+    chosen = _applicable(spec.arch, presets_)
+    results = {(region, key): reach(m, [rng], chosen)
+               for region, rng in regions.items() for key, m in machines.items()}
+    report["translations"] = {region: {key: _sizes_dict(results[region, key].translations) for key in machines}
+                              for region in regions}
+    rows = []
+    for i, preset in enumerate(chosen):
+        arrays = []
+        for j, array in enumerate(preset.arrays):
+            entry: dict[str, Any] = {"level": array.level, "name": array.name, "entries": array.entries,
+                                     "holds": [size_name(s) for s in array.holds],
+                                     "smash": {size_name(a): size_name(b) for a, b in array.smash},
+                                     "sources": [s.id for s in array.sources]}
+            for region in regions:
+                entry[region] = {key: results[region, key].presets[i].arrays[j].to_dict() for key in machines}
+            arrays.append(entry)
+        rows.append({"name": preset.name, "vendor": preset.vendor, "core": preset.core,
+                     "contiguous_bit": preset.contiguous_bit, "notes": preset.notes, "arrays": arrays,
+                     "translations": {region: {key: _sizes_dict(results[region, key].presets[i].translations)
+                                               for key in machines} for region in regions},
+                     "unheld": {region: {key: {lvl: [size_name(s) for s in sizes] for lvl, sizes in
+                                               results[region, key].presets[i].unheld.items()}
+                                         for key in machines} for region in regions}})
+    report["presets"] = rows
+    report["sources"] = {sid: s.to_dict() for sid, s in sorted(_sources_used(chosen).items())}
+    return report
+
+
+def _pct(share: dict[str, Any]) -> str:
+    if share["share_float"] is None:
+        return "unsourced"
+    return f"{share['share_float'] * 100:.2f}%"
+
+
+def tlb_table(result: dict[str, Any]) -> list[list[str]]:
+    """``tlb_reach_report()``'s result as table rows (the first row is the header)."""
+    region = "neighbourhood" if result.get("folio") else "direct_map"
+    header = ["preset", "TLB", "entries", f"{region} before", "share", f"{region} after", "share",
+              "direct map before", "direct map after"]
+    rows = [header]
+    for preset in result["presets"]:
+        for array in preset["arrays"]:
+            here, whole = array[region], array["direct_map"]
+            rows.append([preset["name"], f"{array['level']} {array['name']}",
+                         "unsourced" if array["entries"] is None else str(array["entries"]),
+                         str(here["before"]["needed"]), _pct(here["before"]),
+                         str(here["after"]["needed"]), _pct(here["after"]),
+                         _pct(whole["before"]), _pct(whole["after"])])
+    return rows
