@@ -146,6 +146,7 @@ def test_not_present_leaves_take_no_entry_and_partial_translations_count_once() 
 
 def test_x86_gbpages_the_folio_neighbourhood_goes_from_one_1g_entry_to_512_2m_entries() -> None:
     r = report(arch="x86_64", mem="16G")
+    assert r["machine"]["mm"]["persistent_huge_zero_folio"] and r["machine"]["mm"]["readonly_huge_zero_folio"]
     assert r["folio"]["read_only_after"] and r["folio"]["leaf_after"] == "2M"
     assert r["translations"]["neighbourhood"] == {"before": {"1G": 1}, "after": {"2M": 512}}
     dm = r["translations"]["direct_map"]

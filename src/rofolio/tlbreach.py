@@ -417,7 +417,8 @@ def tlb_reach_report(spec: MachineSpec, presets_: Sequence[str | Preset] | None 
     after = machines["after"]
     lo, hi = after.direct_map_bounds()
     folio = after.huge_zero_folio
-    report: dict[str, Any] = {"schema": "rofolio.tlbreach/1", "machine": spec.describe(), "label": spec.label()}
+    report: dict[str, Any] = {"schema": "rofolio.tlbreach/1", "machine": after_spec.describe(),
+                              "label": after_spec.label()}
     regions: dict[str, tuple[int, int]] = {"direct_map": (lo, hi)}
     if folio is None:
         report["folio"] = None
