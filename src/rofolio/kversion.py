@@ -225,7 +225,7 @@ X86_NX_CHECKS_ALIAS = Gate(
 # Since commit 414ebf148cb5 ("x86/mm: Do verify W^X at boot up") (v6.2), the revert of a970174d7a10 (v6.1-rc3)
 X86_RWX_AT_BOOT = Gate("x86-rwx-at-boot", KernelVersion(6, 2), "414ebf148cb5", "x86/mm: Do verify W^X at boot up")
 
-DEFAULT_KERNEL = KernelVersion(6, 18, STABLE[(6, 18)])
+DEFAULT_KERNEL = KernelVersion(7, 2, STABLE[(7, 2)])
 
 GATES: dict[str, Gate] = {}
 
