@@ -134,7 +134,7 @@ def test_an_oracle_disagreement_ends_with_a_summary_line(monkeypatch: pytest.Mon
 
     from rofolio.oracle import cli as oracle_cli
 
-    monkeypatch.setattr(oracle_cli.oracle_setup, "load_install", lambda: SimpleNamespace(kver="6.12.0-test"))
+    monkeypatch.setattr(oracle_cli.oracle_setup, "load_install", lambda **_: SimpleNamespace(kver="6.12.0-test"))
     reports = [SimpleNamespace(agree=True, to_dict=lambda: {}), SimpleNamespace(agree=False, to_dict=lambda: {})]
     monkeypatch.setattr(oracle_cli.session, "boot_fidelity", lambda *a, **k: reports)
     result = invoke("oracle", "boot", "--json")

@@ -31,6 +31,22 @@ from rofolio.scenario.loader import builtin_names, builtin_text, parse
 from rofolio.scenario.ops import Context
 from rofolio.scenario.runner import ScenarioResult, run_scenario
 
+__all__ = [
+    "CONFIGS",
+    "WRITERS",
+    "BugConfig",
+    "BugMatrix",
+    "Verdict",
+    "bug_matrix",
+    "bug_names",
+    "config_named",
+    "explain",
+    "inspector",
+    "load_bug",
+    "variant",
+    "verdict"
+]
+
 
 @dataclass(frozen=True, slots=True)
 class BugConfig:
@@ -124,7 +140,7 @@ def load_bug(name: str) -> schema.Scenario:
 
 def variant(scenario: schema.Scenario, config: BugConfig) -> schema.Scenario:
     """The bug's scenario on ``config``'s machine (and, for "today", with today's rules)."""
-    data = scenario.model_dump(by_alias=True, exclude_unset=True)
+    data = scenario.model_dump(mode="json", by_alias=True, exclude_unset=True)
     machine = {k: v for k, v in data.get("machine", {}).items() if k in ("mem", "kernel", "cpus")}
     data["machine"] = {**machine, **config.machine}
     data["mm"] = {**data.get("mm", {}), **config.mm}

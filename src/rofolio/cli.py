@@ -64,11 +64,11 @@ def machine_options(defaults: bool) -> Callable[[Callable[..., Any]], Callable[.
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         options = [
             click.option("--arch", type=ArchType(), default=d("x86_64"), show_default=defaults,
-                         help="Architecture to model (the registry: x86_64, arm64, nodirectmap, ...)."),
+                         help="Architecture to model (the names of the architecture registry)."),
             click.option("--mem", default=d("16G"), show_default=defaults,
                          help="RAM size (binary units: 512M, 8G, 64T); the memory map is the architecture's "
                               "default for that size (QEMU's e820 on x86_64)."),
-            click.option("--kernel", default=d("7.2"), show_default=defaults,
+            click.option("--kernel", default=d("6.18"), show_default=defaults,
                          help="Kernel version to model: MAJOR.MINOR[.PATCH], e.g. 7.2, 6.1.192, 6.12.57; "
                               "MAJOR.MINOR is the newest stable of the line the model knows (6.1 is 6.1.192). "
                               "Stable backports count: see docs/fidelity.md, Kernel versions."),
@@ -112,7 +112,7 @@ def _machine_overrides(given: dict[str, Any]) -> dict[str, Any]:
         out["kernel"] = str(KernelVersion.parse(out["kernel"]))
     known = all_options()
     for name, value in given.items():
-        if value is None or value is False or not name.startswith(("opt__", "flag__")):
+        if value is None or (value is False and name.startswith("flag__")) or not name.startswith(("opt__", "flag__")):
             continue
         key = name.split("__")[1]
         option = known[key][0]
@@ -300,7 +300,7 @@ def lifetime(models: tuple[str, ...], as_json: bool, **machine: Any) -> None:
     from rofolio.progress import LazyProgress
 
     spec = _spec(**machine)
-    names = [lifetime_model(m).name for m in (models or ("1", "2", "broken"))]
+    names = [lifetime_model(m).name for m in (models or ("model1", "model2", "broken"))]  # "none" changes nothing
     results = []
     with LazyProgress("lifetime workload") as bar:
         for i, name in enumerate(names, start=1):
@@ -450,7 +450,9 @@ def meminfo(as_json: bool, after_boot: bool, **machine: Any) -> None:
     c = m.counters
     if as_json:
         click.echo(json.dumps({"schema": "rofolio.meminfo/1", "machine": m.spec.describe(),
-                               "meminfo_kb": c.meminfo_kb(), "meminfo_lines": m.meminfo_lines(), "vmstat": c.vmstat(),
+                               # arch_report_meminfo() and the direct_map vmstat lines are x86's: null elsewhere
+                               "meminfo_kb": c.meminfo_kb() if m.meminfo_lines() else None,
+                               "meminfo_lines": m.meminfo_lines(), "vmstat": c.vmstat() if m.meminfo_lines() else None,
                                "pgtables": c.pgtables}, indent=2))
         return
     lines = m.meminfo_lines()

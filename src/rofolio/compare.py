@@ -17,15 +17,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from rofolio.arch import all_options, arch_entry, arch_names
-from rofolio.errors import RofolioError, ScenarioError, ScenarioErrors
+from rofolio.errors import ScenarioError, ScenarioErrors
 from rofolio.scenario import schema
 from rofolio.scenario.loader import LoadedScenario, load
 from rofolio.scenario.runner import ScenarioResult, run_scenario
 
 __all__ = ["ALIASES", "CompareResult", "CompareRow", "compare", "compare_configs", "parse_settings", "rfc_machines"]
 
-ALIASES = {"5level": "paging", "la57": "paging", "model": "lifetime"}
+ALIASES = {"model": "lifetime"}  # --set keys besides the [machine]/[mm] keys; arch flags are added from the registry
+
+
+def _aliases() -> dict[str, tuple[str, Any]]:
+    """--set KEY names that stand for an architecture option set to a value: 5level -> paging 5, ..."""
+    return {flag.lstrip("-"): (key, value)
+            for key, (option, _) in all_options().items() for flag, value in option.flags}
 
 
 def _machine_keys() -> tuple[str, ...]:
@@ -82,6 +90,14 @@ def parse_settings(pairs: list[str]) -> dict[str, list[str]]:
                                 file="command line", key="--set")
         key, _, values = pair.partition("=")
         key = ALIASES.get(key.strip(), key.strip())
+        if key in _aliases():  # a flag such as 5level: true is the flag's value, false the option's default
+            target, value = _aliases()[key]
+            flags = [v.strip().lower() for v in values.split(",") if v.strip()]
+            if not flags or any(f not in ("true", "false") for f in flags):
+                raise ScenarioError(f"{key}= takes true or false", f"or set {target} itself", file="command line",
+                                    key="--set")
+            out[target] = [str(value if f == "true" else all_options()[target][0].default) for f in flags]
+            continue
         if key not in _machine_keys() and key not in _mm_keys():
             raise ScenarioError(f"unknown key {key!r}",
                                 f"use one of: {', '.join(_machine_keys() + _mm_keys())} (or model for lifetime)",
@@ -100,21 +116,20 @@ def _value(key: str, text: Any) -> Any:
         return text
     option = all_options().get(key)
     if option is not None and key not in schema.Machine.model_fields:
-        try:
-            return option[0].convert(text)
-        except RofolioError:
-            return text  # validation says what is wrong, with the key
+        return text  # the option's own conversion runs in validation, with the key
     field = schema.Machine.model_fields.get(key) or schema.MM.model_fields.get(key)
-    annotation = str(field.annotation) if field else ""
-    low = text.lower()
-    if annotation == "<class 'bool'>" and low in ("true", "yes", "on", "false", "no", "off"):
-        return low in ("true", "yes", "on")
-    if annotation == "<class 'int'>" or (key == "lifetime" and text in ("1", "2")):
+    if field is None:
+        return text
+    try:
+        return TypeAdapter(field.annotation).validate_python(text)
+    except ValidationError:
+        pass
+    for parse in (lambda t: int(t, 10), lambda t: {"true": True, "false": False}[t.lower()]):
         try:
-            return int(text, 0)
-        except ValueError:
-            return text
-    return text
+            return TypeAdapter(field.annotation).validate_python(parse(text))
+        except (ValueError, KeyError, ValidationError):
+            continue
+    return text  # validation says what is wrong, with the key
 
 
 def compare(source: str | Path, settings: dict[str, list[str]],

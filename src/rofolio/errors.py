@@ -21,6 +21,11 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import ClassVar
 
+__all__ = [
+    "AddressError", "ChecksFailed", "ConfigError", "EnvironmentFailure", "Errno", "RofolioError", "ScenarioError",
+    "ScenarioErrors"
+]
+
 
 class RofolioError(Exception):
     """A mistake in what the user asked for; ``hint`` says how to fix it."""

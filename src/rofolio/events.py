@@ -16,6 +16,12 @@ from typing import Any, ClassVar
 from rofolio.stats import Counters  # folds events by kind; it imports no event type at run time
 from rofolio.units import Level
 
+__all__ = [
+    "BootMapping", "CacheFlush", "Call", "Collapse", "EntryWrite", "Event", "EventLog", "Fault", "Flush",
+    "FlushKind", "KernelWarning", "LargePageCheck", "PgtableAlloc", "PgtableAllocFailed", "PgtableFree", "Phase",
+    "PhaseChange", "PteCheck", "Return", "Split"
+]
+
 
 class Phase(StrEnum):
     """The kernel's ``system_state`` as far as the model needs it (include/linux/kernel.h)."""

@@ -40,6 +40,19 @@ import click
 
 from rofolio.errors import ChecksFailed, EnvironmentFailure, RofolioError
 
+__all__ = [
+    "EPILOG",
+    "PROG",
+    "ContractGroup",
+    "ExitStatus",
+    "StdoutFailure",
+    "end",
+    "expectations_failed",
+    "hint_lines",
+    "report",
+    "traceback_dirs"
+]
+
 PROG = "rofolio"
 
 

@@ -12,11 +12,11 @@ what it changed, derived from the counters the events fold into.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from rofolio.arch import Arch, ArchKernel, BootRecord, WriteOutcome, arch_entry
-from rofolio.errors import AddressError, ConfigError, Errno
+from rofolio.errors import ConfigError, Errno
 from rofolio.events import Event, EventLog, Phase
 from rofolio.mm import (
     compaction,
@@ -65,7 +65,7 @@ class MachineSpec:
     arch: str = "x86_64"
     mem: int = 16 << 30
     memory_map: tuple[tuple[int, int], ...] | None = None  # explicit RAM ranges instead of the arch's default
-    kernel: str = "7.2"
+    kernel: str = "6.18"
     cpus: int = 8
     debug_pagealloc: bool = False
     kfence: bool = False
@@ -156,12 +156,6 @@ class Machine:
         # mm_core_init() -> memblock_free_all(): the buddy allocator takes over (start_kernel())
         return cls(spec, kernel, mm_core_init(kernel, spec.mm))
 
-    def with_spec(self, **fields: Any) -> MachineSpec:
-        """This machine's spec with some fields changed (options by name too)."""
-        common = {k: v for k, v in fields.items() if k in _COMMON}
-        options = {**self.spec.options, **{k: v for k, v in fields.items() if k not in _COMMON}}
-        return replace(self.spec, options=options, **common)
-
     def run_initcalls(self) -> int:
         """The initcalls the model knows: hugepage_init() -> thp_shrinker_init() (the huge zero folio)."""
         if self.mm.initcalls_done:
@@ -200,13 +194,6 @@ class Machine:
     def ptdump_lines(self, sections: tuple[str, ...] | None = None) -> list[str]:
         """The kernel page-table dump of the direct map (all modelled sections with ``()``)."""
         return self.spec.entry.ptdump_lines(self.kernel, sections)
-
-    def direct_map_address(self, pa: PhysAddr) -> VirtAddr:
-        """__va(pa), refusing addresses the machine has no RAM for."""
-        if not self.kernel.memory.is_ram(pa):
-            raise AddressError(f"physical address {pa:#x} is not RAM on this machine",
-                               "pick an address inside one of the RAM ranges of the memory map")
-        return self.kernel.va(pa)
 
     def va(self, pa: PhysAddr) -> VirtAddr:
         """__va(): the direct-map address of a physical address."""

@@ -35,6 +35,8 @@ if TYPE_CHECKING:  # events are folded by their ``kind``, so events can own the 
         Split,
     )
 
+__all__ = ["_EXTRA_COUNTS", "_HANDLERS", "Counters", "counter_names", "is_counter", "register_handler"]
+
 
 @dataclass
 class Counters:

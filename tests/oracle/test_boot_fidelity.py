@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from rofolio.arch.x86_64.profiles import boot_profile
 from rofolio.machine import Machine, MachineSpec
 from rofolio.oracle import bootcheck, guest
 from rofolio.oracle import model as oracle_model
+from rofolio.oracle.record import record_of
 from rofolio.scenario.loader import parse
 from rofolio.units import GiB, Level
 from tests.oracle.conftest import recorded
@@ -24,8 +24,8 @@ def test_the_models_boot_is_the_kernels(log_name: str, mem: str) -> None:
     rep = bootcheck.check_boot(log, machine, mem=mem, cpu="max,-la57")
     assert rep.agree, [(c.what, c.kernel, c.model) for c in rep.checks if not c.agree] + rep.errors
     assert {c.what for c in rep.checks} >= {"e820 RAM", "/proc/meminfo", "/proc/vmstat", "max_pfn_mapped",
-                                            "direct map walk (model -> kernel)", "initrd (pa, pages)",
-                                            "BPF JIT pack pages"}
+                                            "direct map walk (model -> kernel)"}
+    assert rep.record is not None and "BPF JIT pack 512 pages" in rep.record  # the guest's record, as input
 
 
 def test_a_different_boot_is_flagged() -> None:
@@ -37,10 +37,11 @@ def test_a_different_boot_is_flagged() -> None:
     assert [c.what for c in rep.checks if not c.agree] == ["/proc/meminfo"]
 
 
-def test_the_2g_profile_splits_what_the_kernel_split() -> None:
-    """The gdb-stub boot (docs/fidelity.md, 2G profile): the BPF pack splits 0x4a00000, 0x7dc00000 and 0x5000000."""
-    assert boot_profile("qemu-debian-6.1", 2 * GiB, 1).initrd == (0x7FE5C000, 388)
-    m = Machine.boot(MachineSpec.build(mem=2 * GiB, kernel="6.1", cpus=1, boot_profile="qemu-debian-6.1"))
+def test_the_2g_guests_record_splits_what_the_kernel_split() -> None:
+    """The 2G guest's BPF pack (docs/fidelity.md, the 2G boot) splits 0x4a00000, 0x7dc00000 and 0x5000000."""
+    record = record_of(guest.parse_log(recorded("boot-2G-max-la57.serial.log")))
+    assert record.initrd == (0x7FE5C000, 388 * 4096)
+    m = Machine.boot(MachineSpec.build(mem=2 * GiB, kernel="6.1", cpus=1), record=record)
     m.finish_boot()
     assert m.counters.meminfo_kb() == {"DirectMap4k": 26496, "DirectMap2M": 2070528, "DirectMap1G": 0}
     k = m.kernel

@@ -129,8 +129,12 @@ def test_a_snapshot_compares_changes_not_absolute_layouts() -> None:
 
 
 def test_model_runs_report_missing_entries_as_none() -> None:
+    from rofolio.oracle.guest import parse_log
+    from rofolio.oracle.record import record_of
+
     sc = parse('name = "t"\n[machine]\nmem = "8G"\n[[steps]]\nop = "snapshot"\n')
-    m = oracle_model.boot(oracle_model.oracle_machine(sc, mem=8 << 30, kernel="6.1", cpus=1, gbpages=True))
+    record = record_of(parse_log(recorded("boot-8G-max-la57.serial.log")))  # its BPF pack split [4G, 5G)
+    m = oracle_model.boot(oracle_model.oracle_machine(sc, mem=8 << 30, kernel="6.1", cpus=1, gbpages=True), record)
     runs = oracle_model.runs(m, 0xBFE00000, 0x100200000)
     assert [(r.start, r.end, r.level) for r in runs] == [
         (0xBFE00000, 0xBFFE0000, "4K"), (0xBFFE0000, 0x100000000, "none"), (0x100000000, 0x100200000, "2M")]

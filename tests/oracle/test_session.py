@@ -22,9 +22,25 @@ def _ro(pa: str, pages: int = 1) -> str:
 
 
 def _groups(sources: list[str], cpu: str = "max,-la57") -> list[list[str]]:
+    """Grouped as after one earlier 8G boot of the guest (the recorded one), whose BPF pack split [4G, 5G)."""
+    from dataclasses import replace
+
+    from rofolio.oracle import guest
+    from tests.oracle.conftest import recorded
+
+    root = Path(sources[0]).parent / "install"
+    install = replace(INSTALL, root=str(root))
+    session.remember_record(install, 8 << 30, cpu, 1, guest.parse_log(recorded("boot-8G-max-la57.serial.log")))
     exps = session.load_experiments(sources, None, cpu)
-    session.prepare(exps, INSTALL, 1)
+    session.prepare(exps, install, 1)
     return [[e.scenario.name for e in g] for g in session.group(exps)]
+
+
+def test_without_an_earlier_boot_experiments_in_one_1g_region_are_kept_apart(tmp_path: Path) -> None:
+    sources = [_write(tmp_path, "c", _ro("0x200000000")), _write(tmp_path, "d", _ro("0x200400000"))]
+    exps = session.load_experiments(sources, None, "max,-la57")
+    session.prepare(exps, INSTALL, 1)  # no record: the model places no pack, [8G, 9G) stays one 1G leaf
+    assert [[e.scenario.name for e in g] for g in session.group(exps)] == [["c"], ["d"]]
 
 
 def test_experiments_in_different_1g_leaves_or_2m_regions_share_a_boot(tmp_path: Path) -> None:
@@ -77,6 +93,11 @@ def test_footprint_of_a_range_across_a_1g_boundary() -> None:
     from rofolio.scenario.loader import parse
 
     sc = parse('name = "t"\n[machine]\nmem = "8G"\n[[steps]]\nop = "snapshot"\n')
-    m = model.boot(model.oracle_machine(sc, mem=8 << 30, kernel="6.1", cpus=1, gbpages=True))
+    from rofolio.oracle import guest
+    from rofolio.oracle.record import record_of
+    from tests.oracle.conftest import recorded
+
+    record = record_of(guest.parse_log(recorded("boot-8G-max-la57.serial.log")))
+    m = model.boot(model.oracle_machine(sc, mem=8 << 30, kernel="6.1", cpus=1, gbpages=True), record)
     assert session.footprint(m, [(0x17FFFF000, 0x180001000)]) == {(0x140000000, 1 << 30), (0x180000000, 1 << 30)}
     assert session.footprint(m, [(0x200001000, 0x200002000)]) == {(0x200000000, 4 << 20)}

@@ -21,7 +21,7 @@ def test_the_suite_has_at_least_25_experiments() -> None:
 def test_each_experiment_passes_on_the_model_and_can_run_on_the_kernel(path: str) -> None:
     scenario = load(path).scenario
     assert KernelVersion.parse(scenario.machine.kernel).series == "6.1" and scenario.machine.cpus == 1
-    assert scenario.machine.options["boot_profile"] == "qemu-debian-6.1" and scenario.start == "running"
+    assert scenario.start == "running"
     assert refusals(scenario, KernelVersion.parse("6.1")) == []
     result = run_scenario(path)
     assert result.failures == []

@@ -303,8 +303,11 @@ class ArchOption:
                 return value.lower() in ("true", "yes", "on")
             raise ConfigError(f"{self.key} takes true or false, not {value!r}", self.help)
         if self.kind is int:
-            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-                value = int(value, 0)
+            if isinstance(value, str):
+                try:
+                    value = int(value.strip(), 10)  # decimal, as in a scenario file
+                except ValueError:
+                    raise ConfigError(f"{self.key} takes a whole number, not {value!r}", self.help) from None
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"{self.key} takes a whole number, not {value!r}", self.help)
         elif not isinstance(value, str):

@@ -17,6 +17,8 @@ from rofolio.mm.policy import lifetime_model, lifetime_model_names
 from rofolio.physmem import SECTION_SIZE
 from rofolio.units import format_size
 
+__all__ = ["THP_MODES", "MMConfig"]
+
 THP_MODES = ("always", "madvise", "never")
 
 

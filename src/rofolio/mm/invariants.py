@@ -23,6 +23,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rofolio.mm.state import MMState
 
+__all__ = [
+    "allocator_consistent", "check_all", "policy_invariants", "readonly_folios_writable",
+    "readonly_pages_in_free_lists"
+]
+
 
 def readonly_folios_writable(mm: MMState) -> list[str]:
     k = mm.kernel

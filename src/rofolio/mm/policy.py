@@ -41,6 +41,23 @@ from rofolio.mm.warn import warning_text
 if TYPE_CHECKING:
     from rofolio.mm.state import MMState
 
+__all__ = [
+    "_ALIASES",
+    "_MODELS",
+    "Broken",
+    "LifetimePolicy",
+    "Model1",
+    "Model2",
+    "lifetime_model",
+    "lifetime_model_choices",
+    "lifetime_model_inputs",
+    "lifetime_model_names",
+    "lifetime_models",
+    "make_policy",
+    "register_lifetime_model",
+    "unregister_lifetime_model"
+]
+
 _WHERE = {"migrate": "mm/migrate.c:migrate_pages", "free": "mm/page_alloc.c:free_pages_prepare",
           "write": "mm/readonly.c:folio_write"}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["warning_text"]
+
 
 def warning_text(where: str, message: str) -> str:
     """A WARN()-style report: the cut-here line, the location, the message."""

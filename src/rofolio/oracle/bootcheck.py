@@ -15,11 +15,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rofolio.arch.x86_64.profiles import measured_profile
 from rofolio.oracle import model as oracle_model
 from rofolio.oracle.compare import Check, describe_changes
 from rofolio.oracle.guest import GuestLog, clip
-from rofolio.oracle.model import PROFILE
+from rofolio.oracle.record import record_of
 from rofolio.scenario import schema
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE
 
@@ -32,7 +31,7 @@ class BootReport:
     cpu: str
     uname: str
     gbpages: bool
-    profile: str | None
+    record: str | None  # the boot record the model took: what the guest placed
     checks: list[Check] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     wall_s: float = 0.0
@@ -54,13 +53,18 @@ def meminfo(lines: list[str]) -> dict[str, int]:
 
 
 def check_boot(log: GuestLog, machine: schema.Machine, *, mem: str, cpu: str) -> BootReport:
-    """Compare the guest's boot (counters, kc walk, e820, initrd, BPF pack) with the model's."""
-    profile = measured_profile(PROFILE, machine.mem, machine.cpus) if machine.options["boot_profile"] else None
-    rep = BootReport(mem, cpu, log.uname or "?", log.gbpages, machine.options["boot_profile"])
+    """Compare the guest's boot (counters, kc walk, e820) with the model's booted with the guest's record."""
+    record = record_of(log, "guest")
+    placed = []
+    if record.initrd is not None:
+        placed.append(f"initrd {record.initrd[1] // PAGE_SIZE} pages at {record.initrd[0]:#x}")
+    for _, pages in record.bpf_packs:
+        placed.append(f"BPF JIT pack {sum(n for _, n in pages)} pages in {len(pages)} stretch(es)")
+    rep = BootReport(mem, cpu, log.uname or "?", log.gbpages, "; ".join(placed) or None)
     if not log.complete:
         rep.errors.append("the guest did not finish booting" + (" (kernel panic)" if log.panic else ""))
         return rep
-    m = oracle_model.boot(machine)
+    m = oracle_model.boot(machine, record)
     kernel_ram = [(s, e) for s, e, kind in log.e820 if kind == "usable"]
     model_ram = [(r.start, r.end) for r in m.memory.ram]
     rep.checks.append(Check("e820 RAM", _ranges(kernel_ram), _ranges(model_ram), kernel_ram == model_ram))
@@ -85,14 +89,6 @@ def check_boot(log: GuestLog, machine: schema.Machine, *, mem: str, cpu: str) ->
     kcov = _coverage(kwalk)
     mcov = {key: v >> 10 for key, v in zip(("4K", "2M", "1G"), m.direct_map_coverage().values(), strict=True)}
     rep.checks.append(Check("page tables (kB per leaf size)", _kv(kcov), _kv(mcov), kcov == mcov))
-    if profile is not None:
-        if log.ramdisk is not None and profile.initrd is not None:
-            kr = (log.ramdisk[0], (log.ramdisk[1] - log.ramdisk[0]) // PAGE_SIZE)
-            rep.checks.append(Check("initrd (pa, pages)", f"({kr[0]:#x}, {kr[1]})",
-                                    f"({profile.initrd[0]:#x}, {profile.initrd[1]})", kr == profile.initrd))
-        kpack = _stretches([(pa, size // PAGE_SIZE) for _, pa, size in log.walk_modules])
-        mpack = _stretches([s for p in profile.bpf_packs for s in p.pages])
-        rep.checks.append(Check("BPF JIT pack pages", _pages(kpack), _pages(mpack), kpack == mpack))
     return rep
 
 
@@ -104,23 +100,9 @@ def _coverage(runs: list[Any]) -> dict[str, int]:
     return out
 
 
-def _stretches(pages: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for pa, n in pages:
-        if out and out[-1][0] + out[-1][1] * PAGE_SIZE == pa:
-            out[-1] = (out[-1][0], out[-1][1] + n)
-        else:
-            out.append((pa, n))
-    return out
-
-
 def _ranges(ranges: list[tuple[int, int]]) -> str:
     return ", ".join(f"[{s:#x},{e:#x})" for s, e in ranges)
 
 
 def _kv(d: dict[str, int]) -> str:
     return " ".join(f"{k}={v}" for k, v in d.items())
-
-
-def _pages(stretches: list[tuple[int, int]]) -> str:
-    return ", ".join(f"{pa:#x}+{n}" for pa, n in stretches)

@@ -2,8 +2,9 @@
 
 The machine is the guest's: QEMU's e820 map for ``-m``, kernel = the guest's
 series (6.1), cpus = ``-smp``, GB pages and 5-level paging as the guest's CPU
-flags say, ``boot_profile = "qemu-debian-6.1"`` where it was measured, and
-``start = "running"``.  For every step the model reports what the module
+flags say, and ``start = "running"``; the boot record read from the same guest
+(rofolio.oracle.record: its initrd and boot-time BPF JIT pack) is the model's input for what the page
+allocator and the boot loader placed.  For every step the model reports what the module
 reports: the counter changes, the return value or fault, and the direct map
 over the same physical ranges as (leaf size, present, RW, NX, cache mode) runs.
 """
@@ -14,8 +15,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
-from rofolio.arch.x86_64.profiles import measured_profile
-from rofolio.machine import Machine
+from rofolio.machine import BootRecord, Machine
 from rofolio.oracle.errors import OracleError
 from rofolio.oracle.guest import Run, cache_mode, coalesce
 from rofolio.oracle.translate import Plan
@@ -24,27 +24,23 @@ from rofolio.scenario import runner, schema
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level
 
 __all__ = [
-    "PROFILE", "Change", "ModelRun", "ModelStep", "boot", "diff", "entry_run", "layout", "level_at", "oracle_machine",
+    "Change", "ModelRun", "ModelStep", "boot", "diff", "entry_run", "layout", "level_at", "oracle_machine",
     "raw_entry", "run", "runs",
 ]
 
-PROFILE = "qemu-debian-6.1"
-
-
 def oracle_machine(scenario: schema.Scenario, *, mem: int, kernel: str, cpus: int, gbpages: bool,
                    la57: bool = False) -> schema.Machine:
-    """The scenario's [machine] replaced by the oracle guest's."""
-    profile = PROFILE if measured_profile(PROFILE, mem, cpus) else None
+    """The scenario's [machine] replaced by the oracle guest's (placements come from its boot record)."""
     data = scenario.machine.model_dump(exclude_unset=True)
     data.pop("memory_map", None)
     return schema.Machine.model_validate({
         **data, "mem": mem, "kernel": kernel, "cpus": cpus, "gbpages": gbpages,
-        "paging": 5 if la57 else 4, "boot_profile": profile, "debug_pagealloc": False, "kfence": False,
+        "paging": 5 if la57 else 4, "debug_pagealloc": False, "kfence": False,
     })
 
 
-def boot(machine: schema.Machine) -> Machine:
-    m = Machine.boot(runner.spec_of(machine))
+def boot(machine: schema.Machine, record: BootRecord | None = None) -> Machine:
+    m = Machine.boot(runner.spec_of(machine), record=record)
     m.finish_boot()
     return m
 
@@ -147,7 +143,7 @@ REPLAYED = ("DirectMap4k", "DirectMap2M", "DirectMap1G", "direct_map_level2_spli
             "faults")
 
 
-def run(plan: Plan, machine: schema.Machine) -> ModelRun:
+def run(plan: Plan, machine: schema.Machine, record: BootRecord | None = None) -> ModelRun:
     """Run the plan's scenario on the model, collecting what the guest collects.
 
     The figures are `rofolio run`'s (``run_scenario``); the layouts come from a
@@ -155,8 +151,8 @@ def run(plan: Plan, machine: schema.Machine) -> ModelRun:
     must move the same counters, or the replay is reported as broken.
     """
     scenario = plan.scenario.model_copy(update={"machine": machine, "start": "running"})
-    result = runner.run_scenario(scenario, filename=plan.name)
-    m = boot(machine)
+    result = runner.run_scenario(scenario, filename=plan.name, on=(runner.spec_of(machine), record))
+    m = boot(machine, record)
     baseline = layout(m) if any(c.kind == "baseline" for c in plan.commands) else None
     vmaps: dict[str, int] = {}
     steps: list[ModelStep] = []

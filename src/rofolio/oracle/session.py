@@ -10,6 +10,7 @@ each is compared with its own model run on a freshly booted model machine.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -18,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from rofolio.errors import RofolioError
+from rofolio.machine import BootRecord
 from rofolio.oracle import bootcheck, guest
 from rofolio.oracle import model as oracle_model
 from rofolio.oracle.compare import ExperimentReport, compare_experiment, describe_changes
 from rofolio.oracle.errors import OracleError, Refusal
+from rofolio.oracle.record import record_of
 from rofolio.oracle.setup import Install
 from rofolio.oracle.translate import MAX_SLOTS, Plan, kernel_series, translate
 from rofolio.scenario import schema
@@ -159,6 +162,34 @@ def group(experiments: list[Experiment]) -> list[list[Experiment]]:
     return groups
 
 
+def _record_path(install: Install, mem: int, cpu: str, smp: int) -> Path:
+    return Path(install.root) / "records" / f"{mem >> 20}M-{cpu.replace(',', '_')}-smp{smp}.json"
+
+
+def remember_record(install: Install, mem: int, cpu: str, smp: int, log: guest.GuestLog) -> None:
+    """Keep what this guest's boot placed, for grouping the next run's experiments before any boot."""
+    record = record_of(log, "guest")
+    if not record.bpf_packs and record.initrd is None:
+        return
+    path = _record_path(install, mem, cpu, smp)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"initrd": record.initrd, "bpf_packs": record.bpf_packs}))
+    except OSError:
+        pass  # a cache: grouping is only more cautious without it
+
+
+def known_record(install: Install, mem: int, cpu: str, smp: int) -> BootRecord | None:
+    """The placements an earlier boot of the same guest (kernel, -m, -cpu, -smp) showed, or None."""
+    try:
+        data = json.loads(_record_path(install, mem, cpu, smp).read_text())
+    except (OSError, ValueError):
+        return None
+    initrd = tuple(data["initrd"]) if data.get("initrd") else None
+    packs = tuple((va, tuple(tuple(s) for s in pages)) for va, pages in data.get("bpf_packs", ()))
+    return BootRecord(initrd=initrd, bpf_packs=packs, source=f"an earlier boot ({mem >> 20}M, {cpu})")  # type: ignore[arg-type]
+
+
 def prepare(experiments: list[Experiment], install: Install, smp: int) -> None:
     """Translate every experiment (refusing what cannot run) and compute its footprint."""
     kernel = kernel_series(install.kver)
@@ -173,8 +204,8 @@ def prepare(experiments: list[Experiment], install: Install, smp: int) -> None:
         machine = oracle_model.oracle_machine(exp.scenario, mem=exp.mem, kernel=install.kernel_series, cpus=smp,
                                               gbpages=predicted_gbpages(exp.cpu), la57=predicted_la57(exp.cpu))
         key = (exp.mem, exp.cpu)
-        if key not in booted:
-            booted[key] = oracle_model.boot(machine)
+        if key not in booted:  # what an earlier boot of this guest placed, if one was seen; else nothing
+            booted[key] = oracle_model.boot(machine, known_record(install, exp.mem, exp.cpu, smp))
         exp.footprint = footprint(booted[key], exp.plan.touched)
     if problems:
         raise Refusal("\n".join(problems), "change the scenarios, or run them on the model only with `rofolio run`")
@@ -208,6 +239,7 @@ def run(sources: list[str], install: Install, *, cpu: str = "max,-la57", mem: st
         say(f"boot {number}/{len(groups)}: {len(plans)} experiment(s), -m {config.mem} -cpu {cpu_used} -smp {smp}")
         b = guest.boot(install, config, script)
         log = guest.parse_log(b.serial)
+        remember_record(install, members[0].mem, cpu_used, smp, log)
         info = {"boot": number, "mem": config.mem, "cpu": cpu_used, "smp": smp,
                 "experiments": [p.name for _, p in plans], "qemu_command": b.command,
                 "qemu_returncode": b.returncode, "timed_out": b.timed_out, "wall_s": b.wall_s, "uname": log.uname,
@@ -260,7 +292,7 @@ def compare_boot(plans: list[tuple[Experiment, Plan]], log: guest.GuestLog, kern
         mach = oracle_model.oracle_machine(exp.scenario, mem=exp.mem, kernel=kernel, cpus=smp,
                                            gbpages=machine.options["gbpages"], la57=machine.options["paging"] == 5)
         try:
-            model_run = oracle_model.run(plan, mach)
+            model_run = oracle_model.run(plan, mach, record_of(log, "guest"))
         except RofolioError as err:
             rep = ExperimentReport(plan.name, exp.source, log.uname or "?", guest_info, mach.model_dump(mode="json"))
             rep.errors.append(f"the model cannot run it: {err}")
@@ -304,7 +336,7 @@ def recompare(serial: str, steps_sh: str, sources: list[str], kver: str, *, cpu:
     return reports
 
 
-MACHINE_FIELDS = ("mem", "kernel", "cpus", "gbpages", "paging", "boot_profile")
+MACHINE_FIELDS = ("mem", "kernel", "cpus", "gbpages", "paging")
 
 
 def overridden(own: schema.Machine, oracle: schema.Machine) -> dict[str, tuple[Any, Any]]:
@@ -344,6 +376,7 @@ def boot_fidelity(install: Install, mems: list[str], cpus: list[str], *, timeout
                                   "add -la57, e.g. --cpu max,-la57")
             b = guest.boot(install, guest.GuestConfig(cpu=cpu, mem=mem, timeout=timeout), None)
             log = guest.parse_log(b.serial)
+            remember_record(install, parse_size(mem), cpu, 1, log)
             if keep_log is not None:
                 keep_log.mkdir(parents=True, exist_ok=True)
                 (keep_log / f"boot-{mem}-{cpu.replace(',', '_')}.serial.log").write_text(b.serial)

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ValidationError
 from rofolio.errors import RofolioError, ScenarioError, ScenarioErrors
 from rofolio.scenario import schema
 
+__all__ = ["MAX_SCENARIO_BYTES", "LoadedScenario", "builtin_names", "builtin_text", "load", "parse", "validate"]
+
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.]+)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\"-]+)\s*=")
 
@@ -64,7 +66,7 @@ class LoadedScenario:
         return self._with({"mm": overrides})
 
     def _with(self, tables: dict[str, dict[str, Any]]) -> LoadedScenario:
-        data = self.scenario.model_dump(by_alias=True, exclude_unset=True)
+        data = self.scenario.model_dump(mode="json", by_alias=True, exclude_unset=True)
         for table, overrides in tables.items():
             if not overrides:
                 continue

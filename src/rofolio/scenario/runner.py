@@ -23,6 +23,17 @@ from rofolio.scenario.loader import LoadedScenario, _Locator, load
 from rofolio.scenario.ops import HANDLERS, Context
 from rofolio.units import PAGE_SIZE, Level, format_size
 
+__all__ = [
+    "SCHEMA",
+    "LayoutRun",
+    "ScenarioResult",
+    "StepRecord",
+    "direct_map_layout",
+    "iter_gib",
+    "run_scenario",
+    "spec_of"
+]
+
 SCHEMA = "rofolio.scenario/2"
 
 
@@ -140,7 +151,8 @@ def run_scenario(source: str | Path | LoadedScenario | schema.Scenario, *,
     scenario, name, locator = loaded.scenario, loaded.filename, loaded.locator
     if on is None:
         _check_machine(scenario, name, locator)
-        machine = Machine.boot(spec_of(scenario.machine, scenario.mm))
+        record = scenario.boot.record() if scenario.boot is not None else None
+        machine = Machine.boot(spec_of(scenario.machine, scenario.mm), record=record)
     else:
         machine = Machine.boot(replace(on[0], mm=spec_of(scenario.machine, scenario.mm).mm), record=on[1])
     if scenario.start == "running":

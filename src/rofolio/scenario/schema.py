@@ -28,11 +28,50 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator, model_validator
 
-from rofolio.arch import arch_entry, registry_generation
+from rofolio.arch import BootRecord, arch_entry, registry_generation
 from rofolio.errors import RofolioError
 from rofolio.units import parse_size
+
+__all__ = [
+    "MM",
+    "SET_MEMORY_OPS",
+    "STEP_TYPES",
+    "Alloc",
+    "BootTable",
+    "BpfPackTable",
+    "Bug",
+    "Compact",
+    "Exit",
+    "File",
+    "Free",
+    "Gup",
+    "HugepageInit",
+    "Machine",
+    "MakeReadonly",
+    "Migrate",
+    "Mmap",
+    "Offline",
+    "PgtableAllocFail",
+    "Phase",
+    "Pin",
+    "PinMany",
+    "PipeWrite",
+    "Process",
+    "Read",
+    "RestoreWritable",
+    "Scenario",
+    "Secretmem",
+    "SetDirectMap",
+    "SetMemory",
+    "Shrink",
+    "Snapshot",
+    "Touch",
+    "Vmap",
+    "Write",
+    "options_model"
+]
 
 
 class _Strict(BaseModel):
@@ -64,7 +103,7 @@ class Machine(BaseModel):
     arch: str = Field("x86_64", description="an architecture of the registry: rofolio.arch.arch_names()")
     mem: int = Field(16 << 30, description="RAM size; the memory map is the architecture's default for that size")
     memory_map: list[tuple[int, int]] | None = Field(None, description="explicit RAM ranges [start, end)")
-    kernel: str = "7.2"
+    kernel: str = "6.18"
     cpus: int = Field(8, ge=1, le=8192)
     debug_pagealloc: bool = False
     kfence: bool = False
@@ -118,19 +157,24 @@ class Machine(BaseModel):
 _OPTION_MODELS: dict[tuple[str, int], type[BaseModel]] = {}
 
 
+def _converter(option: Any) -> Any:
+    def convert(value: Any) -> Any:
+        try:
+            return option.convert(value)
+        except RofolioError as err:
+            raise ValueError(err.message) from None
+
+    return convert
+
+
 def options_model(arch: str) -> type[BaseModel]:
     """A pydantic model of ``arch``'s options, built from its registry entry (and rebuilt when that changes)."""
     key = (arch, registry_generation())
     if key not in _OPTION_MODELS:
         fields: dict[str, Any] = {}
-        for option in arch_entry(arch).options:
-            kind: Any = option.kind
-            if option.choices:
-                kind = Literal[option.choices]  # type: ignore[valid-type]
-            if option.default is None:
-                kind = kind | None
-            fields[option.key] = (kind, Field(option.default, description=option.help,
-                                              ge=option.minimum if option.minimum is not None else None))
+        for option in arch_entry(arch).options:  # one conversion: the option's own, as on the command line
+            fields[option.key] = (Annotated[Any, BeforeValidator(_converter(option))],
+                                  Field(option.default, description=option.help))
         _OPTION_MODELS[key] = create_model(f"{arch}_options", __config__=ConfigDict(extra="forbid", frozen=True),
                                            **fields)
     return _OPTION_MODELS[key]
@@ -469,6 +513,50 @@ class Bug(_Strict):
     notes: str = ""
 
 
+class BpfPackTable(_Strict):
+    """One BPF JIT pack a real boot made: its vmalloc address and its pages as (physical address, count)."""
+
+    va: int
+    pages: list[tuple[int, int]]
+
+    @field_validator("va", mode="before")
+    @classmethod
+    def _va(cls, value: Any) -> int:
+        return _size(value)
+
+    @field_validator("pages", mode="before")
+    @classmethod
+    def _pages(cls, value: Any) -> Any:
+        if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
+            raise ValueError('pages is a list of [physical address, count] pairs, e.g. [["0x100300000", 256]]')
+        return [(_size(pa), n) for pa, n in value]
+
+
+class BootTable(_Strict):
+    """[boot]: what a real boot placed (a boot record): the initrd and boot-time BPF JIT packs.
+
+    Placements the page allocator and the boot loader choose are inputs, read from a real guest
+    (``rofolio oracle`` reads them from every guest it boots); ``source`` says which.
+    """
+
+    source: str = Field("", description="where the record was read")
+    initrd: tuple[int, int] | None = Field(None, description="[physical start, bytes] of the initrd")
+    bpf_packs: list[BpfPackTable] = Field(default_factory=list)
+
+    @field_validator("initrd", mode="before")
+    @classmethod
+    def _initrd(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, list) or len(value) != 2:
+            raise ValueError('initrd is [physical start, bytes], e.g. ["0xbfe5c000", "0x184000"]')
+        return (_size(value[0]), _size(value[1]))
+
+    def record(self) -> BootRecord:
+        return BootRecord(initrd=self.initrd, bpf_packs=tuple((p.va, tuple(p.pages)) for p in self.bpf_packs),
+                          source=self.source or "the scenario's [boot] table")
+
+
 class Scenario(_Strict):
     name: str = Field(..., min_length=1)
     description: str = ""
@@ -477,6 +565,7 @@ class Scenario(_Strict):
     machine: Machine = Field(default_factory=Machine)
     mm: MM = Field(default_factory=MM)
     bug: Bug | None = None
+    boot: BootTable | None = None
     steps: list[Step] = Field(..., min_length=1)
 
     @model_validator(mode="after")

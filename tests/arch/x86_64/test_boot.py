@@ -7,13 +7,10 @@ under QEMU once later boot activity is accounted for (docs/fidelity.md).
 
 from __future__ import annotations
 
-import pytest
-
 from rofolio.arch.x86_64.boot import init_mem_mapping, split_mem_range
 from rofolio.arch.x86_64.config import X86Config
 from rofolio.arch.x86_64.kernel import X86Kernel
 from rofolio.arch.x86_64.ptdump import meminfo_lines, ptdump_lines
-from rofolio.errors import ConfigError
 from rofolio.machine import Machine, MachineSpec
 from rofolio.units import GiB, Level, MiB
 
@@ -108,16 +105,15 @@ def test_ptdump_lines_follow_the_x86_debugfs_layout() -> None:
     assert lines[-1] == "0xffff890000000000-0xffffc90000000000          64T " + " " * 30 + "pgd"
 
 
-def test_a_boot_profile_is_never_applied_to_a_machine_it_was_not_measured_on() -> None:
-    """With -smp 2 the real kernel's BPF pack lands on other pages (docs/fidelity.md): refuse, don't guess."""
-    measured = r"measured for 2G with cpus = 1, 8G with cpus = 1 only, not 8G with cpus = 2"
-    with pytest.raises(ConfigError, match=measured):
-        Machine.boot(MachineSpec.build(mem=8 * GiB, kernel="6.1", cpus=2, boot_profile="qemu-debian-6.1"))
+def test_with_the_guests_boot_record_the_model_boots_as_the_real_kernel() -> None:
+    """Debian 6.1.0-57 under QEMU (8G, -smp 1, nokaslr): /proc/meminfo and the page tables, given what its boot
+    placed (the initrd and the BPF JIT pack, read from the same guest)."""
+    from rofolio.oracle.guest import parse_log
+    from rofolio.oracle.record import record_of
+    from tests.oracle.conftest import recorded
 
-
-def test_qemu_debian_6_1_profile_reproduces_the_real_kernels_boot() -> None:
-    """Measured on Debian 6.1.0-57 under QEMU (8G, -smp 1, nokaslr): /proc/meminfo and the page tables."""
-    m = Machine.boot(MachineSpec.build(mem=8 * GiB, kernel="6.1", cpus=1, boot_profile="qemu-debian-6.1"))
+    record = record_of(parse_log(recorded("boot-8G-max-la57.serial.log")))
+    m = Machine.boot(MachineSpec.build(mem=8 * GiB, kernel="6.1", cpus=1), record=record)
     m.finish_boot()
     assert m.counters.meminfo_kb() == {"DirectMap4k": 24448, "DirectMap2M": 4169728, "DirectMap1G": 6291456}
     assert all(v == 0 for v in m.counters.vmstat().values())

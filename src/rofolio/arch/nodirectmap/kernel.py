@@ -27,6 +27,8 @@ from rofolio.pagetable import PageTable
 from rofolio.physmem import MemoryMap
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, format_size
 
+__all__ = ["NoDirectMapConfig", "NoDirectMapKernel", "NoDirectMapLookup", "NoDirectMapPte", "boot"]
+
 
 class NoDirectMapPte:
     """Leaf bits of the generic model: riscv's _PAGE_* values (asm/pgtable-bits.h)."""

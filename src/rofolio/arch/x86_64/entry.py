@@ -39,8 +39,6 @@ class X86_64(Arch):
         ArchOption("pti", "auto", "page-table isolation (the pti= boot option): auto turns it on only for a CPU "
                    "with the Meltdown bug, which the modelled CPU (QEMU -cpu max, as the oracle) has not; under PTI "
                    "the direct map is not _PAGE_GLOBAL and an oops says PTI", choices=("auto", "on", "off"), kind=str),
-        ArchOption("boot_profile", None, "measured boot-time allocations of a real kernel (the QEMU oracle's)",
-                   choices=("qemu-debian-6.1",), kind=str),
     )
     rfc_machines = ({"gbpages": True}, {"gbpages": False})
     set_memory_ops = frozenset({"set_memory_ro", "set_memory_rw", "set_memory_np", "set_memory_p",
@@ -62,9 +60,9 @@ class X86_64(Arch):
 
     def describe(self, spec: MachineSpec) -> dict[str, Any]:
         o = spec.options
-        return {"gbpages": o["gbpages"], "paging_levels": o["paging"],
+        return {"gbpages": o["gbpages"], "paging_levels": o["paging"], "zero_page": o["zero_page"],
                 "tlb_single_page_flush_ceiling": o["tlb_single_page_flush_ceiling"],
-                "boot_profile": o["boot_profile"], "pti": o["pti"]}
+                "pti": o["pti"]}
 
     def boot(self, spec: MachineSpec, memory: MemoryMap, log: EventLog, image: Any = None,
              record: BootRecord | None = None) -> ArchKernel:
@@ -76,19 +74,12 @@ class X86_64(Arch):
                            debug_pagealloc=spec.debug_pagealloc, kernel=spec.kernel, nr_cpus=spec.cpus,
                            tlb_single_page_flush_ceiling=int(o["tlb_single_page_flush_ceiling"]),  # type: ignore[arg-type]
                            empty_zero_page_in_rodata=o["zero_page"] == "rodata")
-        profile = None
+        profile = None  # without a record, the model places no boot-time user: it says so in docs/fidelity.md
         if record is not None:
-            if o["boot_profile"]:
-                raise ConfigError("a boot record and a boot profile both place boot-time pages",
-                                  "give one of them")
             initrd = None if record.initrd is None else (record.initrd[0],
                                                           -(-record.initrd[1] // PAGE_SIZE))  # PAGE_ALIGN
             profile = boot.BootProfile(record.source or "boot record",
                                        tuple(boot.BpfPack(va, pages) for va, pages in record.bpf_packs), initrd)
-        elif o["boot_profile"]:
-            from rofolio.arch.x86_64.profiles import boot_profile
-
-            profile = boot_profile(str(o["boot_profile"]), spec.mem, spec.cpus)
         pti = boot.pti_check_boottime_disable(str(o["pti"]))
         return boot.boot(config, image, boot.BootOptions(kfence=spec.kfence, profile=profile, pti=pti), log)
 

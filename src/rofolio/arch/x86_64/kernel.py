@@ -28,13 +28,7 @@ from rofolio.events import (
     Phase,
     Split,
 )
-from rofolio.kversion import (
-    X86_CPA_COLLAPSE,
-    X86_DIRTY_CLEARED_WITH_RW,
-    X86_NX_CHECKS_ALIAS,
-    X86_RO_CLEARS_DIRTY,
-    X86_RWX_AT_BOOT,
-)
+from rofolio.kversion import X86_CPA_COLLAPSE, X86_DIRTY_CLEARED_WITH_RW, X86_NX_CHECKS_ALIAS, X86_RO_CLEARS_DIRTY
 from rofolio.pagetable import EntryState, PageTable
 from rofolio.physmem import MemoryMap
 from rofolio.prot import X86
@@ -102,7 +96,6 @@ class X86Kernel(KernelState):
         self.cpa_collapse = X86_CPA_COLLAPSE.applies(version)  # 41d88484c71c, v6.15
         # set_memory_x/nx and CPA_NO_CHECK_ALIAS calls run as primary changes: d597416683d5, ef9ab81af6e1, v6.2
         self.nx_checks_alias = X86_NX_CHECKS_ALIAS.applies(version)
-        self.rwx_at_boot = X86_RWX_AT_BOOT.applies(version)  # verify_rwx() while SYSTEM_BOOTING: 414ebf148cb5, v6.2
         # __set_pages_np() clears _PAGE_DIRTY with PRESENT|RW: c1fcf41cf37f, v6.15, 6.6.88, 6.12.24
         self.np_clears_dirty = X86_DIRTY_CLEARED_WITH_RW.applies(version)
         hm_lo, hm_hi = self.image.highmap_pfns()
