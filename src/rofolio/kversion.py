@@ -32,7 +32,8 @@ from rofolio.errors import ConfigError
 
 __all__ = [
     "DEFAULT_KERNEL", "GATES", "MIN_KERNEL", "NEWEST_KERNEL", "SET_MEMORY_ROX", "STABLE", "X86_CPA_COLLAPSE",
-    "X86_DIRTY_CLEARED_WITH_RW", "X86_NX_CHECKS_ALIAS", "X86_RO_CLEARS_DIRTY", "X86_SET_MEMORY_ROX",
+    "X86_DIRTY_CLEARED_WITH_RW", "X86_NX_CHECKS_ALIAS", "X86_OOPS_NO_PREEMPT", "X86_OOPS_PREFIX",
+    "X86_RO_CLEARS_DIRTY", "X86_RWX_AT_BOOT", "X86_SET_MEMORY_ROX",
     "ZERO_PAGE_NOT_PINNED", "Gate", "KernelVersion", "beyond_model", "register",
 ]
 
@@ -221,7 +222,24 @@ X86_NX_CHECKS_ALIAS = Gate(
     "x86-nx-checks-alias", KernelVersion(6, 2), "d597416683d5",
     "x86/mm: Inhibit _PAGE_NX changes from cpa_process_alias()")
 
-DEFAULT_KERNEL = KernelVersion(6, 18, STABLE[(6, 18)])
+# x86 verify_rwx() (arch/x86/mm/pat/set_memory.c) also warns while system_state is SYSTEM_BOOTING.
+# Since commit 414ebf148cb5 ("x86/mm: Do verify W^X at boot up") (v6.2), the revert of a970174d7a10 (v6.1-rc3)
+X86_RWX_AT_BOOT = Gate("x86-rwx-at-boot", KernelVersion(6, 2), "414ebf148cb5", "x86/mm: Do verify W^X at boot up")
+
+# x86 __die_header() (arch/x86/kernel/dumpstack.c) puts "Oops: " before the die() string, so a page
+# fault's oops (page_fault_oops() passes "Oops") begins "Oops: Oops: ".
+# Since commit f9f62a877da1 ("x86/dumpstack: Use uniform "Oops: " prefix for die() messages") (v6.10)
+X86_OOPS_PREFIX = Gate(
+    "x86-oops-prefix", KernelVersion(6, 10), "f9f62a877da1",
+    'x86/dumpstack: Use uniform "Oops: " prefix for die() messages')
+
+# x86 __die_header() no longer prints PREEMPT; the preemption model moves to the CPU: line that
+# show_regs() prints (dump_stack_print_info()).
+# Since commit 96389cf36591 ("x86: Rely on generic printing of preemption model") (v6.15)
+X86_OOPS_NO_PREEMPT = Gate(
+    "x86-oops-no-preempt", KernelVersion(6, 15), "96389cf36591", "x86: Rely on generic printing of preemption model")
+
+DEFAULT_KERNEL = KernelVersion(7, 2, STABLE[(7, 2)])
 
 GATES: dict[str, Gate] = {}
 
@@ -235,5 +253,5 @@ def register(gate: Gate) -> Gate:
 
 
 for _gate in (X86_RO_CLEARS_DIRTY, X86_DIRTY_CLEARED_WITH_RW, X86_CPA_COLLAPSE, ZERO_PAGE_NOT_PINNED, SET_MEMORY_ROX,
-              X86_NX_CHECKS_ALIAS):
+              X86_NX_CHECKS_ALIAS, X86_RWX_AT_BOOT, X86_OOPS_PREFIX, X86_OOPS_NO_PREEMPT):
     register(_gate)

@@ -16,7 +16,7 @@ from tests.conftest import boot_running
 # __default_kernel_pte_mask under PTI (arch/x86/mm/init.c); __die_header() prints PTI or NOPTI
 @pytest.mark.parametrize(("pti", "on"), [("auto", False), ("off", False), ("on", True)])
 def test_pti_option_decides_global_direct_map_entries_and_the_oops_banner(pti: str, on: bool) -> None:
-    machine = boot_running(pti=pti)
+    machine = boot_running(pti=pti, kernel="6.1")  # the banner of the recorded 6.1 oopses
     k = machine.kernel
     assert k.pti is on
     va = k.va(6 * GiB)
@@ -35,7 +35,7 @@ def test_pti_option_takes_auto_on_or_off() -> None:
 
 
 def test_the_oops_banner_says_debug_pagealloc_when_it_is_enabled() -> None:
-    machine = boot_running(debug_pagealloc=True)
+    machine = boot_running(debug_pagealloc=True, kernel="6.1")
     k = machine.kernel
     va = k.va(6 * GiB)  # a free page: DEBUG_PAGEALLOC unmapped it
     assert k.kernel_store(va).fault.text.splitlines()[-1] == "Oops: 0002 [#1] PREEMPT SMP DEBUG_PAGEALLOC NOPTI"

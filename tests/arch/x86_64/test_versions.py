@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from rofolio.errors import ConfigError, Errno, ScenarioErrors
-from rofolio.events import Flush, FlushKind, KernelWarning
+from rofolio.events import Flush, FlushKind, KernelWarning, Phase
+from rofolio.machine import Machine, MachineSpec
 from rofolio.prot import X86
 from rofolio.scenario.runner import run_scenario
-from rofolio.units import GiB, MiB
+from rofolio.units import PAGE_SIZE, GiB, MiB
 from tests.conftest import boot_running
 
 ROX_STEP = ('name = "rox"\n[machine]\nmem = "8G"\nkernel = "{kernel}"\n'
@@ -71,3 +72,47 @@ def test_set_memory_nx_on_an_unmapped_vmalloc_address_fails_only_from_6_2(
     assert step.ret == ret
     assert [e.text for e in step.events if isinstance(e, KernelWarning)] == warnings
 
+
+# verify_rwx(): the W^X warning ----------------------------------------------------------------------
+# 652c5bf380ad ("x86/mm: Refuse W^X violations"), eased to a warning by c5129ecc12a3 (both v6.1)
+@pytest.mark.parametrize("kernel", ["6.1", "6.6"])
+def test_set_memory_x_on_a_writable_direct_map_page_warns_w_x_once_from_6_1(kernel: str) -> None:
+    machine = boot_running(kernel=kernel, gbpages=False)
+    k = machine.kernel
+    va = k.va(6 * GiB)  # inside a 2M leaf: 1 page splits it, then the 4K entry changes
+    first = machine.step("x", lambda: k.set_memory_x(va, 1))
+    second = machine.step("x", lambda: k.set_memory_x(va + PAGE_SIZE, 1))
+    assert first.ret == 0 and not k.lookup_address(va).flags & X86.NX  # allowed anyway
+    assert [e.text for e in first.events if isinstance(e, KernelWarning)] == [
+        "CPA detected W^X violation: 8000000000000163 -> 0000000000000163 range: "
+        "0xffff888180000000 - 0xffff888180000fff PFN 180000"]
+    assert not [e for e in second.events if isinstance(e, KernelWarning)]  # WARN_ONCE
+
+
+# a970174d7a10 ("x86/mm: Do not verify W^X at boot up") (v6.1-rc3), reverted by 414ebf148cb5 (v6.2)
+@pytest.mark.parametrize(("kernel", "warned"), [("6.1", False), ("6.2", True)])
+def test_a_w_x_change_while_system_booting_warns_only_from_6_2(kernel: str, warned: bool) -> None:
+    machine = Machine.boot(MachineSpec.build(mem=8 * GiB, kernel=kernel, gbpages=False))
+    k = machine.kernel
+    k.phase = Phase.BOOTING  # as setup_arch() runs, before rest_init()
+    step = machine.step("x", lambda: k.set_memory_x(k.va(6 * GiB), 1))
+    assert any("W^X" in e.text for e in step.events if isinstance(e, KernelWarning)) is warned
+
+
+
+# The oops banner by version -------------------------------------------------------------------------
+# __die_header(): "Oops: " prefix since f9f62a877da1 (v6.10); PREEMPT leaves the banner with 96389cf36591 (v6.15)
+@pytest.mark.parametrize(("kernel", "banner"), [
+    ("6.1", "Oops: 0003 [#1] PREEMPT SMP NOPTI"),  # as the recorded Debian 6.1.192 oops prints it
+    ("6.9", "Oops: 0003 [#1] PREEMPT SMP NOPTI"),
+    ("6.10", "Oops: Oops: 0003 [#1] PREEMPT SMP NOPTI"),
+    ("6.14", "Oops: Oops: 0003 [#1] PREEMPT SMP NOPTI"),
+    ("6.15", "Oops: Oops: 0003 [#1] SMP NOPTI"),
+])
+def test_the_oops_banner_of_a_store_to_a_read_only_direct_map_page_by_version(kernel: str, banner: str) -> None:
+    machine = boot_running(kernel=kernel, gbpages=False)
+    k = machine.kernel
+    va = k.va(6 * GiB)
+    k.set_memory_ro(va, 512)  # the whole 2M leaf stays large
+    lines = k.kernel_store(va + 16 * PAGE_SIZE).fault.text.splitlines()
+    assert lines[-2:] == [f"PMD {k.lookup_address(va).entry:x}", banner]

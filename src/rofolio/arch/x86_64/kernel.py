@@ -28,7 +28,15 @@ from rofolio.events import (
     Phase,
     Split,
 )
-from rofolio.kversion import X86_CPA_COLLAPSE, X86_DIRTY_CLEARED_WITH_RW, X86_NX_CHECKS_ALIAS, X86_RO_CLEARS_DIRTY
+from rofolio.kversion import (
+    X86_CPA_COLLAPSE,
+    X86_DIRTY_CLEARED_WITH_RW,
+    X86_NX_CHECKS_ALIAS,
+    X86_OOPS_NO_PREEMPT,
+    X86_OOPS_PREFIX,
+    X86_RO_CLEARS_DIRTY,
+    X86_RWX_AT_BOOT,
+)
 from rofolio.pagetable import EntryState, PageTable
 from rofolio.physmem import MemoryMap
 from rofolio.prot import X86
@@ -96,6 +104,9 @@ class X86Kernel(KernelState):
         self.cpa_collapse = X86_CPA_COLLAPSE.applies(version)  # 41d88484c71c, v6.15
         # set_memory_x/nx and CPA_NO_CHECK_ALIAS calls run as primary changes: d597416683d5, ef9ab81af6e1, v6.2
         self.nx_checks_alias = X86_NX_CHECKS_ALIAS.applies(version)
+        self.oops_prefix = X86_OOPS_PREFIX.applies(version)  # "Oops: Oops:": f9f62a877da1, v6.10
+        self.oops_no_preempt = X86_OOPS_NO_PREEMPT.applies(version)  # no PREEMPT in the banner: 96389cf36591, v6.15
+        self.rwx_at_boot = X86_RWX_AT_BOOT.applies(version)  # verify_rwx() while SYSTEM_BOOTING: 414ebf148cb5, v6.2
         # __set_pages_np() clears _PAGE_DIRTY with PRESENT|RW: c1fcf41cf37f, v6.15, 6.6.88, 6.12.24
         self.np_clears_dirty = X86_DIRTY_CLEARED_WITH_RW.applies(version)
         hm_lo, hm_hi = self.image.highmap_pfns()
@@ -311,8 +322,12 @@ class X86Kernel(KernelState):
         if found is not None and found.flags:
             lines.append(f"{found.level.entry_name.upper()} {found.entry:x}")
         # __die_header() (arch/x86/kernel/dumpstack.c): DEBUG_PAGEALLOC when enabled, then PTI or NOPTI
-        # (CONFIG_PAGE_TABLE_ISOLATION is set in Debian's kernels)
-        lines.append(f"Oops: {code:04x} [#{number}] PREEMPT SMP"
+        # (CONFIG_PAGE_TABLE_ISOLATION is set in Debian's kernels); "Oops: " before page_fault_oops()'s "Oops"
+        # since f9f62a877da1 (v6.10); PREEMPT (Debian: PREEMPT_DYNAMIC) moves to the CPU: line since
+        # 96389cf36591 (v6.15), a line the model does not print
+        prefix = "Oops: Oops" if self.oops_prefix else "Oops"
+        preempt = "" if self.oops_no_preempt else " PREEMPT"
+        lines.append(f"{prefix}: {code:04x} [#{number}]{preempt} SMP"
                      f"{' DEBUG_PAGEALLOC' if self.config.debug_pagealloc else ''}{' PTI' if self.pti else ' NOPTI'}")
         return "\n".join(lines)
 
