@@ -18,7 +18,7 @@ def boot_running(**options: object) -> Machine:
 
 @pytest.fixture
 def gb_machine() -> Machine:
-    """x86-64, 8 GiB, GBPAGES, 8 CPUs, kernel 6.18."""
+    """x86-64, 8 GiB, GBPAGES, 8 CPUs, the default kernel (7.2)."""
     return boot_running()
 
 

@@ -68,7 +68,7 @@ def machine_options(defaults: bool) -> Callable[[Callable[..., Any]], Callable[.
             click.option("--mem", default=d("16G"), show_default=defaults,
                          help="RAM size (binary units: 512M, 8G, 64T); the memory map is the architecture's "
                               "default for that size (QEMU's e820 on x86_64)."),
-            click.option("--kernel", default=d("6.18"), show_default=defaults,
+            click.option("--kernel", default=d("7.2"), show_default=defaults,
                          help="Kernel version to model: MAJOR.MINOR[.PATCH], e.g. 7.2, 6.1.192, 6.12.57; "
                               "MAJOR.MINOR is the newest stable of the line the model knows (6.1 is 6.1.192). "
                               "Stable backports count: see docs/fidelity.md, Kernel versions."),

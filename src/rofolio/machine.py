@@ -65,7 +65,7 @@ class MachineSpec:
     arch: str = "x86_64"
     mem: int = 16 << 30
     memory_map: tuple[tuple[int, int], ...] | None = None  # explicit RAM ranges instead of the arch's default
-    kernel: str = "6.18"
+    kernel: str = "7.2"
     cpus: int = 8
     debug_pagealloc: bool = False
     kfence: bool = False

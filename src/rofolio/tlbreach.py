@@ -100,6 +100,7 @@ class TlbArray:
     holds: tuple[int, ...]  # translation sizes it stores natively
     sources: tuple[Source, ...]
     smash: tuple[tuple[int, int], ...] = ()  # (translation size, size it is stored as)
+    smash_sources: tuple[Source, ...] = ()  # where the smashing is described
     coalesce_4k: int | None = None  # aligned, contiguous 4K pages of equal attributes cached as one entry
 
     def stored_size(self, size: int) -> int | None:
@@ -165,7 +166,9 @@ def load_presets(text: str | None = None) -> dict[str, Preset]:
             where = f"preset {p['name']}, {t.get('name')}"
             if not t.get("sources"):
                 raise ConfigError(f"{where}: no source", "every figure names its source, or the core is left out")
-            missing = [sid for sid in t["sources"] if sid not in sources]
+            if t.get("smash") and not t.get("smash_sources"):
+                raise ConfigError(f"{where}: smashing without a source", "name it in smash_sources")
+            missing = [sid for sid in [*t["sources"], *t.get("smash_sources", [])] if sid not in sources]
             if missing:
                 raise ConfigError(f"{where}: unknown sources {missing}", "add them under [sources]")
             entries = t["entries"]
@@ -175,7 +178,8 @@ def load_presets(text: str | None = None) -> dict[str, Preset]:
                 raise ConfigError(f"{where}: entries {entries!r}", "give a positive count or \"unsourced\"")
             smash = tuple((_size(k, where), _size(v, where)) for k, v in t.get("smash", {}).items())
             arrays.append(TlbArray(t["level"], t["name"], entries, tuple(_size(h, where) for h in t["holds"]),
-                                   tuple(sources[sid] for sid in t["sources"]), smash, t.get("coalesce_4k")))
+                                   tuple(sources[sid] for sid in t["sources"]), smash,
+                                   tuple(sources[sid] for sid in t.get("smash_sources", [])), t.get("coalesce_4k")))
         if p["name"] in out:
             raise ConfigError(f"preset {p['name']} is defined twice", "give each preset one name")
         out[p["name"]] = Preset(p["name"], p["vendor"], p["core"], tuple(p["arch"]), bool(p["contiguous_bit"]),
@@ -190,7 +194,7 @@ def presets() -> dict[str, Preset]:
 
 
 def _sources_used(chosen: Iterable[Preset]) -> dict[str, Source]:
-    return {s.id: s for p in chosen for a in p.arrays for s in a.sources}
+    return {s.id: s for p in chosen for a in p.arrays for s in (*a.sources, *a.smash_sources)}
 
 
 # ------------------------------------------------------------------ counting (pure)
@@ -413,7 +417,8 @@ def tlb_reach_report(spec: MachineSpec, presets_: Sequence[str | Preset] | None 
     after = machines["after"]
     lo, hi = after.direct_map_bounds()
     folio = after.huge_zero_folio
-    report: dict[str, Any] = {"schema": "rofolio.tlbreach/1", "machine": spec.describe(), "label": spec.label()}
+    report: dict[str, Any] = {"schema": "rofolio.tlbreach/1", "machine": after_spec.describe(),
+                              "label": after_spec.label()}
     regions: dict[str, tuple[int, int]] = {"direct_map": (lo, hi)}
     if folio is None:
         report["folio"] = None
@@ -439,7 +444,8 @@ def tlb_reach_report(spec: MachineSpec, presets_: Sequence[str | Preset] | None 
             entry: dict[str, Any] = {"level": array.level, "name": array.name, "entries": array.entries,
                                      "holds": [size_name(s) for s in array.holds],
                                      "smash": {size_name(a): size_name(b) for a, b in array.smash},
-                                     "sources": [s.id for s in array.sources]}
+                                     "sources": [s.id for s in array.sources],
+                                     "smash_sources": [s.id for s in array.smash_sources]}
             for region in regions:
                 entry[region] = {key: results[region, key].presets[i].arrays[j].to_dict() for key in machines}
             arrays.append(entry)

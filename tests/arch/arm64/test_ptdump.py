@@ -7,6 +7,8 @@ mappings, like the systems the example dumps come from; B = 0xffff000040000000
 
 from __future__ import annotations
 
+import pytest
+
 from rofolio.arch.arm64.kernel import Arm64Kernel
 from rofolio.arch.arm64.ptdump import format_size, note_lines, ptdump_lines
 from rofolio.units import PAGE_SIZE, GiB, MiB
@@ -112,12 +114,17 @@ def test_whole_linear_map_of_a_default_machine() -> None:
     ]
 
 
-def test_invalid_pages_print_f_and_vmalloc_areas_show_in_their_section() -> None:
-    k = boot_arm64()
+# from 15bfba1ad77f (v7.0) a kernel invalid entry is present-invalid: PTE_PRESENT_INVALID is the nG bit
+# (arch/arm64/include/asm/pgtable-prot.h), which ptdump prints
+@pytest.mark.parametrize(("kernel", "invalid"), [
+    ("6.18", "8K PTE F     RW NX SHD AF            UXN    MEM/NORMAL-TAGGED"),
+    ("7.0", "8K PTE F     RW NX SHD AF NG         UXN    MEM/NORMAL-TAGGED"),
+])
+def test_invalid_pages_print_f_and_vmalloc_areas_show_in_their_section(kernel: str, invalid: str) -> None:
+    k = boot_arm64(kernel=kernel)
     k.set_memory_valid(k.va(B_PA), 2, False)
     vaddr = k.vmalloc([B_PA >> 12])
     lines = ptdump_lines(k, ("Linear Mapping", "vmalloc"))
-    assert ("0xffff000040000000-0xffff000040002000           8K PTE F     RW NX SHD AF            UXN    "
-            "MEM/NORMAL-TAGGED") in lines
+    assert f"0xffff000040000000-0xffff000040002000           {invalid}" in lines
     vm = f"0x{vaddr:016x}-0x{vaddr + PAGE_SIZE:016x}           4K PTE       RW NX SHD AF            UXN    MEM/NORMAL"
     assert lines[lines.index("---[ vmalloc() area ]---") + 2] == vm

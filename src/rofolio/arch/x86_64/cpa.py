@@ -18,6 +18,7 @@ from rofolio.events import (
     EntryWrite,
     LargePageCheck,
     PgtableFree,
+    Phase,
     PteCheck,
 )
 from rofolio.pagetable import EntryState, Run
@@ -376,12 +377,15 @@ def _check_conflict(
 
 
 def verify_rwx(k: X86Kernel, old: int, new: int, start: int, pfn: int, npg: int) -> int:
-    """verify_rwx(): warn once on a W^X violation; the change is allowed anyway.
+    """verify_rwx(): warn once when a change leaves an entry writable and executable; it is allowed anyway.
 
-    The QEMU oracle's Debian 6.1.192 kernel prints no such warning for set_memory_x()
-    on a writable direct-map page, so the model warns only from v6.6 (docs/fidelity.md).
+    Since commit 652c5bf380ad ("x86/mm: Refuse W^X violations") and c5129ecc12a3 ("x86/mm: Ease W^X
+    enforcement back to just a warning"), both v6.1.  The model's NX is always supported, and its
+    upper-level entries are never NX or read-only (Xen PV's case, 2024), so the entry alone decides.
     """
-    if not k.ro_clears_dirty:  # the v6.6 marker: see the docstring
+    # a970174d7a10 ("x86/mm: Do not verify W^X at boot up") (v6.1): no check while SYSTEM_BOOTING;
+    # reverted by commit 414ebf148cb5 ("x86/mm: Do verify W^X at boot up") (v6.2)
+    if not k.rwx_at_boot and k.phase == Phase.BOOTING:
         return new
     if not (old ^ new) & (X86.RW | X86.NX):
         return new

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rofolio.arch import Arch, ArchKernel, ArchOption, BootRecord, register_arch
-from rofolio.errors import ConfigError
 from rofolio.events import EventLog
 from rofolio.kversion import SET_MEMORY_ROX, Gate
 from rofolio.physmem import MemoryMap

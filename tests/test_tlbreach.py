@@ -1,0 +1,227 @@
+"""TLB reach of the direct map (rofolio.tlbreach): entry counts per page size and per CPU preset.
+
+The RFC machines are booted twice, without and with the persistent huge zero folio made read-only
+(CONFIG_PERSISTENT_HUGE_ZERO_FOLIO, RFC 1/3): on x86 GBPAGES the folio's 1G leaf becomes 512 2M
+leaves, on arm64 rodata=full (no BBML2) the linear map is all 4K PTEs without the contiguous bit
+(NO_CONT_MAPPINGS) before and after, and on arm64 BBML2 the PUD becomes 512 PMDs of which the
+folio's contiguous group of 16 loses PTE_CONT.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from functools import cache
+from typing import Any
+
+import pytest
+
+from rofolio.arch.arm64.prot import ARM64
+from rofolio.errors import ConfigError
+from rofolio.machine import Leaf, Machine, MachineSpec
+from rofolio.tlbreach import (
+    ARM64_PTE_CONT,
+    TlbArray,
+    entries_needed,
+    load_presets,
+    presets,
+    reach,
+    tlb_reach_report,
+    tlb_table,
+    translation_counts,
+    translation_runs,
+)
+from rofolio.units import GiB, Level, MiB
+
+K4, M2, G1 = 4096, 2 * MiB, GiB
+
+
+@cache
+def report(**kw: Any) -> dict[str, Any]:
+    return tlb_reach_report(MachineSpec.build(**kw))
+
+
+def arr(result: dict[str, Any], preset: str, name: str) -> dict[str, Any]:
+    p = next(p for p in result["presets"] if p["name"] == preset)
+    return next(a for a in p["arrays"] if a["name"] == name)
+
+
+def nb(result: dict[str, Any], preset: str, name: str, when: str) -> tuple[int, str | None]:
+    a = arr(result, preset, name)["neighbourhood"][when]
+    return a["needed"], a["share"]
+
+
+# ------------------------------------------------------------------ presets and their sources
+
+
+def test_cont_bit_is_arm64_pte_cont() -> None:
+    assert ARM64_PTE_CONT == ARM64.CONT
+
+
+def test_every_preset_figure_names_a_source_that_says_where() -> None:
+    table = presets()
+    assert {p.vendor for p in table.values()} >= {"Intel", "AMD", "Arm"}
+    for preset in table.values():
+        assert preset.arrays, preset.name
+        for array in preset.arrays:
+            assert array.sources, (preset.name, array.name)
+            assert array.entries is None or array.entries > 0
+            assert bool(array.smash) == bool(array.smash_sources)
+            for source in (*array.sources, *array.smash_sources):
+                assert source.kind in ("manual", "trm", "measurement", "secondary")
+                assert source.document and source.section
+
+
+def test_the_capacities_that_rest_only_on_restatements_are_these() -> None:
+    """WikiChip, Stack Overflow and Wikipedia restate vendor documents we could not read: keep the list short."""
+    secondary_only = {(p.name, a.name) for p in presets().values() for a in p.arrays
+                      if a.entries is not None and all(s.kind == "secondary" for s in a.sources)}
+    assert secondary_only == {("amd-zen1", "L1 DTLB"), ("amd-zen1", "L2 DTLB"), ("amd-zen2", "L1 DTLB"),
+                              ("amd-zen2", "L2 DTLB"), ("arm-cortex-a72", "L1 DTLB")}
+    unsourced = {(p.name, a.name) for p in presets().values() for a in p.arrays if a.entries is None}
+    assert unsourced == {("intel-skylake-sp", "DTLB 2M")}
+
+
+def test_a_figure_without_a_source_or_with_an_unknown_one_is_refused() -> None:
+    base = '[sources.s]\nkind = "trm"\ndocument = "d"\nsection = "s"\n' \
+           '[[preset]]\nname = "p"\nvendor = "Arm"\ncore = "c"\narch = ["arm64"]\ncontiguous_bit = true\n' \
+           '[[preset.tlb]]\nlevel = "L1D"\nname = "t"\nholds = ["4K"]\n'
+    assert load_presets(base + 'entries = 8\nsources = ["s"]\n')["p"].arrays[0].entries == 8
+    assert load_presets(base + 'entries = "unsourced"\nsources = ["s"]\n')["p"].arrays[0].entries is None
+    for bad in ('entries = 8\nsources = []\n', 'entries = 8\nsources = ["nope"]\n', 'entries = 0\nsources = ["s"]\n',
+                'entries = 8\nsources = ["s"]\nsmash = { "1G" = "2M" }\n'):
+        with pytest.raises(ConfigError):
+            load_presets(base + bad)
+
+
+def test_smashing_and_breaking_down_choose_the_entry_size() -> None:
+    zen2_l2 = next(a for a in presets()["amd-zen2"].arrays if a.level == "L2")
+    assert zen2_l2.stored_size(G1) == M2  # smashed, as the source says
+    n1_l1 = next(a for a in presets()["arm-neoverse-n1"].arrays if a.level == "L1D")
+    assert (n1_l1.stored_size(G1), n1_l1.stored_size(32 * MiB), n1_l1.stored_size(64 * 1024)) == (512 * MiB, M2, 65536)
+
+
+# ------------------------------------------------------------------ the pure counting
+
+
+def leaf(start: int, end: int, level: Level, flags: int = 0, present: bool = True) -> Leaf:
+    return Leaf(start, end, level, flags, present, True)  # type: ignore[arg-type]
+
+
+def test_a_pud_of_contiguous_pmds_is_32_entries_with_the_contiguous_bit_and_512_without() -> None:
+    leaves = [leaf(0, G1, Level.PMD, ARM64_PTE_CONT)]
+    cont = translation_runs(leaves, cont_mask=ARM64_PTE_CONT)
+    assert translation_counts(cont) == {32 * MiB: 32}
+    l2 = next(a for a in presets()["arm-neoverse-n1"].arrays if a.level == "L2")
+    assert entries_needed(cont, l2) == {32 * MiB: 32}
+    assert entries_needed(translation_runs(leaves), l2) == {M2: 512}
+
+
+def test_a_gib_of_4k_ptes_is_262144_entries_and_16384_when_contiguous() -> None:
+    l1 = next(a for a in presets()["arm-neoverse-n1"].arrays if a.level == "L1D")
+    assert entries_needed(translation_runs([leaf(0, G1, Level.PTE)], cont_mask=ARM64_PTE_CONT), l1) == {K4: 262144}
+    assert entries_needed(translation_runs([leaf(0, G1, Level.PTE, ARM64_PTE_CONT)], cont_mask=ARM64_PTE_CONT),
+                          l1) == {65536: 16384}
+
+
+def test_zen2_style_smashing_takes_512_l2_entries_for_one_1g_leaf() -> None:
+    l2 = TlbArray("L2", "L2 DTLB", 2048, (K4, M2), (), smash=((G1, M2),))
+    runs = translation_runs([leaf(0, G1, Level.PUD)])
+    assert entries_needed(runs, l2) == {M2: 512}
+    assert entries_needed(runs, TlbArray("L1D", "L1", 64, (K4, M2, G1), ())) == {G1: 1}
+
+
+def test_pte_coalescing_counts_whole_aligned_groups_once() -> None:
+    array = TlbArray("L2", "t", 1536, (K4, M2), (), coalesce_4k=4)
+    runs = translation_runs([leaf(K4, 11 * K4, Level.PTE)])  # pages 1..10: 1-3 alone, 4-7 one group, 8-10 alone
+    assert entries_needed(runs, array) == {K4: 6, 4 * K4: 1}
+
+
+def test_not_present_leaves_take_no_entry_and_partial_translations_count_once() -> None:
+    runs = translation_runs([leaf(0, M2, Level.PTE, present=False), leaf(M2 + K4, M2 + 3 * K4, Level.PMD)])
+    assert translation_counts(runs) == {M2: 1}
+
+
+# ------------------------------------------------------------------ the RFC machines
+
+
+def test_x86_gbpages_the_folio_neighbourhood_goes_from_one_1g_entry_to_512_2m_entries() -> None:
+    r = report(arch="x86_64", mem="16G")
+    assert r["machine"]["mm"]["persistent_huge_zero_folio"] and r["machine"]["mm"]["readonly_huge_zero_folio"]
+    assert r["folio"]["read_only_after"] and r["folio"]["leaf_after"] == "2M"
+    assert r["translations"]["neighbourhood"] == {"before": {"1G": 1}, "after": {"2M": 512}}
+    dm = r["translations"]["direct_map"]
+    assert dm["after"]["1G"] == dm["before"]["1G"] - 1 and dm["after"]["2M"] == dm["before"]["2M"] + 512
+    # Skylake-SP: one 1G STLB entry out of 16 becomes a third of the shared 4K+2M STLB
+    assert nb(r, "intel-skylake-sp", "STLB 1G", "before") == (1, "1/16")
+    assert nb(r, "intel-skylake-sp", "STLB 1G", "after") == (0, "0/1")
+    assert nb(r, "intel-skylake-sp", "STLB 4K+2M", "after") == (512, "1/3")
+    assert nb(r, "intel-skylake-sp", "DTLB 2M", "after") == (512, None)  # its capacity is unsourced
+    # Zen 2: the L1 DTLB goes from 1 entry to 8 times its size; the L2 DTLB held 1G as 512 2M entries anyway
+    assert nb(r, "amd-zen2", "L1 DTLB", "before") == (1, "1/64")
+    assert nb(r, "amd-zen2", "L1 DTLB", "after") == (512, "8/1")
+    assert nb(r, "amd-zen2", "L2 DTLB", "before") == nb(r, "amd-zen2", "L2 DTLB", "after") == (512, "1/4")
+    assert nb(r, "amd-zen1", "L2 DTLB", "after") == (512, "1/3")
+
+
+def test_x86_nogbpages_changes_nothing_the_tlb_sees() -> None:
+    r = report(arch="x86_64", mem="16G", gbpages=False)
+    assert r["translations"]["neighbourhood"] == {"before": {"2M": 512}, "after": {"2M": 512}}
+    assert r["translations"]["direct_map"]["before"] == r["translations"]["direct_map"]["after"]
+
+
+def test_arm64_rodata_full_is_all_4k_ptes_without_the_contiguous_bit() -> None:
+    r = report(arch="arm64", mem="4G")
+    assert r["translations"]["neighbourhood"] == {"before": {"4K": 262144}, "after": {"4K": 262144}}
+    assert "64K" not in r["translations"]["direct_map"]["before"]  # NO_CONT_MAPPINGS: nothing to coalesce
+    assert nb(r, "arm-neoverse-n1", "L1 DTLB", "after") == (262144, "16384/3")
+    assert nb(r, "arm-neoverse-n1", "L2 TLB", "before") == (262144, "1024/5")
+
+
+def test_arm64_bbml2_the_pud_becomes_31_contiguous_pmd_groups_and_16_plain_pmds() -> None:
+    r = report(arch="arm64", mem="4G", bbml2=True)
+    assert r["translations"]["neighbourhood"] == {"before": {"1G": 1}, "after": {"2M": 16, "32M": 31}}
+    # Neoverse N1: its L1 DTLB breaks 1G into 512M and 32M into 2M; its L2 TLB caches both whole
+    assert nb(r, "arm-neoverse-n1", "L1 DTLB", "before") == (2, "1/24")
+    assert nb(r, "arm-neoverse-n1", "L1 DTLB", "after") == (512, "32/3")
+    assert nb(r, "arm-neoverse-n1", "L2 TLB", "before") == (1, "1/1280")
+    assert nb(r, "arm-neoverse-n1", "L2 TLB", "after") == (47, "47/1280")
+    # Cortex-A72 does not use the contiguous bit: 512 PMDs instead of 1 PUD, as Yang Shi said
+    assert nb(r, "arm-cortex-a72", "L2 TLB", "after") == (512, "1/2")
+
+
+def test_nodirectmap_makes_nothing_read_only_and_the_reach_stays() -> None:
+    r = report(arch="nodirectmap", mem="4G")
+    assert r["folio"]["read_only_after"] is False
+    assert r["translations"]["neighbourhood"] == {"before": {"1G": 1}, "after": {"1G": 1}}
+    assert {p["name"] for p in r["presets"]} == set(presets())  # no preset is for it: all of them
+
+
+def test_shares_are_exact_fractions() -> None:
+    r = report(arch="x86_64", mem="16G")
+    share = arr(r, "amd-zen1", "L1 DTLB")["direct_map"]["after"]
+    assert Fraction(share["share"]) == Fraction(share["needed"], 64)
+    assert share["share_float"] == float(Fraction(share["needed"], 64))
+
+
+def test_tlb_table_has_a_row_per_array_and_says_unsourced() -> None:
+    r = report(arch="x86_64", mem="16G")
+    rows = tlb_table(r)
+    assert rows[0][0] == "preset" and len(rows) == 1 + sum(len(p["arrays"]) for p in r["presets"])
+    skx_2m = next(row for row in rows if row[1] == "L1D DTLB 2M")
+    assert skx_2m[2] == "unsourced" and skx_2m[6] == "unsourced"
+    zen2_l1 = next(row for row in rows if row[0] == "amd-zen2" and row[1] == "L1D L1 DTLB")
+    assert zen2_l1[3:7] == ["1", "1.56%", "512", "800.00%"]
+
+
+def test_reach_of_a_hot_set_merges_ranges_and_counts_a_shared_translation_once() -> None:
+    m = Machine.boot(MachineSpec.build(arch="x86_64", mem="16G"))
+    m.finish_boot()
+    va = m.va(4 * GiB)  # inside a 1G leaf
+    hot = [(va, va + K4), (va + 8 * K4, va + 9 * K4), (va + M2, va + 2 * M2)]
+    result = reach(m, hot, ["amd-zen2"])
+    assert result.translations == {G1: 1}
+    zen2 = result.preset("amd-zen2")
+    assert zen2.array("L1 DTLB").needed == 1
+    assert zen2.array("L2 DTLB").needed == 2  # smashed: the two 2M windows the hot set touches
+    with pytest.raises(ConfigError):
+        reach(m, hot, ["no-such-cpu"])
