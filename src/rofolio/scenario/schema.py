@@ -103,7 +103,7 @@ class Machine(BaseModel):
     arch: str = Field("x86_64", description="an architecture of the registry: rofolio.arch.arch_names()")
     mem: int = Field(16 << 30, description="RAM size; the memory map is the architecture's default for that size")
     memory_map: list[tuple[int, int]] | None = Field(None, description="explicit RAM ranges [start, end)")
-    kernel: str = "6.18"
+    kernel: str = "7.2"
     cpus: int = Field(8, ge=1, le=8192)
     debug_pagealloc: bool = False
     kfence: bool = False
