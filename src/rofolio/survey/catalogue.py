@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import tomllib
 from dataclasses import dataclass
-from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
@@ -222,18 +221,15 @@ class Candidate(_Frozen):
         a = self.allocator
         return slab_sharing(a.stride, a.geometry()) if isinstance(a, Slab) else None
 
-    @cached_property
-    def _classified(self) -> tuple[str, str]:
-        return classify(self.lifetime)
-
     @property
     def lifetime_class(self) -> str:
         """``model2`` | ``model1`` | ``neither``, derived from the lifetime facts."""
-        return self._classified[0]
+        return classify(self.lifetime)[0]
 
     @property
     def class_reason(self) -> str:
-        return self._classified[1]
+        """One line, built from the facts that decided the class."""
+        return classify(self.lifetime)[1]
 
     @property
     def figures(self) -> tuple[Figure, ...]:
