@@ -225,3 +225,17 @@ def test_reach_of_a_hot_set_merges_ranges_and_counts_a_shared_translation_once()
     assert zen2.array("L2 DTLB").needed == 2  # smashed: the two 2M windows the hot set touches
     with pytest.raises(ConfigError):
         reach(m, hot, ["no-such-cpu"])
+
+
+def test_the_tlb_command_prints_json_for_the_rfc_step() -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from rofolio.cli import main
+
+    out = CliRunner().invoke(main, ["tlb", "--mem", "16G", "--preset", "amd-zen2", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["label"] == "x86_64 GBPAGES"
+    bad = CliRunner().invoke(main, ["tlb", "--preset", "pentium"])
+    assert bad.exit_code == 2 and "no TLB preset named 'pentium'" in bad.output

@@ -464,6 +464,33 @@ def meminfo(as_json: bool, after_boot: bool, **machine: Any) -> None:
         click.echo(f"{key} {value}")
 
 
+@main.command(name="tlb")
+@machine_options(defaults=True)
+@click.option("--preset", "preset_names", multiple=True, metavar="NAME",
+              help="A CPU's TLBs (repeatable; default: every preset for the machine's architecture; "
+                   "see rofolio.tlbreach presets).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def tlb(preset_names: tuple[str, ...], as_json: bool, **machine: Any) -> None:
+    """TLB entries the huge zero folio's 1 GiB of direct map and the whole direct map take, before and after
+    the RFC makes the folio read-only, per CPU preset (capacities with their sources)."""
+    from rofolio.tlbreach import presets as tlb_presets
+    from rofolio.tlbreach import tlb_reach_report, tlb_table
+
+    unknown = sorted(set(preset_names) - set(tlb_presets()))
+    if unknown:
+        raise ConfigError(f"no TLB preset named {', '.join(map(repr, unknown))}",
+                          "presets: " + ", ".join(sorted(tlb_presets())))
+    result = tlb_reach_report(_spec(**machine), list(preset_names) or None)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    rows = tlb_table(result)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    click.echo(result["label"])
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
 @main.command()
 @click.option("--from", "from_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Model the machine of a snapshot (a directory written by --save) instead of this one.")
