@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RETIRED", "Arch", "ArchKernel", "ArchOption", "BootRecord", "KernelState", "LeafLookup", "OptionValue",
-    "WriteOutcome", "all_options", "arch_entry", "arch_names", "register_arch", "registry_generation",
+    "WriteOutcome", "all_options", "arch_entry", "arch_names", "register_arch", "registry_generation", "rfc_machines",
     "unregister_arch",
 ]
 
@@ -147,6 +147,10 @@ class KernelState:
         return (f"Unable to handle kernel {access} at virtual address {addr:016x} "
                 f"({'read-only' if present else 'not present'}) [#{number}]")
 
+    def store_landed(self, addr: VirtAddr) -> None:
+        """What the MMU does to the leaf entry when a CPU store through it lands: nothing here; x86 sets
+        the Dirty bit."""
+
     def kernel_store(self, addr: VirtAddr, probe: bool = False, mapping: str = "direct map") -> WriteOutcome:
         """A supervisor store of one byte at ``addr``, checked against the kernel page table now.
 
@@ -156,6 +160,7 @@ class KernelState:
         """
         found = self.lookup_address(addr)  # type: ignore[attr-defined]
         if found is not None and found.present and found.writable:
+            self.store_landed(addr)
             return WriteOutcome(True, None)
         present = found is not None and found.present
         reason = "permissions violation" if present else "not-present page"
@@ -227,6 +232,10 @@ class ArchKernel(Protocol):
 
     def oops_text(self, addr: VirtAddr, write: bool, present: bool, number: int, found: Any) -> str:
         """The fault report a kernel-mode access to ``addr`` prints (KernelState has a generic one)."""
+        ...
+
+    def store_landed(self, addr: VirtAddr) -> None:
+        """A CPU store through the leaf for ``addr`` landed: what the MMU sets in the entry (x86: Dirty)."""
         ...
 
     def kernel_store(self, addr: VirtAddr, probe: bool = False, mapping: str = "direct map") -> WriteOutcome:
@@ -464,6 +473,12 @@ def arch_entry(name: str) -> Arch:
             raise ConfigError(f"unknown architecture {name!r}: {RETIRED[name][0]}", RETIRED[name][1])
         raise ConfigError(f"unknown architecture {name!r}", f"choose one of: {', '.join(arch_names())}")
     return entry
+
+
+def rfc_machines() -> list[dict[str, Any]]:
+    """The machines the RFC's side-by-side shows: every registered architecture's configurations the thread
+    argued about (``Arch.rfc_machines``), as [machine] keys."""
+    return [{"arch": name, **config} for name in arch_names() for config in arch_entry(name).rfc_machines]
 
 
 def all_options() -> dict[str, tuple[ArchOption, list[str]]]:

@@ -71,6 +71,7 @@ def direct_map_write(mm: MMState, pfn: int, nr_pages: int, value: int, path: str
                 k.log.append(ContentWrite(pfn, i, path))
             return oops(mm, pfn + i, path)
         _set(mm, pfn + i, value)
+        k.store_landed(k.page_address(pfn + i))
     k.log.append(ContentWrite(pfn, nr_pages, path))
     return 0
 
@@ -86,6 +87,7 @@ def direct_map_copy(mm: MMState, src: int, dst: int, nr_pages: int, path: str) -
                 k.log.append(ContentWrite(dst, i, path))
             return oops(mm, dst + i, path)
         _set(mm, dst + i, page_content(mm, src + i))
+        k.store_landed(k.page_address(dst + i))
     k.log.append(ContentWrite(dst, nr_pages, path))
     return 0
 

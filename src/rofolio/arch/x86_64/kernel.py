@@ -260,6 +260,18 @@ class X86Kernel(KernelState):
         direct = self.virt_addr_valid(address) and self.pfn_range_is_mapped(pfn, pfn + 1)
         self.log.append(Collapse(address, level, direct, direct and self.running))
 
+    def store_landed(self, addr: int) -> None:
+        """A CPU store through a present, writable leaf sets the entry's Accessed and Dirty bits (the MMU
+        does it, no kernel code: Intel SDM vol. 3, "Accessed and Dirty Flags").  Kernel entries are built
+        with both (PAGE_KERNEL), so it shows only after set_memory_ro() cleared Dirty (since commit
+        f788b71768ff, v6.6) and set_memory_rw() left it clear: the next store makes the entry whole again."""
+        run = self.pt.run_at(addr)
+        wanted = X86.ACCESSED | X86.DIRTY
+        if run is None or run.flags & wanted == wanted:
+            return
+        start = addr & run.level.mask
+        self.pt.set_flags(start, start + run.level.size, run.flags | wanted)
+
     def kernel_prot(self, prot: int) -> int:
         """``prot`` as PAGE_KERNEL*() give it: masked by __default_kernel_pte_mask, which loses _PAGE_GLOBAL
         under PTI (probe_page_size_mask(), arch/x86/mm/init.c)."""
