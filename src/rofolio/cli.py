@@ -464,6 +464,58 @@ def meminfo(as_json: bool, after_boot: bool, **machine: Any) -> None:
         click.echo(f"{key} {value}")
 
 
+@main.command()
+@click.option("--candidate", "ids", multiple=True, metavar="ID",
+              help="Only this candidate (repeatable); all of the catalogue by default.")
+@click.option("--mem", default="16G", show_default=True, help="RAM of every machine of the side-by-side.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema rofolio.survey/1).")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a self-contained HTML page with the verdicts, the table and a plot.")
+def survey(ids: tuple[str, ...], mem: str, as_json: bool, report: Path | None) -> None:
+    """Make the case: which kernel objects want a read-only direct map, and what it costs on each machine.
+
+    For every candidate of the catalogue (its allocation, count, lifetime facts
+    and precedents, each cited from Linux 7.2 or measured): its lifetime class
+    (fits model 2, needs model 1, or neither), and what making the typical
+    count read-only costs on every machine of the RFC side-by-side, computed by
+    the model from a workload built from the catalogue's allocation fields.
+    """
+    from rich.table import Table
+
+    from rofolio.progress import LazyProgress
+    from rofolio.survey.study import run_survey
+
+    with LazyProgress("survey") as bar:
+        result = run_survey(parse_size(mem), ids=list(ids) or None, progress=bar)
+    if report is not None:
+        from rofolio.report import survey_html
+
+        report.write_text(survey_html(result))
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    console = Console()
+    console = console if console.is_terminal else Console(width=200)
+    table = Table(title="candidates for a read-only direct map: class, and IPIs / splits for the typical count")
+    table.add_column("candidate")
+    table.add_column("class")
+    for machine in result.machines:
+        table.add_column(machine, justify="right")
+    for row in result.rows:
+        costs = {k.machine: k for k in row.costs}
+        cells = []
+        for machine in result.machines:
+            k = costs.get(machine)
+            cells.append("-" if k is None else
+                         (f"{k.total['ipis']} / {k.total['splits']}" if k.readonly else f"RW ({k.ret})"))
+        table.add_row(escape(row.candidate.id), row.candidate.lifetime_class, *cells)
+    console.print(table)
+    for row in result.rows:
+        console.print(f"- {escape(row.verdict)}", highlight=False)
+    if report is not None:
+        console.print(f"report written to {escape(str(report))}", highlight=False)
+
+
 @main.command(name="tlb")
 @machine_options(defaults=True)
 @click.option("--preset", "preset_names", multiple=True, metavar="NAME",

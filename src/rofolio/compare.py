@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from rofolio.arch import all_options, arch_entry, arch_names
+from rofolio.arch import all_options, rfc_machines
 from rofolio.errors import ScenarioError, ScenarioErrors
 from rofolio.scenario import schema
 from rofolio.scenario.loader import LoadedScenario, load
@@ -166,8 +166,3 @@ def compare_configs(source: str | Path | LoadedScenario, configs: list[dict[str,
         if progress:
             progress(i, len(variants))
     return result
-
-
-def rfc_machines() -> list[dict[str, Any]]:
-    """The RFC demo's machines: every registered architecture's configurations the thread argued about."""
-    return [{"arch": name, **config} for name in arch_names() for config in arch_entry(name).rfc_machines]

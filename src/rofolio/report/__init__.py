@@ -22,6 +22,7 @@ from rofolio.tables import used_columns as _used_columns
 if TYPE_CHECKING:
     from rofolio.compare import CompareResult
     from rofolio.scenario.runner import ScenarioResult
+    from rofolio.survey.study import SurveyResult
 
 __all__ = ["html_report", "html_tables", "print_compare", "print_result", "step_summary"]
 
@@ -155,4 +156,33 @@ def html_report(result: ScenarioResult) -> str:
     if result.warnings:
         parts.append("<h2>Kernel warnings</h2><pre>" + html.escape("\n".join(result.warnings)) + "</pre>")
     parts.append(f"<script>{_CHECK_IMAGES}</script></body></html>")
+    return "".join(parts)
+
+
+def survey_html(result: SurveyResult) -> str:
+    """The survey as one self-contained page: the verdicts, the figures per machine, a plot of the IPIs."""
+    from rofolio.report import plots
+
+    head = ["candidate", "class", "workload", *result.machines]
+    rows = []
+    for row in result.rows:
+        costs = {k.machine: k for k in row.costs}
+        cells = [html.escape(row.candidate.id), html.escape(row.candidate.lifetime_class),
+                 html.escape(row.workload.note if row.workload else "kernel image: already read-only")]
+        for machine in result.machines:
+            k = costs.get(machine)
+            cells.append("" if k is None else html.escape(
+                f"{'RO' if k.readonly else 'stays RW (' + k.ret + ')'}: {k.total['splits']} splits, "
+                f"{k.total['pgtables']} tables, {k.total['flushes']} flushes, {k.total['ipis']} IPIs"))
+        rows.append(cells)
+    plotted = [(r.candidate.id, [(k.machine, k.total["ipis"]) for k in r.costs]) for r in result.rows if r.costs]
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>rofolio: survey</title><style>{_CSS}</style></head><body>",
+        "<h1>Which kernel objects want a read-only direct map</h1>",
+        "<h2>Verdicts</h2><ul>" + "".join(f"<li>{html.escape(r.verdict)}</li>" for r in result.rows) + "</ul>",
+        "<h2>Cost on each machine of the RFC side-by-side</h2>", _table_html(head, rows, left=3),
+        "<h2>IPIs</h2>", _img(plots.survey_costs(plotted), "IPIs per candidate and machine"),
+        f"<script>{_CHECK_IMAGES}</script></body></html>",
+    ]
     return "".join(parts)

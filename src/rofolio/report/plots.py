@@ -127,3 +127,27 @@ def flushes_per_step(result: ScenarioResult) -> bytes:
     ax.legend(handles=handles, fontsize=8, loc="upper left")
     ax.set_title("TLB flushes and IPIs per step")
     return _png(fig)
+
+
+def survey_costs(rows: list[tuple[str, list[tuple[str, int]]]], what: str = "IPIs") -> bytes:
+    """One horizontal bar group per candidate: ``what`` per machine (a log scale when the figures spread)."""
+    machines = sorted({m for _, costs in rows for m, _ in costs})
+    if not rows or not machines:
+        fig, ax = plt.subplots(figsize=(6, 1))
+        ax.axis("off")
+        ax.text(0, 0.5, "nothing to draw")
+        return _png(fig)
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) * max(1, len(machines) / 3) + 1))
+    height = 0.8 / len(machines)
+    for j, machine in enumerate(machines):
+        values = [dict(costs).get(machine, 0) for _, costs in rows]
+        ax.barh([i + j * height for i in range(len(rows))], values, height=height, label=machine)
+    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(rows))], [name for name, _ in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{what} to make the typical count read-only")
+    top = max((v for _, costs in rows for _, v in costs), default=0)
+    if top > 100:
+        ax.set_xscale("symlog")
+    ax.xaxis.get_major_locator().set_params(integer=True) if top <= 100 else None
+    ax.legend(fontsize=7, loc="lower right")
+    return _png(fig)
