@@ -30,8 +30,9 @@ from rofolio.prot import X86, x86_large_2_4k
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, MiB, align_down, align_up
 
 __all__ = [
-    "BootOptions", "BootProfile", "BpfPack", "add_pfn_range_mapped", "alternative_instructions", "boot",
-    "bpf_prog_pack_alloc", "free_init_pages", "free_initmem", "free_kernel_image_pages",
+    "BootOptions", "BootProfile", "BpfPack", "add_pfn_range_mapped", "alternative_instructions",
+    "arch_kfence_init_pool", "boot", "bpf_prog_pack_alloc", "free_init_pages", "free_initmem",
+    "free_kernel_image_pages",
     "idt_setup_apic_and_irq_gates", "init_mem_mapping", "init_memory_mapping", "init_range_memory_mapping",
     "kernel_physical_mapping_init", "kfence_init_pool", "kfence_pool_address", "late_init", "map_kernel_highmap",
     "mark_rodata_ro", "memblock_regions", "memory_map_top_down", "page_size_mask", "pti_check_boottime_disable",
@@ -397,7 +398,8 @@ def kfence_init_pool(k: X86Kernel, pool: int | None) -> None:
     pa = kfence_pool_address(k) if pool is None else pool
     addr = k.va(pa)
     npages = KFENCE_POOL_SIZE >> PAGE_SHIFT
-    k.set_memory_4k(addr, npages)  # arch_kfence_init_pool() splits the pool's direct-map range to 4K
+    if not arch_kfence_init_pool(k, addr):
+        return
     guards = [0, 1, *range(3, npages, 2)]
     for i in guards:
         page = addr + i * PAGE_SIZE
@@ -407,12 +409,35 @@ def kfence_init_pool(k: X86Kernel, pool: int | None) -> None:
     k.flush_tlb_local("kfence_protect_page")
 
 
+def arch_kfence_init_pool(k: X86Kernel, addr: int) -> bool:
+    """arch_kfence_init_pool() (arch/x86/include/asm/kfence.h): page by page over the pool, set_memory_4k(addr, 1)
+    wherever lookup_address() finds a leaf larger than 4K; False if a page has no entry.
+
+    One call makes the 2M region holding ``addr`` 4K (a 1G leaf becomes 2M leaves first), so the pages after
+    it up to the next 2M boundary are 4K already: the walk visits one page per 2M region, with the same calls.
+    """
+    end = addr + KFENCE_POOL_SIZE
+    page = addr
+    while page < end:
+        found = k.lookup_address(page)
+        if found is None:
+            return False
+        if found.level != Level.PTE:
+            k.set_memory_4k(page, 1)
+        page = min(end, align_down(page, Level.PMD.size) + Level.PMD.size)
+    return True
+
+
 def kfence_pool_address(k: X86Kernel) -> int:
-    """Where memblock_alloc() put __kfence_pool: below the memmap at the top of RAM (a fit, see fidelity.md)."""
+    """Where memblock_alloc() put __kfence_pool: below the memmap at the top of RAM (a fit, see fidelity.md).
+
+    kfence_alloc_pool() (mm/kfence/core.c) asks for PAGE_SIZE alignment only, so the pool may straddle two
+    2M leaves.
+    """
     regions = memblock_regions(k)
     top = max(e for _, e in regions)
     memmap = memmap_pages(sections_spanned(regions, SECTION_SIZE)) << PAGE_SHIFT  # regions in bytes: same count
-    return align_down(top - memmap - 2 * KFENCE_POOL_SIZE, Level.PMD.size)
+    return align_down(top - memmap - 2 * KFENCE_POOL_SIZE, PAGE_SIZE)
 
 
 def set_real_mode_permissions(k: X86Kernel, base: int) -> None:
