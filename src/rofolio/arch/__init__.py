@@ -151,6 +151,11 @@ class KernelState:
         """What the MMU does to the leaf entry when a CPU store through it lands: nothing here; x86 sets
         the Dirty bit."""
 
+    def has_transparent_hugepage(self) -> bool:
+        """has_transparent_hugepage(): the generic answer (include/linux/pgtable.h) is whether
+        CONFIG_TRANSPARENT_HUGEPAGE is built in, as in every modelled kernel; arm64 keeps it, x86 asks the CPU."""
+        return True
+
     def kernel_store(self, addr: VirtAddr, probe: bool = False, mapping: str = "direct map") -> WriteOutcome:
         """A supervisor store of one byte at ``addr``, checked against the kernel page table now.
 
@@ -236,6 +241,10 @@ class ArchKernel(Protocol):
 
     def store_landed(self, addr: VirtAddr) -> None:
         """A CPU store through the leaf for ``addr`` landed: what the MMU sets in the entry (x86: Dirty)."""
+        ...
+
+    def has_transparent_hugepage(self) -> bool:
+        """Can this machine map transparent huge pages at all (hugepage_init() gives up without)?"""
         ...
 
     def kernel_store(self, addr: VirtAddr, probe: bool = False, mapping: str = "direct map") -> WriteOutcome:

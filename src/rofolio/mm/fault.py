@@ -61,6 +61,8 @@ def mm_alloc(mm: MMState) -> MmStruct:
 def _thp_allowed(mm: MMState, vma: Vma, haddr: int) -> bool:
     """thp_vma_allowable_order() for anonymous memory: the sysfs mode, and the PMD inside the VMA."""
     mode = mm.config.transparent_hugepage
+    if mm.thp_unsupported:  # hugepage_init() left only TRANSPARENT_HUGEPAGE_UNSUPPORTED in the flags
+        return False
     if mode == "never" or (mode == "madvise" and not vma.hugepage):
         return False
     return vma.start <= haddr and haddr + PMD_SIZE <= vma.end

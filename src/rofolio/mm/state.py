@@ -54,6 +54,7 @@ class MMState:
         self.reserved: list[tuple[int, int, str]] = []
         self.zero_page: Folio | None = None
         self.initcalls_done = False
+        self.thp_unsupported = False  # hugepage_init() found no has_transparent_hugepage()
 
     # ----------------------------------------------------------------- lookups
     def zone_of(self, pfn: int) -> Zone | None:

@@ -195,8 +195,13 @@ def thp_shrinker_init(mm: MMState) -> int:
 
 
 def hugepage_init(mm: MMState) -> int:
-    """hugepage_init() (subsys_initcall): sysfs and khugepaged setup (not modelled), then thp_shrinker_init()."""
+    """hugepage_init() (mm/huge_memory.c, a subsys_initcall): without has_transparent_hugepage() it marks THP
+    unsupported (no THP fault ever maps a huge page) and fails with -EINVAL before anything else, so
+    thp_shrinker_init() never runs; else sysfs and khugepaged setup (not modelled), then thp_shrinker_init()."""
     mm.initcalls_done = True
+    if not mm.kernel.has_transparent_hugepage():
+        mm.thp_unsupported = True  # transparent_hugepage_flags = 1 << TRANSPARENT_HUGEPAGE_UNSUPPORTED
+        return -Errno.EINVAL
     return thp_shrinker_init(mm)
 
 

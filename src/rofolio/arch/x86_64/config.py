@@ -64,6 +64,7 @@ class X86Config:
     nr_cpus: int = 8
     tlb_single_page_flush_ceiling: int = TLB_SINGLE_PAGE_FLUSH_CEILING
     empty_zero_page_in_rodata: bool = False
+    pse: bool = True  # X86_FEATURE_PSE: every x86-64 CPU has it (QEMU's -cpu max too); False only in tests
     layout: AddressLayout = field(init=False)
     ram_trimmed: bool = field(init=False, default=False)  # RAM above MAX_PHYSMEM_BITS was dropped
 

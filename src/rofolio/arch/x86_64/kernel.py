@@ -260,6 +260,10 @@ class X86Kernel(KernelState):
         direct = self.virt_addr_valid(address) and self.pfn_range_is_mapped(pfn, pfn + 1)
         self.log.append(Collapse(address, level, direct, direct and self.running))
 
+    def has_transparent_hugepage(self) -> bool:
+        """has_transparent_hugepage() (arch/x86/include/asm/pgtable.h): boot_cpu_has(X86_FEATURE_PSE)."""
+        return self.config.pse
+
     def store_landed(self, addr: int) -> None:
         """A CPU store through a present, writable leaf sets the entry's Accessed and Dirty bits (the MMU
         does it, no kernel code: Intel SDM vol. 3, "Accessed and Dirty Flags").  Kernel entries are built
