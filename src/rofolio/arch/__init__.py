@@ -54,6 +54,9 @@ class BootRecord:
     initrd: tuple[int, int] | None = None
     bpf_packs: tuple[tuple[int, tuple[tuple[int, int], ...]], ...] = ()
     source: str = ""
+    # where the kernel image's sections are (physical addresses by the architecture's names for them): each
+    # build and version lays them out differently, and the boot-time protections follow the boundaries
+    image: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

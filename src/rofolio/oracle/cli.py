@@ -237,7 +237,7 @@ def render_summary(console: Console, result: session.Session, kver: str) -> None
 
 def render_boot(console: Console, rep: BootReport) -> None:
     title = (f"boot -m {rep.mem} -cpu {rep.cpu}: {'agree' if rep.agree else 'DISAGREE'}   kernel {rep.uname}, "
-             f"GB pages {'on' if rep.gbpages else 'off'}, profile {rep.profile or 'none'} ({rep.wall_s:.1f} s)")
+             f"GB pages {'on' if rep.gbpages else 'off'}, placed {rep.record or 'nothing'} ({rep.wall_s:.1f} s)")
     table = Table(title=escape(title), title_justify="left")
     table.add_column("check")
     table.add_column("kernel", overflow="fold")

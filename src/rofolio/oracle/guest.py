@@ -32,7 +32,8 @@ from rofolio.oracle.errors import OracleError
 from rofolio.oracle.setup import Install
 
 __all__ = [
-    "DIRECT_MAP", "INITRD_SIZE", "MODULES_VADDR", "Boot", "GuestConfig", "GuestLog", "GuestStep", "Run", "Scan",
+    "DIRECT_MAP", "IMAGE_SYMBOLS", "INITRD_SIZE", "MODULES_VADDR", "Boot", "GuestConfig", "GuestLog", "GuestStep",
+    "Run", "Scan",
     "boot", "build_initramfs", "cache_mode", "clip", "coalesce", "counters", "extract_oops", "kernel_version", "kv",
     "parse_log",
     "parse_run", "parse_scans", "run_qemu", "shell_quote_ok",
@@ -42,6 +43,16 @@ INITRD_SIZE = 0x183800  # padded size: QEMU loads it at (end of low RAM - 1 - si
 APPEND = "console=ttyS0 panic=-1 quiet nokaslr"
 DIRECT_MAP = 0xFFFF888000000000  # PAGE_OFFSET with nokaslr and 4-level paging
 MODULES_VADDR = 0xFFFFFFFFC0000000
+
+# The kernel image's section symbols the model's KernelImage holds (arch/x86/kernel/vmlinux.lds.S): kallsyms
+# name -> KernelImage field.  The guest prints them; the model boots with the image where that kernel has it.
+IMAGE_SYMBOLS = {
+    "_text": "text", "_etext": "etext", "__start_rodata": "start_rodata", "__end_rodata": "end_rodata",
+    "__end_rodata_hpage_align": "end_rodata_hpage_align", "_sdata": "sdata", "__init_begin": "init_begin",
+    "__init_end": "init_end", "__smp_locks_end": "smp_locks_end", "__bss_start": "bss_start",
+    "__start_bss_decrypted_unused": "bss_decrypted_unused", "__end_bss_decrypted": "bss_decrypted_end",
+    "__bss_stop": "bss_stop", "_end": "end", "idt_table": "idt_table", "empty_zero_page": "empty_zero_page",
+}
 
 INIT_SH = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -78,6 +89,8 @@ if [ -x /kc ] && ! grep -qw la57 /proc/cpuinfo; then
   PGD=$(ksym init_top_pgt)
   echo "init_top_pgt=$PGD"
   /kc read $(ksym max_pfn_mapped) 8 | sed 's/^/max_pfn_mapped: /'
+  for s in IMAGE_SYMBOLS; do echo "imagesym $s=$(ksym $s)"; done
+  /kc read $(ksym _brk_end) 8 | sed 's/^/brk_end: /'
   echo "=== WALK direct"
   /kc walk $PGD 0xffff888000000000 0xffff890000000000
   echo "=== WALK modules"
@@ -97,7 +110,7 @@ fi
 echo "final: $(dm)"
 echo "=== ORACLE END"
 poweroff -f
-"""
+""".replace("IMAGE_SYMBOLS", " ".join(IMAGE_SYMBOLS))
 
 SAFE_COMMAND = re.compile(r"^[A-Za-z0-9_ x.]+$")
 
@@ -403,6 +416,8 @@ class GuestLog:
     initrd_freed_kb: int | None = None
     boot_counters: dict[str, int] = field(default_factory=dict)
     max_pfn_mapped: int | None = None
+    image_symbols: dict[str, int] = field(default_factory=dict)  # kallsyms name -> address (IMAGE_SYMBOLS)
+    brk_end: int | None = None  # the value of _brk_end (a variable: where the brk area ends)
     walk_direct: list[Run] = field(default_factory=list)
     walk_modules: list[tuple[int, int, int]] = field(default_factory=list)  # (va, pa, bytes) of present pages
     walk_errors: list[str] = field(default_factory=list)
@@ -528,6 +543,13 @@ def parse_log(text: str) -> GuestLog:
         elif line.startswith("max_pfn_mapped: "):
             q = kv(line).get("q")
             log.max_pfn_mapped = int(q, 16) if q else None
+        elif line.startswith("imagesym "):
+            name, _, value = line[len("imagesym "):].partition("=")
+            if value.strip().startswith("0x"):
+                log.image_symbols[name.strip()] = int(value.strip(), 16)
+        elif line.startswith("brk_end: "):
+            q = kv(line).get("q")
+            log.brk_end = int(q, 16) if q else None
         elif line.startswith("insmod_rc="):
             log.insmod_rc = int(line[10:]) if line[10:].strip().lstrip("-").isdigit() else None
         elif line.startswith("i: "):

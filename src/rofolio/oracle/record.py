@@ -12,14 +12,17 @@ the model applies its own rules to them.
 from __future__ import annotations
 
 from rofolio.machine import BootRecord
-from rofolio.oracle.guest import MODULES_VADDR, GuestLog
+from rofolio.oracle.guest import IMAGE_SYMBOLS, MODULES_VADDR, GuestLog
 from rofolio.units import PAGE_SIZE
+
+START_KERNEL_MAP = 0xFFFFFFFF80000000  # __START_KERNEL_map: with nokaslr and phys_base 0, pa = va - this
 
 __all__ = ["record_of"]
 
 
 def record_of(log: GuestLog, source: str = "guest") -> BootRecord:
-    """The boot record of one guest: its initrd and the pages mapped in the module area at boot.
+    """The boot record of one guest: its initrd, the pages mapped in the module area at boot, and where its
+    kernel image's sections are (the section symbols it printed, when it printed them).
 
     Every present page the walk found between MODULES_VADDR and the module area's end before the
     oracle's module was loaded belongs to the boot-time BPF JIT pack; the stretches keep the walk's
@@ -28,4 +31,8 @@ def record_of(log: GuestLog, source: str = "guest") -> BootRecord:
     initrd = None if log.ramdisk is None else (log.ramdisk[0], log.ramdisk[1] - log.ramdisk[0])
     stretches = tuple((pa, size // PAGE_SIZE) for _, pa, size in sorted(log.walk_modules))
     packs = ((MODULES_VADDR, stretches),) if stretches else ()
-    return BootRecord(initrd=initrd, bpf_packs=packs, source=source)
+    image = {IMAGE_SYMBOLS[name]: va - START_KERNEL_MAP for name, va in log.image_symbols.items()
+             if name in IMAGE_SYMBOLS and va >= START_KERNEL_MAP}
+    if image and log.brk_end is not None and log.brk_end >= START_KERNEL_MAP:
+        image["brk_end"] = log.brk_end - START_KERNEL_MAP
+    return BootRecord(initrd=initrd, bpf_packs=packs, source=source, image=tuple(sorted(image.items())))

@@ -458,6 +458,12 @@ def free_init_pages(k: X86Kernel, begin: int, end: int) -> None:
     else:
         k.set_memory_nx(begin, n)
         k.set_memory_rw(begin, n)
+        # free_reserved_area(..., POISON_FREE_INITMEM, what) (mm/page_alloc.c) fills each page with the poison
+        # through its direct-map address: the stores set Dirty again where set_memory_ro() had cleared it
+        for va in range(begin, end, PAGE_SIZE):
+            pfn = k.valid_virt_pfn(va)
+            if pfn is not None:
+                k.store_landed(k.page_address(pfn))
 
 
 def free_kernel_image_pages(k: X86Kernel, begin: int, end: int) -> None:

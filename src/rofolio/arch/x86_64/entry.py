@@ -23,6 +23,27 @@ __all__ = ["ENTRY", "X86_64"]
 _DIRECT_MAP_SIZE = {4: 64 * TiB, 5: 32 << 50}
 
 
+def image_of(record: BootRecord) -> Any:
+    """The KernelImage a record's section addresses describe; sections it lacks keep Debian 6.1's layout,
+    and a layout that does not hold together is refused (ConfigError), never half-used."""
+    from dataclasses import fields, replace
+
+    from rofolio.arch.x86_64.image import KernelImage
+    from rofolio.errors import ConfigError
+
+    given = dict(record.image)
+    if "empty_zero_page" in given:  # one symbol, in .bss or (const, Ard's 2026 series) in .rodata
+        zp = given.pop("empty_zero_page")
+        in_rodata = given.get("start_rodata", 0) <= zp < given.get("end_rodata", 0)
+        given["empty_zero_page_rodata" if in_rodata else "empty_zero_page_bss"] = zp
+    known = {f.name for f in fields(KernelImage)}
+    try:
+        return replace(KernelImage(), **{k: v for k, v in given.items() if k in known})
+    except ValueError as err:
+        raise ConfigError(f"{record.source}: the kernel image layout in the boot record does not hold together "
+                          f"({err})", "check the section symbols the guest printed") from None
+
+
 class X86_64(Arch):
     name = "x86_64"
     summary = "x86-64: change_page_attr() (arch/x86/mm/pat/set_memory.c), DirectMap lines in /proc/meminfo"
@@ -74,6 +95,8 @@ class X86_64(Arch):
                            tlb_single_page_flush_ceiling=int(o["tlb_single_page_flush_ceiling"]),  # type: ignore[arg-type]
                            empty_zero_page_in_rodata=o["zero_page"] == "rodata")
         profile = None  # without a record, the model places no boot-time user: it says so in docs/fidelity.md
+        if record is not None and record.image and image is None:
+            image = image_of(record)
         if record is not None:
             initrd = None if record.initrd is None else (record.initrd[0],
                                                           -(-record.initrd[1] // PAGE_SIZE))  # PAGE_ALIGN
