@@ -206,7 +206,8 @@ def test_model2_keeps_every_invariant() -> None:
 
 
 def test_broken_policy_is_caught_by_the_free_list_invariant() -> None:
-    caught = settings(SETTINGS, max_examples=200, phases=(Phase.generate,))  # finding it is enough; no shrinking
+    # derandomized: the same examples every run, so finding the bug does not depend on luck (it was flaky)
+    caught = settings(SETTINGS, max_examples=200, phases=(Phase.generate,), derandomize=True)
     with pytest.raises(AssertionError, match="but read-only in the direct map"):
         run_state_machine_as_test(BrokenLifetime, settings=caught)
 
