@@ -78,6 +78,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _pairs(value: Any, message: str, second: Any) -> list[tuple[int, int]]:
+    """A TOML list of two-element lists: the first a size or address, the second converted by ``second``."""
+    if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
+        raise ValueError(message)
+    return [(_size(a), second(b)) for a, b in value]
+
+
 def _size(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a size such as 8G or a number of bytes, not true/false")
@@ -127,9 +134,7 @@ class Machine(BaseModel):
     def _map(cls, value: Any) -> Any:
         if value is None:
             return None
-        if not isinstance(value, list) or not all(isinstance(r, list) and len(r) == 2 for r in value):
-            raise ValueError("memory_map is a list of [start, end] pairs, e.g. [[0, \"2G\"], [\"4G\", \"8G\"]]")
-        return [(_size(s), _size(e)) for s, e in value]
+        return _pairs(value, 'memory_map is a list of [start, end] pairs, e.g. [[0, "2G"], ["4G", "8G"]]', _size)
 
     @field_validator("kernel", mode="before")
     @classmethod
@@ -527,9 +532,7 @@ class BpfPackTable(_Strict):
     @field_validator("pages", mode="before")
     @classmethod
     def _pages(cls, value: Any) -> Any:
-        if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
-            raise ValueError('pages is a list of [physical address, count] pairs, e.g. [["0x100300000", 256]]')
-        return [(_size(pa), n) for pa, n in value]
+        return _pairs(value, 'pages is a list of [physical address, count] pairs, e.g. [["0x100300000", 256]]', int)
 
 
 class BootTable(_Strict):
