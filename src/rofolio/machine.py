@@ -227,11 +227,7 @@ class Machine:
 
     def direct_map_coverage(self) -> dict[Level, int]:
         """Bytes of the direct map per leaf level (cpa-test.c print_split() on x86)."""
-        out = {Level.PTE: 0, Level.PMD: 0, Level.PUD: 0}
-        lo, hi = self.direct_map_bounds()
-        for leaf in self.leaves(lo, hi):
-            out[leaf.level] = out.get(leaf.level, 0) + leaf.end - leaf.start
-        return out
+        return self.kernel.direct_map_coverage()  # type: ignore[attr-defined]
 
     @property
     def direct_map_end_pfn(self) -> Pfn:

@@ -111,6 +111,14 @@ class KernelState:
             self._warned_once.add(key)
             self.warn(text)
 
+    def direct_map_coverage(self) -> dict[Level, int]:
+        """Bytes of the direct map per leaf level, as x86's cpa-test.c print_split() walks it."""
+        out = {Level.PTE: 0, Level.PMD: 0, Level.PUD: 0}
+        lo, hi = self.direct_map_bounds()  # type: ignore[attr-defined]
+        for run in self.pt.runs(lo, hi):
+            out[run.level] = out.get(run.level, 0) + min(run.end, hi) - max(run.start, lo)
+        return out
+
     def alloc_pgtable_page(self, level: Level) -> bool:
         """A page-table page for entries of ``level`` (x86: alloc_pages(GFP_KERNEL, 0); arm64:
         pagetable_alloc()); False when the allocation fails."""

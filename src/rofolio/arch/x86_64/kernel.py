@@ -559,14 +559,6 @@ class X86Kernel(KernelState):
             self.memtype.pop(pfn, None)
 
     # --------------------------------------------------------------- checks
-    def direct_map_coverage(self) -> dict[Level, int]:
-        """Bytes of the direct map per leaf level, as cpa-test.c print_split() walks it."""
-        out = {Level.PTE: 0, Level.PMD: 0, Level.PUD: 0}
-        lo = self.layout.page_offset
-        hi = self.direct_map_mapped_end()
-        for run in self.pt.runs(lo, hi):
-            out[run.level] += min(run.end, hi) - max(run.start, lo)
-        return out
 
 
 def _overlaps(r1_start: int, r1_end: int, r2_start: int, r2_end: int) -> bool:
