@@ -217,13 +217,12 @@ def run(source: str, as_json: bool, report: Path | None, on_host: bool, host_fro
 def _rfc_row(result: Any) -> dict[str, Any]:
     """The RFC step (the first) of one machine: did the folio end read-only, and what did it cost."""
     step = result.steps[0]
+    from rofolio.stats import cost_figures
+
     d = step.delta
     return {"machine": result.machine["label"], "ret": step.to_dict()["ret"],
             "readonly": step.leaf_after.endswith("RO"), "leaf_after": step.leaf_after,
-            "splits": d.get("splits_1g", 0) + d.get("splits_2m", 0), "pgtables": d.get("pgtables_allocated", 0),
-            "entries_written": d.get("entries_written", 0),
-            "flushes": d.get("flushes", 0), "global_flushes": d.get("flushes_all", 0), "ipis": d.get("ipis", 0),
-            "DirectMap1G_kB": d.get("DirectMap1G", 0), "DirectMap2M_kB": d.get("DirectMap2M", 0)}
+            **cost_figures(d), "DirectMap1G_kB": d.get("DirectMap1G", 0), "DirectMap2M_kB": d.get("DirectMap2M", 0)}
 
 
 def _print_side_by_side(side: Any) -> None:

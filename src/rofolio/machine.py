@@ -12,7 +12,7 @@ what it changed, derived from the counters the events fold into.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from rofolio.arch import Arch, ArchKernel, BootRecord, WriteOutcome, arch_entry
@@ -50,7 +50,6 @@ __all__ = ["GFP", "BootRecord", "Folio", "Leaf", "MMConfig", "Machine", "Machine
 GFP = {"kernel": GFP_KERNEL, "user": GFP_USER, "highuser_movable": GFP_HIGHUSER_MOVABLE,
        "transhuge": GFP_TRANSHUGE}
 
-_COMMON = ("arch", "mem", "memory_map", "kernel", "cpus", "debug_pagealloc", "kfence", "mm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +111,9 @@ class Leaf:
     flags: int
     present: bool
     writable: bool
+
+
+_COMMON = tuple(f.name for f in fields(MachineSpec) if f.name != "options")  # every machine has these
 
 
 @dataclass

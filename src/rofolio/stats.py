@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # events are folded by their ``kind``, so events can own the 
         Split,
     )
 
-__all__ = ["_EXTRA_COUNTS", "_HANDLERS", "Counters", "counter_names", "is_counter", "register_handler"]
+__all__ = ["_EXTRA_COUNTS", "_HANDLERS", "Counters", "cost_figures", "counter_names", "is_counter", "register_handler"]
 
 
 @dataclass
@@ -265,3 +265,12 @@ _HANDLERS: dict[str, Callable[[Counters, Any], None]] = {
     "large_page_check": _large_page_check,
     "pte_check": _pte_check,
 }
+
+
+def cost_figures(delta: dict[str, int]) -> dict[str, int]:
+    """What a permission change cost, from a counter delta: splits (of both sizes), page-table pages,
+    entries written, flushes (and the global ones among them), IPIs."""
+    return {"splits": delta.get("splits_1g", 0) + delta.get("splits_2m", 0),
+            "pgtables": delta.get("pgtables_allocated", 0), "entries_written": delta.get("entries_written", 0),
+            "flushes": delta.get("flushes", 0), "global_flushes": delta.get("flushes_all", 0),
+            "ipis": delta.get("ipis", 0)}

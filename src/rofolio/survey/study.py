@@ -26,11 +26,12 @@ from typing import Any
 
 from rofolio.arch import rfc_machines
 from rofolio.machine import Machine, MachineSpec, MMConfig
+from rofolio.stats import cost_figures
 from rofolio.survey.catalogue import Candidate, ImageSection, PageAllocator, Slab, Vmalloc, load_catalogue
 
 __all__ = ["Cost", "SurveyResult", "SurveyRow", "candidate_workload", "cost_on", "run_survey", "verdict"]
 
-FIGURES = ("splits", "pgtables", "flushes", "global_flushes", "ipis", "entries_written")
+FIGURES = tuple(cost_figures({}))
 
 
 @dataclass(frozen=True)
@@ -89,13 +90,6 @@ class Cost:
     allocated: int  # folios the machine could allocate
 
 
-def _figures(delta: dict[str, int]) -> dict[str, int]:
-    return {"splits": delta.get("splits_1g", 0) + delta.get("splits_2m", 0),
-            "pgtables": delta.get("pgtables_allocated", 0), "flushes": delta.get("flushes", 0),
-            "global_flushes": delta.get("flushes_all", 0), "ipis": delta.get("ipis", 0),
-            "entries_written": delta.get("entries_written", 0)}
-
-
 def cost_on(spec: MachineSpec, workload: Workload, model: str) -> Cost:
     """Boot ``spec`` under lifetime ``model``, allocate the workload, make it read-only; what it cost."""
     from rofolio.errors import Errno
@@ -114,8 +108,8 @@ def cost_on(spec: MachineSpec, workload: Workload, model: str) -> Cost:
     after = m.counters
     total = {k: after.summary()[k] - before.summary().get(k, 0) for k in after.summary()}
     dm = {k: v for k, v in total.items() if k.startswith("DirectMap")}
-    return Cost(spec.label(), model, Errno.describe(first.ret), folios[0].readonly, _figures(first.delta()),
-                _figures(total), dm, len(folios))
+    return Cost(spec.label(), model, Errno.describe(first.ret), folios[0].readonly, cost_figures(first.delta()),
+                cost_figures(total), dm, len(folios))
 
 
 @dataclass
