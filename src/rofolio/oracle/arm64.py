@@ -32,7 +32,6 @@ named per differing range (docs/fidelity-oracle-arm64.md).
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import re
@@ -51,7 +50,7 @@ import click
 
 from rofolio.errors import RofolioError
 from rofolio.oracle.errors import OracleError
-from rofolio.oracle.guest import Boot, run_qemu
+from rofolio.oracle.guest import Boot, cpio_archive, run_qemu
 from rofolio.oracle.setup import (
     cache_dir,
     fetch_deb_members,
@@ -284,24 +283,11 @@ poweroff -f
 """
 
 
-def _cpio_entry(out: io.BytesIO, ino: int, name: str, mode: int, data: bytes = b"",
-                rdev: tuple[int, int] = (0, 0)) -> None:
-    nameb = name.encode() + b"\0"
-    fields = (ino, mode, 0, 0, 2 if mode & 0o040000 else 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(nameb), 0)
-    out.write(("070701" + "".join(f"{v:08X}" for v in fields)).encode() + nameb)
-    out.write(b"\0" * ((4 - (110 + len(nameb)) % 4) % 4) + data + b"\0" * ((4 - len(data) % 4) % 4))
-
-
 def build_initramfs(busybox: bytes, kc: bytes, init: str = INIT_SH) -> bytes:
     """A gzip'd newc cpio with busybox, /init and /kc; needs no cpio, mknod or root."""
     files = [(".", 0o040755, b""), ("bin", 0o040755, b""), ("dev", 0o040755, b""), ("proc", 0o040755, b""),
              ("bin/busybox", 0o100755, busybox), ("init", 0o100755, init.encode()), ("kc", 0o100755, kc)]
-    buf = io.BytesIO()
-    for ino, (name, mode, data) in enumerate(files, 1):
-        _cpio_entry(buf, ino, name, mode, data)
-    _cpio_entry(buf, len(files) + 1, "dev/console", 0o020600, rdev=(5, 1))
-    _cpio_entry(buf, 0, "TRAILER!!!", 0)
-    return gzip.compress(buf.getvalue(), compresslevel=6, mtime=0)
+    return gzip.compress(cpio_archive(files, devnull=False), compresslevel=6, mtime=0)
 
 
 def qemu_command(install: Arm64Install, initrd: Path, mem: str, rodata: str) -> list[str]:

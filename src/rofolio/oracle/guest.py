@@ -34,7 +34,8 @@ from rofolio.oracle.setup import Install
 __all__ = [
     "DIRECT_MAP", "IMAGE_SYMBOLS", "INITRD_SIZE", "MODULES_VADDR", "Boot", "GuestConfig", "GuestLog", "GuestStep",
     "Run", "Scan",
-    "boot", "build_initramfs", "cache_mode", "clip", "coalesce", "counters", "extract_oops", "kernel_version", "kv",
+    "boot", "build_initramfs", "cache_mode", "clip", "coalesce", "counters", "cpio_archive", "extract_oops",
+    "kernel_version", "kv",
     "parse_log",
     "parse_run", "parse_scans", "run_qemu", "shell_quote_ok",
 ]
@@ -135,6 +136,22 @@ def _cpio_entry(out: io.BytesIO, ino: int, name: str, mode: int, data: bytes = b
     out.write(b"\0" * ((4 - len(data) % 4) % 4))
 
 
+def cpio_archive(files: list[tuple[str, int, bytes]], *, devnull: bool = True) -> bytes:
+    """A newc cpio (what the kernel's initramfs unpacker reads, init/initramfs.c) of ``(name, mode, data)``
+    entries plus /dev/console (and /dev/null), padded to 512 bytes; needs no cpio, mknod or root."""
+    buf = io.BytesIO()
+    ino = 1
+    for name, mode, data in files:
+        _cpio_entry(buf, ino, name, mode, data)
+        ino += 1
+    _cpio_entry(buf, ino, "dev/console", 0o020600, rdev=(5, 1))
+    if devnull:
+        _cpio_entry(buf, ino + 1, "dev/null", 0o020666, rdev=(1, 3))
+    _cpio_entry(buf, 0, "TRAILER!!!", 0)
+    raw = buf.getvalue()
+    return raw + b"\0" * ((512 - len(raw) % 512) % 512)
+
+
 def build_initramfs(install: Install, steps_sh: str | None, *, with_kc: bool = True) -> bytes:
     """A newc cpio, gzip-compressed and zero-padded to INITRD_SIZE; needs no cpio, mknod or root.
 
@@ -151,17 +168,7 @@ def build_initramfs(install: Install, steps_sh: str | None, *, with_kc: bool = T
     if steps_sh is not None:
         files.append(("dmoracle.ko", 0o100644, Path(install.module).read_bytes()))
         files.append(("steps.sh", 0o100644, steps_sh.encode()))
-    buf = io.BytesIO()
-    ino = 1
-    for name, mode, data in files:
-        _cpio_entry(buf, ino, name, mode, data)
-        ino += 1
-    _cpio_entry(buf, ino, "dev/console", 0o020600, rdev=(5, 1))
-    _cpio_entry(buf, ino + 1, "dev/null", 0o020666, rdev=(1, 3))
-    _cpio_entry(buf, 0, "TRAILER!!!", 0)
-    raw = buf.getvalue()
-    raw += b"\0" * ((512 - len(raw) % 512) % 512)
-    packed = gzip.compress(raw, compresslevel=9, mtime=0)
+    packed = gzip.compress(cpio_archive(files), compresslevel=9, mtime=0)
     if len(packed) > INITRD_SIZE:
         raise OracleError(f"the initramfs is {len(packed)} bytes, more than the fixed {INITRD_SIZE}",
                           "fewer or shorter steps; the size is fixed so the initrd lands where the boot "
