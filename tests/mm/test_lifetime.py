@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rofolio.events import Call, Collapse
+from rofolio.events import Call, Collapse, KernelWarning
 from rofolio.lifetime import run_lifetime_workload
 from rofolio.machine import MachineSpec
 from rofolio.mm.compaction import compact_memory
@@ -140,8 +140,8 @@ def test_model2_refuses_and_warns_about_every_lifetime_event_of_a_read_only_foli
     violations = events_of(machine, ContractViolation)
     assert [(v.what, v.pfn) for v in violations] == [("migrate", folio.pfn), ("write", folio.pfn),
                                                      ("free", folio.pfn)]
-    assert violations[0].text.splitlines()[1] == "WARNING: CPU: 0 PID: 1 at mm/migrate.c:migrate_pages"
-    assert f"attempt to free read-only folio pfn:{folio.pfn:#x} order:0" in violations[2].text
+    assert violations[0].text.splitlines()[1] == "WARNING: CPU: 0 PID: 1 at mm/util.c folio_readonly_refused"
+    assert f"refusing to free read-only folio pfn:{folio.pfn:#x} order:0" in violations[2].text
     assert folio.leaked and folio.readonly and mm.page_data[folio.pfn] == 0x42
     assert machine.counters.faults == 0
 
@@ -186,3 +186,15 @@ def test_lifetime_workload_figures_per_model() -> None:
         "broken": [("persistent", 0, 1, 2, 4, 2, -1048576, 2048), ("non-persistent", 0, 0, 1, 3, 1, -1048576, 0)],
         "none": [("persistent", 0, 1, 2, 4, 2, -1048576, 2048), ("non-persistent", 0, 1, 1, 2, 1, -1048576, 0)],
     }
+
+
+def test_model2_warns_once_per_folio_and_operation_but_refuses_every_time() -> None:
+    """RFC v2 patch 5: the xarray's mark per operation limits the WARN, never the refusal."""
+    machine, mm = boot_mm(lifetime="model2", nodes=2)
+    _, folio = _user_folio(mm)
+    arch_make_folio_readonly(mm, folio)
+    assert migrate_to_node(mm, folio, 1) == (-16, None)
+    assert migrate_to_node(mm, folio, 1) == (-16, None)
+    assert [v.what for v in events_of(machine, ContractViolation)] == ["migrate", "migrate"]
+    warned = [w.text for w in events_of(machine, KernelWarning) if "read-only folio" in w.text]
+    assert len(warned) == 1 and "refusing to migrate" in warned[0]

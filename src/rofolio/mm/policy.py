@@ -58,7 +58,10 @@ __all__ = [
     "unregister_lifetime_model"
 ]
 
-_WHERE = {"migrate": "mm/migrate.c:migrate_pages", "free": "mm/page_alloc.c:free_pages_prepare",
+# RFC v2 patch 5 (src/rofolio/kernelbuild/patches/0005-*): __free_pages_prepare() (mm/page_alloc.c) and
+# migrate_folio_unmap() (mm/migrate.c) ask folio_readonly_refused() (mm/util.c), which WARNs once per folio and
+# operation; a write by an MM path is the model's own check (the kernel's read-only entry faults instead)
+_WHERE = {"migrate": "mm/util.c folio_readonly_refused", "free": "mm/util.c folio_readonly_refused",
           "write": "mm/readonly.c:folio_write"}
 
 
@@ -156,15 +159,19 @@ class Model2(LifetimePolicy):
     aliases: ClassVar[tuple[str, ...]] = ("2",)
     summary: ClassVar[str] = "simple lifetime: migrating, freeing or writing a read-only folio is refused"
 
+    def __init__(self) -> None:
+        self._warned: set[tuple[str, int]] = set()  # (operation, pfn): the patch's xarray marks
+
     def _violation(self, mm: MMState, what: str, folio: Folio, path: str) -> bool:
+        """Refuse every time; WARN only the first time for this folio and operation, as patch 5 does."""
         if not folio.readonly:
             return True
-        message = (f"{path}: attempt to {what} read-only folio pfn:{folio.pfn:#x} order:{folio.order}"
-                   f"{f' ({folio.label})' if folio.label else ''}: refused (model 2: a read-only folio is"
-                   " never migrated, freed or written)")
-        text = warning_text(_WHERE[what], message)
+        message = f"refusing to {what} read-only folio pfn:{folio.pfn:#x} order:{folio.order}"
+        text = warning_text(_WHERE[what], message) + f"\ncaller: {path}" + (f" ({folio.label})" if folio.label else "")
         mm.kernel.log.append(ContractViolation(what, folio.pfn, folio.order, path, self.name, text))
-        mm.kernel.log.append(KernelWarning(text))
+        if (what, folio.pfn) not in self._warned:
+            self._warned.add((what, folio.pfn))
+            mm.kernel.log.append(KernelWarning(text))
         return False
 
     def before_migrate(self, mm: MMState, folio: Folio, path: str) -> bool:
