@@ -79,7 +79,15 @@ def _register_arm64() -> None:
     oracle_group.add_command(arm64_boot)
 
 
+def _register_rfc() -> None:
+    """``rofolio oracle rfc``: the RFC v2 series, unpatched and patched kernels beside the model."""
+    from rofolio.oracle.rfc import rfc_command
+
+    oracle_group.add_command(rfc_command)
+
+
 _register_arm64()
+_register_rfc()
 
 
 @oracle_group.command()
