@@ -200,10 +200,11 @@ def linux_cache_dir(series: str) -> Path:
     return base / f"linux-{series}"
 
 
-def toolchain(run: Callable[..., str]) -> tuple[str, str, str]:
-    """(gcc, ld, pahole) versions of the system's toolchain, e.g. ('12.2.0', '2.40', '1.24')."""
-    gcc = run(["gcc", "-dumpfullversion"], "gcc -dumpfullversion").strip().splitlines()[0]
-    ld_line = run(["ld", "--version"], "ld --version").splitlines()[0]
+def toolchain(run: Callable[..., str], prefix: str = "") -> tuple[str, str, str]:
+    """(gcc, ld, pahole) versions of the system's toolchain, e.g. ('12.2.0', '2.40', '1.24'); with a
+    CROSS_COMPILE ``prefix`` (``aarch64-linux-gnu-``) those of the cross gcc and ld (pahole is the host's)."""
+    gcc = run([f"{prefix}gcc", "-dumpfullversion"], f"{prefix}gcc -dumpfullversion").strip().splitlines()[0]
+    ld_line = run([f"{prefix}ld", "--version"], f"{prefix}ld --version").splitlines()[0]
     m = re.search(r"(\d+\.\d+(?:\.\d+)?)\s*$", ld_line)
     pahole = run(["pahole", "--version"], "pahole --version", hint="apt-get install dwarves").strip().lstrip("v")
     return gcc, (m.group(1) if m else ld_line.split()[-1]), pahole
@@ -219,22 +220,30 @@ def make_command(tree: Path, target: str, localversion: str, jobs: int) -> list[
     return ["make", "-C", str(tree), f"-j{jobs}", f"LOCALVERSION={localversion}", target]
 
 
-def run_with_progress(cmd: list[str], what: str, log: Callable[[str], None], every: float = 15.0) -> None:
-    """Run a long make, logging its latest output line every ``every`` seconds; OracleError with the tail on failure."""
+def run_with_progress(cmd: list[str], what: str, log: Callable[[str], None], every: float = 15.0,
+                      transcript: Path | None = None) -> None:
+    """Run a long make, logging its latest output line every ``every`` seconds; OracleError with the tail on failure.
+    ``transcript``: a file that gets the whole output (appended)."""
     t0 = time.monotonic()
     last_report = t0
     tail: list[str] = []
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
+    keep = transcript.open("a") if transcript is not None else None
     for line in proc.stdout:
+        if keep is not None:
+            keep.write(line)
         tail = [*tail, line.rstrip()][-15:]
         now = time.monotonic()
         if now - last_report >= every:
             log(f"  {what}: {now - t0:.0f} s, {line.strip()[:100]}")
             last_report = now
     rc = proc.wait()
+    if keep is not None:
+        keep.close()
     if rc != 0:
-        raise OracleError(f"{what} failed (exit {rc}):\n" + "\n".join(tail), "see the make output")
+        raise OracleError(f"{what} failed (exit {rc}):\n" + "\n".join(tail),
+                          f"see the make output in {transcript}" if transcript else "see the make output")
 
 
 def prepare_tree(tree: Path, source_deb: Path, config: Path, symvers: Path, kver: str, upstream: str,

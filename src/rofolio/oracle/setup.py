@@ -361,15 +361,16 @@ def _deb_file(deb_dir: Path, candidates: list[str]) -> Path | None:
     return None
 
 
-def _ensure_system_packages(wanted: list[str], log: Callable[[str], None]) -> None:
-    """The system's (bookworm's) packages the setup needs; installed as root, else an error naming them."""
+def _ensure_system_packages(wanted: list[str], log: Callable[[str], None],
+                            command: str = "rofolio oracle setup") -> None:
+    """The system's (bookworm's) packages ``command`` needs; installed as root, else an error naming them."""
     missing = [p for p in wanted if not _installed(p)]
     if not missing:
         log("packages: all installed")
         return
     if not _is_root():
         raise OracleError(f"missing packages: {', '.join(missing)}",
-                          f"run `rofolio oracle setup` as root, or: apt-get install {' '.join(missing)}")
+                          f"run `{command}` as root, or: apt-get install {' '.join(missing)}")
     log(f"apt-get update; apt-get install {' '.join(missing)} (the system's own suite)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     run_command(["apt-get", "update", "-q"], "apt-get update", env=env)
