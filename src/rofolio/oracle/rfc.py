@@ -42,7 +42,7 @@ from rofolio.oracle.errors import OracleError
 from rofolio.oracle.guest import cpio_archive, extract_oops, kv, run_qemu
 
 __all__ = [
-    "CONFIGS", "GuestFacts", "RfcConfig", "RfcReport", "Row", "compare_config", "guest_init", "model_facts",
+    "CONFIGS", "GuestFacts", "RfcConfig", "RfcReport", "compare_config", "model_facts",
     "parse_guest", "render",
 ]
 
@@ -226,10 +226,6 @@ def parse_guest(serial: str) -> GuestFacts:
     return g
 
 
-def guest_init() -> str:
-    return INIT_SH
-
-
 def initramfs(busybox: bytes, module: bytes, user: bytes) -> bytes:
     files = [(".", 0o040755, b""), ("bin", 0o040755, b""), ("dev", 0o040755, b""), ("proc", 0o040755, b""),
              ("sys", 0o040755, b""), ("tmp", 0o041777, b""), ("bin/busybox", 0o100755, busybox),
@@ -333,17 +329,6 @@ def model_facts(config: RfcConfig, patched: bool) -> ModelFacts:
 
 
 # ================================================================ the rows
-@dataclass
-class Row:
-    what: str
-    kernel: str
-    model: str
-
-    @property
-    def agree(self) -> bool:
-        return self.kernel == self.model
-
-
 def _boot_delta(base: dict[str, int], rfc: dict[str, int]) -> str:
     keys = sorted(set(base) | set(rfc))
     parts = [f"{k} {rfc.get(k, 0) - base.get(k, 0):+d}" for k in keys if rfc.get(k, 0) != base.get(k, 0)]
@@ -363,6 +348,19 @@ def _oops_key(text: str) -> str:
         if line.startswith("#PF:") or line.startswith("Unable to handle kernel") or "Oops" in line.split(" [#")[0]:
             keep.append(re.sub(r"\s*\[#\d+\].*$", "", re.sub(r"address[: ]+[0-9a-fx]+", "address", line)))
     return " / ".join(keep) or "(no oops)"
+
+
+ROWS = ("huge zero folio: leaf", "user read", "user write", "patch 5: free a read-only folio",
+        "patch 5: migrate a read-only folio", "kernel write to the huge zero folio")
+
+
+def _pairs(boot_change: str, answers: tuple[Callable[[Any], str], ...], base: Any,
+           rfc: Any) -> dict[str, tuple[str, str]]:
+    """Row name -> (unpatched, patched): the boot's change first, then each answer of both kernels."""
+    pairs = {"boot: direct map change": ("(baseline)", boot_change)}
+    for name, answer in zip(ROWS, answers, strict=True):
+        pairs[name] = (answer(base), answer(rfc))
+    return pairs
 
 
 def kernel_rows(config: RfcConfig, base: GuestFacts, rfc: GuestFacts) -> dict[str, tuple[str, str]]:
@@ -417,13 +415,7 @@ def kernel_rows(config: RfcConfig, base: GuestFacts, rfc: GuestFacts) -> dict[st
     def boot(g: GuestFacts) -> dict[str, int]:
         return g.boot if config.arch == "x86_64" else g.linear
 
-    pairs: dict[str, tuple[str, str]] = {}
-    pairs["boot: direct map change"] = ("(baseline)", _boot_delta(boot(base), boot(rfc)))
-    for name, fn in (("huge zero folio: leaf", leaf), ("user read", read), ("user write", cow),
-                     ("patch 5: free a read-only folio", freero), ("patch 5: migrate a read-only folio", migrate),
-                     ("kernel write to the huge zero folio", kwrite)):
-        pairs[name] = (fn(base), fn(rfc))
-    return pairs
+    return _pairs(_boot_delta(boot(base), boot(rfc)), (leaf, read, cow, freero, migrate, kwrite), base, rfc)
 
 
 def model_rows(config: RfcConfig, base: ModelFacts, rfc: ModelFacts) -> dict[str, tuple[str, str]]:
@@ -461,12 +453,7 @@ def model_rows(config: RfcConfig, base: ModelFacts, rfc: ModelFacts) -> dict[str
     def boot(f: ModelFacts) -> dict[str, int]:
         return f.boot if config.arch == "x86_64" else f.linear
 
-    pairs = {"boot: direct map change": ("(baseline)", _boot_delta(boot(base), boot(rfc)))}
-    for name, fn in (("huge zero folio: leaf", leaf), ("user read", read), ("user write", cow),
-                     ("patch 5: free a read-only folio", freero), ("patch 5: migrate a read-only folio", migrate),
-                     ("kernel write to the huge zero folio", kwrite)):
-        pairs[name] = (fn(base), fn(rfc))
-    return pairs
+    return _pairs(_boot_delta(boot(base), boot(rfc)), (leaf, read, cow, freero, migrate, kwrite), base, rfc)
 
 
 @dataclass
