@@ -607,3 +607,40 @@ def _register_oracle() -> None:
 
 
 _register_oracle()
+
+
+def _register_kernel() -> None:
+    """``rofolio kernel build``: Linux 7.2 from linux-source-7.2 for QEMU, with or without the RFC series
+    (rofolio.kernelbuild; docs/kernel-build.md)."""
+    from rofolio.kernelbuild.kbuild import TARGETS
+
+    @main.group(name="kernel", cls=ContractGroup)
+    def kernel_group() -> None:
+        """Linux kernels built from source for the oracle (Debian's linux-source-7.2, tinyconfig + a fragment)."""
+
+    @kernel_group.command(name="build")
+    @click.option("--arch", required=True, type=click.Choice(list(TARGETS)), help="The architecture to build for.")
+    @click.option("--rfc", is_flag=True, help="Apply the RFC v2 series (package data) first.")
+    @click.option("--config", "fragment", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                  metavar="FRAGMENT", help="A Kconfig fragment merged after rofolio's (part of the cache key).")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON (schema rofolio.kernelbuild/1).")
+    @click.option("--force", is_flag=True, help="Build again from an empty output directory.")
+    def kernel_build(arch: str, rfc: bool, fragment: Path | None, as_json: bool, force: bool) -> None:
+        """Build Linux 7.2 (tinyconfig + rofolio's fragment), or find it built; progress on stderr."""
+        from rofolio.kernelbuild import build
+
+        built = build(arch, rfc=rfc, fragment=fragment, force=force,
+                      log=lambda line: click.echo(f"rofolio kernel: {line}", err=True))
+        if as_json:
+            click.echo(json.dumps(built.to_dict(), indent=1))
+            return
+        when = f"{'cached: ' if built.cached else ''}built in {built.build_seconds:.0f} s on {built.built_at}"
+        click.echo(f"Linux {built.release} for {built.arch} ({built.parts['source']}, tinyconfig + fragment"
+                   f"{f', {len(built.patches)} RFC patches' if built.patches else ''})")
+        click.echo(f"  image   {built.image} ({built.image_bytes / 2**20:.1f} MiB)")
+        click.echo(f"  config  {built.config}")
+        click.echo(f"  module  make -C {built.out} {' '.join(built.make_vars)} M=DIR modules")
+        click.echo(f"  {when}")
+
+
+_register_kernel()
