@@ -30,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -176,13 +177,27 @@ def _git_apply(tree: Path, *args: str, what: str, hint: str) -> str:
     return run_command(["git", "apply", *args], what, cwd=tree, env=env, hint=hint)
 
 
+_DIFF_PATH = re.compile(r"^diff --git a/(\S+) b/\S+$", re.MULTILINE)
+
+
 def check_series(base: Source, patches: PatchSeries) -> None:
-    """``git apply --check`` of the whole series against ``base`` (nothing is written)."""
-    _git_apply(base.path, "--check", *map(str, patches.patches),
-               what=f"git apply --check of the RFC series ({len(patches.patches)} patches) against "
-                    f"linux-source-{KERNEL_SERIES} {base.source_version}",
-               hint=f"the series in {patches.folder} must apply to linux-source-{KERNEL_SERIES} "
-                    f"{base.source_version}")
+    """``git apply --check`` of each patch in turn, each on top of the ones before it, against ``base``.
+
+    One ``git apply --check`` of every patch at once would check each against the pristine files, so a patch
+    that touches a file an earlier one changed would fail.  The check runs in a scratch copy of only the files
+    the series touches (nothing in ``base`` is written)."""
+    touched = sorted({m for patch in patches.patches for m in _DIFF_PATH.findall(patch.read_text())})
+    with tempfile.TemporaryDirectory(prefix=".rofolio-check-", dir=base.path.parent) as tmp:
+        scratch = Path(tmp) / "tree"
+        for rel in touched:
+            if (base.path / rel).is_file():
+                (scratch / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(base.path / rel, scratch / rel)
+        for patch in patches.patches:
+            hint = (f"{patch.name} must apply, after the patches before it, to linux-source-{KERNEL_SERIES} "
+                    f"{base.source_version} (the series is in {patches.folder})")
+            _git_apply(scratch, "--check", str(patch), what=f"git apply --check {patch.name}", hint=hint)
+            _git_apply(scratch, str(patch), what=f"git apply {patch.name} (scratch copy)", hint=hint)
 
 
 def apply_series(base: Source, patches: PatchSeries, log: Callable[[str], None]) -> Source:
