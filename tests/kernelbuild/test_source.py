@@ -92,7 +92,7 @@ def test_a_series_that_does_not_apply_names_the_base_and_leaves_no_copy(tmp_path
     with pytest.raises(EnvironmentFailure) as err:
         check_series(base, series)
     assert err.value.exit_status == 4
-    assert "git apply --check of the RFC series (1 patches) against linux-source-7.2 1.0 failed" in err.value.message
+    assert "git apply --check 0001-mm.patch against linux-source-7.2 1.0 failed" in err.value.message
     with pytest.raises(EnvironmentFailure):
         apply_series(base, series, lambda _line: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p", "source-1.0"]
@@ -118,3 +118,15 @@ def test_bad_options_exit_2(args: list[str]) -> None:
     result = CliRunner().invoke(main, ["kernel", "build", *args])
     assert result.exit_code == 2, result.output
     assert "rofolio: error: command line:" in result.output
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_patch_on_top_of_an_earlier_one_in_the_same_file_checks(tmp_path: Path) -> None:
+    """Each patch is checked after the ones before it: the second changes a line the first wrote."""
+    base = _base(tmp_path)
+    second = PATCH.replace("-two\n+TWO", "-TWO\n+2")
+    assert second != PATCH
+    series = rfc_series(_series(tmp_path / "p", {"0001-mm.patch": PATCH, "0002-mm.patch": second}))
+    check_series(base, series)
+    assert (base.path / "mm" / "a.c").read_text() == "one\ntwo\nthree\n"
+    assert (apply_series(base, series, lambda _line: None).path / "mm" / "a.c").read_text() == "one\n2\nthree\n"

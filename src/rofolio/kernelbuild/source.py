@@ -196,7 +196,9 @@ def check_series(base: Source, patches: PatchSeries) -> None:
         for patch in patches.patches:
             hint = (f"{patch.name} must apply, after the patches before it, to linux-source-{KERNEL_SERIES} "
                     f"{base.source_version} (the series is in {patches.folder})")
-            _git_apply(scratch, "--check", str(patch), what=f"git apply --check {patch.name}", hint=hint)
+            _git_apply(scratch, "--check", str(patch), hint=hint,
+                       what=f"git apply --check {patch.name} against linux-source-{KERNEL_SERIES} "
+                            f"{base.source_version}")
             _git_apply(scratch, str(patch), what=f"git apply {patch.name} (scratch copy)", hint=hint)
 
 
