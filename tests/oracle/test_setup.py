@@ -99,3 +99,15 @@ def test_static_elf_detection(tmp_path: Path) -> None:
     assert setup.is_static_elf(static)
     assert not setup.is_static_elf(dynamic)
     assert not setup.is_static_elf(tmp_path / "missing")
+
+
+def test_the_kernels_rofolio_builds_have_their_own_setup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(setup.CACHE_ENV, str(tmp_path))
+    assert setup.check_kernel(" built:7.2+rfc ") == "built:7.2+rfc"
+    assert setup.kernel_root("built:7.2") == tmp_path / "built-7.2"
+    assert setup.kernel_root("built:7.2+rfc") == tmp_path / "built-7.2+rfc"
+    assert setup.kernel_root("debian:7.2") == tmp_path / "debian-7.2"
+    with pytest.raises(OracleError, match="built:7.2, built:7.2\\+rfc"):
+        setup.check_kernel("built:6.1")
+    with pytest.raises(OracleError, match="run `rofolio oracle setup --kernel built:7.2\\+rfc`"):
+        setup.load_install(kernel="built:7.2+rfc")

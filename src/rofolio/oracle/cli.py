@@ -29,19 +29,18 @@ __all__ = [
 ]
 
 DEFAULT_CPU = "max,-la57"
-KERNEL_HELP = ("The guest kernel: debian:6.1 (the system suite's, the default) or debian:MAJOR.MINOR from Debian "
-               "unstable (e.g. debian:7.2; set it up with `rofolio oracle setup --kernel ...`).")
+KERNEL_HELP = ("The guest kernel: debian:6.1 (the system suite's, the default), debian:MAJOR.MINOR from Debian "
+               "unstable (e.g. debian:7.2), or built:7.2 / built:7.2+rfc (`rofolio kernel build`, without and "
+               "with the RFC series); set it up with `rofolio oracle setup --kernel ...`.")
 
 
 def _check_kernel(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    from rofolio.oracle import debian
     from rofolio.oracle.errors import OracleError
 
     try:
-        debian.parse_kernel(value)
+        return oracle_setup.check_kernel(value)
     except OracleError as err:
         raise click.BadParameter(f"{err.message}; {err.hint}") from err
-    return value.strip()
 
 
 def _kernel_option(func):  # type: ignore[no-untyped-def]

@@ -43,11 +43,13 @@ from typing import TypeVar
 from rofolio.oracle.errors import OracleError
 
 __all__ = [
+    "BUILT_KERNELS",
     "CACHE_ENV",
     "DEFAULT_KERNEL",
     "MANIFEST",
     "Install",
     "cache_dir",
+    "check_kernel",
     "fetch_deb_members",
     "is_static_elf",
     "kernel_root",
@@ -105,10 +107,29 @@ class Install:
         return [p for p in (self.vmlinuz, self.module, self.kc, self.busybox, self.qemu) if not Path(p).exists()]
 
 
-def kernel_root(kernel: str = DEFAULT_KERNEL) -> Path:
-    """Where the setup of ``kernel`` lives: the cache itself for debian:6.1, ``<cache>/debian-7.2`` for others."""
+BUILT_KERNELS = ("built:7.2", "built:7.2+rfc")  # rofolio kernel build's 7.2, without and with the RFC series
+
+
+def check_kernel(kernel: str) -> str:
+    """``kernel`` as the oracle takes it (debian:MAJOR.MINOR or built:7.2[+rfc]); OracleError otherwise."""
     from rofolio.oracle import debian
 
+    kernel = kernel.strip()
+    if kernel.startswith("built:"):
+        if kernel not in BUILT_KERNELS:
+            raise OracleError(f"unknown kernel {kernel!r}", f"use one of {', '.join(BUILT_KERNELS)}")
+        return kernel
+    debian.parse_kernel(kernel)
+    return kernel
+
+
+def kernel_root(kernel: str = DEFAULT_KERNEL) -> Path:
+    """Where the setup of ``kernel`` lives: the cache itself for debian:6.1, ``<cache>/debian-7.2`` for other
+    Debian kernels, ``<cache>/built-7.2[+rfc]`` for the kernels rofolio builds."""
+    from rofolio.oracle import debian
+
+    if check_kernel(kernel).startswith("built:"):
+        return cache_dir() / kernel.replace(":", "-")
     major, minor = debian.parse_kernel(kernel)
     return cache_dir() if kernel == DEFAULT_KERNEL else cache_dir() / f"debian-{major}.{minor}"
 
@@ -211,10 +232,9 @@ def previous_manifest(path: Path) -> dict | None:
 # -------------------------------------------------------------------- setup
 def setup(root: Path | None = None, log: Callable[[str], None] = print, kernel: str = DEFAULT_KERNEL) -> Install:
     """Install, download and build what the oracle needs; returns the completed setup."""
+    if check_kernel(kernel).startswith("built:"):
+        return setup_built(root or kernel_root(kernel), log, kernel)
     if kernel != DEFAULT_KERNEL:
-        from rofolio.oracle import debian
-
-        debian.parse_kernel(kernel)
         return setup_unstable(root or kernel_root(kernel), log, kernel)
     t0 = time.monotonic()
     root = (root or cache_dir()).expanduser()
@@ -333,14 +353,14 @@ def _has_user(name: str) -> bool:
     return True
 
 
-def _build(build: Path, headers: Path) -> None:
+def _build(build: Path, headers: Path, make_vars: tuple[str, ...] = ()) -> None:
     if build.exists():
         shutil.rmtree(build)
     build.mkdir(parents=True)
     folder = resources.files("rofolio.oracle") / "kmod"
     for name in KMOD_FILES:
         (build / name).write_bytes((folder / name).read_bytes())
-    out = run_command(["make", f"KDIR={headers}"], "building the module and kc", cwd=build,
+    out = run_command(["make", f"KDIR={headers}", *make_vars], "building the module and kc", cwd=build,
                hint=f"check the compiler and {headers}")
     warnings = [line for line in out.splitlines() if "warning:" in line or "error:" in line]
     if warnings:
@@ -480,6 +500,41 @@ def setup_unstable(root: Path, log: Callable[[str], None], kernel: str) -> Insta
                       busybox=str(BUSYBOX), qemu=qemu, source_hash=digest)
     extra = {"kernel": kernel, "upstream": res.upstream, "series": res.series, "image_package": res.image_package,
              "source_version": source_version, "suite": apt.suite, "tree": str(tree), "note": res.note}
+    (root / MANIFEST).write_text(json.dumps({**asdict(install), **extra,
+                                             "setup_seconds": round(time.monotonic() - t0, 1)}, indent=1) + "\n")
+    log(f"done in {time.monotonic() - t0:.1f} s: {root / MANIFEST}")
+    return install
+
+
+# ------------------------------------------------- a kernel rofolio builds
+def setup_built(root: Path, log: Callable[[str], None], kernel: str) -> Install:
+    """``setup --kernel built:7.2[+rfc]``: ``rofolio kernel build --arch x86_64 [--rfc]`` (from its cache where it
+    is there), the module built against that kernel's O= tree, busybox and QEMU from the system."""
+    from rofolio.kernelbuild import build as kernel_build
+
+    t0 = time.monotonic()
+    root = root.expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    _ensure_system_packages(["qemu-system-x86", "busybox-static", "make", "gcc", "libc6-dev"], log)
+    qemu = shutil.which("qemu-system-x86_64")
+    if not qemu:
+        raise OracleError("qemu-system-x86_64 is missing after the install", "apt-get install qemu-system-x86")
+    if not is_static_elf(BUSYBOX):
+        raise OracleError(f"{BUSYBOX} is missing or not statically linked", "apt-get install busybox-static")
+    built = kernel_build("x86_64", rfc=kernel.endswith("+rfc"), log=lambda line: log(f"kernel build: {line}"))
+    previous = previous_manifest(root / MANIFEST)
+    build = root / "build" / built.key
+    digest = source_hash()
+    module, kc = build / "dmoracle.ko.stripped", build / "kc.stripped"
+    if previous and previous.get("source_hash") == digest and previous.get("key") == built.key \
+            and module.exists() and kc.exists():
+        log(f"module and kc: up to date in {build}")
+    else:
+        log(f"building dmoracle.ko and kc in {build} against {built.out}")
+        _build(build, Path(built.out), built.make_vars)
+    install = Install(root=str(root), kver=built.release, vmlinuz=built.image, module=str(module), kc=str(kc),
+                      busybox=str(BUSYBOX), qemu=qemu, source_hash=digest)
+    extra = {"kernel": kernel, "key": built.key, "config": built.config, "patches": list(built.patches)}
     (root / MANIFEST).write_text(json.dumps({**asdict(install), **extra,
                                              "setup_seconds": round(time.monotonic() - t0, 1)}, indent=1) + "\n")
     log(f"done in {time.monotonic() - t0:.1f} s: {root / MANIFEST}")
