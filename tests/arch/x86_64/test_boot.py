@@ -12,6 +12,7 @@ from rofolio.arch.x86_64.config import X86Config
 from rofolio.arch.x86_64.kernel import X86Kernel
 from rofolio.arch.x86_64.ptdump import meminfo_lines, ptdump_lines
 from rofolio.machine import Machine, MachineSpec
+from rofolio.physmem import MemoryMap
 from rofolio.units import GiB, Level, MiB
 
 
@@ -52,6 +53,15 @@ def test_isa_range_is_mapped_with_4k_pages_including_the_bios_hole() -> None:
         assert k.lookup_address(k.va(pa)).level == Level.PTE
     assert k.pfn_range_is_mapped(0, 0x100)
     assert not k.pfn_range_is_mapped(0xBFFE0, 0xBFFE1)  # SeaBIOS's reserved top of low RAM
+
+
+def test_a_ram_range_from_0_keeps_its_ram_above_the_bios_hole() -> None:
+    # trim_bios_range() reserves [640K, 1M) only: [1M, 2G) stays RAM and is mapped (it was all dropped)
+    k = X86Kernel(X86Config(memory=MemoryMap.from_ram([(0, 2 * GiB), (4 * GiB, 10 * GiB)])))
+    init_mem_mapping(k)
+    assert k.lookup_address(k.va(1 * GiB)).level == Level.PUD
+    assert k.lookup_address(k.va(2 * MiB)).level == Level.PMD
+    assert k.direct_map_coverage()[Level.PUD] == 7 * GiB  # [1G, 2G) and [4G, 10G)
 
 
 def test_split_mem_range_upgrades_a_2m_piece_to_1g_inside_one_memory_region() -> None:

@@ -42,6 +42,7 @@ __all__ = [
 
 ISA_END_ADDRESS = 0x100000
 BIOS_BEGIN = 0xA0000
+BIOS_END = 0x100000  # arch/x86/include/asm/e820/types.h: the legacy BIOS area ends at 1M
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +128,11 @@ def memblock_regions(k: X86Kernel) -> list[tuple[int, int]]:
     for r in k.config.memory.ram:
         start = align_up(max(r.start, PAGE_SIZE), PAGE_SIZE)
         end = align_down(r.end, PAGE_SIZE)
-        if start < BIOS_BEGIN < end:
-            end = BIOS_BEGIN
-        if start < end:
-            out.append((start, end))
+        # e820__range_update(BIOS_BEGIN, BIOS_END - BIOS_BEGIN, ...): the hole becomes reserved, RAM on
+        # either side of it stays (a range [0, 2G) keeps [1M, 2G))
+        for lo, hi in ((start, min(end, BIOS_BEGIN)), (max(start, BIOS_END), end)):
+            if lo < hi:
+                out.append((lo, hi))
     return out
 
 
