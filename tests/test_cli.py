@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,3 +138,89 @@ def test_bugs_explain_prints_the_shape_and_the_trace() -> None:
     assert "taker:" in out.stdout and "writer:" in out.stdout
     assert "through the vmalloc alias 'alias'" in out.stdout
     assert out.stdout.strip().splitlines()[-1].startswith("verdict: silent corruption")
+
+
+# ------------------------------------------------ what a new user hit (issue 16): each pinned here
+def invoke(*args: str) -> Any:
+    from click.testing import CliRunner
+
+    from rofolio.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
+def test_json_with_report_writes_the_report_for_the_default_scenario(tmp_path: Path) -> None:
+    report = tmp_path / "out.html"
+    result = invoke("run", "--json", "--report", str(report))  # wrote nothing and said nothing
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["side_by_side"]
+    assert report.read_text().startswith("<!DOCTYPE html>")
+
+
+@pytest.mark.parametrize("target", ["missing-dir/out.html", "/proc/out.html"])
+def test_a_report_that_cannot_be_created_fails_before_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              target: str) -> None:
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the scenario ran although its report cannot be written")
+
+    monkeypatch.setattr("rofolio.scenario.runner.run_scenario", never)
+    path = target if target.startswith("/") else str(tmp_path / target)
+    result = invoke("run", "x86-split-costs", "--report", path)
+    assert result.exit_code == 4
+    assert result.stderr.splitlines()[0] == f"rofolio: error: {path}: No such file or directory"
+
+
+@pytest.mark.parametrize(("mem", "shown"), [("128M", "128M"), ("512M", "512M"), ("3584M", "3584M"), ("8G", "8G")])
+def test_the_machine_line_gives_small_machines_their_size(mem: str, shown: str) -> None:
+    result = invoke("run", "--mem", mem)  # 128M and 512M printed as "0G"
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1].startswith(f"machine: x86_64 GBPAGES, {shown}, ")
+
+
+def test_a_memory_map_machine_is_described_by_its_ram(tmp_path: Path) -> None:
+    path = tmp_path / "map.toml"
+    path.write_text('name = "m"\n[machine]\nmemory_map = [[0, "2G"], ["4G", "10G"]]\n'
+                    '[[steps]]\nop = "set_memory_ro"\npa = "6G"\npages = 1\n')
+    data = json.loads(invoke("run", str(path), "--json").stdout)
+    assert data["machine"]["mem_bytes"] == 8 << 30  # was 16 GiB, the default mem
+    assert invoke("run", str(path)).stdout.splitlines()[1].startswith("machine: x86_64 GBPAGES, 8G, ")
+
+
+def test_the_directmap_over_count_is_said_in_words_where_the_lines_are_printed() -> None:
+    meminfo = invoke("meminfo", "--mem", "8G").stdout.splitlines()
+    words = meminfo[7]  # after the three DirectMap lines and the four vmstat lines
+    counted = sum(int(line.split()[1]) for line in meminfo[:3])
+    assert words.startswith(f"DirectMap lines count {counted} kB (10.0G); the page tables map ")
+    assert "kB more in all, as boot counts again each leaf init_mem_mapping() revisits" in words
+    data = json.loads(invoke("meminfo", "--mem", "8G", "--json").stdout)
+    assert sum(data["mapped_kB"].values()) < sum(data["meminfo_kb"].values())  # the kernel's own over-count
+    run = invoke("run", "x86-split-costs").stdout.splitlines()
+    after = next(i for i, line in enumerate(run) if line.startswith("after the steps: DirectMap4k"))
+    assert run[after + 1].startswith("DirectMap lines count ")
+    assert invoke("meminfo", "--mem", "8G", "--nogbpages").stdout.splitlines()[-1].endswith(
+        "kB of 4k are splits of the kernel image's high mapping, which the kernel counts as direct-map splits "
+        "(docs/fidelity.md, finding 5)")
+
+
+@pytest.mark.parametrize(("args", "first"), [
+    (["run", "--arch", "arm64", "--nogbpages"], "command line: --nogbpages: gbpages is not an option of arm64"),
+    (["run", "--arch", "arm64", "-o", "gbpages=false"], "command line: -o gbpages: gbpages is not an option of arm64"),
+    (["run", "x86-split-costs", "--arch", "arm64", "--5level"], "command line: --5level: paging is not an option"),
+    (["meminfo", "--arch", "arm64", "--nogbpages"], "command line: --nogbpages: gbpages is not an option of arm64"),
+    (["run", "--mem", "16M"], "command line: --mem: 16M of RAM cannot hold the modelled kernel image (give at "
+                              "least 64M)"),
+])
+def test_a_refused_machine_option_is_named_as_it_was_typed(args: list[str], first: str) -> None:
+    result = invoke(*args)  # said machine.gbpages, a scenario key the user never wrote
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == f"rofolio: error: {first}" or \
+        result.stderr.splitlines()[0].startswith(f"rofolio: error: {first}")
+
+
+@pytest.mark.parametrize("mem", ["1K", "8M", "16M", "40M", "63M"])
+def test_the_least_ram_is_one_figure_whatever_was_given(mem: str) -> None:
+    result = invoke("meminfo", "--mem", mem)  # 16M in one message, 64M in another; 64M itself was refused
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"rofolio: error: {mem} of RAM cannot hold the modelled kernel image",
+                                          "rofolio: hint: give at least 64M"]
+    assert invoke("meminfo", "--mem", "64M").exit_code == 0

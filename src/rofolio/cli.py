@@ -10,7 +10,8 @@ and described in docs/errors.md: commands raise, they do not exit.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +142,10 @@ def _spec(**given: Any) -> MachineSpec:
         return MachineSpec.build(arch=arch, **overrides)
     except ConfigError as err:
         if "not an option" in err.message:
-            raise ConfigError(f"command line: {err.message}", f"add --arch for it, or drop it ({err.hint})") from None
+            typed = next((f"{flag}: " for key, flag in _typed_options(given).items()
+                          if err.message.startswith(f"{key} is not an option")), "")
+            raise ConfigError(f"command line: {typed}{err.message}",
+                              f"add --arch for it, or drop it ({err.hint})") from None
         raise
 
 
@@ -173,45 +177,104 @@ def run(source: str, as_json: bool, report: Path | None, on_host: bool, host_fro
     Machine options given here override the scenario's [machine] table.
     """
     from rofolio.progress import LazyProgress
+    from rofolio.report import html_report
     from rofolio.scenario.loader import load
     from rofolio.scenario.runner import run_scenario
 
     loaded = load(source)
     overrides = _machine_overrides(machine)
     side = None
-    if on_host or host_from is not None:
-        from rofolio.host import read_host, spec_of_host
+    with _report_target(report) as write_report:  # a report that cannot be written fails before the run
+        if on_host or host_from is not None:
+            from rofolio.host import read_host, spec_of_host
 
-        if overrides:
-            raise ConfigError("--host takes the machine from this one", "drop the machine options, or --host")
-        spec, record, _ = spec_of_host(read_host(host_from))
-        with LazyProgress(f"running {loaded.name} on this machine's model") as bar:
-            result = run_scenario(loaded, progress=bar, on=(spec, record))
-        _emit(result, as_json, report)
-        if result.failures:
-            raise expectations_failed(len(result.failures), 1, 1)
-        return
-    with LazyProgress(f"running {loaded.name}") as bar:
-        if overrides:
-            result = run_scenario(loaded.with_machine(**overrides), progress=bar)
-        elif source == DEFAULT_SCENARIO:
-            from rofolio.compare import compare_configs, rfc_machines
-
-            # the first of the RFC machines is the scenario's own: its row is the run itself
-            side = compare_configs(loaded, rfc_machines(), progress=bar)
-            result = side.rows[0].result
+            if overrides:
+                raise ConfigError("--host takes the machine from this one", "drop the machine options, or --host")
+            spec, record, _ = spec_of_host(read_host(host_from))
+            with LazyProgress(f"running {loaded.name} on this machine's model") as bar:
+                result = run_scenario(loaded, progress=bar, on=(spec, record))
         else:
-            result = run_scenario(loaded, progress=bar)
-    if side is not None and as_json:
+            with LazyProgress(f"running {loaded.name}") as bar:
+                if overrides:
+                    result = run_scenario(_with_options(loaded, overrides, machine), progress=bar)
+                elif source == DEFAULT_SCENARIO:
+                    from rofolio.compare import compare_configs, rfc_machines
+
+                    # the first of the RFC machines is the scenario's own: its row is the run itself
+                    side = compare_configs(loaded, rfc_machines(), progress=bar)
+                    result = side.rows[0].result
+                else:
+                    result = run_scenario(loaded, progress=bar)
+        if write_report is not None:
+            write_report(html_report(result))
+    if as_json:
         data = result.to_dict()
-        data["side_by_side"] = [_rfc_row(row.result) for row in side.rows]
+        if side is not None:
+            data["side_by_side"] = [_rfc_row(row.result) for row in side.rows]
         click.echo(json.dumps(data, indent=2))
     else:
-        _emit(result, as_json, report)
+        from rofolio.report import print_result
+
+        print_result(result, Console(soft_wrap=True))
         if side is not None:
             _print_side_by_side(side)
+        if report is not None:
+            click.echo(f"report written to {report}")
     if result.failures:
         raise expectations_failed(len(result.failures), 1, 1)
+
+
+@contextmanager
+def _report_target(path: Path | None) -> Iterator[Callable[[str], None] | None]:
+    """--report FILE: opened before the work starts, so a path that cannot be written fails at once (an
+    OSError naming FILE: exit 4), not after the run; a file it created is removed if the command fails."""
+    if path is None:
+        yield None
+        return
+    existed = path.exists()
+    with path.open("a"):  # creates it, or checks that it can be written
+        pass
+    done = False
+
+    def write(text: str) -> None:
+        nonlocal done
+        path.write_text(text)
+        done = True
+
+    try:
+        yield write
+    finally:
+        if not done and not existed:
+            path.unlink(missing_ok=True)
+
+
+def _with_options(loaded: Any, overrides: dict[str, Any], given: dict[str, Any]) -> Any:
+    """The scenario on the machine the command line describes; a refused option is named as it was typed
+    (``--nogbpages``, ``-o gbpages``), not as the [machine] key it sets."""
+    from rofolio.errors import ScenarioError, ScenarioErrors
+
+    try:
+        return loaded.with_machine(**overrides)
+    except ScenarioErrors as err:
+        typed = _typed_options(given)
+        raise ScenarioErrors([ScenarioError(e.message, e.hint, file="command line",
+                                            key=typed.get(e.key.removeprefix("machine."), e.key))
+                              for e in err.errors]) from None
+
+
+def _typed_options(given: dict[str, Any]) -> dict[str, str]:
+    """[machine] key -> the option that set it on this command line."""
+    out = {k: f"--{k.replace('_', '-')}" for k in _COMMON_OPTIONS if given.get(k) is not None}
+    for name, value in given.items():
+        if name.startswith("opt__") and value is not None:
+            key = name.split("__")[1]
+            out[key] = f"--{key.replace('_', '-')}"
+        elif name.startswith("flag__") and value:
+            out[name.split("__")[1]] = "--" + name.split("__", 2)[2]
+    for pair in given.get("opt_pairs") or ():
+        key = pair.partition("=")[0].strip().replace("-", "_")
+        out[key] = f"-o {key}"
+    return out
 
 
 def _rfc_row(result: Any) -> dict[str, Any]:
@@ -240,19 +303,6 @@ def _print_side_by_side(side: Any) -> None:
                       f"{r['DirectMap1G_kB']:+d}" if r["DirectMap1G_kB"] else "")
     console = Console()
     (console if console.is_terminal else Console(width=200)).print(table)
-
-
-def _emit(result: Any, as_json: bool, report: Path | None) -> None:
-    from rofolio.report import html_report, print_result
-
-    if report is not None:
-        report.write_text(html_report(result))
-    if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
-    else:
-        print_result(result, Console(soft_wrap=True))
-        if report is not None:
-            click.echo(f"report written to {report}")
 
 
 @main.command(name="compare")
@@ -431,9 +481,17 @@ def ptdump(as_json: bool, all_sections: bool, after_boot: bool, **machine: Any) 
         m.finish_boot()
     lines = m.ptdump_lines(() if all_sections else None)
     if as_json:
-        click.echo(json.dumps({"schema": "rofolio.ptdump/1", "machine": m.spec.describe(), "ptdump": lines}, indent=2))
+        click.echo(json.dumps({"schema": "rofolio.ptdump/1", "machine": m.spec.describe(), "ptdump": lines,
+                               "warnings": m.kernel_warnings()}, indent=2))
     else:
         click.echo("\n".join(lines))
+        _echo_warnings(m.kernel_warnings())
+
+
+def _echo_warnings(warnings: list[str]) -> None:
+    """What the kernel warned while booting the machine (RAM it cannot use, ...), after the output."""
+    for warning in warnings:
+        click.echo(f"kernel warning: {warning.splitlines()[0]}")
 
 
 @main.command()
@@ -452,15 +510,21 @@ def meminfo(as_json: bool, after_boot: bool, **machine: Any) -> None:
                                # arch_report_meminfo() and the direct_map vmstat lines are x86's: null elsewhere
                                "meminfo_kb": c.meminfo_kb() if m.meminfo_lines() else None,
                                "meminfo_lines": m.meminfo_lines(), "vmstat": c.vmstat() if m.meminfo_lines() else None,
-                               "pgtables": c.pgtables}, indent=2))
+                               "mapped_kB": m.direct_map_mapped_kb(), "pgtables": c.pgtables,
+                               "warnings": m.kernel_warnings()}, indent=2))
         return
     lines = m.meminfo_lines()
     if not lines:
         click.echo(m.spec.entry.meminfo_absent())
+        _echo_warnings(m.kernel_warnings())
         return
+    from rofolio.report import directmap_overcount
+
     click.echo("\n".join(lines))
     for key, value in c.vmstat().items():
         click.echo(f"{key} {value}")
+    click.echo(directmap_overcount(c.meminfo_kb(), m.direct_map_mapped_kb()))
+    _echo_warnings(m.kernel_warnings())
 
 
 @main.command()
@@ -564,7 +628,7 @@ def host(from_dir: Path | None, save_dir: Path | None, as_json: bool) -> None:
     snapshot = read_host(from_dir)
     if save_dir is not None:
         save_host(snapshot, save_dir)
-    report, _ = host_report(snapshot)
+    report, model = host_report(snapshot)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -581,6 +645,10 @@ def host(from_dir: Path | None, save_dir: Path | None, as_json: bool) -> None:
             table.add_row(key, str(report.live.get(key, 0)), str(report.at_boot[key]), str(report.model[key]),
                           f"{report.residual[key]:+d}")
         console.print(table)
+        from rofolio.report import directmap_overcount
+
+        console.print(f"the model at boot: {directmap_overcount(report.model, model.direct_map_mapped_kb())}",
+                      highlight=False)
         console.print("vmstat since SYSTEM_RUNNING: " + ", ".join(f"{k} {v}" for k, v in report.vmstat.items()),
                       highlight=False)
         if not report.causes:

@@ -17,7 +17,7 @@ from typing import Any
 
 from rofolio.arch import Arch, ArchKernel, BootRecord, WriteOutcome, arch_entry
 from rofolio.errors import ConfigError, Errno
-from rofolio.events import Event, EventLog, Phase
+from rofolio.events import Event, EventLog, KernelWarning, Phase
 from rofolio.mm import (
     compaction,
     direct_access,
@@ -40,7 +40,7 @@ from rofolio.mm.mm_init import mm_core_init  # mm_core_init lives above MMState 
 from rofolio.mm.process import HugePmd, MmStruct
 from rofolio.mm.state import MMState
 from rofolio.pagetable import walk_entries
-from rofolio.physmem import MemoryMap
+from rofolio.physmem import MemoryMap, check_ram
 from rofolio.stats import Counters
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, Level, Pfn, PhysAddr, VirtAddr, parse_size
 
@@ -75,6 +75,7 @@ class MachineSpec:
         object.__setattr__(self, "options", self.entry.check_options(dict(self.options)))
         if self.memory_map:  # the machine has the RAM of its map, whatever mem said
             object.__setattr__(self, "mem", sum(end - start for start, end in self.memory_map))
+        check_ram(self.mem)  # one minimum, on the RAM as given (a default map may keep some back)
 
     @property
     def entry(self) -> Arch:
@@ -231,6 +232,19 @@ class Machine:
         """Bytes of the direct map per leaf level (cpa-test.c print_split() on x86)."""
         return self.kernel.direct_map_coverage()  # type: ignore[attr-defined]
 
+    def direct_map_mapped_kb(self) -> dict[str, int]:
+        """What the page tables map in the direct map, in kB per leaf size, keyed like the DirectMap lines.
+
+        The DirectMap lines are the kernel's count, which is not this (docs/fidelity.md, finding 5).
+        """
+        coverage = self.direct_map_coverage()
+        return {"DirectMap4k": coverage.get(Level.PTE, 0) >> 10, "DirectMap2M": coverage.get(Level.PMD, 0) >> 10,
+                "DirectMap1G": coverage.get(Level.PUD, 0) >> 10}
+
+    def kernel_warnings(self) -> list[str]:
+        """Every warning the kernel printed so far (WARN, pr_warn, bad page reports), in order."""
+        return [e.text for e in self.log.events if isinstance(e, KernelWarning)]
+
     @property
     def direct_map_end_pfn(self) -> Pfn:
         """The first pfn above what the direct map maps (x86: max_pfn_mapped)."""
@@ -285,6 +299,13 @@ class Machine:
     def alive(self, process: MmStruct) -> bool:
         """Has the process not exited yet?"""
         return process.id in self.mm.processes
+
+    def folio_freed(self, folio: Folio) -> bool:
+        """Has the folio's last reference been put and its pages gone back to the allocator?
+
+        A folio an oops or a refused free left behind (leaked) is not free; a reserved page never is.
+        """
+        return folio.refcount <= 0 and not folio.leaked and not folio.reserved
 
     def maps(self, process: MmStruct, pfn: Pfn) -> bool:
         """Does the process map ``pfn`` (its PMD and PTE entries)?"""
@@ -434,7 +455,7 @@ class Machine:
         return process.mmap_anon(length, write=write, hugepage=hugepage)
 
     def user_write(self, process: MmStruct, addr: int, value: int) -> int:
-        """A user store: a write fault if needed, then the store."""
+        """A user store: a write fault if needed, then the store; the pfn written."""
         return fault.user_write(self.mm, process, addr, value)
 
     def user_read(self, process: MmStruct, addr: int) -> int:
@@ -446,7 +467,9 @@ class Machine:
         return fault.folio_at(self.mm, process, addr)
 
     def exit(self, process: MmStruct) -> None:
-        """exit_mmap(): the process's mappings go away."""
+        """exit_mmap(): the process's mappings go away (a process exits once: a second exit is refused)."""
+        if not self.alive(process):
+            raise ConfigError(f"process {process.id} has exited already", "a process exits once")
         fault.exit_mmap(self.mm, process)
 
     def gup(self, process: MmStruct, addr: int, flags: frozenset[str], rules: str = "current",

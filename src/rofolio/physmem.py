@@ -15,8 +15,12 @@ from dataclasses import dataclass
 from rofolio.errors import ConfigError
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, GiB, KiB, MiB, format_size
 
-__all__ = ["SECTION_SIZE", "MemRange", "MemoryMap", "memmap_pages", "sections_spanned"]
+__all__ = ["MIN_RAM", "SECTION_SIZE", "MemRange", "MemoryMap", "check_ram", "memmap_pages", "sections_spanned"]
 
+# The least RAM a modelled machine may have, one figure for every architecture and every way of giving it
+# (--mem, mem =, the ranges of memory_map): the modelled kernel image ends near 68M on x86-64, and boot needs
+# memory for page tables and the allocator around it.
+MIN_RAM = 64 * MiB
 SECTION_SIZE = 128 * MiB  # SECTION_SIZE_BITS = 27 on x86-64 and arm64 (4K pages): sparsemem sections
 STRUCT_PAGE_SIZE = 64  # sizeof(struct page)
 
@@ -39,6 +43,13 @@ def sections_spanned(ranges: list[tuple[int, int]], section: int) -> int:
 def memmap_pages(node_ram_sections: int) -> int:
     """Pages of struct page for ``node_ram_sections`` sections (vmemmap: 2 MiB per 128 MiB section)."""
     return node_ram_sections * ((SECTION_SIZE >> PAGE_SHIFT) * STRUCT_PAGE_SIZE >> PAGE_SHIFT)
+
+def check_ram(total: int) -> None:
+    """Refuse a machine with less RAM than MIN_RAM (ConfigError naming the figure)."""
+    if total < MIN_RAM:
+        raise ConfigError(f"{format_size(total)} of RAM cannot hold the modelled kernel image",
+                          f"give at least {format_size(MIN_RAM)}")
+
 
 @dataclass(frozen=True, slots=True)
 class MemRange:
@@ -107,11 +118,7 @@ class MemoryMap:
     @classmethod
     def qemu_x86(cls, mem: int) -> MemoryMap:
         """The e820 map a QEMU ``pc`` guest with ``-m mem`` sees (SeaBIOS, QEMU 7.2)."""
-        if mem < 16 * MiB:
-            raise ConfigError(
-                f"{format_size(mem)} of RAM is too small to boot the modelled kernel",
-                "give at least 16M; the kernel image alone needs several MiB",
-            )
+        check_ram(mem)
         if mem % PAGE_SIZE:
             raise ConfigError(f"memory size {mem} is not a whole number of 4K pages", "round it to 4K")
         # hw/i386/pc_piix.c: with gigabyte_align, low RAM stops at 3 GiB once RAM >= 3.5 GiB.

@@ -18,7 +18,7 @@ from rofolio.errors import ConfigError
 
 __all__ = [
     "PAGE_SHIFT", "PAGE_SIZE", "PMD_SIZE", "PTRS_PER_TABLE", "GiB", "KiB", "Level", "MiB", "TiB", "align_down",
-    "align_up", "format_size", "parse_size",
+    "align_up", "approx_size", "format_size", "parse_size",
 ]
 
 PAGE_SHIFT = 12
@@ -119,3 +119,14 @@ def format_size(nbytes: int) -> str:
         nbytes //= 1024
         unit += 1
     return f"{nbytes}{units[unit]}"
+
+
+def approx_size(nbytes: int) -> str:
+    """Bytes in the unit their magnitude calls for: format_size() when that is short ('8G', '15871K'),
+    else one decimal of the largest unit below them ('9.3E', '1.5G')."""
+    exact = format_size(nbytes)
+    if len(exact) <= 6:
+        return exact
+    units = "BKMGTPE"
+    unit = max(i for i in range(len(units)) if i == 0 or abs(nbytes) >= 1 << (10 * i))
+    return f"{nbytes / (1 << (10 * unit)):.1f}{units[unit]}"

@@ -395,10 +395,6 @@ class Arch:
         """The RAM layout of this architecture's default machine with ``mem`` bytes: one bank at ram_base."""
         return MemoryMap.flat(mem, base=self.ram_base)
 
-    def ram_limit(self, options: dict[str, OptionValue]) -> tuple[int, str] | None:
-        """How much RAM the direct map of such a machine can reach, and what to change to give more."""
-        return None
-
     def label(self, spec: MachineSpec) -> str:
         """A short name for tables, e.g. 'x86_64 GBPAGES'."""
         return self.name

@@ -18,13 +18,14 @@ from rofolio.tables import num_text as _num
 from rofolio.tables import ret_text as _ret
 from rofolio.tables import table_html as _table_html
 from rofolio.tables import used_columns as _used_columns
+from rofolio.units import approx_size
 
 if TYPE_CHECKING:
     from rofolio.compare import CompareResult
     from rofolio.scenario.runner import ScenarioResult
     from rofolio.survey.study import SurveyResult
 
-__all__ = ["html_report", "html_tables", "print_compare", "print_result", "step_summary"]
+__all__ = ["directmap_overcount", "html_report", "html_tables", "print_compare", "print_result", "step_summary"]
 
 
 def step_summary(delta: dict[str, int]) -> str:
@@ -57,12 +58,44 @@ def step_summary(delta: dict[str, int]) -> str:
     return " · ".join(parts) if parts else "no change"
 
 
+_LEAVES = (("DirectMap4k", "4k"), ("DirectMap2M", "2M"), ("DirectMap1G", "1G"))
+
+
+def directmap_overcount(counted_kb: dict[str, int], mapped_kb: dict[str, int]) -> str:
+    """In words: what the DirectMap lines count against what the page tables map (both in kB).
+
+    The lines are the kernel's running count (direct_pages_count[]), not a measure of the page tables: boot
+    counts again every leaf init_mem_mapping() revisits, and splits of the kernel image's high mapping are
+    counted as direct-map splits (docs/fidelity.md, finding 5).  Wherever the lines are printed, this says so.
+    """
+    counted, mapped = sum(counted_kb.values()), sum(mapped_kb.values())
+    levels = ", ".join(f"{short} {counted_kb.get(key, 0)}/{mapped_kb.get(key, 0)}" for key, short in _LEAVES)
+    head = (f"DirectMap lines count {counted} kB ({approx_size(counted << 10)}); the page tables map {mapped} kB "
+            f"({approx_size(mapped << 10)}) (counted/mapped: {levels} kB)")
+    if counted_kb == mapped_kb:
+        return head + ": the count is what is mapped"
+    why = []
+    if counted > mapped:
+        why.append(f"{counted - mapped} kB more in all, as boot counts again each leaf init_mem_mapping() revisits")
+    elif counted < mapped:
+        why.append(f"{mapped - counted} kB less in all")
+    high = counted_kb.get("DirectMap4k", 0) - mapped_kb.get("DirectMap4k", 0)
+    if high > 0:
+        why.append(f"{high} kB of 4k are splits of the kernel image's high mapping, which the kernel counts as "
+                   "direct-map splits")
+    return f"{head}: {'; '.join(why) or 'the same total, split differently'} (docs/fidelity.md, finding 5)"
+
+
+def _meminfo_kb(counters: dict[str, int]) -> dict[str, int]:
+    return {key: counters.get(key, 0) for key, _ in _LEAVES}
+
+
 def print_result(result: ScenarioResult, console: Console | None = None) -> None:
     console = console or Console(soft_wrap=True)
     out = console.print
     out(f"[bold]{escape(result.name)}[/bold]: {escape(result.description)}".rstrip(": "), highlight=False)
     m = result.machine
-    out(f"machine: {m['label']}, {m['mem_bytes'] >> 30}G, kernel {m['kernel']}, {m['cpus']} CPUs"
+    out(f"machine: {m['label']}, {approx_size(m['mem_bytes'])}, kernel {m['kernel']}, {m['cpus']} CPUs"
         f"{', DEBUG_PAGEALLOC' if m.get('debug_pagealloc') else ''}; steps start at {result.start}",
         highlight=False)
     for s in result.steps:
@@ -76,16 +109,20 @@ def print_result(result: ScenarioResult, console: Console | None = None) -> None
             out(f"    {escape(s.note)}", highlight=False)
         if s.oops:
             out(f"    [red]{escape(s.oops.splitlines()[0])}[/red]", highlight=False)
+        for warning in s.warnings:
+            out(f"    [yellow]kernel warning: {escape(warning.splitlines()[0])}[/yellow]", highlight=False)
         for failure in s.failures:
             out(f"    [red]{escape(failure)}[/red]", highlight=False)
     if result.meminfo:
         out("\n[bold]after the steps[/bold]: " + "; ".join(" ".join(line.split()) for line in result.meminfo),
             highlight=False)
+        out(directmap_overcount(_meminfo_kb(result.final), result.mapped_kb), highlight=False)
     else:
         out(f"\n[bold]after the steps[/bold]: {m['arch']} prints no DirectMap lines in /proc/meminfo", highlight=False)
     out("[bold]all steps together[/bold]: " + step_summary(result.totals()), highlight=False)
     if result.warnings:
-        out(f"kernel warnings: {len(result.warnings)}, first: {escape(result.warnings[0])}", highlight=False)
+        out(f"kernel warnings: {len(result.warnings)}, first: {escape(result.warnings[0].splitlines()[0])}",
+            highlight=False)
 
 
 def print_compare(result: CompareResult, console: Console | None = None) -> None:

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ValidationError
 from rofolio.errors import RofolioError, ScenarioError, ScenarioErrors
 from rofolio.scenario import schema
 
-__all__ = ["MAX_SCENARIO_BYTES", "LoadedScenario", "builtin_names", "builtin_text", "load", "parse", "validate"]
+__all__ = ["MAX_NESTING", "MAX_SCENARIO_BYTES", "LoadedScenario", "builtin_names", "builtin_text", "load", "parse",
+           "validate"]
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.]+)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\"-]+)\s*=")
@@ -130,7 +131,37 @@ def parse(text: str, filename: str = "<scenario>") -> schema.Scenario:
         line = _toml_line(str(err))
         raise ScenarioErrors([ScenarioError(f"not valid TOML: {_strip_position(str(err))}",
                                             "fix the syntax at that line", file=filename, line=line)]) from err
+    except RecursionError:  # tomllib descends once per nested array or inline table
+        line = _too_deep_line(text)
+        key = _KEY.match(text.splitlines()[line - 1]) if line else None
+        raise ScenarioErrors([ScenarioError(
+            f"arrays or inline tables nested more than {MAX_NESTING} deep", "a scenario needs two or three levels",
+            file=filename, line=line, key=key.group(1).strip('"') if key else "")]) from None
     return validate(data, filename, text)
+
+
+MAX_NESTING = 100  # far below what exhausts Python's stack in tomllib, far above what a scenario uses
+
+
+def _too_deep_line(text: str) -> int | None:
+    """The line where brackets and braces (outside strings and comments) first nest deeper than MAX_NESTING."""
+    depth = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        quote = ""
+        for char in line:
+            if quote:
+                quote = "" if char == quote else quote
+            elif char in "\"'":
+                quote = char
+            elif char == "#":
+                break
+            elif char in "[{":
+                depth += 1
+                if depth > MAX_NESTING:
+                    return number
+            elif char in "]}":
+                depth -= 1
+    return None
 
 
 def validate(data: dict[str, Any], filename: str, text: str = "") -> schema.Scenario:
@@ -252,17 +283,32 @@ def _explain(error: dict[str, Any], locator: _Locator, filename: str, data: dict
         return ScenarioError("step has no op", 'add op = "set_memory_ro" (or another operation)',
                              file=filename, line=line, key=key)
     if kind == "literal_error":
-        return ScenarioError(f"{error['msg'].lower()} (got {error.get('input')!r})", "use one of the listed values",
+        return ScenarioError(f"{error['msg'].lower()} (got {_toml_text(error.get('input'))})",
+                             "use one of the listed values",
                              file=filename, line=line, key=key)
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
+    if kind.endswith("_type") and "input" in error and not isinstance(error["input"], dict | list):
+        message += f" (got {_toml_text(error['input'])})"  # strict: say what was written instead
+        if kind == "int_type" and isinstance(error["input"], str) and error["input"].strip().isdigit():
+            return ScenarioError(message, f"write it without quotes: {loc[-1]} = {error['input'].strip()}",
+                                 file=filename, line=line, key=key)
     hint = {"int_type": "write a whole number", "int_parsing": "write a whole number",
             "bool_type": "write true or false", "string_type": 'write a quoted string, e.g. "x"',
             "greater_than_equal": "use a larger value", "less_than_equal": "use a smaller value",
             "too_short": "add at least one entry", "list_type": "write a list [ ... ]",
             "model_type": "write a table"}.get(kind, "")
     return ScenarioError(message, hint, file=filename, line=line, key=key)
+
+
+def _toml_text(value: Any) -> str:
+    """A value as it reads in TOML: true, "512", 6.1."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
 
 
 def _foreign_option(key: str, data: dict[str, Any], filename: str, line: int | None, where: str) -> ScenarioError:

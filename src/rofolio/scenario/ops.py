@@ -31,7 +31,8 @@ class Context:
     regions: dict[str, tuple[MmStruct, int]] = field(default_factory=dict)
     note: str = ""  # what the last step found out (the page GUP returned, the value a read saw)
 
-    def folio(self, name: str) -> Folio:
+    def folio(self, name: str, freed_ok: bool = False) -> Folio:
+        """The folio a step names; a freed one only where the kernel lets it through (``freed_ok``: a put)."""
         if name == "huge_zero_folio":
             folio = self.machine.huge_zero_folio
         elif name == "zero_page":
@@ -41,8 +42,29 @@ class Context:
         if folio is None:
             raise ScenarioError(f"folio {name!r} does not exist at this step",
                                 "the huge zero folio exists after hugepage_init (or a read fault); "
-                                "an alloc step may have failed")
+                                "an alloc step may have failed", key="folio")
+        if not freed_ok and self.machine.folio_freed(folio):
+            raise ScenarioError(f"folio {name!r} has been freed: an earlier step put its last reference "
+                                "(a free, an exit, a migration)", "use a folio that is still allocated; "
+                                "a use after free is not something the model can run", key="folio")
         return folio
+
+    def process(self, name: str) -> MmStruct:
+        """The process a step names; one that has exited cannot be used again."""
+        mms = self.processes[name]
+        if not self.machine.alive(mms):
+            raise ScenarioError(f"process {name!r} has exited: an earlier exit step ended it",
+                                "start another with a process step", key="process")
+        return mms
+
+    def region(self, name: str) -> tuple[MmStruct, int]:
+        """The mapping a step names, in a process that is still alive."""
+        mms, start = self.regions[name]
+        if not self.machine.alive(mms):
+            owner = next((n for n, p in self.processes.items() if p is mms), "?")
+            raise ScenarioError(f"region {name!r} belongs to process {owner!r}, which has exited",
+                                "its mappings went away with exit_mmap()", key="region")
+        return mms, start
 
     def target_va(self, step: Any) -> int:
         m = self.machine
@@ -138,7 +160,7 @@ def restore_writable(ctx: Context, step: schema.RestoreWritable) -> Result:
 
 
 def free(ctx: Context, step: schema.Free) -> Result:
-    folio = ctx.folio(step.folio)
+    folio = ctx.folio(step.folio, freed_ok=True)  # a double free: the kernel reports a bad page and carries on
     return ctx.machine.folio_put(folio, "folio_put"), ctx.machine.page_address(folio.pfn)
 
 
@@ -186,7 +208,7 @@ def process(ctx: Context, step: schema.Process) -> Result:
 
 
 def mmap(ctx: Context, step: schema.Mmap) -> Result:
-    mms = ctx.processes[step.process]
+    mms = ctx.process(step.process)
     file = ctx.folio(step.file) if step.file is not None else None  # MAP_PRIVATE of one page-cache page
     start = ctx.machine.mmap(mms, step.length, write=step.prot_write, hugepage=step.hugepage, file=file)
     ctx.regions[step.as_] = (mms, start)
@@ -195,10 +217,11 @@ def mmap(ctx: Context, step: schema.Mmap) -> Result:
 
 def touch(ctx: Context, step: schema.Touch) -> Result:
     m = ctx.machine
-    mms, start = ctx.regions[step.region]
+    mms, start = ctx.region(step.region)
     addr = start + step.offset
     if step.write:
-        ret = m.user_write(mms, addr, step.value)
+        m.user_write(mms, addr, step.value)  # returns the pfn written, not a status: the store itself succeeds
+        ret = 0
     else:
         value = m.user_read(mms, addr)
         ret = 0 if value >= 0 else value
@@ -209,7 +232,7 @@ def touch(ctx: Context, step: schema.Touch) -> Result:
 
 
 def exit_process(ctx: Context, step: schema.Exit) -> Result:
-    ctx.machine.exit(ctx.processes[step.process])
+    ctx.machine.exit(ctx.process(step.process))
     return 0, None
 
 
@@ -230,7 +253,7 @@ def secretmem(ctx: Context, step: schema.Secretmem) -> Result:
 
 
 def gup_step(ctx: Context, step: schema.Gup) -> Result:
-    mms, start = ctx.regions[step.region]
+    mms, start = ctx.region(step.region)
     result = ctx.machine.gup(mms, start + step.offset, frozenset(step.flags), step.rules, step.race)
     if result.folio is None:
         ctx.note = result.how
@@ -257,7 +280,7 @@ def pin_many(ctx: Context, step: schema.PinMany) -> Result:
 
 
 def read(ctx: Context, step: schema.Read) -> Result:
-    mms, start = ctx.regions[step.region]
+    mms, start = ctx.region(step.region)
     value = ctx.machine.user_read(mms, start + step.offset)
     ctx.note = f"read {value:#x}"
     return 0, None

@@ -14,14 +14,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rofolio.arch import arch_entry
-from rofolio.errors import Errno, ScenarioError, ScenarioErrors
+from rofolio.errors import Errno, RofolioError, ScenarioError, ScenarioErrors
 from rofolio.events import KernelWarning
 from rofolio.machine import BootRecord, Machine, MachineSpec, MMConfig
 from rofolio.scenario import schema
 from rofolio.scenario.loader import LoadedScenario, _Locator, load
 from rofolio.scenario.ops import HANDLERS, Context
-from rofolio.units import PAGE_SIZE, Level, format_size
+from rofolio.units import PAGE_SIZE, Level
 
 __all__ = [
     "SCHEMA",
@@ -63,11 +62,13 @@ class StepRecord:
     oops: str = ""  # the oops text of a fault the step took
     note: str = ""  # what the step found out (the page GUP returned, a value read)
     failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what the kernel warned during the step
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "op": self.op, "label": self.label, "phase": self.phase,
                 "ret": Errno.describe(self.ret), "leaf_after": self.leaf_after, "delta": self.delta,
-                "after": self.after, "oops": self.oops, "note": self.note, "expect_failures": self.failures}
+                "after": self.after, "oops": self.oops, "note": self.note, "warnings": self.warnings,
+                "expect_failures": self.failures}
 
 
 @dataclass
@@ -86,6 +87,7 @@ class ScenarioResult:
     layouts: dict[str, list[LayoutRun]]
     warnings: list[str]
     inspection: dict[str, Any] = field(default_factory=dict)  # what an inspect() hook found at the end
+    mapped_kb: dict[str, int] = field(default_factory=dict)  # what the page tables map at the end, per leaf size
 
     @property
     def failures(self) -> list[str]:
@@ -110,6 +112,7 @@ class ScenarioResult:
             "totals": self.totals(),
             "final": self.final,
             "meminfo": self.meminfo,
+            "mapped_kB": self.mapped_kb,
             "warnings": self.warnings,
             "expect_failures": self.failures,
         }
@@ -163,14 +166,19 @@ def run_scenario(source: str | Path | LoadedScenario | schema.Scenario, *,
     records: list[StepRecord] = []
     ctx = Context(machine)
     for index, step in enumerate(scenario.steps, start=1):
-        records.append(_run_step(ctx, index, step, layouts))
+        try:
+            records.append(_run_step(ctx, index, step, layouts))
+        except RofolioError as err:  # a step that cannot run here (a freed folio, an exited process): stop
+            where = ("steps", index - 1, *([err.key] if isinstance(err, ScenarioError) and err.key else []))
+            raise ScenarioErrors([ScenarioError(err.message, err.hint, file=name, line=locator.find(where),
+                                                key=f"step {index} ({step.op})")]) from err
         if progress:
             progress(index, len(scenario.steps))
     layouts["after"] = direct_map_layout(machine)
-    warnings = [e.text for e in machine.log.events if isinstance(e, KernelWarning)]
     return ScenarioResult(scenario.name, scenario.description, scenario.seed, scenario.start,
                           machine.spec.describe(), boot, records, machine.counters.summary(),
-                          machine.meminfo_lines(), layouts, warnings, inspect(ctx) if inspect else {})
+                          machine.meminfo_lines(), layouts, machine.kernel_warnings(), inspect(ctx) if inspect else {},
+                          machine.direct_map_mapped_kb())
 
 
 # ----------------------------------------------------------------- validation
@@ -179,13 +187,14 @@ def _check_machine(scenario: schema.Scenario, name: str, locator: _Locator) -> N
     if "mem" in m.model_fields_set and m.memory_map:
         raise ScenarioErrors([ScenarioError("give mem or memory_map, not both", "remove one of them",
                                             file=name, line=locator.find(("machine", "mem")), key="machine.mem")])
-    limit = arch_entry(m.arch).ram_limit(m.options)
-    total = sum(e - s for s, e in m.memory_map) if m.memory_map else m.mem
-    if limit is not None and total > limit[0]:
-        raise ScenarioErrors([ScenarioError(
-            f"{format_size(total)} of RAM is more than the {m.arch} direct map can reach "
-            f"({format_size(limit[0])})", limit[1],
-            file=name, line=locator.find(("machine", "mem")), key="machine.mem")])
+    # RAM beyond what the architecture can address is not refused: the kernel warns and leaves it unused
+    # (x86 e820_end_pfn()), and so does the model's boot, whose warning the result shows.
+
+
+_EXPECT_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "ret": ((int, str), 'a number or an errno name such as "-ENOMEM"'), "leaf": ((str,), 'a leaf such as "2M RO"'),
+    "fault": ((bool,), "true or false")}
+_EXPECT_EXAMPLES = {"ret": 'ret = "-ENOMEM"', "leaf": 'leaf = "2M RO"', "fault": "fault = true"}
 
 
 def _check_steps(scenario: schema.Scenario, machine: Machine, name: str, locator: _Locator) -> None:
@@ -230,12 +239,19 @@ def _check_steps(scenario: schema.Scenario, machine: Machine, name: str, locator
                 f"{machine.spec.arch} models: " + (", ".join(sorted(machine.spec.entry.set_memory_ops)) or "none of "
                                                    "the set_memory_*() functions"),
                 file=name, line=locator.find((*where, "op")), key=f"steps[{index + 1}].op"))
-        for key in (step.expect or {}):
+        for key, want in (step.expect or {}).items():
             if key not in special and not is_counter(key):
                 errors.append(ScenarioError(
                     f"unknown expectation {key!r}", "expect ret, leaf, fault or a counter: "
                     + ", ".join(counter_names()),
                     file=name, line=locator.find((*where, "expect")), key=f"steps[{index + 1}].expect"))
+                continue
+            # a counter is a whole number, fault true or false, leaf a string, ret either; true is not 1
+            kinds, what = _EXPECT_TYPES.get(key, ((int,), "a whole number"))
+            if not isinstance(want, kinds) or (bool not in kinds and isinstance(want, bool)):
+                errors.append(ScenarioError(
+                    f"expect.{key} must be {what}, not {want!r}", f"e.g. {_EXPECT_EXAMPLES.get(key, key + ' = 1')}",
+                    file=name, line=locator.find((*where, "expect")), key=f"steps[{index + 1}].expect.{key}"))
     if errors:
         raise ScenarioErrors(errors)
 
@@ -284,6 +300,7 @@ def _run_step(ctx: Context, index: int, step: Any, layouts: dict[str, list[Layou
     faults = [e for e in result.events if e.kind == "fault"]
     record.oops = faults[0].text if faults else ""  # type: ignore[attr-defined]
     record.note = ctx.note
+    record.warnings = [e.text for e in result.events if isinstance(e, KernelWarning)]
     record.checked = bool(step.expect)
     record.failures = _check_expect(step.expect or {}, record)
     return record

@@ -26,12 +26,14 @@ produce, which makes a scenario a check as well as a measurement.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator, model_validator
 
 from rofolio.arch import BootRecord, arch_entry, registry_generation
 from rofolio.errors import RofolioError
+from rofolio.physmem import check_ram
 from rofolio.units import parse_size
 
 __all__ = [
@@ -75,7 +77,9 @@ __all__ = [
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: TOML has types, so a value of the wrong one is a mistake, not something to coerce
+    # (``pages = true`` is not one page, ``pages = "512"`` not a number)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def _pairs(value: Any, message: str, second: Any) -> list[tuple[int, int]]:
@@ -96,6 +100,15 @@ def _size(value: Any) -> int:
     raise ValueError("expected a size such as 8G or a number of bytes")
 
 
+def _ram(total: int) -> int:
+    """The least RAM a machine may have (rofolio.physmem.MIN_RAM), checked where the scenario gives it."""
+    try:
+        check_ram(total)
+    except RofolioError as err:
+        raise ValueError(str(err)) from None
+    return total
+
+
 class Machine(BaseModel):
     """[machine]: what is booted.  Keys besides the common ones are options of ``arch`` (``rofolio.arch``).
 
@@ -105,7 +118,7 @@ class Machine(BaseModel):
     architecture, or an unknown one, is an error on its own line.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
     arch: str = Field("x86_64", description="an architecture of the registry: rofolio.arch.arch_names()")
     mem: int = Field(16 << 30, description="RAM size; the memory map is the architecture's default for that size")
@@ -127,22 +140,36 @@ class Machine(BaseModel):
     @field_validator("mem", mode="before")
     @classmethod
     def _mem(cls, value: Any) -> int:
-        return _size(value)
+        return _ram(_size(value))
 
     @field_validator("memory_map", mode="before")
     @classmethod
     def _map(cls, value: Any) -> Any:
         if value is None:
             return None
-        return _pairs(value, 'memory_map is a list of [start, end] pairs, e.g. [[0, "2G"], ["4G", "8G"]]', _size)
+        if value == []:
+            raise ValueError("memory_map has no ranges: give at least one [start, end] pair, or leave it out "
+                             "for the default map of mem")
+        pairs = _pairs(value, 'memory_map is a list of [start, end] pairs, e.g. [[0, "2G"], ["4G", "8G"]]', _size)
+        for start, end in pairs:
+            if end <= start:
+                raise ValueError(f"memory_map range [{start:#x}, {end:#x}) ends where or before it starts")
+        for (s1, e1), (s2, e2) in pairwise(sorted(pairs)):
+            if s2 < e1:
+                raise ValueError(f"memory_map ranges [{s1:#x}, {e1:#x}) and [{s2:#x}, {e2:#x}) overlap")
+        _ram(sum(end - start for start, end in pairs))
+        return pairs
 
     @field_validator("kernel", mode="before")
     @classmethod
     def _kernel(cls, value: Any) -> str:
         from rofolio.kversion import KernelVersion
 
+        if not isinstance(value, str):  # a TOML number: 6.10 is the float 6.1, which would run 6.1
+            raise ValueError(f"kernel is the number {value!r} here: quote the version (kernel = \"6.10\"); "
+                             "unquoted, 6.10 is the number 6.1")
         try:
-            return str(KernelVersion.parse(str(value)))
+            return str(KernelVersion.parse(value))
         except RofolioError as err:
             raise ValueError(str(err)) from None
 

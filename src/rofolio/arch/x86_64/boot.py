@@ -27,7 +27,7 @@ from rofolio.events import BootMapping, EventLog, PgtableAlloc, Phase
 from rofolio.pagetable import EntryState
 from rofolio.physmem import SECTION_SIZE, memmap_pages, sections_spanned
 from rofolio.prot import X86, x86_large_2_4k
-from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, MiB, align_down, align_up
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, MiB, align_down, align_up, approx_size
 
 __all__ = [
     "BootOptions", "BootProfile", "BpfPack", "add_pfn_range_mapped", "alternative_instructions",
@@ -94,8 +94,10 @@ def boot(config: X86Config, image: KernelImage | None = None, options: BootOptio
     k.pti = options.pti
     init_mem_mapping(k)
     map_kernel_highmap(k)
-    if config.ram_trimmed:
-        k.warn("e820: RAM above the direct map's reach (MAX_PHYSMEM_BITS) is not used")
+    if config.ram_dropped:  # e820_end_pfn() clamps last_pfn; sparse's mminit_validate_memmodel_limits() WARNs
+        k.warn(f"e820: last_pfn clamped to max_arch_pfn = {config.maxmem >> PAGE_SHIFT:#x}: "
+               f"{approx_size(config.ram_dropped)} of RAM above MAXMEM ({approx_size(config.maxmem)}, "
+               f"MAX_PHYSMEM_BITS {config.layout.max_physmem_bits}) is not used")
     if options.kfence and not config.debug_pagealloc:
         kfence_init_pool(k, options.kfence_pool)
     idt_setup_apic_and_irq_gates(k)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from rofolio.errors import ConfigError
 from rofolio.kversion import DEFAULT_KERNEL, KernelVersion
 from rofolio.physmem import MemoryMap
-from rofolio.units import PAGE_SHIFT, GiB, TiB, format_size
+from rofolio.units import PAGE_SHIFT, GiB, TiB
 
 __all__ = ["AddressLayout", "X86Config"]
 
@@ -24,6 +24,7 @@ class AddressLayout:
     vmalloc_start: int
     vmalloc_end: int
     direct_map_size: int
+    max_physmem_bits: int  # MAX_PHYSMEM_BITS (arch/x86/include/asm/sparsemem.h): MAXMEM = 1 << it
     start_kernel_map: int = 0xFFFFFFFF80000000  # __START_KERNEL_map
     kernel_image_size: int = 1 << 30  # KERNEL_IMAGE_SIZE: 1 GiB with CONFIG_RANDOMIZE_BASE, even with nokaslr
     modules_vaddr: int = 0xFFFFFFFFC0000000  # MODULES_VADDR = __START_KERNEL_map + KERNEL_IMAGE_SIZE
@@ -32,9 +33,9 @@ class AddressLayout:
     def for_paging(cls, la57: bool) -> AddressLayout:
         if la57:
             # 5-level: 0xff11000000000000 direct map (32 PiB), vmalloc at 0xffa0000000000000 (12.5 PiB)
-            return cls(0xFF11000000000000, 0xFFA0000000000000, 0xFFD1FFFFFFFFFFFF, 32 << 50)
+            return cls(0xFF11000000000000, 0xFFA0000000000000, 0xFFD1FFFFFFFFFFFF, 32 << 50, 52)
         # 4-level: 0xffff888000000000 direct map (64 TiB), vmalloc at 0xffffc90000000000 (32 TiB)
-        return cls(0xFFFF888000000000, 0xFFFFC90000000000, 0xFFFFE8FFFFFFFFFF, 64 * TiB)
+        return cls(0xFFFF888000000000, 0xFFFFC90000000000, 0xFFFFE8FFFFFFFFFF, 64 * TiB, 46)
 
     def va(self, pa: int) -> int:
         """__va(): the direct-map address of a physical address."""
@@ -66,7 +67,7 @@ class X86Config:
     empty_zero_page_in_rodata: bool = False
     pse: bool = True  # X86_FEATURE_PSE: every x86-64 CPU has it (QEMU's -cpu max too); False only in tests
     layout: AddressLayout = field(init=False)
-    ram_trimmed: bool = field(init=False, default=False)  # RAM above MAX_PHYSMEM_BITS was dropped
+    ram_dropped: int = field(init=False, default=0)  # bytes of RAM above MAXMEM that are not used
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layout", AddressLayout.for_paging(self.la57))
@@ -75,17 +76,18 @@ class X86Config:
             raise ConfigError(f"{self.nr_cpus} CPUs is not a possible machine", "give 1 to 8192 CPUs")
         if self.tlb_single_page_flush_ceiling < 0:
             raise ConfigError("tlb_single_page_flush_ceiling must not be negative", "the kernel uses 33")
-        limit = self.layout.direct_map_size  # MAX_PHYSMEM_BITS: 46 (4-level) or 52 (5-level)
+        limit = self.maxmem
         if self.memory.max_pfn << PAGE_SHIFT > limit:
-            # e820__end_of_ram_pfn() clamps max_pfn to MAX_ARCH_PFN: RAM above it is not used
+            # e820__end_of_ram_pfn() clamps max_pfn to MAX_ARCH_PFN (MAXMEM >> PAGE_SHIFT): RAM above is not used
             kept = [(r.start, min(r.end, limit)) for r in self.memory.ram if r.start < limit]
+            dropped = self.memory.total_ram - sum(end - start for start, end in kept)
             object.__setattr__(self, "memory", MemoryMap.from_ram(kept))
-            object.__setattr__(self, "ram_trimmed", True)
-        if self.memory.total_ram < 64 << 20:
-            raise ConfigError(
-                f"{format_size(self.memory.total_ram)} of RAM cannot hold the modelled kernel image",
-                "give at least 64M",
-            )
+            object.__setattr__(self, "ram_dropped", dropped)
+
+    @property
+    def maxmem(self) -> int:
+        """MAXMEM (arch/x86/include/asm/pgtable_64_types.h): 1 << MAX_PHYSMEM_BITS, 64 TiB or, with la57, 4 PiB."""
+        return 1 << self.layout.max_physmem_bits
 
     @property
     def direct_gbpages(self) -> bool:

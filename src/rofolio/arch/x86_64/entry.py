@@ -11,16 +11,13 @@ from rofolio.arch import Arch, ArchKernel, ArchOption, BootRecord, register_arch
 from rofolio.events import EventLog
 from rofolio.kversion import SET_MEMORY_ROX, Gate
 from rofolio.physmem import MemoryMap
-from rofolio.units import PAGE_SIZE, TiB
+from rofolio.units import PAGE_SIZE
 
 if TYPE_CHECKING:
     from rofolio.machine import MachineSpec
 
 __all__ = ["ENTRY", "X86_64"]
 
-# MAX_PHYSMEM_BITS: 46 with 4-level paging, 52 with 5-level (arch/x86/include/asm/sparsemem.h); the direct map
-# reaches that far (Documentation/arch/x86/x86_64/mm.rst)
-_DIRECT_MAP_SIZE = {4: 64 * TiB, 5: 32 << 50}
 
 
 def image_of(record: BootRecord) -> Any:
@@ -69,10 +66,6 @@ class X86_64(Arch):
 
     def memory_map(self, mem: int) -> MemoryMap:
         return MemoryMap.qemu_x86(mem)  # QEMU's e820 for -m mem
-
-    def ram_limit(self, options: dict[str, Any]) -> tuple[int, str] | None:
-        paging = int(options["paging"])
-        return _DIRECT_MAP_SIZE[paging], "use paging = 5" if paging == 4 else "use less memory"
 
     def label(self, spec: MachineSpec) -> str:
         o = spec.options

@@ -1,0 +1,91 @@
+"""What the model does with a questionable step: what the kernel does.
+
+Where the kernel warns and carries on (a double free's "Bad page state", RAM beyond MAXMEM), the run
+carries on and shows the kernel's warning on the step, in the text and in the JSON ``warnings``.  Where a
+step is impossible (a folio used after it was freed, a process used after it exited), the run stops with
+exit 2 and ``FILE:LINE: step N (op): ...``, the line being the key that names what is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from rofolio.cli import main
+
+HEAD = 'name = "t"\n[machine]\nmem = "8G"\n'
+ALLOC_FREE = '[[steps]]\nop = "alloc"\nas = "a"\n[[steps]]\nop = "free"\nfolio = "a"\n'  # lines 4-9
+PROCESS = ('[[steps]]\nop = "process"\nas = "p"\n[[steps]]\nop = "mmap"\nprocess = "p"\nas = "r"\n'
+           '[[steps]]\nop = "exit"\nprocess = "p"\n')  # lines 4-13
+
+
+def run(tmp_path: Path, text: str, *args: str) -> tuple[Path, Result]:
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    return path, CliRunner().invoke(main, ["run", str(path), *args])
+
+
+@pytest.mark.parametrize(("then", "step", "line", "message"), [
+    ('[[steps]]\nop = "make_readonly"\nfolio = "a"\n', "step 3 (make_readonly)", 12,
+     "folio 'a' has been freed: an earlier step put its last reference"),
+    ('[[steps]]\nop = "write"\nfolio = "a"\n', "step 3 (write)", 12, "folio 'a' has been freed"),
+    ('[[steps]]\nop = "migrate"\nfolio = "a"\nto_node = 0\n', "step 3 (migrate)", 12, "folio 'a' has been freed"),
+    ('[[steps]]\nop = "pin"\nfolio = "a"\n', "step 3 (pin)", 12, "folio 'a' has been freed"),
+])
+def test_a_freed_folio_cannot_be_used_again(tmp_path: Path, then: str, step: str, line: int, message: str) -> None:
+    path, result = run(tmp_path, HEAD + ALLOC_FREE + then)  # ran on before: made read-only, written, pinned
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[0].startswith(f"rofolio: error: {path}:{line}: {step}: {message}")
+
+
+@pytest.mark.parametrize(("then", "step", "line", "message"), [
+    ('[[steps]]\nop = "exit"\nprocess = "p"\n', "step 4 (exit)", 16,
+     "process 'p' has exited: an earlier exit step ended it"),  # was a KeyError: an internal error
+    ('[[steps]]\nop = "touch"\nregion = "r"\nwrite = true\n', "step 4 (touch)", 16,
+     "region 'r' belongs to process 'p', which has exited"),  # ran: a fault in a process that is gone
+    ('[[steps]]\nop = "mmap"\nprocess = "p"\nas = "r2"\n', "step 4 (mmap)", 16, "process 'p' has exited"),
+])
+def test_an_exited_process_cannot_be_used_again(tmp_path: Path, then: str, step: str, line: int,
+                                                message: str) -> None:
+    path, result = run(tmp_path, HEAD + PROCESS + then)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[0].startswith(f"rofolio: error: {path}:{line}: {step}: {message}")
+
+
+def test_a_double_free_is_the_kernels_bad_page_report_and_the_run_goes_on(tmp_path: Path) -> None:
+    text = HEAD + ALLOC_FREE + '[[steps]]\nop = "free"\nfolio = "a"\n'  # was a ValueError: an internal error
+    _, result = run(tmp_path, text, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    warnings = data["steps"][2]["warnings"]
+    assert len(warnings) == 1 and data["warnings"] == warnings
+    first, second = warnings[0].splitlines()
+    assert re.fullmatch(r"BUG: Bad page state in process rofolio  pfn:[0-9a-f]{5,}", first)
+    assert second.startswith("page dumped because: nonzero _refcount (folio_put after the last reference")
+    assert data["steps"][2]["delta"] == {} and data["totals"]["pages_freed"] == 1  # freed once
+    _, text_result = run(tmp_path, text)
+    assert f"kernel warning: {first}" in text_result.stdout
+
+
+def test_a_write_touch_returns_0_not_the_pfn_it_wrote(tmp_path: Path) -> None:
+    text = HEAD + PROCESS.split('[[steps]]\nop = "exit"')[0] + '[[steps]]\nop = "touch"\nregion = "r"\nwrite = true\n'
+    _, result = run(tmp_path, text, "--json")
+    assert json.loads(result.stdout)["steps"][2]["ret"] == "0"  # was "1048576", the pfn
+
+
+@pytest.mark.parametrize(("mem", "paging", "dropped", "maxmem"), [
+    ("128T", [], "65537G", "64T, MAX_PHYSMEM_BITS 46"),  # QEMU's e820 starts the top of RAM at 4G
+    ("10E", ["--5level"], "10.0E", "4P, MAX_PHYSMEM_BITS 52"),  # MAXMEM is 1 << 52 with la57, not 32P
+])
+def test_ram_beyond_maxmem_runs_with_the_kernels_warning(tmp_path: Path, mem: str, paging: list[str],
+                                                         dropped: str, maxmem: str) -> None:
+    result = CliRunner().invoke(main, ["run", "x86-split-costs", "--mem", mem, *paging, "--json"])
+    assert result.exit_code == 0, result.output  # was refused (4-level) or cut to 32P without a word (5-level)
+    warning = json.loads(result.stdout)["warnings"][0]
+    assert warning.endswith(f": {dropped} of RAM above MAXMEM ({maxmem}) is not used")
+    meminfo = CliRunner().invoke(main, ["meminfo", "--mem", mem, *paging])
+    assert meminfo.stdout.splitlines()[-1].startswith("kernel warning: e820: last_pfn clamped to max_arch_pfn")
