@@ -9,6 +9,8 @@ folio's contiguous group of 16 loses PTE_CONT.
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from fractions import Fraction
 from functools import cache
 from typing import Any
@@ -20,6 +22,7 @@ from rofolio.errors import ConfigError
 from rofolio.machine import Leaf, Machine, MachineSpec
 from rofolio.tlbreach import (
     ARM64_PTE_CONT,
+    ArrayReach,
     TlbArray,
     entries_needed,
     load_presets,
@@ -31,6 +34,7 @@ from rofolio.tlbreach import (
     translation_runs,
 )
 from rofolio.units import GiB, Level, MiB
+from tests.survey.test_catalogue import linux_72_tree
 
 K4, M2, G1 = 4096, 2 * MiB, GiB
 
@@ -59,26 +63,54 @@ def test_cont_bit_is_arm64_pte_cont() -> None:
 
 def test_every_preset_figure_names_a_source_that_says_where() -> None:
     table = presets()
-    assert {p.vendor for p in table.values()} >= {"Intel", "AMD", "Arm"}
     for preset in table.values():
         assert preset.arrays, preset.name
         for array in preset.arrays:
             assert array.sources, (preset.name, array.name)
-            assert array.entries is None or array.entries > 0
+            assert array.entries is not None and array.entries > 0, (preset.name, array.name)
             assert bool(array.smash) == bool(array.smash_sources)
             for source in (*array.sources, *array.smash_sources):
-                assert source.kind in ("manual", "trm", "measurement", "secondary")
+                assert source.kind in ("manual", "trm", "measurement", "kernel", "secondary")
                 assert source.document and source.section
+
+
+def test_at_least_two_server_cores_per_vendor_each_capacity_resting_on_more_than_a_restatement() -> None:
+    """Issue 14: two Intel, two AMD and two Arm server cores; a capacity only a restatement gives is the exception."""
+    by_vendor: dict[str, set[str]] = {}
+    for p in presets().values():
+        by_vendor.setdefault(p.vendor, set()).add(p.core)
+    assert {v: len(cores) >= 2 for v, cores in by_vendor.items()} == {"Intel": True, "AMD": True, "Arm": True}
+    for vendor in ("Intel", "AMD", "Arm"):
+        primary = [p.name for p in presets().values() if p.vendor == vendor
+                   and all(any(s.kind != "secondary" for s in a.sources) for a in p.arrays)]
+        assert len(primary) >= 2, (vendor, primary)
 
 
 def test_the_capacities_that_rest_only_on_restatements_are_these() -> None:
     """WikiChip, Stack Overflow and Wikipedia restate vendor documents we could not read: keep the list short."""
     secondary_only = {(p.name, a.name) for p in presets().values() for a in p.arrays
                       if a.entries is not None and all(s.kind == "secondary" for s in a.sources)}
-    assert secondary_only == {("amd-zen1", "L1 DTLB"), ("amd-zen1", "L2 DTLB"), ("amd-zen2", "L1 DTLB"),
-                              ("amd-zen2", "L2 DTLB"), ("arm-cortex-a72", "L1 DTLB")}
-    unsourced = {(p.name, a.name) for p in presets().values() for a in p.arrays if a.entries is None}
-    assert unsourced == {("intel-skylake-sp", "DTLB 2M")}
+    assert secondary_only == {("arm-cortex-a72", "L1 DTLB")}
+    assert {(p.name, a.name) for p in presets().values() for a in p.arrays if a.entries is None} == set()
+
+
+@pytest.mark.skipif(linux_72_tree() is None, reason="no prepared Linux 7.2 tree")
+def test_the_kernel_sources_say_what_the_presets_take_from_them() -> None:
+    """Descriptor 63H's 2M/4M array is 32 entries in the 7.2 tree, and the AMD TLB sizes come from the leaves cited."""
+    tree = linux_72_tree()
+    assert tree is not None
+    types = (tree / "arch/x86/include/asm/cpuid/types.h").read_text()
+    assert re.search(r"#define\s+TLB_0x63_2M_4M_ENTRIES\s+32\b", types)
+    table = (tree / "arch/x86/kernel/cpu/cpuid_0x2_table.c").read_text()
+    assert re.search(r"TLB_ENTRY\(\s*0x63,\s*TLB_DATA_1G_2M_4M,\s*4\s*\)", table)
+    assert re.search(r"TLB_ENTRY\(\s*0x03,\s*TLB_DATA_4K,\s*64\s*\)", table)
+    amd = (tree / "arch/x86/kernel/cpu/amd.c").read_text()
+    body = amd[amd.index("static void cpu_detect_tlb_amd("):]
+    body = body[:body.index("\n}\n")]
+    assert "cpuid(0x80000006" in body and "tlb_lld_4k = (ebx >> 16)" in body
+    kernel_sources = {s.id for p in presets().values() for a in p.arrays for s in (*a.sources, *a.smash_sources)
+                      if s.kind == "kernel"}
+    assert kernel_sources == {"linux-cpuid-0x2-table", "linux-amd-detect-tlb"}
 
 
 def test_a_figure_without_a_source_or_with_an_unknown_one_is_refused() -> None:
@@ -155,7 +187,7 @@ def test_x86_gbpages_the_folio_neighbourhood_goes_from_one_1g_entry_to_512_2m_en
     assert nb(r, "intel-skylake-sp", "STLB 1G", "before") == (1, "1/16")
     assert nb(r, "intel-skylake-sp", "STLB 1G", "after") == (0, "0/1")
     assert nb(r, "intel-skylake-sp", "STLB 4K+2M", "after") == (512, "1/3")
-    assert nb(r, "intel-skylake-sp", "DTLB 2M", "after") == (512, None)  # its capacity is unsourced
+    assert nb(r, "intel-skylake-sp", "DTLB 2M", "after") == (512, "16/1")  # 32 entries (descriptor 63H)
     # Zen 2: the L1 DTLB goes from 1 entry to 8 times its size; the L2 DTLB held 1G as 512 2M entries anyway
     assert nb(r, "amd-zen2", "L1 DTLB", "before") == (1, "1/64")
     assert nb(r, "amd-zen2", "L1 DTLB", "after") == (512, "8/1")
@@ -207,8 +239,13 @@ def test_tlb_table_has_a_row_per_array_and_says_unsourced() -> None:
     r = report(arch="x86_64", mem="16G")
     rows = tlb_table(r)
     assert rows[0][0] == "preset" and len(rows) == 1 + sum(len(p["arrays"]) for p in r["presets"])
-    skx_2m = next(row for row in rows if row[1] == "L1D DTLB 2M")
-    assert skx_2m[2] == "unsourced" and skx_2m[6] == "unsourced"
+    skx_2m = next(row for row in rows if row[0] == "intel-skylake-sp" and row[1] == "L1D DTLB 2M")
+    assert skx_2m[2] == "32" and skx_2m[6] == "1600.00%"
+    gone = replace(presets()["intel-skylake-sp"].arrays[1], entries=None)
+    share = ArrayReach(gone, 512, {M2: 512}).to_dict()
+    assert share["share"] is None and tlb_table({"presets": [{"name": "p", "arrays": [
+        {"level": "L1D", "name": "t", "entries": None, "direct_map": {"before": share, "after": share}}]}]}
+    )[1][2:] == ["unsourced", "512", "unsourced", "512", "unsourced", "unsourced", "unsourced"]
     zen2_l1 = next(row for row in rows if row[0] == "amd-zen2" and row[1] == "L1D L1 DTLB")
     assert zen2_l1[3:7] == ["1", "1.56%", "512", "800.00%"]
 

@@ -54,7 +54,7 @@ SIZES: dict[str, int] = {
     "4K": 4 * KiB, "16K": 16 * KiB, "64K": 64 * KiB, "1M": MiB, "2M": 2 * MiB, "16M": 16 * MiB,
     "32M": 32 * MiB, "512M": 512 * MiB, "1G": GiB,
 }
-SOURCE_KINDS = ("manual", "trm", "measurement", "secondary")
+SOURCE_KINDS = ("manual", "trm", "measurement", "kernel", "secondary")
 NEIGHBOURHOOD = GiB  # the folio's neighbourhood: the 1 GiB-aligned stretch of direct map around it
 
 
