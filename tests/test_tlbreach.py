@@ -243,9 +243,10 @@ def test_tlb_table_has_a_row_per_array_and_says_unsourced() -> None:
     assert skx_2m[2] == "32" and skx_2m[6] == "1600.00%"
     gone = replace(presets()["intel-skylake-sp"].arrays[1], entries=None)
     share = ArrayReach(gone, 512, {M2: 512}).to_dict()
-    assert share["share"] is None and tlb_table({"presets": [{"name": "p", "arrays": [
-        {"level": "L1D", "name": "t", "entries": None, "direct_map": {"before": share, "after": share}}]}]}
-    )[1][2:] == ["unsourced", "512", "unsourced", "512", "unsourced", "unsourced", "unsourced"]
+    row = {"level": "L1D", "name": "t", "entries": None, "direct_map": {"before": share, "after": share}}
+    table = tlb_table({"translations": {"direct_map": {}}, "presets": [{"name": "p", "arrays": [row]}]})
+    assert share["share"] is None
+    assert table[1][2:] == ["unsourced", "512", "unsourced", "512", "unsourced", "unsourced", "unsourced"]
     zen2_l1 = next(row for row in rows if row[0] == "amd-zen2" and row[1] == "L1D L1 DTLB")
     assert zen2_l1[3:7] == ["1", "1.56%", "512", "800.00%"]
 
@@ -276,3 +277,55 @@ def test_the_tlb_command_prints_json_for_the_rfc_step() -> None:
     assert json.loads(out.output)["label"] == "x86_64 GBPAGES"
     bad = CliRunner().invoke(main, ["tlb", "--preset", "pentium"])
     assert bad.exit_code == 2 and "no TLB preset named 'pentium'" in bad.output
+
+
+# ------------------------------------------------------------------ rofolio run and the survey
+
+
+@cache
+def persistent_run() -> Any:
+    from rofolio.scenario.runner import run_scenario
+
+    return run_scenario("huge-zero-folio-persistent")
+
+
+def test_a_run_reports_the_reach_of_its_touched_folios_before_and_after_its_steps() -> None:
+    """x86 GBPAGES: hugepage_init() makes the persistent huge zero folio read-only, so its GiB goes from one
+    1G translation to 512 2M ones; Zen 2 stored that GiB as 512 2M entries in its L2 DTLB before as after."""
+    section = persistent_run().to_dict()["tlb_reach"]
+    assert len(section["touched"]) == 1
+    assert section["translations"]["touched"] == {"before": {"1G": 1}, "after": {"2M": 512}}
+    assert nb_run(section, "intel-skylake-sp", "STLB 1G") == (1, 0)
+    assert nb_run(section, "intel-skylake-sp", "STLB 4K+2M") == (0, 512)
+    assert nb_run(section, "amd-zen2", "L2 DTLB") == (512, 512)
+    assert {p["name"] for p in section["presets"]} == {p.name for p in presets().values() if "x86_64" in p.arch}
+
+
+def nb_run(section: dict[str, Any], preset: str, name: str) -> tuple[int, int]:
+    a = arr(section, preset, name)["touched"]
+    return a["before"]["needed"], a["after"]["needed"]
+
+
+def test_the_run_text_shows_the_reach_table() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from rofolio.report import print_result
+
+    buf = StringIO()
+    print_result(persistent_run(), Console(file=buf, width=200, soft_wrap=True))
+    text = buf.getvalue()
+    assert "TLB reach of the touched folios' 1 GiB neighbourhoods" in text
+    assert any(line.startswith("intel-skylake-sp") and "STLB 1G" in line for line in text.splitlines())
+
+
+def test_the_survey_costs_carry_the_reach_of_the_objects_neighbourhoods() -> None:
+    from rofolio.survey.study import run_survey
+
+    row = run_survey(ids=["huge_zero_folio_persistent"], machines=[{"arch": "x86_64"}]).rows[0]
+    tlb = row.costs[0].tlb
+    assert tlb["intel-skylake-sp"]["L2 STLB 4K+2M"]["touched"] == [0, 512]
+    assert tlb["intel-skylake-sp"]["L2 STLB 1G"]["touched"] == [1, 0]
+    assert "needs 512 second-level TLB entries instead of 1 on intel-skylake-sp" in row.verdict
+    assert row.to_dict()["costs"][0]["tlb"] == tlb

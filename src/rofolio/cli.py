@@ -589,7 +589,7 @@ def tlb(preset_names: tuple[str, ...], as_json: bool, **machine: Any) -> None:
     """TLB entries the huge zero folio's 1 GiB of direct map and the whole direct map take, before and after
     the RFC makes the folio read-only, per CPU preset (capacities with their sources)."""
     from rofolio.tlbreach import presets as tlb_presets
-    from rofolio.tlbreach import tlb_reach_report, tlb_table
+    from rofolio.tlbreach import tlb_lines, tlb_reach_report
 
     unknown = sorted(set(preset_names) - set(tlb_presets()))
     if unknown:
@@ -599,11 +599,7 @@ def tlb(preset_names: tuple[str, ...], as_json: bool, **machine: Any) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    rows = tlb_table(result)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    click.echo(result["label"])
-    for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    click.echo("\n".join([result["label"], *tlb_lines(result)]))
 
 
 @main.command()

@@ -40,8 +40,9 @@ from rofolio.units import PAGE_SIZE, GiB, KiB, MiB, align_down, align_up
 
 __all__ = [
     "ARM64_PTE_CONT", "CONT_ENTRIES", "ArrayReach", "Preset", "PresetReach", "ReachResult", "Run", "Source",
-    "TlbArray", "entries_needed", "load_presets", "presets", "reach", "size_name", "tlb_reach_report", "tlb_table",
-    "translation_counts", "translation_runs",
+    "TlbArray", "direct_map_leaves", "entries_needed", "folio_neighbourhoods", "load_presets", "presets", "reach",
+    "reach_of", "reach_section", "reach_summary", "run_reach", "size_name", "tlb_lines", "tlb_reach_report",
+    "tlb_table", "translation_counts", "translation_runs",
 ]
 
 # arch/arm64/include/asm/pgtable-hwdef.h: PTE_CONT (bit 52) marks an entry of a contiguous run.  The
@@ -331,10 +332,6 @@ def _merge(ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
     return tuple((lo, hi) for lo, hi in out)
 
 
-def _cont_mask(machine: Machine) -> int:
-    return ARM64_PTE_CONT if machine.spec.arch == "arm64" else 0
-
-
 def _applicable(arch: str, chosen: Sequence[str | Preset] | None) -> list[Preset]:
     table = presets()
     if chosen:
@@ -360,11 +357,25 @@ def reach(machine: Machine, ranges: Iterable[tuple[int, int]],
     """
     merged = _merge(ranges)
     leaves = [leaf for lo, hi in merged for leaf in machine.leaves(lo, hi)]  # type: ignore[arg-type]
-    mask = _cont_mask(machine)
+    return _reach_of(leaves, merged, machine.spec.arch, presets_)
+
+
+def reach_of(leaves: Sequence[Leaf], ranges: Iterable[tuple[int, int]], arch: str,
+             presets_: Sequence[str | Preset] | None = None) -> ReachResult:
+    """``reach()`` over a snapshot of leaves (``direct_map_leaves()``) taken earlier, clipped to ``ranges``."""
+    merged = _merge(ranges)
+    clipped = [replace(leaf, start=max(leaf.start, lo), end=min(leaf.end, hi))
+               for lo, hi in merged for leaf in leaves if leaf.start < hi and leaf.end > lo]
+    return _reach_of(clipped, merged, arch, presets_)
+
+
+def _reach_of(leaves: Sequence[Leaf], merged: tuple[tuple[int, int], ...], arch: str,
+              presets_: Sequence[str | Preset] | None) -> ReachResult:
+    mask = ARM64_PTE_CONT if arch == "arm64" else 0
     as_mapped = translation_runs(leaves, cont_mask=mask)
     flat = translation_runs(leaves) if mask else as_mapped
     out = []
-    for preset in _applicable(machine.spec.arch, presets_):
+    for preset in _applicable(arch, presets_):
         runs = as_mapped if preset.contiguous_bit else flat
         sizes = sorted({r.size for r in runs})
         arrays = []
@@ -386,6 +397,22 @@ def reach(machine: Machine, ranges: Iterable[tuple[int, int]],
             arrays.append(ArrayReach(array, sum(by_size.values()), by_size))
         out.append(PresetReach(preset, translation_counts(runs), tuple(arrays), unheld))
     return ReachResult(merged, translation_counts(as_mapped), tuple(out))
+
+
+def direct_map_leaves(machine: Machine) -> tuple[Leaf, ...]:
+    """The direct map's leaves now, to count against later (``reach_of()``): runs, not pages."""
+    lo, hi = machine.direct_map_bounds()
+    return tuple(machine.leaves(lo, hi))  # type: ignore[arg-type]
+
+
+def folio_neighbourhoods(machine: Machine, folios: Iterable[Any]) -> tuple[tuple[int, int], ...]:
+    """The 1 GiB-aligned stretches of direct map around each folio (clipped to the direct map), merged."""
+    lo, hi = machine.direct_map_bounds()
+    out = []
+    for folio in folios:
+        base = align_down(machine.page_address(folio.pfn), NEIGHBOURHOOD)
+        out.append((max(base, lo), min(base + NEIGHBOURHOOD, hi)))
+    return _merge(out)
 
 
 # ------------------------------------------------------------------ the RFC step, before and after
@@ -424,19 +451,27 @@ def tlb_reach_report(spec: MachineSpec, presets_: Sequence[str | Preset] | None 
         report["folio"] = None
     else:
         va = after.page_address(folio.pfn)
-        start = max(align_down(va, NEIGHBOURHOOD), lo)
-        end = min(align_down(va, NEIGHBOURHOOD) + NEIGHBOURHOOD, hi)
+        ((start, end),) = folio_neighbourhoods(after, [folio])
         regions = {"neighbourhood": (start, end), **regions}
         report["folio"] = {"pfn": folio.pfn, "pa": hex(folio.pfn * PAGE_SIZE), "va": hex(va),
                            "bytes": folio.nr_pages * PAGE_SIZE,
                            "read_only_after": not after.direct_map_writable(folio.pfn),
                            "leaf_after": after.lookup(va).level.leaf_name if after.lookup(va) else None}
         report["neighbourhood"] = {"start": hex(start), "end": hex(end)}
-    chosen = _applicable(spec.arch, presets_)
-    results = {(region, key): reach(m, [rng], chosen)
-               for region, rng in regions.items() for key, m in machines.items()}
-    report["translations"] = {region: {key: _sizes_dict(results[region, key].translations) for key in machines}
-                              for region in regions}
+    snapshots = {key: direct_map_leaves(m) for key, m in machines.items()}
+    report.update(reach_section(snapshots, {region: [rng] for region, rng in regions.items()}, spec.arch, presets_))
+    return report
+
+
+def reach_section(snapshots: dict[str, Sequence[Leaf]], regions: dict[str, Sequence[tuple[int, int]]], arch: str,
+                  presets_: Sequence[str | Preset] | None = None) -> dict[str, Any]:
+    """JSON-ready TLB reach of each region (virtual ranges) in each snapshot of the direct map ("before",
+    "after"): the translations of each size, and per preset array the entries needed and their share."""
+    chosen = _applicable(arch, presets_)
+    results = {(region, key): reach_of(leaves, ranges, arch, chosen)
+               for region, ranges in regions.items() for key, leaves in snapshots.items()}
+    out: dict[str, Any] = {"translations": {region: {key: _sizes_dict(results[region, key].translations)
+                                                     for key in snapshots} for region in regions}}
     rows = []
     for i, preset in enumerate(chosen):
         arrays = []
@@ -447,18 +482,41 @@ def tlb_reach_report(spec: MachineSpec, presets_: Sequence[str | Preset] | None 
                                      "sources": [s.id for s in array.sources],
                                      "smash_sources": [s.id for s in array.smash_sources]}
             for region in regions:
-                entry[region] = {key: results[region, key].presets[i].arrays[j].to_dict() for key in machines}
+                entry[region] = {key: results[region, key].presets[i].arrays[j].to_dict() for key in snapshots}
             arrays.append(entry)
         rows.append({"name": preset.name, "vendor": preset.vendor, "core": preset.core,
                      "contiguous_bit": preset.contiguous_bit, "notes": preset.notes, "arrays": arrays,
                      "translations": {region: {key: _sizes_dict(results[region, key].presets[i].translations)
-                                               for key in machines} for region in regions},
+                                               for key in snapshots} for region in regions},
                      "unheld": {region: {key: {lvl: [size_name(s) for s in sizes] for lvl, sizes in
                                                results[region, key].presets[i].unheld.items()}
-                                         for key in machines} for region in regions}})
-    report["presets"] = rows
-    report["sources"] = {sid: s.to_dict() for sid, s in sorted(_sources_used(chosen).items())}
-    return report
+                                         for key in snapshots} for region in regions}})
+    out["presets"] = rows
+    out["sources"] = {sid: s.to_dict() for sid, s in sorted(_sources_used(chosen).items())}
+    return out
+
+
+def run_reach(before: Sequence[Leaf], machine: Machine, folios: Iterable[Any]) -> dict[str, Any]:
+    """A scenario run's TLB reach: the direct map and the touched folios' 1 GiB neighbourhoods, in the
+    snapshot taken before the steps (``before``) and in the machine now, per preset of its architecture."""
+    lo, hi = machine.direct_map_bounds()
+    touched = folio_neighbourhoods(machine, folios)
+    regions: dict[str, Sequence[tuple[int, int]]] = {"direct_map": [(lo, hi)]}
+    if touched:
+        regions = {"touched": touched, **regions}
+    out = {"touched": [[hex(a), hex(b)] for a, b in touched]}
+    out.update(reach_section({"before": before, "after": direct_map_leaves(machine)}, regions, machine.spec.arch))
+    return out
+
+
+def reach_summary(section: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A ``reach_section()`` reduced to entries needed: preset -> "LEVEL NAME" -> capacity and, per region,
+    [before, after] (the survey's per-machine TLB figures)."""
+    regions = list(section["translations"])
+    return {p["name"]: {f"{a['level']} {a['name']}": {
+        "level": a["level"], "entries": a["entries"],
+        **{r: [a[r]["before"]["needed"], a[r]["after"]["needed"]] for r in regions}} for a in p["arrays"]}
+        for p in section["presets"]}
 
 
 def _pct(share: dict[str, Any]) -> str:
@@ -469,7 +527,7 @@ def _pct(share: dict[str, Any]) -> str:
 
 def tlb_table(result: dict[str, Any]) -> list[list[str]]:
     """``tlb_reach_report()``'s result as table rows (the first row is the header)."""
-    region = "neighbourhood" if result.get("folio") else "direct_map"
+    region = next((r for r in result["translations"] if r != "direct_map"), "direct_map")
     header = ["preset", "TLB", "entries", f"{region} before", "share", f"{region} after", "share",
               "direct map before", "direct map after"]
     rows = [header]
@@ -482,3 +540,10 @@ def tlb_table(result: dict[str, Any]) -> list[list[str]]:
                          str(here["after"]["needed"]), _pct(here["after"]),
                          _pct(whole["before"]), _pct(whole["after"])])
     return rows
+
+
+def tlb_lines(result: dict[str, Any]) -> list[str]:
+    """``tlb_table()`` as aligned text lines (the text output of ``rofolio tlb`` and ``rofolio run``)."""
+    rows = tlb_table(result)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]

@@ -120,9 +120,22 @@ def print_result(result: ScenarioResult, console: Console | None = None) -> None
     else:
         out(f"\n[bold]after the steps[/bold]: {m['arch']} prints no DirectMap lines in /proc/meminfo", highlight=False)
     out("[bold]all steps together[/bold]: " + step_summary(result.totals()), highlight=False)
+    if result.tlb_reach:
+        _print_tlb_reach(result.tlb_reach, console)
     if result.warnings:
         out(f"kernel warnings: {len(result.warnings)}, first: {escape(result.warnings[0].splitlines()[0])}",
             highlight=False)
+
+
+def _print_tlb_reach(section: dict[str, object], console: Console) -> None:
+    """rofolio.tlbreach.run_reach(): per preset TLB array, the entries and share before and after the steps."""
+    from rofolio.tlbreach import tlb_lines
+
+    region = "the touched folios' 1 GiB neighbourhoods" if section.get("touched") else "the direct map"
+    console.print(f"\n[bold]TLB reach[/bold] of {region} and of the whole direct map, before and after the steps "
+                  "(entries needed if nothing else were cached, and their share of the array)", highlight=False)
+    for line in tlb_lines(section):
+        console.print(escape(line), highlight=False)
 
 
 def print_compare(result: CompareResult, console: Console | None = None) -> None:

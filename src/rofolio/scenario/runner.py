@@ -20,6 +20,7 @@ from rofolio.machine import BootRecord, Machine, MachineSpec, MMConfig
 from rofolio.scenario import schema
 from rofolio.scenario.loader import LoadedScenario, _Locator, load
 from rofolio.scenario.ops import HANDLERS, Context
+from rofolio.tlbreach import direct_map_leaves, run_reach
 from rofolio.units import PAGE_SIZE, Level
 
 __all__ = [
@@ -88,6 +89,7 @@ class ScenarioResult:
     warnings: list[str]
     inspection: dict[str, Any] = field(default_factory=dict)  # what an inspect() hook found at the end
     mapped_kb: dict[str, int] = field(default_factory=dict)  # what the page tables map at the end, per leaf size
+    tlb_reach: dict[str, Any] = field(default_factory=dict)  # rofolio.tlbreach.run_reach(): before and after
 
     @property
     def failures(self) -> list[str]:
@@ -113,6 +115,7 @@ class ScenarioResult:
             "final": self.final,
             "meminfo": self.meminfo,
             "mapped_kB": self.mapped_kb,
+            "tlb_reach": self.tlb_reach,
             "warnings": self.warnings,
             "expect_failures": self.failures,
         }
@@ -163,6 +166,7 @@ def run_scenario(source: str | Path | LoadedScenario | schema.Scenario, *,
     _check_steps(scenario, machine, name, locator)
     boot = machine.counters.summary()
     layouts = {"before": direct_map_layout(machine)}
+    leaves_before = direct_map_leaves(machine)
     records: list[StepRecord] = []
     ctx = Context(machine)
     for index, step in enumerate(scenario.steps, start=1):
@@ -178,7 +182,20 @@ def run_scenario(source: str | Path | LoadedScenario | schema.Scenario, *,
     return ScenarioResult(scenario.name, scenario.description, scenario.seed, scenario.start,
                           machine.spec.describe(), boot, records, machine.counters.summary(),
                           machine.meminfo_lines(), layouts, machine.kernel_warnings(), inspect(ctx) if inspect else {},
-                          machine.direct_map_mapped_kb())
+                          machine.direct_map_mapped_kb(),
+                          run_reach(leaves_before, machine, _touched(scenario, ctx)))
+
+
+def _touched(scenario: schema.Scenario, ctx: Context) -> list[Any]:
+    """The folios a run touched: those its steps allocated or named, and the huge zero folio once read-only."""
+    named = {getattr(step, "folio", None) for step in scenario.steps}
+    out = list(ctx.folios.values())
+    hzf = ctx.machine.huge_zero_folio
+    if hzf is not None and ("huge_zero_folio" in named or not ctx.machine.direct_map_writable(hzf.pfn)):
+        out.append(hzf)
+    if "zero_page" in named:
+        out.append(ctx.machine.zero_page)
+    return out
 
 
 # ----------------------------------------------------------------- validation

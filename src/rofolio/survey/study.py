@@ -28,6 +28,7 @@ from rofolio.arch import rfc_machines
 from rofolio.machine import Machine, MachineSpec, MMConfig
 from rofolio.stats import cost_figures
 from rofolio.survey.catalogue import Candidate, ImageSection, PageAllocator, Slab, Vmalloc, load_catalogue
+from rofolio.tlbreach import direct_map_leaves, reach_summary, run_reach
 
 __all__ = ["Cost", "SurveyResult", "SurveyRow", "candidate_workload", "cost_on", "run_survey", "verdict"]
 
@@ -88,6 +89,7 @@ class Cost:
     total: dict[str, int]  # all of them
     direct_map_kb: dict[str, int]  # the DirectMap change for all of them
     allocated: int  # folios the machine could allocate
+    tlb: dict[str, Any] = field(default_factory=dict)  # per preset array: entries before/after (reach_summary())
 
 
 def cost_on(spec: MachineSpec, workload: Workload, model: str) -> Cost:
@@ -102,6 +104,7 @@ def cost_on(spec: MachineSpec, workload: Workload, model: str) -> Cost:
         return Cost(spec.label(), model, "-ENOMEM", False, dict.fromkeys(FIGURES, 0), dict.fromkeys(FIGURES, 0),
                     {}, 0)
     before = m.counters.copy()
+    leaves_before = direct_map_leaves(m)
     first = m.step("first", lambda: m.make_readonly(folios[0], "survey"))
     for folio in folios[1:]:
         m.make_readonly(folio, "survey")
@@ -109,7 +112,7 @@ def cost_on(spec: MachineSpec, workload: Workload, model: str) -> Cost:
     total = {k: after.summary()[k] - before.summary().get(k, 0) for k in after.summary()}
     dm = {k: v for k, v in total.items() if k.startswith("DirectMap")}
     return Cost(spec.label(), model, Errno.describe(first.ret), folios[0].readonly, cost_figures(first.delta()),
-                cost_figures(total), dm, len(folios))
+                cost_figures(total), dm, len(folios), reach_summary(run_reach(leaves_before, m, folios)))
 
 
 @dataclass
@@ -130,7 +133,7 @@ class SurveyRow:
                 "workload": None if self.workload is None else self.workload.note,
                 "costs": [{"machine": k.machine, "model": k.model, "ret": k.ret, "readonly": k.readonly,
                            "first": k.first, "total": k.total, "direct_map_kb": k.direct_map_kb,
-                           "allocated": k.allocated} for k in self.costs],
+                           "allocated": k.allocated, "tlb": k.tlb} for k in self.costs],
                 "precedents": [p.model_dump() for p in c.precedents], "verdict": self.verdict}
 
 
@@ -149,7 +152,27 @@ def verdict(row: SurveyRow) -> str:
     cost = "" if worst is None else (
         f"; making its {c.typical_count} object(s) read-only costs at most {worst.total['splits']} split(s), "
         f"{worst.total['pgtables']} page-table page(s) and {worst.total['ipis']} IPI(s) ({worst.machine})")
-    return f"{c.id} {fits} ({c.class_reason}){cost}"
+    return f"{c.id} {fits} ({c.class_reason}){cost}{_tlb_clause(row.costs)}"
+
+
+def _tlb_clause(costs: list[Cost]) -> str:
+    """The largest growth, over machines and CPU presets, of the second-level TLB entries (all its arrays
+    together) the objects' 1 GiB neighbourhoods need; a 1G page a core smashes into 2M entries is counted
+    as the core stores it."""
+    grown = []
+    for k in costs:
+        for preset, arrays in k.tlb.items():
+            l2 = [a for a in arrays.values() if a["level"] == "L2" and "touched" in a]
+            if l2:
+                before, after = (sum(a["touched"][i] for a in l2) for i in (0, 1))
+                grown.append((after - before, preset, k.machine, before, after, sum(a["entries"] for a in l2)))
+    if not grown:
+        return ""
+    delta, preset, machine, before, after, entries = max(grown, key=lambda g: (g[0], g[1], g[2]))
+    if delta <= 0:
+        return "; the second-level TLB entries its neighbourhood needs do not grow on any CPU preset"
+    return (f"; its 1 GiB neighbourhood then needs {after} second-level TLB entries instead of {before} on "
+            f"{preset} ({machine}; {after * 100 / entries:.1f}% of {entries})")
 
 
 @dataclass
