@@ -452,10 +452,17 @@ def bugs(names: tuple[str, ...], explain_name: str | None, config_key: str | Non
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def scenarios(as_json: bool) -> None:
-    """List the built-in scenarios."""
+@click.option("--show", "show", metavar="NAME", help="Print a built-in's TOML, to copy and change.")
+def scenarios(as_json: bool, show: str | None) -> None:
+    """List the built-in scenarios, or print one (--show NAME) as a template."""
     from rofolio.scenario.loader import builtin_names, builtin_text, parse
 
+    if show is not None:
+        if show not in builtin_names():
+            raise ConfigError(f"no built-in scenario named {show!r}", "built-ins: " + ", ".join(builtin_names()))
+        text = builtin_text(show)
+        click.echo(json.dumps({"name": show, "toml": text}, indent=2) if as_json else text, nl=False)
+        return
     items = []
     for name in builtin_names():
         s = parse(builtin_text(name), f"builtin:{name}")
@@ -466,6 +473,29 @@ def scenarios(as_json: bool) -> None:
     width = max(len(i["name"]) for i in items)
     for item in items:
         click.echo(f"{item['name']:<{width}}  {item['description']}")
+
+
+@main.command()
+@click.argument("names", nargs=-1, metavar="[OP]...")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema rofolio.ops/1).")
+def ops(names: tuple[str, ...], as_json: bool) -> None:
+    """Every scenario step (op), its keys, their types, defaults and units (from the scenario schema)."""
+    from rofolio.scenario.reference import SCHEMA, op_reference
+
+    common, entries = op_reference()
+    known = sorted(n for e in entries for n in e.ops)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"no op named {', '.join(map(repr, unknown))}", "ops: " + ", ".join(known))
+    if names:
+        entries = [e for e in entries if set(e.ops) & set(names)]
+    if as_json:
+        click.echo(json.dumps({"schema": SCHEMA, "every_step": [k.to_dict() for k in common],
+                               "ops": [e.to_dict() for e in entries]}, indent=2))
+        return
+    from rofolio.report import ops_text
+
+    click.echo("\n".join(ops_text(common, entries)))
 
 
 @main.command()

@@ -22,10 +22,12 @@ from rofolio.units import approx_size
 
 if TYPE_CHECKING:
     from rofolio.compare import CompareResult
+    from rofolio.scenario.reference import KeyReference, OpReference
     from rofolio.scenario.runner import ScenarioResult
     from rofolio.survey.study import SurveyResult
 
-__all__ = ["directmap_overcount", "html_report", "html_tables", "print_compare", "print_result", "step_summary"]
+__all__ = ["directmap_overcount", "html_report", "html_tables", "ops_text", "print_compare", "print_result",
+           "step_summary"]
 
 
 def step_summary(delta: dict[str, int]) -> str:
@@ -154,6 +156,33 @@ def print_compare(result: CompareResult, console: Console | None = None) -> None
         cells.append(f"[red]{len(row.failures)} failed[/red]" if row.failures else "ok")
         table.add_row(*cells)
     console.print(table)
+
+
+def ops_text(common: list[KeyReference], ops: list[OpReference], width: int = 80) -> list[str]:
+    """The reference of scenario steps (rofolio.scenario.reference) as text lines no wider than ``width``."""
+    import textwrap
+
+    from rofolio.scenario.loader import toml_text
+
+    def key_lines(k: KeyReference) -> list[str]:
+        head = f"  {k.key} (required)" if k.required else \
+            f"  {k.key}" + ("" if k.default is None else f" = {toml_text(k.default)}")
+        kind = k.type + (f"; unit: {k.unit}" if k.unit else "")
+        out = textwrap.wrap(f"{head:<26}{kind}", width, subsequent_indent=" " * 26)
+        return out + textwrap.wrap(k.description, width, initial_indent=" " * 6, subsequent_indent=" " * 6)
+
+    lines = ["Every step takes op, and may take:"]
+    for k in common:
+        lines += key_lines(k)
+    for op in ops:
+        lines += ["", *textwrap.wrap(", ".join(op.ops), width)]
+        if op.summary:
+            lines += textwrap.wrap(op.summary, width, initial_indent="  ", subsequent_indent="  ")
+        if op.one_of:
+            lines.append(f"  the target: exactly one of {', '.join(op.one_of)}")
+        for k in op.keys:
+            lines += key_lines(k)
+    return lines
 
 
 # ----------------------------------------------------------------------- HTML

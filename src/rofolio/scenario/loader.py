@@ -20,7 +20,7 @@ from rofolio.errors import RofolioError, ScenarioError, ScenarioErrors
 from rofolio.scenario import schema
 
 __all__ = ["MAX_NESTING", "MAX_SCENARIO_BYTES", "LoadedScenario", "builtin_names", "builtin_text", "load", "parse",
-           "validate"]
+           "toml_text", "validate"]
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.]+)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\"-]+)\s*=")
@@ -283,14 +283,14 @@ def _explain(error: dict[str, Any], locator: _Locator, filename: str, data: dict
         return ScenarioError("step has no op", 'add op = "set_memory_ro" (or another operation)',
                              file=filename, line=line, key=key)
     if kind == "literal_error":
-        return ScenarioError(f"{error['msg'].lower()} (got {_toml_text(error.get('input'))})",
+        return ScenarioError(f"{error['msg'].lower()} (got {toml_text(error.get('input'))})",
                              "use one of the listed values",
                              file=filename, line=line, key=key)
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
     if kind.endswith("_type") and "input" in error and not isinstance(error["input"], dict | list):
-        message += f" (got {_toml_text(error['input'])})"  # strict: say what was written instead
+        message += f" (got {toml_text(error['input'])})"  # strict: say what was written instead
         if kind == "int_type" and isinstance(error["input"], str) and error["input"].strip().isdigit():
             return ScenarioError(message, f"write it without quotes: {loc[-1]} = {error['input'].strip()}",
                                  file=filename, line=line, key=key)
@@ -302,8 +302,8 @@ def _explain(error: dict[str, Any], locator: _Locator, filename: str, data: dict
     return ScenarioError(message, hint, file=filename, line=line, key=key)
 
 
-def _toml_text(value: Any) -> str:
-    """A value as it reads in TOML: true, "512", 6.1."""
+def toml_text(value: Any) -> str:
+    """A value as it reads in TOML: true, "512", 6.1 (error messages, rofolio ops)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

@@ -246,19 +246,32 @@ class MM(_Strict):
         return _size(value)
 
 
+def _unit(unit: str) -> dict[str, Any]:
+    """A field's unit, stated once in the schema (``rofolio ops`` prints it)."""
+    return {"unit": unit}
+
+
+_BYTES = {"unit": "bytes", "type": "size (4096, 64K, 6G, 0x180000000)"}
+_BYTE_VALUE = _unit("byte value")
+_PAGES = _unit("4K pages")
+_NODE = _unit("NUMA node")
+
+
 class _Step(_Strict):
-    name: str | None = None
-    expect: dict[str, int | str | bool] | None = None
+    name: str | None = Field(None, description="what reports call the step (default: the op and its operands)")
+    expect: dict[str, int | str | bool] | None = Field(
+        None, description="what the step must return and how counters must move: ret, leaf, fault or a counter "
+        "named in docs/json.md")
 
 
 class _Target(_Step):
     """Where a step acts: a physical address, a kernel virtual address, or a named mapping."""
 
-    pa: int | None = None
-    va: int | None = None
+    pa: int | None = Field(None, description="a physical address", json_schema_extra=_BYTES)
+    va: int | None = Field(None, description="a kernel virtual address", json_schema_extra=_BYTES)
     mapping: str | None = Field(None, description="a name given by an earlier vmap step")
     folio: str | None = Field(None, description="a folio named by an earlier step, or huge_zero_folio")
-    offset: int = Field(0, ge=0, description="pages from the start of the target")
+    offset: int = Field(0, ge=0, description="from the start of the target", json_schema_extra=_PAGES)
 
     @field_validator("pa", "va", mode="before")
     @classmethod
@@ -279,11 +292,15 @@ SET_MEMORY_OPS = ("set_memory_ro", "set_memory_rw", "set_memory_np", "set_memory
 
 
 class SetMemory(_Target):
+    """set_memory_*(): change the protection of the pages at the target (the direct map or an alias)."""
+
     op: Literal[SET_MEMORY_OPS]  # type: ignore[valid-type]
-    pages: int = Field(..., ge=1, description="number of 4K pages")
+    pages: int = Field(..., ge=1, description="how many pages from the target", json_schema_extra=_PAGES)
 
 
 class SetDirectMap(_Target):
+    """set_direct_map_*_noflush(): take one page out of the direct map, or put it back, without a TLB flush."""
+
     op: Literal["set_direct_map_invalid_noflush", "set_direct_map_default_noflush"]
 
 
@@ -291,7 +308,7 @@ class Vmap(_Target):
     """Map pages at a new vmalloc address: an alias of their direct-map pages."""
 
     op: Literal["vmap"]
-    pages: int = Field(..., ge=1)
+    pages: int = Field(..., ge=1, description="how many pages from the target", json_schema_extra=_PAGES)
     as_: str = Field(..., alias="as", description="name of the new mapping")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -309,8 +326,8 @@ class Write(_Target):
     via: Literal["kernel", "cpu", "dma"] = Field(
         "kernel", description="kernel: an MM path that honours the lifetime contract; cpu: a raw store "
         "(what a buggy path does; only the page tables can stop it); dma: a device write")
-    probe: bool = False
-    value: int = Field(0x41, ge=1, le=255)
+    probe: bool = Field(False, description="copy_to_kernel_nofault(): a fault returns -EFAULT instead of an oops")
+    value: int = Field(0x41, ge=1, le=255, description="the byte stored", json_schema_extra=_BYTE_VALUE)
 
 
 _NAME = Field(..., alias="as", description="the name later steps use")
@@ -328,10 +345,12 @@ class Alloc(_Step, _Named):
     """alloc_pages(): a folio of ``order`` from the buddy allocator."""
 
     op: Literal["alloc"]
-    order: int = Field(0, ge=0, le=10)
-    gfp: Literal["kernel", "user", "highuser_movable", "transhuge"] = "kernel"
+    order: int = Field(0, ge=0, le=10, description="the folio's size",
+                       json_schema_extra=_unit("2^order 4K pages"))
+    gfp: Literal["kernel", "user", "highuser_movable", "transhuge"] = Field(
+        "kernel", description="the allocation context: GFP_KERNEL, GFP_USER, GFP_HIGHUSER_MOVABLE, GFP_TRANSHUGE")
     zero: bool = Field(False, description="__GFP_ZERO: cleared through the direct map")
-    node: int = Field(0, ge=0, le=1)
+    node: int = Field(0, ge=0, le=1, description="where to allocate", json_schema_extra=_NODE)
     as_: str = _NAME
 
 
@@ -353,13 +372,13 @@ class Free(_FolioStep):
 
 class Migrate(_FolioStep, _Named):
     op: Literal["migrate"]
-    to_node: int = Field(..., ge=0, le=1)
+    to_node: int = Field(..., ge=0, le=1, description="where to migrate the folio", json_schema_extra=_NODE)
     as_: str | None = Field(None, alias="as", description="name for the destination folio")
 
 
 class Pin(_FolioStep, _Named):
     op: Literal["pin"]
-    longterm: bool = False
+    longterm: bool = Field(False, description="FOLL_LONGTERM: a folio in ZONE_MOVABLE is migrated out first")
     as_: str | None = Field(None, alias="as", description="name for the pinned folio (it may have moved)")
 
 
@@ -396,9 +415,9 @@ class Mmap(_Step, _Named):
     """mmap(MAP_PRIVATE) in a process: anonymous (THP-eligible when ``hugepage``), or one page of a file."""
 
     op: Literal["mmap"]
-    process: str
-    length: int = Field(2 << 20)
-    hugepage: bool = True
+    process: str = Field(..., description="a process named by an earlier process step")
+    length: int = Field(2 << 20, description="the size of the mapping", json_schema_extra=_BYTES)
+    hugepage: bool = Field(True, description="MADV_HUGEPAGE: THP-eligible")
     prot_write: bool = Field(True, description="PROT_WRITE; false maps the region PROT_READ only")
     file: str | None = Field(None, description="a page-cache folio (from a file step): a private file mapping")
     as_: str = _NAME
@@ -413,10 +432,10 @@ class Touch(_Step, _Named):
     """A user access at ``offset`` bytes into a region: a read or write fault, then the access."""
 
     op: Literal["touch"]
-    region: str
-    offset: int = 0
-    write: bool = False
-    value: int = Field(0x41, ge=1, le=255)
+    region: str = Field(..., description="a region named by an earlier mmap step")
+    offset: int = Field(0, description="into the region", json_schema_extra=_BYTES)
+    write: bool = Field(False, description="a store (a write fault) instead of a load")
+    value: int = Field(0x41, ge=1, le=255, description="the byte a store writes", json_schema_extra=_BYTE_VALUE)
     as_: str | None = Field(None, alias="as", description="name for the folio now backing the address")
 
     @field_validator("offset", mode="before")
@@ -440,7 +459,7 @@ class File(_Step, _Named):
     """A page-cache page of a file, holding the file's data (``value``), on the LRU."""
 
     op: Literal["file"]
-    value: int = Field(0x46, ge=1, le=255)
+    value: int = Field(0x46, ge=1, le=255, description="the file's data", json_schema_extra=_BYTE_VALUE)
     as_: str = _NAME
 
 
@@ -448,10 +467,12 @@ class Gup(_Step, _Named):
     """get_user_pages()/pin_user_pages() for one page of a region, under a kernel's GUP rules."""
 
     op: Literal["gup"]
-    region: str
-    offset: int = 0
-    flags: list[Literal["FOLL_WRITE", "FOLL_FORCE", "FOLL_PIN", "FOLL_LONGTERM"]] = Field(default_factory=list)
-    rules: Literal["pre-4.9", "4.10", "4.15", "5.7", "current"] = "current"
+    region: str = Field(..., description="a region named by an earlier mmap step")
+    offset: int = Field(0, description="into the region", json_schema_extra=_BYTES)
+    flags: list[Literal["FOLL_WRITE", "FOLL_FORCE", "FOLL_PIN", "FOLL_LONGTERM"]] = Field(
+        default_factory=list, description="the gup_flags")
+    rules: Literal["pre-4.9", "4.10", "4.15", "5.7", "current"] = Field(
+        "current", description="whose GUP rules: a kernel of that era")
     race: Literal["madv_dontneed"] | None = Field(
         None, description="madvise(MADV_DONTNEED) zaps the COW copy before GUP's retry")
     as_: str = _NAME
@@ -468,23 +489,24 @@ class PipeWrite(_FolioStep):
     op: Literal["pipe_write"]
     stale_can_merge: bool = Field(
         True, description="PIPE_BUF_FLAG_CAN_MERGE left set by an uninitialised pipe_buffer (5.8 to 5.16.10)")
-    value: int = Field(0x41, ge=1, le=255)
+    value: int = Field(0x41, ge=1, le=255, description="the byte written", json_schema_extra=_BYTE_VALUE)
 
 
 class PinMany(_FolioStep):
     """``count`` pin_user_pages() on mappings of a folio: GUP_PIN_COUNTING_BIAS each on a small folio (5.7+)."""
 
     op: Literal["pin_many"]
-    count: int = Field(..., ge=1)
-    rules: Literal["pre-4.9", "4.10", "4.15", "5.7", "current"] = "current"
+    count: int = Field(..., ge=1, description="how many pins", json_schema_extra=_unit("pins"))
+    rules: Literal["pre-4.9", "4.10", "4.15", "5.7", "current"] = Field(
+        "current", description="whose GUP rules: a kernel of that era")
 
 
 class Read(_Step):
     """A user load at ``offset`` bytes into a region; the report shows the value read."""
 
     op: Literal["read"]
-    region: str
-    offset: int = 0
+    region: str = Field(..., description="a region named by an earlier mmap step")
+    offset: int = Field(0, description="into the region", json_schema_extra=_BYTES)
 
     @field_validator("offset", mode="before")
     @classmethod
@@ -496,21 +518,21 @@ class Exit(_Step):
     """exit_mmap(): the process's mappings go away."""
 
     op: Literal["exit"]
-    process: str
+    process: str = Field(..., description="a process named by an earlier process step")
 
 
 class Phase(_Step):
     """Move the kernel on: 'running' runs free_initmem(), mark_rodata_ro() and sets SYSTEM_RUNNING."""
 
     op: Literal["phase"]
-    to: Literal["running"]
+    to: Literal["running"] = Field(..., description="the system state to reach")
 
 
 class PgtableAllocFail(_Step):
     """From here on, page-table allocations fail (or succeed again)."""
 
     op: Literal["pgtable_alloc_fail"]
-    fail: bool = True
+    fail: bool = Field(True, description="fail from here on (false: succeed again)")
 
 
 class Snapshot(_Step):
