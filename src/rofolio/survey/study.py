@@ -30,7 +30,12 @@ from rofolio.stats import cost_figures
 from rofolio.survey.catalogue import Candidate, ImageSection, PageAllocator, Slab, Vmalloc, load_catalogue
 from rofolio.tlbreach import direct_map_leaves, reach_summary, run_reach
 
-__all__ = ["Cost", "SurveyResult", "SurveyRow", "candidate_workload", "cost_on", "run_survey", "verdict"]
+__all__ = ["BEST", "SCENARIO_PREFIX", "Cost", "SurveyResult", "SurveyRow", "candidate_workload", "cost_on",
+           "rank_for_model2", "run_survey", "scenario_name", "verdict"]
+
+SCENARIO_PREFIX = "survey-"  # the built-in scenario of a candidate the survey ranks best for model 2
+CLASS_ORDER = {"model2": 0, "model1": 1, "neither": 2}
+BEST = 5  # issue 14: built-in scenarios for the five candidates ranked best for model 2
 
 FIGURES = tuple(cost_figures({}))
 
@@ -181,7 +186,10 @@ class SurveyResult:
     rows: list[SurveyRow]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": "rofolio.survey/1", "machines": self.machines, "candidates": [r.to_dict() for r in self.rows]}
+        return {"schema": "rofolio.survey/1", "machines": self.machines, "candidates": [r.to_dict() for r in self.rows],
+                "best_for_model2": [{"id": r.candidate.id, "class": r.candidate.lifetime_class,
+                                     "scenario": scenario_name(r.candidate.id)}
+                                    for r in rank_for_model2(self)[:BEST]]}
 
 
 def run_survey(mem: int = 16 << 30, machines: list[dict[str, Any]] | None = None, ids: list[str] | None = None,
@@ -208,3 +216,19 @@ def run_survey(mem: int = 16 << 30, machines: list[dict[str, Any]] | None = None
         if progress:
             progress(i, len(chosen))
     return SurveyResult([s.label() for s in specs], rows)
+
+
+def rank_for_model2(result: SurveyResult) -> list[SurveyRow]:
+    """The candidates with something to make read-only at run time, best first for lifetime model 2: its
+    class first (model 2 fits as it is; model 1 needs core MM to carry the state; neither fits), then what
+    making the typical count read-only costs on the worst machine (splits, IPIs, page-table pages)."""
+    def key(row: SurveyRow) -> tuple[int, int, int, int, str]:
+        worst = [max((k.total[f] for k in row.costs), default=0) for f in ("splits", "ipis", "pgtables")]
+        return (CLASS_ORDER[row.candidate.lifetime_class], *worst, row.candidate.id)  # type: ignore[return-value]
+
+    return sorted((r for r in result.rows if r.costs and not r.candidate.relative), key=key)
+
+
+def scenario_name(candidate_id: str) -> str:
+    """The built-in scenario that runs a ranked candidate's first object (``rofolio run NAME``)."""
+    return SCENARIO_PREFIX + candidate_id.replace("_", "-")
