@@ -31,7 +31,8 @@ from types import MappingProxyType
 from rofolio.errors import ConfigError
 
 __all__ = [
-    "DEFAULT_KERNEL", "GATES", "MIN_KERNEL", "NEWEST_KERNEL", "SET_MEMORY_ROX", "STABLE", "X86_CPA_COLLAPSE",
+    "DEFAULT_KERNEL", "GATES", "MIN_KERNEL", "NEWEST_KERNEL", "RESERVED_PAGEBLOCKS_MOVABLE", "SET_MEMORY_ROX", "STABLE",
+    "X86_CPA_COLLAPSE",
     "X86_DIRTY_CLEARED_WITH_RW", "X86_NX_CHECKS_ALIAS", "X86_OOPS_NO_PREEMPT", "X86_OOPS_PREFIX",
     "X86_RO_CLEARS_DIRTY", "X86_RWX_AT_BOOT", "X86_SET_MEMORY_ROX",
     "ZERO_PAGE_NOT_PINNED", "Gate", "KernelVersion", "beyond_model", "register",
@@ -239,6 +240,14 @@ X86_OOPS_PREFIX = Gate(
 X86_OOPS_NO_PREEMPT = Gate(
     "x86-oops-no-preempt", KernelVersion(6, 15), "96389cf36591", "x86: Rely on generic printing of preemption model")
 
+# With CONFIG_DEFERRED_STRUCT_PAGE_INIT, a reserved page in the deferred part of a node is initialised by
+# init_reserved_page() (mm/mm_init.c), which left its pageblock's migratetype at 0 (MIGRATE_UNMOVABLE); it
+# now marks a pageblock-aligned one MIGRATE_MOVABLE, as memmap_init_range() does for the rest.
+# Since commit 98b7beba1ee6 ("memblock: uniformly initialize all reserved pages to MIGRATE_MOVABLE") (v6.13)
+RESERVED_PAGEBLOCKS_MOVABLE = Gate(
+    "reserved-pageblocks-movable", KernelVersion(6, 13), "98b7beba1ee6",
+    "memblock: uniformly initialize all reserved pages to MIGRATE_MOVABLE")
+
 DEFAULT_KERNEL = KernelVersion(7, 2, STABLE[(7, 2)])
 
 GATES: dict[str, Gate] = {}
@@ -253,5 +262,5 @@ def register(gate: Gate) -> Gate:
 
 
 for _gate in (X86_RO_CLEARS_DIRTY, X86_DIRTY_CLEARED_WITH_RW, X86_CPA_COLLAPSE, ZERO_PAGE_NOT_PINNED, SET_MEMORY_ROX,
-              X86_NX_CHECKS_ALIAS, X86_RWX_AT_BOOT, X86_OOPS_PREFIX, X86_OOPS_NO_PREEMPT):
+              X86_NX_CHECKS_ALIAS, X86_RWX_AT_BOOT, X86_OOPS_PREFIX, X86_OOPS_NO_PREEMPT, RESERVED_PAGEBLOCKS_MOVABLE):
     register(_gate)

@@ -18,6 +18,7 @@ from typing import Any
 from rofolio.arch import Arch, ArchKernel, BootRecord, WriteOutcome, arch_entry
 from rofolio.errors import ConfigError, Errno
 from rofolio.events import Event, EventLog, KernelWarning, Phase
+from rofolio.kversion import KernelVersion
 from rofolio.mm import (
     compaction,
     direct_access,
@@ -44,7 +45,8 @@ from rofolio.physmem import MemoryMap, check_ram
 from rofolio.stats import Counters
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, Level, Pfn, PhysAddr, VirtAddr, parse_size
 
-__all__ = ["GFP", "BootRecord", "Folio", "Leaf", "MMConfig", "Machine", "MachineSpec", "MmStruct", "StepResult"]
+__all__ = ["GFP", "BootPlacement", "BootRecord", "Folio", "Leaf", "MMConfig", "Machine", "MachineSpec", "MmStruct",
+           "StepResult"]
 
 # The allocation contexts a caller above the machine names (include/linux/gfp_types.h)
 GFP = {"kernel": GFP_KERNEL, "user": GFP_USER, "highuser_movable": GFP_HIGHUSER_MOVABLE,
@@ -68,6 +70,7 @@ class MachineSpec:
     cpus: int = 8
     debug_pagealloc: bool = False
     kfence: bool = False
+    initrd: int = 0  # bytes of initrd the boot loader loads (placed by its rule where no boot record says)
     options: dict[str, Any] = field(default_factory=dict, hash=False)
     mm: MMConfig = field(default_factory=MMConfig)  # generic MM: zero folios, lifetime model, init_on_*
 
@@ -93,6 +96,8 @@ class MachineSpec:
         out: dict[str, Any] = {"arch": self.arch, "label": self.label(), "mem_bytes": self.mem,
                                "kernel": self.kernel, "cpus": self.cpus, "debug_pagealloc": self.debug_pagealloc,
                                "kfence": self.kfence}
+        if self.initrd:
+            out["initrd"] = self.initrd
         out.update(self.entry.describe(self))
         out["mm"] = self.mm.describe()
         return out
@@ -100,6 +105,31 @@ class MachineSpec:
     def label(self) -> str:
         """A short name for tables: 'x86_64 GBPAGES', 'arm64 rodata=full BBML2', 'nodirectmap (weak default)'."""
         return self.entry.label(self)
+
+
+@dataclass(frozen=True, slots=True)
+class BootPlacement:
+    """One boot-time user's pages: what it is, who decided where (a boot record, or the model's own rules),
+    and its (physical address, pages) stretches in the order it uses them."""
+
+    what: str
+    by: str
+    pages: tuple[tuple[int, int], ...]
+
+    def describe(self) -> str:
+        total = sum(n for _, n in self.pages)
+        where = ", ".join(f"{pa:#x}+{n}" for pa, n in self.pages[:4]) + (", ..." if len(self.pages) > 4 else "")
+        return f"{self.what}: {total} pages at {where}, placed by {self.by}"
+
+
+def _stretches(pfns: list[int]) -> tuple[tuple[int, int], ...]:
+    out: list[tuple[int, int]] = []
+    for pfn in pfns:
+        if out and out[-1][0] + out[-1][1] * PAGE_SIZE == pfn * PAGE_SIZE:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+        else:
+            out.append((pfn * PAGE_SIZE, 1))
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +173,7 @@ class Machine:
         self.spec = spec
         self.kernel: ArchKernel = kernel
         self.mm = mm
+        self.boot_placements: list[BootPlacement] = []  # what boot placed, and who decided where
 
     # ------------------------------------------------------------------ boot
     @classmethod
@@ -157,13 +188,44 @@ class Machine:
         memory = MemoryMap.from_ram(list(spec.memory_map)) if spec.memory_map else entry.memory_map(spec.mem)
         kernel = entry.boot(spec, memory, EventLog(retain=retain_events), image, record)
         # mm_core_init() -> memblock_free_all(): the buddy allocator takes over (start_kernel())
-        return cls(spec, kernel, mm_core_init(kernel, spec.mm))
+        machine = cls(spec, kernel, mm_core_init(kernel, spec.mm, spec.cpus, KernelVersion.parse(spec.kernel)))
+        initrd = getattr(kernel, "initrd", None)
+        if record is not None:
+            by = record.source or "boot record"
+            if record.initrd is not None:
+                machine.boot_placements.append(BootPlacement("initrd", by, ((record.initrd[0], -(-record.initrd[1]
+                                                                                             // PAGE_SIZE)),)))
+            machine.boot_placements += [BootPlacement("BPF JIT pack", by, pages) for _, pages in record.bpf_packs]
+            return machine
+        if initrd is not None:
+            machine.boot_placements.append(BootPlacement("initrd", "the model (the boot loader's rule)",
+                                                         ((initrd[0], -(-initrd[1] // PAGE_SIZE)),)))
+        # the boot-time users of the page allocator the architecture names (x86: the BPF JIT pack of sock_init(),
+        # a core_initcall, where the config has one), placed by the model's buddy allocator: initcalls the model
+        # runs before it returns, ahead of hugepage_init() (a subsys_initcall)
+        machine._place_boot_allocations()
+        return machine
 
     def run_initcalls(self) -> int:
         """The initcalls the model knows: hugepage_init() -> thp_shrinker_init() (the huge zero folio)."""
         if self.mm.initcalls_done:
             return 0
         return zero_page.hugepage_init(self.mm)
+
+    def _place_boot_allocations(self) -> None:
+        """Each boot-time user's blocks from the buddy allocator (GFP_KERNEL), then its calls on them."""
+        entry = self.spec.entry
+        for allocation in entry.boot_allocations(self.spec):
+            pfns: list[int] = []
+            for _ in range(allocation.count):
+                folio = page_alloc.alloc_pages(self.mm, GFP_KERNEL, allocation.order, label=allocation.what)
+                if folio is None:
+                    raise ConfigError(f"the model's page allocator has no pages for the boot-time "
+                                      f"{allocation.what}", "give the machine more memory")
+                pfns += range(folio.pfn, folio.pfn + folio.nr_pages)
+            entry.place_boot_allocation(self.kernel, allocation, pfns)
+            self.boot_placements.append(BootPlacement(allocation.what, "the model (its buddy allocator)",
+                                                      _stretches(pfns)))
 
     def finish_boot(self) -> None:
         """The rest of the initcalls, then free_initmem(), mark_rodata_ro(), SYSTEM_RUNNING."""
@@ -271,6 +333,11 @@ class Machine:
             return self.spec.entry.set_memory_absent(op, self.spec.kernel) is None
         return callable(getattr(self.kernel, op, None))
 
+    def can_set_direct_map(self) -> bool:
+        """can_set_direct_map(): can this machine change the protection of single pages of its direct map
+        (on arm64 only with rodata=full, DEBUG_PAGEALLOC, a late KFENCE pool or in a realm)?"""
+        return bool(self.kernel.can_set_direct_map())  # type: ignore[attr-defined]
+
     def direct_map_writable(self, pfn: Pfn) -> bool:
         """Would a CPU store through page_address(pfn) land now?"""
         return self.kernel.direct_map_writable(pfn)
@@ -338,6 +405,14 @@ class Machine:
         """vmap(): a new vmalloc mapping of the pages, an alias of their direct-map pages."""
         return self.kernel.vmap(pfns)
 
+    def vmalloc(self, pfns: list[int], huge: bool = False) -> VirtAddr:
+        """vmalloc() backed by these pages: a VM_ALLOC area (``huge``: vmalloc_huge(), VM_ALLOW_HUGE_VMAP too),
+        which set_memory_*() accept where the architecture checks the area."""
+        vmalloc = getattr(self.kernel, "vmalloc", None)
+        if vmalloc is None:
+            raise ConfigError(f"vmalloc() areas are not modelled on {self.spec.arch}", "use vmap()")
+        return VirtAddr(vmalloc(pfns, huge=huge))
+
     def pgtable_alloc_fail(self, fail: bool = True) -> None:
         """From now on page-table allocations fail (or succeed again): the -ENOMEM paths of splits."""
         self.kernel.pgtable_alloc_fail = fail  # type: ignore[attr-defined]
@@ -346,6 +421,16 @@ class Machine:
         """A CPU store through a kernel mapping, checked only by the page tables (copy_to_kernel_nofault()
         with ``probe``)."""
         return self.kernel.kernel_store(va, probe=probe, mapping=mapping)
+
+    def kernel_load(self, va: VirtAddr, probe: bool = False, mapping: str = "direct map") -> tuple[int, int | None]:
+        """A CPU load of one byte through a kernel mapping (copy_from_kernel_nofault() with ``probe``):
+        (0 and the byte the page holds, or -EFAULT and None after the fault it took)."""
+        outcome = self.kernel.kernel_load(va, probe=probe, mapping=mapping)
+        if not outcome.ok:
+            return outcome.ret, None
+        found = self.kernel.lookup_address(va)
+        pfn = found.pfn + ((va & (found.level.size - 1)) >> PAGE_SHIFT)
+        return 0, direct_access.page_content(self.mm, Pfn(pfn))
 
     # --------------------------------------------------------------- writes
     def kernel_write(self, pfn: Pfn, value: int, path: str = "kernel_write", nr_pages: int = 1) -> int:

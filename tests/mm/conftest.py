@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rofolio.machine import Machine, MachineSpec
-from rofolio.mm import MMConfig, MMState, mm_core_init
+from rofolio.mm import MMConfig, MMState
 from rofolio.mm.zero_page import hugepage_init
 from rofolio.units import GiB
 
@@ -15,8 +15,8 @@ CPUS = 8
 def boot_mm(running: bool = True, initcalls: bool = True, mem: int = 8 * GiB, spec: dict[str, Any] | None = None,
             **mm_options: Any) -> tuple[Machine, MMState]:
     """Boot an x86-64 machine to initcall time, hand memory to the buddy, run hugepage_init(), finish boot."""
-    machine = Machine.boot(MachineSpec.build(mem=mem, **(spec or {})))
-    mm = mm_core_init(machine.kernel, MMConfig(**mm_options))
+    machine = Machine.boot(MachineSpec.build(mem=mem, mm=MMConfig(**mm_options), **(spec or {})))
+    mm = machine.mm
     if initcalls:
         hugepage_init(mm)
     if running:

@@ -36,13 +36,20 @@ def test_zones_of_an_8g_qemu_machine() -> None:
     machine, mm = boot_mm(initcalls=False)
     text, end = _image_pfns(machine)
     spans = [(z.type, z.start_pfn, z.end_pfn, z.present_pages, z.managed_pages) for z in mm.zones]
-    # DMA < 16M (managed: [1M, 16M)), DMA32 < 4G without the kernel image, Normal without the memmap:
-    # 64 sections hold RAM ([0, 3G) and [4G, 9G)), each needs 512 pages of struct page
+    # DMA < 16M (managed: [1M, 16M)), DMA32 < 4G without the kernel image, Normal without memblock's top-down
+    # allocations: NODE_DATA(0) (43 pages), then the memmap (64 sections hold RAM, [0, 3G) and [4G, 9G), each
+    # with 512 pages of struct page) in one 2M-aligned buffer below it, then the per-CPU first chunk in one 2M
+    # atom below that: 8 units of 64 pages (8 CPUs), each keeping 62 (s217088 + r8192 + d28672)
+    node_data = 0x240000 - 43
+    memmap = (node_data - 64 * 512) & ~511
     assert spans == [(ZoneType.DMA, 0, 0x1000, 3999, 3840),
                      (ZoneType.DMA32, 0x1000, 0xBFFE0, 782304, 782304 - (end - text)),
-                     (ZoneType.NORMAL, NORMAL_START, 0x240000, 1310720, 1310720 - 64 * 512)]
+                     (ZoneType.NORMAL, NORMAL_START, 0x240000, 1310720, 1310720 - 43 - 64 * 512 - 8 * 62)]
+    percpu = memmap - 512
     assert [(s, e, what) for s, e, what in mm.reserved] == [
-        (0, 0x100, "low memory"), (text, end, "kernel image"), (0x240000 - 64 * 512, 0x240000, "memmap node 0")]
+        (0, 0x100, "low memory"), (text, end, "kernel image"),
+        *[(percpu + 64 * i, percpu + 64 * i + 62, f"per-CPU first chunk, unit {i}") for i in range(8)],
+        (memmap, memmap + 64 * 512, "memmap node 0"), (node_data, 0x240000, "NODE_DATA(0)")]
 
 
 def test_boot_memory_is_freed_to_the_tail_in_ascending_order() -> None:
@@ -50,8 +57,13 @@ def test_boot_memory_is_freed_to_the_tail_in_ascending_order() -> None:
     normal = mm.zones[2]
     order10 = normal.free.list_order(MAX_PAGE_ORDER, MigrateType.MOVABLE)
     assert order10[:3] == [0x100000, 0x100400, 0x100800]
-    assert order10 == sorted(order10) and len(order10) == 1248
-    assert all(not normal.free.list_order(o, MigrateType.MOVABLE) for o in range(MAX_PAGE_ORDER))
+    assert order10 == sorted(order10) and len(order10) == 1247
+    # the smaller blocks are what memblock's top-down allocations left free: the tail of each per-CPU unit
+    # (pcpu_fc_free(), two pages each) and the gap between the memmap buffer and NODE_DATA(0)
+    small = {o: normal.free.list_order(o, MigrateType.MOVABLE) for o in range(MAX_PAGE_ORDER)}
+    assert {o: pfns for o, pfns in small.items() if pfns} == {
+        0: [0x23FFD4], 1: [0x237C3E + 64 * i for i in range(8)], 2: [0x23FFD0], 4: [0x23FFC0], 6: [0x23FF80],
+        7: [0x23FF00], 8: [0x23FE00]}
 
 
 def test_fresh_allocator_serves_lowest_address_first_in_the_highest_zone() -> None:
@@ -63,8 +75,9 @@ def test_fresh_allocator_serves_lowest_address_first_in_the_highest_zone() -> No
     dma32 = alloc_pages(mm, GFP_KERNEL | Gfp.DMA32, 0)
     assert zero and thp and table and anon and dma32
     # the unmovable order-9 request claims the first order-10 block, the movable one takes the next;
-    # expand() put the upper halves at the heads of the order-9 lists, which the order-0 requests split
-    assert [f.pfn for f in (zero, thp, table, anon)] == [0x100000, 0x100400, 0x100200, 0x100600]
+    # expand() put the upper halves at the heads of the order-9 lists, which the unmovable order-0 request
+    # splits; the movable order-0 one takes the smallest movable block, the page memblock left below NODE_DATA(0)
+    assert [f.pfn for f in (zero, thp, table, anon)] == [0x100000, 0x100400, 0x100200, 0x23FFD4]
     # an unmovable request with no unmovable free block claims the *largest* foreign block first
     # (__rmqueue_claim), the first order-10 block after the kernel image, not the small pieces at its end
     end = _image_pfns(machine)[1]
@@ -118,8 +131,10 @@ def test_the_allocator_stays_sparse_on_a_64_tib_machine() -> None:
     _, mm = boot_mm(mem=64 * TiB, initcalls=False)
     normal = mm.zones[2]
     assert normal.end_pfn == (64 * TiB) >> PAGE_SHIFT  # RAM above MAX_PHYSMEM_BITS (46) is dropped
-    # one run of 16514052 order-10 blocks (the memmap takes the top 1 GiB), not 16 million entries
-    assert [(r.pfn, r.order, r.count) for r in normal.free.runs()] == [(NORMAL_START, 10, 16514052)]
+    # one run of 16514051 order-10 blocks (the memmap takes the top 1 GiB, the per-CPU first chunk the 2 MiB
+    # below it, NODE_DATA(0) the top pages), not 16 million entries, then the pieces memblock left free there
+    runs = [(r.pfn, r.order, r.count) for r in normal.free.runs()]
+    assert runs[0] == (NORMAL_START, 10, 16514051) and len(runs) == 15
     folio = alloc_pages(mm, GFP_HIGHUSER_MOVABLE, 0)
     assert folio is not None and folio.pfn >= NORMAL_START
 
@@ -129,7 +144,7 @@ def test_gfp_zero_into_a_read_only_free_block_oopses_instead_of_writing() -> Non
     k = machine.kernel
     k.set_memory_ro(k.page_address(NORMAL_START), 1)  # a free page made read-only behind the allocator's back
     mark = len(machine.log.events)
-    assert alloc_pages(mm, GFP_HIGHUSER_MOVABLE | Gfp.ZERO, 0) is None
+    assert alloc_pages(mm, GFP_KERNEL | Gfp.ZERO, 0) is None  # an unmovable page: the first block of Normal
     oops = events_of(machine, KernelOops, mark)
     assert len(oops) == 1 and oops[0].pfn == NORMAL_START and oops[0].path == "__GFP_ZERO"
     assert oops[0].text.splitlines()[:3] == [

@@ -88,8 +88,9 @@ def test_migration_without_the_hook_leaves_the_destination_writable_and_frees_a_
     assert ret == 0 and dst is not None and dst.nid == 1
     assert mm.page_data[dst.pfn] == 0x42  # the copy read the read-only source fine
     assert not dst.readonly and machine.kernel.direct_map_writable(dst.pfn)
+    # the source was the page memblock left free below NODE_DATA(0): it has no free buddy to merge with
     assert readonly_pages_in_free_lists(mm) == [
-        f"pfn {folio.pfn:#x} is free (order-9 block {folio.pfn:#x}) but read-only in the direct map"]  # merged back
+        f"pfn {folio.pfn:#x} is free (order-0 block {folio.pfn:#x}) but read-only in the direct map"]
 
 
 def test_model1_migration_carries_the_state_and_restores_the_source() -> None:

@@ -213,18 +213,20 @@ def test_broken_policy_is_caught_by_the_free_list_invariant() -> None:
 
 
 def test_broken_minimal_counterexample() -> None:
-    """The minimal failing sequence hypothesis found against ``broken`` (shrunk): map, make read-only, compact.
+    """A short failing sequence against ``broken``: map twice, make the second page read-only, compact.
 
-    Compaction migrates the read-only page to the top of the zone; without the
-    migration hook the destination is writable and the source goes back to the
-    free lists still read-only.
+    The first movable page is the smallest movable free block, the page memblock left below NODE_DATA(0) at the
+    top of the zone, where compaction finds nothing to do; the second comes from the tail of a per-CPU unit lower
+    down.  Compaction migrates that read-only page towards the top of the zone; without the migration hook the
+    destination is writable and the source goes back to the free lists still read-only.
     """
     state = BrokenLifetime()
     state.map_to_user(value=1)
-    mms, addr = state.user[0]
+    state.map_to_user(value=2)
+    mms, addr = state.user[1]
     src = folio_at(state.mm, mms, addr)
     assert src is not None
-    state.make_readonly(i=0, user=True)
+    state.make_readonly(i=1, user=True)
     assert src.readonly
     state.compact()
     dst = folio_at(state.mm, mms, addr)

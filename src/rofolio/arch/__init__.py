@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from rofolio.machine import MachineSpec
 
 __all__ = [
-    "RETIRED", "Arch", "ArchKernel", "ArchOption", "BootRecord", "KernelState", "LeafLookup", "OptionValue",
+    "RETIRED", "Arch", "ArchKernel", "ArchOption", "BootAllocation", "BootRecord", "KernelState", "LeafLookup",
+    "OptionValue",
     "WriteOutcome", "all_options", "arch_entry", "arch_names", "register_arch", "registry_generation", "rfc_machines",
     "unregister_arch",
 ]
@@ -57,6 +58,18 @@ class BootRecord:
     # where the kernel image's sections are (physical addresses by the architecture's names for them): each
     # build and version lays them out differently, and the boot-time protections follow the boundaries
     image: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BootAllocation:
+    """A boot-time user of the page allocator that changes the direct map: where a boot record gives no
+    placement, the model asks its own buddy allocator for ``count`` blocks of ``order`` (GFP_KERNEL) at
+    initcall time, then the architecture applies the user's calls to them (``Arch.place_boot_allocation``)."""
+
+    what: str  # "BPF JIT pack"
+    order: int
+    count: int
+    source: str  # the kernel code that allocates and protects it
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,6 +424,14 @@ class Arch:
         ``record`` holds placements a real boot made (BootRecord); an architecture that models none
         of them ignores it.
         """
+        raise NotImplementedError
+
+    def boot_allocations(self, spec: MachineSpec) -> tuple[BootAllocation, ...]:
+        """The boot-time users of the page allocator this architecture models, in boot order (none by default)."""
+        return ()
+
+    def place_boot_allocation(self, kernel: ArchKernel, allocation: BootAllocation, pfns: list[int]) -> None:
+        """Apply ``allocation``'s calls to the pages the buddy allocator gave it."""
         raise NotImplementedError
 
     def late_init(self, kernel: ArchKernel) -> None:

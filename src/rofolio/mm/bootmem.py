@@ -12,9 +12,13 @@ Reserved, as far as the model knows an arch-neutral way to name them:
 * RAM below 1 MiB (x86 keeps the BIOS areas, the real-mode trampoline and
   its low-memory reservation there);
 * the kernel image (found through the arch kernel's ``image.text``/``image.end``);
-* the memmap: 64-byte ``struct page`` per 4 KiB page of every memory section
-  with RAM, allocated top-down at the end of each node (sparse_init(),
-  vmemmap), below ZONE_MOVABLE when there is one.
+* the initrd, where the boot loader put it (arch/x86/kernel/setup.c reserve_initrd());
+* memblock's top-down allocations at the end of each node (below ZONE_MOVABLE when there is one), in
+  boot order: the node's ``pg_data_t`` (alloc_node_data()), then the memmap, 64-byte ``struct page`` per
+  4 KiB page of every memory section with RAM, in one PMD-aligned buffer (sparse_init() →
+  sparse_buffer_init()), then, where the architecture embeds it in PMD-sized atoms (x86-64), the per-CPU
+  first chunk (setup_per_cpu_areas() → pcpu_embed_first_chunk()), whose units keep only their used part:
+  the rest goes back to memblock (``pcpu_fc_free()``) and so to the buddy allocator.
 
 The ArchKernel protocol does not give the kernel image or the zero page;
 ``kernel_image_range``/``empty_zero_page_pfn``/``ro_after_init_pfn`` read
@@ -29,9 +33,19 @@ from rofolio.mm.zone import Node
 from rofolio.physmem import SECTION_SIZE, memmap_pages, sections_spanned
 from rofolio.units import PAGE_SHIFT, MiB, align_up
 
-__all__ = ["empty_zero_page_pfn", "free_ranges", "kernel_image_range", "reserved_ranges", "ro_after_init_pfn"]
+__all__ = [
+    "NODE_DATA_SIZE", "PERCPU_DYNAMIC_RESERVE", "PERCPU_MODULE_RESERVE", "alloc_top_down", "empty_zero_page_pfn",
+    "free_ranges", "kernel_image_range", "percpu_first_chunk", "reserved_ranges", "ro_after_init_pfn",
+]
 
 LOW_MEMORY_END = 1 * MiB
+# sizeof(pg_data_t) rounded up to pages, as alloc_node_data() (arch/x86/mm/numa.c) asks memblock for it: both
+# Debian builds (6.1 and 7.2, amd64) log "NODE_DATA(0) allocated [mem 0x23ffd3000-0x23fffdfff]" (7.2:
+# ...d2f80...) under the QEMU oracle; what matters is that it is more than nothing and less than 2 MiB
+NODE_DATA_SIZE = 0x2B000
+PERCPU_MODULE_RESERVE = 8 << 10  # include/linux/percpu.h (with modules)
+PERCPU_DYNAMIC_RESERVE = 28 << 10  # include/linux/percpu.h, 64-bit, 4K pages
+PMD_PAGES = (2 * MiB) >> PAGE_SHIFT
 
 
 def kernel_image_range(kernel: Any) -> tuple[int, int] | None:
@@ -64,8 +78,55 @@ def ro_after_init_pfn(kernel: Any) -> int | None:
     return (image.end_rodata - 1) >> PAGE_SHIFT
 
 
+def initrd_range(kernel: Any) -> tuple[int, int] | None:
+    """[first pfn, end pfn) of the initrd the boot loader loaded, if the arch kernel has one."""
+    initrd = getattr(kernel, "initrd", None)
+    if not initrd:
+        return None
+    start, size = initrd
+    return start >> PAGE_SHIFT, align_up(start + size, 1 << PAGE_SHIFT) >> PAGE_SHIFT
+
+
+def alloc_top_down(ram: list[tuple[int, int]], reserved: list[tuple[int, int, str]], pages: int, align: int,
+                   limit: int) -> int | None:
+    """memblock_find_in_range() top-down (mm/memblock.c __memblock_find_range_top_down()): the highest
+    ``align``-aligned start of ``pages`` free pages below ``limit``, or None."""
+    for s, e in reversed(free_ranges([(s, min(e, limit)) for s, e in ram if s < limit], sorted(reserved))):
+        start = (e - pages) & ~(align - 1)
+        if e - pages >= 0 and start >= s:
+            return start
+    return None
+
+
+def percpu_first_chunk(cpus: int, static_size: int) -> tuple[int, int, int]:
+    """pcpu_build_alloc_info() (mm/percpu.c) for PMD-sized atoms on one node: (unit pages, units, used pages).
+
+    Each unit holds the static per-CPU data, PERCPU_MODULE_RESERVE and the dynamic reserve (size_sum); a
+    PMD_SIZE allocation holds ``upa`` units, the largest power-of-two split whose units still fit size_sum
+    and which wastes no more than a third of the CPUs' units, with no more allocations than fewer units
+    per allocation would need.
+    """
+    size_sum = align_up(static_size + PERCPU_MODULE_RESERVE + PERCPU_DYNAMIC_RESERVE, 1 << PAGE_SHIFT)
+    alloc = 2 * MiB
+    upa = alloc // size_sum
+    while alloc % upa or (alloc // upa) % (1 << PAGE_SHIFT):
+        upa -= 1
+    best, last_allocs = 1, None
+    for candidate in range(upa, 0, -1):
+        if alloc % candidate or (alloc // candidate) % (1 << PAGE_SHIFT):
+            continue
+        allocs = -(-cpus // candidate)
+        if allocs * candidate - cpus > cpus // 3:  # "Don't accept if wastage is over 1/3"
+            continue
+        if last_allocs is not None and allocs > last_allocs:  # "and then don't consume more memory"
+            break
+        last_allocs, best = allocs, candidate
+    unit = alloc // best
+    return unit >> PAGE_SHIFT, -(-cpus // best) * best, size_sum >> PAGE_SHIFT
+
+
 def reserved_ranges(kernel: Any, ram: list[tuple[int, int]], nodes: list[Node],
-                    movable_start: int | None) -> list[tuple[int, int, str]]:
+                    movable_start: int | None, cpus: int = 1) -> list[tuple[int, int, str]]:
     """memblock.reserved as (start pfn, end pfn, what), sorted."""
     # x86 keeps the first 1 MiB (arch/x86/realmode/init.c reserve_real_mode(), setup.c
     # trim_low_memory_range()); where RAM starts higher (arm64, riscv virt machines) the model
@@ -75,18 +136,43 @@ def reserved_ranges(kernel: Any, ram: list[tuple[int, int]], nodes: list[Node],
     image = kernel_image_range(kernel)
     if image is not None:
         out.append((image[0], image[1], "kernel image"))
+    initrd = initrd_range(kernel)
+    if initrd is not None:
+        out.append((initrd[0], initrd[1], "initrd"))
     section = SECTION_SIZE >> PAGE_SHIFT
+    atom = getattr(kernel, "percpu_atom", None)  # pcpu_embed_first_chunk()'s atom_size, where the arch embeds
     for node in nodes:
         clipped = [(max(s, node.start_pfn), min(e, node.end_pfn)) for s, e in ram]
-        need = memmap_pages(sections_spanned([(s, e) for s, e in clipped if s < e], section))
+        node_ram = [(s, e) for s, e in clipped if s < e]
+        need = memmap_pages(sections_spanned(node_ram, section))
         top = node.end_pfn if movable_start is None else min(node.end_pfn, movable_start)
-        for s, e in reversed(ram):
-            s, e = max(s, node.start_pfn), min(e, top)
-            if e - s >= need:
-                start = (e - need) & ~((2 * MiB >> PAGE_SHIFT) - 1)  # vmemmap is populated in 2M chunks
-                out.append((start, e, f"memmap node {node.nid}"))
-                break
+        # alloc_node_data(): the node's pg_data_t, top-down (SMP_CACHE_BYTES aligned; pages here)
+        at = alloc_top_down(node_ram, out, NODE_DATA_SIZE >> PAGE_SHIFT, 1, top)
+        if at is not None:
+            out.append((at, at + (NODE_DATA_SIZE >> PAGE_SHIFT), f"NODE_DATA({node.nid})"))
+        # sparse_init() -> sparse_buffer_init(): one buffer for the node's memmap, section_map_size() (PMD_SIZE
+        # with vmemmap) aligned, top-down below what setup_arch() allocated before it
+        at = alloc_top_down(node_ram, out, need, PMD_PAGES, top)
+        if at is not None:
+            out.append((at, at + need, f"memmap node {node.nid}"))
+        if atom is not None and node.nid == 0:
+            out += _percpu_reservations(kernel, node_ram, out, cpus, top)
     return sorted(out)
+
+
+def _percpu_reservations(kernel: Any, ram: list[tuple[int, int]], reserved: list[tuple[int, int, str]], cpus: int,
+                         top: int) -> list[tuple[int, int, str]]:
+    """setup_per_cpu_areas() (arch/x86/kernel/setup_percpu.c) → pcpu_embed_first_chunk(): the group's units in
+    one allocation, atom (PMD_SIZE) aligned, top-down (pcpu_fc_alloc() → memblock_alloc_try_nid() above
+    MAX_DMA_ADDRESS); each used unit keeps its first size_sum bytes, the rest of it and every unused unit are
+    given back with pcpu_fc_free() (mm/percpu.c).  All CPUs are one group on node 0 (NUMA groups not modelled)."""
+    image = getattr(kernel, "image", None)
+    static = getattr(image, "percpu_static", 0)
+    unit, units, used = percpu_first_chunk(cpus, static)
+    at = alloc_top_down(ram, reserved, unit * units, PMD_PAGES, top)
+    if at is None:
+        return []
+    return [(at + i * unit, at + i * unit + used, f"per-CPU first chunk, unit {i}") for i in range(cpus)]
 
 
 def free_ranges(ram: list[tuple[int, int]], reserved: list[tuple[int, int, str]]) -> list[tuple[int, int]]:

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from rofolio.arch.x86_64.config import X86Config
 from rofolio.arch.x86_64.image import KernelImage
 from rofolio.arch.x86_64.kernel import X86Kernel
+from rofolio.errors import ConfigError
 from rofolio.events import BootMapping, EventLog, PgtableAlloc, Phase
 from rofolio.pagetable import EntryState
-from rofolio.physmem import SECTION_SIZE, memmap_pages, sections_spanned
+from rofolio.physmem import SECTION_SIZE, MemoryMap, memmap_pages, sections_spanned
 from rofolio.prot import X86, x86_large_2_4k
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, MiB, align_down, align_up, approx_size
 
@@ -36,6 +37,7 @@ __all__ = [
     "idt_setup_apic_and_irq_gates", "init_mem_mapping", "init_memory_mapping", "init_range_memory_mapping",
     "kernel_physical_mapping_init", "kfence_init_pool", "kfence_pool_address", "late_init", "map_kernel_highmap",
     "mark_rodata_ro", "memblock_regions", "memory_map_top_down", "page_size_mask", "pti_check_boottime_disable",
+    "qemu_initrd_address",
     "set_real_mode_permissions",
     "split_mem_range",
 ]
@@ -76,6 +78,7 @@ class BootOptions:
     realmode_trampoline: int = 0x98000  # reserve_real_mode(): top-down below 1M
     pti: bool = False  # page-table isolation (free_kernel_image_pages() adds set_memory_np_noalias)
     profile: BootProfile | None = None
+    initrd_size: int = 0  # bytes of initrd the boot loader loads where no profile says where it went
 
 
 KFENCE_POOL_SIZE = 2 * MiB  # (CONFIG_KFENCE_NUM_OBJECTS + 1) * 2 * PAGE_SIZE with 255 objects
@@ -92,6 +95,11 @@ def boot(config: X86Config, image: KernelImage | None = None, options: BootOptio
     options = options or BootOptions()
     k = X86Kernel(config, image, log)
     k.pti = options.pti
+    if options.profile is not None and options.profile.initrd is not None:
+        pa, pages = options.profile.initrd
+        k.initrd = (pa, pages * PAGE_SIZE)
+    elif options.initrd_size:
+        k.initrd = (qemu_initrd_address(config.memory, options.initrd_size), options.initrd_size)
     init_mem_mapping(k)
     map_kernel_highmap(k)
     if config.ram_dropped:  # e820_end_pfn() clamps last_pfn; sparse's mminit_validate_memmodel_limits() WARNs
@@ -109,10 +117,29 @@ def boot(config: X86Config, image: KernelImage | None = None, options: BootOptio
     if options.profile is not None:
         for pack in options.profile.bpf_packs:
             bpf_prog_pack_alloc(k, pack)
-        if options.profile.initrd is not None:
-            pa, pages = options.profile.initrd
-            free_init_pages(k, k.va(pa), k.va(pa) + pages * PAGE_SIZE)  # free_initrd_mem()
+    if k.initrd is not None:  # populate_rootfs() → free_initrd_mem(): PAGE_ALIGN(end)
+        pa, size = k.initrd
+        free_init_pages(k, k.va(pa), k.va(pa) + align_up(size, PAGE_SIZE))
     return k
+
+
+UINT32_MAX = 0xFFFFFFFF
+
+
+def qemu_initrd_address(memory: MemoryMap, size: int) -> int:
+    """Where QEMU's Linux loader puts an initrd of ``size`` bytes (hw/i386/x86.c x86_load_linux()).
+
+    The setup header of every modelled kernel has protocol >= 2.12 with XLF_CAN_BE_LOADED_ABOVE_4G
+    (arch/x86/boot/header.S, CONFIG_X86_64), so initrd_max is UINT32_MAX, capped below
+    below_4g_mem_size - acpi_data_size: the end of the RAM QEMU's e820 gives below 4 GiB (the 128 KiB
+    above it is the ACPI data SeaBIOS keeps).  The initrd ends there: (initrd_max - size) & ~4095.
+    """
+    low_end = max((r.end for r in memory.ram if r.end <= 1 << 32), default=0)
+    initrd_max = min(UINT32_MAX, low_end - 1)
+    if size <= 0 or size > initrd_max:
+        raise ConfigError(f"an initrd of {size} bytes does not fit below {initrd_max + 1:#x}",
+                          "give a smaller initrd or more memory below 4 GiB")
+    return (initrd_max - size) & ~4095
 
 
 def late_init(k: X86Kernel) -> None:
@@ -144,8 +171,12 @@ def _is_region_memory(regions: list[tuple[int, int]], start: int, size: int) -> 
 
 
 def _reserved(k: X86Kernel) -> list[tuple[int, int]]:
-    """memblock.reserved at init_mem_mapping() time, as far as the model knows it: the image."""
-    return [(k.image.text, align_up(k.image.end, PAGE_SIZE))]
+    """memblock.reserved at init_mem_mapping() time, as far as the model knows it: the image, and the initrd
+    (setup_arch() → early_reserve_initrd() runs first)."""
+    out = [(k.image.text, align_up(k.image.end, PAGE_SIZE))]
+    if k.initrd is not None:
+        out.append((k.initrd[0], align_up(k.initrd[0] + k.initrd[1], PAGE_SIZE)))
+    return out
 
 
 # ------------------------------------------------------------------ init.c

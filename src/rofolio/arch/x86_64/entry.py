@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rofolio.arch import Arch, ArchKernel, ArchOption, BootRecord, register_arch
+from rofolio.arch import Arch, ArchKernel, ArchOption, BootAllocation, BootRecord, register_arch
 from rofolio.events import EventLog
 from rofolio.kversion import SET_MEMORY_ROX, Gate
 from rofolio.physmem import MemoryMap
@@ -53,6 +53,10 @@ class X86_64(Arch):
                    "(arch/x86/mm/tlb.c; tunable in debugfs)", minimum=0, kind=int),
         ArchOption("zero_page", "bss", "where empty_zero_page lives: bss, or rodata (const, Ard Biesheuvel's "
                    "2026 series), whose direct-map alias CPA keeps read-only", choices=("bss", "rodata"), kind=str),
+        ArchOption("ptp_classifier", False, "the kernel builds ptp_classifier_init() with the BPF JIT "
+                   "(CONFIG_NET_PTP_CLASSIFY, CONFIG_BPF_JIT; Debian's configs do): sock_init() JITs its program "
+                   "into a BPF JIT pack of 512 pages at boot, placed by the model's page allocator where no boot "
+                   "record says where", kind=bool),
         ArchOption("pti", "auto", "page-table isolation (the pti= boot option): auto turns it on only for a CPU "
                    "with the Meltdown bug, which the modelled CPU (QEMU -cpu max, as the oracle) has not; under PTI "
                    "the direct map is not _PAGE_GLOBAL and an oops says PTI", choices=("auto", "on", "off"), kind=str),
@@ -96,7 +100,31 @@ class X86_64(Arch):
             profile = boot.BootProfile(record.source or "boot record",
                                        tuple(boot.BpfPack(va, pages) for va, pages in record.bpf_packs), initrd)
         pti = boot.pti_check_boottime_disable(str(o["pti"]))
-        return boot.boot(config, image, boot.BootOptions(kfence=spec.kfence, profile=profile, pti=pti), log)
+        # without a record the boot loader places the spec's initrd (QEMU's rule) and the model's buddy
+        # allocator places the BPF JIT pack (Machine.boot() → boot_allocations())
+        return boot.boot(config, image, boot.BootOptions(kfence=spec.kfence, profile=profile, pti=pti,
+                                                         initrd_size=0 if record is not None else spec.initrd), log)
+
+    def boot_allocations(self, spec: MachineSpec) -> tuple[BootAllocation, ...]:
+        if not spec.options["ptp_classifier"]:
+            return ()
+        # net/socket.c sock_init() (a core_initcall) → ptp_classifier_init() (net/core/ptp_classifier.c, built in
+        # by Debian's config) → bpf_prog_create() → the JIT → bpf_prog_pack_alloc() → alloc_new_pack()
+        # (kernel/bpf/core.c): BPF_PROG_PACK_SIZE (2 MiB on one node) of vmalloc()'ed order-0 pages, GFP_KERNEL
+        # (module_alloc() in 6.1, execmem_alloc(EXECMEM_BPF) since v6.10: no ROX cache, no huge page)
+        return (BootAllocation("BPF JIT pack", 0, 512, "ptp_classifier_init() → bpf_prog_pack_alloc()"),)
+
+    def place_boot_allocation(self, kernel: ArchKernel, allocation: BootAllocation, pfns: list[int]) -> None:
+        from rofolio.arch.x86_64 import boot
+
+        runs: list[tuple[int, int]] = []
+        for pfn in pfns:  # the pages in the order the pack maps them, as (physical address, count) stretches
+            if runs and runs[-1][0] + runs[-1][1] * PAGE_SIZE == pfn * PAGE_SIZE:
+                runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+            else:
+                runs.append((pfn * PAGE_SIZE, 1))
+        at = kernel.layout.modules_vaddr  # type: ignore[attr-defined]  # the first module-area allocation
+        boot.bpf_prog_pack_alloc(kernel, boot.BpfPack(at, tuple(runs)))  # type: ignore[arg-type]
 
     def late_init(self, kernel: ArchKernel) -> None:
         from rofolio.arch.x86_64 import boot

@@ -46,6 +46,9 @@ class KernelImage:
     idt_table: int = 0x3313000  # idt_table, page aligned in .bss
     empty_zero_page_bss: int = 0x3310000  # empty_zero_page in .bss..page_aligned (6.1 .. 2026)
     empty_zero_page_rodata: int = 0x2000000  # a `const` empty_zero_page lands in .rodata (Ard, 2026)
+    # the size of .data..percpu (__per_cpu_end - __per_cpu_start): the guest's "percpu: Embedded 62 pages/cpu
+    # s217088 r8192 d28672" (7.2.13: s221184); pcpu_embed_first_chunk() copies it into every CPU's unit
+    percpu_static: int = 217088
 
     def zero_page(self, in_rodata: bool) -> int:
         """Physical address of empty_zero_page for the chosen placement."""

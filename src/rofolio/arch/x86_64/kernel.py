@@ -83,6 +83,10 @@ class X86Kernel(KernelState):
 
     arch = "x86_64"
 
+    # setup_per_cpu_areas() (arch/x86/kernel/setup_percpu.c): pcpu_embed_first_chunk() with atom_size PMD_SIZE
+    # when the CPU has PSE (every modelled CPU: X86Config.pse), so the first chunk comes in 2M allocations
+    percpu_atom = 2 << 20
+
     def __init__(self, config: X86Config, image: KernelImage | None = None,
                  log: EventLog | None = None) -> None:
         self.config = config
@@ -98,6 +102,7 @@ class X86Kernel(KernelState):
         self.max_pfn_mapped = 0
         self.memtype: dict[int, int] = {}  # pfn -> PAT cache mode bits (memtype_reserve on RAM)
         self._vmalloc_next = config.layout.vmalloc_start
+        self.initrd: tuple[int, int] | None = None  # (physical start, bytes) where the boot loader put it
         self._warned_once: set[str] = set()
         version = config.kernel
         self.ro_clears_dirty = X86_RO_CLEARS_DIRTY.applies(version)  # f788b71768ff, v6.6
