@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rofolio.oracle import rfc
+from tests.oracle.conftest import recorded
 
 X86_1G, X86_NO1G = rfc.CONFIGS[0], rfc.CONFIGS[1]
 ARM64_ON, ARM64_OFF = rfc.CONFIGS[4], rfc.CONFIGS[5]
@@ -58,3 +59,34 @@ def test_arm64_rodata_on_maps_the_linear_map_with_pages_so_nothing_splits() -> N
     rows = _rows(ARM64_ON)
     assert rows["boot: direct map change"][1] == "no change"
     assert rows["huge zero folio: leaf"] == ("pte RW", "pte RO")
+
+
+# ------------------------------------------------------------------ recorded guests (rofolio oracle rfc --keep-log)
+def _guest(name: str) -> rfc.GuestFacts:
+    return rfc.parse_guest(recorded(f"rfc/rfc-{name}.serial.log"))
+
+
+@pytest.mark.parametrize(("config", "name"), [(X86_1G, "x86-64-1G-pages-1-CPU"), (ARM64_ON, "arm64-rodata-on"),
+                                              (ARM64_OFF, "arm64-rodata-off")])
+def test_the_recorded_kernels_agree_with_the_model_on_every_row(config: rfc.RfcConfig, name: str) -> None:
+    rep = rfc.compare_config(config, _guest(f"{name}-base"), _guest(f"{name}-rfc"))
+    assert not rep.errors
+    assert [r["row"] for r in rep.rows if not r["agree"]] == []
+    assert len(rep.rows) == 7
+
+
+def test_a_patched_x86_guest_shows_the_split_the_refusals_and_the_oops() -> None:
+    base, patched = _guest("x86-64-1G-pages-1-CPU-base"), _guest("x86-64-1G-pages-1-CPU-rfc")
+    assert base.huge_zero_pfn == patched.huge_zero_pfn and patched.huge_zero_pfn % 512 == 0
+    assert patched.boot["DirectMap1G"] == base.boot["DirectMap1G"] - 1048576  # the 1G leaf around the folio
+    assert rfc.leaf_of(patched, rfc.direct_map_va("x86_64", patched.huge_zero_pfn)) == "pmd RO"
+    assert [w.split()[2] for w in patched.warnings[:2]] == ["free", "migrate"]
+    assert patched.migrate["errno"] == "16" and patched.freero["free"] == "0"  # EBUSY; leaked
+    assert "error_code(0x0003) - permissions violation" in patched.oops and patched.kwrite_survived is False
+    assert base.kwrite_survived is True and base.freero["ret"] == "missing"
+
+
+def test_a_guest_that_never_finished_is_an_error_not_a_row() -> None:
+    text = recorded("rfc/rfc-arm64-rodata-off-rfc.serial.log").replace("=== RFC END", "")
+    rep = rfc.compare_config(ARM64_OFF, _guest("arm64-rodata-off-base"), rfc.parse_guest(text))
+    assert rep.errors == ["the patched guest did not finish"] and not rep.agree and rep.rows == []

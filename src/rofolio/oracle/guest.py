@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rofolio.host import FILES as HOST_FILES
 from rofolio.oracle.errors import OracleError
 from rofolio.oracle.setup import Install
 
@@ -105,6 +106,16 @@ if [ -x /kc ] && ! grep -qw la57 /proc/cpuinfo; then
   /kc walk $PGD 0xffffffffc0000000 0xffffffffff000000  # MODULES_VADDR .. MODULES_END
   echo "=== WALK end"
 fi
+# the files `rofolio host --save` keeps, at boot (rofolio.host.FILES, the firmware memory map, the kernel log):
+# the oracle rebuilds the snapshot from the serial log and checks `rofolio host --from` on it
+echo "=== SNAPSHOT BEGIN"
+for f in SNAPSHOT_FILES; do echo "--- file $f"; cat /$f 2>/dev/null; done
+for d in /sys/firmware/memmap/*; do
+  for k in start end type; do echo "--- file ${d#/}/$k"; cat $d/$k; done
+done
+echo "--- file dmesg.txt"
+dmesg
+echo "=== SNAPSHOT END"
 dmesg -c > /dev/null
 if [ -f /dmoracle.ko ]; then
   insmod /dmoracle.ko
@@ -118,7 +129,7 @@ fi
 echo "final: $(dm)"
 echo "=== ORACLE END"
 poweroff -f
-""".replace("IMAGE_SYMBOLS", " ".join(IMAGE_SYMBOLS))
+""".replace("IMAGE_SYMBOLS", " ".join(IMAGE_SYMBOLS)).replace("SNAPSHOT_FILES", " ".join(HOST_FILES))
 
 SAFE_COMMAND = re.compile(r"^[A-Za-z0-9_ x.]+$")
 
@@ -246,8 +257,10 @@ def run_qemu(cmd: list[str], timeout: float, hint: str) -> Boot:
 _KV = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(\"[^\"]*\"|\S+)")
 _TS = re.compile(r"^\[\s*\d+\.\d+\]\s?")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1bc")
+# x86's page_fault_oops() opens with "BUG: unable to handle"; arm64's die_kernel_fault() (arch/arm64/mm/fault.c)
+# with "Unable to handle kernel ..." before the "Internal error: Oops:" line
 _OOPS_START = re.compile(r"BUG: unable to handle|BUG: kernel NULL pointer|general protection fault|"
-                         r"kernel BUG at|Oops:|Kernel panic")
+                         r"kernel BUG at|Oops:|Kernel panic|Unable to handle kernel")
 _OOPS_END = re.compile(r"---\[ end trace|---\[ end Kernel panic")
 
 
@@ -442,6 +455,7 @@ class GuestLog:
     steps: list[GuestStep] = field(default_factory=list)
     panic: bool = False
     console_oops: str | None = None
+    snapshot: dict[str, str] = field(default_factory=dict)  # the host snapshot the guest printed: path -> text
 
     def step(self, step_id: str) -> GuestStep | None:
         for s in self.steps:
@@ -514,8 +528,21 @@ def parse_log(text: str) -> GuestLog:
     walk: str | None = None
     current: GuestStep | None = None
     step_re = re.compile(r"^--- STEP (\S+): (.*)$")
+    snapshot: str | None = None  # the snapshot file being read
     for raw in lines:
         line = raw.rstrip()
+        if snapshot is not None:
+            if line == "=== SNAPSHOT END":
+                snapshot = None
+            elif line.startswith("--- file "):
+                snapshot = line[len("--- file "):]
+                log.snapshot[snapshot] = ""
+            elif snapshot:
+                log.snapshot[snapshot] += line + "\n"
+            continue
+        if line == "=== SNAPSHOT BEGIN":
+            snapshot = ""
+            continue
         if current is not None:
             if line == f"--- END {current.id}":
                 log.steps.append(current)

@@ -388,12 +388,13 @@ def kernel_rows(config: RfcConfig, base: GuestFacts, rfc: GuestFacts) -> dict[st
         f = g.freero
         if not f or f.get("ret") == "missing":
             return "no folio_make_readonly()"
-        made = int(f.get("ret", "0"))
+        made, free = int(f.get("ret", "0")), f.get("free")
+        if free not in ("0", "1"):
+            return "not known (no drain_all_pages() or is_free_buddy_page() to ask)"
         if made:
-            return f"not made read-only ({_errno(made)}), freed" if f.get("buddy") == "1" else \
-                f"not made read-only ({_errno(made)}), not freed"
+            return f"not made read-only ({_errno(made)}), {'freed' if free == '1' else 'not freed'}"
         warned = any(w.startswith("refusing to free") for w in g.warnings)
-        return f"{'WARN, ' if warned else ''}{'refused (leaked)' if f.get('buddy') == '0' else 'freed'}"
+        return f"{'WARN, ' if warned else ''}{'freed' if free == '1' else 'refused (leaked)'}"
 
     def migrate(g: GuestFacts) -> str:
         r = g.ro

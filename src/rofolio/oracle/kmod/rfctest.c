@@ -8,8 +8,10 @@
  *
  *   write PFN     a plain one-byte store of the byte already there, through
  *                 the direct map: oopses the writer if the entry is read-only
- *   freero        alloc_pages(order 0), folio_make_readonly(), __free_pages():
- *                 the patch's DEBUG_VM check must warn and leak the page
+ *   freero        alloc_pages(order 0), folio_make_readonly(), __free_pages(),
+ *                 then whether the page reached the buddy allocator
+ *                 (drain_all_pages(), is_free_buddy_page()): the patch's
+ *                 DEBUG_VM check must warn and leak it
  *   ro VA         folio_make_readonly() on the folio behind the caller's user
  *                 address VA (get_user_pages_fast), so that user space can
  *                 then ask for its migration (MADV_SOFT_OFFLINE)
@@ -37,9 +39,13 @@ MODULE_DESCRIPTION("rofolio oracle: probes of the read-only folio RFC");
 
 typedef unsigned long (*kln_t)(const char *name);
 typedef int (*make_ro_t)(struct folio *folio);
+typedef void (*drain_t)(struct zone *zone);
+typedef bool (*is_free_t)(const struct page *page);
 
 static kln_t kln;
 static make_ro_t make_ro;
+static drain_t drain_all;
+static is_free_t is_free;
 
 /* A plain store of the byte that is already there: changes nothing, faults if read-only. */
 static void cmd_write(unsigned long pfn)
@@ -59,6 +65,7 @@ static void cmd_write(unsigned long pfn)
 static void cmd_freero(void)
 {
 	struct page *page;
+	int free = -1;
 	int ret;
 
 	if (!make_ro) {
@@ -73,8 +80,16 @@ static void cmd_freero(void)
 	ret = make_ro(page_folio(page));
 	pr_info("cmd=freero pfn=0x%lx when=made_readonly made=%d\n", page_to_pfn(page), ret);
 	__free_pages(page, 0);
-	/* A refused free leaves the page out of the buddy allocator. */
-	pr_info("cmd=freero pfn=0x%lx buddy=%d refcount=%d ret=%d\n", page_to_pfn(page), PageBuddy(page),
+	/*
+	 * A freed page may sit on a per-CPU list, not yet in the buddy allocator:
+	 * drain_all_pages() moves it there, then is_free_buddy_page() finds it
+	 * inside some free block.  A refused free leaves it outside every one.
+	 */
+	if (drain_all && is_free) {
+		drain_all(NULL);
+		free = is_free(page);
+	}
+	pr_info("cmd=freero pfn=0x%lx free=%d refcount=%d ret=%d\n", page_to_pfn(page), free,
 		page_ref_count(page), ret);
 }
 
@@ -138,6 +153,8 @@ static int __init rfctest_init(void)
 	kln = (kln_t)kp.addr;
 	unregister_kprobe(&kp);
 	make_ro = (make_ro_t)kln("folio_make_readonly");
+	drain_all = (drain_t)kln("drain_all_pages");
+	is_free = (is_free_t)kln("is_free_buddy_page");
 	if (!proc_create("rfctest", 0200, NULL, &rfctest_ops))
 		return -ENOMEM;
 	pr_info("cmd=init folio_make_readonly=%d ret=0\n", make_ro != NULL);
