@@ -172,9 +172,9 @@ def _ensure_tools(t: Target, rfc: bool, log: Callable[[str], None]) -> None:
                                  "run it on Debian amd64")
     packages = ["make", "gcc", "libc6-dev", *debian.BUILD_PACKAGES, *t.packages, *(["git"] if rfc else [])]
     if shutil.which("dpkg-query") and shutil.which("apt-get"):
-        from rofolio.oracle.setup import _ensure_system_packages
+        from rofolio.oracle.setup import ensure_system_packages
 
-        _ensure_system_packages(packages, log, command="rofolio kernel build")
+        ensure_system_packages(packages, log, command="rofolio kernel build")
     commands = ["make", "gcc", "flex", "bison", "bc", "pahole", f"{t.cross_compile}gcc", f"{t.cross_compile}ld",
                 *(["git"] if rfc else [])]
     missing = [c for c in dict.fromkeys(commands) if not shutil.which(c)]

@@ -96,7 +96,12 @@ _register_rfc()
 def setup(arches: tuple[str, ...], kernel: str) -> None:
     """Install QEMU, busybox and the kernel headers, unpack the kernel image, build the module (as root)."""
     for arch in arches or ("x86_64",):
-        if arch == "x86_64":
+        if arch == "x86_64" and kernel.startswith("built:"):
+            from rofolio.oracle.built import setup_built
+
+            install = setup_built(log=_say, kernel=kernel)
+            click.echo(f"x86_64: kernel {install.kver}; cache {install.root}")
+        elif arch == "x86_64":
             install = oracle_setup.setup(log=_say, kernel=kernel)
             click.echo(f"x86_64: kernel {install.kver}; cache {install.root}")
         else:

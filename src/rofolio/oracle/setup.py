@@ -48,8 +48,10 @@ __all__ = [
     "DEFAULT_KERNEL",
     "MANIFEST",
     "Install",
+    "build_module_and_kc",
     "cache_dir",
     "check_kernel",
+    "ensure_system_packages",
     "fetch_deb_members",
     "is_static_elf",
     "kernel_root",
@@ -233,7 +235,8 @@ def previous_manifest(path: Path) -> dict | None:
 def setup(root: Path | None = None, log: Callable[[str], None] = print, kernel: str = DEFAULT_KERNEL) -> Install:
     """Install, download and build what the oracle needs; returns the completed setup."""
     if check_kernel(kernel).startswith("built:"):
-        return setup_built(root or kernel_root(kernel), log, kernel)
+        raise OracleError(f"{kernel} is set up by rofolio.oracle.built.setup_built()",
+                          f"run `rofolio oracle setup --kernel {kernel}`")
     if kernel != DEFAULT_KERNEL:
         return setup_unstable(root or kernel_root(kernel), log, kernel)
     t0 = time.monotonic()
@@ -310,7 +313,7 @@ def setup(root: Path | None = None, log: Callable[[str], None] = print, kernel: 
         log(f"module and kc: up to date in {build}")
     else:
         log(f"building dmoracle.ko and kc in {build}")
-        _build(build, headers)
+        build_module_and_kc(build, headers)
     install = Install(root=str(root), kver=kver, vmlinuz=str(vmlinuz), module=str(module), kc=str(kc),
                       busybox=str(BUSYBOX), qemu=qemu, source_hash=digest)
     (root / MANIFEST).write_text(json.dumps({**asdict(install), "setup_seconds": round(time.monotonic() - t0, 1)},
@@ -353,7 +356,9 @@ def _has_user(name: str) -> bool:
     return True
 
 
-def _build(build: Path, headers: Path, make_vars: tuple[str, ...] = ()) -> None:
+def build_module_and_kc(build: Path, headers: Path, make_vars: tuple[str, ...] = ()) -> None:
+    """dmoracle.ko and kc from kmod/ in ``build``, against the kernel tree ``headers`` (make_vars: what every
+    make against that tree needs, e.g. a built kernel's ARCH= and LOCALVERSION=)."""
     if build.exists():
         shutil.rmtree(build)
     build.mkdir(parents=True)
@@ -381,7 +386,7 @@ def _deb_file(deb_dir: Path, candidates: list[str]) -> Path | None:
     return None
 
 
-def _ensure_system_packages(wanted: list[str], log: Callable[[str], None],
+def ensure_system_packages(wanted: list[str], log: Callable[[str], None],
                             command: str = "rofolio oracle setup") -> None:
     """The system's (bookworm's) packages ``command`` needs; installed as root, else an error naming them."""
     missing = [p for p in wanted if not _installed(p)]
@@ -411,7 +416,7 @@ def setup_unstable(root: Path, log: Callable[[str], None], kernel: str) -> Insta
         raise OracleError("apt-get not found: the oracle takes its kernel from Debian's packages",
                           "run it on Debian or Ubuntu")
     previous = previous_manifest(root / MANIFEST)
-    _ensure_system_packages(["qemu-system-x86", "busybox-static", "cpio", "make", "gcc", "libc6-dev",
+    ensure_system_packages(["qemu-system-x86", "busybox-static", "cpio", "make", "gcc", "libc6-dev",
                              *debian.BUILD_PACKAGES], log)
     qemu = shutil.which("qemu-system-x86_64")
     if not qemu:
@@ -495,46 +500,11 @@ def setup_unstable(root: Path, log: Callable[[str], None], kernel: str) -> Insta
         log(f"module and kc: up to date in {build}")
     else:
         log(f"building dmoracle.ko and kc in {build} against {tree}")
-        _build(build, tree)
+        build_module_and_kc(build, tree)
     install = Install(root=str(root), kver=res.kver, vmlinuz=str(vmlinuz), module=str(module), kc=str(kc),
                       busybox=str(BUSYBOX), qemu=qemu, source_hash=digest)
     extra = {"kernel": kernel, "upstream": res.upstream, "series": res.series, "image_package": res.image_package,
              "source_version": source_version, "suite": apt.suite, "tree": str(tree), "note": res.note}
-    (root / MANIFEST).write_text(json.dumps({**asdict(install), **extra,
-                                             "setup_seconds": round(time.monotonic() - t0, 1)}, indent=1) + "\n")
-    log(f"done in {time.monotonic() - t0:.1f} s: {root / MANIFEST}")
-    return install
-
-
-# ------------------------------------------------- a kernel rofolio builds
-def setup_built(root: Path, log: Callable[[str], None], kernel: str) -> Install:
-    """``setup --kernel built:7.2[+rfc]``: ``rofolio kernel build --arch x86_64 [--rfc]`` (from its cache where it
-    is there), the module built against that kernel's O= tree, busybox and QEMU from the system."""
-    from rofolio.kernelbuild import build as kernel_build
-
-    t0 = time.monotonic()
-    root = root.expanduser()
-    root.mkdir(parents=True, exist_ok=True)
-    _ensure_system_packages(["qemu-system-x86", "busybox-static", "make", "gcc", "libc6-dev"], log)
-    qemu = shutil.which("qemu-system-x86_64")
-    if not qemu:
-        raise OracleError("qemu-system-x86_64 is missing after the install", "apt-get install qemu-system-x86")
-    if not is_static_elf(BUSYBOX):
-        raise OracleError(f"{BUSYBOX} is missing or not statically linked", "apt-get install busybox-static")
-    built = kernel_build("x86_64", rfc=kernel.endswith("+rfc"), log=lambda line: log(f"kernel build: {line}"))
-    previous = previous_manifest(root / MANIFEST)
-    build = root / "build" / built.key
-    digest = source_hash()
-    module, kc = build / "dmoracle.ko.stripped", build / "kc.stripped"
-    if previous and previous.get("source_hash") == digest and previous.get("key") == built.key \
-            and module.exists() and kc.exists():
-        log(f"module and kc: up to date in {build}")
-    else:
-        log(f"building dmoracle.ko and kc in {build} against {built.out}")
-        _build(build, Path(built.out), built.make_vars)
-    install = Install(root=str(root), kver=built.release, vmlinuz=built.image, module=str(module), kc=str(kc),
-                      busybox=str(BUSYBOX), qemu=qemu, source_hash=digest)
-    extra = {"kernel": kernel, "key": built.key, "config": built.config, "patches": list(built.patches)}
     (root / MANIFEST).write_text(json.dumps({**asdict(install), **extra,
                                              "setup_seconds": round(time.monotonic() - t0, 1)}, indent=1) + "\n")
     log(f"done in {time.monotonic() - t0:.1f} s: {root / MANIFEST}")

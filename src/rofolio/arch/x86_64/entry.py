@@ -33,6 +33,10 @@ def image_of(record: BootRecord) -> Any:
         zp = given.pop("empty_zero_page")
         in_rodata = given.get("start_rodata", 0) <= zp < given.get("end_rodata", 0)
         given["empty_zero_page_rodata" if in_rodata else "empty_zero_page_bss"] = zp
+    if given and "bss_stop" in given and "bss_decrypted_unused" not in given and "bss_decrypted_end" not in given:
+        # a kernel without CONFIG_AMD_MEM_ENCRYPT has no .bss..decrypted (vmlinux.lds.S BSS_DECRYPTED) and frees
+        # nothing for it (mem_encrypt_free_decrypted_mem()): an empty range at the end of .bss
+        given["bss_decrypted_unused"] = given["bss_decrypted_end"] = given["bss_stop"]
     known = {f.name for f in fields(KernelImage)}
     try:
         return replace(KernelImage(), **{k: v for k, v in given.items() if k in known})
