@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rofolio.kernelbuild import kbuild
+from rofolio.kernelbuild import kbuild, source
 from rofolio.kernelbuild.kbuild import Built
 from rofolio.oracle import debian
 from rofolio.oracle.errors import OracleError
@@ -25,7 +25,7 @@ def _entry(tmp_path: Path, key: str = "0123456789abcdef") -> tuple[Path, Built]:
                   parts={"arch": "arm64"}, patches=("0001-a.patch",), image_bytes=21,
                   seconds={"source": 1.0, "config": 2.0, "make": 150.0, "total": 153.0},
                   built_at="2026-12-05T02:00:00")
-    kbuild._write_json(tmp_path / kbuild.MANIFEST, {k: v for k, v in built.to_dict().items() if k != "cached"})
+    source.replace_json(tmp_path / kbuild.MANIFEST, {k: v for k, v in built.to_dict().items() if k != "cached"})
     return tmp_path, built
 
 

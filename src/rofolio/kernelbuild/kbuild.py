@@ -217,12 +217,6 @@ def _cached(entry: Path, key: str) -> Built | None:
     return built
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
 def _configure(t: Target, src: Path, out: Path, entry: Path, wanted: dict[str, Option], rfc: bool,
                log: Callable[[str], None]) -> None:
     """tinyconfig, the merged fragment onto it, olddefconfig; a failure for any option that did not stick."""
@@ -241,7 +235,7 @@ def _configure(t: Target, src: Path, out: Path, entry: Path, wanted: dict[str, O
                  f"{got.get(o.name, 'it unset')})" for o in lost]
         error = EnvironmentFailure if all(o.source.startswith("fragments/") for o in lost) else RofolioError
         raise error("\n".join([f"{len(lost)} option(s) of the fragment are not in the {t.arch} .config:", *lines]),
-                    f"a Kconfig dependency is unmet: see `depends on` of each in the source's Kconfig files; "
+                    f"the symbol does not exist or a `depends on` of it is unmet (see the source's Kconfig files); "
                     f"add what it needs to the fragment ({out / '.config'})")
 
 
@@ -316,6 +310,6 @@ def build(arch: str, *, rfc: bool = False, fragment: Path | None = None, force: 
                       make_vars=_make_vars(t, rfc), source=str(src.path), key=key, parts=parts,
                       patches=src.patches, image_bytes=image.stat().st_size, seconds=seconds,
                       built_at=time.strftime("%Y-%m-%dT%H:%M:%S"), cached=False)
-        _write_json(entry / MANIFEST, {k: v for k, v in built.to_dict().items() if k != "cached"})
+        source.replace_json(entry / MANIFEST, {k: v for k, v in built.to_dict().items() if k != "cached"})
         log(f"built {release} in {seconds['total']:.0f} s (make {seconds['make']:.0f} s): {image}")
         return built

@@ -43,7 +43,7 @@ from rofolio.oracle.setup import run_command
 
 __all__ = [
     "COVER_LETTER", "KERNEL_SERIES", "STAMP", "PatchSeries", "Source", "apply_series", "check_series", "patches_dir",
-    "pristine", "rfc_series", "shared_tree", "written_after_copy",
+    "pristine", "replace_json", "rfc_series", "shared_tree", "written_after_copy",
 ]
 
 KERNEL_SERIES = "7.2"  # linux-source-7.2: the kernel series the RFC is written against
@@ -120,12 +120,16 @@ def shared_tree(log: Callable[[str], None]) -> tuple[Path, str]:
                              f"run `rofolio oracle setup --kernel debian:{KERNEL_SERIES}` and see what it says")
 
 
-def _write_stamp(tree: Path, data: dict) -> None:
-    """The stamp, written as a new file: in a hard-link farm, writing through an inherited link would change
-    the other tree's stamp too."""
-    tmp = tree / f".{STAMP}.tmp"
+def replace_json(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` as a new file renamed into place: never half written, and in a hard-link farm
+    never through an inherited link (which would change the other tree's file too)."""
+    tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, tree / STAMP)
+    os.replace(tmp, path)
+
+
+def _write_stamp(tree: Path, data: dict) -> None:
+    replace_json(tree / STAMP, data)
 
 
 def _read_stamp(tree: Path) -> dict | None:
