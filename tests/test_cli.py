@@ -224,3 +224,4 @@ def test_the_least_ram_is_one_figure_whatever_was_given(mem: str) -> None:
     assert result.stderr.splitlines() == [f"rofolio: error: {mem} of RAM cannot hold the modelled kernel image",
                                           "rofolio: hint: give at least 64M"]
     assert invoke("meminfo", "--mem", "64M").exit_code == 0
+

@@ -10,6 +10,7 @@ and described in docs/errors.md: commands raise, they do not exit.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.markup import escape
 
 from rofolio.arch import all_options, arch_entry, arch_names
 from rofolio.bugs import CONFIGS as BUG_CONFIGS
@@ -25,6 +25,8 @@ from rofolio.errors import ConfigError, RofolioError
 from rofolio.exitstatus import EPILOG, ContractGroup, ExitStatus, expectations_failed
 from rofolio.machine import Machine, MachineSpec
 from rofolio.mm.policy import lifetime_model, lifetime_model_inputs, lifetime_models
+from rofolio.report import terminal_text
+from rofolio.tables import printable
 from rofolio.units import parse_size
 
 EXIT_FAILED = ExitStatus.FAILED  # the old names of two of the statuses
@@ -206,7 +208,8 @@ def run(source: str, as_json: bool, report: Path | None, on_host: bool, host_fro
                 else:
                     result = run_scenario(loaded, progress=bar)
         if write_report is not None:
-            write_report(html_report(result))
+            with LazyProgress(f"rendering {report}") as bar:
+                write_report(html_report(result, progress=bar))
     if as_json:
         data = result.to_dict()
         if side is not None:
@@ -218,8 +221,7 @@ def run(source: str, as_json: bool, report: Path | None, on_host: bool, host_fro
         print_result(result, Console(soft_wrap=True))
         if side is not None:
             _print_side_by_side(side)
-        if report is not None:
-            click.echo(f"report written to {report}")
+        _said_written(report)
     if result.failures:
         raise expectations_failed(len(result.failures), 1, 1)
 
@@ -246,6 +248,12 @@ def _report_target(path: Path | None) -> Iterator[Callable[[str], None] | None]:
     finally:
         if not done and not existed:
             path.unlink(missing_ok=True)
+
+
+def _said_written(report: Path | None) -> None:
+    """The last line of a command's text output when it wrote a --report."""
+    if report is not None:
+        click.echo(f"report written to {printable(str(report))}")
 
 
 def _with_options(loaded: Any, overrides: dict[str, Any], given: dict[str, Any]) -> Any:
@@ -277,6 +285,15 @@ def _typed_options(given: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def _console() -> Console:
+    """Where tables go: a terminal's width, or COLUMNS where it is set; 200 columns into a file or a pipe,
+    so that a table kept for later is not squeezed."""
+    console = Console()
+    if console.is_terminal or os.environ.get("COLUMNS", "").strip().isdigit():
+        return console
+    return Console(width=200)
+
+
 def _rfc_row(result: Any) -> dict[str, Any]:
     """The RFC step (the first) of one machine: did the folio end read-only, and what did it cost."""
     step = result.steps[0]
@@ -289,20 +306,18 @@ def _rfc_row(result: Any) -> dict[str, Any]:
 
 
 def _print_side_by_side(side: Any) -> None:
-    from rich.table import Table
+    from rofolio.report import print_table
+    from rofolio.tables import num_text
 
-    table = Table(title="the RFC step on each machine the thread discussed")
-    for title in ("machine", "read-only?", "leaf after", "splits", "table pages", "entries written",
-                  "flushes (global)", "IPIs", "ΔDirectMap1G kB"):
-        table.add_column(title, justify="left" if title in ("machine", "read-only?", "leaf after") else "right")
+    headers = ["machine", "readonly", "leaf_after", "splits", "pgtables", "entries_written", "flushes",
+               "global_flushes", "ipis", "DirectMap1G"]
+    rows = []
     for row in side.rows:
         r = _rfc_row(row.result)
-        table.add_row(r["machine"], "yes" if r["readonly"] else "no (best effort: stays writable)", r["leaf_after"],
-                      str(r["splits"]), str(r["pgtables"]), str(r["entries_written"]),
-                      f"{r['flushes']} ({r['global_flushes']})", str(r["ipis"]),
-                      f"{r['DirectMap1G_kB']:+d}" if r["DirectMap1G_kB"] else "")
-    console = Console()
-    (console if console.is_terminal else Console(width=200)).print(table)
+        rows.append([terminal_text(r["machine"]), "yes" if r["readonly"] else "no (best effort: stays RW)",
+                     r["leaf_after"], *(str(r[k]) for k in headers[3:9]),
+                     num_text(r["DirectMap1G_kB"], "DirectMap1G")])
+    print_table(_console(), headers, rows, title="the RFC step on each machine the thread discussed", left=3)
 
 
 @main.command(name="compare")
@@ -310,21 +325,27 @@ def _print_side_by_side(side: Any) -> None:
 @click.option("--set", "sets", multiple=True, metavar="KEY=V1,V2",
               help="A [machine] option and the values to try; repeat for a matrix.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (schema rofolio.compare/1).")
-def compare_cmd(source: str, sets: tuple[str, ...], as_json: bool) -> None:
+@click.option("--report", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Also write a self-contained HTML page of the result to this file.")
+def compare_cmd(source: str, sets: tuple[str, ...], as_json: bool, report: Path | None) -> None:
     """Run a scenario under a matrix of configurations and print one table."""
     from rofolio.compare import compare, parse_settings
     from rofolio.progress import LazyProgress
-    from rofolio.report import print_compare
+    from rofolio.report import compare_html, print_compare
 
     if not sets:
         raise RofolioError("nothing to compare", "give at least one --set KEY=V1,V2")
-    with LazyProgress(f"comparing {source}") as bar:
-        result = compare(source, parse_settings(list(sets)), progress=bar)
+    settings = parse_settings(list(sets))
+    with _report_target(report) as write_report:
+        with LazyProgress(f"comparing {source}") as bar:
+            result = compare(source, settings, progress=bar)
+        if write_report is not None:
+            write_report(compare_html(result))
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
-        console = Console()
-        print_compare(result, console if console.is_terminal else Console(width=200))
+        print_compare(result, _console())
+        _said_written(report)
     if any(r.failures for r in result.rows):
         raise expectations_failed(sum(len(r.failures) for r in result.rows),
                                   sum(bool(r.failures) for r in result.rows), len(result.rows))
@@ -336,7 +357,9 @@ def compare_cmd(source: str, sets: tuple[str, ...], as_json: bool) -> None:
               + "; ".join(f"{m.name}: {m.summary}" for m in lifetime_models()) + ".")
 @machine_options(defaults=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def lifetime(models: tuple[str, ...], as_json: bool, **machine: Any) -> None:
+@click.option("--report", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Also write a self-contained HTML page of the result to this file.")
+def lifetime(models: tuple[str, ...], as_json: bool, report: Path | None, **machine: Any) -> None:
     """Run the standard lifetime workload under lifetime models 1, 2 and the broken one, side by side.
 
     Per model and phase: contract violations, faults (oopses), splits, flushes,
@@ -351,29 +374,27 @@ def lifetime(models: tuple[str, ...], as_json: bool, **machine: Any) -> None:
     spec = _spec(**machine)
     names = [lifetime_model(m).name for m in (models or ("model1", "model2", "broken"))]  # "none" changes nothing
     results = []
-    with LazyProgress("lifetime workload") as bar:
-        for i, name in enumerate(names, start=1):
-            results.append(run_lifetime_workload(spec, name))
-            bar(i, len(names))
+    with _report_target(report) as write_report:
+        with LazyProgress("lifetime workload") as bar:
+            for i, name in enumerate(names, start=1):
+                results.append(run_lifetime_workload(spec, name))
+                bar(i, len(names))
+        if write_report is not None:
+            from rofolio.report import lifetime_html
+
+            write_report(lifetime_html(results, spec.describe()))
     if as_json:
         click.echo(json.dumps({"schema": "rofolio.lifetime/1", "machine": spec.describe(),
                                "models": [r.to_dict() for r in results]}, indent=2))
         return
-    from rich.table import Table
+    from rofolio.report import lifetime_rows, print_table
 
-    table = Table(title="lifetime workload: what each model costs and where it breaks")
-    for title in ("model", "phase", "violations", "faults", "splits", "flushes", "page tables",
-                  "ΔDirectMap4k kB", "ΔDirectMap2M kB", "ΔDirectMap1G kB", "invariants"):
-        table.add_column(title, justify="left" if title in ("model", "phase", "invariants") else "right")
-    for result in results:
-        for phase_name, p in result.to_dict()["phases"].items():
-            d = p["direct_map_delta"]
-            problems = p["invariant_problems"]
-            table.add_row(result.model, phase_name, str(p["violations"]), str(p["faults"]), str(p["splits"]),
-                          str(p["flushes"]), str(p["pgtables"]), f"{d['DirectMap4k']:+d}", f"{d['DirectMap2M']:+d}",
-                          f"{d['DirectMap1G']:+d}", "ok" if not problems else f"{len(problems)}: {problems[0]}")
-    console = Console()
-    (console if console.is_terminal else Console(width=200)).print(table)
+    headers, rows = lifetime_rows(results)
+    console = _console()
+    print_table(console, headers, [[terminal_text(c) for c in row] for row in rows], left=2, keys=2,
+                title="lifetime workload: what each model costs and where it breaks")
+    console.print("DirectMap*: how the lines moved in the phase (direct_map_delta)", highlight=False)
+    _said_written(report)
 
 
 _OUTCOME_STYLE = {"caught": "bold green", "silent corruption": "bold red", "not reachable": "dim"}
@@ -387,7 +408,10 @@ _OUTCOME_STYLE = {"caught": "bold green", "silent corruption": "bold red", "not 
 @click.option("--config", "config_key", type=click.Choice([c.key for c in BUG_CONFIGS]),
               help="The configuration --explain replays (default: none).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (schema rofolio.bugs/1).")
-def bugs(names: tuple[str, ...], explain_name: str | None, config_key: str | None, as_json: bool) -> None:
+@click.option("--report", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Also write a self-contained HTML page of the result to this file.")
+def bugs(names: tuple[str, ...], explain_name: str | None, config_key: str | None, as_json: bool,
+         report: Path | None) -> None:
     """Replay real bugs under each protection: caught, silent corruption, or not reachable.
 
     Each bug (Dirty COW, Huge Dirty COW, Dirty Pipe, a DMA write without
@@ -403,7 +427,12 @@ def bugs(names: tuple[str, ...], explain_name: str | None, config_key: str | Non
         raise ConfigError("--config picks the configuration of --explain", "add --explain BUG, or drop --config")
     if explain_name:
         config = bug_library.config_named(config_key or "none")
-        scenario, verdict = bug_library.explain(explain_name, config)
+        with _report_target(report) as write_report:
+            scenario, verdict = bug_library.explain(explain_name, config)
+            if write_report is not None:
+                from rofolio.report import html_report
+
+                write_report(html_report(verdict.result))
         if as_json:
             click.echo(json.dumps({"schema": "rofolio.bugs.explain/1", "bug": scenario.bug.model_dump(),
                                    "configuration": {"key": config.key, "name": config.name},
@@ -411,43 +440,44 @@ def bugs(names: tuple[str, ...], explain_name: str | None, config_key: str | Non
             return
         from rofolio.report import print_result
 
-        console = Console()
-        console = console if console.is_terminal else Console(width=200)
+        console = _console()
         bug = scenario.bug
         assert bug is not None
-        console.print(f"[bold]{escape(bug.title)}[/bold]" + (f" ({bug.cve})" if bug.cve else "")
-                      + f" on: {escape(config.name)}")
+        console.print(f"[bold]{terminal_text(bug.title)}[/bold]" + (f" ({bug.cve})" if bug.cve else "")
+                      + f" on: {terminal_text(config.name)}")
         for label, text in (("taker", bug.taker), ("writer", bug.writer), ("affected", bug.affected),
                             ("fix", bug.fix), ("reproducer", bug.reproducer), ("notes", bug.notes)):
             if text:
-                console.print(f"  {label + ':':<12}{escape(text)}", highlight=False)
+                console.print(f"  {label + ':':<12}{terminal_text(text)}", highlight=False)
         print_result(verdict.result, console)
         style = _OUTCOME_STYLE[verdict.outcome]
-        console.print(f"verdict: [{style}]{verdict.outcome}[/{style}]: {escape(verdict.detail)}", highlight=False)
+        console.print(f"verdict: [{style}]{verdict.outcome}[/{style}]: {terminal_text(verdict.detail)}",
+                      highlight=False)
+        _said_written(report)
         return
-    with LazyProgress("bug matrix") as bar:
-        matrix = bug_library.bug_matrix(list(names) or None, progress=bar)
+    with _report_target(report) as write_report:
+        with LazyProgress("bug matrix") as bar:
+            matrix = bug_library.bug_matrix(list(names) or None, progress=bar)
+        if write_report is not None:
+            from rofolio.report import bugs_html
+
+            write_report(bugs_html(matrix))
     if as_json:
         click.echo(json.dumps(matrix.to_dict(), indent=2))
         return
-    from rich.table import Table
+    from rofolio.report import BUG_LEGEND, bug_rows, print_table
 
-    table = Table(title="bug library: would the protection have caught it?")
-    table.add_column("bug")
-    for config in matrix.configs:
-        table.add_column(config.key, justify="center")
-    marks = {"caught": "caught", "silent corruption": "SILENT", "not reachable": "-"}
-    for bug in matrix.bugs:
-        cells = [matrix.cells[(bug.id, c.key)].outcome for c in matrix.configs]
-        table.add_row(bug.id, *(f"[{_OUTCOME_STYLE[o]}]{marks[o]}[/{_OUTCOME_STYLE[o]}]" for o in cells))
-    console = Console()
-    console = console if console.is_terminal else Console(width=200)
-    console.print(table)
-    console.print("caught: the store faulted; SILENT: the shared page (or its refcount) was corrupted; "
-                  "-: the bug cannot reach the page", highlight=False)
+    headers, rows = bug_rows(matrix)
+    style = {"caught": _OUTCOME_STYLE["caught"], "SILENT": _OUTCOME_STYLE["silent corruption"],
+             "-": _OUTCOME_STYLE["not reachable"]}
+    console = _console()
+    print_table(console, headers, [[terminal_text(row[0]), *(f"[{style[c]}]{c}[/{style[c]}]" for c in row[1:])]
+                                   for row in rows], title="bug library: would the protection have caught it?")
+    console.print(BUG_LEGEND, highlight=False)
     for config in matrix.configs:
         console.print(f"  {config.key:<8}{config.name}", highlight=False)
     console.print("rofolio bugs --explain BUG --config KEY replays one cell step by step.", highlight=False)
+    _said_written(report)
 
 
 @main.command()
@@ -573,27 +603,24 @@ def survey(ids: tuple[str, ...], mem: str, as_json: bool, report: Path | None) -
     count read-only costs on every machine of the RFC side-by-side, computed by
     the model from a workload built from the catalogue's allocation fields.
     """
-    from rich.table import Table
 
     from rofolio.progress import LazyProgress
     from rofolio.survey.study import run_survey
 
-    with LazyProgress("survey") as bar:
-        result = run_survey(parse_size(mem), ids=list(ids) or None, progress=bar)
-    if report is not None:
-        from rofolio.report import survey_html
+    with _report_target(report) as write_report:
+        with LazyProgress("survey") as bar:
+            result = run_survey(parse_size(mem), ids=list(ids) or None, progress=bar)
+        if write_report is not None:
+            from rofolio.report import survey_html
 
-        report.write_text(survey_html(result))
+            write_report(survey_html(result))
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
-    console = Console()
-    console = console if console.is_terminal else Console(width=200)
-    table = Table(title="candidates for a read-only direct map: class, and IPIs / splits for the typical count")
-    table.add_column("candidate")
-    table.add_column("class")
-    for machine in result.machines:
-        table.add_column(machine, justify="right")
+    from rofolio.report import print_table
+
+    console = _console()
+    rows = []
     for row in result.rows:
         costs = {k.machine: k for k in row.costs}
         cells = []
@@ -601,12 +628,12 @@ def survey(ids: tuple[str, ...], mem: str, as_json: bool, report: Path | None) -
             k = costs.get(machine)
             cells.append("-" if k is None else
                          (f"{k.total['ipis']} / {k.total['splits']}" if k.readonly else f"RW ({k.ret})"))
-        table.add_row(escape(row.candidate.id), row.candidate.lifetime_class, *cells)
-    console.print(table)
+        rows.append([terminal_text(row.candidate.id), row.candidate.lifetime_class, *cells])
+    print_table(console, ["candidate", "lifetime_class", *map(terminal_text, result.machines)], rows, left=2,
+                title="candidates for a read-only direct map: class, and ipis / splits for the typical count")
     for row in result.rows:
-        console.print(f"- {escape(row.verdict)}", highlight=False)
-    if report is not None:
-        console.print(f"report written to {escape(str(report))}", highlight=False)
+        console.print(f"- {terminal_text(row.verdict)}", highlight=False)
+    _said_written(report)
 
 
 @main.command(name="tlb")
@@ -647,7 +674,6 @@ def host(from_dir: Path | None, save_dir: Path | None, as_json: bool) -> None:
     ones as they were at boot (vmstat's splits and collapses since
     SYSTEM_RUNNING undone), and the difference named as whole placements.
     """
-    from rich.table import Table
 
     from rofolio.host import host_report, read_host, save_host
 
@@ -658,20 +684,17 @@ def host(from_dir: Path | None, save_dir: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        console = Console()
-        console = console if console.is_terminal else Console(width=200)
-        console.print(f"[bold]{escape(report.source)}[/bold]: {escape(report.machine['label'])}, "
-                      f"kernel {escape(str(report.machine['kernel']))}", highlight=False)
+        console = _console()
+        console.print(f"[bold]{terminal_text(report.source)}[/bold]: {terminal_text(report.machine['label'])}, "
+                      f"kernel {terminal_text(str(report.machine['kernel']))}", highlight=False)
         for line in report.decided:
-            console.print(f"  {escape(line)}", highlight=False)
-        table = Table(title="DirectMap (kB): the live machine and its model")
-        for title in ("line", "live now", "live at boot", "model at boot", "residual"):
-            table.add_column(title, justify="left" if title == "line" else "right")
-        for key in ("DirectMap4k", "DirectMap2M", "DirectMap1G"):
-            table.add_row(key, str(report.live.get(key, 0)), str(report.at_boot[key]), str(report.model[key]),
-                          f"{report.residual[key]:+d}")
-        console.print(table)
-        from rofolio.report import directmap_overcount
+            console.print(f"  {terminal_text(line)}", highlight=False)
+        from rofolio.report import directmap_overcount, print_table
+
+        print_table(console, ["line", "live_kb", "at_boot_kb", "model_kb", "residual_kb"],
+                    [[key, str(report.live.get(key, 0)), str(report.at_boot[key]), str(report.model[key]),
+                      f"{report.residual[key]:+d}"] for key in ("DirectMap4k", "DirectMap2M", "DirectMap1G")],
+                    title="DirectMap: the live machine now and at boot, the model at boot")
 
         console.print(f"the model at boot: {directmap_overcount(report.model, model.direct_map_mapped_kb())}",
                       highlight=False)
@@ -680,13 +703,13 @@ def host(from_dir: Path | None, save_dir: Path | None, as_json: bool) -> None:
         if not report.causes:
             console.print("the model agrees with the machine's boot", highlight=False)
         for cause in report.causes:
-            console.print(f"residual: {escape(cause.describe())}", highlight=False)
+            console.print(f"residual: {terminal_text(cause.describe())}", highlight=False)
         if report.causes and report.alias_changers:
             console.print("  users of set_memory_*() on vmalloc pages this machine has now (vmallocinfo): "
-                          + ", ".join(f"{n} x {escape(w)}" for w, n in report.alias_changers.items()),
+                          + ", ".join(f"{n} x {terminal_text(w)}" for w, n in report.alias_changers.items()),
                           highlight=False)
         if save_dir is not None:
-            console.print(f"snapshot saved to {escape(str(save_dir))}", highlight=False)
+            console.print(f"snapshot saved to {terminal_text(str(save_dir))}", highlight=False)
     if not report.explained:
         from rofolio.errors import ChecksFailed
 

@@ -9,35 +9,53 @@ uses the same helpers for its pages and keeps the rich text tables and plots.
 from __future__ import annotations
 
 import html
+import re
+import unicodedata
 from typing import TYPE_CHECKING
 
 from rofolio.errors import Errno
+from rofolio.units import approx_size
 
 if TYPE_CHECKING:
     from rofolio.scenario.runner import ScenarioResult
 
-__all__ = ["STEP_COLUMNS", "html_tables", "num_text", "ret_text", "table_html", "used_columns"]
+__all__ = ["KB_COUNTERS", "STEP_COLUMNS", "html_tables", "num_text", "printable", "ret_text", "table_html",
+           "used_columns"]
 
-# counter name -> column title, in the order step tables show them
-STEP_COLUMNS = [
-    ("splits_1g", "1G→2M"), ("splits_2m", "2M→4K"), ("collapses_2m", "coll"), ("pgtables_allocated", "pt+"),
-    ("entries_written", "PTEs"), ("flushes_all", "flush all"), ("flushes_pages", "flush pg"),
-    ("flushes_range", "flush rng"), ("ipis", "IPIs"), ("DirectMap4k", "Δ4k kB"), ("DirectMap2M", "Δ2M kB"),
-    ("DirectMap1G", "Δ1G kB"),
-]
+# The counters step tables show, in this order; a column is called by its counter's JSON name (docs/json.md).
+STEP_COLUMNS = ("splits_1g", "splits_2m", "collapses_2m", "pgtables_allocated", "entries_written", "flushes_all",
+                "flushes_pages", "flushes_range", "ipis", "DirectMap4k", "DirectMap2M", "DirectMap1G")
+KB_COUNTERS = frozenset({"DirectMap4k", "DirectMap2M", "DirectMap1G"})  # kB in JSON, a size by magnitude here
 
 
-def used_columns(rows: list[dict[str, int]]) -> list[tuple[str, str]]:
+def used_columns(rows: list[dict[str, int]]) -> list[str]:
     """The STEP_COLUMNS some row has a non-zero value in (at least the two split columns)."""
-    return [(k, title) for k, title in STEP_COLUMNS if any(r.get(k) for r in rows)] or STEP_COLUMNS[:2]
+    return [k for k in STEP_COLUMNS if any(r.get(k) for r in rows)] or list(STEP_COLUMNS[:2])
+
+
+_ESCAPE_SEQUENCE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: escape sequences (colours, titles, clears) and other control characters
+    removed, line breaks and tabs made spaces.  Names come from scenario files, and a file is not trusted to
+    drive the terminal it is shown on."""
+    text = _ESCAPE_SEQUENCE.sub("", text)
+    text = text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+    return "".join(c for c in text if unicodedata.category(c) != "Cc")
 
 
 def ret_text(ret: int) -> str:
     return Errno.describe(ret)
 
 
-def num_text(value: int) -> str:
-    return f"{value:+d}" if value else ""
+def num_text(value: int, key: str = "") -> str:
+    """A change as a table shows it: signed, empty for none; a kB counter as a size by magnitude (+14M, -1G)."""
+    if not value:
+        return ""
+    if key in KB_COUNTERS:
+        return ("+" if value > 0 else "-") + approx_size(abs(value) << 10)
+    return f"{value:+d}"
 
 
 def table_html(headers: list[str], rows: list[list[str]], left: int = 1) -> str:
@@ -51,11 +69,11 @@ def table_html(headers: list[str], rows: list[list[str]], left: int = 1) -> str:
 def html_tables(result: ScenarioResult) -> str:
     """The step table as HTML (also what notebooks show for a ScenarioResult)."""
     columns = used_columns([s.delta for s in result.steps])
-    headers = ["#", "step", "phase", "ret", "leaf after"] + [t for _, t in columns] + ["expect"]
+    headers = ["index", "label", "phase", "ret", "leaf_after", *columns, "expect_failures"]
     rows = []
     for s in result.steps:
         expect = ("<span class='fail'>✗ " + html.escape("; ".join(s.failures)) + "</span>" if s.failures
                   else "<span class='ok'>✓</span>" if s.checked else "")
         rows.append([str(s.index), html.escape(s.label), s.phase, ret_text(s.ret), s.leaf_after]
-                    + [num_text(s.delta.get(k, 0)) for k, _ in columns] + [expect])
+                    + [num_text(s.delta.get(k, 0), k) for k in columns] + [expect])
     return table_html(headers, rows, left=5)

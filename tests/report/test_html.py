@@ -55,3 +55,26 @@ def test_the_console_check_does_catch_a_broken_page(tmp_path: Path) -> None:
     dom, console = open_in_chromium(page, tmp_path)
     assert any("Uncaught ReferenceError" in line for line in console)
     assert 'data-images-ok="yes"' not in dom
+
+
+@pytest.mark.parametrize(("args", "images"), [
+    (["compare", "rfc-demo", "--set", "gbpages=true,false"], 1),
+    (["lifetime", "--mem", "8G", "--model", "1"], 0),
+    (["bugs", "--bug", "huge-dirty-cow"], 0),
+    (["bugs", "--explain", "huge-dirty-cow", "--config", "x86"], 3),
+])
+def test_compare_lifetime_and_bugs_write_pages_that_open_cleanly(tmp_path: Path, args: list[str],
+                                                                 images: int) -> None:
+    from click.testing import CliRunner
+
+    from rofolio.cli import main
+
+    page = tmp_path / "page.html"
+    result = CliRunner().invoke(main, [*args, "--report", str(page)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == f"report written to {page}"
+    dom, console = open_in_chromium(page, tmp_path)
+    assert console == []
+    assert len(re.findall(r"<img ", dom)) == images
+    if images:
+        assert 'data-images-ok="yes"' in dom

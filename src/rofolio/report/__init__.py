@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rofolio.tables import STEP_COLUMNS, html_tables
+from rofolio.tables import STEP_COLUMNS, html_tables, printable
 from rofolio.tables import num_text as _num
 from rofolio.tables import ret_text as _ret
 from rofolio.tables import table_html as _table_html
@@ -21,13 +22,18 @@ from rofolio.tables import used_columns as _used_columns
 from rofolio.units import approx_size
 
 if TYPE_CHECKING:
+    from rofolio.bugs import BugMatrix
     from rofolio.compare import CompareResult
+    from rofolio.lifetime import LifetimeResult
     from rofolio.scenario.reference import KeyReference, OpReference
     from rofolio.scenario.runner import ScenarioResult
     from rofolio.survey.study import SurveyResult
 
-__all__ = ["directmap_overcount", "html_report", "html_tables", "ops_text", "print_compare", "print_result",
-           "step_summary"]
+__all__ = [
+    "BUG_LEGEND", "BUG_MARKS", "bug_rows", "bugs_html", "compare_html", "compare_rows", "directmap_overcount",
+    "html_report", "html_tables", "lifetime_html", "lifetime_rows", "machine_items", "ops_text", "print_compare",
+    "print_result", "print_table", "step_summary", "terminal_text",
+]
 
 
 def step_summary(delta: dict[str, int]) -> str:
@@ -54,7 +60,7 @@ def step_summary(delta: dict[str, int]) -> str:
         parts.append("DirectMap " + " ".join(dm) + " kB")
     vm_keys = sorted(k for k in delta if k.startswith("direct_map_level") and delta[k])
     parts += [f"vmstat {k} {delta[k]:+d}" for k in vm_keys]
-    known = {k for k, _ in STEP_COLUMNS} | {"flushes", "flushed_pages", "collapses_1g", "pgtables_freed",
+    known = set(STEP_COLUMNS) | {"flushes", "flushed_pages", "collapses_1g", "pgtables_freed",
                                            "flushes_local"} | set(vm_keys)
     parts += [f"{k} {v:+d}" for k, v in sorted(delta.items()) if k not in known and v]
     return " · ".join(parts) if parts else "no change"
@@ -92,10 +98,15 @@ def _meminfo_kb(counters: dict[str, int]) -> dict[str, int]:
     return {key: counters.get(key, 0) for key, _ in _LEAVES}
 
 
+def terminal_text(text: str) -> str:
+    """User text (names, labels, notes) for the terminal: control characters out, rich markup escaped."""
+    return escape(printable(text))
+
+
 def print_result(result: ScenarioResult, console: Console | None = None) -> None:
     console = console or Console(soft_wrap=True)
     out = console.print
-    out(f"[bold]{escape(result.name)}[/bold]: {escape(result.description)}".rstrip(": "), highlight=False)
+    out(f"[bold]{terminal_text(result.name)}[/bold]: {terminal_text(result.description)}".rstrip(": "), highlight=False)
     m = result.machine
     out(f"machine: {m['label']}, {approx_size(m['mem_bytes'])}, kernel {m['kernel']}, {m['cpus']} CPUs"
         f"{', DEBUG_PAGEALLOC' if m.get('debug_pagealloc') else ''}; steps start at {result.start}",
@@ -103,18 +114,18 @@ def print_result(result: ScenarioResult, console: Console | None = None) -> None
     for s in result.steps:
         mark = ("  [red]✗ expectation failed[/red]" if s.failures else "  [green]✓ as expected[/green]") \
             if s.checked else ""
-        out(f"\n[bold]\\[{s.index}][/bold] {escape(s.label)}{mark}", highlight=False)
+        out(f"\n[bold]\\[{s.index}][/bold] {terminal_text(s.label)}{mark}", highlight=False)
         leaf = f", leaf now {s.leaf_after}" if s.leaf_after else ""
         out(f"    returned {_ret(s.ret)} at {s.phase}{leaf}", highlight=False)
         out(f"    {step_summary(s.delta)}", highlight=False)
         if s.note:
-            out(f"    {escape(s.note)}", highlight=False)
+            out(f"    {terminal_text(s.note)}", highlight=False)
         if s.oops:
-            out(f"    [red]{escape(s.oops.splitlines()[0])}[/red]", highlight=False)
+            out(f"    [red]{terminal_text(s.oops.splitlines()[0])}[/red]", highlight=False)
         for warning in s.warnings:
-            out(f"    [yellow]kernel warning: {escape(warning.splitlines()[0])}[/yellow]", highlight=False)
+            out(f"    [yellow]kernel warning: {terminal_text(warning.splitlines()[0])}[/yellow]", highlight=False)
         for failure in s.failures:
-            out(f"    [red]{escape(failure)}[/red]", highlight=False)
+            out(f"    [red]{terminal_text(failure)}[/red]", highlight=False)
     if result.meminfo:
         out("\n[bold]after the steps[/bold]: " + "; ".join(" ".join(line.split()) for line in result.meminfo),
             highlight=False)
@@ -125,8 +136,41 @@ def print_result(result: ScenarioResult, console: Console | None = None) -> None
     if result.tlb_reach:
         _print_tlb_reach(result.tlb_reach, console)
     if result.warnings:
-        out(f"kernel warnings: {len(result.warnings)}, first: {escape(result.warnings[0].splitlines()[0])}",
+        out(f"kernel warnings: {len(result.warnings)}, first: {terminal_text(result.warnings[0].splitlines()[0])}",
             highlight=False)
+
+
+def print_table(console: Console, headers: list[str], rows: list[list[str]], *, title: str = "", left: int = 1,
+                keys: int = 1) -> None:
+    """A table that stays readable at the console's width, whatever that is (80 columns included).
+
+    Where the columns fit, a table with nothing cut short; where they do not, one line per row, wrapped:
+    its first ``keys`` cells, then "header value" for every other cell that is not empty, and a line above
+    that says so.  Cells may carry rich markup; the first ``left`` columns are left-aligned.
+    """
+    from rich.text import Text
+
+    def width(cell: str) -> int:
+        return max(Text.from_markup(line).cell_len for line in cell.split("\n"))
+
+    def need(heads: list[str]) -> int:
+        return sum(max([width(h)] + [width(r[i]) for r in rows]) for i, h in enumerate(heads)) + 3 * len(heads) + 1
+
+    # a JSON name may break after its underscores and its DirectMap: splits_ / 1g, DirectMap / 4k
+    for heads in (headers, [h.replace("_", "_\n").replace("DirectMap", "DirectMap\n") for h in headers]):
+        if need(heads) <= console.width:
+            table = Table(title=title or None)
+            for i, header in enumerate(heads):
+                table.add_column(header, justify="left" if i < left else "right", no_wrap=True)
+            for row in rows:
+                table.add_row(*row)
+            console.print(table)
+            return
+    console.print(f"{title + ': ' if title else ''}one line per row (as a table it is {need(headers)} columns wide, "
+                  f"more than {console.width}; --json has every figure)", highlight=False)
+    for row in rows:
+        rest = ", ".join(f"{h} {c}" for h, c in zip(headers[keys:], row[keys:], strict=True) if c)
+        console.print(" ".join(row[:keys]) + ": " + rest, highlight=False)
 
 
 def _print_tlb_reach(section: dict[str, object], console: Console) -> None:
@@ -140,22 +184,48 @@ def _print_tlb_reach(section: dict[str, object], console: Console) -> None:
         console.print(escape(line), highlight=False)
 
 
+def compare_rows(result: CompareResult) -> tuple[list[str], list[list[str]]]:
+    """The compare matrix as plain text cells: the axes, the counters some row changed (JSON names), and
+    expect_failures; sizes by magnitude."""
+    columns = _used_columns([r.totals for r in result.rows])
+    rows = [[str(row.settings[k]) for k in result.axes] + [_num(row.totals.get(key, 0), key) for key in columns]
+            + [str(len(row.failures))] for row in result.rows]
+    return [*result.axes, *columns, "expect_failures"], rows
+
+
 def print_compare(result: CompareResult, console: Console | None = None) -> None:
     console = console or Console()
-    console.print(f"[bold]{result.scenario}[/bold]: {len(result.rows)} configurations")
-    table = Table()
-    for key in result.axes:
-        table.add_column(key)
-    columns = _used_columns([r.totals for r in result.rows])
-    for _, title in columns:
-        table.add_column(title, justify="right")
-    table.add_column("expect")
-    for row in result.rows:
-        cells = [str(row.settings[k]) for k in result.axes]
-        cells += [_num(row.totals.get(key, 0)) for key, _ in columns]
-        cells.append(f"[red]{len(row.failures)} failed[/red]" if row.failures else "ok")
-        table.add_row(*cells)
-    console.print(table)
+    console.print(f"[bold]{terminal_text(result.scenario)}[/bold]: {len(result.rows)} configurations")
+    headers, rows = compare_rows(result)
+    styled = [[terminal_text(c) for c in row[:-1]] + [f"[red]{row[-1]}[/red]" if row[-1] != "0" else "0"]
+              for row in rows]
+    print_table(console, headers, styled, left=len(result.axes), keys=len(result.axes))
+
+
+def lifetime_rows(results: list[LifetimeResult]) -> tuple[list[str], list[list[str]]]:
+    """The lifetime study as plain text cells, one row per model and phase; DirectMap*: the phase's change."""
+    headers = ["model", "phase", "violations", "faults", "splits", "flushes", "pgtables", "DirectMap4k",
+               "DirectMap2M", "DirectMap1G", "invariant_problems"]
+    rows = []
+    for result in results:
+        for phase_name, p in result.to_dict()["phases"].items():
+            d = p["direct_map_delta"]
+            problems = p["invariant_problems"]
+            rows.append([result.model, phase_name, *(str(p[k]) for k in headers[2:7]),
+                         *(_num(d[k], k) for k in headers[7:10]),
+                         "0" if not problems else f"{len(problems)}: {problems[0]}"])
+    return headers, rows
+
+
+BUG_MARKS = {"caught": "caught", "silent corruption": "SILENT", "not reachable": "-"}
+BUG_LEGEND = ("caught: the store faulted; SILENT: the shared page (or its refcount) was corrupted; "
+              "-: the bug cannot reach the page")
+
+
+def bug_rows(matrix: BugMatrix) -> tuple[list[str], list[list[str]]]:
+    """The bug matrix as plain text cells: a row per bug (id), a column per configuration (its key)."""
+    rows = [[b.id, *(BUG_MARKS[matrix.cells[(b.id, c.key)].outcome] for c in matrix.configs)] for b in matrix.bugs]
+    return ["id", *(c.key for c in matrix.configs)], rows
 
 
 def ops_text(common: list[KeyReference], ops: list[OpReference], width: int = 80) -> list[str]:
@@ -208,34 +278,125 @@ def _img(png: bytes, alt: str) -> str:
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
 
 
-def html_report(result: ScenarioResult) -> str:
-    """One self-contained page: machine, steps, totals, plots (inline PNG), warnings."""
+def machine_items(machine: dict[str, object]) -> list[tuple[str, str]]:
+    """A machine description (MachineSpec.describe()) as (key, value) text a reader takes in: nested tables
+    flattened (mm.nodes), sizes by magnitude with their bytes, true/false and none as a scenario writes them."""
+    out: list[tuple[str, str]] = []
+    for key, value in machine.items():
+        if isinstance(value, dict):
+            out += machine_items({f"{key}.{k}": v for k, v in value.items()})
+        elif value is None:
+            out.append((key, "none"))
+        elif isinstance(value, bool):
+            out.append((key, "true" if value else "false"))
+        elif isinstance(value, int) and (key.endswith("_bytes") or key.endswith("movablecore")) and value:
+            out.append((key, f"{approx_size(value)} ({value} bytes)"))
+        elif isinstance(value, list | tuple):
+            out.append((key, ", ".join(str(v) for v in value) or "none"))
+        else:
+            out.append((key, str(value)))
+    return out
+
+
+def _page(title: str, heading: str, body: list[str]) -> str:
+    """A self-contained HTML page (inline style and images, a script that marks whether every image loaded)."""
+    return "".join(["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+                    f"<title>rofolio: {html.escape(title)}</title><style>{_CSS}</style></head><body>",
+                    f"<h1>{html.escape(heading)}</h1>", *body, f"<script>{_CHECK_IMAGES}</script></body></html>"])
+
+
+def _cells_html(rows: list[list[str]]) -> list[list[str]]:
+    return [[html.escape(c) for c in row] for row in rows]
+
+
+def compare_html(result: CompareResult) -> str:
+    """rofolio compare as a page: the matrix, and the splits, flushes and IPIs of every configuration."""
     from rofolio.report import plots
 
-    m = result.machine
-    machine_rows = [[html.escape(str(k)), html.escape(str(v))] for k, v in m.items()]
-    totals = [[html.escape(k), f"{v:+d}"] for k, v in result.totals().items()]
+    headers, rows = compare_rows(result)
+    names = [" ".join(f"{a}={row.settings[a]}" for a in result.axes) for row in result.rows]
+    plotted = [(name, [(key, row.totals.get(key, 0)) for key in ("splits_1g", "splits_2m", "flushes_all", "ipis")])
+               for name, row in zip(names, result.rows, strict=True)]
+    failures = [f"{name}: {f}" for name, row in zip(names, result.rows, strict=True) for f in row.failures]
+    return _page(f"compare {result.scenario}", f"{result.scenario}: {len(result.rows)} configurations", [
+        "<h2>Totals over the steps</h2>", _table_html(headers, _cells_html(rows), left=len(result.axes)),
+        "<h2>Splits, flushes and IPIs</h2>",
+        _img(plots.grouped_bars(plotted, "change over the steps"), "splits, flushes and IPIs per configuration"),
+        ("<h2 class='fail'>Expectations that failed</h2><ul>"
+         + "".join(f"<li>{html.escape(f)}</li>" for f in failures) + "</ul>") if failures else ""])
+
+
+def lifetime_html(results: list[LifetimeResult], machine: dict[str, object]) -> str:
+    """rofolio lifetime as a page: the machine, every model and phase, what each phase observed."""
+    headers, rows = lifetime_rows(results)
+    notes = [f"<h3>{html.escape(r.model)}, {html.escape(name)}</h3><ul>"
+             + "".join(f"<li><code>{html.escape(str(k))}</code>: {html.escape(str(v))}</li>"
+                       for k, v in p.notes.items())
+             + "".join(f"<li class='fail'>{html.escape(x)}</li>" for x in p.invariant_problems) + "</ul>"
+             for r in results for name, p in r.phases.items()]
+    machine_rows = _cells_html([list(item) for item in machine_items(machine)])
+    return _page("lifetime", "Lifetime models on one workload", [
+        "<h2>Machine</h2>", _table_html(["key", "value"], machine_rows, left=2),
+        "<h2>Cost and breakage per model and phase</h2>", _table_html(headers, _cells_html(rows), left=2),
+        "<p>DirectMap*: how the lines moved in the phase (direct_map_delta).</p>",
+        "<h2>What each phase observed</h2>", *notes])
+
+
+def bugs_html(matrix: BugMatrix) -> str:
+    """rofolio bugs as a page: the matrix, each verdict's detail, the configurations."""
+    headers, rows = bug_rows(matrix)
+    style = {"caught": "ok", "SILENT": "fail", "-": ""}
+    cells = [[html.escape(row[0])] + [f"<span class='{style[c]}'>{html.escape(c)}</span>" for c in row[1:]]
+             for row in rows]
+    details = [f"<h3>{html.escape(b.id)}: {html.escape(b.title)}</h3><ul>"
+               + "".join(f"<li><code>{html.escape(c.key)}</code> {html.escape(matrix.cells[(b.id, c.key)].outcome)}: "
+                         f"{html.escape(matrix.cells[(b.id, c.key)].detail)}</li>" for c in matrix.configs) + "</ul>"
+               for b in matrix.bugs]
+    return _page("bugs", "Real bugs under each protection", [
+        _table_html(headers, cells), f"<p>{html.escape(BUG_LEGEND)}</p>",
+        _table_html(["key", "configuration"], _cells_html([[c.key, c.name] for c in matrix.configs])),
+        "<h2>Each verdict</h2>", *details])
+
+
+def html_report(result: ScenarioResult, progress: Callable[[int, int], None] | None = None) -> str:
+    """One self-contained page: machine, steps, totals, plots (inline PNG), warnings.
+
+    ``progress(done, total)`` is called as each part is rendered (the plots take the time).
+    """
+    from rofolio.report import plots
+
+    stages: list[Callable[[], str]] = [
+        lambda: html_tables(result),
+        lambda: _img(plots.layout_strips(result.layouts["before"], result.layouts["after"], result.name),
+                     "direct map before and after"),
+        lambda: _img(plots.directmap_over_steps(result), "DirectMap counters"),
+        lambda: _img(plots.flushes_per_step(result), "flushes and IPIs per step"),
+    ]
+    done: list[str] = []
+    for stage in stages:
+        done.append(stage())
+        if progress:
+            progress(len(done), len(stages))
+    steps, strips, directmap, flushes = done
+    machine_rows = [[html.escape(k), html.escape(v)] for k, v in machine_items(result.machine)]
+    totals = [[html.escape(k), html.escape(_num(v, k))] for k, v in result.totals().items()]
     parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>rofolio: {html.escape(result.name)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(result.name)}</h1><p>{html.escape(result.description)}</p>",
-        "<h2>Machine</h2>", _table_html(["option", "value"], machine_rows, left=2),
-        f"<h2>Steps</h2><p>Steps start at <code>{html.escape(result.start)}</code>.</p>", html_tables(result),
+        f"<p>{html.escape(result.description)}</p>",
+        "<h2>Machine</h2>", _table_html(["key", "value"], machine_rows, left=2),
+        f"<h2>Steps</h2><p>Steps start at <code>{html.escape(result.start)}</code>.</p>", steps,
         "<h2>Totals over the steps</h2>", _table_html(["counter", "change"], totals),
         "<h2>/proc/meminfo after the steps</h2><pre>" + html.escape("\n".join(result.meminfo)) + "</pre>",
-        "<h2>Direct map</h2>",
-        _img(plots.layout_strips(result.layouts["before"], result.layouts["after"], result.name),
-             "direct map before and after"),
-        "<h2>Counters over the steps</h2>", _img(plots.directmap_over_steps(result), "DirectMap counters"),
-        _img(plots.flushes_per_step(result), "flushes and IPIs per step"),
+        f"<p>{html.escape(directmap_overcount(_meminfo_kb(result.final), result.mapped_kb))}</p>"
+        if result.meminfo else "",
+        "<h2>Direct map</h2>", strips,
+        "<h2>Counters over the steps</h2>", directmap, flushes,
     ]
     if result.failures:
         parts.append("<h2 class='fail'>Expectations that failed</h2><ul>"
                      + "".join(f"<li>{html.escape(f)}</li>" for f in result.failures) + "</ul>")
     if result.warnings:
         parts.append("<h2>Kernel warnings</h2><pre>" + html.escape("\n".join(result.warnings)) + "</pre>")
-    parts.append(f"<script>{_CHECK_IMAGES}</script></body></html>")
-    return "".join(parts)
+    return _page(result.name, result.name, parts)
 
 
 def survey_html(result: SurveyResult) -> str:
@@ -255,13 +416,8 @@ def survey_html(result: SurveyResult) -> str:
                 f"{k.total['pgtables']} tables, {k.total['flushes']} flushes, {k.total['ipis']} IPIs"))
         rows.append(cells)
     plotted = [(r.candidate.id, [(k.machine, k.total["ipis"]) for k in r.costs]) for r in result.rows if r.costs]
-    parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>rofolio: survey</title><style>{_CSS}</style></head><body>",
-        "<h1>Which kernel objects want a read-only direct map</h1>",
+    return _page("survey", "Which kernel objects want a read-only direct map", [
         "<h2>Verdicts</h2><ul>" + "".join(f"<li>{html.escape(r.verdict)}</li>" for r in result.rows) + "</ul>",
         "<h2>Cost on each machine of the RFC side-by-side</h2>", _table_html(head, rows, left=3),
-        "<h2>IPIs</h2>", _img(plots.survey_costs(plotted), "IPIs per candidate and machine"),
-        f"<script>{_CHECK_IMAGES}</script></body></html>",
-    ]
-    return "".join(parts)
+        "<h2>IPIs</h2>", _img(plots.grouped_bars(plotted, "IPIs to make the typical count read-only"),
+                             "IPIs per candidate and machine")])

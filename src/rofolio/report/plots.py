@@ -2,13 +2,14 @@
 
 * the direct map as one strip per GiB of physical memory, coloured by leaf size,
   read-only stretches hatched, before and after the steps;
-* the DirectMap counters after boot and after every step;
-* TLB flushes and IPIs per step.
+* the DirectMap counters after boot and after every step, each in the unit its size calls for;
+* TLB flushes and IPIs per step, or as running totals above PER_STEP_LIMIT steps.
 """
 
 from __future__ import annotations
 
 import io
+from itertools import accumulate
 from typing import TYPE_CHECKING
 
 import matplotlib
@@ -91,46 +92,99 @@ def layout_strips(before: list[LayoutRun], after: list[LayoutRun], title: str = 
     return _png(fig)
 
 
+PER_STEP_LIMIT = 200  # up to this many steps a plot shows each step; above, the running totals
+
+
+def size_unit(values: list[int]) -> tuple[int, str]:
+    """The binary unit the largest of ``values`` (bytes) calls for: (its size in bytes, its name)."""
+    top = max((abs(v) for v in values), default=0)
+    for shift, name in ((40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")):
+        if top >= 1 << shift:
+            return 1 << shift, name
+    return 1, "bytes"
+
+
 def directmap_over_steps(result: ScenarioResult) -> bytes:
-    labels = ["boot"] + [str(s.index) for s in result.steps]
-    series = {key: [result.boot[key]] + [s.after[key] for s in result.steps]
-              for key in ("DirectMap4k", "DirectMap2M", "DirectMap1G")}
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    for key, values in series.items():
-        ax.plot(labels, [v / (1 << 20) for v in values], marker="o", label=key)
-    ax.set_ylabel("GiB")
-    ax.set_xlabel("after step")
-    ax.set_title("DirectMap counters (/proc/meminfo) over the steps")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    return _png(fig)
+    """The three DirectMap lines after boot and after every step, each on its own axis in the unit its size
+    calls for (on one GiB axis the 4k line lies flat on 0)."""
+    return _png(directmap_figure(result))
+
+
+def directmap_figure(result: ScenarioResult) -> plt.Figure:
+    """The figure of directmap_over_steps()."""
+    from matplotlib.ticker import MaxNLocator
+
+    x = list(range(len(result.steps) + 1))  # 0 is boot
+    marker = "o" if len(result.steps) <= PER_STEP_LIMIT else None
+    keys = ("DirectMap4k", "DirectMap2M", "DirectMap1G")
+    fig, axes = plt.subplots(len(keys), 1, figsize=(8, 5.4), sharex=True)
+    for ax, key, colour in zip(axes, keys, ("#f6ad55", "#68d391", "#2b6cb0"), strict=True):
+        values = [result.boot[key] << 10] + [s.after[key] << 10 for s in result.steps]  # kB -> bytes
+        size, unit = size_unit(values)
+        ax.plot(x, [v / size for v in values], marker=marker, markersize=3, color=colour)
+        ax.set_ylabel(f"{key}\n{unit}", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("after step (0: boot)")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True, nbins=12))
+    axes[0].set_title("DirectMap lines of /proc/meminfo over the steps")
+    return fig
+
+
+def flush_series(result: ScenarioResult) -> tuple[bool, dict[str, list[int]]]:
+    """What the flushes plot draws: (per step?, the global flushes, ranged/per-page flushes and IPIs) --
+    per step up to PER_STEP_LIMIT steps, running totals above (a bar per step of thousands of steps is
+    neither readable nor quick to draw)."""
+    steps = result.steps
+    series = {"global flushes": [s.delta.get("flushes_all", 0) for s in steps],
+              "ranged / per-page flushes": [s.delta.get("flushes_pages", 0) + s.delta.get("flushes_range", 0)
+                                            for s in steps],
+              "IPIs": [s.delta.get("ipis", 0) for s in steps]}
+    if len(steps) <= PER_STEP_LIMIT:
+        return True, series
+    return False, {name: list(accumulate(values)) for name, values in series.items()}
 
 
 def flushes_per_step(result: ScenarioResult) -> bytes:
-    labels = [str(s.index) for s in result.steps]
-    full = [s.delta.get("flushes_all", 0) for s in result.steps]
-    pages = [s.delta.get("flushes_pages", 0) + s.delta.get("flushes_range", 0) for s in result.steps]
-    ipis = [s.delta.get("ipis", 0) for s in result.steps]
+    """TLB flushes and IPIs per step, or as running totals (flush_series())."""
+    return _png(flushes_figure(result))
+
+
+def flushes_figure(result: ScenarioResult) -> plt.Figure:
+    """The figure of flushes_per_step()."""
+    from matplotlib.ticker import MaxNLocator
+
+    per_step, series = flush_series(result)
+    full, pages, ipis = series.values()
+    x = list(range(1, len(result.steps) + 1))
     fig, ax = plt.subplots(figsize=(8, 3.2))
-    x = range(len(labels))
-    ax.bar([i - 0.2 for i in x], full, width=0.4, label="global flushes")
-    ax.bar([i + 0.2 for i in x], pages, width=0.4, label="ranged / per-page flushes")
-    ax.set_xticks(list(x))
-    ax.set_xticklabels(labels)
-    ax.set_xlabel("step")
-    ax.set_ylabel("flushes")
     ax2 = ax.twinx()
-    ax2.plot(list(x), ipis, color="#c53030", marker="o", label="IPIs")
-    ax2.set_ylabel("IPIs")
+    if per_step:
+        ax.bar([i - 0.2 for i in x], full, width=0.4, label="global flushes")
+        ax.bar([i + 0.2 for i in x], pages, width=0.4, label="ranged / per-page flushes")
+        ax2.plot(x, ipis, color="#c53030", marker="o", markersize=3, label="IPIs")
+        ax.set_title("TLB flushes and IPIs per step")
+        ax.set_ylabel("flushes")
+        ax2.set_ylabel("IPIs")
+    else:
+        ax.plot(x, full, label="global flushes")
+        ax.plot(x, pages, label="ranged / per-page flushes")
+        ax2.plot(x, ipis, color="#c53030", label="IPIs")
+        ax.set_title(f"TLB flushes and IPIs, running totals over {len(result.steps)} steps")
+        ax.set_ylabel("flushes so far")
+        ax2.set_ylabel("IPIs so far")
+    ax.set_xlabel("step")
+    for axis in (ax.xaxis, ax.yaxis, ax2.yaxis):  # counts: whole-number ticks
+        axis.set_major_locator(MaxNLocator(integer=True, nbins=12))
+    ax.set_ylim(bottom=0)
     ax2.set_ylim(bottom=0)
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
     ax.legend(handles=handles, fontsize=8, loc="upper left")
-    ax.set_title("TLB flushes and IPIs per step")
-    return _png(fig)
+    return fig
 
 
-def survey_costs(rows: list[tuple[str, list[tuple[str, int]]]], what: str = "IPIs") -> bytes:
-    """One horizontal bar group per candidate: ``what`` per machine (a log scale when the figures spread)."""
+def grouped_bars(rows: list[tuple[str, list[tuple[str, int]]]], what: str) -> bytes:
+    """One horizontal bar group per row (a survey candidate, a compare configuration): ``what`` per series
+    (a machine, a counter), on a log scale when the figures spread."""
     machines = sorted({m for _, costs in rows for m, _ in costs})
     if not rows or not machines:
         fig, ax = plt.subplots(figsize=(6, 1))
@@ -144,7 +198,7 @@ def survey_costs(rows: list[tuple[str, list[tuple[str, int]]]], what: str = "IPI
         ax.barh([i + j * height for i in range(len(rows))], values, height=height, label=machine)
     ax.set_yticks([i + 0.4 - height / 2 for i in range(len(rows))], [name for name, _ in rows])
     ax.invert_yaxis()
-    ax.set_xlabel(f"{what} to make the typical count read-only")
+    ax.set_xlabel(what)
     top = max((v for _, costs in rows for _, v in costs), default=0)
     if top > 100:
         ax.set_xscale("symlog")

@@ -1,0 +1,121 @@
+"""Tables and plots that stay readable: 80 columns, names without control characters, plots of 10,000 steps.
+
+At 80 columns every bugs row read "dirt…" and every compare figure "+5…"; a scenario name carrying ANSI
+escapes reached the terminal; the report drew one bar and one x label per step (10 s for 1,000 steps,
+killed at 110 s for 10,000), with the 4k line flat on a GiB axis and fractional ticks on counts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from rofolio.cli import main
+from rofolio.report import html_report, machine_items, print_table
+from rofolio.report.plots import PER_STEP_LIMIT, directmap_figure, flush_series, flushes_figure
+from rofolio.scenario.loader import parse
+from rofolio.scenario.runner import run_scenario
+from rofolio.tables import printable
+
+
+def invoke(*args: str, columns: int = 80) -> Any:
+    return CliRunner(env={"COLUMNS": str(columns)}).invoke(main, list(args))
+
+
+def render(headers: list[str], rows: list[list[str]], width: int) -> list[str]:
+    console = Console(width=width, record=True, force_terminal=False)
+    print_table(console, headers, rows, title="t")
+    return console.export_text().splitlines()
+
+
+def test_a_table_that_fits_is_a_table_with_nothing_cut() -> None:
+    lines = render(["id", "splits_1g"], [["huge-dirty-cow", "+1"]], 80)
+    assert any("huge-dirty-cow" in line for line in lines) and "…" not in "".join(lines)
+
+
+def test_a_table_too_wide_is_one_line_per_row_and_says_so() -> None:
+    headers = ["id", *(f"config{i}" for i in range(12))]
+    rows = [["dirty-cow-zero-page", *(["SILENT"] * 12)]]
+    lines = render(headers, rows, 80)
+    assert lines[0].startswith("t: one line per row (as a table it is ")
+    text = " ".join(lines)
+    assert "dirty-cow-zero-page: config0 SILENT" in text and "config11 SILENT" in text
+    assert max(map(len, lines)) <= 80 and "…" not in text
+
+
+@pytest.mark.parametrize("args", [
+    ["bugs", "--bug", "dirty-cow", "--bug", "huge-dirty-cow"], ["lifetime", "--mem", "8G", "--model", "1"],
+    ["compare", "rfc-demo", "--set", "gbpages=true,false"], ["run"],
+])
+def test_every_table_is_readable_at_80_columns(args: list[str]) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout  # nothing cut short
+    tables = [line for line in result.stdout.splitlines() if line[:1] in "┏┃┡│└"]
+    assert all(len(line) <= 80 for line in tables)
+
+
+def test_column_names_are_the_json_names() -> None:
+    text = invoke("compare", "rfc-demo", "--set", "gbpages=true,false", columns=250).stdout
+    header = next(line for line in text.splitlines() if line.startswith("┃"))
+    names = [cell.strip() for cell in header.strip("┃").split("┃")]
+    data = json.loads(invoke("compare", "rfc-demo", "--set", "gbpages=true,false", "--json").stdout)
+    assert names[0] == "gbpages" and names[-1] == "expect_failures"
+    assert set(names[1:-1]) <= set(data["rows"][0]["totals"])  # splits_1g, ipis, DirectMap4k, ...
+    assert "splits_1g" in names and "DirectMap1G" in names
+
+
+def test_control_characters_in_names_do_not_reach_the_terminal(tmp_path: Path) -> None:
+    path = tmp_path / "ansi.toml"
+    path.write_text('name = "evil\\u001b[31mRED\\u001b[0m\\u0007"\ndescription = "d\\u001b]0;title\\u0007x"\n'
+                    '[machine]\nmem = "8G"\n[[steps]]\nname = "st\\u001b[2Jep"\nop = "set_memory_ro"\npa = "6G"\n'
+                    "pages = 1\n")
+    out = invoke("run", str(path)).stdout
+    assert "\x1b" not in out and "\x07" not in out
+    assert out.splitlines()[0] == "evilRED: dx" and "[1] step" in out
+    assert printable("a\x9bb\tc\x1b[0m") == "ab c"
+
+
+def many_steps(steps: int) -> Any:
+    text = ['name = "many"', "[machine]", 'mem = "8G"']
+    for i in range(steps):
+        text += ["[[steps]]", f'op = "{"set_memory_ro" if i % 2 == 0 else "set_memory_rw"}"',
+                 f"pa = {0x100000000 + (i // 2) * 0x7000:#x}", "pages = 1"]
+    return run_scenario(parse("\n".join(text) + "\n", "many.toml"))
+
+
+def test_flushes_are_per_step_up_to_200_steps_and_running_totals_above() -> None:
+    short, long = many_steps(PER_STEP_LIMIT), many_steps(PER_STEP_LIMIT + 1)
+    per_step, series = flush_series(short)
+    assert per_step and len(series["IPIs"]) == 200
+    per_step, totals = flush_series(long)
+    assert not per_step
+    ipis = [s.delta.get("ipis", 0) for s in long.steps]
+    assert totals["IPIs"][-1] == sum(ipis) and totals["IPIs"][99] == sum(ipis[:100])
+
+
+def test_the_plots_use_the_unit_of_each_line_and_whole_ticks_for_counts() -> None:
+    result = run_scenario("x86-split-costs")
+    fig = directmap_figure(result)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["DirectMap4k\nMiB", "DirectMap2M\nGiB", "DirectMap1G\nGiB"]
+    flushes = flushes_figure(result)
+    flushes.canvas.draw()
+    for ax in flushes.axes:
+        assert all(float(t).is_integer() for t in ax.get_yticks()), ax.get_yticks()
+    assert all(float(t).is_integer() for t in flushes.axes[0].get_xticks())
+
+
+def test_the_report_renders_in_parts_with_progress_and_a_readable_machine_table() -> None:
+    result = run_scenario("x86-split-costs")
+    calls: list[tuple[int, int]] = []
+    page = html_report(result, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    items = dict(machine_items(result.machine))
+    assert items["mem_bytes"] == "8G (8589934592 bytes)" and items["mm.nodes"] == "1"
+    assert items["gbpages"] == "true" and not any(v in ("None", "True", "False") or "{" in v for v in items.values())
+    assert "DirectMap lines count " in page
