@@ -287,11 +287,12 @@ def _typed_options(given: dict[str, Any]) -> dict[str, str]:
 
 def _console() -> Console:
     """Where tables go: a terminal's width, or COLUMNS where it is set; 200 columns into a file or a pipe,
-    so that a table kept for later is not squeezed."""
-    console = Console()
+    so that a table kept for later is not squeezed.  Prose is not broken into lines (soft wrap): the
+    terminal wraps it, and a line stays one line for grep."""
+    console = Console(soft_wrap=True)
     if console.is_terminal or os.environ.get("COLUMNS", "").strip().isdigit():
         return console
-    return Console(width=200)
+    return Console(width=200, soft_wrap=True)
 
 
 def _rfc_row(result: Any) -> dict[str, Any]:

@@ -167,10 +167,10 @@ def print_table(console: Console, headers: list[str], rows: list[list[str]], *, 
             console.print(table)
             return
     console.print(f"{title + ': ' if title else ''}one line per row (as a table it is {need(headers)} columns wide, "
-                  f"more than {console.width}; --json has every figure)", highlight=False)
-    for row in rows:
+                  f"more than {console.width}; --json has every figure)", highlight=False, soft_wrap=False)
+    for row in rows:  # wrapped at the console's width, whatever the console's own soft wrap
         rest = ", ".join(f"{h} {c}" for h, c in zip(headers[keys:], row[keys:], strict=True) if c)
-        console.print(" ".join(row[:keys]) + ": " + rest, highlight=False)
+        console.print(" ".join(row[:keys]) + ": " + rest, highlight=False, soft_wrap=False)
 
 
 def _print_tlb_reach(section: dict[str, object], console: Console) -> None:
