@@ -225,3 +225,21 @@ def test_the_least_ram_is_one_figure_whatever_was_given(mem: str) -> None:
                                           "rofolio: hint: give at least 64M"]
     assert invoke("meminfo", "--mem", "64M").exit_code == 0
 
+
+def test_run_ptdump_shows_the_direct_map_before_against_after(tmp_path: Path) -> None:
+    path = tmp_path / "one.toml"
+    path.write_text('name = "one"\n[machine]\nmem = "8G"\n[[steps]]\nop = "set_memory_ro"\npa = "6G"\npages = 1\n')
+    data = json.loads(invoke("run", str(path), "--ptdump", "--json").stdout)
+    before, after = data["ptdump"]["before"], data["ptdump"]["after"]
+    assert before[0] == after[0] == "---[ Low Kernel Mapping ]---"
+    gone = [line for line in before if line not in after]
+    new = [line for line in after if line not in before]
+    assert any(line.split()[0] == "0xffff888180000000-0xffff888180001000" and " ro " in line for line in new)
+    assert any(line.endswith("pud") and " RW " in line for line in gone)  # the 1G leaf that was split
+    text = invoke("run", str(path), "--ptdump").stdout.splitlines()
+    diff = text[text.index("the direct map before and after the steps (ptdump, unified diff)") + 1:]
+    assert diff[:2] == ["--- ptdump before the steps", "+++ ptdump after the steps"]
+    assert {f"-{line}" for line in gone} <= set(diff) and {f"+{line}" for line in new} <= set(diff)
+    assert "ptdump" not in json.loads(invoke("run", str(path), "--json").stdout)  # only when asked
+    weak = invoke("run", str(path), "--arch", "nodirectmap", "--ptdump").stdout
+    assert "nodirectmap has no modelled page-table dump" in weak

@@ -172,8 +172,11 @@ def main() -> None:
               help="Run the steps on the model of this machine (see `rofolio host`) instead of [machine].")
 @click.option("--host-from", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Like --host, for the machine of a snapshot saved by `rofolio host --save DIR`.")
+@click.option("--ptdump", "with_ptdump", is_flag=True,
+              help="Also print the direct map's page-table dump before against after the steps (a diff; "
+                   "JSON: ptdump.before and ptdump.after).")
 def run(source: str, as_json: bool, report: Path | None, on_host: bool, host_from: Path | None,
-        **machine: Any) -> None:
+        with_ptdump: bool, **machine: Any) -> None:
     """Run a scenario: a built-in NAME (see `rofolio scenarios`) or a .toml FILE.
 
     Machine options given here override the scenario's [machine] table.
@@ -194,19 +197,20 @@ def run(source: str, as_json: bool, report: Path | None, on_host: bool, host_fro
                 raise ConfigError("--host takes the machine from this one", "drop the machine options, or --host")
             spec, record, _ = spec_of_host(read_host(host_from))
             with LazyProgress(f"running {loaded.name} on this machine's model") as bar:
-                result = run_scenario(loaded, progress=bar, on=(spec, record))
+                result = run_scenario(loaded, progress=bar, on=(spec, record), ptdump=with_ptdump)
         else:
             with LazyProgress(f"running {loaded.name}") as bar:
                 if overrides:
-                    result = run_scenario(_with_options(loaded, overrides, machine), progress=bar)
+                    result = run_scenario(_with_options(loaded, overrides, machine), progress=bar,
+                                          ptdump=with_ptdump)
                 elif source == DEFAULT_SCENARIO:
                     from rofolio.compare import compare_configs, rfc_machines
 
                     # the first of the RFC machines is the scenario's own: its row is the run itself
-                    side = compare_configs(loaded, rfc_machines(), progress=bar)
+                    side = compare_configs(loaded, rfc_machines(), progress=bar, ptdump=with_ptdump)
                     result = side.rows[0].result
                 else:
-                    result = run_scenario(loaded, progress=bar)
+                    result = run_scenario(loaded, progress=bar, ptdump=with_ptdump)
         if write_report is not None:
             with LazyProgress(f"rendering {report}") as bar:
                 write_report(html_report(result, progress=bar))
@@ -219,6 +223,8 @@ def run(source: str, as_json: bool, report: Path | None, on_host: bool, host_fro
         from rofolio.report import print_result
 
         print_result(result, Console(soft_wrap=True))
+        if with_ptdump:
+            _print_ptdump_diff(result)
         if side is not None:
             _print_side_by_side(side)
         _said_written(report)
@@ -248,6 +254,16 @@ def _report_target(path: Path | None) -> Iterator[Callable[[str], None] | None]:
     finally:
         if not done and not existed:
             path.unlink(missing_ok=True)
+
+
+def _print_ptdump_diff(result: Any) -> None:
+    from rofolio.report import ptdump_diff
+
+    console = Console(soft_wrap=True)
+    console.print("\n[bold]the direct map before and after the steps[/bold] (ptdump, unified diff)")
+    for line in ptdump_diff(result):
+        style = "red" if line.startswith("-") else "green" if line.startswith("+") else ""
+        console.print(f"[{style}]{terminal_text(line)}[/{style}]" if style else terminal_text(line), highlight=False)
 
 
 def _said_written(report: Path | None) -> None:

@@ -142,8 +142,9 @@ def compare(source: str | Path, settings: dict[str, list[str]],
 
 def compare_configs(source: str | Path | LoadedScenario, configs: list[dict[str, Any]],
                     progress: Callable[[int, int], None] | None = None,
-                    axes: list[str] | None = None) -> CompareResult:
-    """Run ``source`` once per explicit configuration (a dict of [machine]/[mm] keys to values)."""
+                    axes: list[str] | None = None, ptdump: bool = False) -> CompareResult:
+    """Run ``source`` once per explicit configuration (a dict of [machine]/[mm] keys to values); ``ptdump``
+    keeps each run's direct-map dump before and after its steps."""
     loaded = load(source)
     axes = axes or sorted({k for c in configs for k in c})
     variants: list[tuple[dict[str, Any], LoadedScenario]] = []
@@ -162,7 +163,7 @@ def compare_configs(source: str | Path | LoadedScenario, configs: list[dict[str,
         raise ScenarioErrors(errors)
     result = CompareResult(loaded.name, axes)
     for i, (chosen, variant) in enumerate(variants, start=1):
-        result.rows.append(CompareRow(chosen, run_scenario(variant)))
+        result.rows.append(CompareRow(chosen, run_scenario(variant, ptdump=ptdump)))
         if progress:
             progress(i, len(variants))
     return result

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BUG_LEGEND", "BUG_MARKS", "bug_rows", "bugs_html", "compare_html", "compare_rows", "directmap_overcount",
     "html_report", "html_tables", "lifetime_html", "lifetime_rows", "machine_items", "ops_text", "print_compare",
-    "print_result", "print_table", "step_summary", "terminal_text",
+    "print_result", "print_table", "ptdump_diff", "step_summary", "terminal_text",
 ]
 
 
@@ -138,6 +138,21 @@ def print_result(result: ScenarioResult, console: Console | None = None) -> None
     if result.warnings:
         out(f"kernel warnings: {len(result.warnings)}, first: {terminal_text(result.warnings[0].splitlines()[0])}",
             highlight=False)
+
+
+def ptdump_diff(result: ScenarioResult) -> list[str]:
+    """The direct map's page-table dump before the steps against after them, as a unified diff (lines
+    that stayed are context): what the steps did to the direct map, in the kernel's own format."""
+    import difflib
+
+    if not result.ptdump:
+        return []
+    before, after = result.ptdump["before"], result.ptdump["after"]
+    if not before and not after:
+        return [f"{result.machine['arch']} has no modelled page-table dump"]
+    diff = list(difflib.unified_diff(before, after, "ptdump before the steps", "ptdump after the steps",
+                                     lineterm="", n=1))
+    return diff or ["ptdump: the steps left the direct map as it was"]
 
 
 def print_table(console: Console, headers: list[str], rows: list[list[str]], *, title: str = "", left: int = 1,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rofolio.errors import Errno, RofolioError, ScenarioError, ScenarioErrors
+from rofolio.errors import ConfigError, Errno, RofolioError, ScenarioError, ScenarioErrors
 from rofolio.events import KernelWarning
 from rofolio.machine import BootRecord, Machine, MachineSpec, MMConfig
 from rofolio.scenario import schema
@@ -90,6 +90,7 @@ class ScenarioResult:
     inspection: dict[str, Any] = field(default_factory=dict)  # what an inspect() hook found at the end
     mapped_kb: dict[str, int] = field(default_factory=dict)  # what the page tables map at the end, per leaf size
     tlb_reach: dict[str, Any] = field(default_factory=dict)  # rofolio.tlbreach.run_reach(): before and after
+    ptdump: dict[str, list[str]] = field(default_factory=dict)  # the direct map's dump before/after, when asked
 
     @property
     def failures(self) -> list[str]:
@@ -118,7 +119,7 @@ class ScenarioResult:
             "tlb_reach": self.tlb_reach,
             "warnings": self.warnings,
             "expect_failures": self.failures,
-        }
+        } | ({"ptdump": self.ptdump} if self.ptdump else {})
 
     def _repr_html_(self) -> str:  # rendered by notebooks
         from rofolio.tables import html_tables  # not rofolio.report: results sit below reports
@@ -143,12 +144,13 @@ def spec_of(table: schema.Machine, mm: schema.MM | None = None) -> MachineSpec:
 def run_scenario(source: str | Path | LoadedScenario | schema.Scenario, *,
                  progress: Callable[[int, int], None] | None = None, filename: str | None = None,
                  inspect: Callable[[Context], dict[str, Any]] | None = None,
-                 on: tuple[MachineSpec, BootRecord | None] | None = None) -> ScenarioResult:
+                 on: tuple[MachineSpec, BootRecord | None] | None = None, ptdump: bool = False) -> ScenarioResult:
     """Run a scenario given as a built-in name, a .toml path, a loaded scenario or a parsed Scenario.
 
     ``progress(done, total)`` is called after each step (the CLI draws a bar with it).  ``on`` runs the
     steps on another machine than the scenario's [machine] (``rofolio run --host``: the model of this
-    one, with its boot record); the scenario's [mm] table still applies.
+    one, with its boot record); the scenario's [mm] table still applies.  ``ptdump`` keeps the direct
+    map's page-table dump before the first step and after the last (``rofolio run --ptdump``).
     """
     if isinstance(source, schema.Scenario):
         loaded = LoadedScenario(source, filename or source.name, filename or source.name)
@@ -167,6 +169,7 @@ def run_scenario(source: str | Path | LoadedScenario | schema.Scenario, *,
     boot = machine.counters.summary()
     layouts = {"before": direct_map_layout(machine)}
     leaves_before = direct_map_leaves(machine)
+    dumps = {"before": _ptdump(machine)} if ptdump else {}
     records: list[StepRecord] = []
     ctx = Context(machine)
     for index, step in enumerate(scenario.steps, start=1):
@@ -179,11 +182,21 @@ def run_scenario(source: str | Path | LoadedScenario | schema.Scenario, *,
         if progress:
             progress(index, len(scenario.steps))
     layouts["after"] = direct_map_layout(machine)
+    if ptdump:
+        dumps["after"] = _ptdump(machine)
     return ScenarioResult(scenario.name, scenario.description, scenario.seed, scenario.start,
                           machine.spec.describe(), boot, records, machine.counters.summary(),
                           machine.meminfo_lines(), layouts, machine.kernel_warnings(), inspect(ctx) if inspect else {},
                           machine.direct_map_mapped_kb(),
-                          run_reach(leaves_before, machine, _touched(scenario, ctx)))
+                          run_reach(leaves_before, machine, _touched(scenario, ctx)), dumps)
+
+
+def _ptdump(machine: Machine) -> list[str]:
+    """The direct map as the architecture's page-table dump prints it; none where it has no dump."""
+    try:
+        return machine.ptdump_lines()
+    except ConfigError:  # an architecture without a modelled ptdump (the weak default)
+        return []
 
 
 def _touched(scenario: schema.Scenario, ctx: Context) -> list[Any]:
