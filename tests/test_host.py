@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rofolio.host import HostSnapshot, at_boot, host_report, read_host, save_host
+from rofolio.host import HostSnapshot, at_boot, host_report, read_host, save_host, spec_of_host
 from rofolio.machine import BootRecord, Machine, MachineSpec
 from rofolio.units import GiB, MiB
 
@@ -124,3 +124,21 @@ def test_a_snapshot_without_directmap_lines_is_an_environment_failure(tmp_path: 
 def test_on_this_machine_the_named_causes_add_up_to_the_residual() -> None:
     report, _ = host_report(read_host())
     assert _sum(report) == report.residual and report.explained
+
+
+@pytest.mark.parametrize(("config", "cmdline", "kfence"), [
+    ({"CONFIG_KFENCE": "y", "CONFIG_KFENCE_SAMPLE_INTERVAL": "0"}, "quiet", False),  # Debian's 6.1 and 7.2
+    ({"CONFIG_KFENCE": "y", "CONFIG_KFENCE_SAMPLE_INTERVAL": "0"}, "kfence.sample_interval=100", True),
+    ({"CONFIG_KFENCE": "y"}, "quiet", True),  # Kconfig's default interval is 100
+    ({"CONFIG_KFENCE": "y", "CONFIG_KFENCE_SAMPLE_INTERVAL": "100"}, "kfence.sample_interval=0", False),
+    ({}, "kfence.sample_interval=100", False),
+])
+def test_kfence_makes_a_pool_only_with_a_non_zero_sample_interval(config: dict[str, str], cmdline: str,
+                                                                   kfence: bool) -> None:
+    """mm/kfence/core.c: kfence_sample_interval is CONFIG_KFENCE_SAMPLE_INTERVAL unless kfence.sample_interval=
+    says otherwise, and kfence_alloc_pool_and_metadata() allocates no pool when it is 0."""
+    snapshot = HostSnapshot(files={"proc/cmdline": cmdline, "proc/version": "Linux version 7.2.13 (test)",
+                                   "proc/cpuinfo": "processor\t: 0\nflags\t\t: fpu pse\n"},
+                            memmap=((0, 2 * GiB, "System RAM"),), config=config, dmesg="", source="test")
+    spec, _, _ = spec_of_host(snapshot)
+    assert spec.kfence is kfence

@@ -195,7 +195,13 @@ def spec_of_host(snapshot: HostSnapshot, cpus: int | None = None) -> tuple[Machi
     la57 = "la57" in flags and "no5lvl" not in cmd and config.get("CONFIG_X86_5LEVEL", "y") == "y"
     debug_pagealloc = "debug_pagealloc=on" in cmd or (
         config.get("CONFIG_DEBUG_PAGEALLOC_ENABLE_DEFAULT") == "y" and "debug_pagealloc=off" not in cmd)
-    kfence = config.get("CONFIG_KFENCE") == "y" and "kfence.sample_interval=0" not in cmd
+    # mm/kfence/core.c: kfence_sample_interval starts at CONFIG_KFENCE_SAMPLE_INTERVAL (Kconfig default 100; Debian
+    # sets 0) and kfence.sample_interval= overrides it; kfence_alloc_pool_and_metadata() allocates no pool at 0
+    interval = config.get("CONFIG_KFENCE_SAMPLE_INTERVAL", "100")
+    for word in cmd:
+        if word.startswith("kfence.sample_interval="):
+            interval = word.split("=", 1)[1]
+    kfence = config.get("CONFIG_KFENCE") == "y" and interval.strip() not in ("0", "")
     version = snapshot.version
     major, minor = version.split(".")[:2]
     spec = MachineSpec.build(arch="x86_64", memory_map=tuple(ram), kernel=f"{major}.{minor}",

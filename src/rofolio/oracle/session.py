@@ -22,6 +22,7 @@ from rofolio.errors import RofolioError
 from rofolio.machine import BootRecord
 from rofolio.oracle import bootcheck, guest
 from rofolio.oracle import model as oracle_model
+from rofolio.oracle.bootmatrix import BootMachine, run_all
 from rofolio.oracle.compare import ExperimentReport, compare_experiment, describe_changes
 from rofolio.oracle.errors import OracleError, Refusal
 from rofolio.oracle.record import record_of
@@ -361,31 +362,51 @@ def _guest_problem(b: guest.Boot, log: guest.GuestLog, install: Install, module:
     return None
 
 
-def boot_fidelity(install: Install, mems: list[str], cpus: list[str], *, timeout: float = 600.0,
-                  keep_log: Path | None = None,
-                  progress: Callable[[str], None] | None = None) -> list[bootcheck.BootReport]:
-    """Boot without the module for every (mem, cpu) and compare the boot with the model's."""
+def boot_fidelity(install: Install, machines: list[BootMachine], *, timeout: float = 600.0,
+                  keep_log: Path | None = None, progress: Callable[[str], None] | None = None,
+                  jobs: int = 2) -> list[bootcheck.BootReport]:
+    """Boot every machine without the module (two at a time, 16G and more alone) and check it three ways: the
+    model with the guest's record, the model placing the boot-time users itself, and `rofolio host --from` on
+    the snapshot the guest printed."""
+    import tempfile
+
     say = progress or (lambda _text: None)
-    out = []
     empty = schema.Scenario(name="boot", steps=[schema.Snapshot(op="snapshot")])
-    for mem in mems:
-        for cpu in cpus:
-            say(f"boot -m {mem} -cpu {cpu} (no module)")
-            if predicted_la57(cpu):
-                raise OracleError(f"-cpu {cpu} gives 5-level paging, which the kc walker does not read",
-                                  "add -la57, e.g. --cpu max,-la57")
-            b = guest.boot(install, guest.GuestConfig(cpu=cpu, mem=mem, timeout=timeout), None)
-            log = guest.parse_log(b.serial)
-            remember_record(install, parse_size(mem), cpu, 1, log)
-            if keep_log is not None:
-                keep_log.mkdir(parents=True, exist_ok=True)
-                (keep_log / f"boot-{mem}-{cpu.replace(',', '_')}.serial.log").write_text(b.serial)
-            machine = oracle_model.oracle_machine(empty, mem=parse_size(mem), kernel=install.kernel_series, cpus=1,
-                                                  gbpages=log.gbpages if log.cpuflags else predicted_gbpages(cpu))
-            rep = bootcheck.check_boot(log, machine, mem=mem, cpu=cpu)
-            rep.wall_s = b.wall_s
-            problem = _guest_problem(b, log, install, module=False)
-            if problem:
-                rep.errors.insert(0, problem)
-            out.append(rep)
-    return out
+    config_text, config_from = bootcheck.guest_config(install.root, install.kver)
+    config = bootcheck.config_options(config_text)
+    for m in machines:
+        if predicted_la57(m.cpu):
+            raise OracleError(f"-cpu {m.cpu} gives 5-level paging, which the kc walker does not read",
+                              "add -la57, e.g. --cpu max,-la57")
+
+    def one(m: BootMachine) -> bootcheck.BootReport:
+        say(f"boot {m.label()} (no module){' (drawn)' if m.drawn else ''}")
+        b = guest.boot(install, guest.GuestConfig(cpu=m.cpu, mem=m.mem, smp=m.smp, timeout=timeout), None)
+        log = guest.parse_log(b.serial)
+        remember_record(install, m.size, m.cpu, m.smp, log)
+        name = f"boot-{m.mem}-{m.cpu.replace(',', '_')}-smp{m.smp}"
+        if keep_log is not None:
+            keep_log.mkdir(parents=True, exist_ok=True)
+            (keep_log / f"{name}.serial.log").write_text(b.serial)
+        exact = str(kernel_series(install.kver, log.version))  # the guest's release, from /proc/version
+        machine = oracle_model.oracle_machine(empty, mem=m.size, kernel=exact, cpus=m.smp,
+                                              gbpages=log.gbpages if log.cpuflags else predicted_gbpages(m.cpu))
+        rep = bootcheck.check_boot(log, machine, mem=m.mem, cpu=m.cpu)
+        rep.wall_s, rep.smp, rep.drawn = b.wall_s, m.smp, m.drawn
+        problem = _guest_problem(b, log, install, module=False)
+        if problem:
+            rep.errors.insert(0, problem)
+            return rep
+        rep.own = bootcheck.check_own_placement(log, machine, config)
+        if not config_text:
+            rep.errors.append(f"no kernel config for rofolio host --from ({config_from})")
+        elif keep_log is not None:
+            rep.host = bootcheck.check_host(log, keep_log / f"{name}.snapshot", config_text)
+        else:
+            with tempfile.TemporaryDirectory(prefix="rofolio-snapshot-") as tmp:
+                rep.host = bootcheck.check_host(log, Path(tmp), config_text)
+                rep.host.snapshot = ""
+        say(f"done {m.label()}: {b.wall_s} s")
+        return rep
+
+    return run_all(machines, one, jobs)
