@@ -588,6 +588,7 @@ def meminfo(as_json: bool, after_boot: bool, **machine: Any) -> None:
                                "meminfo_kb": c.meminfo_kb() if m.meminfo_lines() else None,
                                "meminfo_lines": m.meminfo_lines(), "vmstat": c.vmstat() if m.meminfo_lines() else None,
                                "mapped_kB": m.direct_map_mapped_kb(), "pgtables": c.pgtables,
+                               "boot_placements": [p.describe() for p in m.boot_placements],
                                "warnings": m.kernel_warnings()}, indent=2))
         return
     lines = m.meminfo_lines()
@@ -601,6 +602,8 @@ def meminfo(as_json: bool, after_boot: bool, **machine: Any) -> None:
     for key, value in c.vmstat().items():
         click.echo(f"{key} {value}")
     click.echo(directmap_overcount(c.meminfo_kb(), m.direct_map_mapped_kb()))
+    for placement in m.boot_placements:  # the boot-time users, and who placed them (no record: the model)
+        click.echo(f"boot-time user: {placement.describe()}")
     _echo_warnings(m.kernel_warnings())
 
 

@@ -4,6 +4,7 @@ pageblocks by version, and the BPF JIT pack that ptp_classifier_init() makes, fr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,17 @@ def test_the_initrd_of_a_spec_is_placed_by_the_loader_rule_and_said_so() -> None
     [initrd] = m.boot_placements
     assert initrd.what == "initrd" and initrd.by == "the model (the boot loader's rule)"
     assert initrd.pages == ((qemu_initrd_address(m.memory, INITRD_SIZE), -(-INITRD_SIZE // 4096)),)
+
+
+def test_rofolio_meminfo_says_who_placed_the_boot_time_users() -> None:
+    from click.testing import CliRunner
+
+    from rofolio.cli import main
+
+    args = ["meminfo", "--mem", "8G", "--kernel", "6.1", "--cpus", "1", "--ptp-classifier"]
+    out = CliRunner().invoke(main, args).stdout.splitlines()
+    assert out[-1].startswith("boot-time user: BPF JIT pack: 512 pages at ")
+    assert out[-1].endswith("placed by the model (its buddy allocator)")
+    data = json.loads(CliRunner().invoke(main, [*args, "--json"]).stdout)
+    assert data["boot_placements"] == [out[-1].removeprefix("boot-time user: ")]
+    assert json.loads(CliRunner().invoke(main, ["meminfo", "--json"]).stdout)["boot_placements"] == []
