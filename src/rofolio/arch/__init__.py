@@ -198,10 +198,21 @@ class KernelState:
         self.log.append(fault)
         return WriteOutcome(False, fault)
 
+    def kernel_load(self, addr: VirtAddr, probe: bool = False, mapping: str = "direct map") -> WriteOutcome:
+        """A supervisor load of one byte at ``addr``: a present leaf gives it (read-only or not); otherwise it
+        faults, and a plain load oopses the reading task (``probe`` is copy_from_kernel_nofault(): -EFAULT)."""
+        found = self.lookup_address(addr)  # type: ignore[attr-defined]
+        if found is not None and found.present:
+            return WriteOutcome(True, None)
+        text = "" if probe else self.oops_text(addr, False, False, self.log.counters.oopses + 1, found)
+        fault = Fault(addr, "read", "not-present page", mapping, text)
+        self.log.append(fault)
+        return WriteOutcome(False, fault)
+
 
 @dataclass(frozen=True, slots=True)
 class WriteOutcome:
-    """What a kernel store did: it landed, or it faulted (and how)."""
+    """What a kernel store (or load) did: it landed, or it faulted (and how)."""
 
     ok: bool
     fault: Fault | None
@@ -273,6 +284,10 @@ class ArchKernel(Protocol):
 
     def kernel_store(self, addr: VirtAddr, probe: bool = False, mapping: str = "direct map") -> WriteOutcome:
         """A supervisor store at ``addr``: lands, or faults (KernelState implements it)."""
+        ...
+
+    def kernel_load(self, addr: VirtAddr, probe: bool = False, mapping: str = "direct map") -> WriteOutcome:
+        """A supervisor load at ``addr``: succeeds, or faults (KernelState implements it)."""
         ...
 
     def vmap(self, pfns: list[int]) -> VirtAddr:

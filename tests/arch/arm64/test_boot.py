@@ -20,6 +20,8 @@ from rofolio.units import PAGE_SIZE, GiB, Level, MiB
 from tests.arch.arm64.conftest import boot_arm64
 
 RAM = 1 * GiB
+# the kernel before the v7.2 linear-alias series: the alias mapped apart without PTE_CONT (NOMAP for the RAM loop)
+PRE_SERIES = "7.1"
 
 
 def _shape(k: Arm64Kernel, start_pa: int, end_pa: int) -> list[tuple[int, int, str, bool, bool]]:
@@ -45,7 +47,7 @@ ALIAS = [(2 * MiB, 24 * MiB, "2M", False, True), (24 * MiB, ALIAS_END, "4K", Fal
 
 
 def test_without_bbml2_rodata_full_maps_all_ram_with_plain_ptes_but_the_alias_keeps_blocks() -> None:
-    k = boot_arm64()
+    k = boot_arm64(kernel=PRE_SERIES)
     assert k.force_pte_mapping() and k.can_set_direct_map() and not k.linear_map_requires_bbml2
     assert _shape(k, RAM, 5 * GiB) == [(0, 2 * MiB, "4K", False, False), *ALIAS,
                                        (ALIAS_END, 4 * GiB, "4K", False, False)]
@@ -57,7 +59,7 @@ def test_without_bbml2_rodata_full_maps_all_ram_with_plain_ptes_but_the_alias_ke
 
 
 def test_bbml2_maps_ram_with_pud_blocks_cont_pmds_and_cont_ptes_where_aligned() -> None:
-    k = boot_arm64(bbml2=True)
+    k = boot_arm64(bbml2=True, kernel=PRE_SERIES)
     assert not k.force_pte_mapping() and k.linear_map_requires_bbml2
     assert _shape(k, RAM, 5 * GiB) == [
         (0, 2 * MiB, "2M", False, False),  # one block: the alias cuts RAM before a 32M CONT_PMD group
@@ -94,7 +96,7 @@ def test_debug_pagealloc_forces_ptes_even_with_bbml2() -> None:
 
 
 def test_early_kfence_pool_is_plain_ptes_at_the_top_of_ram_with_257_invalid_guard_pages() -> None:
-    k = boot_arm64(bbml2=True, kfence="early")
+    k = boot_arm64(bbml2=True, kfence="early", kernel=PRE_SERIES)
     pool = 5 * GiB - 2 * MiB
     assert k.kfence_pool == pool
     shape = _shape(k, 4 * GiB, 5 * GiB)
@@ -121,7 +123,7 @@ def test_late_kfence_and_realm_force_ptes_without_bbml2() -> None:
 
 
 def test_secondary_without_bbml2_repaints_the_linear_map_with_ptes_but_the_alias() -> None:
-    k = boot_arm64(bbml2=True, secondary_without_bbml2=True)
+    k = boot_arm64(bbml2=True, secondary_without_bbml2=True, kernel=PRE_SERIES)
     assert k.linear_map_requires_bbml2 and not k.system_supports_bbml2_noabort()
     # [_text, _stext) lies below kstart = lm_alias(_stext): the walk splits the alias's first block,
     # and mark_linear_text_alias_ro() then meets a table where it would put a block: pmd_set_huge()
@@ -167,3 +169,51 @@ def test_impossible_configurations_are_refused_with_a_hint() -> None:
         Arm64Config.qemu_virt(4 * GiB, kernel="6.12")
     with pytest.raises(ConfigError, match="second CPU"):
         Arm64Config.qemu_virt(4 * GiB, nr_cpus=1, secondary_without_bbml2=True)
+
+
+# v7.2: the linear-alias series (Ard Biesheuvel, "arm64: Unmap linear alias of kernel data/bss", patches 1-11;
+# arch/arm64/mm/mmu.c map_mem(), alloc_init_cont_pte(), update_mapping_prot(), mark_rodata_ro() as 7.2 has
+# them).  The default image has no __bss_stop, so its data alias runs to _end: [1G + 0x1eb0000, 1G + 0x2210000).
+DATA = (0x1EB0000, 0x2210000)
+
+
+def test_v7_2_rodata_on_maps_the_alias_with_ptes_too_and_makes_the_data_alias_read_only() -> None:
+    # the alias is mapped with the linear map's own flags: force_pte_mapping() -> PTEs (measured on 7.2 under QEMU)
+    k = boot_arm64()
+    assert _shape(k, RAM, 5 * GiB) == [
+        (0, 2 * MiB, "4K", False, False), (2 * MiB, ALIAS_END, "4K", False, True),
+        (ALIAS_END, DATA[0], "4K", False, False), (DATA[0], DATA[1], "4K", False, True),
+        (DATA[1], 4 * GiB, "4K", False, False)]
+    assert _boot_tables(k) == {Level.PUD: 1, Level.PMD: 4, Level.PTE: 2048}
+    flushes = [(e.reason, e.start - k.va(RAM)) for e in k.log.events if isinstance(e, KernelRangeFlush)]
+    assert flushes == [("mark_linear_text_alias_ro", 2 * MiB), ("mark_rodata_ro", DATA[0])]
+
+
+def test_v7_2_noalias_keeps_cont_ptes_on_the_read_only_alias_and_no_cont_pmd_near_the_image() -> None:
+    # update_mapping_prot() keeps PTE_CONT where a group has no valid non-contiguous entry (measured on 7.2:
+    # the .rodata alias is a read-only PTE_CONT entry); a 32M group with a table or a block gets no PTE_CONT
+    k = boot_arm64(rodata="noalias")
+    assert _shape(k, RAM, 5 * GiB) == [
+        (0, 2 * MiB, "2M", False, False), (2 * MiB, 24 * MiB, "2M", False, True),
+        (24 * MiB, ALIAS_END, "4K", True, True), (ALIAS_END, 0x1A00000, "4K", True, False),
+        (0x1A00000, 0x1E00000, "2M", False, False), (0x1E00000, DATA[0], "4K", True, False),
+        (DATA[0], 32 * MiB, "4K", True, True), (32 * MiB, 34 * MiB, "2M", False, True),
+        (34 * MiB, DATA[1], "4K", True, True), (DATA[1], 36 * MiB, "4K", True, False),
+        (36 * MiB, 64 * MiB, "2M", False, False), (64 * MiB, 1 * GiB, "2M", True, False),
+        (1 * GiB, 4 * GiB, "1G", False, False)]
+    assert _boot_tables(k) == {Level.PUD: 1, Level.PMD: 1, Level.PTE: 3}
+
+
+def test_v7_2_rodata_off_still_makes_the_text_alias_read_only_but_not_the_data_alias() -> None:
+    # mark_linear_text_alias_ro() runs whatever rodata= says (smp_cpus_done()); mark_rodata_ro() only with
+    # rodata_enabled (init/main.c mark_readonly())
+    k = boot_arm64(rodata="off")
+    assert k.lookup(k.va(RAM + 4 * MiB)).read_only and not k.lookup(k.va(RAM + DATA[0])).read_only
+
+
+def test_v7_2_secondary_without_bbml2_no_longer_leaves_the_first_alias_block_writable() -> None:
+    # linear_map_split_to_ptes() still splits the alias's first block (below lm_alias(_stext)), but
+    # mark_linear_text_alias_ro() now descends into the table and makes those PTEs read-only
+    k = boot_arm64(bbml2=True, secondary_without_bbml2=True)
+    assert _shape(k, RAM, RAM + 24 * MiB) == [
+        (0, 2 * MiB, "4K", False, False), (2 * MiB, 4 * MiB, "4K", False, True), (4 * MiB, 24 * MiB, "2M", False, True)]

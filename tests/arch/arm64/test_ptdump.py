@@ -98,8 +98,8 @@ def test_e4_no_bbml2_2m_read_only_in_the_pte_mapped_linear_map() -> None:
     ]
 
 
-def test_whole_linear_map_of_a_default_machine() -> None:
-    k = boot_arm64()
+def test_whole_linear_map_of_a_default_machine_before_the_v7_2_linear_alias_series() -> None:
+    k = boot_arm64(kernel="7.1")
     assert ptdump_lines(k) == [
         "---[ Linear Mapping start ]---",
         # the Image at RAM + 2M as QEMU loads it; RAM Normal-Tagged, the alias plain PAGE_KERNEL: Debian 6.1's

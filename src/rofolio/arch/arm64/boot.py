@@ -7,8 +7,8 @@
 * ``smp_init()``, then ``smp_cpus_done()`` (arch/arm64/kernel/smp.c):
   ``setup_system_features()`` finalizes capabilities and calls
   ``linear_map_maybe_split_to_ptes()``; then ``mark_linear_text_alias_ro()``;
-* ``kernel_init()`` -> ``mark_rodata_ro()``, which only changes the kernel
-  image mapping (not the linear map), then SYSTEM_RUNNING.
+* ``kernel_init()`` -> ``mark_rodata_ro()``, which changes the kernel image
+  mapping and, since v7.2, the linear alias of data and bss, then SYSTEM_RUNNING.
 """
 
 from __future__ import annotations
@@ -60,5 +60,9 @@ def setup_system_features(k: Arm64Kernel) -> None:
 
 
 def late_init(k: Arm64Kernel) -> None:
-    """kernel_init() after the initcalls: mark_rodata_ro() (kernel image VA only), SYSTEM_RUNNING."""
+    """kernel_init() after the initcalls: mark_readonly() -> mark_rodata_ro() when rodata_enabled (init/main.c),
+    which changes the kernel image VA and, since the v7.2 linear-alias series, makes the linear alias of the
+    kernel's data and bss read-only; then SYSTEM_RUNNING."""
+    if k.config.linear_alias_series and k.config.rodata_setting.enabled:
+        mmu.mark_rodata_ro_linear(k)
     k.set_phase(Phase.RUNNING)

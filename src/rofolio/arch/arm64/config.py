@@ -21,8 +21,8 @@ from rofolio.physmem import MemoryMap
 from rofolio.units import PAGE_SIZE, GiB, Level, align_down, format_size
 
 __all__ = [
-    "ARM64_MIN_KERNEL", "KFENCE_POOL_SIZE", "Arm64Config", "Arm64Layout", "KfenceMode", "RodataSetting",
-    "set_debug_rodata",
+    "ARM64_LINEAR_ALIAS_SERIES", "ARM64_MIN_KERNEL", "KFENCE_POOL_SIZE", "Arm64Config", "Arm64Layout", "KfenceMode",
+    "RodataSetting", "set_debug_rodata",
 ]
 
 # The model follows arch/arm64/mm/{mmu,pageattr}.c with BBML2_NOABORT block mappings under
@@ -42,6 +42,18 @@ ARM64_PRESENT_INVALID = register(Gate(
     "arm64-present-invalid", KernelVersion(7, 0), "15bfba1ad77f",
     "arm64: mm: Handle invalid large leaf mappings correctly"))
 ARM64_PRESENT_INVALID_KERNEL = ARM64_PRESENT_INVALID.mainline
+
+# map_mem() maps the kernel's linear alias first, with the linear map's own flags (PTEs when
+# force_pte_mapping(), blocks and PTE_CONT otherwise), then all of RAM over it, keeping existing tables and
+# any PTE_CONT group that already holds a valid non-contiguous entry; update_mapping_prot() goes through the
+# same builder (PTE_CONT allowed); pgattr_change_is_safe() no longer refuses PTE_CONT entries; mark_rodata_ro()
+# makes the linear alias of [__init_end, __bss_stop) read-only (arch/arm64/mm/mmu.c as Linux 7.2 has it).
+# Patches 1-11 of Ard Biesheuvel's "arm64: Unmap linear alias of kernel data/bss" (v6, 26 May 2026,
+# <20260526175846.2694125-17-ardb+git@google.com>), in v7.2; the mainline commit ids were not established here.
+ARM64_LINEAR_ALIAS_SERIES = register(Gate(
+    "arm64-linear-alias-data-ro", KernelVersion(7, 2), "(series)",
+    "arm64: Unmap linear alias of kernel data/bss (patches 1-11)",
+    note="20260526175846.2694125-17-ardb+git@google.com; commit ids not established"))
 
 VA_BITS = 48
 PAGE_OFFSET = (-(1 << VA_BITS)) & ((1 << 64) - 1)  # _PAGE_OFFSET(48) = 0xffff000000000000
@@ -184,6 +196,11 @@ class Arm64Config:
     def system_supports_bbml2_noabort(self) -> bool:
         """The system capability, once every CPU has been checked."""
         return self.bbml2 and not self.secondary_without_bbml2
+
+    @property
+    def linear_alias_series(self) -> bool:
+        """map_mem()/update_mapping_prot()/mark_rodata_ro() as the v7.2 linear-alias series left them."""
+        return ARM64_LINEAR_ALIAS_SERIES.applies(self.kernel)
 
     @property
     def present_invalid_encoding(self) -> bool:

@@ -7,13 +7,36 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rofolio.arch import Arch, ArchKernel, ArchOption, register_arch
+from rofolio.arch import Arch, ArchKernel, ArchOption, BootRecord, register_arch
 from rofolio.events import EventLog
 
 if TYPE_CHECKING:
     from rofolio.machine import MachineSpec
 
-__all__ = ["ARM64", "ENTRY"]
+__all__ = ["ARM64", "ENTRY", "IMAGE_SYMBOLS", "image_of"]
+
+
+# vmlinux.lds.S symbol -> Arm64KernelImage field: what a boot record's image holds on arm64
+IMAGE_SYMBOLS = {"_text": "text", "_stext": "stext", "_etext": "etext", "__start_rodata": "start_rodata",
+                 "__init_begin": "init_begin", "__init_end": "init_end", "__bss_stop": "bss_stop", "_end": "end"}
+
+
+def image_of(record: BootRecord) -> Any:
+    """The Arm64KernelImage of a record's section addresses (physical, by their vmlinux.lds.S names): every
+    section must be there, and a layout that does not hold together is refused (ConfigError)."""
+    from rofolio.arch.arm64.image import Arm64KernelImage
+    from rofolio.errors import ConfigError
+
+    given = dict(record.image)
+    missing = [name for name in IMAGE_SYMBOLS if name not in given]
+    if missing:
+        raise ConfigError(f"{record.source or 'boot record'}: the arm64 kernel image layout lacks "
+                          f"{', '.join(missing)}", f"give every one of {', '.join(IMAGE_SYMBOLS)}")
+    try:
+        return Arm64KernelImage(**{field: given[name] for name, field in IMAGE_SYMBOLS.items()})
+    except ValueError as err:
+        raise ConfigError(f"{record.source or 'boot record'}: the kernel image layout in the boot record does not "
+                          f"hold together ({err})", "check the section symbols the guest printed") from None
 
 
 class ARM64(Arch):
@@ -49,6 +72,8 @@ class ARM64(Arch):
         from rofolio.arch.arm64.config import Arm64Config, KfenceMode
 
         o = spec.options
+        if record is not None and record.image and image is None:
+            image = image_of(record)
         config = Arm64Config(
             memory=memory, rodata=o["rodata"], debug_pagealloc=spec.debug_pagealloc,  # type: ignore[arg-type]
             kfence=KfenceMode.EARLY if spec.kfence else KfenceMode.NONE, realm=bool(o["realm"]),

@@ -34,9 +34,11 @@ class Arm64KernelImage:
     init_begin: int  # __init_begin: the end of the [_text, __init_begin) linear alias
     init_end: int  # __init_end
     end: int  # _end
+    bss_stop: int | None = None  # __bss_stop (the end of .bss, before the page tables at the image's end); _end if None
 
     def __post_init__(self) -> None:
-        order = [self.text, self.stext, self.etext, self.start_rodata, self.init_begin, self.init_end, self.end]
+        order = [self.text, self.stext, self.etext, self.start_rodata, self.init_begin, self.init_end,
+                 self.data_end, self.end]
         if any(b < a for a, b in pairwise(order)) or any(v % PAGE_SIZE for v in order):
             raise ValueError("kernel image sections must be page aligned and in order")
 
@@ -53,6 +55,11 @@ class Arm64KernelImage:
             init_end=load + 0x1CB0000,
             end=load + 0x2010000,
         )
+
+    @property
+    def data_end(self) -> int:
+        """__bss_stop: where the kernel's data and bss end (map_mem()'s kernel_end since v7.2)."""
+        return self.end if self.bss_stop is None else self.bss_stop
 
     @property
     def alias(self) -> tuple[int, int]:

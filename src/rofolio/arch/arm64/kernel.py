@@ -17,6 +17,7 @@ from rofolio.arch.arm64 import kfence as _kfence
 from rofolio.arch.arm64 import mmu as _mmu
 from rofolio.arch.arm64 import pageattr as _pageattr
 from rofolio.arch.arm64 import tlbflush as _tlbflush
+from rofolio.arch.arm64.abort import FAULT_LEVEL, data_abort_esr, die_line, mem_abort_decode
 from rofolio.arch.arm64.config import KFENCE_POOL_SIZE, Arm64Config
 from rofolio.arch.arm64.image import Arm64KernelImage
 from rofolio.arch.arm64.prot import ARM64, is_read_only, page_kernel
@@ -168,14 +169,28 @@ class Arm64Kernel(KernelState):
         return self.config.debug_pagealloc
 
     def oops_text(self, addr: int, write: bool, present: bool, number: int, found: Arm64Lookup | None) -> str:
-        """die_kernel_fault() and __do_kernel_fault() (arch/arm64/mm/fault.c): a permission fault on a write
-        says "write to read-only memory", anything else "paging request"; then the ESR and the Oops line."""
-        if present and write:
-            first = f"Unable to handle kernel write to read-only memory at virtual address {addr:016x}"
+        """What a kernel-mode data abort at ``addr`` prints, from __do_kernel_fault() to die() (fault.c, traps.c).
+
+        A valid leaf that refuses the access is a permission fault: "write to read-only memory" for a store
+        (ESR_ELx_WNR), "read from unreadable memory" for a load; an invalid leaf (or a missing table) is a
+        translation fault: "paging request".  The fault level is the level of the descriptor the walk stopped
+        at.  show_pte()'s two lines (swapper_pg_dir's address and the raw table entries) are left out.
+        """
+        level = found.level if found is not None else self._hole_level(addr)
+        esr = data_abort_esr(write=write, permission=present, level=FAULT_LEVEL[level])
+        if present:
+            msg = "write to read-only memory" if write else "read from unreadable memory"
         else:
-            first = f"Unable to handle kernel paging request at virtual address {addr:016x}"
-        esr = "0x000000009600004f" if present else "0x0000000096000047"
-        return "\n".join((first, "Mem abort info:", f"  ESR = {esr}", f"Internal error: Oops: {esr} [#{number}] SMP"))
+            msg = "paging request"
+        return "\n".join((f"Unable to handle kernel {msg} at virtual address {addr:016x}",
+                          *mem_abort_decode(esr), die_line("Oops", esr, number)))
+
+    def _hole_level(self, addr: int) -> Level:
+        """The level whose entry is none when no leaf maps ``addr`` (the walk stops there)."""
+        for level in (Level.PUD, Level.PMD):
+            if self.pt.entry_state(addr, level) == EntryState.NONE:
+                return level
+        return Level.PTE
 
     def lookup_address(self, va: int) -> Arm64Lookup | None:
         return self.lookup(va)

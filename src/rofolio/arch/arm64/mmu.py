@@ -28,7 +28,6 @@ from rofolio.arch.arm64.prot import (
     p_leaf,
     page_kernel,
     page_kernel_ro,
-    prot_normal,
     pte_present,
     pte_valid,
 )
@@ -44,7 +43,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CONT_PMD_SIZE", "KernelBug", "Piece", "account_boot_tables", "arch_kfence_init_pool", "arm64_kfence_alloc_pool",
     "arm64_kfence_map_pool", "create_pgd_mapping", "leaf_prot", "linear_map_maybe_split_to_ptes",
-    "linear_map_split_to_ptes", "map_mem", "mapping_pieces", "mark_linear_text_alias_ro", "pgattr_change_is_safe",
+    "linear_map_split_to_ptes", "map_mem", "map_mem_v72", "map_over", "mapping_pieces", "mark_linear_text_alias_ro",
+    "mark_rodata_ro_linear", "pgattr_change_is_safe",
     "range_split_to_ptes", "rewrite_leaves", "split_contpmd", "split_contpte", "split_kernel_leaf_mapping",
     "split_kernel_leaf_mapping_locked", "split_leaves", "split_pmd", "split_pud", "update_mapping_prot",
 ]
@@ -146,12 +146,20 @@ def create_pgd_mapping(k: Arm64Kernel, phys: int, virt: int, size: int, prot: in
         k.log.append(BootMapping(piece.start, piece.end, piece.level, 0))  # arm64 keeps no DirectMap counts
 
 
-def pgattr_change_is_safe(old: int, new: int) -> bool:
-    """pgattr_change_is_safe() for two leaf descriptors that map the same pfn."""
+def pgattr_change_is_safe(old: int, new: int, *, cont_allowed: bool = False, same_pfn: bool = True) -> bool:
+    """pgattr_change_is_safe() for two leaf descriptors (``same_pfn``: they map the same page frame).
+
+    ``cont_allowed`` is the v7.2 rule (the linear-alias series): a live PTE_CONT entry may change its
+    permissions, as long as PTE_CONT itself stays (it is outside the mask); before it, no change of a
+    PTE_CONT entry was safe.
+    """
     mask = ARM64.PXN | ARM64.RDONLY | ARM64.WRITE | ARM64.NG | ARM64.SWBITS_MASK
     if not pte_valid(old) or not pte_valid(new):  # mapping or unmapping an entry is always allowed
         return True
-    if (old | new) & ARM64.CONT:  # no change of any kind to a live PTE_CONT entry
+    if cont_allowed:
+        if not same_pfn:  # a live entry's pfn must not change
+            return False
+    elif (old | new) & ARM64.CONT:  # no change of any kind to a live PTE_CONT entry
         return False
     if old & ~new & ARM64.NG:  # going from nG to global is refused
         return False
@@ -170,6 +178,12 @@ def update_mapping_prot(k: Arm64Kernel, phys: int, virt: int, size: int, prot: i
     """
     if virt < k.layout.page_offset:
         k.warn(f"BUG: not updating mapping for {phys:#x} at 0x{virt:016x} - outside kernel range")
+        return
+    if k.config.linear_alias_series:
+        # v7.2: early_create_pgd_mapping(init_mm.pgd, phys, virt, size, prot, NULL, 0), the builder over
+        # what is there, PTE_CONT allowed where a group has no valid non-contiguous entry
+        map_over(k, phys, virt, size, prot, 0)
+        flush_tlb_kernel_range(k, virt, virt + size, reason)
         return
     for piece in mapping_pieces(phys, virt, size, NO_CONT_MAPPINGS):
         new = leaf_prot(prot, piece.level, False)
@@ -203,6 +217,9 @@ def account_boot_tables(k: Arm64Kernel, before: dict[Level, int]) -> None:
 # -------------------------------------------------------------------- map_mem
 def map_mem(k: Arm64Kernel) -> None:
     """map_mem(): RAM (minus the NOMAP kernel alias and early KFENCE pool), then the alias, then the pool."""
+    if k.config.linear_alias_series:
+        map_mem_v72(k)
+        return
     before = k.pt.table_pages()
     early_kfence_pool = arm64_kfence_alloc_pool(k)
     k.linear_map_requires_bbml2 = not k.force_pte_mapping() and k.can_set_direct_map()
@@ -216,7 +233,7 @@ def map_mem(k: Arm64Kernel) -> None:
     # RAM is mapped with pgprot_tagged() so MTE tags stay accessible through the linear map; the call is
     # unconditional; without MTE, MAIR maps the Normal-Tagged index to plain Normal (the QEMU oracle's
     # Debian kernel shows MEM/NORMAL-TAGGED on every RAM line).
-    tagged = prot_normal(k.config.ng_mappings, tagged=True)
+    tagged = page_kernel(k.config.ng_mappings, tagged=True)  # pgprot_tagged(PAGE_KERNEL)
     for start, end in _without(k.config.memory.ram, nomap):  # for_each_mem_range()
         create_pgd_mapping(k, start, k.va(start), end - start, tagged, flags)
     # the kernel alias [_text, __init_begin) is mapped non-executable now and without PTE_CONT,
@@ -225,6 +242,135 @@ def map_mem(k: Arm64Kernel) -> None:
                        page_kernel(k.config.ng_mappings), NO_CONT_MAPPINGS)
     arm64_kfence_map_pool(k, early_kfence_pool)
     account_boot_tables(k, before)
+
+
+def map_mem_v72(k: Arm64Kernel) -> None:
+    """map_mem() since the v7.2 linear-alias series: the early KFENCE pool (4K pages), then the alias of
+    [_text, __init_begin) and of [__init_end, __bss_stop) with the linear map's own flags, then every RAM
+    range over what is mapped (no NOMAP): existing tables stay tables, and a PTE_CONT group that holds a
+    valid non-contiguous entry gets no PTE_CONT (alloc_init_cont_pte(), init_pmd(), alloc_init_pud())."""
+    before = k.pt.table_pages()
+    arm64_kfence_map_pool(k, arm64_kfence_alloc_pool(k))
+    k.linear_map_requires_bbml2 = not k.force_pte_mapping() and k.can_set_direct_map()
+    flags = NO_EXEC_MAPPINGS
+    if k.force_pte_mapping():
+        flags |= NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS
+    tagged = page_kernel(k.config.ng_mappings, tagged=True)  # pgprot_tagged(PAGE_KERNEL)
+    image = k.image
+    # the alias first, so that its write permission can go later without splitting a block of the RAM loop
+    map_over(k, image.text, k.va(image.text), image.init_begin - image.text, tagged, flags)
+    map_over(k, image.init_end, k.va(image.init_end), image.data_end - image.init_end, tagged, flags)
+    for r in k.config.memory.ram:  # for_each_mem_range()
+        map_over(k, r.start, k.va(r.start), r.end - r.start, tagged, flags)
+    account_boot_tables(k, before)
+
+
+def _group_has_valid_noncont(k: Arm64Kernel, start: int, level: Level, count: int) -> bool:
+    """pte_range_has_valid_noncont() / pmd_range_has_valid_noncont(): a valid entry without PTE_CONT among the
+    ``count`` entries of ``level`` from ``start`` (a table descriptor is valid and has no PTE_CONT)."""
+    end = start + count * level.size
+    if level == Level.PMD:
+        for region in range(start, end, level.size):
+            if k.pt.entry_state(region, Level.PMD) == EntryState.TABLE:
+                return True
+    return any(run.level == level and pte_valid(run.flags) and not run.flags & ARM64.CONT
+               for run in k.pt.runs(start, end))
+
+
+def _write_leaves(k: Arm64Kernel, lo: int, hi: int, level: Level, new: int, pfn: int) -> None:
+    """Set the ``level`` leaves of [lo, hi) to ``new`` mapping from ``pfn``: holes are mapped, entries rewritten.
+
+    init_pte(), init_pmd() and alloc_init_pud() check every rewrite with pgattr_change_is_safe() (BUG_ON).
+    """
+    addr = lo
+    for run in list(k.pt.runs(lo, hi)):
+        a, b = max(run.start, lo), min(run.end, hi)
+        if a > addr:
+            k.pt.map(addr, a, level, new, pfn + ((addr - lo) >> PAGE_SHIFT))
+            k.log.append(BootMapping(addr, a, level, 0))
+        if run.level != level:
+            raise KernelBug(f"kernel BUG: a {run.level.leaf_name} leaf at {a:#x} where the builder writes "
+                            f"{level.leaf_name} entries (mmu.c alloc_init_cont_pte(): BUG_ON(pmd_leaf(pmd)))")
+        same_pfn = run.pfn_at(a) == pfn + ((a - lo) >> PAGE_SHIFT)
+        if not pgattr_change_is_safe(run.flags, new, cont_allowed=True, same_pfn=same_pfn):
+            raise KernelBug(f"kernel BUG at {a:#x}: unsafe change {run.flags:#x} -> {new:#x} "
+                            f"(mmu.c pgattr_change_is_safe())")
+        if run.flags != new:
+            old = run.flags
+            k.pt.set_flags(a, b, new)
+            k.log.append(EntryWrite(a, level, (b - a) // level.size, old, new))
+        addr = b
+    if addr < hi:
+        k.pt.map(addr, hi, level, new, pfn + ((addr - lo) >> PAGE_SHIFT))
+        k.log.append(BootMapping(addr, hi, level, 0))
+
+
+def map_over(k: Arm64Kernel, phys: int, virt: int, size: int, prot: int, flags: int) -> None:
+    """__create_pgd_mapping() of the v7.2 linear-alias series, over whatever is mapped already.
+
+    Per level, as alloc_init_pud() / alloc_init_cont_pmd() / init_pmd() / alloc_init_cont_pte() / init_pte()
+    do: a block where ``addr | next | phys`` is aligned, blocks are allowed and the old entry is not a table;
+    PTE_CONT on a group where it is aligned, allowed and no entry of the group is valid without PTE_CONT.
+    A stretch of a 1G region that nothing maps yet takes the builder's pieces directly (the same result).
+    """
+    addr = virt & ~(PAGE_SIZE - 1)
+    end = align_up(virt + size, PAGE_SIZE)
+    phys &= ~(PAGE_SIZE - 1)
+    no_block = bool(flags & NO_BLOCK_MAPPINGS)
+    no_cont = bool(flags & NO_CONT_MAPPINGS)
+
+    def aligned(a: int, n: int, p: int, size: int) -> bool:
+        return (a | n | p) & (size - 1) == 0
+
+    def ptes(a: int, e: int, p: int, cont_pmd: bool) -> None:  # alloc_init_cont_pte()
+        while a < e:
+            n = min(align_down(a, CONT_PTE_SIZE) + CONT_PTE_SIZE, e)
+            cont = (aligned(a, n, p, CONT_PTE_SIZE) and not no_cont
+                    and not _group_has_valid_noncont(k, align_down(a, CONT_PTE_SIZE), Level.PTE, CONT_PTES))
+            # the PMD group's PTE_CONT is passed down in prot (init_pmd() -> alloc_init_cont_pte())
+            _write_leaves(k, a, n, Level.PTE, leaf_prot(prot, Level.PTE, cont or cont_pmd), p >> PAGE_SHIFT)
+            p += n - a
+            a = n
+
+    def pmds(a: int, e: int, p: int) -> None:  # alloc_init_cont_pmd() and init_pmd()
+        while a < e:
+            n = min(align_down(a, CONT_PMD_SIZE) + CONT_PMD_SIZE, e)
+            cont = (aligned(a, n, p, CONT_PMD_SIZE) and not no_cont
+                    and not _group_has_valid_noncont(k, align_down(a, CONT_PMD_SIZE), Level.PMD, CONT_PMDS))
+            x, q = a, p
+            while x < n:
+                y = min(align_down(x, Level.PMD.size) + Level.PMD.size, n)
+                table = k.pt.entry_state(x, Level.PMD) == EntryState.TABLE
+                if aligned(x, y, q, Level.PMD.size) and not no_block and not table:
+                    _write_leaves(k, x, y, Level.PMD, leaf_prot(prot, Level.PMD, cont), q >> PAGE_SHIFT)
+                else:
+                    ptes(x, y, q, cont)
+                q += y - x
+                x = y
+            p += n - a
+            a = n
+
+    while addr < end:  # alloc_init_pud(): with a 4K granule a 1G block is tried first
+        region = align_down(addr, Level.PUD.size)
+        nxt = min(region + Level.PUD.size, end)
+        if not k.pt.occupied(region, region + Level.PUD.size):
+            create_pgd_mapping(k, phys, addr, nxt - addr, prot, flags)
+        elif (aligned(addr, nxt, phys, Level.PUD.size) and not no_block
+              and k.pt.entry_state(addr, Level.PUD) != EntryState.TABLE):
+            _write_leaves(k, addr, nxt, Level.PUD, leaf_prot(prot, Level.PUD, False), phys >> PAGE_SHIFT)
+        else:
+            pmds(addr, nxt, phys)
+        phys += nxt - addr
+        addr = nxt
+
+
+def mark_rodata_ro_linear(k: Arm64Kernel) -> None:
+    """mark_rodata_ro() since the v7.2 series, its linear-map part: the alias of [__init_end, __bss_stop)
+    becomes read-only (the kernel-image VA updates of .rodata and [_text, _stext) are outside the linear map)."""
+    start, end = k.image.init_end, k.image.data_end
+    if end > start:
+        update_mapping_prot(k, start, k.va(start), end - start, page_kernel_ro(k.config.ng_mappings),
+                            "mark_rodata_ro")
 
 
 def _without(ram: tuple, holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -275,7 +421,7 @@ def arm64_kfence_map_pool(k: Arm64Kernel, pool: int | None) -> None:
     if pool is None:
         return
     size = KFENCE_POOL_SIZE
-    create_pgd_mapping(k, pool, k.va(pool), size, prot_normal(k.config.ng_mappings, tagged=True),
+    create_pgd_mapping(k, pool, k.va(pool), size, page_kernel(k.config.ng_mappings, tagged=True),
                        NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS)
     k.kfence_pool = pool
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rofolio.arch.arm64.mmu import rewrite_leaves, split_kernel_leaf_mapping
+from rofolio.arch.arm64.mmu import KernelBug, rewrite_leaves, split_kernel_leaf_mapping
 from rofolio.arch.arm64.prot import ARM64, p_leaf, p_sect, pte_valid
 from rofolio.arch.arm64.tlbflush import flush_tlb_kernel_range
 from rofolio.arch.arm64.vmalloc import VM_ALLOC, VM_ALLOW_HUGE_VMAP
@@ -124,7 +124,8 @@ def change_memory_common_noalias(k: Arm64Kernel, start: int, size: int, set_mask
 
 
 def change_memory_common(k: Arm64Kernel, addr: int, numpages: int, set_mask: int, clear_mask: int) -> int:
-    """change_memory_common(): only a whole VM_ALLOC area; under rodata_full the linear alias too."""
+    """change_memory_common(): a range inside one VM_ALLOC area; under rodata_full the linear alias of each
+    page in the range too."""
     start = addr
     size = PAGE_SIZE * numpages
     end = start + size
@@ -138,11 +139,20 @@ def change_memory_common(k: Arm64Kernel, addr: int, numpages: int, set_mask: int
         return -Errno.EINVAL
     if not numpages:
         return 0
-    # under rodata_full a change of PTE_RDONLY is mirrored on the linear-map alias of every page
-    # backing the area: one call (and one TLBI) per page.
+    # under rodata_full a change of PTE_RDONLY is mirrored on the linear-map alias of each page in
+    # [start, start + size): area->pages[idx] from the index of start, one call (and one TLBI) per page;
+    # the first error is returned before the area itself is changed
     if k.config.rodata_full and (set_mask == ARM64.RDONLY or clear_mask == ARM64.RDONLY):
-        for pfn in area.pages:
-            change_memory_common_noalias(k, k.page_address(pfn), PAGE_SIZE, set_mask, clear_mask)
+        first = (start - area.addr) // PAGE_SIZE
+        if first + numpages > len(area.pages):
+            # the range check above counts the guard page (area->size includes it), so numpages may reach
+            # one page past area->pages[]: the kernel reads a pointer beyond the array (undefined)
+            raise KernelBug(f"change_memory_common() reads area->pages[{len(area.pages)}] past the end of an "
+                            f"area of {len(area.pages)} pages (a range that covers its guard page)")
+        for pfn in area.pages[first:first + numpages]:
+            ret = change_memory_common_noalias(k, k.page_address(pfn), PAGE_SIZE, set_mask, clear_mask)
+            if ret:
+                return ret
     # vm_unmap_aliases(): the model has no lazily freed vmap areas to purge
     return change_memory_common_noalias(k, start, size, set_mask, clear_mask)
 

@@ -66,14 +66,18 @@ def prot_normal(ng: bool, tagged: bool = False) -> int:
     return prot | attrindx(ARM64.MT_NORMAL_TAGGED if tagged else ARM64.MT_NORMAL)
 
 
-def page_kernel(ng: bool) -> int:
-    """PAGE_KERNEL = PROT_NORMAL."""
-    return prot_normal(ng)
+def page_kernel(ng: bool, tagged: bool = False) -> int:
+    """PAGE_KERNEL = PROT_NORMAL | PTE_DIRTY (pgtable-prot.h _PAGE_KERNEL); ``tagged``: pgprot_tagged() of it.
+
+    The software dirty bit is in every kernel mapping's descriptor (the QEMU oracle read 0x00e8... in 7.2's
+    vmalloc and linear-map PTEs); nothing in pageattr.c touches it.
+    """
+    return prot_normal(ng, tagged) | ARM64.DIRTY
 
 
 def page_kernel_ro(ng: bool) -> int:
-    """PAGE_KERNEL_RO = (PROT_NORMAL & ~PTE_WRITE) | PTE_RDONLY."""
-    return (prot_normal(ng) & ~ARM64.WRITE) | ARM64.RDONLY
+    """PAGE_KERNEL_RO = (PROT_NORMAL & ~PTE_WRITE) | PTE_RDONLY | PTE_DIRTY (_PAGE_KERNEL_RO)."""
+    return (prot_normal(ng) & ~ARM64.WRITE) | ARM64.RDONLY | ARM64.DIRTY
 
 
 def mk_sect_prot(prot: int) -> int:
