@@ -86,7 +86,15 @@ def _register_rfc() -> None:
     oracle_group.add_command(rfc_command)
 
 
+def _register_arm64_run() -> None:
+    """``rofolio oracle arm64-run``: set_memory_ro/rw and set_direct_map_* on a built 7.2 arm64 kernel."""
+    from rofolio.oracle.arm64run.command import arm64_run
+
+    oracle_group.add_command(arm64_run)
+
+
 _register_arm64()
+_register_arm64_run()
 _register_rfc()
 
 
