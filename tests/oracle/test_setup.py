@@ -107,7 +107,7 @@ def test_the_kernels_rofolio_builds_have_their_own_setup(monkeypatch: pytest.Mon
     assert setup.kernel_root("built:7.2") == tmp_path / "built-7.2"
     assert setup.kernel_root("built:7.2+rfc") == tmp_path / "built-7.2+rfc"
     assert setup.kernel_root("debian:7.2") == tmp_path / "debian-7.2"
-    with pytest.raises(OracleError, match="built:7.2, built:7.2\\+rfc"):
+    with pytest.raises(OracleError, match=r"built:7\.2, built:7\.2\+rfc"):
         setup.check_kernel("built:6.1")
-    with pytest.raises(OracleError, match="run `rofolio oracle setup --kernel built:7.2\\+rfc`"):
+    with pytest.raises(OracleError, match=r"run `rofolio oracle setup --kernel built:7\.2\+rfc`"):
         setup.load_install(kernel="built:7.2+rfc")

@@ -239,6 +239,22 @@ def _configure(t: Target, src: Path, out: Path, entry: Path, wanted: dict[str, O
                     f"add what it needs to the fragment ({out / '.config'})")
 
 
+def _key(t: Target, wanted: dict[str, Option], patches: source.PatchSeries | None,
+         base: source.Source) -> tuple[str, dict[str, Any]]:
+    """The cache key of a build and what it is made of: the recipe, the source version, the toolchain (the
+    cross one too), the fragment's options and the series' digest."""
+    gcc, ld, pahole = debian.toolchain(run_command)
+    parts: dict[str, Any] = {"recipe": RECIPE, "arch": t.arch,
+                             "source": f"linux-source-{source.KERNEL_SERIES} {base.source_version}",
+                             "gcc": gcc, "ld": ld, "pahole": pahole,
+                             "fragment_sha256": _fragment_sha256(wanted),
+                             "patches_sha256": patches.sha256 if patches is not None else None}
+    if t.cross_compile:
+        cross_gcc, cross_ld, _ = debian.toolchain(run_command, t.cross_compile)
+        parts.update(cross_gcc=cross_gcc, cross_ld=cross_ld)
+    return cache_key(parts), parts
+
+
 def build(arch: str, *, rfc: bool = False, fragment: Path | None = None, force: bool = False,
           log: Callable[[str], None] = lambda _line: None) -> Built:
     """Build Linux 7.2 for ``arch`` (with the RFC series when ``rfc``), or return the cached build.
@@ -250,6 +266,15 @@ def build(arch: str, *, rfc: bool = False, fragment: Path | None = None, force: 
     patches = source.rfc_series() if rfc else None
     _ensure_tools(t, rfc, log)
     folder = kbuild_dir()
+    made = source.pristine_if_made()
+    if not force and made is not None:
+        # a finished build needs no lock (its manifest is written last, renamed into place): only building does
+        if patches is not None:
+            source.check_series(made, patches)
+        key, _ = _key(t, wanted, patches, made)
+        if (built := _cached(folder / f"{t.arch}{'-rfc' if rfc else ''}-{key}", key)) is not None:
+            log(f"cached: built in {built.build_seconds:.0f} s on {built.built_at}")
+            return built
     with _one_build_at_a_time(folder, log):
         t0 = time.monotonic()
         base = source.pristine(log)
@@ -257,16 +282,7 @@ def build(arch: str, *, rfc: bool = False, fragment: Path | None = None, force: 
         if patches is not None:
             log(f"the RFC series ({len(patches.patches)} patches) applies to linux-source-{source.KERNEL_SERIES} "
                 f"{base.source_version}: {src.path}")
-        gcc, ld, pahole = debian.toolchain(run_command)
-        parts: dict[str, Any] = {"recipe": RECIPE, "arch": t.arch,
-                                 "source": f"linux-source-{source.KERNEL_SERIES} {base.source_version}",
-                                 "gcc": gcc, "ld": ld, "pahole": pahole,
-                                 "fragment_sha256": _fragment_sha256(wanted),
-                                 "patches_sha256": patches.sha256 if patches is not None else None}
-        if t.cross_compile:
-            cross_gcc, cross_ld, _ = debian.toolchain(run_command, t.cross_compile)
-            parts.update(cross_gcc=cross_gcc, cross_ld=cross_ld)
-        key = cache_key(parts)
+        key, parts = _key(t, wanted, patches, base)
         entry = folder / f"{t.arch}{'-rfc' if rfc else ''}-{key}"
         if not force and (built := _cached(entry, key)) is not None:
             log(f"cached: built in {built.build_seconds:.0f} s on {built.built_at}")

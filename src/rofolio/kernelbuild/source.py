@@ -150,6 +150,21 @@ def _link_farm(src: Path, dest: Path, log: Callable[[str], None]) -> Path:
     return tmp
 
 
+def pristine_if_made() -> Source | None:
+    """The pristine copy when it is already made (nothing is prepared, copied or written), else None."""
+    parent = debian.linux_cache_dir(KERNEL_SERIES)
+    trees = [(_version_key(st["source_version"]), t, st["source_version"]) for t in
+             (parent.iterdir() if parent.is_dir() else ()) if t.is_dir() and (st := debian.stamp(t))
+             and st.get("source_version")]
+    if not trees:
+        return None
+    _, shared, version = max(trees)
+    dest = shared.parent / f"source-{version}"
+    stamp = _read_stamp(dest)
+    ok = stamp is not None and stamp.get("source_version") == version and not stamp.get("patches")
+    return Source(dest, version) if ok else None
+
+
 def pristine(log: Callable[[str], None]) -> Source:
     """The pristine copy of the newest shared tree (made once: ``cp -al`` and ``make mrproper``)."""
     shared, version = shared_tree(log)
