@@ -666,7 +666,7 @@ def tlb(preset_names: tuple[str, ...], as_json: bool, **machine: Any) -> None:
     """TLB entries the huge zero folio's 1 GiB of direct map and the whole direct map take, before and after
     the RFC makes the folio read-only, per CPU preset (capacities with their sources)."""
     from rofolio.tlbreach import presets as tlb_presets
-    from rofolio.tlbreach import tlb_lines, tlb_reach_report
+    from rofolio.tlbreach import tlb_reach_report, tlb_table
 
     unknown = sorted(set(preset_names) - set(tlb_presets()))
     if unknown:
@@ -676,7 +676,12 @@ def tlb(preset_names: tuple[str, ...], as_json: bool, **machine: Any) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    click.echo("\n".join([result["label"], *tlb_lines(result)]))
+    from rofolio.report import print_table
+
+    console = _console()
+    console.print(terminal_text(result["label"]), highlight=False)
+    header, *rows = tlb_table(result)
+    print_table(console, header, [[terminal_text(c) for c in row] for row in rows], left=2, keys=2)
 
 
 @main.command()

@@ -41,7 +41,7 @@ from rofolio.units import PAGE_SIZE, GiB, KiB, MiB, align_down, align_up
 __all__ = [
     "ARM64_PTE_CONT", "CONT_ENTRIES", "ArrayReach", "Preset", "PresetReach", "ReachResult", "Run", "Source",
     "TlbArray", "direct_map_leaves", "entries_needed", "folio_neighbourhoods", "load_presets", "presets", "reach",
-    "reach_of", "reach_section", "reach_summary", "run_reach", "size_name", "tlb_lines", "tlb_reach_report",
+    "reach_of", "reach_section", "reach_summary", "run_reach", "size_name", "tlb_reach_report",
     "tlb_table", "translation_counts", "translation_runs",
 ]
 
@@ -542,8 +542,3 @@ def tlb_table(result: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def tlb_lines(result: dict[str, Any]) -> list[str]:
-    """``tlb_table()`` as aligned text lines (the text output of ``rofolio tlb`` and ``rofolio run``)."""
-    rows = tlb_table(result)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]

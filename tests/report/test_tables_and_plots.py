@@ -50,7 +50,7 @@ def test_a_table_too_wide_is_one_line_per_row_and_says_so() -> None:
 
 @pytest.mark.parametrize("args", [
     ["bugs", "--bug", "dirty-cow", "--bug", "huge-dirty-cow"], ["lifetime", "--mem", "8G", "--model", "1"],
-    ["compare", "rfc-demo", "--set", "gbpages=true,false"], ["run"],
+    ["compare", "rfc-demo", "--set", "gbpages=true,false"], ["run"], ["tlb"], ["run", "x86-split-costs"],
 ])
 def test_every_table_is_readable_at_80_columns(args: list[str]) -> None:
     result = invoke(*args)

@@ -190,13 +190,13 @@ def print_table(console: Console, headers: list[str], rows: list[list[str]], *, 
 
 def _print_tlb_reach(section: dict[str, object], console: Console) -> None:
     """rofolio.tlbreach.run_reach(): per preset TLB array, the entries and share before and after the steps."""
-    from rofolio.tlbreach import tlb_lines
+    from rofolio.tlbreach import tlb_table
 
     region = "the touched folios' 1 GiB neighbourhoods" if section.get("touched") else "the direct map"
     console.print(f"\n[bold]TLB reach[/bold] of {region} and of the whole direct map, before and after the steps "
                   "(entries needed if nothing else were cached, and their share of the array)", highlight=False)
-    for line in tlb_lines(section):
-        console.print(escape(line), highlight=False)
+    header, *rows = tlb_table(section)
+    print_table(console, header, [[escape(c) for c in row] for row in rows], left=2, keys=2)
 
 
 def compare_rows(result: CompareResult) -> tuple[list[str], list[list[str]]]:
