@@ -5,14 +5,16 @@ pageblocks by version, and the BPF JIT pack that ptp_classifier_init() makes, fr
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from rofolio.arch.x86_64.boot import qemu_initrd_address
+from rofolio.arch.x86_64.image import KernelImage
 from rofolio.kversion import RESERVED_PAGEBLOCKS_MOVABLE, KernelVersion
 from rofolio.machine import Machine, MachineSpec
-from rofolio.mm.bootmem import percpu_first_chunk
+from rofolio.mm.bootmem import PERCPU_DYNAMIC_RESERVE, PERCPU_MODULE_RESERVE, percpu_first_chunk
 from rofolio.mm.gfp import MigrateType
 from rofolio.mm.mm_init import first_deferred_pfn
 from rofolio.oracle.guest import INITRD_SIZE, parse_log
@@ -36,15 +38,29 @@ def test_qemus_loader_puts_the_initrd_where_each_recorded_guest_found_it(log: Pa
     assert guest.ramdisk[1] == align_up(guest.ramdisk[0] + INITRD_SIZE, 4096)
 
 
-def test_the_per_cpu_first_chunk_comes_in_2m_atoms_split_into_units_by_cpu_count() -> None:
-    """pcpu_build_alloc_info(): size_sum = static + PERCPU_MODULE_RESERVE + PERCPU_DYNAMIC_RESERVE; Debian 6.1
-    logs "percpu: Embedded 62 pages/cpu s217088 r8192 d28672 u2097152" with one CPU.  More CPUs share the 2M
-    allocation in power-of-two units while no more than a third of the units go unused."""
-    assert percpu_first_chunk(1, 217088) == (512, 1, 62)
-    assert percpu_first_chunk(2, 217088) == (256, 2, 62)
-    assert percpu_first_chunk(3, 217088) == (128, 4, 62)  # 4 units of 512K, one unused: 1 <= 3 // 3
-    assert percpu_first_chunk(8, 217088) == (64, 8, 62)
-    assert percpu_first_chunk(16, 217088) == (64, 16, 62)  # two 2M allocations of 8 units
+PERCPU = re.compile(r"percpu: Embedded (\d+) pages/cpu s(\d+) r(\d+) d(\d+) u(\d+)")
+ALLOC = re.compile(r"pcpu-alloc: s\d+ r\d+ d\d+ u\d+ alloc=(\d+)\*(\d+)")
+
+
+@pytest.mark.parametrize("log", sorted(p for p in DATA.glob("boot-*.serial.log") if PERCPU.search(p.read_text())),
+                         ids=lambda p: p.name)
+def test_the_per_cpu_first_chunk_is_what_each_recorded_guest_logged(log: Path) -> None:
+    """pcpu_build_alloc_info(): size_sum = static + PERCPU_MODULE_RESERVE + PERCPU_DYNAMIC_RESERVE; a PMD_SIZE
+    atom holds power-of-two units while no more than a third of them go unused; the guests log the result."""
+    text = log.read_text()
+    pages, static, reserved, dynamic, unit = (int(x) for x in PERCPU.search(text).groups())  # type: ignore[union-attr]
+    allocs, atom = (int(x) for x in ALLOC.search(text).groups())  # type: ignore[union-attr]
+    assert (reserved, dynamic) == (PERCPU_MODULE_RESERVE, PERCPU_DYNAMIC_RESERVE)
+    cpus = parse_log(text).nproc
+    assert cpus is not None
+    unit_pages, units, used = percpu_first_chunk(cpus, static)
+    assert (unit_pages << PAGE_SHIFT, used, units * unit_pages << PAGE_SHIFT) == (unit, pages, allocs * atom)
+
+
+def test_more_cpus_share_the_2m_atom_in_smaller_units() -> None:
+    static = KernelImage().percpu_static  # Debian 6.1's; its guests log it (above)
+    assert [percpu_first_chunk(n, static)[:2] for n in (1, 2, 3, 8, 16)] == [
+        (512, 1), (256, 2), (128, 4), (64, 8), (64, 16)]  # 3 CPUs: 4 units, one unused (1 <= 3 // 3)
 
 
 def test_defer_init_keeps_one_section_of_the_last_range_of_the_node() -> None:
