@@ -89,3 +89,13 @@ def test_ram_beyond_maxmem_runs_with_the_kernels_warning(tmp_path: Path, mem: st
     assert warning.endswith(f": {dropped} of RAM above MAXMEM ({maxmem}) is not used")
     meminfo = CliRunner().invoke(main, ["meminfo", "--mem", mem, *paging])
     assert meminfo.stdout.splitlines()[-1].startswith("kernel warning: e820: last_pfn clamped to max_arch_pfn")
+
+
+def test_an_unaligned_address_reaches_the_kernel_which_warns_and_rounds_it_down(tmp_path: Path) -> None:
+    text = HEAD + '[[steps]]\nop = "set_memory_ro"\npa = 0x180000123\npages = 1\n'  # was rounded without a word
+    _, result = run(tmp_path, text, "--json")
+    assert result.exit_code == 0, result.output
+    step = json.loads(result.stdout)["steps"][0]
+    assert step["warnings"] == ["WARNING: CPU: 0 at arch/x86/mm/pat/set_memory.c change_page_attr_set_clr "
+                                "(unaligned)"]
+    assert step["leaf_after"] == "4K RO" and step["delta"]["splits_2m"] == 1  # the page it rounds down to

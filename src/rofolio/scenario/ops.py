@@ -76,7 +76,9 @@ class Context:
             base = self.mappings[step.mapping]
         else:
             base = m.page_address(self.folio(step.folio).pfn)
-        return (base & ~(PAGE_SIZE - 1)) + step.offset * PAGE_SIZE
+        # not rounded: an unaligned pa or va reaches the kernel as written, which WARNs and rounds it down
+        # (change_page_attr_set_clr(), arm64 change_memory_common())
+        return base + step.offset * PAGE_SIZE
 
 
 Result = tuple[int, int | None]
