@@ -243,3 +243,9 @@ def test_run_ptdump_shows_the_direct_map_before_against_after(tmp_path: Path) ->
     assert "ptdump" not in json.loads(invoke("run", str(path), "--json").stdout)  # only when asked
     weak = invoke("run", str(path), "--arch", "nodirectmap", "--ptdump").stdout
     assert "nodirectmap has no modelled page-table dump" in weak
+
+
+def test_a_report_opened_early_is_removed_when_the_command_then_fails(tmp_path: Path) -> None:
+    report = tmp_path / "new.html"
+    result = invoke("run", "--arch", "arm64", "--nogbpages", "--report", str(report))
+    assert result.exit_code == 2 and not report.exists()  # opened before the run, gone with the refusal
