@@ -441,6 +441,10 @@ class Arch:
         """
         raise NotImplementedError
 
+    def image_of(self, record: BootRecord) -> Any:
+        """The kernel image a boot record's section addresses describe (None: the arch keeps its own)."""
+        return None
+
     def boot_allocations(self, spec: MachineSpec) -> tuple[BootAllocation, ...]:
         """The boot-time users of the page allocator this architecture models, in boot order (none by default)."""
         return ()

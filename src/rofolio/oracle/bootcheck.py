@@ -293,12 +293,10 @@ def own_spec(machine: schema.Machine, config: dict[str, str]) -> Any:
 def check_own_placement(log: GuestLog, machine: schema.Machine, config: dict[str, str]) -> OwnPlacement:
     """The guest against the model that places the boot-time users itself; the build (config, image layout) is
     the guest's, the placements are the model's."""
-    from rofolio.arch.x86_64.entry import image_of
-
     record = record_of(log, "guest")
     with_record = oracle_model.boot(machine, record)
     spec = own_spec(machine, config)
-    own = Machine.boot(spec, image=image_of(record) if record.image else None)
+    own = Machine.boot(spec, image=spec.entry.image_of(record) if record.image else None)
     own.finish_boot()
     kernel_kb = {k: v for k, v in log.boot_counters.items() if k.startswith("DirectMap")}
     model_kb = meminfo(own.meminfo_lines())

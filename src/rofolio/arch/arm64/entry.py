@@ -42,6 +42,7 @@ def image_of(record: BootRecord) -> Any:
 class ARM64(Arch):
     name = "arm64"
     summary = "arm64: the linear map of arch/arm64/mm/{mmu,pageattr}.c (rodata=full, BBML2_NOABORT, contiguous bits)"
+    image_of = staticmethod(image_of)  # the image a boot record describes (Arch.image_of)
     options = (
         ArchOption("rodata", None, 'the rodata= command line: on, off, noalias; "full" is now an invalid '
                    "string that keeps the default (full)", choices=("on", "off", "noalias", "full"), kind=str),

@@ -48,6 +48,7 @@ def image_of(record: BootRecord) -> Any:
 class X86_64(Arch):
     name = "x86_64"
     summary = "x86-64: change_page_attr() (arch/x86/mm/pat/set_memory.c), DirectMap lines in /proc/meminfo"
+    image_of = staticmethod(image_of)  # the image a boot record describes (Arch.image_of)
     options = (
         ArchOption("gbpages", True, "1G direct-map pages: the CPU has pdpe1gb and the command line has no "
                    "nogbpages (probe_page_size_mask())", flags=(("--nogbpages", False),)),
