@@ -161,3 +161,32 @@ def test_raw_entries_of_not_present_pages_hold_the_inverted_pfn() -> None:
     assert restored.agree and restored.kernel == "4K 0x8000000202c07063"
     np_leaf = {c.what: c for c in reports["x86-17-np-p-2m-leaf"].steps[0].checks}["entry of the first page"]
     assert np_leaf.agree and np_leaf.kernel == "2M 0x800ffffdfe7ff062"  # not present: no PSE, no GLOBAL either
+
+
+def test_the_banner_is_compared_after_v6_10_too() -> None:
+    """page_fault_oops() prints "Oops: Oops: 0003 ..." since f9f62a877da1 (v6.10): the banner is still read."""
+    lines = compare.oops_lines("BUG: unable to handle page fault for address: ffff888100200000\n"
+                               "Oops: Oops: 0003 [#1] SMP NOPTI\n")
+    assert lines["banner"] == "Oops: Oops: 0003 [#N] SMP NOPTI"
+    checks = compare.compare_oops("Oops: Oops: 0003 [#1] SMP\n", "Oops: Oops: 0003 [#1] SMP NOPTI\n", None, None)
+    assert [c.what for c in checks if not c.agree] == ["oops banner"]
+
+
+def test_a_kernel_built_without_page_table_isolation_names_neither_pti_nor_nopti() -> None:
+    """__die_header() prints PTI or NOPTI only with CONFIG_MITIGATION_PAGE_TABLE_ISOLATION (the tinyconfig-based
+    kernels rofolio builds lack it); the oracle reads that from the guest kernel's config."""
+    from rofolio.oracle import bootcheck
+
+    assert bootcheck.model_options({"CONFIG_MITIGATION_PAGE_TABLE_ISOLATION": "y"}) == {}
+    assert bootcheck.model_options({"CONFIG_PAGE_TABLE_ISOLATION": "y"}) == {}  # its name before v6.9
+    assert bootcheck.model_options({"CONFIG_SMP": "y"}) == {"pti": "unbuilt"}
+    assert bootcheck.model_options({}) == {}
+    scenario = parse('name = "w"\n[[steps]]\nop = "snapshot"\n')
+    for options, banner in (({}, "SMP NOPTI"), ({"pti": "unbuilt"}, "SMP")):
+        machine = oracle_model.oracle_machine(scenario, mem=2 << 30, kernel="7.2", cpus=1, gbpages=True,
+                                              options=options)
+        m = oracle_model.boot(machine)
+        va = m.va(0x40000000)
+        assert m.set_memory("set_memory_ro", va, 1) == 0
+        text = m.kernel_store(va).fault.text
+        assert text.splitlines()[-1].endswith(f"[#1] {banner}")

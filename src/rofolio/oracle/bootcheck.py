@@ -328,6 +328,16 @@ def config_options(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if line.startswith("CONFIG_") and "=" in line)
 
 
+def model_options(config: dict[str, str]) -> dict[str, Any]:
+    """The machine options a guest kernel's config decides: a kernel built without page-table isolation
+    (CONFIG_MITIGATION_PAGE_TABLE_ISOLATION, CONFIG_PAGE_TABLE_ISOLATION before v6.9) has pti "unbuilt", and
+    its oops banner names neither PTI nor NOPTI (arch/x86/kernel/dumpstack.c __die_header()).  No config: none."""
+    if not config:
+        return {}
+    built = "y" in (config.get("CONFIG_MITIGATION_PAGE_TABLE_ISOLATION"), config.get("CONFIG_PAGE_TABLE_ISOLATION"))
+    return {} if built else {"pti": "unbuilt"}
+
+
 def write_snapshot(log: GuestLog, directory: Path, config_text: str) -> Path:
     """The guest's printed snapshot as `rofolio host --save` lays it out, with the kernel's config beside it."""
     for name, text in log.snapshot.items():

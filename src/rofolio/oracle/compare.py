@@ -157,7 +157,7 @@ _OOPS_LINES = (
     ("address", re.compile(r"^BUG: unable to handle page fault for address: ([0-9a-f]+)")),
     ("access", re.compile(r"^#PF: (supervisor|user) (read|write|instruction fetch) access")),
     ("error code", re.compile(r"^#PF: error_code\(0x[0-9a-f]+\)")),
-    ("banner", re.compile(r"^Oops: [0-9a-f]{4}")),
+    ("banner", re.compile(r"^(?:Oops: )?Oops: [0-9a-f]{4}")),  # "Oops: Oops: 0003" since f9f62a877da1 (v6.10)
 )
 _ENTRY = re.compile(r"^(PGD|P4D|PUD|PMD|PTE) [0-9a-f]+$")
 

@@ -29,12 +29,13 @@ __all__ = [
 ]
 
 def oracle_machine(scenario: schema.Scenario, *, mem: int, kernel: str, cpus: int, gbpages: bool,
-                   la57: bool = False) -> schema.Machine:
-    """The scenario's [machine] replaced by the oracle guest's (placements come from its boot record)."""
+                   la57: bool = False, options: dict[str, Any] | None = None) -> schema.Machine:
+    """The scenario's [machine] replaced by the oracle guest's (placements come from its boot record);
+    ``options``: what the guest kernel's config decides (bootcheck.model_options()), unless the scenario says."""
     data = scenario.machine.model_dump(exclude_unset=True)
     data.pop("memory_map", None)
     return schema.Machine.model_validate({
-        **data, "mem": mem, "kernel": kernel, "cpus": cpus, "gbpages": gbpages,
+        **(options or {}), **data, "mem": mem, "kernel": kernel, "cpus": cpus, "gbpages": gbpages,
         "paging": 5 if la57 else 4, "debug_pagealloc": False, "kfence": False,
     })
 

@@ -191,9 +191,16 @@ def known_record(install: Install, mem: int, cpu: str, smp: int) -> BootRecord |
     return BootRecord(initrd=initrd, bpf_packs=packs, source=f"an earlier boot ({mem >> 20}M, {cpu})")  # type: ignore[arg-type]
 
 
+def kernel_options(install: Install) -> dict[str, Any]:
+    """The model's machine options the guest kernel's config decides (bootcheck.model_options())."""
+    text, _ = bootcheck.guest_config(install.root, install.kver)
+    return bootcheck.model_options(bootcheck.config_options(text))
+
+
 def prepare(experiments: list[Experiment], install: Install, smp: int) -> None:
     """Translate every experiment (refusing what cannot run) and compute its footprint."""
     kernel = kernel_series(install.kver)
+    options = kernel_options(install)
     problems: list[str] = []
     booted: dict[tuple[int, str], Any] = {}
     for exp in experiments:
@@ -203,7 +210,8 @@ def prepare(experiments: list[Experiment], install: Install, smp: int) -> None:
             problems.append(err.message)
             continue
         machine = oracle_model.oracle_machine(exp.scenario, mem=exp.mem, kernel=install.kernel_series, cpus=smp,
-                                              gbpages=predicted_gbpages(exp.cpu), la57=predicted_la57(exp.cpu))
+                                              gbpages=predicted_gbpages(exp.cpu), la57=predicted_la57(exp.cpu),
+                                              options=options)
         key = (exp.mem, exp.cpu)
         if key not in booted:  # what an earlier boot of this guest placed, if one was seen; else nothing
             booted[key] = oracle_model.boot(machine, known_record(install, exp.mem, exp.cpu, smp))
@@ -257,7 +265,8 @@ def run(sources: list[str], install: Install, *, cpu: str = "max,-la57", mem: st
         info["insmod_changes"] = insmod_changes(log)
         exact = str(kernel_series(install.kver, log.version))  # the guest's release, from /proc/version
         boot_reports, boot_check = compare_boot(plans, log, exact, smp=smp, cpu=cpu_used,
-                                                wall_s=b.wall_s, problem=problem, boot=number)
+                                                wall_s=b.wall_s, problem=problem, boot=number,
+                                                options=kernel_options(install))
         info["boot_agrees_with_model"] = boot_check.agree if boot_check else None
         info["boot_checks"] = [c.__dict__ for c in boot_check.checks if not c.agree] if boot_check else []
         boots.append(info)
@@ -276,12 +285,14 @@ def insmod_changes(log: guest.GuestLog) -> str:
 
 def compare_boot(plans: list[tuple[Experiment, Plan]], log: guest.GuestLog, kernel: str, *, smp: int, cpu: str,
                  wall_s: float = 0.0, problem: str | None = None, boot: int | None = None,
+                 options: dict[str, Any] | None = None,
                  ) -> tuple[list[ExperimentReport], bootcheck.BootReport | None]:
-    """Compare every experiment of one boot with its model run; also the boot itself (when walked)."""
+    """Compare every experiment of one boot with its model run; also the boot itself (when walked).
+    ``options``: the machine options the guest kernel's config decides."""
     first = plans[0][0]
     machine = oracle_model.oracle_machine(first.scenario, mem=first.mem, kernel=kernel, cpus=smp,
                                           gbpages=log.gbpages if log.cpuflags else predicted_gbpages(cpu),
-                                          la57=log.la57)
+                                          la57=log.la57, options=options)
     boot_check = None
     if problem is None and not log.la57 and log.walk_direct:
         boot_check = bootcheck.check_boot(log, machine, mem=qemu_mem(first.mem), cpu=cpu)
@@ -291,7 +302,8 @@ def compare_boot(plans: list[tuple[Experiment, Plan]], log: guest.GuestLog, kern
     reports = []
     for exp, plan in plans:
         mach = oracle_model.oracle_machine(exp.scenario, mem=exp.mem, kernel=kernel, cpus=smp,
-                                           gbpages=machine.options["gbpages"], la57=machine.options["paging"] == 5)
+                                           gbpages=machine.options["gbpages"], la57=machine.options["paging"] == 5,
+                                           options=options)
         try:
             model_run = oracle_model.run(plan, mach, record_of(log, "guest"))
         except RofolioError as err:

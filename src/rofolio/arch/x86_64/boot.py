@@ -77,6 +77,7 @@ class BootOptions:
     kfence_pool: int | None = None  # physical address of __kfence_pool; None: where memblock puts it
     realmode_trampoline: int = 0x98000  # reserve_real_mode(): top-down below 1M
     pti: bool = False  # page-table isolation (free_kernel_image_pages() adds set_memory_np_noalias)
+    pti_built: bool = True  # CONFIG_MITIGATION_PAGE_TABLE_ISOLATION (Debian's configs have it; tinyconfig not)
     profile: BootProfile | None = None
     initrd_size: int = 0  # bytes of initrd the boot loader loads where no profile says where it went
 
@@ -95,6 +96,7 @@ def boot(config: X86Config, image: KernelImage | None = None, options: BootOptio
     options = options or BootOptions()
     k = X86Kernel(config, image, log)
     k.pti = options.pti
+    k.pti_built = options.pti_built
     if options.profile is not None and options.profile.initrd is not None:
         pa, pages = options.profile.initrd
         k.initrd = (pa, pages * PAGE_SIZE)
@@ -403,7 +405,7 @@ def pti_check_boottime_disable(mode: str, cpu_meltdown: bool = False) -> bool:
     does not have the bug: its oops banner says NOPTI (tests/oracle/data).  Xen PV and mitigations=off,
     which also keep it off, are not modelled.
     """
-    if mode == "off":
+    if mode in ("off", "unbuilt"):  # unbuilt: the kernel has no CONFIG_MITIGATION_PAGE_TABLE_ISOLATION
         return False
     return mode == "on" or cpu_meltdown
 

@@ -64,7 +64,9 @@ class X86_64(Arch):
                    "record says where", kind=bool),
         ArchOption("pti", "auto", "page-table isolation (the pti= boot option): auto turns it on only for a CPU "
                    "with the Meltdown bug, which the modelled CPU (QEMU -cpu max, as the oracle) has not; under PTI "
-                   "the direct map is not _PAGE_GLOBAL and an oops says PTI", choices=("auto", "on", "off"), kind=str),
+                   "the direct map is not _PAGE_GLOBAL and an oops says PTI; unbuilt: a kernel without "
+                   "CONFIG_MITIGATION_PAGE_TABLE_ISOLATION (no PTI, and an oops names neither PTI nor NOPTI)",
+                   choices=("auto", "on", "off", "unbuilt"), kind=str),
     )
     rfc_machines = ({"gbpages": True}, {"gbpages": False})
     set_memory_ops = frozenset({"set_memory_ro", "set_memory_rw", "set_memory_np", "set_memory_p",
@@ -108,6 +110,7 @@ class X86_64(Arch):
         # without a record the boot loader places the spec's initrd (QEMU's rule) and the model's buddy
         # allocator places the BPF JIT pack (Machine.boot() → boot_allocations())
         return boot.boot(config, image, boot.BootOptions(kfence=spec.kfence, profile=profile, pti=pti,
+                                                         pti_built=o["pti"] != "unbuilt",
                                                          initrd_size=0 if record is not None else spec.initrd), log)
 
     def boot_allocations(self, spec: MachineSpec) -> tuple[BootAllocation, ...]:

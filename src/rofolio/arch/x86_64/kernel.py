@@ -95,6 +95,7 @@ class X86Kernel(KernelState):
         self.log = log if log is not None else EventLog()
         self.pt = PageTable()
         self.pti = False  # boot_cpu_has(X86_FEATURE_PTI): page-table isolation, set by boot()
+        self.pti_built = True  # CONFIG_MITIGATION_PAGE_TABLE_ISOLATION: __die_header() names PTI or NOPTI only then
         self.phase = Phase.BOOTING
         self.cpus_online = 1
         self.kernel_set_to_readonly = False
@@ -348,8 +349,9 @@ class X86Kernel(KernelState):
         # 96389cf36591 (v6.15), a line the model does not print
         prefix = "Oops: Oops" if self.oops_prefix else "Oops"
         preempt = "" if self.oops_no_preempt else " PREEMPT"
+        pti = (" PTI" if self.pti else " NOPTI") if self.pti_built else ""  # only with the config option built
         lines.append(f"{prefix}: {code:04x} [#{number}]{preempt} SMP"
-                     f"{' DEBUG_PAGEALLOC' if self.config.debug_pagealloc else ''}{' PTI' if self.pti else ' NOPTI'}")
+                     f"{' DEBUG_PAGEALLOC' if self.config.debug_pagealloc else ''}{pti}")
         return "\n".join(lines)
 
     def va(self, pa: int) -> int:
