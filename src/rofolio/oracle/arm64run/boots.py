@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +17,12 @@ from rofolio.oracle.arm64run.guestboot import BootLog, parse_serial, placements,
 from rofolio.oracle.arm64run.replay import ModelBoot, Observation
 from rofolio.oracle.arm64run.suite import ALLOC_VERBS, RODATA, Experiment, load_suite
 from rofolio.oracle.arm64run.verdict import (
-    Check,
     ExperimentResult,
     StepResult,
     compare_step,
     kernel_observation,
 )
+from rofolio.oracle.compare import Check
 
 __all__ = ["SCHEMA", "BootResult", "RunResult", "compare_boot", "model_only_result", "run"]
 
@@ -48,7 +48,7 @@ class BootResult:
     def to_dict(self) -> dict[str, Any]:
         return {"rodata": self.rodata, "uname": self.uname, "wall_s": self.wall_s, "experiments": self.experiments,
                 "agree": self.agree, "errors": self.errors, "facts": self.facts,
-                "checks": [c.to_dict() for c in self.checks]}
+                "checks": [asdict(c) for c in self.checks]}
 
 
 @dataclass

@@ -16,14 +16,15 @@ from ``replay``.  A step agrees when every check agrees:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rofolio.oracle.arm64run.guestboot import StepLog
 from rofolio.oracle.arm64run.replay import LeafState, Observation, leaf_from_desc
 from rofolio.oracle.arm64run.suite import ALLOC_VERBS, STATE_VERBS, Experiment, Step
+from rofolio.oracle.compare import Check
 
-__all__ = ["Check", "ExperimentResult", "StepResult", "compare_step", "kernel_observation", "oops_key"]
+__all__ = ["ExperimentResult", "StepResult", "compare_step", "kernel_observation", "oops_key"]
 
 _GUEST_CMD = {"set_memory_ro": "ro", "set_memory_rw": "rw", "set_direct_map_invalid": "dminv",
               "set_direct_map_default": "dmdef"}
@@ -109,17 +110,6 @@ def _warned(lines: list[str], pattern: re.Pattern[str]) -> list[str]:
 
 
 @dataclass
-class Check:
-    what: str
-    kernel: str
-    model: str
-    agree: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"what": self.what, "kernel": self.kernel, "model": self.model, "agree": self.agree}
-
-
-@dataclass
 class StepResult:
     index: int
     label: str
@@ -134,7 +124,7 @@ class StepResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.index, "label": self.label, "agree": self.agree, "errors": self.errors,
-                "checks": [c.to_dict() for c in self.checks], "kernel_oops": self.kernel_oops,
+                "checks": [asdict(c) for c in self.checks], "kernel_oops": self.kernel_oops,
                 "model_oops": self.model_oops}
 
 
