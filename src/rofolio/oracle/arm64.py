@@ -50,7 +50,7 @@ import click
 
 from rofolio.errors import RofolioError
 from rofolio.oracle.errors import OracleError
-from rofolio.oracle.guest import Boot, cpio_archive, run_qemu
+from rofolio.oracle.guest import Boot, cpio_archive, keep, run_qemu
 from rofolio.oracle.setup import (
     cache_dir,
     fetch_deb_members,
@@ -701,9 +701,7 @@ def run(install: Arm64Install, mems: list[str], rodatas: list[str], *, timeout: 
             if progress:
                 progress(f"booting {install.kver} under qemu-system-aarch64 -m {mem}, rodata={rodata}")
             g = boot_guest(install, mem, rodata, timeout)
-            if keep_log is not None:
-                keep_log.mkdir(parents=True, exist_ok=True)
-                (keep_log / f"arm64-boot-{mem}-rodata-{rodata}.serial.log").write_text(g.serial)
+            keep(keep_log, f"arm64-boot-{mem}-rodata-{rodata}.serial.log", g.serial)
             log = parse_log(g.serial)
             if g.timed_out:
                 log.errors.insert(0, f"QEMU timed out after {timeout:.0f} s")

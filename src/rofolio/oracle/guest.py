@@ -35,7 +35,7 @@ from rofolio.oracle.setup import Install
 __all__ = [
     "DIRECT_MAP", "IMAGE_SYMBOLS", "INITRD_SIZE", "MODULES_VADDR", "Boot", "GuestConfig", "GuestLog", "GuestStep",
     "Run", "Scan",
-    "boot", "build_initramfs", "cache_mode", "clip", "coalesce", "counters", "cpio_archive", "extract_oops",
+    "boot", "build_initramfs", "cache_mode", "clip", "coalesce", "counters", "cpio_archive", "extract_oops", "keep",
     "kernel_version", "kv",
     "parse_log",
     "parse_run", "parse_scans", "run_qemu", "shell_quote_ok",
@@ -220,6 +220,15 @@ def boot(install: Install, config: GuestConfig, steps_sh: str | None, *, with_kc
         initrd = Path(tmp) / "initrd.gz"
         initrd.write_bytes(build_initramfs(install, steps_sh, with_kc=with_kc))
         return run_qemu(config.qemu_command(install, initrd), config.timeout, "run `rofolio oracle setup`")
+
+
+def keep(folder: Path | None, name: str, text: str) -> Path | None:
+    """``--keep-log``: write ``text`` as ``folder/name`` (making the folder); nothing without a folder."""
+    if folder is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+    return folder / name
 
 
 def run_qemu(cmd: list[str], timeout: float, hint: str) -> Boot:

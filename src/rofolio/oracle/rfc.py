@@ -39,7 +39,7 @@ import click
 
 from rofolio.errors import Errno
 from rofolio.oracle.errors import OracleError
-from rofolio.oracle.guest import cpio_archive, extract_oops, kv, run_qemu
+from rofolio.oracle.guest import cpio_archive, extract_oops, keep, kv, run_qemu
 
 __all__ = [
     "CONFIGS", "GuestFacts", "RfcConfig", "RfcReport", "compare_config", "model_facts",
@@ -640,10 +640,8 @@ def run(configs: list[RfcConfig], *, timeout: float = 300.0, keep_log: Path | No
             log(f"{config.name}: booting {'the patched' if patched else 'the unpatched'} kernel")
             g, seconds, serial = run_guest(config, qemu, built.image, busybox, modules[(config.arch, patched)], user,
                                            timeout)
-            if keep_log is not None:
-                keep_log.mkdir(parents=True, exist_ok=True)
-                slug = re.sub(r"[^A-Za-z0-9]+", "-", config.name).strip("-")
-                (keep_log / f"rfc-{slug}-{'rfc' if patched else 'base'}.serial.log").write_text(serial)
+            slug = re.sub(r"[^A-Za-z0-9]+", "-", config.name).strip("-")
+            keep(keep_log, f"rfc-{slug}-{'rfc' if patched else 'base'}.serial.log", serial)
             facts.append(g)
             wall += seconds
         reports.append(compare_config(config, facts[0], facts[1], wall))

@@ -257,10 +257,8 @@ def run(sources: list[str], install: Install, *, cpu: str = "max,-la57", mem: st
                 "insmod_delta": {k: log.after_insmod.get(k, 0) - log.boot_counters.get(k, 0)
                                  for k in log.after_insmod}}
         if keep_log is not None:
-            keep_log.mkdir(parents=True, exist_ok=True)
-            (keep_log / f"boot{number}.serial.log").write_text(b.serial)
-            (keep_log / f"boot{number}.steps.sh").write_text(script)
-            info["serial_log"] = str(keep_log / f"boot{number}.serial.log")
+            info["serial_log"] = str(guest.keep(keep_log, f"boot{number}.serial.log", b.serial))
+            guest.keep(keep_log, f"boot{number}.steps.sh", script)
         problem = _guest_problem(b, log, install)
         info["insmod_changes"] = insmod_changes(log)
         exact = str(kernel_series(install.kver, log.version))  # the guest's release, from /proc/version
@@ -397,9 +395,7 @@ def boot_fidelity(install: Install, machines: list[BootMachine], *, timeout: flo
         log = guest.parse_log(b.serial)
         remember_record(install, m.size, m.cpu, m.smp, log)
         name = f"boot-{m.mem}-{m.cpu.replace(',', '_')}-smp{m.smp}"
-        if keep_log is not None:
-            keep_log.mkdir(parents=True, exist_ok=True)
-            (keep_log / f"{name}.serial.log").write_text(b.serial)
+        guest.keep(keep_log, f"{name}.serial.log", b.serial)
         exact = str(kernel_series(install.kver, log.version))  # the guest's release, from /proc/version
         machine = oracle_model.oracle_machine(empty, mem=m.size, kernel=exact, cpus=m.smp,
                                               gbpages=log.gbpages if log.cpuflags else predicted_gbpages(m.cpu))

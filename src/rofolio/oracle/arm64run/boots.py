@@ -23,6 +23,7 @@ from rofolio.oracle.arm64run.verdict import (
     kernel_observation,
 )
 from rofolio.oracle.compare import Check
+from rofolio.oracle.guest import keep
 
 __all__ = ["SCHEMA", "BootResult", "RunResult", "compare_boot", "model_only_result", "run"]
 
@@ -157,9 +158,7 @@ def run(experiments: list[Experiment] | None = None, rodatas: list[str] | None =
                  f"{len(plan)} experiment(s)")
         guest = run_boot(install.qemu, built.image, install.busybox, str(module), rodata, steps_script(plan),
                          timeout)
-        if keep_log is not None:
-            keep_log.mkdir(parents=True, exist_ok=True)
-            (keep_log / f"arm64run-rodata-{rodata}.serial.log").write_text(guest.serial)
+        keep(keep_log, f"arm64run-rodata-{rodata}.serial.log", guest.serial)
         log = parse_serial(guest.serial)
         if guest.timed_out:
             log.errors.insert(0, f"QEMU timed out after {timeout:.0f} s")
