@@ -39,7 +39,7 @@ import click
 
 from rofolio.errors import Errno
 from rofolio.oracle.errors import OracleError
-from rofolio.oracle.guest import cpio_archive, extract_oops, keep, kv, run_qemu
+from rofolio.oracle.guest import INIT_PRELUDE, cpio_archive, extract_oops, keep, kv, run_qemu
 
 __all__ = [
     "CONFIGS", "GuestFacts", "RfcConfig", "RfcReport", "compare_config", "model_facts",
@@ -86,17 +86,7 @@ CONFIGS = (
 # /init: mount; the boot's direct-map figures; rfcuser finds the huge zero folio (a read fault), then the
 # kernel page-table dump of the direct map (x86 "Low Kernel Mapping", arm64 "Linear Mapping") shows its leaf
 # as boot left it; then rfctest is loaded (which changes the direct map) and rfcuser probes; the kernel log last
-INIT_SH = r"""#!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev 2>/dev/null
-mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
-dm() {
-  awk '/^DirectMap/{sub(":","",$1); printf "%s=%s ", $1, $2}' /proc/meminfo
-  awk '/^direct_map/{printf "%s=%s ", $1, $2}' /proc/vmstat
-}
+INIT_SH = INIT_PRELUDE + r"""mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 echo "=== RFC BEGIN"
 echo "uname=$(uname -r)"
 echo "nproc=$(grep -c '^processor' /proc/cpuinfo)"
