@@ -24,7 +24,6 @@ model places its own and both are shown (the rows compare what the placement dec
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import re
 import subprocess
@@ -40,6 +39,8 @@ import click
 from rofolio.errors import Errno
 from rofolio.oracle.errors import OracleError
 from rofolio.oracle.guest import INIT_PRELUDE, cpio_archive, extract_oops, keep, kv, run_qemu
+from rofolio.oracle.kmodule import module_for
+from rofolio.oracle.setup import source_hash
 
 __all__ = [
     "CONFIGS", "GuestFacts", "RfcConfig", "RfcReport", "compare_config", "model_facts",
@@ -518,44 +519,10 @@ def render(rep: RfcReport) -> list[str]:
 
 
 # ================================================================ running
-def _digest(*paths: Path) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(p.name.encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _kmod_file(name: str) -> Path:
-    return Path(str(resources.files("rofolio.oracle") / "kmod" / name))
-
-
-def build_module(built: Any, log: Callable[[str], None]) -> Path:
-    """rfctest.ko against a built kernel's O= tree, cached beside it by the source's digest."""
-    src = _kmod_file("rfctest.c")
-    out = Path(built.out) / "rofolio-modules" / f"rfctest-{_digest(src)}.ko"
-    if out.exists():
-        return out
-    with tempfile.TemporaryDirectory(prefix="rofolio-rfctest-") as tmp:
-        (Path(tmp) / "rfctest.c").write_bytes(src.read_bytes())
-        (Path(tmp) / "Makefile").write_text("obj-m := rfctest.o\n")
-        log(f"building rfctest.ko against {built.release}")
-        proc = subprocess.run(["make", "-C", built.out, f"M={tmp}", *built.make_vars, "modules"],
-                              capture_output=True, text=True, check=False)
-        if proc.returncode != 0 or not (Path(tmp) / "rfctest.ko").exists():
-            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
-            raise OracleError(f"building rfctest.ko against {built.release} failed:\n{tail}",
-                              "check the built kernel's tree (rofolio kernel build)")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp_out = out.with_suffix(".tmp")
-        tmp_out.write_bytes((Path(tmp) / "rfctest.ko").read_bytes())
-        tmp_out.rename(out)
-    return out
-
-
 def build_user(arch: str, cache: Path, log: Callable[[str], None]) -> Path:
     """rfcuser, static, for ``arch`` (the cross gcc for arm64), cached by the source's digest."""
-    src = _kmod_file("rfcuser.c")
-    out = cache / f"rfcuser-{arch}-{_digest(src)}"
+    src = Path(str(resources.files("rofolio.oracle") / "kmod" / "rfcuser.c"))
+    out = cache / f"rfcuser-{arch}-{source_hash(('rfcuser.c',))}"
     if out.exists():
         return out
     cc = "aarch64-linux-gnu-gcc" if arch == "arm64" else "gcc"
@@ -619,7 +586,7 @@ def run(configs: list[RfcConfig], *, timeout: float = 300.0, keep_log: Path | No
             log(f"kernel build --arch {arch}{' --rfc' if patched else ''}")
             built = build(arch, rfc=patched, log=lambda line: log(f"  {line}"))
             kernels[(arch, patched)] = built
-            modules[(arch, patched)] = build_module(built, log)
+            modules[(arch, patched)] = module_for(built, "rfctest.c", log)
         tools[arch] = (busybox, qemu, build_user(arch, oracle_setup.cache_dir() / "rfc", log))
     reports = []
     for config in configs:

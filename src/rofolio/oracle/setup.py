@@ -69,7 +69,7 @@ M = TypeVar("M")
 
 CACHE_ENV = "ROFOLIO_ORACLE_DIR"
 MANIFEST = "manifest.json"
-KMOD_FILES = ("dmoracle.c", "kc.c", "kcore.h", "Makefile")
+KMOD_FILES = ("dmoracle.c", "kc.c", "kcore.h", "kln.h", "Makefile")
 BUSYBOX = Path("/bin/busybox")
 IMAGE_META = "linux-image-amd64"
 DEFAULT_KERNEL = "debian:6.1"  # the system suite's kernel (bookworm); any other series comes from unstable

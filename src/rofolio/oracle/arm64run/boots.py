@@ -140,7 +140,7 @@ def run(experiments: list[Experiment] | None = None, rodatas: list[str] | None =
     ``built``: a kernelbuild ``Built`` to boot instead of asking ``kernelbuild.build()`` for one."""
     from rofolio import kernelbuild
     from rofolio.oracle import arm64
-    from rofolio.oracle.arm64run.kmodule import module_path
+    from rofolio.oracle.kmodule import module_for
 
     t0 = time.monotonic()
     experiments = experiments if experiments is not None else load_suite()
@@ -148,7 +148,7 @@ def run(experiments: list[Experiment] | None = None, rodatas: list[str] | None =
     install = arm64.load_install()  # Debian's static arm64 busybox and qemu-system-aarch64
     if built is None:
         built = kernelbuild.build("arm64", rfc=rfc, log=progress)
-    module = module_path(built, progress)
+    module = module_for(built, "dmoracle_arm64.c", progress)
     out = RunResult(built.release)
     for rodata in rodatas:
         plan = placements(experiments, rodata)

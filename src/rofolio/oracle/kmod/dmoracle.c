@@ -39,7 +39,6 @@
 #include <linux/gfp.h>
 #include <linux/init.h>
 #include <linux/kernel.h>
-#include <linux/kprobes.h>
 #include <linux/mm.h>
 #include <linux/mmzone.h>
 #include <linux/module.h>
@@ -56,6 +55,8 @@
 #include <asm/pgtable.h>
 #include <asm/pgtable_types.h>
 #include <asm/set_memory.h>
+
+#include "kln.h"
 
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("rofolio oracle: drive CPA on the direct map and report the page tables");
@@ -80,7 +81,6 @@ MODULE_DESCRIPTION("rofolio oracle: drive CPA on the direct map and report the p
 #define MAXTOK 6
 #define DEFAULT_MAXRUNS 4096
 
-typedef unsigned long (*kln_t)(const char *name);
 typedef int (*setmem_t)(unsigned long addr, int numpages);
 typedef int (*setmem_ptr_t)(unsigned long *addr, int numpages);
 typedef int (*dm_t)(struct page *page);
@@ -800,23 +800,11 @@ static const struct proc_ops dmo_ops = {
 
 static struct proc_dir_entry *dmo_entry;
 
-static int resolve_kln(void)
-{
-	struct kprobe kp = { .symbol_name = "kallsyms_lookup_name" };
-	int ret = register_kprobe(&kp);
-
-	if (ret < 0)
-		return ret;
-	kln = (kln_t)kp.addr;
-	unregister_kprobe(&kp);
-	return kln ? 0 : -ENOENT;
-}
-
 static int __init dmo_init(void)
 {
 	int i, ret, missing = 0;
 
-	ret = resolve_kln();
+	kln = find_kallsyms_lookup_name(&ret);
 	if (ret) {
 		pr_info("cmd=init ret=%d err=kallsyms_lookup_name_unresolved\n", ret);
 		return ret;

@@ -44,7 +44,6 @@
 #include <linux/gfp.h>
 #include <linux/init.h>
 #include <linux/kernel.h>
-#include <linux/kprobes.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
@@ -59,6 +58,8 @@
 #include <asm/pgtable.h>
 #include <asm/tlbflush.h>
 
+#include "kln.h"
+
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("rofolio oracle: arm64 set_memory_ro/rw on vmalloc areas and their linear aliases");
 
@@ -66,7 +67,6 @@ MODULE_DESCRIPTION("rofolio oracle: arm64 set_memory_ro/rw on vmalloc areas and 
 #define MAXPAGES 64
 #define MAXTOK 7
 
-typedef unsigned long (*kln_t)(const char *name);
 typedef int (*setmem_t)(unsigned long addr, int numpages);
 typedef int (*dm_t)(struct page *page);
 typedef long (*nofault_t)(void *dst, const void *src, size_t size);
@@ -552,23 +552,11 @@ static const struct proc_ops dma64_ops = {
 
 static struct proc_dir_entry *dma64_entry;
 
-static int resolve_kln(void)
-{
-	struct kprobe kp = { .symbol_name = "kallsyms_lookup_name" };
-	int ret = register_kprobe(&kp);
-
-	if (ret < 0)
-		return ret;
-	kln = (kln_t)kp.addr;
-	unregister_kprobe(&kp);
-	return kln ? 0 : -ENOENT;
-}
-
 static int __init dma64_init(void)
 {
 	int i, ret, missing = 0;
 
-	ret = resolve_kln();
+	kln = find_kallsyms_lookup_name(&ret);
 	if (ret) {
 		pr_info("cmd=init ret=%d err=kallsyms_lookup_name_unresolved\n", ret);
 		return ret;

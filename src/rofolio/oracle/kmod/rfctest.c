@@ -27,17 +27,17 @@
 #include <linux/gfp.h>
 #include <linux/init.h>
 #include <linux/kernel.h>
-#include <linux/kprobes.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/proc_fs.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
 
+#include "kln.h"
+
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("rofolio oracle: probes of the read-only folio RFC");
 
-typedef unsigned long (*kln_t)(const char *name);
 typedef int (*make_ro_t)(struct folio *folio);
 typedef void (*drain_t)(struct zone *zone);
 typedef bool (*is_free_t)(const struct page *page);
@@ -143,15 +143,13 @@ static const struct proc_ops rfctest_ops = {
 
 static int __init rfctest_init(void)
 {
-	struct kprobe kp = { .symbol_name = "kallsyms_lookup_name" };
-	int ret = register_kprobe(&kp);
+	int ret;
 
-	if (ret) {
+	kln = find_kallsyms_lookup_name(&ret);
+	if (!kln) {
 		pr_info("cmd=init ret=%d err=kallsyms_lookup_name_unresolved\n", ret);
 		return ret;
 	}
-	kln = (kln_t)kp.addr;
-	unregister_kprobe(&kp);
 	make_ro = (make_ro_t)kln("folio_make_readonly");
 	drain_all = (drain_t)kln("drain_all_pages");
 	is_free = (is_free_t)kln("is_free_buddy_page");
