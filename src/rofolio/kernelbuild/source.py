@@ -96,20 +96,28 @@ def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", version))
 
 
+def _newest_prepared(parent: Path) -> tuple[Path, str] | None:
+    """The newest prepared tree in ``parent`` (its stamp names a source version) and that version, or None."""
+    trees = []
+    if parent.is_dir():
+        for tree in parent.iterdir():
+            stamp = debian.stamp(tree) if tree.is_dir() else None
+            if stamp and stamp.get("source_version"):
+                trees.append((_version_key(stamp["source_version"]), tree, stamp["source_version"]))
+    if not trees:
+        return None
+    _, tree, version = max(trees)
+    return tree, version
+
+
 def shared_tree(log: Callable[[str], None]) -> tuple[Path, str]:
     """The newest prepared linux-source-7.2 tree in the linux cache and its source version; prepared as
     ``rofolio oracle setup --kernel debian:7.2`` does (oracle.setup.setup_unstable) when there is none."""
     parent = debian.linux_cache_dir(KERNEL_SERIES)
     for attempt in (1, 2):
-        trees = []
-        if parent.is_dir():
-            for tree in parent.iterdir():
-                stamp = debian.stamp(tree) if tree.is_dir() else None
-                if stamp and stamp.get("source_version"):
-                    trees.append((_version_key(stamp["source_version"]), tree, stamp["source_version"]))
-        if trees:
-            _, tree, version = max(trees)
-            return tree, version
+        newest = _newest_prepared(parent)
+        if newest is not None:
+            return newest
         if attempt == 1:
             log(f"no prepared linux-source-{KERNEL_SERIES} tree in {parent}: preparing it as "
                 f"`rofolio oracle setup --kernel debian:{KERNEL_SERIES}` does")
@@ -152,13 +160,10 @@ def _link_farm(src: Path, dest: Path, log: Callable[[str], None]) -> Path:
 
 def pristine_if_made() -> Source | None:
     """The pristine copy when it is already made (nothing is prepared, copied or written), else None."""
-    parent = debian.linux_cache_dir(KERNEL_SERIES)
-    trees = [(_version_key(st["source_version"]), t, st["source_version"]) for t in
-             (parent.iterdir() if parent.is_dir() else ()) if t.is_dir() and (st := debian.stamp(t))
-             and st.get("source_version")]
-    if not trees:
+    newest = _newest_prepared(debian.linux_cache_dir(KERNEL_SERIES))
+    if newest is None:
         return None
-    _, shared, version = max(trees)
+    shared, version = newest
     dest = shared.parent / f"source-{version}"
     stamp = _read_stamp(dest)
     ok = stamp is not None and stamp.get("source_version") == version and not stamp.get("patches")
