@@ -15,7 +15,7 @@ run the shrinkers.  After every step:
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
@@ -36,9 +36,6 @@ from rofolio.mm.readonly import arch_make_folio_readonly
 from rofolio.mm.shrinker import shrink_slab
 from rofolio.units import PAGE_SIZE, GiB, Level, MiB
 from tests.mm.conftest import boot_mm
-
-SETTINGS = settings(max_examples=60, stateful_step_count=25, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
 
 
 def _leaves(machine) -> dict[Level, int]:  # type: ignore[no-untyped-def]
@@ -197,17 +194,13 @@ class BrokenLifetime(ReadonlyLifetime):
     policy = "broken"
 
 
-def test_model1_keeps_every_invariant() -> None:
-    run_state_machine_as_test(Model1Lifetime, settings=SETTINGS)
-
-
-def test_model2_keeps_every_invariant() -> None:
-    run_state_machine_as_test(Model2Lifetime, settings=SETTINGS)
+TestModel1KeepsEveryInvariant = Model1Lifetime.TestCase
+TestModel2KeepsEveryInvariant = Model2Lifetime.TestCase
 
 
 def test_broken_policy_is_caught_by_the_free_list_invariant() -> None:
     # derandomized: the same examples every run, so finding the bug does not depend on luck (it was flaky)
-    caught = settings(SETTINGS, max_examples=200, phases=(Phase.generate,), derandomize=True)
+    caught = settings(max_examples=200, phases=(Phase.generate,), derandomize=True)
     with pytest.raises(AssertionError, match="but read-only in the direct map"):
         run_state_machine_as_test(BrokenLifetime, settings=caught)
 

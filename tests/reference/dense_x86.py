@@ -21,6 +21,7 @@ from rofolio.prot import x86_large_2_4k as _large_2_4k
 
 PAGES = {1: 1, 2: 512, 3: 512 * 512}
 CEILING = 33
+MASK64 = (1 << 64) - 1
 
 
 def _protnone(f: int) -> int:
@@ -86,14 +87,21 @@ class DenseX86:
         while rem:
             lv = int(self.level[i])
             if lv == 1:
-                old = int(self.flags[i])
-                new = _protnone((old & ~clr) | set_)
-                if new != old:
-                    self.flags[i] = np.uint64(new)
-                    self.c.entries_written += 1
+                # the 4K PTEs from i up to the next large leaf, each on its own as __change_page_attr() takes them
+                # (numpy does the per-page loop: one pte per page, one write per changed pte)
+                span = self.level[i:i + rem] != 1
+                j = i + (int(span.argmax()) if span.any() else rem)
+                old = self.flags[i:j]
+                new = (old & np.uint64(~clr & MASK64)) | np.uint64(set_)
+                absent = (new & np.uint64(X86.PRESENT)) == 0
+                new[absent] &= np.uint64(~X86.GLOBAL & MASK64)  # _protnone()
+                written = int(np.count_nonzero(new != old))
+                if written:
+                    self.flags[i:j] = new
+                    self.c.entries_written += written
                     changed = True
-                i += 1
-                rem -= 1
+                rem -= j - i
+                i = j
                 continue
             size = PAGES[lv]
             lp = i - (i % size)

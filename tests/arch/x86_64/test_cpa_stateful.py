@@ -9,7 +9,6 @@ entries written, global and per-page flushes.
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -97,8 +96,4 @@ class CpaAgainstDense(RuleBasedStateMachine):
         assert now.flushes_pages - was.flushes_pages == d.flushes_pages
 
 
-CpaAgainstDense.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=25, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 TestCpaAgainstDense = CpaAgainstDense.TestCase
