@@ -29,7 +29,7 @@ def test_the_recorded_boot_agrees_with_the_model_step_by_step() -> None:
         assert rep.expectations_count  # the suite's machine is the oracle's
     checks = {c.what for rep in reports for s in rep.steps for c in s.checks}
     assert {"DirectMap4k", "DirectMap2M", "DirectMap1G", "direct_map_level2_splits", "direct_map_level3_splits",
-            "ret", "fault", "oops address", "oops access", "oops error code", "oops banner",
+            "ret", "fault", "oops address", "oops access", "oops error code", "oops page table", "oops banner",
             "direct map change since the start", "buf page 0"} <= checks
     assert any(what.startswith("high map alias of") for what in checks)
 
@@ -39,6 +39,19 @@ def test_the_oops_is_read_from_the_kernel_log_of_the_step() -> None:
     assert step.kernel_oops.startswith("BUG: unable to handle page fault for address: ffff888040a10000")
     assert next(c for c in step.checks if c.what == "oops error code").kernel == \
         "#PF: error_code(0x0003) - permissions violation"
+
+
+def test_the_page_table_line_agrees_by_who_made_each_table_where_the_record_has_no_table_pages() -> None:
+    # boot's tables (_PAGE_TABLE, ..067) and the CPA split's (_KERNPG_TABLE, ..063), then the leaf
+    step = _by_name()["x86-22-write-not-present"].steps[1]
+    check = next(c for c in step.checks if c.what == "oops page table")
+    assert check.model == "PGD ?067 P4D ?067 PUD ?063 PMD ?063 PTE 800ffffdfd3f8060" == check.kernel
+
+
+def test_a_table_made_by_another_hand_is_a_disagreement() -> None:
+    tampered = _tamper("PUD 237da2063 PMD 101fdf063", "PUD 237da2067 PMD 101fdf063", count=2)
+    step = _by_name(tampered)["x86-22-write-not-present"].steps[1]
+    assert not next(c for c in step.checks if c.what == "oops page table").agree
 
 
 def _by_name(serial: str | None = None):  # type: ignore[no-untyped-def]
@@ -108,15 +121,26 @@ def test_expectations_for_another_machine_are_notes_not_failures() -> None:
     assert "cpus 8 -> 1" in rep.notes()[0]
 
 
-def test_oops_lines_take_the_leaf_entry_from_the_dump() -> None:
+def test_oops_lines_take_the_whole_page_table_line_of_the_dump() -> None:
     lines = compare.oops_lines("BUG: unable to handle page fault for address: ffff888040a10000\n"
                                "#PF: supervisor write access in kernel mode\n"
                                "#PF: error_code(0x0003) - permissions violation\n"
-                               "PGD 4401067 P4D 4401067 PUD 102500063 PMD 8000000040a001e1\n"
+                               "PGD 4401067 P4D 4401067 PUD 102500063 PMD 8000000040a001e1 \n"
                                "Oops: 0003 [#2] PREEMPT SMP NOPTI\n")
-    assert lines["entry"] == "PMD 8000000040a001e1"
+    assert lines["page table"] == "PGD 4401067 P4D 4401067 PUD 102500063 PMD 8000000040a001e1"
     assert lines["banner"] == "Oops: 0003 [#N] PREEMPT SMP NOPTI"
-    assert compare.oops_lines("PTE 8000000203841161\n")["entry"] == "PTE 8000000203841161"
+    assert compare.oops_lines("PTE 8000000203841161\n")["page table"] == "PTE 8000000203841161"
+
+
+def test_table_addresses_the_model_does_not_place_are_compared_by_their_flags_only() -> None:
+    kernel = "PGD 4401067 P4D 4401067 PUD 237da2063 PMD 101fdf063 PTE 800ffffdfd3f8060"
+    assert compare.unplaced_tables(kernel, "PGD ?067 P4D ?067 PUD ?063 PMD ?063 PTE 800ffffdfd3f8060") == (
+        "PGD ?067 P4D ?067 PUD ?063 PMD ?063 PTE 800ffffdfd3f8060")
+    # a table the model does place keeps its address; a boot-made table (_PAGE_TABLE) is not a split's
+    assert compare.unplaced_tables(kernel, "PGD 4401067 P4D 4401067 PUD ?067 PMD ?063 PTE 800ffffdfd3f8060") == (
+        "PGD 4401067 P4D 4401067 PUD ?063 PMD ?063 PTE 800ffffdfd3f8060")
+    # lines of different depth are left as they are, to differ
+    assert compare.unplaced_tables(kernel, "PGD ?067 P4D ?067 PUD ?063 PMD 8000000040a001e1") == kernel
 
 
 def test_a_snapshot_compares_changes_not_absolute_layouts() -> None:

@@ -28,12 +28,12 @@ from rofolio.events import (
     Return,
 )
 from rofolio.kversion import Gate, KernelVersion
-from rofolio.pagetable import PageTable
 from rofolio.physmem import MemoryMap
 from rofolio.units import Level, Pfn, PhysAddr, VirtAddr
 
 if TYPE_CHECKING:
     from rofolio.machine import MachineSpec
+    from rofolio.pagetable import PageTable  # KernelState.pt; not loaded with the registry (`rofolio run --help`)
 
 __all__ = [
     "RETIRED", "Arch", "ArchKernel", "ArchOption", "BootAllocation", "BootRecord", "KernelState", "LeafLookup",
@@ -58,6 +58,10 @@ class BootRecord:
     # where the kernel image's sections are (physical addresses by the architecture's names for them): each
     # build and version lays them out differently, and the boot-time protections follow the boundaries
     image: tuple[tuple[str, int], ...] = ()
+    # where page-table pages are: (entry level, start of the region the entry maps, physical address of the
+    # table it points to).  memblock places boot's tables and the page allocator those of splits and vmalloc;
+    # an oops prints them (x86 dump_pagetable())
+    tables: tuple[tuple[int, int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,9 +24,21 @@ from rofolio.oracle.model import Change, ModelRun, ModelStep, diff
 from rofolio.oracle.translate import Command, Plan
 
 __all__ = [
-    "Check", "ExperimentReport", "StepReport", "compare_experiment", "compare_oops", "compare_step",
-    "describe_changes", "describe_ret", "describe_runs", "kernel_expect", "leaf_name", "leaf_of", "oops_lines",
+    "Check",
+    "ExperimentReport",
+    "StepReport",
+    "compare_experiment",
+    "compare_oops",
+    "compare_step",
+    "describe_changes",
+    "describe_ret",
+    "describe_runs",
+    "kernel_expect",
+    "leaf_name",
+    "leaf_of",
+    "oops_lines",
     "signed",
+    "unplaced_tables",
 ]
 
 COUNTERS = ("DirectMap4k", "DirectMap2M", "DirectMap1G", "direct_map_level2_splits", "direct_map_level3_splits")
@@ -163,20 +175,35 @@ _ENTRY = re.compile(r"^(PGD|P4D|PUD|PMD|PTE) [0-9a-f]+$")
 
 
 def oops_lines(text: str) -> dict[str, str]:
-    """The comparable first lines of an x86 oops: address, access, error code, leaf entry, banner."""
+    """The comparable first lines of an x86 oops: address, access, error code, the page-table line
+    (dump_pagetable(): "PGD v P4D v PUD v PMD v [PTE v]", or one entry alone), banner."""
     out: dict[str, str] = {}
     for line in text.splitlines():
         line = line.strip()
         for key, pattern in _OOPS_LINES:
             if key not in out and pattern.match(line):
                 out[key] = re.sub(r"\[#\d+\]", "[#N]", line)
-        if "entry" not in out:
+        if "page table" not in out:
             tokens = line.split()
             if tokens and tokens[0] == "PGD" and len(tokens) % 2 == 0:
-                out["entry"] = " ".join(tokens[-2:])  # dump_pagetable(): the last entry printed is the leaf
+                out["page table"] = " ".join(tokens)
             elif _ENTRY.match(line):
-                out["entry"] = line
+                out["page table"] = line
     return out
+
+
+def unplaced_tables(kernel_line: str, model_line: str) -> str:
+    """The kernel's page-table line with the table addresses the model does not know (it prints ``?`` and
+    the entry's flags: where a table page lies is a placement) replaced the same way."""
+    k, m = kernel_line.split(), model_line.split()
+    if len(k) != len(m) or k[0::2] != m[0::2]:
+        return kernel_line
+    out = []
+    for kv_, mv in zip(k, m, strict=True):
+        if mv.startswith("?") and re.fullmatch(r"[0-9a-f]+", kv_):
+            kv_ = f"?{int(kv_, 16) & 0xFFF:03x}"
+        out.append(kv_)
+    return " ".join(out)
 
 
 # ---------------------------------------------------------------- compare
@@ -313,8 +340,10 @@ def compare_oops(kernel_text: str, model_text: str, kernel_va: int | None, model
     if kernel_va is not None and model_va is not None and kernel_va != model_va:
         model_text = model_text.replace(f"{model_va:016x}", f"{kernel_va:016x}")
     k, m = oops_lines(kernel_text), oops_lines(model_text)
+    if "page table" in k and "page table" in m:
+        k["page table"] = unplaced_tables(k["page table"], m["page table"])
     checks = []
-    for key in ("address", "access", "error code", "entry", "banner"):
+    for key in ("address", "access", "error code", "page table", "banner"):
         if key not in m:
             continue  # the model does not claim this line
         checks.append(Check(f"oops {key}", k.get(key, "(no such line)"), m[key], k.get(key) == m[key]))

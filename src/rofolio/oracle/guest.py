@@ -426,6 +426,11 @@ class GuestStep:
         """'state cmd=.. when=before|after|last level=..' lines of a set_memory/set_direct_map command."""
         return {d["when"]: d for d in (kv(line) for line in self.module if line.startswith("state "))}
 
+    def paths(self) -> list[dict[str, str]]:
+        """'path cmd=.. va=.. pgd=.. p4d=.. [pud=.. [pmd=.. [pte=..]]]' lines: the entries down to a store's
+        address before it ran."""
+        return [kv(line) for line in self.module if line.startswith("path ")]
+
     def levels(self) -> list[dict[str, str]]:
         return [r for r in self.results() if r.get("cmd") == "level"]
 

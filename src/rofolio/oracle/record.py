@@ -6,15 +6,19 @@ Debian's 6.1), and the boot loader puts the initrd where the kernel's setup head
 (hw/i386/x86.c x86_load_linux() for QEMU), which free_initrd_mem() hands back.  The guest shows both:
 the kernel log's "RAMDISK: [mem A-B]" line, and the oracle's page-table walk of the module area before
 anything else is loaded there.  A record holds those placements only, never a counter or a split count;
-the model applies its own rules to them.
+the model applies its own rules to them.  So are the page-table pages on the way to an address the
+oracle stores to (the module's "path" line before the store): memblock placed boot's tables and the page
+allocator those that splits and vmalloc made.
 """
 
 from __future__ import annotations
 
 from rofolio.machine import BootRecord
 from rofolio.oracle.guest import IMAGE_SYMBOLS, MODULES_VADDR, GuestLog
-from rofolio.units import PAGE_SIZE
+from rofolio.units import PAGE_SIZE, Level
 
+PATH_LEVELS = {"pgd": Level.PGD, "p4d": Level.P4D, "pud": Level.PUD, "pmd": Level.PMD}
+TABLE_ADDRESS = ((1 << 52) - 1) & ~(PAGE_SIZE - 1)  # x86 PTE_PFN_MASK: the address bits of a table entry
 START_KERNEL_MAP = 0xFFFFFFFF80000000  # __START_KERNEL_map: with nokaslr and phys_base 0, pa = va - this
 
 __all__ = ["record_of"]
@@ -35,4 +39,18 @@ def record_of(log: GuestLog, source: str = "guest") -> BootRecord:
              if name in IMAGE_SYMBOLS and va >= START_KERNEL_MAP}
     if image and log.brk_end is not None and log.brk_end >= START_KERNEL_MAP:
         image["brk_end"] = log.brk_end - START_KERNEL_MAP
-    return BootRecord(initrd=initrd, bpf_packs=packs, source=source, image=tuple(sorted(image.items())))
+    return BootRecord(initrd=initrd, bpf_packs=packs, source=source, image=tuple(sorted(image.items())),
+                      tables=tables_of(log))
+
+
+def tables_of(log: GuestLog) -> tuple[tuple[int, int, int], ...]:
+    """The page-table pages the guest's paths went through: every entry of a path but the last points to a
+    table (the walk went on below it), keyed by the entry's level and the region it maps."""
+    found: dict[tuple[int, int], int] = {}
+    for step in log.steps:
+        for path in step.paths():
+            va = int(path["va"], 16)
+            entries = [(PATH_LEVELS[k], int(v, 16)) for k, v in path.items() if k in PATH_LEVELS]
+            for level, value in entries[:-1] if "pte" not in path else entries:
+                found[(int(level), va & level.mask)] = value & TABLE_ADDRESS
+    return tuple(sorted((level, region, pa) for (level, region), pa in found.items()))

@@ -115,4 +115,4 @@ def test_the_oops_banner_of_a_store_to_a_read_only_direct_map_page_by_version(ke
     va = k.va(6 * GiB)
     k.set_memory_ro(va, 512)  # the whole 2M leaf stays large
     lines = k.kernel_store(va + 16 * PAGE_SIZE).fault.text.splitlines()
-    assert lines[-2:] == [f"PMD {k.lookup_address(va).entry:x}", banner]
+    assert lines[-2:] == [f"PGD ?067 P4D ?067 PUD ?067 PMD {k.lookup_address(va).entry:x}", banner]

@@ -11,7 +11,7 @@ from rofolio.arch import Arch, ArchKernel, ArchOption, BootAllocation, BootRecor
 from rofolio.events import EventLog
 from rofolio.kversion import SET_MEMORY_ROX, Gate
 from rofolio.physmem import MemoryMap
-from rofolio.units import PAGE_SIZE
+from rofolio.units import PAGE_SIZE, Level
 
 if TYPE_CHECKING:
     from rofolio.machine import MachineSpec
@@ -109,9 +109,12 @@ class X86_64(Arch):
         pti = boot.pti_check_boottime_disable(str(o["pti"]))
         # without a record the boot loader places the spec's initrd (QEMU's rule) and the model's buddy
         # allocator places the BPF JIT pack (Machine.boot() → boot_allocations())
-        return boot.boot(config, image, boot.BootOptions(kfence=spec.kfence, profile=profile, pti=pti,
-                                                         pti_built=o["pti"] != "unbuilt",
-                                                         initrd_size=0 if record is not None else spec.initrd), log)
+        kernel = boot.boot(config, image, boot.BootOptions(kfence=spec.kfence, profile=profile, pti=pti,
+                                                           pti_built=o["pti"] != "unbuilt",
+                                                           initrd_size=0 if record is not None else spec.initrd), log)
+        if record is not None:
+            kernel.table_pages = {(Level(level), region): pa for level, region, pa in record.tables}
+        return kernel
 
     def boot_allocations(self, spec: MachineSpec) -> tuple[BootAllocation, ...]:
         if not spec.options["ptp_classifier"]:

@@ -105,6 +105,10 @@ class X86Kernel(KernelState):
         self._vmalloc_next = config.layout.vmalloc_start
         self.initrd: tuple[int, int] | None = None  # (physical start, bytes) where the boot loader put it
         self._warned_once: set[str] = set()
+        # where the page-table pages are: (entry level, start of the region the entry maps) -> physical address
+        # of the table it points to.  memblock (alloc_low_pages()) and the page allocator (CPA splits, vmalloc)
+        # place them, so only a record gives them (BootRecord.tables); dump_pagetable() prints them in an oops
+        self.table_pages: dict[tuple[Level, int], int] = {}
         version = config.kernel
         self.ro_clears_dirty = X86_RO_CLEARS_DIRTY.applies(version)  # f788b71768ff, v6.6
         self.cpa_collapse = X86_CPA_COLLAPSE.applies(version)  # 41d88484c71c, v6.15
@@ -327,13 +331,52 @@ class X86Kernel(KernelState):
             return None
         return Lookup(Level.PTE, 0, 0)
 
+    def table_entry_flags(self, va: int, level: Level) -> int:
+        """The flags of the entry at ``level`` that points to a table, by who made the table.
+
+        A CPA split stores _KERNPG_TABLE (set_memory.c: __split_large_page()), as do the high kernel map's
+        level3_kernel_pgt entry for the image's gigabyte (head_64.S; the next one, level2_fixmap_pgt over the
+        modules and the fixmap, has _PAGE_TABLE); every other kernel table was linked by p?d_populate()
+        or pmd_populate_kernel() (asm/pgalloc.h; init_64.c's phys_*_init() through DEFINE_POPULATE, vmalloc
+        through __p?d_alloc()), which store _PAGE_TABLE, the same bits and _PAGE_USER.
+        """
+        region = va & level.mask
+        split = any(isinstance(e, Split) and e.level == level and e.addr <= region < e.addr + e.count * level.size
+                    for e in self.log.events)
+        if split or (level == Level.PUD and self.layout.start_kernel_map <= va < self.layout.modules_vaddr):
+            return X86.KERNPG_TABLE
+        return X86.KERNPG_TABLE | X86.USER
+
+    def dump_pagetable(self, va: int) -> str:
+        """The page-table line of an oops (arch/x86/mm/fault.c, dump_pagetable(), 64-bit).
+
+        One entry per level from the PGD down: P4D repeats the PGD entry under 4-level paging (the level is
+        folded), and the walk stops after a none, not-present or leaf entry.  A table entry's address is
+        where the table page was placed (``table_pages``, from a record); without one the model prints
+        ``?`` for it and the flags it knows, e.g. ``PUD ?063`` for a table a CPA split made.
+        """
+        top = Level.PGD if self.config.la57 else Level.P4D
+        walk = (("PGD", top), ("P4D", Level.P4D), ("PUD", Level.PUD), ("PMD", Level.PMD), ("PTE", Level.PTE))
+        parts = []
+        for name, level in walk:
+            state = self.pt.entry_state(va, level)
+            if state == EntryState.TABLE:
+                pa = self.table_pages.get((level, va & level.mask))
+                flags = self.table_entry_flags(va, level)
+                parts.append(f"{name} {'?' if pa is None else ''}{(pa or 0) | flags:{'03x' if pa is None else 'x'}}")
+                continue
+            found = self.lookup_address(va) if state == EntryState.LEAF else None
+            parts.append(f"{name} {found.entry if found is not None else 0:x}")
+            break
+        return " ".join(parts)
+
     def oops_text(self, addr: int, write: bool, present: bool, number: int, found: Lookup | None) -> str:
         """page_fault_oops() -> show_fault_oops() and dump_pagetable() (arch/x86/mm/fault.c).
 
         The error code has bit 0 for a protection violation and bit 1 for a
         write (0x0003 for a store to a read-only present entry, 0x0002 for a
-        not-present one).  The entry line is the leaf as stored: a not-present
-        entry's pfn is inverted (L1TF), as the QEMU oracle printed it
+        not-present one).  The page-table line ends with the leaf as stored: a
+        not-present entry's pfn is inverted (L1TF), as the QEMU oracle printed it
         (``PMD 80000001800001e1`` for a read-only 2M leaf on Debian 6.1.0-57).
         """
         code = (1 if present else 0) | (2 if write else 0)
@@ -341,8 +384,7 @@ class X86Kernel(KernelState):
         lines = [f"BUG: unable to handle page fault for address: {addr:016x}",
                  f"#PF: supervisor {'write' if write else 'read'} access in kernel mode",
                  f"#PF: error_code(0x{code:04x}) - {reason}"]
-        if found is not None and found.flags:
-            lines.append(f"{found.level.entry_name.upper()} {found.entry:x}")
+        lines.append(self.dump_pagetable(addr))
         # __die_header() (arch/x86/kernel/dumpstack.c): DEBUG_PAGEALLOC when enabled, then PTI or NOPTI
         # (CONFIG_PAGE_TABLE_ISOLATION is set in Debian's kernels); "Oops: " before page_fault_oops()'s "Oops"
         # since f9f62a877da1 (v6.10); PREEMPT (Debian: PREEMPT_DYNAMIC) moves to the CPU: line since

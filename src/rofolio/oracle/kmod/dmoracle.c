@@ -651,6 +651,41 @@ static void do_probe_pa(u64 pa)
 }
 
 /*
+ * The entries from this CPU's top-level table down to va, one per level, stopping after a none,
+ * not-present or leaf entry: the path an oops's page-table line prints.  The model takes from it
+ * where the page-table pages are (memblock and the page allocator placed them); their flags and the
+ * leaf it works out itself.  pud_leaf()/pmd_leaf(): pud_large()/pmd_large() before v6.9, both named.
+ */
+static void print_path(const char *cmd, unsigned long va)
+{
+	pgd_t *pgd = (pgd_t *)__va(read_cr3_pa()) + pgd_index(va);
+	p4d_t *p4d;
+	pud_t *pud;
+	pmd_t *pmd;
+	char buf[160];
+	int n;
+
+	n = scnprintf(buf, sizeof(buf), "pgd=0x%llx", (u64)pgd_val(*pgd));
+	if (!pgd_present(*pgd))
+		goto out;
+	p4d = p4d_offset(pgd, va);
+	n += scnprintf(buf + n, sizeof(buf) - n, " p4d=0x%llx", (u64)p4d_val(*p4d));
+	if (!p4d_present(*p4d))
+		goto out;
+	pud = pud_offset(p4d, va);
+	n += scnprintf(buf + n, sizeof(buf) - n, " pud=0x%llx", (u64)pud_val(*pud));
+	if (!pud_present(*pud) || pud_leaf(*pud))
+		goto out;
+	pmd = pmd_offset(pud, va);
+	n += scnprintf(buf + n, sizeof(buf) - n, " pmd=0x%llx", (u64)pmd_val(*pmd));
+	if (!pmd_present(*pmd) || pmd_leaf(*pmd))
+		goto out;
+	scnprintf(buf + n, sizeof(buf) - n, " pte=0x%llx", (u64)pte_val(*pte_offset_kernel(pmd, va)));
+out:
+	pr_info("path cmd=%s va=0x%lx %s\n", cmd, va, buf);
+}
+
+/*
  * A plain store, outside dmo_lock: if it oopses, the task dies here and
  * never returns to release a mutex.  The caller runs it in a child process.
  */
@@ -668,6 +703,7 @@ static void do_write(long s, unsigned long off)
 	mutex_unlock(&dmo_lock);
 	if (!sl)
 		return;
+	print_path("write", (unsigned long)p);
 	pr_info("cmd=write slot=%ld off=%lu va=0x%lx phase=before_store\n", s, off, (unsigned long)p);
 	*p = 0x5a;
 	pr_info("cmd=write slot=%ld off=%lu va=0x%lx ret=0 phase=stored\n", s, off, (unsigned long)p);
