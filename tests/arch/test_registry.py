@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,7 +83,8 @@ def test_a_registered_architecture_boots_through_the_machine(toy: Arch) -> None:
 def test_run_takes_its_options_from_the_command_line(toy: Arch, tmp_path: Any) -> None:
     scenario = tmp_path / "any.toml"
     scenario.write_text('name = "any"\n[[steps]]\nop = "hugepage_init"\n[[steps]]\nop = "compact"\n')
-    # its own flags (--very-shiny) exist when it is registered before rofolio.cli is imported; -o always works
+    # its own flags (--very-shiny) exist when it is registered before the command first makes its options;
+    # -o always works
     out = json.loads(cli("run", str(scenario), "--arch", "toyarch", "-o", "cpu_speed=7", "-o", "shiny=yes",
                          "--json"))
     assert out["machine"]["arch"] == "toyarch" and out["machine"]["label"] == "toyarch speed=7 shiny"
@@ -124,10 +126,18 @@ def test_a_scenario_names_it_like_any_other(toy: Arch, tmp_path: Any) -> None:
     assert result.machine["label"] == "toyarch speed=2" and not result.failures
 
 
-def test_a_retired_name_is_refused_with_what_to_write_now() -> None:
-    from rofolio.errors import ScenarioErrors
-    from rofolio.scenario.loader import parse
+def test_a_schema1_riscv64_scenario_loads_as_riscv64_and_its_result_says_what_changed(tmp_path: Path) -> None:
+    """Up to scenario schema 1 arch = "riscv64" was the weak default; a file from then runs on riscv64's own
+    rules now (the huge zero folio becomes read-only where the file expected -EOPNOTSUPP), so its old
+    expectation fails loudly and the result names the change and what to write instead."""
+    from rofolio.scenario.runner import run_scenario
 
-    with pytest.raises(ScenarioErrors) as err:
-        parse('name = "old"\n[machine]\narch = "riscv64"\n[[steps]]\nop = "compact"\n', "old.toml")
-    assert 'write arch = "nodirectmap"' in str(err.value) and "old.toml:3" in str(err.value)
+    path = tmp_path / "old.toml"
+    path.write_text('name = "old"\nstart = "initcalls"\n[machine]\narch = "riscv64"\nmem = "8G"\n[mm]\n'
+                    'persistent_huge_zero_folio = true\n[[steps]]\nop = "hugepage_init"\n'
+                    'expect = { ret = "-EOPNOTSUPP" }\n')
+    result = run_scenario(str(path))
+    assert result.failures == ["step 1: ret is 0, expected -EOPNOTSUPP"]
+    assert len(result.notes) == 1 and 'write arch = "nodirectmap" for the weak default' in result.notes[0]
+    assert result.to_dict()["notes"] == result.notes
+    assert not run_scenario("rfc-demo").notes

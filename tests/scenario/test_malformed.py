@@ -21,7 +21,6 @@ CASES = [
     ("missing-pages", HEAD + '[[steps]]\nop = "set_memory_ro"\npa = "6G"\n', "missing key 'pages'", 4),
     ("zero-pages", HEAD + GOOD_STEP.replace("pages = 1", "pages = 0"), "greater than or equal to 1", 7),
     ("pages-not-a-number", HEAD + GOOD_STEP.replace("pages = 1", 'pages = "many"'), "valid integer", 7),
-    ("retired-arch", HEAD + 'arch = "riscv64"\n' + GOOD_STEP, 'write arch = "nodirectmap"', 4),
     ("foreign-arch-option", HEAD + 'arch = "arm64"\ngbpages = false\n' + GOOD_STEP,
      "gbpages is not an option of arm64 machines", 5),
     ("two-targets", HEAD + GOOD_STEP.replace('pa = "6G"', 'pa = "6G"\nva = 0xffff888180000000'),

@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from rofolio.pagetable import PageTable  # KernelState.pt; not loaded with the registry (`rofolio run --help`)
 
 __all__ = [
-    "RETIRED", "Arch", "ArchKernel", "ArchOption", "BootAllocation", "BootRecord", "KernelState", "LeafLookup",
-    "OptionValue",
+    "CHANGED", "RETIRED", "Arch", "ArchKernel", "ArchOption", "BootAllocation", "BootRecord", "KernelState",
+    "LeafLookup", "OptionValue",
     "WriteOutcome", "all_options", "arch_entry", "arch_names", "register_arch", "registry_generation", "rfc_machines",
     "unregister_arch",
 ]
@@ -481,12 +481,19 @@ class Arch:
 _BUILTIN = {  # name -> module whose ENTRY is registered on first use (importing it is cheap)
     "x86_64": "rofolio.arch.x86_64.entry",
     "arm64": "rofolio.arch.arm64.entry",
+    "riscv64": "rofolio.arch.riscv64.entry",
     "nodirectmap": "rofolio.arch.nodirectmap.entry",
 }
-# Names that meant something else in an earlier scenario schema: name -> what to write now.
-RETIRED = {
-    "riscv64": ('before scenario schema 2, arch = "riscv64" stood for an architecture without '
-                'ARCH_HAS_SET_DIRECT_MAP (the weak default)', 'write arch = "nodirectmap" for that machine'),
+# Names no architecture answers to any more, that meant one in an earlier scenario schema: name -> (what it
+# was, what to write now).  None at present.
+RETIRED: dict[str, tuple[str, str]] = {}
+# Names that stand for another machine than they did in an earlier scenario schema: name -> (what changed,
+# what to write for the old machine).  A scenario file that names one still loads, and its result says so.
+CHANGED = {
+    "riscv64": ('up to scenario schema 1, arch = "riscv64" stood for an architecture without '
+                "ARCH_HAS_SET_DIRECT_MAP (the weak default: arch_make_folio_readonly() returned -EOPNOTSUPP); "
+                "now it is riscv64 with its own rules, where set_memory_ro() splits the linear map and the "
+                "folio becomes read-only", 'write arch = "nodirectmap" for the weak default'),
 }
 _REGISTRY: dict[str, Arch] = {}
 _generation = [0]  # bumped on every change, so caches built from the registry know when to rebuild

@@ -107,6 +107,8 @@ def print_result(result: ScenarioResult, console: Console | None = None) -> None
     console = console or Console(soft_wrap=True)
     out = console.print
     out(f"[bold]{terminal_text(result.name)}[/bold]: {terminal_text(result.description)}".rstrip(": "), highlight=False)
+    for note in result.notes:
+        out(f"[yellow]note: {terminal_text(note)}[/yellow]", highlight=False)
     m = result.machine
     out(f"machine: {m['label']}, {approx_size(m['mem_bytes'])}, kernel {m['kernel']}, {m['cpus']} CPUs"
         f"{', DEBUG_PAGEALLOC' if m.get('debug_pagealloc') else ''}; steps start at {result.start}",

@@ -91,6 +91,7 @@ class ScenarioResult:
     mapped_kb: dict[str, int] = field(default_factory=dict)  # what the page tables map at the end, per leaf size
     tlb_reach: dict[str, Any] = field(default_factory=dict)  # rofolio.tlbreach.run_reach(): before and after
     ptdump: dict[str, list[str]] = field(default_factory=dict)  # the direct map's dump before/after, when asked
+    notes: list[str] = field(default_factory=list)  # what the reader of an older scenario file must know
 
     @property
     def failures(self) -> list[str]:
@@ -119,7 +120,7 @@ class ScenarioResult:
             "tlb_reach": self.tlb_reach,
             "warnings": self.warnings,
             "expect_failures": self.failures,
-        } | ({"ptdump": self.ptdump} if self.ptdump else {})
+        } | ({"ptdump": self.ptdump} if self.ptdump else {}) | ({"notes": self.notes} if self.notes else {})
 
     def _repr_html_(self) -> str:  # rendered by notebooks
         from rofolio.tables import html_tables  # not rofolio.report: results sit below reports
@@ -188,7 +189,24 @@ def run_scenario(source: str | Path | LoadedScenario | schema.Scenario, *,
                           machine.spec.describe(), boot, records, machine.counters.summary(),
                           machine.meminfo_lines(), layouts, machine.kernel_warnings(), inspect(ctx) if inspect else {},
                           machine.direct_map_mapped_kb(),
-                          run_reach(leaves_before, machine, _touched(scenario, ctx)), dumps)
+                          run_reach(leaves_before, machine, _touched(scenario, ctx)), dumps,
+                          _changed_names(loaded) if on is None else [])
+
+
+def _changed_names(loaded: LoadedScenario) -> list[str]:
+    """A note for each name the scenario's own text uses whose meaning changed since an earlier schema
+    (``rofolio.arch.CHANGED``): the file runs with today's meaning, and says which that is."""
+    import tomllib
+
+    from rofolio.arch import CHANGED
+
+    if not loaded.text:
+        return []
+    arch = tomllib.loads(loaded.text).get("machine", {}).get("arch")
+    if arch not in CHANGED or arch != loaded.scenario.machine.arch:
+        return []
+    what, hint = CHANGED[arch]
+    return [f"{loaded.filename}: {what}; {hint}"]
 
 
 def _ptdump(machine: Machine) -> list[str]:

@@ -1,0 +1,181 @@
+"""arch/riscv/mm/init.c: the linear map at boot, and the late-boot changes to it.
+
+``setup_vm_final()`` -> ``create_linear_mapping_page_table()``: under STRICT_KERNEL_RWX the kernel's text
+alias ``[_start, __init_data_begin)`` and rodata alias ``[__start_rodata, _data)`` are hidden from the
+RAM loop (memblock NOMAP), and so is the KFENCE pool; every RAM range is mapped with
+``create_linear_mapping_range()``, whose ``best_map_size()`` takes the largest leaf that the physical
+address, the virtual address and the remaining size allow (512G only with Sv57, 1G from Sv48 on, 2M,
+else 4K; always 4K under debug_pagealloc); then the two aliases the same way, and the pool with 4K pages.
+The protection of each leaf is ``pgprot_from_va()``: read-only for the text alias, PAGE_KERNEL otherwise.
+
+The model computes the leaves as runs of equal level, so a 64T machine costs a handful of runs.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import TYPE_CHECKING
+
+from rofolio.arch.riscv64.config import KFENCE_POOL_SIZE
+from rofolio.arch.riscv64.pageattr import set_memory
+from rofolio.arch.riscv64.pgtable import PAGE_KERNEL, PAGE_KERNEL_READ, RISCV
+from rofolio.errors import ConfigError
+from rofolio.events import BootMapping, EntryWrite, PgtableAlloc
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, align_down, align_up
+
+if TYPE_CHECKING:
+    from rofolio.arch.riscv64.kernel import Riscv64Kernel
+
+__all__ = [
+    "best_map_size", "create_linear_mapping_page_table", "create_linear_mapping_range", "free_initmem",
+    "kfence_alloc_pool", "kfence_init_pool", "linear_pieces", "mark_rodata_ro", "pgprot_from_va",
+]
+
+
+def best_map_size(k: Riscv64Kernel, pa: int, va: int, size: int) -> Level:
+    """best_map_size(): the largest leaf with PA and VA aligned to it and ``size`` at least as large."""
+    if k.config.debug_pagealloc:  # debug_pagealloc_enabled(): single pages, so they can be unmapped one by one
+        return Level.PTE
+    sv = k.config.sv
+    for level, allowed in ((Level.P4D, sv >= 57), (Level.PUD, sv >= 48), (Level.PMD, True)):
+        if allowed and not (pa | va) % level.size and size >= level.size:
+            return level
+    return Level.PTE
+
+
+def linear_pieces(k: Riscv64Kernel, start: int, end: int, fixed: Level | None = None) -> list[tuple[int, int, Level]]:
+    """The leaves create_linear_mapping_range() writes for physical ``[start, end)``, as runs (pa, pa_end, level).
+
+    The kernel loops one leaf at a time; the model jumps to where best_map_size() may answer differently:
+    the end of what fits, or the next boundary of a larger leaf whose alignment PA and VA share.
+    """
+    out: list[tuple[int, int, Level]] = []
+    pa = start
+    while pa < end:
+        va = k.va(pa)
+        level = fixed or best_map_size(k, pa, va, end - pa)
+        stop = pa + (end - pa) // level.size * level.size
+        if fixed is None:
+            for bigger in (Level.PMD, Level.PUD, Level.P4D):
+                if bigger > level and not (pa - va) % bigger.size:  # congruent: aligned together further on
+                    stop = min(stop, max(pa + level.size, align_up(pa + 1, bigger.size)))
+                    break
+        out.append((pa, stop, level))
+        pa = stop
+    return out
+
+
+def pgprot_from_va(k: Riscv64Kernel, va: int) -> int:
+    """pgprot_from_va() with STRICT_KERNEL_RWX: the linear alias of the kernel text is read-only (not
+    executable: the image has its own mapping for that); everything else PAGE_KERNEL."""
+    image = k.config.kernel_image
+    if k.va(image.start) <= va < k.va(image.init_data_begin):  # is_va_kernel_lm_alias_text()
+        return PAGE_KERNEL_READ
+    return PAGE_KERNEL
+
+
+def create_linear_mapping_range(k: Riscv64Kernel, start: int, end: int, fixed: Level | None = None) -> None:
+    """create_linear_mapping_range(): create_pgd_mapping() of each leaf with pgprot_from_va(va)."""
+    for pa, stop, level in linear_pieces(k, start, end, fixed):
+        if level > Level.PUD:
+            raise ConfigError(f"a {level.leaf_name} linear-map leaf at {pa:#x} (Sv{k.config.sv}, RAM aligned to "
+                              f"{level.leaf_name}) is not modelled", "start RAM at an address that is not "
+                              f"{level.leaf_name}-aligned, or use sv = 48")
+        for lo, hi in _by_prot(k, pa, stop, level):
+            k.pt.map(k.va(lo), k.va(hi), level, pgprot_from_va(k, k.va(lo)), lo >> PAGE_SHIFT)
+            k.log.append(BootMapping(k.va(lo), k.va(hi), level, 0))  # riscv keeps no DirectMap counts
+
+
+def _by_prot(k: Riscv64Kernel, pa: int, stop: int, level: Level) -> list[tuple[int, int]]:
+    """Cut [pa, stop) at the text alias' ends (leaf-aligned), where pgprot_from_va() changes."""
+    image = k.config.kernel_image
+    cuts = sorted({pa, stop, *(align_up(c, level.size) for c in (image.start, image.init_data_begin)
+                               if pa < c < stop)})
+    return [(a, b) for a, b in pairwise(cuts) if a < b]
+
+
+def kfence_alloc_pool(k: Riscv64Kernel) -> int | None:
+    """create_linear_mapping_page_table(): memblock_phys_alloc(KFENCE_POOL_SIZE, PAGE_SIZE) under CONFIG_KFENCE.
+
+    memblock allocates top-down; with no boot record the model takes the top of RAM below the kernel's
+    reservation (a real boot may have the device tree or initrd there: a record's pool replaces it).
+    """
+    if not k.config.kfence:
+        return None
+    if k.config.kfence_pool is not None:
+        return k.config.kfence_pool
+    image = k.config.kernel_image
+    for r in reversed(k.memory.ram):
+        top = r.end
+        if r.start <= image.start < r.end and top - KFENCE_POOL_SIZE < image.reserved_end:
+            continue
+        if top - KFENCE_POOL_SIZE >= r.start:
+            return align_down(top - KFENCE_POOL_SIZE, PAGE_SIZE)
+    raise ConfigError("no room for the 2M KFENCE pool (BUG_ON(!kfence_pool) at boot)", "give more memory")
+
+
+def _without(ranges: list[tuple[int, int]], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out = []
+    for s, e in ranges:
+        pieces = [(s, e)]
+        for hs, he in holes:
+            pieces = [p for a, b in pieces for p in ((a, min(b, hs)), (max(a, he), b)) if p[0] < p[1]]
+        out.extend(pieces)
+    return sorted(out)
+
+
+def create_linear_mapping_page_table(k: Riscv64Kernel) -> None:
+    """create_linear_mapping_page_table(): RAM around the NOMAP'd aliases and pool, then those."""
+    image = k.config.kernel_image
+    ktext = (image.start, image.init_data_begin)
+    krodata = (image.start_rodata, image.data)
+    pool = kfence_alloc_pool(k)
+    nomap = [ktext, krodata] + ([(pool, pool + KFENCE_POOL_SIZE)] if pool is not None else [])
+    for start, end in _without([(r.start, r.end) for r in k.memory.ram], nomap):  # for_each_mem_range()
+        create_linear_mapping_range(k, start, end)
+    create_linear_mapping_range(k, *ktext)
+    create_linear_mapping_range(k, *krodata)
+    if pool is not None:
+        create_linear_mapping_range(k, pool, pool + KFENCE_POOL_SIZE, Level.PTE)  # PAGE_SIZE mappings only
+        k.kfence_pool = pool
+    tables = k.pt.table_pages(k.config.layout.levels[0])
+    for level in (Level.P4D, Level.PUD, Level.PMD, Level.PTE):
+        if tables.get(level):  # early page tables from memblock (alloc_p?d_fixmap())
+            k.log.append(PgtableAlloc(level, tables[level]))
+
+
+def kfence_init_pool(k: Riscv64Kernel) -> None:
+    """kfence_init() with a non-zero sample interval: kfence_init_pool() clears V on the pool's first two pages
+    and on every object's right guard page (kfence_protect_page(): set_pte(), then a local flush only)."""
+    if k.kfence_pool is None or not k.config.kfence_sample_interval:
+        return  # kfence_init() gives up; the pool stays mapped, and reserved
+    base = k.va(k.kfence_pool)
+    for i in (0, 1, *range(3, KFENCE_POOL_SIZE // PAGE_SIZE, 2)):
+        va = base + i * PAGE_SIZE
+        old = k.pt.run_at(va).flags  # type: ignore[union-attr]
+        k.pt.set_flags(va, va + PAGE_SIZE, old & ~RISCV.PRESENT)
+        k.log.append(EntryWrite(va, Level.PTE, 1, old, old & ~RISCV.PRESENT))
+
+
+def _lm_alias_pages(k: Riscv64Kernel, pa_start: int, pa_end: int) -> tuple[int, int]:
+    """set_kernel_memory() on the linear alias: (its start, PAGE_ALIGN(end - start) >> PAGE_SHIFT)."""
+    return k.va(pa_start), align_up(pa_end - pa_start, PAGE_SIZE) >> PAGE_SHIFT
+
+
+def free_initmem(k: Riscv64Kernel) -> None:
+    """free_initmem() (arch/riscv/kernel/setup.c): the init sections' linear alias becomes writable and
+    non-executable (set_memory_rw_nx()), then the image mapping non-executable (set_memory_nx(), which
+    __set_memory() applies to the linear alias too); then the pages go to the page allocator."""
+    image = k.config.kernel_image
+    addr, pages = _lm_alias_pages(k, image.init_begin, image.init_end)
+    set_memory(k, "set_memory_rw_nx", addr, pages, RISCV.READ | RISCV.WRITE, RISCV.EXEC, "free_initmem")
+    set_memory(k, "set_memory_nx", addr, pages, 0, RISCV.EXEC, "free_initmem", image_alias=True)
+
+
+def mark_rodata_ro(k: Riscv64Kernel) -> None:
+    """mark_rodata_ro(): set_memory_ro() of the image's [__start_rodata, _data), which __set_memory() applies
+    to the linear alias as well, then the same on the linear alias itself."""
+    image = k.config.kernel_image
+    addr, pages = _lm_alias_pages(k, image.start_rodata, image.data)
+    set_memory(k, "set_memory_ro", addr, pages, RISCV.READ, RISCV.WRITE, "mark_rodata_ro", image_alias=True)
+    set_memory(k, "set_memory_ro", addr, pages, RISCV.READ, RISCV.WRITE, "mark_rodata_ro")

@@ -1,0 +1,235 @@
+"""The riscv64 kernel's linear-map state and its permission-change API.
+
+``Riscv64Kernel`` holds init_mm's page table (``rofolio.pagetable``), the KFENCE pool and the vmalloc areas
+the model created; counters are folded from the event log.  Entry points carry the kernel's names and
+return its values (0 or a negative errno); the rules live in ``init`` (building, late boot) and
+``pageattr`` (changing), ``boot`` runs the boot sequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rofolio.arch import KernelState, LeafLookup
+from rofolio.arch.riscv64 import pageattr as _pageattr
+from rofolio.arch.riscv64 import tlbflush as _tlbflush
+from rofolio.arch.riscv64.config import KFENCE_POOL_SIZE, Riscv64Config
+from rofolio.arch.riscv64.pageattr import SET_MEMORY_MASKS
+from rofolio.arch.riscv64.pgtable import PAGE_KERNEL, RISCV
+from rofolio.errors import AddressError
+from rofolio.events import EventLog, Phase
+from rofolio.pagetable import EntryState, PageTable
+from rofolio.physmem import MemoryMap
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level
+
+__all__ = ["Riscv64Kernel", "Riscv64Lookup", "VmArea"]
+
+
+@dataclass(frozen=True, slots=True)
+class VmArea:
+    """A vm_struct as __set_memory() reads it: ``size`` includes the guard page; ``pages`` are the backing
+    pfns (area->pages), None for a vmap() area, which keeps no array."""
+
+    addr: int
+    size: int
+    pages: tuple[int, ...] | None
+
+
+class Riscv64Lookup(LeafLookup):
+    """The leaf for an address on riscv64 as the CPU walks it: V decides presence, W writes."""
+
+    __slots__ = ()
+
+    @property
+    def present(self) -> bool:
+        return bool(self.flags & RISCV.PRESENT)
+
+    @property
+    def writable(self) -> bool:
+        return self.present and bool(self.flags & RISCV.WRITE)
+
+
+class Riscv64Kernel(KernelState):
+    """init_mm's page table on riscv64 and the state init.c and pageattr.c consult."""
+
+    arch = "riscv64"
+
+    def __init__(self, config: Riscv64Config, log: EventLog | None = None) -> None:
+        self.config = config
+        self.layout = config.layout
+        self.image = config.kernel_image
+        self.log = log if log is not None else EventLog()
+        self.pt = PageTable()
+        self.phase = Phase.BOOTING
+        self.cpus_online = 1
+        self.kfence_pool: int | None = None  # __pa(__kfence_pool)
+        self.vm_areas: list[VmArea] = []
+        self._vmalloc_next = self.layout.vmalloc_start
+        self._warned_once: set[str] = set()
+
+    # ----------------------------------------------------------- addresses
+    def va(self, pa: int) -> int:
+        """__va(): the linear-map address of a physical address."""
+        return self.layout.va(pa)
+
+    def pa(self, va: int) -> int:
+        return self.layout.pa(va)
+
+    def page_address(self, pfn: int) -> int:
+        return self.layout.va(pfn << PAGE_SHIFT)
+
+    @property
+    def memory(self) -> MemoryMap:
+        """The RAM the kernel kept: setup_bootmem() drops what the linear map cannot reach."""
+        return self.config.usable
+
+    @property
+    def debug_pagealloc(self) -> bool:
+        return self.config.debug_pagealloc
+
+    def in_direct_map(self, va: int) -> bool:
+        lo, hi = self.direct_map_bounds()
+        return lo <= va < hi
+
+    def direct_map_bounds(self) -> tuple[int, int]:
+        return self.va(self.memory.ram[0].start), self.va(self.memory.ram[-1].end)
+
+    def is_kfence_address(self, va: int) -> bool:
+        if self.kfence_pool is None:
+            return False
+        start = self.va(self.kfence_pool)
+        return start <= va < start + KFENCE_POOL_SIZE
+
+    # -------------------------------------------------------------- lookups
+    def lookup(self, va: int) -> Riscv64Lookup | None:
+        """The leaf mapping ``va``; a none PTE in an existing table has flags 0."""
+        run = self.pt.run_at(va)
+        if run is not None:
+            start = va & run.level.mask
+            return Riscv64Lookup(run.level, run.flags, run.pfn_at(start))
+        if self.pt.entry_state(va, Level.PMD) == EntryState.TABLE:
+            return Riscv64Lookup(Level.PTE, 0, 0)
+        return None
+
+    def lookup_address(self, va: int) -> Riscv64Lookup | None:
+        return self.lookup(va)
+
+    def direct_map_writable(self, pfn: int) -> bool:
+        found = self.lookup(self.page_address(pfn))
+        return bool(found and found.writable)
+
+    def direct_map_present(self, pfn: int) -> bool:
+        found = self.lookup(self.page_address(pfn))
+        return bool(found and found.present)
+
+    def kernel_page_present(self, pfn: int) -> bool:
+        """kernel_page_present(): the software present tests, which a V-cleared kernel page passes."""
+        return _pageattr.kernel_page_present(self, self.page_address(pfn))
+
+    def oops_text(self, addr: int, write: bool, present: bool, number: int, found: Riscv64Lookup | None) -> str:
+        """no_context() -> die_kernel_fault() (arch/riscv/mm/fault.c), then die()'s first line (traps.c): a
+        load or store page fault reads the same for a read-only and a not-present leaf; show_pte()'s lines
+        and the register dump are left out."""
+        msg = "NULL pointer dereference" if addr < PAGE_SIZE else "paging request"
+        return f"Unable to handle kernel {msg} at virtual address {addr:016x}\nOops [#{number}]"
+
+    # -------------------------------------------------------- entry points
+    def _ram_page(self, pfn: int, nr: int = 1) -> int:
+        pa = pfn << PAGE_SHIFT
+        if nr < 1 or not self.memory.is_ram(pa, pa + nr * PAGE_SIZE):
+            raise AddressError(f"pfn {pfn:#x} (+{nr}) is not RAM on this machine",
+                               "give pages inside a RAM range of the memory map")
+        return self.page_address(pfn)
+
+    def _set_memory(self, func: str, addr: int, numpages: int) -> int:
+        set_mask, clear_mask = SET_MEMORY_MASKS[func]
+        return self._call(func, addr, numpages,
+                          lambda: _pageattr.set_memory(self, func, addr, numpages, set_mask, clear_mask))
+
+    def set_memory_ro(self, addr: int, numpages: int) -> int:
+        """set_memory_ro(): set R, clear W (pageattr.c)."""
+        return self._set_memory("set_memory_ro", addr, numpages)
+
+    def set_memory_rw(self, addr: int, numpages: int) -> int:
+        """set_memory_rw(): set R and W."""
+        return self._set_memory("set_memory_rw", addr, numpages)
+
+    def set_memory_x(self, addr: int, numpages: int) -> int:
+        """set_memory_x(): set X."""
+        return self._set_memory("set_memory_x", addr, numpages)
+
+    def set_memory_nx(self, addr: int, numpages: int) -> int:
+        """set_memory_nx(): clear X."""
+        return self._set_memory("set_memory_nx", addr, numpages)
+
+    def set_memory_rw_nx(self, addr: int, numpages: int) -> int:
+        """set_memory_rw_nx(): set R and W, clear X (free_initmem()'s call)."""
+        return self._set_memory("set_memory_rw_nx", addr, numpages)
+
+    def set_direct_map_invalid_noflush(self, pfn: int) -> int:
+        """set_direct_map_invalid_noflush(): clear V of one page; __set_memory() flushes everything anyway."""
+        return self._set_memory("set_direct_map_invalid_noflush", self._ram_page(pfn), 1)
+
+    def set_direct_map_default_noflush(self, pfn: int) -> int:
+        """set_direct_map_default_noflush(): PAGE_KERNEL (valid and writable), X cleared."""
+        return self._set_memory("set_direct_map_default_noflush", self._ram_page(pfn), 1)
+
+    def set_direct_map_valid_noflush(self, pfn: int, nr: int, valid: bool) -> int:
+        """set_direct_map_valid_noflush(): PAGE_KERNEL without X, or V cleared, over ``nr`` pages."""
+        addr = self._ram_page(pfn, nr)
+        set_mask, clear_mask = (PAGE_KERNEL, RISCV.EXEC) if valid else (0, RISCV.PRESENT)
+        return self._call("set_direct_map_valid_noflush", addr, nr, lambda: _pageattr.set_memory(
+            self, "set_direct_map_valid_noflush", addr, nr, set_mask, clear_mask))
+
+    def kernel_map_pages(self, pfn: int, numpages: int, enable: bool) -> None:
+        """__kernel_map_pages() (CONFIG_DEBUG_PAGEALLOC): nothing unless debug_pagealloc is on."""
+        addr = self._ram_page(pfn, numpages)
+        self._call("__kernel_map_pages", addr, numpages,
+                   lambda: _pageattr.kernel_map_pages(self, addr, numpages, enable) or 0)
+
+    def flush_tlb_kernel_range(self, start: int, end: int, reason: str) -> None:
+        _tlbflush.flush_tlb_kernel_range(self, start, end, reason)
+
+    def make_linear_range_readonly(self, pa: int, size: int) -> int:
+        """What a riscv arch_make_folio_readonly() does: set_memory_ro() on the linear address, 0 or -errno."""
+        if pa % PAGE_SIZE or size <= 0 or size % PAGE_SIZE or not self.memory.is_ram(pa, pa + size):
+            raise AddressError(f"[{pa:#x}, {pa + size:#x}) is not a page-aligned range of RAM",
+                               "give a folio's physical address and size")
+        return self.set_memory_ro(self.va(pa), size >> PAGE_SHIFT)
+
+    def arch_make_folio_readonly(self, pfn: int, nr_pages: int) -> int:
+        """The RFC hook on riscv64 as its own rules allow it: set_memory_ro() of the folio's linear address,
+        which splits only the leaves the folio covers in part.  The RFC v2 series carries no riscv
+        override: a kernel built from it takes the weak default on riscv (docs/fidelity.md, riscv64)."""
+        return self.make_linear_range_readonly(pfn << PAGE_SHIFT, nr_pages * PAGE_SIZE)
+
+    def arch_make_folio_writable(self, pfn: int, nr_pages: int) -> int:
+        """The inverse on the same path: set_memory_rw() of the folio's linear address."""
+        return self.set_memory_rw(self.page_address(pfn), nr_pages)
+
+    # -------------------------------------------------------------- vmalloc
+    def vmalloc(self, pfns: list[int], huge: bool = False) -> int:
+        """A vmalloc() area backed by ``pfns`` (area->pages set), 4K PTEs; ``huge`` is not modelled apart."""
+        return self._vm_area(pfns, tuple(pfns))
+
+    def vmap(self, pfns: list[int]) -> int:
+        """vmap(): an area without a pages array."""
+        return self._vm_area(pfns, None)
+
+    def find_vm_area(self, addr: int) -> VmArea | None:
+        """find_vm_area(): the area whose [addr, addr + size) holds ``addr``."""
+        return next((a for a in self.vm_areas if a.addr <= addr < a.addr + a.size), None)
+
+    def _vm_area(self, pfns: list[int], pages: tuple[int, ...] | None) -> int:
+        """Map ``pfns`` with PAGE_KERNEL 4K PTEs at the next free vmalloc address, one guard page after."""
+        if not pfns:
+            raise AddressError("a vmalloc area of no pages", "give at least one page")
+        for pfn in pfns:
+            self._ram_page(pfn)
+        start = self._vmalloc_next
+        end = start + len(pfns) * PAGE_SIZE
+        self._vmalloc_next = end + PAGE_SIZE
+        self.alloc_missing_tables(start, end, (Level.PUD, Level.PMD))
+        self.pt.map_pfns(start, pfns, PAGE_KERNEL)
+        self.vm_areas.append(VmArea(start, end - start + PAGE_SIZE, pages))
+        return start
