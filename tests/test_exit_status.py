@@ -132,14 +132,15 @@ def test_compare_counts_the_failing_runs(tmp_path: Path) -> None:
 def test_an_oracle_disagreement_ends_with_a_summary_line(monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
-    from rofolio.oracle import cli as oracle_cli
+    from rofolio.oracle import session
+    from rofolio.oracle import setup as oracle_setup
     from rofolio.oracle.bootcheck import HostCheck, OwnPlacement
 
-    monkeypatch.setattr(oracle_cli.oracle_setup, "load_install", lambda **_: SimpleNamespace(kver="6.12.0-test"))
+    monkeypatch.setattr(oracle_setup, "load_install", lambda **_: SimpleNamespace(kver="6.12.0-test"))
     kb = {"DirectMap4k": 1, "DirectMap2M": 2, "DirectMap1G": 3}
     reports = [SimpleNamespace(agree=agree, own=OwnPlacement(kb, kb, []), host=HostCheck({}, [], True),
                                to_dict=lambda: {}) for agree in (True, False)]
-    monkeypatch.setattr(oracle_cli.session, "boot_fidelity", lambda *a, **k: reports)
+    monkeypatch.setattr(session, "boot_fidelity", lambda *a, **k: reports)
     result = invoke("oracle", "boot", "--json", "--machines", "0")
     assert result.exit_code == 1
     assert result.stderr == "rofolio: 1 of 2 boot configuration(s) disagree with the model booted with their record\n"

@@ -14,20 +14,23 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
-from rofolio.arch import all_options, arch_entry, arch_names
-from rofolio.bugs import CONFIGS as BUG_CONFIGS
 from rofolio.errors import ConfigError, RofolioError
 from rofolio.exitstatus import EPILOG, ContractGroup, ExitStatus, expectations_failed
-from rofolio.machine import Machine, MachineSpec
-from rofolio.mm.policy import lifetime_model, lifetime_model_inputs, lifetime_models
-from rofolio.report import terminal_text
-from rofolio.tables import printable
+from rofolio.lazycli import deferred_options
 from rofolio.units import parse_size
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from rofolio.machine import MachineSpec
+
+# Each command imports what it uses inside its function, and options made from a registry are
+# deferred_options: `rofolio --help` loads neither the model nor pydantic nor rich (start-up is a feature;
+# tests/test_startup.py checks it).
 
 EXIT_FAILED = ExitStatus.FAILED  # the old names of two of the statuses
 EXIT_USAGE = ExitStatus.USAGE
@@ -40,9 +43,13 @@ class ArchType(click.ParamType):
     name = "arch"
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        from rofolio.arch import arch_names
+
         return "[" + "|".join(arch_names()) + "]"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from rofolio.arch import arch_entry
+
         try:
             arch_entry(str(value))
         except RofolioError as err:
@@ -58,13 +65,16 @@ def machine_options(defaults: bool) -> Callable[[Callable[..., Any]], Callable[.
 
     Without defaults they override a scenario's [machine]; ``-o KEY=VALUE``
     sets any architecture option, the registered flags (``--nogbpages``,
-    ``--5level``, ...) are shorthands for some.
+    ``--5level``, ...) are shorthands for some.  They are made from the
+    registry when the command is first used (its help, its parsing).
     """
 
     def d(value: Any) -> Any:
         return value if defaults else None
 
-    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def options() -> list[Callable[[Any], Any]]:
+        from rofolio.arch import all_options
+
         options = [
             click.option("--arch", type=ArchType(), default=d("x86_64"), show_default=defaults,
                          help="Architecture to model (the names of the architecture registry)."),
@@ -93,19 +103,30 @@ def machine_options(defaults: bool) -> Callable[[Callable[..., Any]], Callable[.
                 options.append(click.option(flag, f"opt__{key}", type=kind, default=None,
                                             help=f"{where}: {option.help}."))
             for name, value in option.flags:
-                options.append(click.option(name, f"flag__{key}__{name.lstrip('-')}", is_flag=True, default=None,
+                options.append(click.option(name, _flag_param(key, name), is_flag=True, default=None,
                                             help=f"{where}: {key} = {value}."))
         options.append(click.option("-o", "--option", "opt_pairs", multiple=True, metavar="KEY=VALUE",
                                     help="Any option of the architecture, e.g. -o gbpages=false."))
-        for option in reversed(options):
-            fn = option(fn)
-        return fn
+        return options
 
-    return decorate
+    return deferred_options(options)
+
+
+def _flag_param(key: str, flag: str) -> str:
+    """The parameter an architecture's flag sets: an identifier, as click wants (``--very-shiny`` of the
+    option ``shiny``: ``flag__shiny__very_shiny``)."""
+    return f"flag__{key}__{flag.lstrip('-').replace('-', '_')}"
+
+
+def _flag_named(param: str, key: str, flags: tuple[tuple[str, Any], ...]) -> str:
+    """The flag (``--very-shiny``) whose parameter is ``param``."""
+    return next(flag for flag, _ in flags if _flag_param(key, flag) == param)
 
 
 def _machine_overrides(given: dict[str, Any]) -> dict[str, Any]:
     """The machine keys the user gave on the command line, typed: common ones and the architecture's options."""
+    from rofolio.arch import all_options
+
     out: dict[str, Any] = {k: given[k] for k in _COMMON_OPTIONS if given.get(k) is not None}
     if "mem" in out:
         out["mem"] = parse_size(out["mem"])
@@ -120,8 +141,7 @@ def _machine_overrides(given: dict[str, Any]) -> dict[str, Any]:
         key = name.split("__")[1]
         option = known[key][0]
         if name.startswith("flag__"):
-            flag = "--" + name.split("__", 2)[2]
-            out[key] = dict(option.flags)[flag]
+            out[key] = dict(option.flags)[_flag_named(name, key, option.flags)]
         else:
             out[key] = option.convert(value)
     for pair in given.get("opt_pairs") or ():
@@ -138,6 +158,8 @@ def _machine_overrides(given: dict[str, Any]) -> dict[str, Any]:
 
 def _spec(**given: Any) -> MachineSpec:
     """The machine of a command that boots one directly (ptdump, meminfo, lifetime)."""
+    from rofolio.machine import MachineSpec
+
     overrides = _machine_overrides(given)
     arch = overrides.pop("arch", "x86_64")
     try:
@@ -220,6 +242,8 @@ def run(source: str, as_json: bool, report: Path | None, on_host: bool, host_fro
             data["side_by_side"] = [_rfc_row(row.result) for row in side.rows]
         click.echo(json.dumps(data, indent=2))
     else:
+        from rich.console import Console
+
         from rofolio.report import print_result
 
         print_result(result, Console(soft_wrap=True))
@@ -257,7 +281,9 @@ def _report_target(path: Path | None) -> Iterator[Callable[[str], None] | None]:
 
 
 def _print_ptdump_diff(result: Any) -> None:
-    from rofolio.report import ptdump_diff
+    from rich.console import Console
+
+    from rofolio.report import ptdump_diff, terminal_text
 
     console = Console(soft_wrap=True)
     console.print("\n[bold]the direct map before and after the steps[/bold] (ptdump, unified diff)")
@@ -269,6 +295,8 @@ def _print_ptdump_diff(result: Any) -> None:
 def _said_written(report: Path | None) -> None:
     """The last line of a command's text output when it wrote a --report."""
     if report is not None:
+        from rofolio.tables import printable
+
         click.echo(f"report written to {printable(str(report))}")
 
 
@@ -288,13 +316,16 @@ def _with_options(loaded: Any, overrides: dict[str, Any], given: dict[str, Any])
 
 def _typed_options(given: dict[str, Any]) -> dict[str, str]:
     """[machine] key -> the option that set it on this command line."""
+    from rofolio.arch import all_options
+
     out = {k: f"--{k.replace('_', '-')}" for k in _COMMON_OPTIONS if given.get(k) is not None}
     for name, value in given.items():
         if name.startswith("opt__") and value is not None:
             key = name.split("__")[1]
             out[key] = f"--{key.replace('_', '-')}"
         elif name.startswith("flag__") and value:
-            out[name.split("__")[1]] = "--" + name.split("__", 2)[2]
+            key = name.split("__")[1]
+            out[key] = _flag_named(name, key, all_options()[key][0].flags)
     for pair in given.get("opt_pairs") or ():
         key = pair.partition("=")[0].strip().replace("-", "_")
         out[key] = f"-o {key}"
@@ -305,6 +336,8 @@ def _console() -> Console:
     """Where tables go: a terminal's width, or COLUMNS where it is set; 200 columns into a file or a pipe,
     so that a table kept for later is not squeezed.  Prose is not broken into lines (soft wrap): the
     terminal wraps it, and a line stays one line for grep."""
+    from rich.console import Console
+
     console = Console(soft_wrap=True)
     if console.is_terminal or os.environ.get("COLUMNS", "").strip().isdigit():
         return console
@@ -323,7 +356,7 @@ def _rfc_row(result: Any) -> dict[str, Any]:
 
 
 def _print_side_by_side(side: Any) -> None:
-    from rofolio.report import print_table
+    from rofolio.report import print_table, terminal_text
     from rofolio.tables import num_text
 
     headers = ["machine", "readonly", "leaf_after", "splits", "pgtables", "entries_written", "flushes",
@@ -368,10 +401,17 @@ def compare_cmd(source: str, sets: tuple[str, ...], as_json: bool, report: Path 
                                   sum(bool(r.failures) for r in result.rows), len(result.rows))
 
 
+def _model_option() -> list[Callable[[Any], Any]]:
+    """lifetime --model: the names and aliases of the lifetime-model registry."""
+    from rofolio.mm.policy import lifetime_model_inputs, lifetime_models
+
+    return [click.option("--model", "models", multiple=True, type=click.Choice(lifetime_model_inputs()),
+                         help="Lifetime model(s) to run, by name or alias; all of 1, 2 and broken by default.  "
+                         + "; ".join(f"{m.name}: {m.summary}" for m in lifetime_models()) + ".")]
+
+
 @main.command()
-@click.option("--model", "models", multiple=True, type=click.Choice(lifetime_model_inputs()),
-              help="Lifetime model(s) to run, by name or alias; all of 1, 2 and broken by default.  "
-              + "; ".join(f"{m.name}: {m.summary}" for m in lifetime_models()) + ".")
+@deferred_options(_model_option)
 @machine_options(defaults=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--report", type=click.Path(dir_okay=False, writable=True, path_type=Path),
@@ -386,6 +426,7 @@ def lifetime(models: tuple[str, ...], as_json: bool, report: Path | None, **mach
     reallocates the lazy huge zero folio.
     """
     from rofolio.lifetime import run_lifetime_workload
+    from rofolio.mm.policy import lifetime_model
     from rofolio.progress import LazyProgress
 
     spec = _spec(**machine)
@@ -404,7 +445,7 @@ def lifetime(models: tuple[str, ...], as_json: bool, report: Path | None, **mach
         click.echo(json.dumps({"schema": "rofolio.lifetime/1", "machine": spec.describe(),
                                "models": [r.to_dict() for r in results]}, indent=2))
         return
-    from rofolio.report import lifetime_rows, print_table
+    from rofolio.report import lifetime_rows, print_table, terminal_text
 
     headers, rows = lifetime_rows(results)
     console = _console()
@@ -412,6 +453,12 @@ def lifetime(models: tuple[str, ...], as_json: bool, report: Path | None, **mach
                 title="lifetime workload: what each model costs and where it breaks")
     console.print("DirectMap*: how the lines moved in the phase (direct_map_delta)", highlight=False)
     _said_written(report)
+
+
+def _bug_configs() -> Any:
+    from rofolio.bugs import CONFIGS
+
+    return CONFIGS
 
 
 _OUTCOME_STYLE = {"caught": "bold green", "silent corruption": "bold red", "not reachable": "dim"}
@@ -422,8 +469,9 @@ _OUTCOME_STYLE = {"caught": "bold green", "silent corruption": "bold red", "not 
               help="Only this bug (id or scenario name; repeatable).  All bugs by default.")
 @click.option("--explain", "explain_name", metavar="NAME",
               help="Replay one bug step by step on one configuration (see --config) and say why.")
-@click.option("--config", "config_key", type=click.Choice([c.key for c in BUG_CONFIGS]),
-              help="The configuration --explain replays (default: none).")
+@deferred_options(lambda: [click.option(
+    "--config", "config_key", type=click.Choice([c.key for c in _bug_configs()]),
+    help="The configuration --explain replays (default: none).")])
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (schema rofolio.bugs/1).")
 @click.option("--report", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Also write a self-contained HTML page of the result to this file.")
@@ -455,7 +503,7 @@ def bugs(names: tuple[str, ...], explain_name: str | None, config_key: str | Non
                                    "configuration": {"key": config.key, "name": config.name},
                                    "verdict": verdict.to_dict(), "result": verdict.result.to_dict()}, indent=2))
             return
-        from rofolio.report import print_result
+        from rofolio.report import print_result, terminal_text
 
         console = _console()
         bug = scenario.bug
@@ -482,7 +530,7 @@ def bugs(names: tuple[str, ...], explain_name: str | None, config_key: str | Non
     if as_json:
         click.echo(json.dumps(matrix.to_dict(), indent=2))
         return
-    from rofolio.report import BUG_LEGEND, bug_rows, print_table
+    from rofolio.report import BUG_LEGEND, bug_rows, print_table, terminal_text
 
     headers, rows = bug_rows(matrix)
     style = {"caught": _OUTCOME_STYLE["caught"], "SILENT": _OUTCOME_STYLE["silent corruption"],
@@ -553,6 +601,8 @@ def ops(names: tuple[str, ...], as_json: bool) -> None:
               help="Dump after mark_rodata_ro() (running), or at initcall time.")
 def ptdump(as_json: bool, all_sections: bool, after_boot: bool, **machine: Any) -> None:
     """Print the direct map as /sys/kernel/debug/page_tables/kernel would."""
+    from rofolio.machine import Machine
+
     m = Machine.boot(_spec(**machine))
     if after_boot:
         m.finish_boot()
@@ -578,6 +628,8 @@ def _echo_warnings(warnings: list[str]) -> None:
               help="Counters after mark_rodata_ro() (running), or at initcall time.")
 def meminfo(as_json: bool, after_boot: bool, **machine: Any) -> None:
     """Print the DirectMap lines of /proc/meminfo and the direct_map_* lines of /proc/vmstat."""
+    from rofolio.machine import Machine
+
     m = Machine.boot(_spec(**machine))
     if after_boot:
         m.finish_boot()
@@ -637,7 +689,7 @@ def survey(ids: tuple[str, ...], mem: str, as_json: bool, report: Path | None) -
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
-    from rofolio.report import print_table
+    from rofolio.report import print_table, terminal_text
 
     console = _console()
     rows = []
@@ -676,7 +728,7 @@ def tlb(preset_names: tuple[str, ...], as_json: bool, **machine: Any) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    from rofolio.report import print_table
+    from rofolio.report import print_table, terminal_text
 
     console = _console()
     console.print(terminal_text(result["label"]), highlight=False)
@@ -701,6 +753,7 @@ def host(from_dir: Path | None, save_dir: Path | None, as_json: bool) -> None:
     """
 
     from rofolio.host import host_report, read_host, save_host
+    from rofolio.report import terminal_text
 
     snapshot = read_host(from_dir)
     if save_dir is not None:
@@ -741,27 +794,28 @@ def host(from_dir: Path | None, save_dir: Path | None, as_json: bool) -> None:
         raise ChecksFailed("the named causes do not add up to the residual")
 
 
-def _register_oracle() -> None:
-    """``rofolio oracle ...``: the same scenarios on a real kernel under QEMU (rofolio.oracle)."""
-    from rofolio.oracle.cli import oracle_group
-
-    main.add_command(oracle_group)
-
-
-_register_oracle()
+# ``rofolio oracle ...``: the same scenarios on a real kernel under QEMU (rofolio.oracle.cli, imported when used;
+# the list in `rofolio --help` shows this short help, tests/test_startup.py checks it against the group's own)
+main.add_lazy_command("oracle", "rofolio.oracle.cli:oracle_group",
+                      "Run scenarios on a real Linux kernel under QEMU and compare it with the model, step by step.")
 
 
 def _register_kernel() -> None:
     """``rofolio kernel build``: Linux 7.2 from linux-source-7.2 for QEMU, with or without the RFC series
     (rofolio.kernelbuild; docs/kernel-build.md)."""
-    from rofolio.kernelbuild.kbuild import TARGETS
+
+    def arch_option() -> list[Callable[[Any], Any]]:
+        from rofolio.kernelbuild.kbuild import TARGETS
+
+        return [click.option("--arch", required=True, type=click.Choice(list(TARGETS)),
+                             help="The architecture to build for.")]
 
     @main.group(name="kernel", cls=ContractGroup)
     def kernel_group() -> None:
         """Linux kernels built from source for the oracle (Debian's linux-source-7.2, tinyconfig + a fragment)."""
 
     @kernel_group.command(name="build")
-    @click.option("--arch", required=True, type=click.Choice(list(TARGETS)), help="The architecture to build for.")
+    @deferred_options(arch_option)
     @click.option("--rfc", is_flag=True, help="Apply the RFC v2 series (package data) first.")
     @click.option("--config", "fragment", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                   metavar="FRAGMENT", help="A Kconfig fragment merged after rofolio's (part of the cache key).")

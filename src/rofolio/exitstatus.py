@@ -29,9 +29,6 @@ from __future__ import annotations
 import errno
 import os
 import sys
-import tempfile
-import traceback
-from datetime import datetime
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, NoReturn
@@ -39,6 +36,7 @@ from typing import Any, NoReturn
 import click
 
 from rofolio.errors import ChecksFailed, EnvironmentFailure, RofolioError
+from rofolio.lazycli import LazyGroup
 
 __all__ = [
     "EPILOG",
@@ -79,8 +77,9 @@ def expectations_failed(failures: int, failed_runs: int, runs: int) -> ChecksFai
     return ChecksFailed(f"{failures} expectation(s) failed in {failed_runs} of {runs} run{'' if runs == 1 else 's'}")
 
 
-class ContractGroup(click.Group):
-    """A click group whose commands, and the commands of its sub-groups, all end by the contract above."""
+class ContractGroup(LazyGroup):
+    """A click group whose commands, and the commands of its sub-groups, all end by the contract above (a
+    ``LazyGroup``: its commands may take ``deferred_options`` and live in modules imported when used)."""
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:
@@ -229,11 +228,16 @@ def traceback_dirs() -> list[Path]:
     then the system temp directory."""
     cache = os.environ.get("XDG_CACHE_HOME", "")
     base = Path(cache) if os.path.isabs(cache) else Path.home() / ".cache"
+    import tempfile  # here, not at start-up: only an internal error needs it
+
     return [base / PROG, Path(tempfile.gettempdir())]
 
 
 def _save_traceback(err: BaseException) -> str:
     """Write the full traceback to a file; the parenthesised remark that says where (or why not)."""
+    import traceback
+    from datetime import datetime
+
     name = f"{PROG}-traceback-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.txt"
     text = (f"{PROG} {_version()}; python {sys.version.split()[0]}; argv {sys.argv!r}\n\n"
             + "".join(traceback.format_exception(err)))

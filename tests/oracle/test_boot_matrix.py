@@ -179,7 +179,8 @@ def test_the_boot_command_prints_both_figures_and_fails_on_an_unnamed_difference
     from types import SimpleNamespace
 
     from rofolio.cli import main
-    from rofolio.oracle import cli as oracle_cli
+    from rofolio.oracle import session
+    from rofolio.oracle import setup as oracle_setup
 
     reports = []
     for name in sorted(MATRIX):
@@ -188,14 +189,14 @@ def test_the_boot_command_prints_both_figures_and_fails_on_an_unnamed_difference
         rep.own = bootcheck.check_own_placement(log, machine, bootcheck.config_options(config))
         rep.host = bootcheck.HostCheck({}, [], True)
         reports.append(rep)
-    monkeypatch.setattr(oracle_cli.oracle_setup, "load_install", lambda **_: SimpleNamespace(kver="test"))
+    monkeypatch.setattr(oracle_setup, "load_install", lambda **_: SimpleNamespace(kver="test"))
     seen: dict[str, object] = {}
 
     def fidelity(_install: object, machines: list[bootmatrix.BootMachine], **_: object) -> list[object]:
         seen["machines"] = machines
         return reports
 
-    monkeypatch.setattr(oracle_cli.session, "boot_fidelity", fidelity)
+    monkeypatch.setattr(session, "boot_fidelity", fidelity)
     result = CliRunner().invoke(main, ["oracle", "boot", "--json", "--seed", "11"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)

@@ -10,19 +10,24 @@ up, a missing tool, a guest that did not boot).  ``oracle_group`` is a
 from __future__ import annotations
 
 import json
-from importlib import resources
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from rofolio.exitstatus import ChecksFailed, ContractGroup
-from rofolio.oracle import session
-from rofolio.oracle import setup as oracle_setup
-from rofolio.oracle.bootcheck import BootReport
-from rofolio.oracle.compare import ExperimentReport
+from rofolio.lazycli import deferred_options
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from rofolio.oracle.bootcheck import BootReport
+    from rofolio.oracle.compare import ExperimentReport
+    from rofolio.oracle.session import Session
+
+# Each command imports the oracle's modules (and rich) inside its function, so `rofolio --help` and
+# `rofolio oracle --help` load none of them (tests/test_startup.py).
 
 __all__ = [
     "boot", "boot_summary", "oracle_group", "render_boot", "render_boot_summary", "render_experiment", "render_summary",
@@ -36,6 +41,7 @@ KERNEL_HELP = ("The guest kernel: debian:6.1 (the system suite's, the default), 
 
 
 def _check_kernel(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from rofolio.oracle import setup as oracle_setup
     from rofolio.oracle.errors import OracleError
 
     try:
@@ -44,9 +50,14 @@ def _check_kernel(_ctx: click.Context, _param: click.Parameter, value: str) -> s
         raise click.BadParameter(f"{err.message}; {err.hint}") from err
 
 
-def _kernel_option(func):  # type: ignore[no-untyped-def]
-    return click.option("--kernel", default=oracle_setup.DEFAULT_KERNEL, show_default=True, help=KERNEL_HELP,
-                        callback=_check_kernel)(func)
+def _kernel_options() -> list[Callable[[Any], Any]]:
+    from rofolio.oracle.setup import DEFAULT_KERNEL
+
+    return [click.option("--kernel", default=DEFAULT_KERNEL, show_default=True, help=KERNEL_HELP,
+                         callback=_check_kernel)]
+
+
+_kernel_option = deferred_options(_kernel_options)  # --kernel, its default from rofolio.oracle.setup
 
 
 def _say(text: str) -> None:
@@ -55,6 +66,8 @@ def _say(text: str) -> None:
 
 def suite_sources() -> list[str]:
     """The oracle suite shipped with rofolio: src/rofolio/oracle/suite/*.toml."""
+    from importlib import resources
+
     folder = resources.files("rofolio.oracle") / "suite"
     return sorted(str(p) for p in folder.iterdir() if p.name.endswith(".toml"))  # type: ignore[attr-defined]
 
@@ -72,30 +85,20 @@ def oracle_group() -> None:
     """Run scenarios on a real Linux kernel under QEMU and compare it with the model, step by step."""
 
 
-def _register_arm64() -> None:
-    """``rofolio oracle arm64-boot``: Debian's arm64 kernel's boot-time linear map against the model's."""
-    from rofolio.oracle.arm64 import arm64_boot
-
-    oracle_group.add_command(arm64_boot)
-
-
-def _register_rfc() -> None:
-    """``rofolio oracle rfc``: the RFC v2 series, unpatched and patched kernels beside the model."""
-    from rofolio.oracle.rfc import rfc_command
-
-    oracle_group.add_command(rfc_command)
-
-
-def _register_arm64_run() -> None:
-    """``rofolio oracle arm64-run``: set_memory_ro/rw and set_direct_map_* on a built 7.2 arm64 kernel."""
-    from rofolio.oracle.arm64run.command import arm64_run
-
-    oracle_group.add_command(arm64_run)
-
-
-_register_arm64()
-_register_arm64_run()
-_register_rfc()
+# Commands defined in their own modules, imported when used; the list in `rofolio oracle --help` shows the
+# short help given here (tests/test_startup.py checks it against each command's own).
+oracle_group.add_lazy_command(  # Debian's arm64 kernel's boot-time linear map against the model's
+    "arm64-boot", "rofolio.oracle.arm64:arm64_boot",
+    "arm64: Debian's arm64 kernel under qemu-system-aarch64; its boot-time linear map against the model's.")
+oracle_group.add_lazy_command(  # set_memory_ro/rw and set_direct_map_* on a built 7.2 arm64 kernel
+    "arm64-run", "rofolio.oracle.arm64run.command:arm64_run",
+    "arm64 at run time: set_memory_ro/rw and set_direct_map_* on a built 7.2 kernel under QEMU, vs the model.")
+oracle_group.add_lazy_command(  # the RFC v2 series, unpatched and patched kernels beside the model
+    "rfc", "rofolio.oracle.rfc:rfc_command",
+    "The RFC v2 series on real kernels: boot the unpatched and the patched 7.2 kernel on each configuration "
+    "(x86-64 with and without 1G pages, 1 and 4 CPUs; arm64 rodata=on and off) and print, beside the model's "
+    "prediction for the same machine, what the series changed: the boot's direct map, the huge zero folio's "
+    "leaf, a user read and write of it, the patch-5 refusals, and a kernel write to it.")
 
 
 @oracle_group.command()
@@ -104,6 +107,8 @@ _register_rfc()
 @_kernel_option
 def setup(arches: tuple[str, ...], kernel: str) -> None:
     """Install QEMU, busybox and the kernel headers, unpack the kernel image, build the module (as root)."""
+    from rofolio.oracle import setup as oracle_setup
+
     for arch in arches or ("x86_64",):
         if arch == "x86_64" and kernel.startswith("built:"):
             from rofolio.oracle.built import setup_built
@@ -135,6 +140,11 @@ def setup(arches: tuple[str, ...], kernel: str) -> None:
 def run(scenarios: tuple[str, ...], suite: bool, cpu: str, mem: str | None, smp: int, timeout: float,
         as_json: bool, keep_log: Path | None, verbose: bool, kernel: str) -> None:
     """Run SCENARIOS (files, directories or built-in names) on the kernel and on the model, side by side."""
+    from rich.console import Console
+
+    from rofolio.oracle import session
+    from rofolio.oracle import setup as oracle_setup
+
     sources = _expand(scenarios) + (suite_sources() if suite else [])
     if not sources:
         raise click.UsageError("give a scenario (a .toml file, a directory or a built-in name), or --suite")
@@ -183,8 +193,11 @@ def boot(mems: tuple[str, ...], cpus: tuple[str, ...], smps: tuple[int, ...], dr
     """
     import secrets
 
+    from rich.console import Console
+
     from rofolio.errors import ConfigError
-    from rofolio.oracle import bootmatrix
+    from rofolio.oracle import bootmatrix, session
+    from rofolio.oracle import setup as oracle_setup
     from rofolio.units import parse_size
 
     install = oracle_setup.load_install(kernel=kernel)
@@ -255,6 +268,9 @@ def _mark(ok: bool) -> str:
 
 
 def render_experiment(console: Console, rep: ExperimentReport) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     guest = rep.guest
     title = (f"{rep.name}: {'agree' if rep.agree else 'DISAGREE'}   kernel {rep.uname}, "
              f"-cpu {guest.get('cpu')} -m {guest.get('mem')} -smp {guest.get('smp')} (boot {guest.get('boot')})")
@@ -290,7 +306,10 @@ def render_experiment(console: Console, rep: ExperimentReport) -> None:
                          "starts after it)"))
 
 
-def render_summary(console: Console, result: session.Session, kver: str) -> None:
+def render_summary(console: Console, result: Session, kver: str) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title=f"rofolio oracle: model vs kernel {kver}", title_justify="left")
     table.add_column("experiment")
     table.add_column("boot", justify="right")
@@ -321,6 +340,9 @@ def render_summary(console: Console, result: session.Session, kver: str) -> None
 
 
 def render_boot(console: Console, rep: BootReport) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     title = (f"boot -m {rep.mem} -cpu {rep.cpu} -smp {rep.smp}{' (drawn)' if rep.drawn else ''}: "
              f"{'agree' if rep.agree else 'DISAGREE'}   kernel {rep.uname}, GB pages {'on' if rep.gbpages else 'off'}, "
              f"placed {rep.record or 'nothing'} ({rep.wall_s:.1f} s)")
@@ -359,6 +381,8 @@ def render_boot(console: Console, rep: BootReport) -> None:
 
 def render_boot_summary(console: Console, reports: list[BootReport], summary: dict[str, object], kver: str,
                         seed: int) -> None:
+    from rich.markup import escape
+
     n = len(reports)
     own = summary["without_record"]
     assert isinstance(own, dict)
