@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rofolio.arch import Arch, ArchKernel, ArchOption, BootRecord, register_arch
-from rofolio.events import EventLog
+from rofolio.arch import Arch, ArchOption, BootRecord, register_arch
 
 if TYPE_CHECKING:
+    from rofolio.arch.kernel import ArchKernel
+    from rofolio.events import EventLog
     from rofolio.machine import MachineSpec
 
 __all__ = ["ARM64", "ENTRY", "IMAGE_SYMBOLS", "image_of"]

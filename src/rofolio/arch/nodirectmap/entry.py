@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rofolio.arch import Arch, ArchKernel, register_arch
-from rofolio.events import EventLog
+from rofolio.arch import Arch, register_arch
 
 if TYPE_CHECKING:
+    from rofolio.arch.kernel import ArchKernel
+    from rofolio.events import EventLog
     from rofolio.machine import MachineSpec
 
 __all__ = ["ENTRY", "NoDirectMap"]

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rofolio.arch import Arch, ArchKernel, ArchOption, BootAllocation, BootRecord, register_arch
-from rofolio.events import EventLog
+from rofolio.arch import Arch, ArchOption, BootAllocation, BootRecord, register_arch
 from rofolio.kversion import SET_MEMORY_ROX, Gate
 from rofolio.physmem import MemoryMap
 from rofolio.units import PAGE_SIZE, Level
 
 if TYPE_CHECKING:
+    from rofolio.arch.kernel import ArchKernel
+    from rofolio.events import EventLog
     from rofolio.machine import MachineSpec
 
 __all__ = ["ENTRY", "X86_64"]
