@@ -128,7 +128,7 @@ def parse(text: str, filename: str = "<scenario>") -> schema.Scenario:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        line = _toml_line(str(err))
+        line = _toml_line(str(err), text)
         raise ScenarioErrors([ScenarioError(f"not valid TOML: {_strip_position(str(err))}",
                                             "fix the syntax at that line", file=filename, line=line)]) from err
     except RecursionError:  # tomllib descends once per nested array or inline table
@@ -175,9 +175,13 @@ def validate(data: dict[str, Any], filename: str, text: str = "") -> schema.Scen
         raise ScenarioErrors([ScenarioError(err.message, err.hint, file=filename)]) from err
 
 
-def _toml_line(message: str) -> int | None:
+def _toml_line(message: str, text: str) -> int | None:
     match = re.search(r"line (\d+)", message)
-    return int(match.group(1)) if match else None
+    if match:
+        return int(match.group(1))
+    if "end of document" in message:  # tomllib gives no line for a file that stops short: it is the last one
+        return max(len(text.splitlines()), 1)
+    return None
 
 
 def _strip_position(message: str) -> str:
