@@ -121,9 +121,10 @@ def pinned_test(failure: Failure) -> str:
     return (
         f'"""{machine.__name__} failed under scripts/soak on {day} (seed {failure.seed:#x}, hypothesis '
         f'{hypothesis.__version__}).\n\n'
-        f"{error}\n"
-        f"raised at {failure.where}.  The steps are hypothesis's shrunk program, with the invariants after every\n"
-        f'step as the state machine checks them.  Signature {failure.signature}.\n"""\n\n'
+        f"{error[:110]}\n"
+        f"raised at {failure.where}.\n"
+        f"The steps are hypothesis's shrunk program, with the invariants after every step as the state machine\n"
+        f'checks them.  Signature {failure.signature}.\n"""\n\n'
         f"from {machine.__module__} import {machine.__name__}\n\n\n"
         f"def test_{_snake(machine.__name__)}_soak_{failure.signature}() -> None:\n"
         + "\n".join(body) + "\n"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,7 +34,9 @@ def test_a_found_failure_is_pinned_as_a_test_that_replays_it(tmp_path: Path) -> 
     failure = soak.explore(OverflowingCounter, seed=1, examples=200)
     assert failure is not None
     assert failure.error == "AssertionError: total 1000"  # shrunk to the boundary
-    assert failure.where == "tests/test_soak.py:28"
+    source = Path(__file__).read_text().splitlines()
+    planted = next(i for i, line in enumerate(source, start=1) if "assert self.total < 1000" in line)
+    assert failure.where == f"tests/test_soak.py:{planted}"
     assert failure.program[0] == "state = OverflowingCounter()" and failure.program[-1] == "state.teardown()"
     assert [line for line in failure.program if line.startswith("state.add")] == [
         "state.add(label='a', n=400)", "state.add(label='a', n=600)"]
@@ -41,6 +45,9 @@ def test_a_found_failure_is_pinned_as_a_test_that_replays_it(tmp_path: Path) -> 
     path = soak.write_pinned(failure, tmp_path)
     assert path is not None and path.name == f"test_soak_overflowing_counter_{failure.signature}.py"
     assert soak.write_pinned(failure, tmp_path) is None  # the same failure again: already pinned
+    lint = subprocess.run([str(Path(sys.executable).parent / "ruff"), "check", "--config",
+                           str(soak.ROOT / "pyproject.toml"), str(path)], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout  # a pinned file is committed as it is written
     spec = importlib.util.spec_from_file_location("pinned", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
