@@ -15,9 +15,11 @@ session (a machine whose rules run out, or settings that crept back in).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import hypothesis.stateful
@@ -91,6 +93,16 @@ def _counted_check_invariants(self: RuleBasedStateMachine, *args: Any, **kwargs:
 # import this name after conftest.py has replaced it
 hypothesis.stateful.run_state_machine_as_test = _counted_run_state_machine_as_test
 RuleBasedStateMachine.check_invariants = _counted_check_invariants  # type: ignore[method-assign]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under mutmut (scripts/mutation) the quickest tests first: a mutant dies in the first test that notices it
+    (-x), and only one the unit tests miss reaches the state machines."""
+    stats = Path("mutmut-stats.json")  # mutmut runs the tests from its mutants/ folder, where it keeps this
+    if "MUTANT_UNDER_TEST" not in os.environ or not stats.exists():
+        return
+    duration = json.loads(stats.read_text()).get("duration_by_test", {})
+    items.sort(key=lambda item: duration.get(item.nodeid, 0.0))
 
 
 @pytest.hookimpl(wrapper=True)

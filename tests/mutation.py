@@ -1,0 +1,217 @@
+"""Mutation score of the rule modules: mutmut (pinned in pyproject's ``mutation`` extra) on a worktree of HEAD.
+
+``scripts/mutation`` runs this module.  It never mutates the tree it is run from: it keeps a git worktree of HEAD
+(``--tree``, default /tmp/rofolio-mutation), moves it to the current HEAD on every run, and runs
+``nice -n 19 mutmut run --max-children 1`` there with ``HYPOTHESIS_PROFILE=ci``, the mutants and tests listed in
+pyproject's [tool.mutmut].  mutmut keeps every verdict in the worktree's mutants/ folder and re-tests only
+functions that changed, so a run interrupted or repeated resumes where it stopped; ``--retest-survivors`` runs
+the survivors again (after tests were added for them).  Then it prints, per module, killed, survived and
+timed-out mutants separately with the denominator, and every survivor.
+
+Counting: a mutant with no test that runs it, or one mutmut skipped, counts as survived; the one exclusion is the
+message rule below, and every mutant it excludes is listed with the rule.  Functions of x86_64/kernel.py that
+print text (the oops and the page-table dump: the oracle compares those) are outside "the rule parts" and are
+reported on their own line, not in the score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TREE = Path("/tmp/rofolio-mutation")
+MODULES = {  # what the score covers: path -> how the report names it
+    "src/rofolio/pagetable.py": "pagetable.py",
+    "src/rofolio/arch/x86_64/cpa.py": "x86_64/cpa.py",
+    "src/rofolio/arch/x86_64/kernel.py": "x86_64/kernel.py (rules)",
+    "src/rofolio/arch/arm64/pageattr.py": "arm64/pageattr.py",
+    "src/rofolio/arch/arm64/mmu.py": "arm64/mmu.py",
+}
+NOT_RULES = {"src/rofolio/arch/x86_64/kernel.py": ("oops_text", "dump_pagetable")}
+MESSAGE_RULE = ("a survivor is excluded as a message string only if its diff changes one line and only inside "
+                "string literals, and every literal it changes holds a space (a sentence for a person, not a key, "
+                "an op name or a version)")
+KILLED, SURVIVED, TIMEOUT, NOT_RUN = "killed", "survived", "timeout", "not run"
+_STRING = re.compile(r"""[rRbBfFuU]{0,2}("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""")
+
+
+def verdict(exit_code: int | None) -> str:
+    """mutmut's exit code of a mutant's test run, in the report's four words (no tests or skipped: survived)."""
+    if exit_code is None:
+        return NOT_RUN
+    if exit_code in (1, 3, -11, -9, 37):  # a test failed, pytest crashed, the process died, or mypy caught it
+        return KILLED
+    if exit_code in (36, 24, -24, 152, 255):
+        return TIMEOUT
+    return SURVIVED  # 0 survived, 33/5 no tests, 34 skipped, 35 suspicious
+
+
+def message_only(diff: str) -> bool:
+    """The message rule (MESSAGE_RULE) on a mutant's unified diff."""
+    old = [line[1:] for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+    new = [line[1:] for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    if len(old) != 1 or len(new) != 1:
+        return False
+    if _STRING.sub('""', old[0]) != _STRING.sub('""', new[0]):
+        return False  # something outside the string literals changed
+    changed = [a for a, b in zip(_STRING.findall(old[0]), _STRING.findall(new[0]), strict=False) if a != b]
+    return bool(changed) and all(" " in literal for literal in changed)
+
+
+def function_of(mutant: str) -> str:
+    """'rofolio.arch.x86_64.kernel.xǁX86Kernelǁoops_text__mutmut_3' -> 'oops_text'."""
+    head = mutant.rsplit("__mutmut_", 1)[0]
+    return head.split("ǁ")[-1] if "ǁ" in head else head.rsplit(".", 1)[-1].removeprefix("x_")
+
+
+@dataclass
+class Module:
+    name: str
+    verdicts: Counter[str]
+    survivors: list[tuple[str, str]]  # (mutant, diff)
+    messages: list[str]
+    not_rules: int
+
+    @property
+    def denominator(self) -> int:
+        return sum(self.verdicts.values()) - self.verdicts[NOT_RUN]
+
+
+def _run(cmd: list[str], cwd: Path, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=cwd, check=True, text=True, **kw)  # type: ignore[call-overload, no-any-return]
+
+
+def prepare(tree: Path, only: list[str]) -> str:
+    """The worktree at HEAD (made once), with ``only`` narrowing what is mutated; the commit it is at."""
+    head = _run(["git", "rev-parse", "HEAD"], ROOT, capture_output=True).stdout.strip()
+    if not (tree / ".git").exists():
+        _run(["git", "worktree", "add", "--detach", str(tree), head], ROOT, capture_output=True)
+    else:
+        _run(["git", "checkout", "-q", "-f", "--detach", head], tree)
+    if only:
+        pyproject = tree / "pyproject.toml"
+        chosen = [p for p in MODULES if any(o in p for o in only)]
+        text = re.sub(r"only_mutate = \[[^\]]*\]", "only_mutate = " + json.dumps(chosen), pyproject.read_text())
+        pyproject.write_text(text)
+    mutated = set(MODULES)
+    copies = tree / "mutants"
+    if copies.exists():  # mutmut copies the unmutated sources once: bring them to this commit
+        for path in (tree / "src").rglob("*.py"):
+            rel = path.relative_to(tree).as_posix()
+            target = copies / rel
+            if rel not in mutated and (not target.exists() or target.read_bytes() != path.read_bytes()):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+    return head
+
+
+def mutmut(tree: Path, names: list[str]) -> float:
+    """Run mutmut in the worktree (resuming); the wall time in seconds."""
+    env = {**os.environ, "HYPOTHESIS_PROFILE": "ci"}
+    exe = str(Path(sys.executable).parent / "mutmut")
+    start = time.monotonic()
+    subprocess.run(["nice", "-n", "19", exe, "run", "--max-children", "1", *names], cwd=tree, env=env, check=False)
+    return time.monotonic() - start
+
+
+def collect(tree: Path) -> dict[str, Module]:
+    """Verdicts per module from mutmut's .meta files, with the diffs of survivors."""
+    cwd = os.getcwd()
+    os.chdir(tree)  # mutmut reads its config and mutants/ from the working directory
+    try:
+        from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+        out: dict[str, Module] = {}
+        for path, name in MODULES.items():
+            meta = tree / "mutants" / f"{path}.meta"
+            codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+            module = Module(name, Counter(), [], [], 0)
+            for mutant, code in sorted(codes.items()):
+                if function_of(mutant) in NOT_RULES.get(path, ()):
+                    module.not_rules += 1
+                    continue
+                seen = verdict(code)
+                if seen == SURVIVED:
+                    diff = get_diff_for_mutant(mutant, path=path)
+                    if message_only(diff):
+                        module.messages.append(mutant)
+                        continue
+                    module.survivors.append((mutant, diff))
+                module.verdicts[seen] += 1
+            out[path] = module
+        return out
+    finally:
+        os.chdir(cwd)
+
+
+def _changed_lines(diff: str) -> str:
+    lines = [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("---", "+++")]
+    return " | ".join(line.strip() for line in lines)[:150]
+
+
+def report(modules: dict[str, Module], commit: str, seconds: float | None, command: str) -> int:
+    from importlib.metadata import version
+
+    print(f"\nmutation score: mutmut {version('mutmut')} (default operators), HYPOTHESIS_PROFILE=ci, "
+          f"commit {commit[:12]}")
+    print(f"command: {command}" + (f"; this run took {seconds / 60:.1f} min" if seconds is not None else ""))
+    print(f"{'module':<28}{'mutants':>8}{'killed':>8}{'survived':>9}{'timeout':>8}{'messages':>9}{'not run':>8}"
+          f"{'killed %':>9}")
+    total = Module("all", Counter(), [], [], 0)
+    for module in modules.values():
+        total.verdicts.update(module.verdicts)
+        total.messages += module.messages
+        total.survivors += module.survivors
+        total.not_rules += module.not_rules
+    for module in [*modules.values(), total]:
+        v, d = module.verdicts, module.denominator
+        share = f"{100 * v[KILLED] / d:.1f}" if d else "-"
+        print(f"{module.name:<28}{d:>8}{v[KILLED]:>8}{v[SURVIVED]:>9}{v[TIMEOUT]:>8}{len(module.messages):>9}"
+              f"{v[NOT_RUN]:>8}{share:>9}")
+    print("mutants = killed + survived + timeout (the denominator); survived includes mutants no test runs")
+    print(f"messages: excluded by the message rule: {MESSAGE_RULE}")
+    for mutant in total.messages:
+        print(f"  excluded: {mutant}")
+    if total.not_rules:
+        print(f"not in the score: {total.not_rules} mutants of x86_64/kernel.py's "
+              f"{', '.join(NOT_RULES['src/rofolio/arch/x86_64/kernel.py'])}() (oops and dump text, not rules)")
+    print(f"survivors ({len(total.survivors)}):")
+    for mutant, diff in total.survivors:
+        print(f"  {mutant}: {_changed_lines(diff)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/mutation", description=__doc__.splitlines()[0])
+    parser.add_argument("--tree", type=Path, default=TREE, help=f"the worktree mutmut works in (default {TREE})")
+    parser.add_argument("--only", action="append", default=[],
+                        help="mutate only the modules whose path contains this (e.g. arm64); repeatable")
+    parser.add_argument("--retest-survivors", action="store_true", help="run the survivors' tests again")
+    parser.add_argument("--report", action="store_true", help="only print the figures of the last runs")
+    args = parser.parse_args(argv)
+    command = "scripts/mutation" + "".join(f" --only {o}" for o in args.only)
+    commit = prepare(args.tree, args.only)
+    seconds = None
+    if not args.report:
+        names: list[str] = []
+        if args.retest_survivors:
+            names = [m for module in collect(args.tree).values() for m, _ in module.survivors]
+            if not names:
+                print("scripts/mutation: no survivors to retest")
+        if names or not args.retest_survivors:
+            seconds = mutmut(args.tree, names)
+    return report(collect(args.tree), commit, seconds, command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
