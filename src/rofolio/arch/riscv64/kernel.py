@@ -229,7 +229,7 @@ class Riscv64Kernel(KernelState):
         start = self._vmalloc_next
         end = start + len(pfns) * PAGE_SIZE
         self._vmalloc_next = end + PAGE_SIZE
-        self.alloc_missing_tables(start, end, (Level.PUD, Level.PMD))
+        self.alloc_missing_tables(start, end, self.layout.levels[:-1])  # the tables below each empty entry
         self.pt.map_pfns(start, pfns, PAGE_KERNEL)
         self.vm_areas.append(VmArea(start, end - start + PAGE_SIZE, pages))
         return start

@@ -1,0 +1,153 @@
+"""riscv64's linear map at boot and the changes pageattr.c makes to it, with exact figures.
+
+The 8G machine's layout is the one Debian's 7.2.13+deb14-riscv64 kernel built under QEMU 7.2 (virt, Sv48,
+CONFIG_KFENCE with sample interval 0, rodata on), as `rofolio oracle riscv64-boot` read it from the guest's
+swapper_pg_dir, less the one page a boot-time set_memory_ro() of a vmalloc page split (an input the oracle
+hands the model separately).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from rofolio.arch.riscv64 import boot, ptdump
+from rofolio.arch.riscv64.config import Riscv64Config
+from rofolio.arch.riscv64.pageattr import KernelBug
+from rofolio.arch.riscv64.pgtable import RISCV
+from rofolio.errors import ConfigError
+from rofolio.events import Flush, Split
+from rofolio.machine import Machine, MachineSpec
+from rofolio.physmem import MemoryMap
+from rofolio.units import PAGE_SHIFT, GiB, Level
+from tests.arch.riscv64.conftest import boot_riscv64
+
+DEBIAN_72_VIRT_8G = [
+    "---[ Linear mapping ]---",
+    "0xffffaf8000000000-0xffffaf8000200000    0x0000000080000000         2M PMD .   ..     ..   D A G . . W R V",
+    "0xffffaf8000200000-0xffffaf8001000000    0x0000000080200000        14M PMD .   ..     ..   D A G . . . R V",
+    "0xffffaf8001000000-0xffffaf8001200000    0x0000000081000000         2M PMD .   ..     ..   D A G . . W R V",
+    "0xffffaf8001200000-0xffffaf8001400000    0x0000000081200000         2M PTE .   ..     ..   D A G . . W R V",
+    "0xffffaf8001400000-0xffffaf8002200000    0x0000000081400000        14M PMD .   ..     ..   D A G . . . R V",
+    "0xffffaf8002200000-0xffffaf8040000000    0x0000000082200000       990M PMD .   ..     ..   D A G . . W R V",
+    "0xffffaf8040000000-0xffffaf81c0000000    0x00000000c0000000         6G PUD .   ..     ..   D A G . . W R V",
+    "0xffffaf81c0000000-0xffffaf81ffe00000    0x0000000240000000      1022M PMD .   ..     ..   D A G . . W R V",
+    "0xffffaf81ffe00000-0xffffaf8200000000    0x000000027fe00000         2M PTE .   ..     ..   D A G . . W R V",
+]
+
+
+def test_debian_72_virt_linear_map_after_boot_is_the_measured_one() -> None:
+    """create_linear_mapping_page_table(): 2M below the image, the text alias 2M read-only, RAM up to 3G in 2M
+    and then 1G leaves, the KFENCE pool at the top in 4K; free_initmem() made [__init_begin, __init_end)'s alias
+    writable, splitting the 2M leaf the end falls in; mark_rodata_ro() made the rodata alias read-only."""
+    k = boot_riscv64(8 * GiB, kfence=True, kfence_sample_interval=0, nr_cpus=1)
+    assert ptdump.ptdump_lines(k) == DEBIAN_72_VIRT_8G
+
+
+def test_boot_tables_and_the_late_init_split() -> None:
+    k = boot_riscv64(8 * GiB, running=False, kfence=True, kfence_sample_interval=0)
+    c = k.log.counters
+    # Sv48: one PUD table for the 512G entry, PMD tables for the 1G regions holding 2M leaves (0-1G, 7G),
+    # PTE tables for the 2M pool; nothing was split yet
+    assert (c.pgtables_allocated, sum(c.splits.values())) == (4, 0)
+    boot.late_init(k)
+    c = k.log.counters
+    # free_initmem(): set_memory_rw_nx() splits the 2M leaf __init_end falls in (one PTE table), then
+    # set_memory_nx(); mark_rodata_ro(): two set_memory_ro() calls, covered 2M leaves: no split
+    assert (c.pgtables_allocated, c.splits[Level.PMD], c.splits[Level.PUD]) == (5, 1, 0)
+    assert [e.reason for e in k.log.events if isinstance(e, Flush)] == [
+        "free_initmem", "free_initmem", "mark_rodata_ro", "mark_rodata_ro"]
+
+
+def test_sv39_has_no_1g_leaves_and_debug_pagealloc_no_huge_ones() -> None:
+    """best_map_size(): a PUD leaf needs pgtable_l4_enabled; under debug_pagealloc every leaf is 4K."""
+    sv39 = boot_riscv64(8 * GiB, sv=39)
+    assert {r.level for r in sv39.pt.runs()} == {Level.PMD, Level.PTE}
+    assert sv39.layout.page_offset == 0xFFFFFFD600000000
+    dpa = boot_riscv64(2 * GiB, debug_pagealloc=True)
+    assert {r.level for r in dpa.pt.runs()} == {Level.PTE}
+
+
+def test_rfc_step_splits_one_1g_leaf_and_flushes_everything_once() -> None:
+    """arch_make_folio_readonly() of a 2M-aligned 2M folio inside a 1G leaf: split_linear_mapping() splits the
+    1G leaf (one table), the 2M entry is then covered whole; __set_memory() walks the range twice (2 entry
+    writes) and ends with flush_tlb_all() to the 7 other harts."""
+    m = Machine.boot(MachineSpec.build(arch="riscv64", mem="8G", cpus=8))
+    before = m.counters.copy()
+    pfn = (5 * GiB) >> PAGE_SHIFT
+    assert m.kernel.arch_make_folio_readonly(pfn, 512) == 0  # type: ignore[attr-defined]
+    c = m.counters
+    assert (c.splits[Level.PUD] - before.splits[Level.PUD], c.splits[Level.PMD] - before.splits[Level.PMD]) == (1, 0)
+    assert (c.pgtables_allocated - before.pgtables_allocated, c.entries_written - before.entries_written) == (1, 2)
+    assert (c.flushes_all - before.flushes_all, c.ipis - before.ipis) == (1, 7)
+    found = m.lookup(m.page_address(pfn))
+    assert (found.level, found.writable, found.present) == (Level.PMD, False, True)
+    assert m.kernel.arch_make_folio_writable(pfn, 512) == 0  # type: ignore[attr-defined]
+    assert m.direct_map_writable(pfn)
+
+
+def test_one_page_in_a_1g_leaf_takes_two_splits() -> None:
+    k = boot_riscv64(8 * GiB)
+    split_before = len([e for e in k.log.events if isinstance(e, Split)])
+    assert k.set_memory_ro(k.va(5 * GiB + 4096), 1) == 0
+    splits = [e for e in k.log.events if isinstance(e, Split)][split_before:]
+    assert [(e.addr, e.level) for e in splits] == [(k.va(5 * GiB), Level.PUD), (k.va(5 * GiB), Level.PMD)]
+    assert k.lookup(k.va(5 * GiB + 4096)).flags & (RISCV.READ | RISCV.WRITE) == RISCV.READ  # type: ignore[union-attr]
+    assert k.lookup(k.va(5 * GiB)).flags & RISCV.WRITE  # type: ignore[union-attr]
+
+
+def test_invalidated_pages_still_read_as_present_to_kernel_page_present() -> None:
+    """pte_present() counts _PAGE_PROT_NONE, which is _PAGE_GLOBAL: a kernel PTE with V cleared by
+    set_direct_map_invalid_noflush() is still "present" to kernel_page_present(), while a CPU access faults."""
+    k = boot_riscv64(8 * GiB)
+    pfn = (5 * GiB) >> PAGE_SHIFT
+    assert k.set_direct_map_invalid_noflush(pfn) == 0
+    assert (k.kernel_page_present(pfn), k.direct_map_present(pfn)) == (True, False)
+
+
+def test_kfence_guard_pages_lose_v_only_with_a_sample_interval() -> None:
+    """kfence_init_pool(): pages 0 and 1 and every object's right guard page (255): 257 PTEs without V."""
+    on = boot_riscv64(2 * GiB, kfence=True)
+    off = boot_riscv64(2 * GiB, kfence=True, kfence_sample_interval=0)
+    assert on.kfence_pool == off.kfence_pool == 4 * GiB - (2 << 20)
+
+    def invalid(k: object) -> int:
+        base = k.va(k.kfence_pool)  # type: ignore[attr-defined]
+        return sum(1 for i in range(512) if not k.lookup(base + (i << 12)).present)  # type: ignore[attr-defined]
+
+    assert (invalid(on), invalid(off)) == (257, 0)
+
+
+def test_set_memory_on_a_vmap_area_oopses_and_on_a_vmalloc_area_changes_the_alias() -> None:
+    """__set_memory() reads area->pages: vmap() keeps none (a NULL dereference); a vmalloc area's pages get
+    their linear alias split and changed."""
+    k = boot_riscv64(8 * GiB)
+    pfn = (5 * GiB) >> PAGE_SHIFT
+    with pytest.raises(KernelBug, match="vmap"):
+        k.set_memory_ro(k.vmap([pfn]), 1)
+    addr = k.vmalloc([pfn + 1, pfn + 7])
+    assert k.set_memory_ro(addr, 2) == 0
+    assert [k.direct_map_writable(pfn + i) for i in (0, 1, 7)] == [True, False, False]
+
+
+def test_ram_beyond_the_linear_map_is_dropped_with_a_warning() -> None:
+    """setup_bootmem(): Sv39's linear map is 128G; RAM above phys_ram_base + 128G is removed."""
+    k = boot_riscv64(256 * GiB, sv=39)
+    assert k.memory.ram[-1].end == 2 * GiB + 128 * GiB
+    assert any(getattr(e, "text", "").startswith("Physical memory overflows the linear mapping size: region "
+                                                 "above 0x2080000000 removed") for e in k.log.events)
+
+
+def test_rodata_off_keeps_the_rodata_alias_writable_and_other_strings_warn() -> None:
+    k = boot_riscv64(2 * GiB, rodata="off")
+    rodata = k.config.kernel_image.start_rodata
+    assert k.lookup(k.va(rodata)).writable  # type: ignore[union-attr]
+    assert not k.lookup(k.va(k.config.kernel_image.start)).writable  # type: ignore[union-attr]  # text alias
+    k = boot_riscv64(2 * GiB, rodata="full")
+    assert not k.lookup(k.va(rodata)).writable  # type: ignore[union-attr]
+    assert any(getattr(e, "text", "") == "Invalid option string for rodata: 'full'" for e in k.log.events)
+
+
+def test_a_512g_leaf_is_refused() -> None:
+    """best_map_size() would give Sv57 a 512G leaf where RAM starts 512G-aligned; the model has none."""
+    with pytest.raises(ConfigError, match="512G linear-map leaf"):
+        boot.boot(Riscv64Config(memory=MemoryMap.flat(1024 * GiB, base=512 * GiB), sv=57))
