@@ -91,3 +91,13 @@ def test_an_oversized_scenario_is_refused_with_the_cap(tmp_path: Path) -> None:
     big.write_text(HEAD + GOOD_STEP + "#" * (2 << 20))
     out = _run(big)
     assert out.returncode == 2 and "larger than 1024 KiB" in out.stderr
+
+
+def test_a_byte_that_is_not_utf8_is_named_by_line_and_column(tmp_path: Path) -> None:
+    # found by the loader fuzz: the error named the byte's offset in the file but neither a line nor a key
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(HEAD.replace('"t"', '"caf\xe9"').encode("latin-1") + GOOD_STEP.encode())
+    out = subprocess.run([sys.executable, "-m", "rofolio", "run", str(path)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"{path}:1: not UTF-8 text: byte 0xe9 at column 12 (invalid continuation byte)" in out.stderr

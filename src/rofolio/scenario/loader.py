@@ -110,7 +110,13 @@ def load(source: str | Path | LoadedScenario) -> LoadedScenario:
                 raise ScenarioError(f"larger than {MAX_SCENARIO_BYTES >> 10} KiB: not a scenario",
                                     "a scenario file is a short TOML text", file=str(source))
             text = raw.decode()
-        except (OSError, UnicodeDecodeError) as err:
+        except UnicodeDecodeError as err:  # where the bad byte is: its line, and its column in bytes
+            line = raw.count(b"\n", 0, err.start) + 1
+            column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+            raise ScenarioError(f"not UTF-8 text: byte {raw[err.start]:#04x} at column {column} ({err.reason})",
+                                "a scenario is UTF-8 text; retype that part of the line", file=str(source),
+                                line=line) from err
+        except OSError as err:
             raise ScenarioError(f"cannot read the file: {err}", "check the path and that it is UTF-8 text",
                                 file=str(source)) from err
         return LoadedScenario(parse(text, str(source)), str(source), str(source), text)
