@@ -49,6 +49,7 @@ class StateMachineRun:
 
     machine: str
     test: str
+    module: str = ""
     steps: list[int] = field(default_factory=list)
     seconds: float = 0.0
     passed: bool = False
@@ -62,7 +63,7 @@ _check_invariants = RuleBasedStateMachine.check_invariants
 
 
 def _counted_run_state_machine_as_test(factory: Any, *args: Any, **kwargs: Any) -> None:
-    run = StateMachineRun(getattr(factory, "__qualname__", repr(factory)), _test[0])
+    run = StateMachineRun(getattr(factory, "__qualname__", repr(factory)), _test[0], getattr(factory, "__module__", ""))
     RUNS.append(run)
     _current.append(run)
     if PROFILE == "ci":  # every example runs the whole stateful_step_count (hypothesis may stop one early)

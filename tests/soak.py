@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     machines = [m for m in state_machines() if not args.machine or m.__name__ in args.machine]
     if not machines:
         raise SystemExit(f"scripts/soak: no state machine called {', '.join(args.machine)}")
-    print(f"scripts/soak: {len(machines)} state machines ({', '.join(m.__name__ for m in machines)}), "
+    names = ", ".join(f"{m.__module__.removeprefix('tests.')}.{m.__name__}" for m in machines)
+    print(f"scripts/soak: {len(machines)} state machines ({names}), "
           f"{args.minutes:g} min, {args.examples} examples a batch")
     rng = random.SystemRandom()
     deadline = time.monotonic() + args.minutes * 60
@@ -193,9 +194,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {machine.__name__}: {failure.error} at {failure.where} (seed {seed:#x}, "
                   f"{sum(line.startswith('state.') for line in failure.program)} lines) -> {path.relative_to(ROOT)}")
     for machine in machines:
-        runs = [r for r in conftest.RUNS if r.machine == machine.__qualname__]
+        runs = [r for r in conftest.RUNS if (r.module, r.machine) == (machine.__module__, machine.__qualname__)]
         steps = [n for r in runs for n in r.steps]
-        print(f"  {machine.__name__}: {len(runs)} batches, {len(steps)} examples, {sum(steps)} rules executed")
+        print(f"  {machine.__module__}.{machine.__name__}: {len(runs)} batches, {len(steps)} examples, "
+              f"{sum(steps)} rules executed")
     print(f"scripts/soak: {len(found)} new failure(s) pinned, {repeats} repeat(s) of pinned ones")
     return status
 
