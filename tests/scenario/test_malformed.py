@@ -40,6 +40,9 @@ CASES = [
     ("phase-when-running", HEAD + GOOD_STEP + '[[steps]]\nop = "phase"\nto = "running"\n',
      'start = "running" already boots fully', None),
     ("unknown-expectation", HEAD + GOOD_STEP + "expect = { splits = 1 }\n", "unknown expectation 'splits'", 8),
+    # refused by the architecture at boot, not by the schema: the error names [machine] (found by the loader fuzz)
+    ("secondary-cpu-without-a-second", 'name = "t"\n[machine]\narch = "arm64"\nmem = "2G"\ncpus = 1\n'
+     'secondary_without_bbml2 = true\n[[steps]]\nop = "compact"\n', "machine: a secondary CPU without BBML2 needs", 2),
     ("mem-and-map", HEAD + 'memory_map = [[0, "2G"]]\n' + GOOD_STEP, "give mem or memory_map, not both", 3),
     ("zero-cpus", HEAD + "cpus = 0\n" + GOOD_STEP, "greater than or equal to 1", 4),
     ("bad-phase", 'name = "t"\nstart = "initcalls"\n' + GOOD_STEP + '[[steps]]\nop = "phase"\nto = "halted"\n',

@@ -161,7 +161,11 @@ def run_scenario(source: str | Path | LoadedScenario | schema.Scenario, *,
     if on is None:
         _check_machine(scenario, name, locator)
         record = scenario.boot.record() if scenario.boot is not None else None
-        machine = Machine.boot(spec_of(scenario.machine, scenario.mm), record=record)
+        try:
+            machine = Machine.boot(spec_of(scenario.machine, scenario.mm), record=record)
+        except ConfigError as err:  # keys each valid alone that the architecture refuses together at boot
+            raise ScenarioErrors([ScenarioError(err.message, err.hint, file=name, line=locator.find(("machine",)),
+                                                key="machine")]) from err
     else:
         machine = Machine.boot(replace(on[0], mm=spec_of(scenario.machine, scenario.mm).mm), record=on[1])
     if scenario.start == "running":
