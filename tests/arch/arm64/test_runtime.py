@@ -145,3 +145,28 @@ def test_the_kernel_image_comes_from_the_boot_record() -> None:
     with pytest.raises(ConfigError, match="lacks _end"):
         Machine.boot(MachineSpec.build(arch="arm64", mem="1G", rodata="on"),
                      record=BootRecord(image=IMAGE[:-1], source="test"))
+
+
+def test_an_unaligned_address_warns_once_and_changes_the_pages_from_its_page_down() -> None:
+    # change_memory_common(): WARN_ON_ONCE(!PAGE_ALIGNED(addr)), then start &= PAGE_MASK and end = start + size
+    m = machine("on")
+    pfns = pages(m, 8)
+    va = m.vmalloc(pfns)
+    warnings = m.counters.warnings
+    assert m.set_memory("set_memory_ro", va + 2 * PAGE_SIZE + 100, 3) == 0
+    assert [i for i in range(8) if m.lookup(va + i * PAGE_SIZE).read_only] == [2, 3, 4]
+    assert [i for i in range(8) if m.lookup(m.page_address(pfns[i])).read_only] == [2, 3, 4]
+    assert m.counters.warnings - warnings == 1
+    assert m.set_memory("set_memory_rw", va + 2 * PAGE_SIZE + 100, 3) == 0
+    assert m.counters.warnings - warnings == 1  # once
+
+
+def test_the_range_check_uses_the_rounded_end_of_an_unaligned_address() -> None:
+    # the last page of a 2-page area's range, 100 bytes in: rounded, it ends at the guard page's end (allowed);
+    # unrounded it would reach 100 bytes past area->addr + area->size (-EINVAL)
+    m = machine("noalias")
+    va = m.vmalloc(pages(m, 2))
+    assert m.set_memory("set_memory_ro", va + 2 * PAGE_SIZE + 100, 1) == 0
+    guard = m.lookup(va + 2 * PAGE_SIZE)
+    assert (guard.level, guard.flags) == (Level.PTE, ARM64.RDONLY)
+    assert m.set_memory("set_memory_ro", va + 3 * PAGE_SIZE + 100, 1) == -Errno.EINVAL
