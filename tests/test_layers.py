@@ -37,6 +37,8 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     ("rofolio.oracle.arm64", "rofolio.arch.arm64.image"): "an oracle reads its architecture's own formats",
     ("rofolio.oracle.arm64", "rofolio.arch.arm64.ptdump"): "an oracle reads its architecture's own formats",
     ("rofolio.oracle.translate", "rofolio.arch.x86_64.image"): "an oracle reads its architecture's own formats",
+    ("rofolio.oracle.riscv64", "rofolio.arch.riscv64.config"): "an oracle reads its architecture's own formats",
+    ("rofolio.oracle.riscv64", "rofolio.arch.riscv64.ptdump"): "an oracle reads its architecture's own formats",
 }
 
 

@@ -90,6 +90,9 @@ def oracle_group() -> None:
 oracle_group.add_lazy_command(  # Debian's arm64 kernel's boot-time linear map against the model's
     "arm64-boot", "rofolio.oracle.arm64:arm64_boot",
     "arm64: Debian's arm64 kernel under qemu-system-aarch64; its boot-time linear map against the model's.")
+oracle_group.add_lazy_command(  # Debian's riscv64 kernel's boot-time linear map against the model's
+    "riscv64-boot", "rofolio.oracle.riscv64:riscv64_boot",
+    "riscv64: Debian's riscv64 kernel under qemu-system-riscv64; its boot-time linear map against the model's.")
 oracle_group.add_lazy_command(  # set_memory_ro/rw and set_direct_map_* on a built 7.2 arm64 kernel
     "arm64-run", "rofolio.oracle.arm64run.command:arm64_run",
     "arm64 at run time: set_memory_ro/rw and set_direct_map_* on a built 7.2 kernel under QEMU, vs the model.")
@@ -102,7 +105,7 @@ oracle_group.add_lazy_command(  # the RFC v2 series, unpatched and patched kerne
 
 
 @oracle_group.command()
-@click.option("--arch", "arches", multiple=True, type=click.Choice(["x86_64", "arm64"]),
+@click.option("--arch", "arches", multiple=True, type=click.Choice(["x86_64", "arm64", "riscv64"]),
               help="Which oracle to set up (repeatable); x86_64 by default.")
 @_kernel_option
 def setup(arches: tuple[str, ...], kernel: str) -> None:
@@ -118,6 +121,11 @@ def setup(arches: tuple[str, ...], kernel: str) -> None:
         elif arch == "x86_64":
             install = oracle_setup.setup(log=_say, kernel=kernel)
             click.echo(f"x86_64: kernel {install.kver}; cache {install.root}")
+        elif arch == "riscv64":
+            from rofolio.oracle import riscv64
+
+            rv = riscv64.setup(log=_say)
+            click.echo(f"riscv64: kernel {rv.kver}; cache {riscv64.riscv64_dir()}")
         else:
             from rofolio.oracle import arm64
 

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from rofolio.events import EventLog
     from rofolio.machine import MachineSpec
 
-__all__ = ["ENTRY", "RISCV64", "image_of"]
+__all__ = ["ENTRY", "KFENCE_POOL_SYMBOL", "RISCV64", "image_of"]
+
+KFENCE_POOL_SYMBOL = "__kfence_pool"  # a boot record's image may carry where the pool is (its physical address)
 
 
 def image_of(record: BootRecord) -> Any:
@@ -70,10 +72,13 @@ class RISCV64(Arch):
         o = spec.options
         if record is not None and record.image and image is None:
             image = image_of(record)
+        # where memblock put the KFENCE pool: the value of __kfence_pool as a physical address, when the record
+        # has it beside the image's sections
+        pool = dict(record.image).get(KFENCE_POOL_SYMBOL) if record is not None else None
         config = Riscv64Config(
             memory=memory, sv=int(o["sv"]), rodata=o["rodata"], debug_pagealloc=spec.debug_pagealloc,  # type: ignore[arg-type]
             kfence=spec.kfence, kfence_sample_interval=int(o["kfence_sample_interval"]),  # type: ignore[arg-type]
-            nr_cpus=spec.cpus, kernel=spec.kernel, image=image)  # type: ignore[arg-type]
+            nr_cpus=spec.cpus, kernel=spec.kernel, image=image, kfence_pool=pool)  # type: ignore[arg-type]
         return boot.boot(config, log=log)  # type: ignore[return-value]
 
     def late_init(self, kernel: ArchKernel) -> None:
