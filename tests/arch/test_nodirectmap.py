@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rofolio.arch.nodirectmap.kernel import NoDirectMapConfig, NoDirectMapPte, boot
+from rofolio.arch.nodirectmap.kernel import NoDirectMapConfig, boot
+from rofolio.arch.riscv64.pgtable import PAGE_KERNEL
 from rofolio.errors import AddressError, Errno
 from rofolio.units import PAGE_SHIFT, GiB, Level, MiB
 
@@ -21,7 +22,7 @@ def test_boot_maps_ram_with_the_largest_aligned_leaves() -> None:
     assert [(r.end - r.start, r.level) for r in k.pt.runs()] == [
         (4 * GiB, Level.PUD), (2 * MiB, Level.PMD), (MiB + 4096, Level.PTE)]
     assert k.log.counters.pgtables_allocated == 3 == sum(k.pt.table_pages().values())
-    assert k.lookup(k.va(FOLIO_PA)).flags == NoDirectMapPte.PAGE_KERNEL
+    assert k.lookup(k.va(FOLIO_PA)).flags == PAGE_KERNEL
 
 
 def test_rfc_demo_on_the_weak_default_reports_eopnotsupp_and_changes_nothing() -> None:

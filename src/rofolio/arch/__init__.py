@@ -19,6 +19,8 @@ from rofolio.kversion import Gate, KernelVersion
 from rofolio.physmem import MemoryMap
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rofolio.arch.kernel import ArchKernel, KernelState, LeafLookup, WriteOutcome
     from rofolio.events import EventLog
     from rofolio.machine import MachineSpec
@@ -38,8 +40,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CHANGED", "RETIRED", "Arch", "ArchKernel", "ArchOption", "BootAllocation", "BootRecord", "KernelState",
     "LeafLookup", "OptionValue",
-    "WriteOutcome", "all_options", "arch_entry", "arch_names", "register_arch", "registry_generation", "rfc_machines",
-    "unregister_arch",
+    "WriteOutcome", "all_options", "arch_entry", "arch_names", "image_from_record", "register_arch",
+    "registry_generation", "rfc_machines", "unregister_arch",
 ]
 
 
@@ -291,6 +293,23 @@ def arch_entry(name: str) -> Arch:
             raise ConfigError(f"unknown architecture {name!r}: {RETIRED[name][0]}", RETIRED[name][1])
         raise ConfigError(f"unknown architecture {name!r}", f"choose one of: {', '.join(arch_names())}")
     return entry
+
+
+def image_from_record(record: BootRecord, arch: str, symbols: dict[str, str], make: Callable[..., Any]) -> Any:
+    """An architecture's kernel image from a boot record's section addresses: ``symbols`` maps each
+    vmlinux.lds.S name the record must hold to ``make``'s keyword; a missing name or a layout ``make`` refuses
+    (ValueError) is a ConfigError naming the record."""
+    given = dict(record.image)
+    where = record.source or "boot record"
+    missing = [name for name in symbols if name not in given]
+    if missing:
+        raise ConfigError(f"{where}: the {arch} kernel image layout lacks {', '.join(missing)}",
+                          f"give every one of {', '.join(symbols)}")
+    try:
+        return make(**{field: given[name] for name, field in symbols.items()})
+    except ValueError as err:
+        raise ConfigError(f"{where}: the kernel image layout in the boot record does not hold together ({err})",
+                          "check the section symbols the guest printed") from None
 
 
 def rfc_machines() -> list[dict[str, Any]]:

@@ -122,6 +122,22 @@ class KernelState:
         """can_set_direct_map(): the generic answer is yes (include/linux/set_memory.h); arm64 overrides it."""
         return True
 
+    # ------------------------------------------------------ the direct map
+    def in_direct_map(self, va: VirtAddr) -> bool:
+        """Is ``va`` inside [direct_map_bounds())?"""
+        lo, hi = self.direct_map_bounds()  # type: ignore[attr-defined]
+        return bool(lo <= va < hi)
+
+    def direct_map_writable(self, pfn: Pfn) -> bool:
+        """Would a CPU store through page_address(pfn) land: the leaf lookup_address() finds is writable."""
+        found = self.lookup_address(self.page_address(pfn))  # type: ignore[attr-defined]
+        return bool(found and found.writable)
+
+    def direct_map_present(self, pfn: Pfn) -> bool:
+        """Would a CPU access through page_address(pfn) find a present leaf?"""
+        found = self.lookup_address(self.page_address(pfn))  # type: ignore[attr-defined]
+        return bool(found and found.present)
+
     # ----------------------------------------------------------- faults
     def oops_text(self, addr: VirtAddr, write: bool, present: bool, number: int, found: Any) -> str:
         """The first lines the kernel prints when a kernel-mode access to ``addr`` faults.

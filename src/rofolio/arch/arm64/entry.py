@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rofolio.arch import Arch, ArchOption, BootRecord, register_arch
+from rofolio.arch import Arch, ArchOption, BootRecord, image_from_record, register_arch
 
 if TYPE_CHECKING:
     from rofolio.arch.kernel import ArchKernel
@@ -26,18 +26,8 @@ def image_of(record: BootRecord) -> Any:
     """The Arm64KernelImage of a record's section addresses (physical, by their vmlinux.lds.S names): every
     section must be there, and a layout that does not hold together is refused (ConfigError)."""
     from rofolio.arch.arm64.image import Arm64KernelImage
-    from rofolio.errors import ConfigError
 
-    given = dict(record.image)
-    missing = [name for name in IMAGE_SYMBOLS if name not in given]
-    if missing:
-        raise ConfigError(f"{record.source or 'boot record'}: the arm64 kernel image layout lacks "
-                          f"{', '.join(missing)}", f"give every one of {', '.join(IMAGE_SYMBOLS)}")
-    try:
-        return Arm64KernelImage(**{field: given[name] for name, field in IMAGE_SYMBOLS.items()})
-    except ValueError as err:
-        raise ConfigError(f"{record.source or 'boot record'}: the kernel image layout in the boot record does not "
-                          f"hold together ({err})", "check the section symbols the guest printed") from None
+    return image_from_record(record, "arm64", IMAGE_SYMBOLS, Arm64KernelImage)
 
 
 class ARM64(Arch):

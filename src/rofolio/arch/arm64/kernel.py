@@ -195,10 +195,6 @@ class Arm64Kernel(KernelState):
     def lookup_address(self, va: int) -> Arm64Lookup | None:
         return self.lookup(va)
 
-    def in_direct_map(self, va: int) -> bool:
-        lo, hi = self.direct_map_bounds()
-        return lo <= va < hi
-
     def direct_map_bounds(self) -> tuple[int, int]:
         return self.va(self.config.memory.ram[0].start), self.va(self.config.memory.ram[-1].end)
 
@@ -225,14 +221,6 @@ class Arm64Kernel(KernelState):
 
     def flush_tlb_kernel_range(self, start: int, end: int, reason: str) -> None:
         _tlbflush.flush_tlb_kernel_range(self, start, end, reason)
-
-    def direct_map_writable(self, pfn: int) -> bool:
-        found = self.lookup(self.page_address(pfn))
-        return bool(found and found.writable)
-
-    def direct_map_present(self, pfn: int) -> bool:
-        found = self.lookup(self.page_address(pfn))
-        return bool(found and found.valid)
 
     # --------------------------------------------------- page-table pages
     # -------------------------------------------------------- entry points

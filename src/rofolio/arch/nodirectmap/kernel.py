@@ -13,36 +13,23 @@ not be built on them: the generic ``arch_make_folio_readonly()`` has to report
 mean something here.  Its boot maps every RAM range with the largest leaf that
 the alignment of both the physical and the virtual address allows, one leaf at
 a time (riscv's ``create_linear_mapping_range()`` with ``best_map_size()``,
-from memory); entries carry riscv's PAGE_KERNEL bits.
+without the aliases riscv64's own boot maps apart); entries carry riscv's PAGE_KERNEL bits
+(``rofolio.arch.riscv64.pgtable``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rofolio.arch import KernelState, LeafLookup
+from rofolio.arch.kernel import KernelState
+from rofolio.arch.riscv64.pgtable import PAGE_KERNEL, RiscvLookup
 from rofolio.errors import AddressError, ConfigError, Errno
 from rofolio.events import BootMapping, EventLog, Flush, FlushKind, PgtableAlloc, Phase
 from rofolio.pagetable import PageTable
 from rofolio.physmem import MemoryMap
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, format_size
 
-__all__ = ["NoDirectMapConfig", "NoDirectMapKernel", "NoDirectMapLookup", "NoDirectMapPte", "boot"]
-
-
-class NoDirectMapPte:
-    """Leaf bits of the generic model: riscv's _PAGE_* values (asm/pgtable-bits.h)."""
-
-    PRESENT = 1 << 0
-    READ = 1 << 1
-    WRITE = 1 << 2
-    EXEC = 1 << 3
-    USER = 1 << 4
-    GLOBAL = 1 << 5
-    ACCESSED = 1 << 6
-    DIRTY = 1 << 7
-
-    PAGE_KERNEL = PRESENT | READ | WRITE | GLOBAL | ACCESSED | DIRTY
+__all__ = ["NoDirectMapConfig", "NoDirectMapKernel", "boot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,20 +58,6 @@ class NoDirectMapConfig:
     def flat(cls, mem: int, base: int = 1 << 31, **options: object) -> NoDirectMapConfig:
         """One RAM bank (riscv virt machines start RAM at 2 GiB)."""
         return cls(memory=MemoryMap.flat(mem, base=base), **options)  # type: ignore[arg-type]
-
-
-class NoDirectMapLookup(LeafLookup):
-    """A leaf with riscv's PRESENT and WRITE bits."""
-
-    __slots__ = ()
-
-    @property
-    def present(self) -> bool:
-        return bool(self.flags & NoDirectMapPte.PRESENT)
-
-    @property
-    def writable(self) -> bool:
-        return bool(self.flags & NoDirectMapPte.WRITE)
 
 
 class NoDirectMapKernel(KernelState):
@@ -124,7 +97,7 @@ class NoDirectMapKernel(KernelState):
             stop = pa + (end - pa) // level.size * level.size
             if level != Level.PUD and (pa ^ va) % Level(level + 1).size == 0:
                 stop = min(stop, _next_boundary(pa, Level(level + 1).size))  # a larger leaf may fit there
-            self.pt.map(va, self.va(stop), level, NoDirectMapPte.PAGE_KERNEL, pa >> PAGE_SHIFT)
+            self.pt.map(va, self.va(stop), level, PAGE_KERNEL, pa >> PAGE_SHIFT)
             self.log.append(BootMapping(va, self.va(stop), level, 0))
             pa = stop
 
@@ -135,9 +108,9 @@ class NoDirectMapKernel(KernelState):
     def page_address(self, pfn: int) -> int:
         return self.va(pfn << PAGE_SHIFT)
 
-    def lookup(self, va: int) -> NoDirectMapLookup | None:
+    def lookup(self, va: int) -> RiscvLookup | None:
         leaf = self.pt.lookup(va)
-        return None if leaf is None else NoDirectMapLookup(leaf.level, leaf.flags, leaf.pfn)
+        return None if leaf is None else RiscvLookup(leaf.level, leaf.flags, leaf.pfn)
 
     # ------------------------------------------------------- entry points
     def can_set_direct_map(self) -> bool:
@@ -175,7 +148,7 @@ class NoDirectMapKernel(KernelState):
         start = self._vmalloc_next
         self._vmalloc_next = start + (len(pfns) + 1) * PAGE_SIZE  # VM_NO_GUARD is not set
         for i, pfn in enumerate(pfns):
-            self.pt.map(start + i * PAGE_SIZE, start + (i + 1) * PAGE_SIZE, Level.PTE, NoDirectMapPte.PAGE_KERNEL, pfn)
+            self.pt.map(start + i * PAGE_SIZE, start + (i + 1) * PAGE_SIZE, Level.PTE, PAGE_KERNEL, pfn)
         return start
 
     def kernel_page_present(self, pfn: int) -> bool:
@@ -194,14 +167,10 @@ class NoDirectMapKernel(KernelState):
     def pa(self, va: int) -> int:
         return va - self.config.page_offset + self.config.base
 
-    def in_direct_map(self, va: int) -> bool:
-        lo, hi = self.direct_map_bounds()
-        return lo <= va < hi
-
     def direct_map_bounds(self) -> tuple[int, int]:
         return self.va(self.config.memory.ram[0].start), self.va(self.config.memory.ram[-1].end)
 
-    def lookup_address(self, va: int) -> NoDirectMapLookup | None:
+    def lookup_address(self, va: int) -> RiscvLookup | None:
         return self.lookup(va)
 
     def arch_make_folio_readonly(self, pfn: int, nr_pages: int) -> int:
@@ -218,14 +187,6 @@ class NoDirectMapKernel(KernelState):
 
     def kernel_map_pages(self, pfn: int, numpages: int, enable: bool) -> None:
         """No DEBUG_PAGEALLOC unmapping without set_direct_map support: nothing to do."""
-
-    def direct_map_writable(self, pfn: int) -> bool:
-        found = self.lookup(self.page_address(pfn))
-        return bool(found and found.writable)
-
-    def direct_map_present(self, pfn: int) -> bool:
-        found = self.lookup(self.page_address(pfn))
-        return bool(found and found.present)
 
     def make_linear_range_readonly(self, pa: int, size: int) -> int:
         """The weak arch_make_folio_readonly(): -EOPNOTSUPP; the folio stays writable."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rofolio.arch import Arch, ArchOption, BootRecord, register_arch
+from rofolio.arch import Arch, ArchOption, BootRecord, image_from_record, register_arch
 
 if TYPE_CHECKING:
     from rofolio.arch.kernel import ArchKernel
@@ -22,18 +22,8 @@ KFENCE_POOL_SYMBOL = "__kfence_pool"  # a boot record's image may carry where th
 def image_of(record: BootRecord) -> Any:
     """The Riscv64KernelImage of a record's section addresses (physical, by their vmlinux.lds.S names)."""
     from rofolio.arch.riscv64.config import IMAGE_SYMBOLS, Riscv64KernelImage
-    from rofolio.errors import ConfigError
 
-    given = dict(record.image)
-    missing = [name for name in IMAGE_SYMBOLS if name not in given]
-    if missing:
-        raise ConfigError(f"{record.source or 'boot record'}: the riscv64 kernel image layout lacks "
-                          f"{', '.join(missing)}", f"give every one of {', '.join(IMAGE_SYMBOLS)}")
-    try:
-        return Riscv64KernelImage(**{field: given[name] for name, field in IMAGE_SYMBOLS.items()})
-    except ValueError as err:
-        raise ConfigError(f"{record.source or 'boot record'}: the kernel image layout in the boot record does not "
-                          f"hold together ({err})", "check the section symbols the guest printed") from None
+    return image_from_record(record, "riscv64", IMAGE_SYMBOLS, Riscv64KernelImage)
 
 
 class RISCV64(Arch):

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rofolio.arch import KernelState, LeafLookup
+from rofolio.arch.kernel import KernelState
 from rofolio.arch.riscv64 import pageattr as _pageattr
 from rofolio.arch.riscv64 import tlbflush as _tlbflush
 from rofolio.arch.riscv64.config import KFENCE_POOL_SIZE, Riscv64Config
 from rofolio.arch.riscv64.pageattr import SET_MEMORY_MASKS
-from rofolio.arch.riscv64.pgtable import PAGE_KERNEL, RISCV
+from rofolio.arch.riscv64.pgtable import PAGE_KERNEL, RISCV, RiscvLookup
 from rofolio.errors import AddressError
 from rofolio.events import EventLog, Phase
 from rofolio.pagetable import EntryState, PageTable
 from rofolio.physmem import MemoryMap
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level
 
-__all__ = ["Riscv64Kernel", "Riscv64Lookup", "VmArea"]
+__all__ = ["Riscv64Kernel", "VmArea"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,20 +33,6 @@ class VmArea:
     addr: int
     size: int
     pages: tuple[int, ...] | None
-
-
-class Riscv64Lookup(LeafLookup):
-    """The leaf for an address on riscv64 as the CPU walks it: V decides presence, W writes."""
-
-    __slots__ = ()
-
-    @property
-    def present(self) -> bool:
-        return bool(self.flags & RISCV.PRESENT)
-
-    @property
-    def writable(self) -> bool:
-        return self.present and bool(self.flags & RISCV.WRITE)
 
 
 class Riscv64Kernel(KernelState):
@@ -87,10 +73,6 @@ class Riscv64Kernel(KernelState):
     def debug_pagealloc(self) -> bool:
         return self.config.debug_pagealloc
 
-    def in_direct_map(self, va: int) -> bool:
-        lo, hi = self.direct_map_bounds()
-        return lo <= va < hi
-
     def direct_map_bounds(self) -> tuple[int, int]:
         return self.va(self.memory.ram[0].start), self.va(self.memory.ram[-1].end)
 
@@ -101,32 +83,24 @@ class Riscv64Kernel(KernelState):
         return start <= va < start + KFENCE_POOL_SIZE
 
     # -------------------------------------------------------------- lookups
-    def lookup(self, va: int) -> Riscv64Lookup | None:
+    def lookup(self, va: int) -> RiscvLookup | None:
         """The leaf mapping ``va``; a none PTE in an existing table has flags 0."""
         run = self.pt.run_at(va)
         if run is not None:
             start = va & run.level.mask
-            return Riscv64Lookup(run.level, run.flags, run.pfn_at(start))
+            return RiscvLookup(run.level, run.flags, run.pfn_at(start))
         if self.pt.entry_state(va, Level.PMD) == EntryState.TABLE:
-            return Riscv64Lookup(Level.PTE, 0, 0)
+            return RiscvLookup(Level.PTE, 0, 0)
         return None
 
-    def lookup_address(self, va: int) -> Riscv64Lookup | None:
+    def lookup_address(self, va: int) -> RiscvLookup | None:
         return self.lookup(va)
-
-    def direct_map_writable(self, pfn: int) -> bool:
-        found = self.lookup(self.page_address(pfn))
-        return bool(found and found.writable)
-
-    def direct_map_present(self, pfn: int) -> bool:
-        found = self.lookup(self.page_address(pfn))
-        return bool(found and found.present)
 
     def kernel_page_present(self, pfn: int) -> bool:
         """kernel_page_present(): the software present tests, which a V-cleared kernel page passes."""
         return _pageattr.kernel_page_present(self, self.page_address(pfn))
 
-    def oops_text(self, addr: int, write: bool, present: bool, number: int, found: Riscv64Lookup | None) -> str:
+    def oops_text(self, addr: int, write: bool, present: bool, number: int, found: RiscvLookup | None) -> str:
         """no_context() -> die_kernel_fault() (arch/riscv/mm/fault.c), then die()'s first line (traps.c): a
         load or store page fault reads the same for a read-only and a not-present leaf; show_pte()'s lines
         and the register dump are left out."""

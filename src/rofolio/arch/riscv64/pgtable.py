@@ -10,11 +10,12 @@ faults on it.
 
 from __future__ import annotations
 
+from rofolio.arch.kernel import LeafLookup
 from rofolio.units import Level
 
 __all__ = [
     "PAGE_KERNEL", "PAGE_KERNEL_EXEC", "PAGE_KERNEL_READ", "PAGE_KERNEL_READ_EXEC", "PAGE_TABLE", "RISCV",
-    "entry_leaf", "entry_present", "pte_none",
+    "RiscvLookup", "entry_leaf", "entry_present", "pte_none",
 ]
 
 
@@ -66,3 +67,17 @@ def entry_present(level: Level, val: int) -> bool:
 def entry_leaf(level: Level, val: int) -> bool:
     """p?d_leaf(): present by the level's own test and any of R/W/X set (pte_leaf() for a PTE)."""
     return entry_present(level, val) and bool(val & RISCV.LEAF)
+
+
+class RiscvLookup(LeafLookup):
+    """The leaf for an address as a riscv CPU walks it: V decides presence, W writes."""
+
+    __slots__ = ()
+
+    @property
+    def present(self) -> bool:
+        return bool(self.flags & RISCV.PRESENT)
+
+    @property
+    def writable(self) -> bool:
+        return self.present and bool(self.flags & RISCV.WRITE)
