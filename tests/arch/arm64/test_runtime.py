@@ -10,6 +10,7 @@ from rofolio.arch.arm64.abort import data_abort_esr, die_line, mem_abort_decode
 from rofolio.arch.arm64.mmu import KernelBug
 from rofolio.arch.arm64.prot import ARM64
 from rofolio.errors import ConfigError, Errno
+from rofolio.events import EntryWrite
 from rofolio.machine import BootRecord, Machine, MachineSpec
 from rofolio.units import PAGE_SIZE, Level
 
@@ -170,3 +171,36 @@ def test_the_range_check_uses_the_rounded_end_of_an_unaligned_address() -> None:
     guard = m.lookup(va + 2 * PAGE_SIZE)
     assert (guard.level, guard.flags) == (Level.PTE, ARM64.RDONLY)
     assert m.set_memory("set_memory_ro", va + 3 * PAGE_SIZE + 100, 1) == -Errno.EINVAL
+
+
+def test_the_guard_pages_none_pte_is_one_write_from_0_to_the_masks_with_pfn_0() -> None:
+    # pageattr_pte_entry() runs for the none PTE too: __set_pte(ptep, 0 & ~clear | set), one entry written
+    m = machine("noalias")
+    va = m.vmalloc(pages(m, 2))
+    since, written = len(m.kernel.log.events), m.counters.entries_written
+    assert m.set_memory("set_memory_ro", va, 3) == 0
+    assert m.counters.entries_written - written == 3
+    writes = [e for e in m.kernel.log.events[since:] if isinstance(e, EntryWrite)]
+    assert [(e.addr - va, e.level, e.count) for e in writes] == [(0, Level.PTE, 2), (2 * PAGE_SIZE, Level.PTE, 1)]
+    assert (writes[1].old, writes[1].new) == (0, ARM64.RDONLY)
+    assert m.lookup(va + 2 * PAGE_SIZE).pfn == 0
+
+
+def test_zero_pages_is_a_successful_no_op() -> None:
+    m = machine("on")
+    va = m.vmalloc(pages(m, 2))
+    written = m.counters.entries_written
+    assert m.set_memory("set_memory_ro", va, 0) == 0
+    assert m.counters.entries_written == written
+
+
+def test_set_memory_x_leaves_the_linear_aliases_alone_under_rodata_on() -> None:
+    # only a change of PTE_RDONLY is mirrored on the aliases (change_memory_common(): rodata_full && (set_mask ==
+    # PTE_RDONLY || clear_mask == PTE_RDONLY)); PXN stays on the linear map
+    m = machine("on")
+    pfns = pages(m, 2)
+    va = m.vmalloc(pfns)
+    alias = m.lookup(m.page_address(pfns[0])).flags
+    assert m.set_memory("set_memory_x", va, 2) == 0
+    assert not m.lookup(va).flags & ARM64.PXN
+    assert m.lookup(m.page_address(pfns[0])).flags == alias and alias & ARM64.PXN
