@@ -48,7 +48,7 @@ from rofolio.units import parse_size
 
 __all__ = [
     "GuestMap", "Riscv64Install", "Riscv64Report", "boot_guest", "guest_lines", "load_install", "model_lines",
-    "record", "replay", "resolve", "riscv64_boot", "riscv64_dir", "run", "setup", "walk_kernel",
+    "record", "replay", "resolve", "riscv64_boot", "riscv64_dir", "run", "secretmem_program", "setup", "walk_kernel",
 ]
 
 SUBDIR = "riscv64"
@@ -170,14 +170,49 @@ INIT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
+mount -t devtmpfs dev /dev
 awk -v names="$SYMS" 'BEGIN{n=split(names, w, " "); for (i = 1; i <= n; i++) want[w[i]] = 1}
   ($3 in want) {print "sym", $3, "0x"$1}' /proc/kallsyms
 awk '/Kernel code/{split($1, r, "-"); print "code 0x"r[1]}
   /^[0-9a-f].*System RAM/ && !ram {split($1, r, "-"); print "ram 0x"r[1]; ram = 1}' /proc/iomem
 echo "uname $(uname -r)"
+RUNTIME
 echo READY
 sleep 3600
 """
+
+
+def _i(imm: int, rs1: int, rd: int) -> int:
+    """ADDI rd, rs1, imm (RV64I I-type, opcode 0x13)."""
+    return (imm & 0xFFF) << 20 | rs1 << 15 | rd << 7 | 0x13
+
+
+def secretmem_program() -> bytes:
+    """A static riscv64 ELF, assembled here (no cross compiler): memfd_secret(0), ftruncate(fd, 4096),
+    mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), one store (the fault that allocates the page
+    and has secretmem_fault() call set_direct_map_invalid_noflush() on it), then ppoll(NULL, 0, NULL, NULL) for
+    ever, so the page stays.  Syscall numbers from include/uapi/asm-generic/unistd.h."""
+    zero, t0, s0, a0, a1, a2, a3, a4, a5, a7 = 0, 5, 8, 10, 11, 12, 13, 14, 15, 17
+    ecall = 0x73
+    lui_a1_4096 = 1 << 12 | a1 << 7 | 0x37  # LUI a1, 1
+    sb_t0_a0 = t0 << 20 | a0 << 15 | 0x23  # SB t0, 0(a0)
+    jal_back = 0xFE9FF06F  # JAL zero, -24: back to the ppoll set-up
+    code = [_i(447, zero, a7), _i(0, zero, a0), ecall, _i(0, a0, s0),
+            _i(46, zero, a7), _i(0, s0, a0), lui_a1_4096, ecall,
+            _i(222, zero, a7), _i(0, zero, a0), lui_a1_4096, _i(3, zero, a2), _i(1, zero, a3), _i(0, s0, a4),
+            _i(0, zero, a5), ecall,
+            _i(0x5A, zero, t0), sb_t0_a0,
+            _i(73, zero, a7), _i(0, zero, a0), _i(0, zero, a1), _i(0, zero, a2), _i(0, zero, a3), ecall, jal_back]
+    text = b"".join(c.to_bytes(4, "little") for c in code)
+    base, off = 0x10000, 64 + 56
+    ehdr = (b"\x7fELF" + bytes([2, 1, 1]) + bytes(9) + (2).to_bytes(2, "little") + (243).to_bytes(2, "little")
+            + (1).to_bytes(4, "little") + (base + off).to_bytes(8, "little") + (64).to_bytes(8, "little")
+            + bytes(8) + bytes(4) + (64).to_bytes(2, "little") + (56).to_bytes(2, "little") + (1).to_bytes(2, "little")
+            + bytes(6))
+    size = (off + len(text)).to_bytes(8, "little")
+    phdr = ((1).to_bytes(4, "little") + (5).to_bytes(4, "little") + bytes(8) + base.to_bytes(8, "little")
+            + base.to_bytes(8, "little") + size + size + (0x1000).to_bytes(8, "little"))
+    return ehdr + phdr + text
 
 
 class Monitor:
@@ -232,6 +267,8 @@ class GuestMap:
     kfence_pool: int | None = None
     linear: list[tuple[int, int, int, int, int]] = field(default_factory=list)  # (va, end, level, flags, pa)
     readonly_vmalloc_pfns: list[int] = field(default_factory=list)  # vmalloc/module PTEs without W
+    secretmem: bool = False  # a memfd_secret() page was faulted in before the walk
+    invalid_pfns: list[int] = field(default_factory=list)  # linear-map PTEs without V, outside the KFENCE pool
     tables: int = 0
     boot_seconds: float = 0.0
     walk_seconds: float = 0.0
@@ -245,9 +282,9 @@ def _walk(mon: Monitor, pa: int, level: int, base: int, lo: int, hi: int, out: l
     size = 1 << (12 + 9 * (level - 1))
     for i, e in enumerate(mon.table(pa)):
         va = base + i * size
-        if va + size <= lo or va >= hi or not e & 1:
+        if va + size <= lo or va >= hi or not e:
             continue
-        if e & 0xE:  # R, W or X: a leaf
+        if e & 0xE or not e & 1:  # R, W or X: a leaf; a non-zero entry without V: a leaf the CPU will not use
             out.append((va, level, e, ((e >> 10) & PFN_MASK) << 12))
         elif level > 1:
             _walk(mon, ((e >> 10) & PFN_MASK) << 12, level - 1, va, lo, hi, out, counted)
@@ -296,15 +333,18 @@ def qemu_command(install: Riscv64Install, initrd: Path, mem: str, sv: int, monit
             "-monitor", f"unix:{monitor},server,nowait"]
 
 
-def boot_guest(install: Riscv64Install, mem: str, sv: int, timeout: float) -> GuestMap:
-    """Boot one guest, read its symbols, walk its kernel page table through the monitor, quit it."""
-    guest = GuestMap(parse_size(mem), sv)
+def boot_guest(install: Riscv64Install, mem: str, sv: int, timeout: float, secretmem: bool = False) -> GuestMap:
+    """Boot one guest (with ``secretmem``: fault in one memfd_secret() page first), read its symbols, walk its
+    kernel page table through the monitor, and kill it."""
+    guest = GuestMap(parse_size(mem), sv, secretmem=secretmem)
     busybox = Path(install.busybox).read_bytes()
-    init = INIT.replace("$SYMS", " ".join(IMAGE_SYMBOLS)).replace("READY", READY)
+    runtime = "/bin/secret &\nsleep 1" if secretmem else ""
+    init = INIT.replace("$SYMS", " ".join(IMAGE_SYMBOLS)).replace("RUNTIME", runtime).replace("READY", READY)
     with tempfile.TemporaryDirectory(prefix="rofolio-riscv64-guest-") as tmp:
         initrd, monitor = Path(tmp) / "initrd.cpio", Path(tmp) / "monitor.sock"
         initrd.write_bytes(cpio_archive([("bin", 0o040755, b""), ("proc", 0o040755, b""),
-                                         ("bin/busybox", 0o100755, busybox), ("init", 0o100755, init.encode())]))
+                                         ("bin/busybox", 0o100755, busybox), ("init", 0o100755, init.encode()),
+                                         ("bin/secret", 0o100755, secretmem_program())]))
         t0 = time.monotonic()
         try:
             proc = subprocess.Popen(qemu_command(install, initrd, mem, sv, monitor), stdin=subprocess.DEVNULL,
@@ -360,7 +400,10 @@ def _read_guest(guest: GuestMap, text: str, mon: Monitor) -> None:
     leaves, guest.tables = walk_kernel(mon, guest.symbols["swapper_pg_dir"], guest.sv,
                                        [(layout.vmalloc_start, layout.page_offset), linear, modules])
     guest.linear = _coalesce([leaf for leaf in leaves if linear[0] <= leaf[0] < linear[1]])
-    guest.readonly_vmalloc_pfns = sorted({pa >> 12 for va, level, e, pa in leaves if level == 1 and not e & 4
+    pool = range(guest.kfence_pool or 0, (guest.kfence_pool or 0) + (2 << 20))
+    guest.invalid_pfns = sorted(pa >> 12 for va, level, e, pa in leaves
+                                if linear[0] <= va < linear[1] and not e & 1 and pa not in pool)
+    guest.readonly_vmalloc_pfns = sorted({pa >> 12 for va, level, e, pa in leaves if level == 1 and e & 5 == 1
                                           and (layout.vmalloc_start <= va < layout.page_offset
                                                or modules[0] <= va < modules[1])})
     guest.walk_seconds = round(time.monotonic() - t0, 2)
@@ -392,6 +435,9 @@ def model_lines(guest: GuestMap) -> tuple[list[str], list[str]]:
         machine.set_memory("set_memory_ro", machine.vmalloc(pfns), len(pfns))
         inputs.append("read-only vmalloc pages at pfn " + ", ".join(f"{p:#x}" for p in pfns))
     machine.finish_boot()
+    for pfn in guest.invalid_pfns:  # secretmem_fault(): the page the page allocator gave it leaves the map
+        machine.set_direct_map("set_direct_map_invalid_noflush", pfn)
+        inputs.append(f"secretmem page at pfn {pfn:#x}")
     return machine.ptdump_lines(), inputs
 
 
@@ -411,6 +457,7 @@ def replay(data: dict[str, Any]) -> GuestMap:
 class Riscv64Report:
     mem: str
     sv: int
+    secretmem: bool
     kver: str
     agree: bool
     lines: int
@@ -422,27 +469,31 @@ class Riscv64Report:
         return asdict(self)
 
 
-def run(install: Riscv64Install, configs: list[tuple[str, int]], timeout: float, keep_log: Path | None,
+def run(install: Riscv64Install, configs: list[tuple[str, int, bool]], timeout: float, keep_log: Path | None,
         progress: Callable[[str], None] | None) -> list[Riscv64Report]:
+    """Boot each (mem, sv, secretmem) configuration and compare its linear map with the model's."""
     reports = []
     facts = config_facts(Path(install.config))
-    for mem, sv in configs:
+    for mem, sv, secretmem in configs:
+        what = f"{mem}, Sv{sv}" + (", a secretmem page" if secretmem else "")
         if progress:
-            progress(f"booting {install.kver} with {mem}, Sv{sv}")
-        guest = boot_guest(install, mem, sv, timeout)
-        keep(keep_log, f"riscv64-{mem}-sv{sv}.log", guest.log)
-        keep(keep_log, f"riscv64-{mem}-sv{sv}.json", json.dumps(record(guest), indent=1) + "\n")
+            progress(f"booting {install.kver} with {what}")
+        guest = boot_guest(install, mem, sv, timeout, secretmem)
+        name = f"riscv64-{mem}-sv{sv}" + ("-secretmem" if secretmem else "")
+        keep(keep_log, f"{name}.log", guest.log)
+        keep(keep_log, f"{name}.json", json.dumps(record(guest), indent=1) + "\n")
         want = guest_lines(guest)
         have, inputs = model_lines(guest)
         diff = list(difflib.unified_diff(want, have, "guest", "model", lineterm="", n=0))
-        reports.append(Riscv64Report(mem, guest.sv, guest.kver, want == have, len(want) - 1, diff, inputs, {
+        reports.append(Riscv64Report(mem, guest.sv, secretmem, guest.kver, want == have, len(want) - 1, diff, inputs, {
             "boot_s": guest.boot_seconds, "walk_s": guest.walk_seconds, "tables_read": guest.tables,
             **{f"CONFIG_{k}": v for k, v in facts.items()}}))
     return reports
 
 
 def render(rep: Riscv64Report) -> list[str]:
-    out = [f"riscv64 {rep.kver} {rep.mem} Sv{rep.sv}: linear map {'agrees' if rep.agree else 'DISAGREES'} "
+    what = f"{rep.mem} Sv{rep.sv}" + (" + a secretmem page" if rep.secretmem else "")
+    out = [f"riscv64 {rep.kver} {what}: linear map {'agrees' if rep.agree else 'DISAGREES'} "
            f"({rep.lines} ptdump lines; boot {rep.facts['boot_s']} s, walk {rep.facts['walk_s']} s, "
            f"{rep.facts['tables_read']} tables read)", "  inputs from the guest: " + "; ".join(rep.inputs)]
     out += [f"  {line}" for line in rep.diff]
@@ -450,24 +501,26 @@ def render(rep: Riscv64Report) -> list[str]:
 
 
 @click.command(name="riscv64-boot")
-@click.option("--mem", "mems", multiple=True, help="QEMU -m, repeatable [default: 8G and 2G].")
+@click.option("--mem", "mems", multiple=True,
+              help="QEMU -m, repeatable [default: 8G Sv48, 2G Sv39, and 8G Sv48 with a secretmem page].")
 @click.option("--sv", "svs", multiple=True, type=click.Choice(["48", "39"]),
               help="The paging mode, repeatable (39: no4lvl on the command line) [default: 48 with 8G, 39 with 2G].")
+@click.option("--secretmem", is_flag=True, help="Fault in one memfd_secret() page before the walk (with --mem/--sv).")
 @click.option("--timeout", default=180.0, show_default=True, type=float, help="Seconds before a boot is given up.")
 @click.option("--json", "as_json", is_flag=True, help=f"Print the result as JSON ({SCHEMA}).")
 @click.option("--keep-log", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep each serial console log in this directory.")
 @click.option("--setup", "do_setup", is_flag=True, help="Run the riscv64 setup first (as root; idempotent).")
-def riscv64_boot(mems: tuple[str, ...], svs: tuple[str, ...], timeout: float, as_json: bool,
+def riscv64_boot(mems: tuple[str, ...], svs: tuple[str, ...], secretmem: bool, timeout: float, as_json: bool,
                  keep_log: Path | None, do_setup: bool) -> None:
     """riscv64: Debian's riscv64 kernel under qemu-system-riscv64; its boot-time linear map against the model's."""
     install = setup(log=lambda s: click.echo(s, err=True)) if do_setup else load_install()
     for mem in mems:
         parse_size(mem)
-    if mems or svs:
-        configs = [(m, int(s)) for m in (mems or ("8G",)) for s in (svs or ("48",))]
-    else:
-        configs = [("8G", 48), ("2G", 39)]
+    if mems or svs or secretmem:
+        configs = [(m, int(s), secretmem) for m in (mems or ("8G",)) for s in (svs or ("48",))]
+    else:  # the boot layouts, then set_direct_map_invalid_noflush() at run time through secretmem
+        configs = [("8G", 48, False), ("2G", 39, False), ("8G", 48, True)]
     reports = run(install, configs, timeout, keep_log, None if as_json else lambda s: click.echo(s, err=True))
     agreement = f"{sum(r.agree for r in reports)}/{len(reports)}"
     if as_json:
