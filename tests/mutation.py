@@ -142,7 +142,10 @@ def collect(tree: Path) -> dict[str, Module]:
                     continue
                 seen = verdict(code)
                 if seen == SURVIVED:
-                    diff = get_diff_for_mutant(mutant, path=path)
+                    try:
+                        diff = get_diff_for_mutant(mutant, path=path)
+                    except (FileNotFoundError, OSError) as err:  # a module mutmut no longer walks (--only)
+                        diff = f"- (no diff: {err})"
                     if message_only(diff):
                         module.messages.append(mutant)
                         continue
@@ -200,9 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", action="store_true", help="only print the figures of the last runs")
     args = parser.parse_args(argv)
     command = "scripts/mutation" + "".join(f" --only {o}" for o in args.only)
-    commit = prepare(args.tree, args.only)
     seconds = None
-    if not args.report:
+    if args.report:  # read only: a run may be going on in the worktree
+        commit = _run(["git", "rev-parse", "HEAD"], args.tree, capture_output=True).stdout.strip()
+    else:
+        commit = prepare(args.tree, args.only)
         names: list[str] = []
         if args.retest_survivors:
             names = [m for module in collect(args.tree).values() for m, _ in module.survivors]

@@ -154,11 +154,12 @@ def test_an_unaligned_address_warns_once_and_changes_the_pages_from_its_page_dow
     pfns = pages(m, 8)
     va = m.vmalloc(pfns)
     warnings = m.counters.warnings
-    assert m.set_memory("set_memory_ro", va + 2 * PAGE_SIZE + 100, 3) == 0
-    assert [i for i in range(8) if m.lookup(va + i * PAGE_SIZE).read_only] == [2, 3, 4]
-    assert [i for i in range(8) if m.lookup(m.page_address(pfns[i])).read_only] == [2, 3, 4]
+    assert m.set_memory("set_memory_ro", va + 3 * PAGE_SIZE + 0x123, 3) == 0  # odd, and inside page 3
+    assert [i for i in range(8) if m.lookup(va + i * PAGE_SIZE).read_only] == [3, 4, 5]
+    assert [i for i in range(8) if m.lookup(m.page_address(pfns[i])).read_only] == [3, 4, 5]
+    assert m.kernel_warnings()[-1:] == ["WARNING: CPU: 0 at arch/arm64/mm/pageattr.c change_memory_common"]
     assert m.counters.warnings - warnings == 1
-    assert m.set_memory("set_memory_rw", va + 2 * PAGE_SIZE + 100, 3) == 0
+    assert m.set_memory("set_memory_rw", va + 3 * PAGE_SIZE + 0x123, 3) == 0
     assert m.counters.warnings - warnings == 1  # once
 
 
