@@ -126,6 +126,17 @@ class LinearMapMachine(RuleBasedStateMachine):
         self._both(lambda: self.k.set_direct_map_default_noflush(self._pa(r[0]) >> PAGE_SHIFT),
                    lambda: self.dense.set_direct_map_default_noflush(r[0]))
 
+    @rule(func=st.sampled_from(("set_direct_map_valid_noflush", *SET_MEMORY)), valid=st.booleans())
+    def whole_1g_entry(self, func: str, valid: bool) -> None:
+        """The machine's second GiB is one 1G leaf (Sv48): a call that covers it whole changes it in place,
+        and one that clears V leaves a leaf that pud_leaf() no longer sees."""
+        first, n = NPAGES // 2, NPAGES // 2
+        if func == "set_direct_map_valid_noflush":
+            self._both(lambda: self.k.set_direct_map_valid_noflush(self._pa(first) >> PAGE_SHIFT, n, valid),
+                       lambda: self.dense.set_direct_map_valid_noflush(first, n, valid))
+        else:
+            self._both(lambda: getattr(self.k, func)(self._va(first), n), lambda: getattr(self.dense, func)(first, n))
+
     @rule(r=page_ranges(), enable=st.booleans())
     def kernel_map_pages(self, r: tuple[int, int], enable: bool) -> None:
         first, n = r
