@@ -9,11 +9,14 @@ dataclasses with slots; their field names are part of the JSON schema.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from enum import StrEnum
-from typing import Any, ClassVar
+from operator import attrgetter
+from typing import Any, ClassVar, overload
 
-from rofolio.stats import Counters  # folds events by kind; it imports no event type at run time
+from rofolio.stats import Counters, fold_rows  # folds events by kind; it imports no event type at run time
 from rofolio.units import Level
 
 __all__ = [
@@ -39,9 +42,24 @@ class FlushKind(StrEnum):
     LOCAL_ALL = "local_all"  # __flush_tlb_all() on the calling CPU only (DEBUG_PAGEALLOC)
 
 
+# type_id -> event type; an EventLog keeps one column per type id.  dataclass(slots=True) makes a second class
+# under the same name, which takes the first one's id (and its place here).
+_EVENT_TYPES: list[type[Event]] = []
+_TYPE_IDS: dict[tuple[str, str], int] = {}
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     kind: ClassVar[str] = "event"
+    type_id: ClassVar[int] = -1  # this type's column in an EventLog
+
+    def __init_subclass__(cls) -> None:  # no zero-argument super() here: the class is remade for its slots
+        type_id = _TYPE_IDS.setdefault((cls.__module__, cls.__qualname__), len(_TYPE_IDS))
+        cls.type_id = type_id
+        if type_id == len(_EVENT_TYPES):
+            _EVENT_TYPES.append(cls)
+        else:
+            _EVENT_TYPES[type_id] = cls
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"event": self.kind}
@@ -203,29 +221,131 @@ class KernelWarning(Event):
 
 
 class EventLog:
-    """Appends events and folds each one into derived counters as it arrives.
+    """The events of one machine, in order, and the counters folded from them.
 
-    ``retain=False`` keeps only the counters (for very long runs such as the
-    benchmark); the counters are the same either way because they are computed
-    from the events, not kept by the model code.
+    An event is stored as the tuple of its field values, in the column of its type (``add()``), and built as a
+    typed event only when read (``events``); the counters fold each column's new rows in bulk when they are read
+    (``counters``), so no per-event dispatch runs while the model works.  ``retain=False`` keeps only the counters
+    (for very long runs such as the benchmark): rows are folded and dropped every ``FOLD_EVERY`` events.  The
+    counters are the same either way, because they are computed from the events, not kept by the model code.
     """
+
+    FOLD_EVERY = 4096  # events held before a fold when they are not retained
 
     def __init__(self, retain: bool = True) -> None:
         self.retain = retain
-        self.events: list[Event] = []
-        self.counters = Counters()
-        self.appended = 0
+        self._order = bytearray()  # the type id of each event, in order
+        self._columns: defaultdict[int, list[tuple[Any, ...]]] = defaultdict(list)  # type id -> its rows
+        self._folded: dict[int, int] = {}  # type id -> rows of its column already in the counters
+        self._folded_order = 0  # len(_order) at the last fold
+        self._dropped = 0  # events folded and dropped (retain=False)
+        self._drop_at = -1 if retain else self.FOLD_EVERY  # len(_order) that folds and drops the rows
+        self._counters = Counters()
+
+    def add(self, event_type: type[Event], *values: Any) -> None:
+        """Append an event of ``event_type`` given all its field values in order, without building it."""
+        order = self._order
+        order.append(event_type.type_id)
+        self._columns[event_type.type_id].append(values)
+        if len(order) == self._drop_at:
+            self._fold()
+            self._dropped += len(order)
+            order.clear()
+            self._columns.clear()
+            self._folded.clear()
+            self._folded_order = 0
 
     def append(self, event: Event) -> None:
-        self.appended += 1
-        self.counters.apply(event)
-        if self.retain:
-            self.events.append(event)
+        """Append a typed event (``add()`` does the same from its field values)."""
+        self.add(type(event), *_values(event))
+
+    @property
+    def counters(self) -> Counters:
+        """The counters, folded from every event so far."""
+        if self._folded_order != len(self._order):
+            self._fold()
+        return self._counters
+
+    @property
+    def appended(self) -> int:
+        """Events appended so far, retained or not."""
+        return self._dropped + len(self._order)
+
+    @property
+    def events(self) -> Sequence[Event]:
+        """The retained events in order, each built when read (empty without ``retain``)."""
+        return _Events(self) if self.retain else []
 
     def since(self, mark: int) -> list[Event]:
         """Events appended after ``mark`` (a value of ``appended``); needs ``retain``."""
-        return self.events[mark:] if self.retain else []
+        return list(self.events[mark:])
 
     def to_dicts(self, start: int = 0) -> list[dict[str, Any]]:
         return [e.to_dict() for e in self.events[start:]]
 
+    def _fold(self) -> None:
+        folded = self._folded
+        for type_id, column in self._columns.items():
+            done = folded.get(type_id, 0)
+            if done < len(column):
+                fold_rows(self._counters, _EVENT_TYPES[type_id], column[done:])
+                folded[type_id] = len(column)
+        self._folded_order = len(self._order)
+
+    def _build(self, start: int, stop: int) -> list[Event]:
+        """The typed events ``start`` to ``stop`` (0 <= start <= stop <= len)."""
+        order, columns = self._order, self._columns
+        tail = order[start:stop]
+        position = {t: order.count(t, 0, start) for t in set(tail)}  # each type's row of event ``start``
+        out = []
+        for type_id in tail:
+            row = columns[type_id][position[type_id]]
+            position[type_id] += 1
+            out.append(_EVENT_TYPES[type_id](*row))
+        return out
+
+
+class _Events(Sequence[Event]):
+    """A read-only view of a log's events, built on access."""
+
+    def __init__(self, log: EventLog) -> None:
+        self._log = log
+
+    def __len__(self) -> int:
+        return len(self._log._order)
+
+    @overload
+    def __getitem__(self, index: int) -> Event: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Event]: ...
+    def __getitem__(self, index: int | slice) -> Event | list[Event]:
+        n = len(self)
+        if isinstance(index, slice):
+            start, stop, step = index.indices(n)
+            if step != 1:
+                return self._log._build(0, n)[index]
+            return self._log._build(start, max(start, stop))
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError("event index out of range")
+        return self._log._build(index, index + 1)[0]
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self._log._build(0, len(self)))
+
+
+_VALUES: dict[int, Callable[[Event], tuple[Any, ...]]] = {}  # type id -> its events' field values as a tuple
+
+
+def _values(event: Event) -> tuple[Any, ...]:
+    get = _VALUES.get(event.type_id)
+    if get is None:
+        names = [f.name for f in fields(event)]
+        one = attrgetter(*names) if names else None
+        if len(names) > 1:
+            get = one  # type: ignore[assignment]
+        else:
+            get = (lambda e: (one(e),)) if one is not None else (lambda e: ())  # type: ignore[misc]
+        _VALUES[event.type_id] = get  # type: ignore[assignment]
+    return get(event)  # type: ignore[misc]

@@ -11,31 +11,20 @@ debugfs).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from rofolio.units import PTRS_PER_TABLE, Level
 
 if TYPE_CHECKING:  # events are folded by their ``kind``, so events can own the log that folds them
-    from rofolio.events import (
-        BootMapping,
-        CacheFlush,
-        Collapse,
-        EntryWrite,
-        Event,
-        Fault,
-        Flush,
-        KernelWarning,
-        LargePageCheck,
-        PgtableAlloc,
-        PgtableAllocFailed,
-        PgtableFree,
-        PteCheck,
-        Split,
-    )
+    from rofolio.events import Event
 
-__all__ = ["_EXTRA_COUNTS", "_HANDLERS", "Counters", "cost_figures", "counter_names", "is_counter", "register_handler"]
+__all__ = [
+    "_EXTRA_COUNTS", "_HANDLERS", "Counters", "cost_figures", "counter_names", "fold_rows", "is_counter",
+    "register_handler",
+]
 
 
 @dataclass
@@ -69,9 +58,16 @@ class Counters:
     extra: dict[str, int] = field(default_factory=dict)
 
     def apply(self, event: Event) -> None:
-        handler = _HANDLERS.get(event.kind)
-        if handler is not None:
-            handler(self, event)
+        """Fold one event (an EventLog folds whole columns of them: ``fold_rows()``)."""
+        fold_rows(self, type(event), [tuple(getattr(event, f.name) for f in fields(event))])
+
+    @classmethod
+    def folded(cls, events: Iterable[Event]) -> Counters:
+        """The counters of a machine that saw ``events`` from boot, folded one event at a time."""
+        out = cls()
+        for event in events:
+            out.apply(event)
+        return out
 
     @property
     def flushes(self) -> int:
@@ -147,80 +143,87 @@ class Counters:
         }
 
 
-def _boot_mapping(c: Counters, e: BootMapping) -> None:
-    c.direct_pages[e.level] += e.counted
+# Each fold takes the new rows of one event type's column: the events' field values, in field order (the
+# unpacking names them, and fails loudly if an event type gains or loses a field).
+Rows = list[tuple[Any, ...]]
 
 
-def _split(c: Counters, e: Split) -> None:
-    c.splits[e.level] += e.count
-    if e.direct:  # split_page_count()
-        c.direct_pages[e.level] -= e.count
-        c.direct_pages[Level(e.level - 1)] += PTRS_PER_TABLE * e.count
-    if e.vmstat:
-        c.vmstat_splits[e.level] += e.count
+def _boot_mapping(c: Counters, rows: Rows) -> None:
+    for _start, _end, level, counted in rows:
+        c.direct_pages[level] += counted
 
 
-def _collapse(c: Counters, e: Collapse) -> None:
-    c.collapses[e.level] += 1
-    if e.direct:  # collapse_page_count()
-        c.direct_pages[e.level] += 1
-        c.direct_pages[Level(e.level - 1)] -= PTRS_PER_TABLE
-    if e.vmstat:
-        c.vmstat_collapses[e.level] += 1
+def _split(c: Counters, rows: Rows) -> None:
+    for _addr, level, direct, vmstat, count in rows:
+        c.splits[level] += count
+        if direct:  # split_page_count()
+            c.direct_pages[level] -= count
+            c.direct_pages[Level(level - 1)] += PTRS_PER_TABLE * count
+        if vmstat:
+            c.vmstat_splits[level] += count
 
 
-def _pgtable_alloc(c: Counters, e: PgtableAlloc) -> None:
-    c.pgtables_allocated += e.count
+def _collapse(c: Counters, rows: Rows) -> None:
+    for _addr, level, direct, vmstat in rows:
+        c.collapses[level] += 1
+        if direct:  # collapse_page_count()
+            c.direct_pages[level] += 1
+            c.direct_pages[Level(level - 1)] -= PTRS_PER_TABLE
+        if vmstat:
+            c.vmstat_collapses[level] += 1
 
 
-def _pgtable_alloc_failed(c: Counters, e: PgtableAllocFailed) -> None:
-    c.pgtable_alloc_failures += 1
+def _pgtable_alloc(c: Counters, rows: Rows) -> None:
+    c.pgtables_allocated += sum(count for _level, count in rows)
 
 
-def _pgtable_free(c: Counters, e: PgtableFree) -> None:
-    c.pgtables_freed += e.count
+def _pgtable_alloc_failed(c: Counters, rows: Rows) -> None:
+    c.pgtable_alloc_failures += len(rows)
 
 
-def _entry_write(c: Counters, e: EntryWrite) -> None:
-    c.entries_written += e.count
+def _pgtable_free(c: Counters, rows: Rows) -> None:
+    c.pgtables_freed += sum(count for _level, count in rows)
 
 
-def _flush(c: Counters, e: Flush) -> None:
-    if e.flush == "all":  # FlushKind is a StrEnum: compared by value, so stats needs no run-time events import
-        c.flushes_all += 1
-    elif e.flush == "pages":
-        c.flushes_pages += 1
-    elif e.flush == "range":
-        c.flushes_range += 1
-    else:
-        c.flushes_local += 1
-    c.flushed_pages += e.pages
-    c.ipis += e.ipis
+def _entry_write(c: Counters, rows: Rows) -> None:
+    c.entries_written += sum(count for _addr, _level, count, _old, _new in rows)
 
 
-def _cache_flush(c: Counters, e: CacheFlush) -> None:
-    c.cache_flushes += 1
+def _flush(c: Counters, rows: Rows) -> None:
+    # FlushKind is a StrEnum: counted by value, so stats needs no run-time events import
+    kinds = Counter(kind for kind, _pages, _cpus, _ipis, _reason in rows)
+    c.flushes_all += kinds["all"]
+    c.flushes_pages += kinds["pages"]
+    c.flushes_range += kinds["range"]
+    c.flushes_local += len(rows) - kinds["all"] - kinds["pages"] - kinds["range"]
+    c.flushed_pages += sum(pages for _kind, pages, _cpus, _ipis, _reason in rows)
+    c.ipis += sum(ipis for _kind, _pages, _cpus, ipis, _reason in rows)
 
 
-def _fault(c: Counters, e: Fault) -> None:
-    c.faults += 1
-    c.oopses += bool(e.text)
+def _cache_flush(c: Counters, rows: Rows) -> None:
+    c.cache_flushes += len(rows)
 
 
-def _warning(c: Counters, e: KernelWarning) -> None:
-    c.warnings += 1
+def _fault(c: Counters, rows: Rows) -> None:
+    c.faults += len(rows)
+    c.oopses += sum(bool(text) for _addr, _access, _reason, _mapping, text in rows)
 
 
-def _large_page_check(c: Counters, e: LargePageCheck) -> None:
-    c.cpa_checked[e.level] += 1
-    if e.outcome == "sameprot":
-        c.cpa_sameprot[e.level] += 1
-    elif e.outcome == "preserved":
-        c.cpa_preserved[e.level] += 1
+def _warning(c: Counters, rows: Rows) -> None:
+    c.warnings += len(rows)
 
 
-def _pte_check(c: Counters, e: PteCheck) -> None:
-    c.cpa_4k_checked += e.count
+def _large_page_check(c: Counters, rows: Rows) -> None:
+    for (level, outcome), n in Counter((level, outcome) for _addr, level, outcome in rows).items():
+        c.cpa_checked[level] += n
+        if outcome == "sameprot":
+            c.cpa_sameprot[level] += n
+        elif outcome == "preserved":
+            c.cpa_preserved[level] += n
+
+
+def _pte_check(c: Counters, rows: Rows) -> None:
+    c.cpa_4k_checked += sum(count for _addr, count in rows)
 
 
 def register_handler(event_type: type[Event], handler: Callable[[Counters, Any], None],
@@ -249,8 +252,8 @@ def counter_names() -> list[str]:
 _EXTRA_COUNTS: set[str] = set()
 
 
-# Event.kind -> fold; the kinds are the events' JSON names (rofolio.events), so no run-time import of events
-_HANDLERS: dict[str, Callable[[Counters, Any], None]] = {
+# Event.kind -> fold of its rows; the kinds are the events' JSON names (rofolio.events), so no run-time import of events
+_COLUMN_FOLDS: dict[str, Callable[[Counters, Rows], None]] = {
     "boot_mapping": _boot_mapping,
     "split": _split,
     "collapse": _collapse,
@@ -265,6 +268,20 @@ _HANDLERS: dict[str, Callable[[Counters, Any], None]] = {
     "large_page_check": _large_page_check,
     "pte_check": _pte_check,
 }
+# Event.kind -> fold of one event, for the types of higher layers (register_handler())
+_HANDLERS: dict[str, Callable[[Counters, Any], None]] = {}
+
+
+def fold_rows(c: Counters, event_type: type[Event], rows: Rows) -> None:
+    """Fold events of one type, given as the tuples of their field values, into ``c``."""
+    column = _COLUMN_FOLDS.get(event_type.kind)
+    if column is not None:
+        column(c, rows)
+        return
+    handler = _HANDLERS.get(event_type.kind)
+    if handler is not None:
+        for row in rows:
+            handler(c, event_type(*row))
 
 
 def cost_figures(delta: dict[str, int]) -> dict[str, int]:
