@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from rofolio import pagetable
 from rofolio.pagetable import EntryState, PageTable, walk_entries
 from rofolio.units import PAGE_SIZE, GiB, Level, MiB
 
@@ -99,3 +102,136 @@ def test_unmap_removes_whole_leaves_and_keeps_the_rest() -> None:
     assert pt.lookup(BASE + GiB) is None and pt.lookup(BASE + 2 * GiB).level == Level.PUD
     with pytest.raises(ValueError):
         pt.unmap(BASE, BASE + MiB)
+
+
+# ------------------------------------------------------------------ against a per-page model
+REGIONS = 4  # 2M regions in the window the state machine works on
+WINDOW_PAGES = REGIONS * 512
+FLAGS = [RW, RO, RW | 0x80, 0x8000000000000063]
+
+
+class PageTableAgainstPages(RuleBasedStateMachine):
+    """Random maps, flag changes, splits, collapses and unmaps: the runs against a dict of pages.
+
+    Chunks hold 3 segments here, so that merges and cuts cross chunk boundaries all the time.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saved = pagetable.CHUNK_RUNS
+        pagetable.CHUNK_RUNS = 3
+        self.pt = PageTable()
+        self.pages: dict[int, tuple[Level, int, int]] = {}  # page index -> (level, flags, pfn)
+
+    def teardown(self) -> None:
+        pagetable.CHUNK_RUNS = self.saved
+
+    def _empty(self, first: int, n: int) -> bool:
+        return not any(p in self.pages for p in range(first, first + n))
+
+    @rule(first=st.integers(0, WINDOW_PAGES - 1), n=st.integers(1, 40), flags=st.sampled_from(FLAGS),
+          pfn=st.integers(0, 3000))
+    def map_ptes(self, first: int, n: int, flags: int, pfn: int) -> None:
+        n = min(n, WINDOW_PAGES - first)
+        if not self._empty(first, n):
+            with pytest.raises(ValueError):
+                self.pt.map(BASE + first * PAGE_SIZE, BASE + (first + n) * PAGE_SIZE, Level.PTE, flags, pfn)
+            return
+        self.pt.map(BASE + first * PAGE_SIZE, BASE + (first + n) * PAGE_SIZE, Level.PTE, flags, pfn)
+        for j in range(n):
+            self.pages[first + j] = (Level.PTE, flags, pfn + j)
+
+    @rule(region=st.integers(0, REGIONS - 1), flags=st.sampled_from(FLAGS),
+          pfn=st.integers(0, 4).map(lambda i: i * 512))
+    def map_pmd(self, region: int, flags: int, pfn: int) -> None:
+        first = region * 512
+        if self._empty(first, 512):
+            self.pt.map(BASE + first * PAGE_SIZE, BASE + (first + 512) * PAGE_SIZE, Level.PMD, flags, pfn)
+            for j in range(512):
+                self.pages[first + j] = (Level.PMD, flags, pfn + j)
+
+    @rule(page=st.integers(0, WINDOW_PAGES - 1), n=st.integers(1, 600), flags=st.sampled_from(FLAGS))
+    def set_flags(self, page: int, n: int, flags: int) -> None:
+        run = self.pt.run_at(BASE + page * PAGE_SIZE)
+        if run is None:
+            return
+        leaf = run.level.size
+        start = max(run.start, (BASE + page * PAGE_SIZE) & run.level.mask)
+        end = min(run.end, start + n * leaf)
+        self.pt.set_flags(start, end, flags)
+        for p in range((start - BASE) // PAGE_SIZE, (end - BASE) // PAGE_SIZE):
+            level, _, pfn = self.pages[p]
+            self.pages[p] = (level, flags, pfn)
+
+    @rule(page=st.integers(0, WINDOW_PAGES - 1), flags=st.sampled_from(FLAGS))
+    def split(self, page: int, flags: int) -> None:
+        found = self.pages.get(page)
+        if found is None or found[0] != Level.PMD:
+            return
+        self.pt.split(BASE + page * PAGE_SIZE, flags)
+        first = page - page % 512
+        for p in range(first, first + 512):
+            self.pages[p] = (Level.PTE, flags, self.pages[p][2])
+
+    @rule(region=st.integers(0, REGIONS - 1), flags=st.sampled_from(FLAGS))
+    def collapse(self, region: int, flags: int) -> None:
+        first = region * 512
+        leaves = [self.pages.get(p) for p in range(first, first + 512)]
+        one_run = all(leaf is not None and leaf[0] == Level.PTE and leaf[1] == leaves[0][1]
+                      and leaf[2] == leaves[0][2] + j for j, leaf in enumerate(leaves))  # type: ignore[index]
+        if not one_run:
+            with pytest.raises(ValueError):
+                self.pt.collapse(BASE + first * PAGE_SIZE, Level.PMD, flags)
+            return
+        self.pt.collapse(BASE + first * PAGE_SIZE, Level.PMD, flags)
+        for j in range(512):
+            self.pages[first + j] = (Level.PMD, flags, leaves[0][2] + j)  # type: ignore[index]
+
+    @rule(first=st.integers(0, WINDOW_PAGES - 1), n=st.integers(1, 700))
+    def unmap(self, first: int, n: int) -> None:
+        n = min(n, WINDOW_PAGES - first)
+        cuts = any(self.pages.get(p, (Level.PTE,))[0] == Level.PMD for p in (first, first + n - 1)) and (
+            first % 512 or (first + n) % 512)
+        if cuts:
+            with pytest.raises(ValueError):
+                self.pt.unmap(BASE + first * PAGE_SIZE, BASE + (first + n) * PAGE_SIZE)
+            return
+        removed = self.pt.unmap(BASE + first * PAGE_SIZE, BASE + (first + n) * PAGE_SIZE)
+        gone = [p for p in range(first, first + n) if p in self.pages]
+        assert sum((r.end - r.start) // PAGE_SIZE for r in removed) == len(gone)
+        for p in gone:
+            del self.pages[p]
+
+    @invariant()
+    def runs_are_the_maximal_stretches_of_pages(self) -> None:
+        expected: list[list[int]] = []  # [start page, end page, level, flags, first pfn]
+        for p in sorted(self.pages):
+            level, flags, pfn = self.pages[p]
+            last = expected[-1] if expected else None
+            if last and last[1] == p and last[2] == level and last[3] == flags and last[4] + p - last[0] == pfn:
+                last[1] = p + 1
+            else:
+                expected.append([p, p + 1, level, flags, pfn])
+        got = [[(r.start - BASE) // PAGE_SIZE, (r.end - BASE) // PAGE_SIZE, r.level, r.flags, r.pfn]
+               for r in self.pt.runs()]
+        assert got == expected
+        assert len(self.pt) == len(expected)
+
+    @invariant()
+    def lookups_agree_with_the_pages(self) -> None:
+        for p in (0, 1, 511, 512, 513, WINDOW_PAGES // 2, WINDOW_PAGES - 1):
+            run = self.pt.run_at(BASE + p * PAGE_SIZE)
+            assert (run is None) == (p not in self.pages)
+            before = self.pt.run_before(BASE + p * PAGE_SIZE)
+            below = [q for q in self.pages if q < p]
+            assert (before is None) == (not below)
+            if below:
+                assert before is not None and before.start <= BASE + max(below) * PAGE_SIZE < before.end
+            after = self.pt.first_run_from(BASE + p * PAGE_SIZE)
+            above = [q for q in self.pages if q >= p]
+            assert (after is None) == (not above)
+            if above:
+                assert after is not None and after.start <= BASE + min(above) * PAGE_SIZE < after.end
+
+
+TestPageTableAgainstPages = PageTableAgainstPages.TestCase

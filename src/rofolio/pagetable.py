@@ -3,7 +3,7 @@
 The direct map of a 64 TiB machine has 2^34 4K pages, so the model never holds
 one object per page (docs/architecture.md, "runs, not pages").  A ``Run`` is a maximal stretch of leaves that
 share a level (page size), the same flag bits and consecutive pfns; the table
-is a sorted map from run start to run.  Splitting a leaf cuts one run into at
+is a sorted sequence of runs.  Splitting a leaf cuts one run into at
 most three plus the new lower-level run, so lookup, split and protection
 change are O(log runs): time and memory follow what a workload changed, not
 the size of RAM.
@@ -14,20 +14,30 @@ table (the walk in ``lookup_address_in_pgd_attr()``, arch/x86/mm/pat/set_memory.
 sees exactly this).  Entries that are *none* (holes) are simply absent;
 entries that are present-but-invalid (``set_memory_np``) are runs whose flags
 lack the present bit, because the kernel keeps them as entries too.
+
+Storage: runs are packed, not objects.  The table partitions the address space into *segments*, each a run or a
+hole, and keeps where each segment starts and its *kind*: an index into the table's list of distinct
+(level, flags, pfn - start page) triples, 0 for a hole.  A segment ends where the next one starts; two adjacent
+segments never have the same kind (the leaves of one run share all three, and consecutive pfns keep
+``pfn - page`` constant, so "same kind, adjacent" is "one run").  The boundaries are kept in chunks of up to
+``CHUNK_RUNS``, each two arrays of machine integers: 12 bytes a segment.  A ``Run`` is built only when one is
+asked for.
 """
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
-
-from sortedcontainers import SortedDict
+from typing import NamedTuple
 
 from rofolio.units import PAGE_SHIFT, PTRS_PER_TABLE, Level, align_down, align_up
 
+CHUNK_RUNS = 1024  # a chunk with more runs is cut in two
 
-@dataclass(frozen=True, slots=True)
-class Run:
+
+class Run(NamedTuple):
     """Leaves ``[start, end)`` at ``level`` with ``flags``; the first maps ``pfn``, the rest follow."""
 
     start: int
@@ -51,6 +61,9 @@ class Run:
             and self.flags == other.flags
             and self.pfn_at(self.end) == other.pfn
         )
+
+
+_new_run = tuple.__new__  # Run(...) without NamedTuple's keyword handling: runs are built on every lookup
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,32 +93,42 @@ class EntryState:
     ABOVE = "above"  # a larger leaf above covers the region: there is no entry at this level
 
 
+class _Chunk:
+    """Consecutive segments in address order: where each starts and its kind (0: a hole)."""
+
+    __slots__ = ("kinds", "starts")
+
+    def __init__(self, starts: array, kinds: array) -> None:
+        self.starts = starts
+        self.kinds = kinds
+
+
+HOLE = 0  # the kind of a segment that holds no leaf
+TOP = 1 << 64  # where the last segment ends
+
+
 class PageTable:
     """The leaves of one kernel page table (init_mm), kept as sorted maximal runs."""
 
     def __init__(self) -> None:
-        self._runs: SortedDict = SortedDict()
-        self._hint: Run | None = None
+        self._chunks = [_Chunk(array("Q", [0]), array("I", [HOLE]))]  # one hole over everything
+        self._firsts = [0]  # the start of each chunk's first segment
+        self._count = 0  # segments that are runs, not holes
+        self._version = 0  # changes with every write, for runs() to notice
+        self._kinds: list[tuple[Level, int, int]] = [(Level.PTE, 0, 0)]  # kind -> (level, flags, pfn - start page)
+        self._kind_of: dict[tuple[int, int, int], int] = {}  # the other way round
 
     # ----------------------------------------------------------------- queries
     def __len__(self) -> int:
         """Number of runs (the model's size, not the number of leaves)."""
-        return len(self._runs)
+        return self._count
 
     def run_at(self, addr: int) -> Run | None:
         """The run holding ``addr``, or None for a hole."""
-        hint = self._hint
-        if hint is not None and hint.start <= addr < hint.end:
-            return hint
-        runs = self._runs
-        i = runs.bisect_right(addr) - 1
-        if i < 0:
-            return None
-        run: Run = runs.peekitem(i)[1]
-        if addr < run.end:
-            self._hint = run
-            return run
-        return None
+        c = bisect_right(self._firsts, addr) - 1
+        chunk = self._chunks[c]
+        i = bisect_right(chunk.starts, addr) - 1
+        return self._run(c, i) if chunk.kinds[i] != HOLE else None
 
     def lookup(self, addr: int) -> Leaf | None:
         """The leaf mapping ``addr`` (lookup_address()), or None if the entry is none."""
@@ -117,34 +140,37 @@ class PageTable:
 
     def runs(self, start: int | None = None, end: int | None = None) -> Iterator[Run]:
         """Runs that intersect ``[start, end)``, in address order (all runs by default)."""
-        runs = self._runs
-        if start is None:
-            yield from runs.values()
-            return
-        i = max(runs.bisect_right(start) - 1, 0)
-        keys = runs.keys()
-        while i < len(keys):
-            run: Run = runs[keys[i]]
-            if end is not None and run.start >= end:
+        c, i = self._position(0 if start is None else start)
+        version = self._version
+        while c < len(self._chunks):
+            chunk = self._chunks[c]
+            if i >= len(chunk.starts):
+                c, i = c + 1, 0
+                continue
+            if end is not None and chunk.starts[i] >= end:
                 return
-            if run.end > start:
+            if chunk.kinds[i] != HOLE:
+                run = self._run(c, i)
                 yield run
+                if self._version != version:  # the caller changed the table: go on after this run
+                    version = self._version
+                    c, i = self._position(run.end - 1)
             i += 1
 
     def first_run_from(self, addr: int) -> Run | None:
         """The run holding ``addr`` or, if ``addr`` is in a hole, the next run after it."""
-        run = self.run_at(addr)
-        if run is not None:
-            return run
-        runs = self._runs
-        i = runs.bisect_right(addr)
-        return runs.peekitem(i)[1] if i < len(runs) else None
+        return next(self.runs(addr), None)
 
     def run_before(self, addr: int) -> Run | None:
         """The last run that starts below ``addr``."""
-        runs = self._runs
-        i = runs.bisect_left(addr) - 1
-        return runs.peekitem(i)[1] if i >= 0 else None
+        if addr <= 0:
+            return None
+        c, i = self._position(addr - 1)
+        if self._chunks[c].kinds[i] == HOLE:  # the segment before a hole is a run, if there is one
+            if i == 0 and c == 0:
+                return None
+            c, i = (c, i - 1) if i > 0 else (c - 1, len(self._chunks[c - 1].starts) - 1)
+        return self._run(c, i)
 
     def occupied(self, start: int, end: int) -> bool:
         """True if any leaf lies in ``[start, end)``."""
@@ -185,7 +211,7 @@ class PageTable:
         for table_level in counts:
             region = Level(table_level + 1).size
             last = -1  # index of the last region counted at this level
-            for run in self._runs.values():
+            for run in self.runs():
                 if run.level > table_level:
                     continue
                 first = run.start // region
@@ -203,7 +229,8 @@ class PageTable:
         _check_aligned(start, end, level)
         if self.occupied(start, end):
             raise ValueError(f"map over existing leaves at [{start:#x}, {end:#x})")
-        self._insert([Run(start, end, level, flags, pfn)])
+        c, i = self._position(start)
+        self._assign(c, i, start, end, self._kind(level, flags, pfn - (start >> PAGE_SHIFT)))
 
     def map_pfns(self, start: int, pfns: list[int], flags: int) -> None:
         """Install 4K leaves from ``start`` for ``pfns`` in order (vmap()), one run per consecutive stretch."""
@@ -218,22 +245,17 @@ class PageTable:
     def unmap(self, start: int, end: int) -> list[Run]:
         """Clear every entry in ``[start, end)`` (pte_clear/pmd_clear); returns what was removed."""
         removed: list[Run] = []
-        for run in list(self.runs(start, end)):
+        runs = list(self.runs(start, end))
+        for run in runs:  # all or nothing
             if (run.start < start and not start % run.level.size == 0) or (
                 run.end > end and not end % run.level.size == 0
             ):
                 raise ValueError(f"unmap [{start:#x}, {end:#x}) cuts a {run.level.leaf_name} leaf")
-            self._delete(run)
-            keep = []
-            if run.start < start:
-                keep.append(Run(run.start, start, run.level, run.flags, run.pfn))
-            if run.end > end:
-                keep.append(Run(end, run.end, run.level, run.flags, run.pfn_at(end)))
-            cut = Run(max(run.start, start), min(run.end, end), run.level, run.flags,
-                      run.pfn_at(max(run.start, start)))
-            removed.append(cut)
-            if keep:
-                self._insert(keep)
+        for run in runs:
+            lo, hi = max(run.start, start), min(run.end, end)
+            removed.append(Run(lo, hi, run.level, run.flags, run.pfn_at(lo)))
+            c, i = self._position(lo)
+            self._assign(c, i, lo, hi, HOLE)
         return removed
 
     def set_flags(self, start: int, end: int, flags: int) -> Run:
@@ -241,13 +263,13 @@ class PageTable:
 
         Returns the run as it was before the change.
         """
-        run = self.run_at(start)
+        c, i = self._position(start)
+        run = self._run(c, i) if self._chunks[c].kinds[i] != HOLE else None
         if run is None or end > run.end or end <= start:
             raise ValueError(f"set_flags [{start:#x}, {end:#x}) is not inside one run")
         _check_aligned(start, end, run.level)
-        if run.flags == flags:
-            return run
-        self._splice(run, Run(start, end, run.level, flags, run.pfn_at(start)))
+        if run.flags != flags:
+            self._assign(c, i, start, end, self._kind(run.level, flags, run.pfn - (run.start >> PAGE_SHIFT)))
         return run
 
     def split(self, addr: int, child_flags: int) -> Leaf:
@@ -259,9 +281,10 @@ class PageTable:
         run = self.run_at(addr)
         if run is None or run.level == Level.PTE:
             raise ValueError(f"no large leaf to split at {addr:#x}")
-        size = run.level.size
         start = addr & run.level.mask
-        self._splice(run, Run(start, start + size, Level(run.level - 1), child_flags, run.pfn_at(start)))
+        c, i = self._position(addr)
+        child = self._kind(Level(run.level - 1), child_flags, run.pfn - (run.start >> PAGE_SHIFT))
+        self._assign(c, i, start, start + run.level.size, child)
         return Leaf(start, run.level, run.flags, run.pfn_at(start))
 
     def collapse(self, start: int, level: Level, flags: int) -> None:
@@ -270,48 +293,98 @@ class PageTable:
         end = start + level.size
         if run is None or run.level != level - 1 or run.end < end or start % level.size:
             raise ValueError(f"cannot collapse at {start:#x}: not one run of {PTRS_PER_TABLE} leaves")
-        self._splice(run, Run(start, end, level, flags, run.pfn_at(start)))
+        c, i = self._position(start)
+        self._assign(c, i, start, end, self._kind(level, flags, run.pfn - (run.start >> PAGE_SHIFT)))
 
     # ---------------------------------------------------------------- internals
-    def _splice(self, run: Run, middle: Run) -> None:
-        """Replace ``run`` by ``middle`` (which lies inside it) and what is left of ``run`` on either side."""
-        pieces = []
-        if run.start < middle.start:
-            pieces.append(Run(run.start, middle.start, run.level, run.flags, run.pfn))
-        pieces.append(middle)
-        if middle.end < run.end:
-            pieces.append(Run(middle.end, run.end, run.level, run.flags, run.pfn_at(middle.end)))
-        self._delete(run)
-        self._insert(pieces)
+    def _position(self, addr: int) -> tuple[int, int]:
+        """(chunk, index) of the segment holding ``addr``."""
+        c = bisect_right(self._firsts, addr) - 1
+        return c, bisect_right(self._chunks[c].starts, addr) - 1
 
-    def _delete(self, run: Run) -> None:
-        del self._runs[run.start]
-        self._hint = None
+    def _end(self, c: int, i: int) -> int:
+        """Where segment ``i`` of chunk ``c`` ends: where the next one starts."""
+        starts = self._chunks[c].starts
+        if i + 1 < len(starts):
+            return starts[i + 1]
+        return self._firsts[c + 1] if c + 1 < len(self._firsts) else TOP
 
-    def _insert(self, pieces: list[Run]) -> None:
-        """Insert adjacent pieces and merge them with their neighbours into maximal runs."""
-        runs = self._runs
-        self._hint = None
-        first = pieces[0]
-        i = runs.bisect_left(first.start)
+    def _run(self, c: int, i: int) -> Run:
+        """Segment ``i`` of chunk ``c``, which is not a hole, as a Run."""
+        chunk = self._chunks[c]
+        start = chunk.starts[i]
+        level, flags, offset = self._kinds[chunk.kinds[i]]
+        return _new_run(Run, (start, self._end(c, i), level, flags, (start >> PAGE_SHIFT) + offset))
+
+    def _kind(self, level: Level, flags: int, offset: int) -> int:
+        """The index of (level, flags, pfn - start page) in the list of kinds, added if new."""
+        key = (level, flags, offset)
+        kind = self._kind_of.get(key)
+        if kind is None:
+            kind = self._kind_of[key] = len(self._kinds)
+            self._kinds.append((Level(level), flags, offset))
+        return kind
+
+    def _assign(self, c: int, i: int, start: int, end: int, kind: int) -> None:
+        """Give ``[start, end)``, inside segment ``i`` of chunk ``c``, another ``kind``.
+
+        What is left of the segment on either side keeps its kind; the new segment merges with a
+        neighbour of the same kind, so that no two adjacent segments share one.
+        """
+        chunk = self._chunks[c]
+        starts, kinds = chunk.starts, chunk.kinds
+        old = kinds[i]
+        self._version += 1
+        # the right-hand side first: it does not move segment i
+        if end < self._end(c, i):
+            starts.insert(i + 1, end)
+            kinds.insert(i + 1, old)
+            self._count += old != HOLE
+        elif self._kind_after(c, i) == kind:  # the next segment continues the new one: one segment
+            self._remove(*((c, i + 1) if i + 1 < len(starts) else (c + 1, 0)))
+        if starts[i] < start:
+            starts.insert(i + 1, start)
+            kinds.insert(i + 1, kind)
+            self._count += kind != HOLE
+        else:
+            kinds[i] = kind
+            self._count += (kind != HOLE) - (old != HOLE)
+            if self._kind_before(c, i) == kind:  # the new segment continues the previous one
+                self._remove(c, i)
+                return
+        self._settle(c)
+
+    def _kind_after(self, c: int, i: int) -> int | None:
+        if i + 1 < len(self._chunks[c].kinds):
+            return self._chunks[c].kinds[i + 1]
+        return self._chunks[c + 1].kinds[0] if c + 1 < len(self._chunks) else None
+
+    def _kind_before(self, c: int, i: int) -> int | None:
         if i > 0:
-            left: Run = runs.peekitem(i - 1)[1]
-            if left.continues(first):
-                del runs[left.start]
-                pieces[0] = Run(left.start, first.end, first.level, first.flags, left.pfn)
-        last = pieces[-1]
-        nxt = runs.get(last.end)
-        if nxt is not None and last.continues(nxt):
-            del runs[nxt.start]
-            pieces[-1] = Run(last.start, nxt.end, last.level, last.flags, last.pfn)
-        merged: list[Run] = []
-        for piece in pieces:
-            if merged and merged[-1].continues(piece):
-                prev = merged.pop()
-                piece = Run(prev.start, piece.end, piece.level, piece.flags, prev.pfn)
-            merged.append(piece)
-        for piece in merged:
-            runs[piece.start] = piece
+            return self._chunks[c].kinds[i - 1]
+        return self._chunks[c - 1].kinds[-1] if c > 0 else None
+
+    def _remove(self, c: int, i: int) -> None:
+        """Drop the boundary where segment ``i`` of chunk ``c`` starts: the segment before takes its place."""
+        chunk = self._chunks[c]
+        self._count -= chunk.kinds[i] != HOLE
+        del chunk.starts[i], chunk.kinds[i]
+        self._settle(c)
+
+    def _settle(self, c: int) -> None:
+        """After chunk ``c`` changed: drop it if empty, cut it in two if too long, note its first start."""
+        chunk = self._chunks[c]
+        n = len(chunk.starts)
+        if not n:
+            del self._chunks[c], self._firsts[c]
+            return
+        if n > CHUNK_RUNS:
+            half = n // 2
+            tail = _Chunk(chunk.starts[half:], chunk.kinds[half:])
+            del chunk.starts[half:], chunk.kinds[half:]
+            self._chunks.insert(c + 1, tail)
+            self._firsts.insert(c + 1, tail.starts[0])
+        self._firsts[c] = chunk.starts[0]
 
 
 def _check_aligned(start: int, end: int, level: Level) -> None:
