@@ -157,10 +157,10 @@ def _change_page_attr(k: X86Kernel, cpa: CpaData, primary: bool) -> int:
 def _change_ptes(k: X86Kernel, cpa: CpaData, run: Run, address: int, primary: bool) -> None:
     """The PG_LEVEL_4K branch of _change_page_attr(), for as many pages as behave alike."""
     pfn = run.pfn_at(address)
-    count = _alike_ptes(k, cpa, run, address, pfn, primary)
+    count = 1 if cpa.numpages == 1 else _alike_ptes(k, cpa, run, address, pfn, primary)
     old = run.flags
     new = (old & ~cpa.mask_clr) | cpa.mask_set
-    k.log.append(PteCheck(address, count))  # cpa_inc_4k_install()
+    k.log.add(PteCheck, address, count)  # cpa_inc_4k_install()
     # lpsize 0: a 4K entry never gets the keep-the-large-page exemption of static_protections()
     new = static_protections(k, new, address, pfn, count, 0, CPA_PROTECT)
     new = verify_rwx(k, old, new, address, pfn, count)
@@ -168,15 +168,13 @@ def _change_ptes(k: X86Kernel, cpa: CpaData, run: Run, address: int, primary: bo
     cpa.pfn = pfn + count - 1
     if new != old:  # write (and ask for a flush) only if the entry really changes
         k.pt.set_flags(address, address + count * PAGE_SIZE, new)
-        k.log.append(EntryWrite(address, Level.PTE, count, old, new))
+        k.log.add(EntryWrite, address, Level.PTE, count, old, new)
         cpa.flags |= CPA_FLUSHTLB
     cpa.numpages = count
 
 
 def _alike_ptes(k: X86Kernel, cpa: CpaData, run: Run, address: int, pfn: int, primary: bool) -> int:
     """How many 4K pages from ``address`` the kernel's per-page loop would treat identically."""
-    if cpa.numpages == 1:
-        return 1
     if primary and not cpa.flags & CPA_NO_CHECK_ALIAS and k.alias_work(address, pfn, cpa.numpages):
         return 1  # cpa_process_alias() acts per 4K page here: keep the kernel's granularity
     count = min(cpa.numpages, (run.end - address) >> PAGE_SHIFT)
@@ -240,30 +238,30 @@ def _should_split_large_page(k: X86Kernel, cpa: CpaData, run: Run, address: int)
     if chk_prot != old_prot:
         k.warn(f"WARNING: CPU: 0 at arch/x86/mm/pat/set_memory.c __should_split_large_page ({lpaddr:#x})")
         cpa.force_static_prot = True
-        k.log.append(LargePageCheck(lpaddr, level, "split"))
+        k.log.add(LargePageCheck, lpaddr, level, "split")
         return 1
 
     # an unchanged protection keeps the large page whatever the alignment and length
     if req_prot == old_prot:
-        k.log.append(LargePageCheck(lpaddr, level, "sameprot"))
+        k.log.add(LargePageCheck, lpaddr, level, "sameprot")
         return 0
 
     # a range that covers only part of the large page forces a split
     if address != lpaddr or cpa.numpages != numpages:
-        k.log.append(LargePageCheck(lpaddr, level, "split"))
+        k.log.add(LargePageCheck, lpaddr, level, "split")
         return 1
 
     new_prot = static_protections(k, req_prot, lpaddr, old_pfn, numpages, psize, CPA_DETECT)
     new_prot = verify_rwx(k, old_prot, new_prot, lpaddr, old_pfn, numpages)
     if req_prot != new_prot:  # a static protection would differ inside: split
-        k.log.append(LargePageCheck(lpaddr, level, "split"))
+        k.log.add(LargePageCheck, lpaddr, level, "split")
         return 1
 
     # nothing objects: rewrite the large leaf in place
     k.pt.set_flags(lpaddr, lpaddr + psize, new_prot)
-    k.log.append(EntryWrite(lpaddr, level, 1, old_prot, new_prot))
+    k.log.add(EntryWrite, lpaddr, level, 1, old_prot, new_prot)
     cpa.flags |= CPA_FLUSHTLB
-    k.log.append(LargePageCheck(lpaddr, level, "preserved"))
+    k.log.add(LargePageCheck, lpaddr, level, "preserved")
     return 0
 
 
@@ -350,16 +348,19 @@ def static_protections(
     end = start + npg * PAGE_SIZE - 1
     forbidden = 0
     res = k.protect_kernel_text(start, end)
-    _check_conflict(k, warnlvl, prot, res, start, end, pfn, "Text NX")
+    if res:  # check_conflict() has nothing to say about an empty mask
+        _check_conflict(k, warnlvl, prot, res, start, end, pfn, "Text NX")
     forbidden |= res
     # the text-RO rule is skipped when the change covers a whole large page, so that page can stay large
     if lpsize != npg * PAGE_SIZE or start & (lpsize - 1 if lpsize else 0):
         res = k.protect_kernel_text_ro(start, end)
-        _check_conflict(k, warnlvl, prot, res, start, end, pfn, "Text RO")
+        if res:
+            _check_conflict(k, warnlvl, prot, res, start, end, pfn, "Text RO")
         forbidden |= res
     # protect_pci_bios(): CONFIG_PCI_BIOS is 32-bit only
     res = k.protect_rodata(pfn, pfn + npg - 1)
-    _check_conflict(k, warnlvl, prot, res, start, end, pfn, "Rodata RO")
+    if res:  # check_conflict() has nothing to say about an empty mask
+        _check_conflict(k, warnlvl, prot, res, start, end, pfn, "Rodata RO")
     forbidden |= res
     return prot & ~forbidden
 
@@ -418,7 +419,7 @@ def cpa_flush(k: X86Kernel, cpa: CpaData, cache: bool) -> None:
         present = sum(
             1 for i in range(cpa.numpages) if (leaf := k.pt.lookup(cpa.addr(i))) and leaf.flags & X86.PRESENT
         )
-        k.log.append(CacheFlush("clflush", present))  # non-present pages are not flushed
+        k.log.add(CacheFlush, "clflush", present)  # non-present pages are not flushed
     if k.cpa_collapse and cpa.flags & CPA_COLLAPSE:
         cpa_collapse_large_pages(k, cpa)
 
@@ -427,7 +428,7 @@ def cpa_flush_all(k: X86Kernel, cache: bool) -> None:
     """cpa_flush_all(): __flush_tlb_all() (and wbinvd for cache changes) on every CPU."""
     k.flush_tlb_all("cpa_flush_all", via_ipi=True)
     if cache:
-        k.log.append(CacheFlush("wbinvd", 0))
+        k.log.add(CacheFlush, "wbinvd", 0)
 
 
 # ------------------------------------------------------------------ collapse
@@ -450,7 +451,7 @@ def cpa_collapse_large_pages(k: X86Kernel, cpa: CpaData) -> None:
         return
     k.flush_tlb_all("collapse")
     for level in freed:  # page tables are freed only after the flush
-        k.log.append(PgtableFree(level))
+        k.log.add(PgtableFree, level, 1)
 
 
 def collapse_large_pages(k: X86Kernel, addr: int, freed: list[Level]) -> int:

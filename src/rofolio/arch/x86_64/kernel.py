@@ -263,12 +263,12 @@ class X86Kernel(KernelState):
         if pfn is not None:
             # the counter is left alone when it is already zero at that level
             direct = self.pfn_range_is_mapped(pfn, pfn + 1) and self.log.counters.direct_pages[level] > 0
-        self.log.append(Split(address & level.mask, level, direct, direct and self.running))
+        self.log.add(Split, address & level.mask, level, direct, direct and self.running, 1)
 
     def collapse_page_count(self, address: int, pfn: int, level: Level) -> None:
         """collapse_page_count(), if virt_addr_valid(addr) and pfn_range_is_mapped(pfn, pfn + 1)."""
         direct = self.virt_addr_valid(address) and self.pfn_range_is_mapped(pfn, pfn + 1)
-        self.log.append(Collapse(address, level, direct, direct and self.running))
+        self.log.add(Collapse, address, level, direct, direct and self.running)
 
     def has_transparent_hugepage(self) -> bool:
         """has_transparent_hugepage() (arch/x86/include/asm/pgtable.h): boot_cpu_has(X86_FEATURE_PSE)."""
@@ -295,16 +295,16 @@ class X86Kernel(KernelState):
     def flush_tlb_all(self, reason: str, via_ipi: bool = True) -> None:
         """flush_tlb_all(): on_each_cpu(do_flush_tlb_all): every online CPU, IPIs to the others."""
         cpus = self.cpus_online
-        self.log.append(Flush(FlushKind.ALL, 0, cpus, cpus - 1 if via_ipi else 0, reason))
+        self.log.add(Flush, FlushKind.ALL, 0, cpus, cpus - 1 if via_ipi else 0, reason)
 
     def flush_tlb_pages(self, pages: int, reason: str) -> None:
         """on_each_cpu(__cpa_flush_tlb): ``pages`` INVLPGs on every online CPU."""
         cpus = self.cpus_online
-        self.log.append(Flush(FlushKind.PAGES, pages, cpus, cpus - 1, reason))
+        self.log.add(Flush, FlushKind.PAGES, pages, cpus, cpus - 1, reason)
 
     def flush_tlb_local(self, reason: str) -> None:
         """__flush_tlb_all() on this CPU only (__kernel_map_pages under DEBUG_PAGEALLOC)."""
-        self.log.append(Flush(FlushKind.LOCAL_ALL, 0, 1, 0, reason))
+        self.log.add(Flush, FlushKind.LOCAL_ALL, 0, 1, 0, reason)
 
     def flush_tlb_kernel_range(self, start: int, end: int, reason: str) -> None:
         """flush_tlb_kernel_range() (arch/x86/mm/tlb.c): full flush above the single-page ceiling."""
