@@ -119,6 +119,11 @@ def test_default_run_shows_the_rfc_step_on_every_machine_side_by_side() -> None:
     assert (bbml2["readonly"], bbml2["splits"], bbml2["pgtables"], bbml2["entries_written"]) == (True, 1, 1, 17)
     for weak in ("arm64 rodata=off", "nodirectmap (weak default)"):
         assert rows[weak]["readonly"] is False and rows[weak]["entries_written"] == 0  # best effort
+    # riscv64's set_memory_ro() of the linear address: one 1G split, the 2M entry written by both walks of
+    # __set_memory(), one flush_tlb_all() to the 7 other harts
+    riscv = rows["riscv64 Sv48"]
+    assert (riscv["readonly"], riscv["leaf_after"], riscv["splits"], riscv["pgtables"], riscv["entries_written"],
+            riscv["global_flushes"], riscv["ipis"]) == (True, "2M RO", 1, 1, 2, 1, 7)
 
 
 def test_bugs_prints_the_matrix_as_json_for_one_bug() -> None:
