@@ -106,9 +106,9 @@ class KernelState:
 
     def _call(self, func: str, addr: int, numpages: int, body: Callable[[], int]) -> int:
         """An entry point as the event log records it: the call, what it did, its return value."""
-        self.log.append(Call(func, addr, numpages))
+        self.log.add(Call, func, addr, numpages)
         ret = body()
-        self.log.append(Return(func, ret))
+        self.log.add(Return, func, ret)
         return ret
 
     def alloc_missing_tables(self, start: int, end: int, levels: tuple[Level, ...]) -> None:
