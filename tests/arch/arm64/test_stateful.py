@@ -29,6 +29,8 @@ CONFIGS = [
     {"bbml2": True},
     {"bbml2": False},
     {"bbml2": True, "kernel": "7.0"},
+    {"bbml2": True, "kernel": "6.18"},  # before the present-invalid encoding (15bfba1ad77f, v7.0)
+    {"bbml2": False, "kernel": "6.18"},
     {"bbml2": True, "ng_mappings": True},
     {"bbml2": False, "rodata": "noalias"},
 ]
