@@ -190,8 +190,10 @@ class PageTableAgainstPages(RuleBasedStateMachine):
     @rule(first=st.integers(0, WINDOW_PAGES - 1), n=st.integers(1, 700))
     def unmap(self, first: int, n: int) -> None:
         n = min(n, WINDOW_PAGES - first)
-        cuts = any(self.pages.get(p, (Level.PTE,))[0] == Level.PMD for p in (first, first + n - 1)) and (
-            first % 512 or (first + n) % 512)
+        def in_pmd(page: int) -> bool:
+            return self.pages.get(page, (Level.PTE,))[0] == Level.PMD
+
+        cuts = (in_pmd(first) and first % 512) or (in_pmd(first + n - 1) and (first + n) % 512)
         if cuts:
             with pytest.raises(ValueError):
                 self.pt.unmap(BASE + first * PAGE_SIZE, BASE + (first + n) * PAGE_SIZE)

@@ -258,19 +258,16 @@ class PageTable:
             self._assign(c, i, lo, hi, HOLE)
         return removed
 
-    def set_flags(self, start: int, end: int, flags: int) -> Run:
-        """Rewrite the flags of the whole leaves in ``[start, end)``, which lie in one run.
-
-        Returns the run as it was before the change.
-        """
+    def set_flags(self, start: int, end: int, flags: int) -> None:
+        """Rewrite the flags of the whole leaves in ``[start, end)``, which lie in one run."""
         c, i = self._position(start)
-        run = self._run(c, i) if self._chunks[c].kinds[i] != HOLE else None
-        if run is None or end > run.end or end <= start:
+        kind = self._chunks[c].kinds[i]
+        if kind == HOLE or end > self._end(c, i) or end <= start:
             raise ValueError(f"set_flags [{start:#x}, {end:#x}) is not inside one run")
-        _check_aligned(start, end, run.level)
-        if run.flags != flags:
-            self._assign(c, i, start, end, self._kind(run.level, flags, run.pfn - (run.start >> PAGE_SHIFT)))
-        return run
+        level, old, offset = self._kinds[kind]
+        _check_aligned(start, end, level)
+        if old != flags:
+            self._assign(c, i, start, end, self._kind(level, flags, offset))
 
     def split(self, addr: int, child_flags: int) -> Leaf:
         """Replace the large leaf holding ``addr`` with 512 leaves one level down.
@@ -311,10 +308,11 @@ class PageTable:
 
     def _run(self, c: int, i: int) -> Run:
         """Segment ``i`` of chunk ``c``, which is not a hole, as a Run."""
-        chunk = self._chunks[c]
-        start = chunk.starts[i]
-        level, flags, offset = self._kinds[chunk.kinds[i]]
-        return _new_run(Run, (start, self._end(c, i), level, flags, (start >> PAGE_SHIFT) + offset))
+        starts = self._chunks[c].starts
+        start = starts[i]
+        end = starts[i + 1] if i + 1 < len(starts) else self._end(c, i)
+        level, flags, offset = self._kinds[self._chunks[c].kinds[i]]
+        return _new_run(Run, (start, end, level, flags, (start >> PAGE_SHIFT) + offset))
 
     def _kind(self, level: Level, flags: int, offset: int) -> int:
         """The index of (level, flags, pfn - start page) in the list of kinds, added if new."""
