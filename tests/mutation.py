@@ -45,9 +45,12 @@ KILLED, SURVIVED, TIMEOUT, NOT_RUN = "killed", "survived", "timeout", "not run"
 _STRING = re.compile(r"""[rRbBfFuU]{0,2}("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""")
 
 
+INTERRUPTED = (2, -2, -15)  # the run was stopped (Ctrl-C, SIGTERM) while this mutant's tests ran
+
+
 def verdict(exit_code: int | None) -> str:
     """mutmut's exit code of a mutant's test run, in the report's four words (no tests or skipped: survived)."""
-    if exit_code is None:
+    if exit_code is None or exit_code in INTERRUPTED:
         return NOT_RUN
     if exit_code in (1, 3, -11, -9, 37):  # a test failed, pytest crashed, the process died, or mypy caught it
         return KILLED
@@ -105,6 +108,12 @@ def prepare(tree: Path, only: list[str]) -> str:
         pyproject.write_text(text)
     mutated = set(MODULES)
     copies = tree / "mutants"
+    for meta in copies.rglob("*.py.meta"):  # a mutant whose run was stopped is run again (mutmut keeps its code)
+        data = json.loads(meta.read_text())
+        codes = data.get("exit_code_by_key", {})
+        if any(code in INTERRUPTED for code in codes.values()):
+            data["exit_code_by_key"] = {k: None if v in INTERRUPTED else v for k, v in codes.items()}
+            meta.write_text(json.dumps(data))
     if copies.exists():  # mutmut copies the unmutated sources once: bring them to this commit
         for path in (tree / "src").rglob("*.py"):
             rel = path.relative_to(tree).as_posix()

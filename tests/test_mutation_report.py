@@ -13,7 +13,7 @@ def test_no_tests_skipped_and_suspicious_count_as_survived() -> None:
     assert [verdict(c) for c in (0, 33, 5, 34, 35)] == [SURVIVED] * 5
     assert [verdict(c) for c in (1, 3, -11)] == [KILLED] * 3
     assert [verdict(c) for c in (36, -24, 24, 152, 255)] == [TIMEOUT] * 5
-    assert verdict(None) == NOT_RUN
+    assert [verdict(c) for c in (None, 2, -15)] == [NOT_RUN] * 3  # not run yet, or stopped while it ran
 
 
 def test_the_message_rule_takes_sentences_only() -> None:
