@@ -350,7 +350,8 @@ class PageTable:
             if self._kind_before(c, i) == kind:  # the new segment continues the previous one
                 self._remove(c, i)
                 return
-        self._settle(c)
+        if len(starts) > CHUNK_RUNS:  # its first boundary stayed: only its length can need settling
+            self._settle(c)
 
     def _kind_after(self, c: int, i: int) -> int | None:
         if i + 1 < len(self._chunks[c].kinds):
@@ -385,8 +386,11 @@ class PageTable:
         self._firsts[c] = chunk.starts[0]
 
 
+_LEAF_SIZE = {level: level.size for level in Level}
+
+
 def _check_aligned(start: int, end: int, level: Level) -> None:
-    size = level.size
+    size = _LEAF_SIZE[level]
     if start % size or end % size or end <= start:
         raise ValueError(f"[{start:#x}, {end:#x}) is not a whole number of {level.leaf_name} leaves")
 

@@ -156,7 +156,7 @@ def _change_page_attr(k: X86Kernel, cpa: CpaData, primary: bool) -> int:
 
 def _change_ptes(k: X86Kernel, cpa: CpaData, run: Run, address: int, primary: bool) -> None:
     """The PG_LEVEL_4K branch of _change_page_attr(), for as many pages as behave alike."""
-    pfn = run.pfn_at(address)
+    pfn = run.pfn + ((address - run.start) >> PAGE_SHIFT)  # run.pfn_at(address)
     count = 1 if cpa.numpages == 1 else _alike_ptes(k, cpa, run, address, pfn, primary)
     old = run.flags
     new = (old & ~cpa.mask_clr) | cpa.mask_set
