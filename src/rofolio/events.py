@@ -241,6 +241,7 @@ class EventLog:
         self._dropped = 0  # events folded and dropped (retain=False)
         self._drop_at = -1 if retain else self.FOLD_EVERY  # len(_order) that folds and drops the rows
         self._counters = Counters()
+        self._mark: tuple[int, dict[int, int]] = (0, {})  # where the last build ended, and each type's rows there
 
     def add(self, event_type: type[Event], *values: Any) -> None:
         """Append an event of ``event_type`` given all its field values in order, without building it."""
@@ -295,14 +296,26 @@ class EventLog:
     def _build(self, start: int, stop: int) -> list[Event]:
         """The typed events ``start`` to ``stop`` (0 <= start <= stop <= len)."""
         order, columns = self._order, self._columns
-        tail = order[start:stop]
-        position = {t: order.count(t, 0, start) for t in set(tail)}  # each type's row of event ``start``
+        position = self._rows_before(start)  # each type's row of event ``start``
         out = []
-        for type_id in tail:
-            row = columns[type_id][position[type_id]]
-            position[type_id] += 1
+        for type_id in order[start:stop]:
+            row = columns[type_id][position.get(type_id, 0)]
+            position[type_id] = position.get(type_id, 0) + 1
             out.append(_EVENT_TYPES[type_id](*row))
+        self._mark = (stop, position)
         return out
+
+    def _rows_before(self, start: int) -> dict[int, int]:
+        """How many events of each type come before event ``start``, counted on from the last build's end
+        (a machine's steps read the events since a mark that only grows)."""
+        mark, rows = self._mark
+        if start < mark:
+            mark, rows = 0, {}
+        rows = dict(rows)
+        between = self._order[mark:start]
+        for type_id in set(between):
+            rows[type_id] = rows.get(type_id, 0) + between.count(type_id)
+        return rows
 
 
 class _Events(Sequence[Event]):
