@@ -298,3 +298,12 @@ def test_debug_pagealloc_kernel_map_pages_flushes_only_when_unmapping() -> None:
     s = step(k, lambda: k.kernel_map_pages(pfn, 4, True))
     assert s.delta == {"entries_written": 4}  # making entries valid needs no TLBI
     assert k.kernel_page_present(pfn)
+
+
+def test_kernel_page_present_is_false_where_the_pgd_entry_is_none() -> None:
+    # kernel_page_present(): pgd_none() / p4d_none() return false before any lower level is read; RAM is
+    # [1G, 3G), so a page 512G further up has a PGD entry of its own, and it is none
+    k = boot_arm64(2 * GiB)
+    assert k.kernel_page_present(GiB >> PAGE_SHIFT)
+    assert not k.kernel_page_present((GiB + 512 * GiB) >> PAGE_SHIFT)
+    assert not k.kernel_page_present((3 * GiB) >> PAGE_SHIFT)  # the same PGD, past RAM: a none PUD
