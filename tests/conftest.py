@@ -24,7 +24,7 @@ from typing import Any
 
 import hypothesis.stateful
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine
 
 from rofolio.machine import Machine, MachineSpec
@@ -41,6 +41,11 @@ settings.register_profile("soak", max_examples=10**9, stateful_step_count=CI_STE
                           print_blob=True, report_multiple_bugs=False, suppress_health_check=_QUIET)
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dev")
 settings.load_profile(PROFILE)
+if "MUTANT_UNDER_TEST" in os.environ:  # scripts/mutation: the same examples, but a failure is a kill, not a report
+    # to shrink (shrinking a state machine's failure took up to 5 minutes of one mutant's run)
+    settings.register_profile(f"{PROFILE}-mutation", settings(settings.default, phases=(
+        Phase.explicit, Phase.reuse, Phase.generate)))
+    settings.load_profile(f"{PROFILE}-mutation")
 
 
 @dataclass
