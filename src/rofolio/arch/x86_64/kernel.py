@@ -109,6 +109,9 @@ class X86Kernel(KernelState):
         # of the table it points to.  memblock (alloc_low_pages()) and the page allocator (CPA splits, vmalloc)
         # place them, so only a record gives them (BootRecord.tables); dump_pagetable() prints them in an oops
         self.table_pages: dict[tuple[Level, int], int] = {}
+        # the entries a CPA split turned into table entries, (level, region start): who linked a table decides
+        # its entry's flags (table_entry_flags()); a collapse makes the entry a leaf again
+        self.split_tables: set[tuple[Level, int]] = set()
         version = config.kernel
         self.ro_clears_dirty = X86_RO_CLEARS_DIRTY.applies(version)  # f788b71768ff, v6.6
         self.cpa_collapse = X86_CPA_COLLAPSE.applies(version)  # 41d88484c71c, v6.15
@@ -264,11 +267,13 @@ class X86Kernel(KernelState):
             # the counter is left alone when it is already zero at that level
             direct = self.pfn_range_is_mapped(pfn, pfn + 1) and self.log.counters.direct_pages[level] > 0
         self.log.add(Split, address & level.mask, level, direct, direct and self.running, 1)
+        self.split_tables.add((level, address & level.mask))
 
     def collapse_page_count(self, address: int, pfn: int, level: Level) -> None:
         """collapse_page_count(), if virt_addr_valid(addr) and pfn_range_is_mapped(pfn, pfn + 1)."""
         direct = self.virt_addr_valid(address) and self.pfn_range_is_mapped(pfn, pfn + 1)
         self.log.add(Collapse, address, level, direct, direct and self.running)
+        self.split_tables.discard((level, address & level.mask))
 
     def has_transparent_hugepage(self) -> bool:
         """has_transparent_hugepage() (arch/x86/include/asm/pgtable.h): boot_cpu_has(X86_FEATURE_PSE)."""
@@ -340,9 +345,7 @@ class X86Kernel(KernelState):
         or pmd_populate_kernel() (asm/pgalloc.h; init_64.c's phys_*_init() through DEFINE_POPULATE, vmalloc
         through __p?d_alloc()), which store _PAGE_TABLE, the same bits and _PAGE_USER.
         """
-        region = va & level.mask
-        split = any(isinstance(e, Split) and e.level == level and e.addr <= region < e.addr + e.count * level.size
-                    for e in self.log.events)
+        split = (level, va & level.mask) in self.split_tables
         if split or (level == Level.PUD and self.layout.start_kernel_map <= va < self.layout.modules_vaddr):
             return X86.KERNPG_TABLE
         return X86.KERNPG_TABLE | X86.USER
