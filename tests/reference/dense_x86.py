@@ -86,6 +86,16 @@ class DenseX86:
         rem = n
         while rem:
             lv = int(self.level[i])
+            if lv == 1 and rem == 1:  # one 4K PTE: the per-page step (benchmarks/cpa_scaling.py's single pages)
+                old1 = int(self.flags[i])
+                new1 = _protnone((old1 & ~clr) | set_)
+                if new1 != old1:
+                    self.flags[i] = np.uint64(new1)
+                    self.c.entries_written += 1
+                    changed = True
+                i += 1
+                rem -= 1
+                continue
             if lv == 1:
                 # the 4K PTEs from i up to the next large leaf, each on its own as __change_page_attr() takes them
                 # (numpy does the per-page loop: one pte per page, one write per changed pte)
