@@ -8,10 +8,12 @@ flush of 512 pages or more becomes flush_tlb_all() (__flush_tlb_range_limit_exce
 
 from __future__ import annotations
 
+from rofolio.arch.arm64 import pageattr
 from rofolio.arch.arm64.kernel import Arm64Kernel
 from rofolio.arch.arm64.prot import ARM64
 from rofolio.errors import Errno
-from rofolio.events import Flush, FlushKind, PgtableAllocFailed, Split
+from rofolio.events import EntryWrite, Flush, FlushKind, PgtableAllocFailed, Split
+from rofolio.machine import Machine, MachineSpec
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, GiB, Level, MiB
 from tests.arch.arm64.conftest import B_PA, B_VA, CPUS, boot_arm64, step
 
@@ -307,3 +309,24 @@ def test_kernel_page_present_is_false_where_the_pgd_entry_is_none() -> None:
     assert k.kernel_page_present(GiB >> PAGE_SHIFT)
     assert not k.kernel_page_present((GiB + 512 * GiB) >> PAGE_SHIFT)
     assert not k.kernel_page_present((3 * GiB) >> PAGE_SHIFT)  # the same PGD, past RAM: a none PUD
+
+
+def test_a_hole_inside_a_pte_table_gets_the_masks_written_into_its_none_ptes() -> None:
+    # RAM [1G, 1G+1M) and [1G+1.5M, 2G): one PTE table maps the 2M around the hole, whose 128 PTEs are none.
+    # set_memory_valid(false) from the last page before the hole to the first after it walks them all:
+    # pageattr_pte_entry() runs for none PTEs too and writes 0 & ~PTE_VALID | PTE_PRESENT_INVALID (v7.0)
+    m = Machine.boot(MachineSpec.build(arch="arm64", memory_map=((GiB, GiB + MiB), (GiB + 3 * MiB // 2, 2 * GiB)),
+                                       kernel="7.2", cpus=1, rodata="on"))
+    m.finish_boot()
+    k = m.kernel
+    first = k.va(GiB + MiB - PAGE_SIZE)
+    since, written = len(k.log.events), k.log.counters.entries_written
+    assert pageattr.set_memory_valid(k, first, 130, False) == 0
+    writes = [(e.addr - first, e.count, e.old, e.new) for e in k.log.events[since:] if isinstance(e, EntryWrite)]
+    present, invalid = 0xE8000000000707, 0xE8000000000F06
+    assert writes == [(0, 1, present, invalid), (PAGE_SIZE, 128, 0, ARM64.PRESENT_INVALID),
+                      (129 * PAGE_SIZE, 1, present, invalid)]
+    assert k.log.counters.entries_written - written == 130
+    hole = k.pt.run_at(first + PAGE_SIZE)
+    assert hole is not None
+    assert (hole.level, hole.flags, hole.end - hole.start) == (Level.PTE, ARM64.PRESENT_INVALID, MiB // 2)
