@@ -12,7 +12,7 @@ from rofolio.arch.arm64 import pageattr
 from rofolio.arch.arm64.kernel import Arm64Kernel
 from rofolio.arch.arm64.prot import ARM64
 from rofolio.errors import Errno
-from rofolio.events import EntryWrite, Flush, FlushKind, PgtableAllocFailed, Split
+from rofolio.events import EntryWrite, Flush, FlushKind, KernelWarning, PgtableAllocFailed, Split
 from rofolio.machine import Machine, MachineSpec
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, GiB, Level, MiB
 from tests.arch.arm64.conftest import B_PA, B_VA, CPUS, boot_arm64, step
@@ -330,3 +330,34 @@ def test_a_hole_inside_a_pte_table_gets_the_masks_written_into_its_none_ptes() -
     hole = k.pt.run_at(first + PAGE_SIZE)
     assert hole is not None
     assert (hole.level, hole.flags, hole.end - hole.start) == (Level.PTE, ARM64.PRESENT_INVALID, MiB // 2)
+
+
+def test_a_block_the_range_starts_or_ends_inside_warns_with_its_level() -> None:
+    # pageattr_pmd_entry(): WARN_ON_ONCE when the range covers the block partly, at either end
+    for offset in (PAGE_SIZE, 0):  # starts one page into a 2M block; starts on its boundary and ends inside it
+        k = boot_arm64(2 * GiB, bbml2=False, rodata="noalias")
+        since = len(k.log.events)
+        assert pageattr.set_memory_valid(k, k.va(GiB + TWO_MB) + offset, 1, False) == -Errno.EINVAL
+        assert [e.text for e in k.log.events[since:] if isinstance(e, KernelWarning)] == [
+            "WARNING: CPU: 0 at arch/arm64/mm/pageattr.c pageattr_pmd_entry (partial 2M)"]
+
+
+def test_an_empty_range_is_einval_from_the_walker() -> None:
+    # walk_kernel_page_table_range_lockless(): start >= end is -EINVAL (set_memory_valid() has no early return)
+    k = boot_arm64(2 * GiB, bbml2=False, rodata="noalias")
+    assert pageattr.set_memory_valid(k, k.va(GiB), 0, True) == -Errno.EINVAL
+
+
+def test_v6_18_set_memory_nx_flushes_its_range_and_making_valid_does_not() -> None:
+    # before v7.0 only set_mask == PTE_VALID && clear_mask == 0 skips the TLBI in __change_memory_common()
+    m = Machine.boot(MachineSpec.build(arch="arm64", mem="1G", kernel="6.18", cpus=1, rodata="on"))
+    m.finish_boot()
+    va = m.vmalloc([int(m.alloc_folio("kernel", 0).pfn) for _ in range(2)])  # type: ignore[union-attr]
+    def flushes() -> tuple[int, int, int]:
+        return m.counters.flushes_all, m.counters.flushes_range, m.counters.flushed_pages
+
+    before = flushes()
+    assert m.set_memory("set_memory_nx", va, 2) == 0
+    assert flushes() == (before[0], before[1] + 1, before[2] + 2)
+    assert pageattr.set_memory_valid(m.kernel, va, 2, True) == 0
+    assert flushes() == (before[0], before[1] + 1, before[2] + 2)
