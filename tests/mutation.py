@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retest-survivors", action="store_true", help="run the survivors' tests again")
     parser.add_argument("--report", action="store_true", help="only print the figures of the last runs")
     args = parser.parse_args(argv)
-    command = "scripts/mutation" + "".join(f" --only {o}" for o in args.only)
+    command = "scripts/mutation" + "".join(f" --only {o}" for o in args.only) + \
+        (" --retest-survivors" if args.retest_survivors else "")
     seconds = None
     if args.report:  # read only: a run may be going on in the worktree
         commit = _run(["git", "rev-parse", "HEAD"], args.tree, capture_output=True).stdout.strip()

@@ -172,6 +172,7 @@ def test_the_range_check_uses_the_rounded_end_of_an_unaligned_address() -> None:
     guard = m.lookup(va + 2 * PAGE_SIZE)
     assert (guard.level, guard.flags) == (Level.PTE, ARM64.RDONLY)
     assert m.set_memory("set_memory_ro", va + 3 * PAGE_SIZE + 100, 1) == -Errno.EINVAL
+    assert m.set_memory("set_memory_ro", va + 2 * PAGE_SIZE + 100, 2) == -Errno.EINVAL  # inside, ends past it
 
 
 def test_the_guard_pages_none_pte_is_one_write_from_0_to_the_masks_with_pfn_0() -> None:
