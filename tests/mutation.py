@@ -94,18 +94,13 @@ def _run(cmd: list[str], cwd: Path, **kw: object) -> subprocess.CompletedProcess
     return subprocess.run(cmd, cwd=cwd, check=True, text=True, **kw)  # type: ignore[call-overload, no-any-return]
 
 
-def prepare(tree: Path, only: list[str]) -> str:
-    """The worktree at HEAD (made once), with ``only`` narrowing what is mutated; the commit it is at."""
+def prepare(tree: Path) -> str:
+    """The worktree at HEAD (made once); the commit it is at."""
     head = _run(["git", "rev-parse", "HEAD"], ROOT, capture_output=True).stdout.strip()
     if not (tree / ".git").exists():
         _run(["git", "worktree", "add", "--detach", str(tree), head], ROOT, capture_output=True)
     else:
         _run(["git", "checkout", "-q", "-f", "--detach", head], tree)
-    if only:
-        pyproject = tree / "pyproject.toml"
-        chosen = [p for p in MODULES if any(o in p for o in only)]
-        text = re.sub(r"only_mutate = \[[^\]]*\]", "only_mutate = " + json.dumps(chosen), pyproject.read_text())
-        pyproject.write_text(text)
     mutated = set(MODULES)
     copies = tree / "mutants"
     for meta in copies.rglob("*.py.meta"):  # a mutant whose run was stopped is run again (mutmut keeps its code)
@@ -122,6 +117,28 @@ def prepare(tree: Path, only: list[str]) -> str:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, target)
     return head
+
+
+def module_of(path: str) -> str:
+    """'src/rofolio/arch/arm64/mmu.py' -> 'rofolio.arch.arm64.mmu' (how mutmut's mutant names begin)."""
+    return path.removeprefix("src/").removesuffix(".py").replace("/", ".")
+
+
+def pending(tree: Path, only: list[str]) -> list[str]:
+    """What to pass to ``mutmut run`` for the modules ``only`` names: their mutants without a verdict (a glob
+    for a module mutmut has not generated yet).  mutmut re-runs every mutant it is given by name, so naming only
+    these keeps a run with --only resumable; without --only mutmut itself skips the mutants it has a verdict for."""
+    names: list[str] = []
+    for path in MODULES:
+        if not any(o in path for o in only):
+            continue
+        meta = tree / "mutants" / f"{path}.meta"
+        if not meta.exists():
+            names.append(f"{module_of(path)}.x*")
+            continue
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        names += [name for name, code in codes.items() if code is None]
+    return names
 
 
 def mutmut(tree: Path, names: list[str]) -> float:
@@ -207,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/mutation", description=__doc__.splitlines()[0])
     parser.add_argument("--tree", type=Path, default=TREE, help=f"the worktree mutmut works in (default {TREE})")
     parser.add_argument("--only", action="append", default=[],
-                        help="mutate only the modules whose path contains this (e.g. arm64); repeatable")
+                        help="run only the mutants of the modules whose path contains this (e.g. arm64); repeatable")
     parser.add_argument("--retest-survivors", action="store_true", help="run the survivors' tests again")
     parser.add_argument("--report", action="store_true", help="only print the figures of the last runs")
     args = parser.parse_args(argv)
@@ -217,14 +234,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:  # read only: a run may be going on in the worktree
         commit = _run(["git", "rev-parse", "HEAD"], args.tree, capture_output=True).stdout.strip()
     else:
-        commit = prepare(args.tree, args.only)
-        names: list[str] = []
+        commit = prepare(args.tree)
+        chosen = [p for p in MODULES if not args.only or any(o in p for o in args.only)]
         if args.retest_survivors:
-            names = [m for module in collect(args.tree).values() for m, _ in module.survivors]
-            if not names:
-                print("scripts/mutation: no survivors to retest")
-        if names or not args.retest_survivors:
+            names = [m for path, module in collect(args.tree).items() if path in chosen for m, _ in module.survivors]
+        else:
+            names = pending(args.tree, args.only) if args.only else []
+        if names or not (args.only or args.retest_survivors):
             seconds = mutmut(args.tree, names)
+        else:
+            print("scripts/mutation: nothing to run: every mutant chosen has a verdict")
     return report(collect(args.tree), commit, seconds, command)
 
 
