@@ -103,6 +103,10 @@ def prepare(tree: Path) -> str:
         _run(["git", "checkout", "-q", "-f", "--detach", head], tree)
     mutated = set(MODULES)
     copies = tree / "mutants"
+    for path in MODULES:  # a module left as a plain copy (not mutated): mutmut regenerates it only if it is gone
+        copy = copies / path
+        if copy.exists() and "__mutmut_" not in copy.read_text():
+            copy.unlink()
     for meta in copies.rglob("*.py.meta"):  # a mutant whose run was stopped is run again (mutmut keeps its code)
         data = json.loads(meta.read_text())
         codes = data.get("exit_code_by_key", {})
