@@ -234,6 +234,8 @@ def test_pgtable_allocation_failure_returns_enomem_and_leaves_the_folio_writable
     # __change_memory_common() flushes even after the failed split
     assert s.delta == {"pgtable_alloc_failures": 1, "warnings": 1, "flushes": 1, "flushes_all": 1}
     assert [e.level for e in s.events if isinstance(e, PgtableAllocFailed)] == [Level.PMD]
+    assert [e.text for e in s.events if isinstance(e, KernelWarning)] == [
+        "WARNING: CPU: 0 at arch/arm64/mm/pageattr.c update_range_prot (-12)"]
     assert k.lookup(FOLIO_VA).level == Level.PUD and k.lookup(FOLIO_VA).writable
 
 
@@ -330,6 +332,26 @@ def test_a_hole_inside_a_pte_table_gets_the_masks_written_into_its_none_ptes() -
     hole = k.pt.run_at(first + PAGE_SIZE)
     assert hole is not None
     assert (hole.level, hole.flags, hole.end - hole.start) == (Level.PTE, ARM64.PRESENT_INVALID, MiB // 2)
+
+
+def test_a_hole_from_a_none_pmd_into_a_pte_table_writes_only_the_tables_none_ptes() -> None:
+    # RAM [1G, B+2M) and [B+5M, 2G), B = 1G+64M (the image sits at 1G+2M): the PMD of [B+2M, B+4M) is none (the
+    # walker has no callback there), the PTE table of [B+4M, B+6M) has none PTEs for [B+4M, B+5M): those 256 get
+    # the masks
+    base = GiB + 64 * MiB
+    m = Machine.boot(MachineSpec.build(arch="arm64", memory_map=((GiB, base + TWO_MB), (base + 5 * MiB, 2 * GiB)),
+                                       kernel="7.2", cpus=1, rodata="on"))
+    m.finish_boot()
+    k = m.kernel
+    first = k.va(base + TWO_MB - PAGE_SIZE)
+    since = len(k.log.events)
+    assert pageattr.set_memory_valid(k, first, 3 * MiB // PAGE_SIZE + 2, False) == 0
+    writes = [(e.addr - first, e.count, e.new) for e in k.log.events[since:] if isinstance(e, EntryWrite) and e.count]
+    assert writes[1:] == [(2 * MiB + PAGE_SIZE, 256, ARM64.PRESENT_INVALID), (3 * MiB + PAGE_SIZE, 1, writes[0][2])]
+    assert k.pt.run_at(k.va(base + 3 * MiB)) is None
+    hole = k.pt.run_at(k.va(base + 4 * MiB))
+    assert hole is not None
+    assert (hole.level, hole.flags, hole.end - hole.start) == (Level.PTE, ARM64.PRESENT_INVALID, MiB)
 
 
 def test_a_block_the_range_starts_or_ends_inside_warns_with_its_level() -> None:
