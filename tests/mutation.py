@@ -103,10 +103,16 @@ def prepare(tree: Path) -> str:
         _run(["git", "checkout", "-q", "-f", "--detach", head], tree)
     mutated = set(MODULES)
     copies = tree / "mutants"
-    for path in MODULES:  # a module left as a plain copy (not mutated): mutmut regenerates it only if it is gone
-        copy = copies / path
+    for path in MODULES:  # a module left as a plain copy (not mutated): mutmut regenerates it only if it is gone,
+        copy = copies / path  # and its functions' tests are known only from stats taken with it mutated
         if copy.exists() and "__mutmut_" not in copy.read_text():
             copy.unlink()
+            (copies / "mutmut-stats.json").unlink(missing_ok=True)
+    if not (copies / "mutmut-stats.json").exists():  # "no tests" is only as good as the stats: run them again
+        for meta in copies.rglob("*.py.meta"):
+            data = json.loads(meta.read_text())
+            data["exit_code_by_key"] = {k: None if v in (33, 5) else v for k, v in data["exit_code_by_key"].items()}
+            meta.write_text(json.dumps(data))
     for meta in copies.rglob("*.py.meta"):  # a mutant whose run was stopped is run again (mutmut keeps its code)
         data = json.loads(meta.read_text())
         codes = data.get("exit_code_by_key", {})
