@@ -15,7 +15,7 @@ from rofolio.arch.riscv64.config import Riscv64Config
 from rofolio.arch.riscv64.pageattr import KernelBug
 from rofolio.arch.riscv64.pgtable import RISCV
 from rofolio.errors import ConfigError
-from rofolio.events import Flush, Split
+from rofolio.events import Flush, FlushKind, Split
 from rofolio.machine import Machine, MachineSpec
 from rofolio.physmem import MemoryMap
 from rofolio.units import PAGE_SHIFT, GiB, Level
@@ -115,6 +115,9 @@ def test_kfence_guard_pages_lose_v_only_with_a_sample_interval() -> None:
         return sum(1 for i in range(512) if not k.lookup(base + (i << 12)).present)  # type: ignore[attr-defined]
 
     assert (invalid(on), invalid(off)) == (257, 0)
+    # kfence_protect_page(): each protect flushes that page on this hart only (no IPI)
+    local = [e for e in on.log.events if isinstance(e, Flush) and e.reason == "kfence_protect_page"]
+    assert len(local) == 257 and {(e.flush, e.pages, e.cpus, e.ipis) for e in local} == {(FlushKind.PAGES, 1, 1, 0)}
 
 
 def test_set_memory_on_a_vmap_area_oopses_and_on_a_vmalloc_area_changes_the_alias() -> None:
@@ -134,7 +137,7 @@ def test_ram_beyond_the_linear_map_is_dropped_with_a_warning() -> None:
     k = boot_riscv64(256 * GiB, sv=39)
     assert k.memory.ram[-1].end == 2 * GiB + 128 * GiB
     assert any(getattr(e, "text", "").startswith("Physical memory overflows the linear mapping size: region "
-                                                 "above 0x2080000000 removed") for e in k.log.events)
+                                                 "above 0x0000002080000000 removed") for e in k.log.events)
 
 
 def test_rodata_off_keeps_the_rodata_alias_writable_and_other_strings_warn() -> None:

@@ -24,8 +24,8 @@ def boot(config: Riscv64Config, log: EventLog | None = None) -> Riscv64Kernel:
     k = Riscv64Kernel(config, log)
     if config.rodata_setting.warning:  # parse_early_param(): set_debug_rodata()'s pr_warn
         k.warn(config.rodata_setting.warning)
-    if config.capped is not None:  # setup_bootmem()
-        k.warn(f"Physical memory overflows the linear mapping size: region above {config.capped:#x} removed")
+    if config.capped is not None:  # setup_bootmem(); %pa prints 16 hex digits (lib/vsprintf.c address_val())
+        k.warn(f"Physical memory overflows the linear mapping size: region above {config.capped:#018x} removed")
     init.create_linear_mapping_page_table(k)
     init.kfence_init_pool(k)
     k.cpus_online = config.nr_cpus  # smp_init()

@@ -36,6 +36,7 @@ __all__ = [
 PAGE_OFFSETS = {39: 0xFFFFFFD600000000, 48: 0xFFFFAF8000000000, 57: 0xFF60000000000000}
 PGDIR_SIZES = {39: Level.PUD.size, 48: Level.P4D.size, 57: Level.PGD.size}  # what one top-level entry maps
 PTRS_PER_PGD = 512
+SECTION_ALIGN = 2 << 20  # vmlinux.lds.S: SECTION_ALIGN is L1_CACHE_BYTES without STRICT_KERNEL_RWX, PMD_SIZE with
 KFENCE_POOL_SIZE = 2 << 20  # (CONFIG_KFENCE_NUM_OBJECTS + 1) * 2 * PAGE_SIZE with the default 255 objects
 QEMU_IMAGE_OFFSET = 2 << 20  # OpenSBI fw_dynamic on QEMU virt: the kernel at RAM + 2M (measured: 0x80200000)
 
@@ -67,9 +68,12 @@ class Riscv64KernelImage:
                  self.end]
         if any(b < a for a, b in pairwise(order)):
             raise ValueError("kernel image sections must be in order")
-        if any(v % PAGE_SIZE for v in (self.start, self.init_begin, self.init_data_begin, self.start_rodata,
-                                        self.data)):
-            raise ValueError("_start, __init_begin, __init_data_begin, __start_rodata and _data must be page aligned")
+        # setup_vm() (arch/riscv/mm/init.c) BUG()s unless the load address is PMD aligned, and vmlinux.lds.S puts
+        # __init_begin, __init_data_begin, _data and (RO_DATA) __start_rodata on SECTION_ALIGN, 2M with
+        # STRICT_KERNEL_RWX
+        if any(v % SECTION_ALIGN for v in (self.start, self.init_begin, self.init_data_begin, self.start_rodata,
+                                            self.data)):
+            raise ValueError("_start, __init_begin, __init_data_begin, __start_rodata and _data must be 2M aligned")
 
     @classmethod
     def qemu_virt(cls, ram_start: int) -> Riscv64KernelImage:

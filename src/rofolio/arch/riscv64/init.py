@@ -20,7 +20,7 @@ from rofolio.arch.riscv64.config import KFENCE_POOL_SIZE
 from rofolio.arch.riscv64.pageattr import set_memory
 from rofolio.arch.riscv64.pgtable import PAGE_KERNEL, PAGE_KERNEL_READ, RISCV
 from rofolio.errors import ConfigError
-from rofolio.events import BootMapping, EntryWrite, PgtableAlloc
+from rofolio.events import BootMapping, EntryWrite, Flush, FlushKind, PgtableAlloc
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, align_down, align_up
 
 if TYPE_CHECKING:
@@ -155,6 +155,8 @@ def kfence_init_pool(k: Riscv64Kernel) -> None:
         old = k.pt.run_at(va).flags  # type: ignore[union-attr]
         k.pt.set_flags(va, va + PAGE_SIZE, old & ~RISCV.PRESENT)
         k.log.append(EntryWrite(va, Level.PTE, 1, old, old & ~RISCV.PRESENT))
+        # local_flush_tlb_kernel_range() of that page: this hart only, no IPI (asm/kfence.h)
+        k.log.append(Flush(FlushKind.PAGES, 1, 1, 0, "kfence_protect_page"))
 
 
 def _lm_alias_pages(k: Riscv64Kernel, pa_start: int, pa_end: int) -> tuple[int, int]:

@@ -65,7 +65,10 @@ def entry_present(level: Level, val: int) -> bool:
 
 
 def entry_leaf(level: Level, val: int) -> bool:
-    """p?d_leaf(): present by the level's own test and any of R/W/X set (pte_leaf() for a PTE)."""
+    """p?d_leaf(): present by the level's own test and any of R/W/X set (pte_leaf() for a PTE).  riscv defines
+    no p4d_leaf() or pgd_leaf(), so the generic ones (include/linux/pgtable.h) say no at those levels."""
+    if level >= Level.P4D:
+        return False
     return entry_present(level, val) and bool(val & RISCV.LEAF)
 
 
