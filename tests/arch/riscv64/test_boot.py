@@ -154,3 +154,11 @@ def test_a_512g_leaf_is_refused() -> None:
     """best_map_size() would give Sv57 a 512G leaf where RAM starts 512G-aligned; the model has none."""
     with pytest.raises(ConfigError, match="512G linear-map leaf"):
         boot.boot(Riscv64Config(memory=MemoryMap.flat(1024 * GiB, base=512 * GiB), sv=57))
+
+
+def test_set_direct_map_valid_noflush_of_no_pages_returns_0_and_does_nothing() -> None:
+    """__set_memory() returns 0 for zero pages before it walks or flushes."""
+    k = boot_riscv64(8 * GiB)
+    before = k.log.appended
+    assert k.set_direct_map_valid_noflush((5 * GiB) >> PAGE_SHIFT, 0, False) == 0
+    assert not any(isinstance(e, (Flush, Split)) for e in k.log.events[before:])
