@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from rofolio.errors import Errno
+from rofolio.errors import AddressError, Errno
 from rofolio.events import (
     Call,
     EventLog,
@@ -26,7 +26,7 @@ from rofolio.events import (
     PhaseChange,
     Return,
 )
-from rofolio.units import Level, Pfn, PhysAddr, VirtAddr
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, Pfn, PhysAddr, VirtAddr
 
 if TYPE_CHECKING:
     from rofolio.pagetable import PageTable
@@ -123,6 +123,39 @@ class KernelState:
         return True
 
     # ------------------------------------------------------ the direct map
+    def va(self, pa: PhysAddr) -> VirtAddr:
+        """__va(): the direct-map (linear-map) address of a physical address."""
+        return self.layout.va(pa)  # type: ignore[attr-defined, no-any-return]
+
+    def pa(self, va: VirtAddr) -> PhysAddr:
+        """__pa() of a direct-map address."""
+        return self.layout.pa(va)  # type: ignore[attr-defined, no-any-return]
+
+    def page_address(self, pfn: Pfn) -> VirtAddr:
+        """page_address(): the direct-map address of a page."""
+        return self.va(pfn << PAGE_SHIFT)
+
+    def direct_map_bounds(self) -> tuple[VirtAddr, VirtAddr]:
+        """[__va() of the first RAM byte, __va() of the end of the last RAM range)."""
+        ram = self.memory.ram  # type: ignore[attr-defined]
+        return self.va(ram[0].start), self.va(ram[-1].end)
+
+    def lookup_address(self, va: VirtAddr) -> Any | None:
+        """lookup_address(): the leaf the architecture's walk finds (``lookup()``)."""
+        return self.lookup(va)  # type: ignore[attr-defined]
+
+    def find_vm_area(self, addr: VirtAddr) -> Any | None:
+        """find_vm_area(): the vmalloc area whose [addr, addr + size) holds ``addr``."""
+        return next((a for a in self.vm_areas if a.addr <= addr < a.addr + a.size), None)  # type: ignore[attr-defined]
+
+    def _ram_page(self, pfn: Pfn, nr: int = 1) -> VirtAddr:
+        """page_address(pfn), refusing pages that are not all RAM of this machine."""
+        pa = pfn << PAGE_SHIFT
+        if nr < 1 or not self.memory.is_ram(pa, pa + nr * PAGE_SIZE):  # type: ignore[attr-defined]
+            raise AddressError(f"pfn {pfn:#x} (+{nr}) is not RAM on this machine",
+                               "give pages inside a RAM range of the memory map")
+        return self.page_address(pfn)
+
     def in_direct_map(self, va: VirtAddr) -> bool:
         """Is ``va`` inside [direct_map_bounds())?"""
         lo, hi = self.direct_map_bounds()  # type: ignore[attr-defined]

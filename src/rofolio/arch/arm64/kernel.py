@@ -133,17 +133,6 @@ class Arm64Kernel(KernelState):
         """PTE_MAYBE_NG."""
         return ARM64.NG if self.config.ng_mappings else 0
 
-    # ----------------------------------------------------------- addresses
-    def va(self, pa: int) -> int:
-        """__va() / lm_alias() of a physical address."""
-        return self.layout.va(pa)
-
-    def pa(self, va: int) -> int:
-        return self.layout.pa(va)
-
-    def page_address(self, pfn: int) -> int:
-        return self.layout.va(pfn << PAGE_SHIFT)
-
     # -------------------------------------------------------------- lookups
     def lookup(self, va: int) -> Arm64Lookup | None:
         """The leaf mapping ``va`` with its level; a none PTE in an existing table has flags 0."""
@@ -192,12 +181,6 @@ class Arm64Kernel(KernelState):
                 return level
         return Level.PTE
 
-    def lookup_address(self, va: int) -> Arm64Lookup | None:
-        return self.lookup(va)
-
-    def direct_map_bounds(self) -> tuple[int, int]:
-        return self.va(self.config.memory.ram[0].start), self.va(self.config.memory.ram[-1].end)
-
     def arch_make_folio_readonly(self, pfn: int, nr_pages: int) -> int:
         """RFC patch 2/3 on arm64: the internal update_range_prot() path, gated by can_set_direct_map()."""
         return self.make_linear_range_readonly(pfn << PAGE_SHIFT, nr_pages * PAGE_SIZE)
@@ -224,13 +207,6 @@ class Arm64Kernel(KernelState):
 
     # --------------------------------------------------- page-table pages
     # -------------------------------------------------------- entry points
-    def _ram_page(self, pfn: int, nr: int = 1) -> int:
-        pa = pfn << PAGE_SHIFT
-        if nr < 1 or not self.config.memory.is_ram(pa, pa + nr * PAGE_SIZE):
-            raise AddressError(f"pfn {pfn:#x} (+{nr}) is not RAM on this machine",
-                               "give pages inside a RAM range of the memory map")
-        return self.page_address(pfn)
-
     def set_memory_ro(self, addr: int, numpages: int) -> int:
         """set_memory_ro(): change_memory_common(set PTE_RDONLY, clear PTE_WRITE)."""
         return self._call("set_memory_ro", addr, numpages, lambda: _pageattr.change_memory_common(
@@ -300,13 +276,6 @@ class Arm64Kernel(KernelState):
     def vmap(self, pfns: list[int]) -> int:
         """vmap(): a VM_MAP area, which change_memory_common() refuses."""
         return self._vm_area(pfns, VM_MAP)
-
-    def find_vm_area(self, addr: int) -> VmArea | None:
-        """find_vm_area(): the area whose [addr, addr + size) holds ``addr``."""
-        for area in self.vm_areas:
-            if area.addr <= addr < area.addr + area.size:
-                return area
-        return None
 
     def _vm_area(self, pfns: list[int], flags: int) -> int:
         """Map ``pfns`` with PAGE_KERNEL 4K PTEs at the next free vmalloc address, one guard page after.

@@ -105,9 +105,6 @@ class NoDirectMapKernel(KernelState):
     def va(self, pa: int) -> int:
         return self.config.page_offset + pa - self.config.base
 
-    def page_address(self, pfn: int) -> int:
-        return self.va(pfn << PAGE_SHIFT)
-
     def lookup(self, va: int) -> RiscvLookup | None:
         leaf = self.pt.lookup(va)
         return None if leaf is None else RiscvLookup(leaf.level, leaf.flags, leaf.pfn)
@@ -166,12 +163,6 @@ class NoDirectMapKernel(KernelState):
 
     def pa(self, va: int) -> int:
         return va - self.config.page_offset + self.config.base
-
-    def direct_map_bounds(self) -> tuple[int, int]:
-        return self.va(self.config.memory.ram[0].start), self.va(self.config.memory.ram[-1].end)
-
-    def lookup_address(self, va: int) -> RiscvLookup | None:
-        return self.lookup(va)
 
     def arch_make_folio_readonly(self, pfn: int, nr_pages: int) -> int:
         """The weak default: -EOPNOTSUPP, and the folio stays writable (the RFC's best effort)."""

@@ -54,16 +54,6 @@ class Riscv64Kernel(KernelState):
         self._warned_once: set[str] = set()
 
     # ----------------------------------------------------------- addresses
-    def va(self, pa: int) -> int:
-        """__va(): the linear-map address of a physical address."""
-        return self.layout.va(pa)
-
-    def pa(self, va: int) -> int:
-        return self.layout.pa(va)
-
-    def page_address(self, pfn: int) -> int:
-        return self.layout.va(pfn << PAGE_SHIFT)
-
     @property
     def memory(self) -> MemoryMap:
         """The RAM the kernel kept: setup_bootmem() drops what the linear map cannot reach."""
@@ -72,9 +62,6 @@ class Riscv64Kernel(KernelState):
     @property
     def debug_pagealloc(self) -> bool:
         return self.config.debug_pagealloc
-
-    def direct_map_bounds(self) -> tuple[int, int]:
-        return self.va(self.memory.ram[0].start), self.va(self.memory.ram[-1].end)
 
     def is_kfence_address(self, va: int) -> bool:
         if self.kfence_pool is None:
@@ -93,9 +80,6 @@ class Riscv64Kernel(KernelState):
             return RiscvLookup(Level.PTE, 0, 0)
         return None
 
-    def lookup_address(self, va: int) -> RiscvLookup | None:
-        return self.lookup(va)
-
     def kernel_page_present(self, pfn: int) -> bool:
         """kernel_page_present(): the software present tests, which a V-cleared kernel page passes."""
         return _pageattr.kernel_page_present(self, self.page_address(pfn))
@@ -108,13 +92,6 @@ class Riscv64Kernel(KernelState):
         return f"Unable to handle kernel {msg} at virtual address {addr:016x}\nOops [#{number}]"
 
     # -------------------------------------------------------- entry points
-    def _ram_page(self, pfn: int, nr: int = 1) -> int:
-        pa = pfn << PAGE_SHIFT
-        if nr < 1 or not self.memory.is_ram(pa, pa + nr * PAGE_SIZE):
-            raise AddressError(f"pfn {pfn:#x} (+{nr}) is not RAM on this machine",
-                               "give pages inside a RAM range of the memory map")
-        return self.page_address(pfn)
-
     def _set_memory(self, func: str, addr: int, numpages: int) -> int:
         set_mask, clear_mask = SET_MEMORY_MASKS[func]
         return self._call(func, addr, numpages,
@@ -190,10 +167,6 @@ class Riscv64Kernel(KernelState):
     def vmap(self, pfns: list[int]) -> int:
         """vmap(): an area without a pages array."""
         return self._vm_area(pfns, None)
-
-    def find_vm_area(self, addr: int) -> VmArea | None:
-        """find_vm_area(): the area whose [addr, addr + size) holds ``addr``."""
-        return next((a for a in self.vm_areas if a.addr <= addr < a.addr + a.size), None)
 
     def _vm_area(self, pfns: list[int], pages: tuple[int, ...] | None) -> int:
         """Map ``pfns`` with PAGE_KERNEL 4K PTEs at the next free vmalloc address, one guard page after."""

@@ -399,20 +399,11 @@ class X86Kernel(KernelState):
                      f"{' DEBUG_PAGEALLOC' if self.config.debug_pagealloc else ''}{pti}")
         return "\n".join(lines)
 
-    def va(self, pa: int) -> int:
-        return self.layout.va(pa)
-
-    def pa(self, va: int) -> int:
-        return self.layout.pa(va)
-
     def in_direct_map(self, va: int) -> bool:
         return self.within_direct_map_mapped(va)
 
     def direct_map_bounds(self) -> tuple[int, int]:
         return self.layout.page_offset, self.direct_map_mapped_end()
-
-    def page_address(self, pfn: int) -> int:
-        return self.layout.va(pfn << PAGE_SHIFT)
 
     def check_direct_map_range(self, va: int, numpages: int) -> None:
         """Refuse a request the model cannot honour: outside the kernel address space."""
