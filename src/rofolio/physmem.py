@@ -93,6 +93,13 @@ class MemoryMap:
     def total_ram(self) -> int:
         return sum(r.size for r in self.ram)
 
+    def check_page_aligned(self) -> None:
+        """Refuse a RAM range that does not start and end on a page (ConfigError naming it)."""
+        for r in self.ram:
+            if r.start % PAGE_SIZE or r.end % PAGE_SIZE:
+                raise ConfigError(f"RAM range [{r.start:#x}, {r.end:#x}) is not page aligned",
+                                  f"align RAM ranges to {format_size(PAGE_SIZE)}")
+
     @property
     def max_pfn(self) -> int:
         """One past the highest RAM pfn (the kernel's max_pfn)."""

@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from rofolio.errors import ConfigError
 from rofolio.kversion import DEFAULT_KERNEL, Gate, KernelVersion, register
-from rofolio.physmem import MemoryMap
+from rofolio.physmem import MemoryMap, check_ram
 from rofolio.units import PAGE_SIZE, GiB, Level, align_down, format_size
 
 __all__ = [
@@ -162,13 +162,8 @@ class Arm64Config:
             raise ConfigError(f"{self.nr_cpus} CPUs is not a possible machine", "give 1 to 4096 CPUs")
         if self.secondary_without_bbml2 and self.nr_cpus < 2:
             raise ConfigError("a secondary CPU without BBML2 needs a second CPU", "set nr_cpus to 2 or more")
-        for r in self.memory.ram:
-            if r.start % PAGE_SIZE or r.end % PAGE_SIZE:
-                raise ConfigError(f"RAM range [{r.start:#x}, {r.end:#x}) is not page aligned",
-                                  "align RAM ranges to 4K")
-        if self.memory.total_ram < 64 << 20:
-            raise ConfigError(f"{format_size(self.memory.total_ram)} of RAM cannot hold the modelled kernel",
-                              "give at least 64M")
+        self.memory.check_page_aligned()
+        check_ram(self.memory.total_ram)
         phys_offset = align_down(self.memory.ram[0].start, ARM64_MEMSTART_ALIGN)
         layout = Arm64Layout(phys_offset)
         if self.memory.ram[-1].end - phys_offset > layout.page_end - layout.page_offset:

@@ -27,7 +27,7 @@ from rofolio.errors import AddressError, ConfigError, Errno
 from rofolio.events import BootMapping, EventLog, Flush, FlushKind, PgtableAlloc, Phase
 from rofolio.pagetable import PageTable
 from rofolio.physmem import MemoryMap
-from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, format_size
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level
 
 __all__ = ["NoDirectMapConfig", "NoDirectMapKernel", "boot"]
 
@@ -45,10 +45,7 @@ class NoDirectMapConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.nr_cpus <= 8192:
             raise ConfigError(f"{self.nr_cpus} CPUs is not a possible machine", "give 1 to 8192 CPUs")
-        for r in self.memory.ram:
-            if r.start % PAGE_SIZE or r.end % PAGE_SIZE:
-                raise ConfigError(f"RAM range [{r.start:#x}, {r.end:#x}) is not page aligned",
-                                  f"align RAM to {format_size(PAGE_SIZE)}")
+        self.memory.check_page_aligned()
 
     @property
     def base(self) -> int:

@@ -18,8 +18,8 @@ from itertools import pairwise
 
 from rofolio.errors import ConfigError
 from rofolio.kversion import DEFAULT_KERNEL, KernelVersion
-from rofolio.physmem import MemoryMap
-from rofolio.units import PAGE_SIZE, GiB, Level, align_down, align_up, format_size
+from rofolio.physmem import MemoryMap, check_ram
+from rofolio.units import PAGE_SIZE, GiB, Level, align_down, align_up
 
 __all__ = [
     "IMAGE_SYMBOLS",
@@ -186,13 +186,8 @@ class Riscv64Config:
             raise ConfigError(f"Sv{self.sv} is not a riscv64 paging mode", "give sv = 39, 48 or 57")
         if not 1 <= self.nr_cpus <= 256:
             raise ConfigError(f"{self.nr_cpus} CPUs is not a possible machine", "give 1 to 256 CPUs (NR_CPUS)")
-        for r in self.memory.ram:
-            if r.start % PAGE_SIZE or r.end % PAGE_SIZE:
-                raise ConfigError(f"RAM range [{r.start:#x}, {r.end:#x}) is not page aligned",
-                                  "align RAM ranges to 4K")
-        if self.memory.total_ram < 64 << 20:
-            raise ConfigError(f"{format_size(self.memory.total_ram)} of RAM cannot hold the modelled kernel",
-                              "give at least 64M")
+        self.memory.check_page_aligned()
+        check_ram(self.memory.total_ram)
         layout = Riscv64Layout(self.sv, align_down(self.memory.ram[0].start, Level.PMD.size))
         object.__setattr__(self, "layout", layout)
         # setup_bootmem(): RAM past __pa(PAGE_OFFSET) + KERN_VIRT_SIZE is cut off with a pr_warn
