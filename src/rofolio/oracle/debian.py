@@ -57,7 +57,7 @@ BUILD_PACKAGES = ["flex", "bison", "bc", "libelf-dev", "libssl-dev", "xz-utils",
 
 _SERIES_RE = re.compile(r"^debian:(\d+)\.(\d+)$")
 # linux-binary-7.2.13+deb14-amd64 (7.x layout) or linux-image-6.12.9-amd64 (older); not -cloud/-rt/-dbg/-unsigned.
-_PKG_RE = re.compile(r"^linux-(binary|image)-((\d+)\.(\d+)\.(\d+)[^-]*)-amd64$")
+_PKG_PATTERN = r"^linux-(binary|image)-((\d+)\.(\d+)\.(\d+)[^-]*)-{arch}$"
 
 
 def parse_kernel(kernel: str) -> tuple[int, int]:
@@ -156,19 +156,20 @@ def _key(upstream: str) -> tuple[int, ...]:
     return tuple(int(x) for x in upstream.split("."))
 
 
-def resolve(names: list[str], major: int, minor: int, suite: str = SUITE) -> Resolved:
-    """The newest amd64 kernel of MAJOR.MINOR among package ``names``, else the newest MAJOR.x, else an error."""
+def resolve(names: list[str], major: int, minor: int, suite: str = SUITE, arch: str = "amd64") -> Resolved:
+    """The newest ``arch`` kernel of MAJOR.MINOR among package ``names``, else the newest MAJOR.x, else an error."""
     found: dict[str, tuple[str, str]] = {}  # kver -> (package, upstream)
+    pattern = re.compile(_PKG_PATTERN.format(arch=re.escape(arch)))
     for name in names:
-        m = _PKG_RE.match(name)
+        m = pattern.match(name)
         if not m:
             continue
-        kver = f"{m.group(2)}-amd64"
+        kver = f"{m.group(2)}-{arch}"
         # the 7.x layout splits the image into linux-binary-*: prefer it to the linux-image-* meta package
         if kver not in found or m.group(1) == "binary":
             found[kver] = (name, ".".join(m.group(i) for i in (3, 4, 5)))
     if not found:
-        raise OracleError(f"{suite} carries no amd64 kernel image package (linux-binary-*-amd64)",
+        raise OracleError(f"{suite} carries no {arch} kernel image package (linux-binary-*-{arch})",
                           "is the private apt state updated? run the setup again")
 
     def order(kver: str) -> tuple[tuple[int, ...], str]:

@@ -63,7 +63,6 @@ SATP_MODES = {8: 39, 9: 48, 10: 57}
 IMAGE_SYMBOLS = ("_start", "_text", "__init_begin", "__init_data_begin", "__init_end", "__start_rodata", "_data",
                  "_end", "swapper_pg_dir", "__kfence_pool")
 READY = "rofolio-ready"
-_PKG = re.compile(r"^linux-(binary|image)-((\d+)\.(\d+)\.(\d+)[^-]*)-riscv64$")
 PFN_MASK = (1 << 44) - 1
 U64 = (1 << 64) - 1
 
@@ -96,19 +95,16 @@ def load_install(root: Path | None = None) -> Riscv64Install:
 
 
 def resolve(names: list[str], series: tuple[int, int] = SERIES) -> tuple[str, str]:
-    """(image package, KVER) of the newest riscv64 kernel of ``series`` among package ``names``."""
-    found: dict[str, tuple[tuple[int, ...], str]] = {}
-    for name in names:
-        m = _PKG.match(name)
-        if m and (int(m.group(3)), int(m.group(4))) == series:
-            kver = f"{m.group(2)}-riscv64"
-            if kver not in found or m.group(1) == "binary":  # the 7.x layout: the image is in linux-binary-*
-                found[kver] = (tuple(int(m.group(i)) for i in (3, 4, 5)), name)
-    if not found:
+    """(image package, KVER) of the newest riscv64 kernel of ``series`` among package ``names``
+    (``debian.resolve()``'s choice; the riscv64 rules are 7.2's, so no other series stands in)."""
+    try:
+        res = debian.resolve(names, *series, arch="riscv64")
+    except OracleError:
+        res = None
+    if res is None or res.note:
         raise OracleError(f"unstable carries no riscv64 {series[0]}.{series[1]} kernel image package",
                           "is the private apt state updated? run the setup again")
-    kver = max(found, key=lambda k: (found[k][0], k))
-    return found[kver][1], kver
+    return res.image_package, res.kver
 
 
 def setup(root: Path | None = None, log: Callable[[str], None] = print) -> Riscv64Install:
