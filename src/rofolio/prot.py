@@ -46,6 +46,7 @@ class X86:
     PAGE_KERNEL_LARGE = PAGE_KERNEL | PSE
     # _KERNPG_TABLE = __PP | __RW | ___A | ___D: the flags of an entry that points to a table
     KERNPG_TABLE = PRESENT | RW | ACCESSED | DIRTY
+    PFN_MASK = ((1 << 52) - 1) & ~0xFFF  # PTE_PFN_MASK: __PHYSICAL_MASK & PAGE_MASK (52-bit physical)
 
     # Cache modes as PAT-index bits in 4K format with Linux's PAT table (arch/x86/mm/pat/memtype.c):
     # WB = 0, WC = PWT, UC- = PCD, UC = PCD | PWT.

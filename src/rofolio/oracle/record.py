@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from rofolio.machine import BootRecord
 from rofolio.oracle.guest import IMAGE_SYMBOLS, MODULES_VADDR, GuestLog
+from rofolio.prot import X86
 from rofolio.units import PAGE_SIZE, Level
 
 PATH_LEVELS = {"pgd": Level.PGD, "p4d": Level.P4D, "pud": Level.PUD, "pmd": Level.PMD}
-TABLE_ADDRESS = ((1 << 52) - 1) & ~(PAGE_SIZE - 1)  # x86 PTE_PFN_MASK: the address bits of a table entry
 START_KERNEL_MAP = 0xFFFFFFFF80000000  # __START_KERNEL_map: with nokaslr and phys_base 0, pa = va - this
 
 __all__ = ["record_of"]
@@ -52,5 +52,5 @@ def tables_of(log: GuestLog) -> tuple[tuple[int, int, int], ...]:
             va = int(path["va"], 16)
             entries = [(PATH_LEVELS[k], int(v, 16)) for k, v in path.items() if k in PATH_LEVELS]
             for level, value in entries[:-1] if "pte" not in path else entries:
-                found[(int(level), va & level.mask)] = value & TABLE_ADDRESS
+                found[(int(level), va & level.mask)] = value & X86.PFN_MASK  # the table's address
     return tuple(sorted((level, region, pa) for (level, region), pa in found.items()))

@@ -45,7 +45,6 @@ from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level
 __all__ = ["Lookup", "X86Kernel"]
 
 SECTION_SHIFT = 27  # SECTION_SIZE_BITS on x86-64: 128 MiB memory sections (sparsemem)
-PTE_PFN_MASK = ((1 << 52) - 1) & ~((1 << PAGE_SHIFT) - 1)  # __PHYSICAL_MASK & PAGE_MASK (52-bit physical)
 
 
 class Lookup(LeafLookup):
@@ -74,7 +73,7 @@ class Lookup(LeafLookup):
         """
         value = (self.pfn << PAGE_SHIFT) | self.flags
         if value and not self.flags & X86.PRESENT:  # __pte_needs_invert()
-            value ^= PTE_PFN_MASK
+            value ^= X86.PFN_MASK
         return value
 
 
