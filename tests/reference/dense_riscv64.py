@@ -13,9 +13,9 @@ tests); vmalloc areas are lists of pages whose linear alias the calls change.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
+
+from tests.reference.linear import DenseCounters
 
 V, R, W, X, U, G, A, D = (1 << i for i in range(8))
 LEAF_BITS = R | W | X
@@ -28,16 +28,6 @@ ENOMEM = 12
 
 class ReferenceOops(RuntimeError):
     """The kernel would follow a pointer it never set (a table read through a non-present pud leaf)."""
-
-
-@dataclass
-class DenseCounters:
-    entries_written: int = 0
-    pgtables_allocated: int = 0
-    splits: dict[int, int] = field(default_factory=lambda: {PMD: 0, PUD: 0})
-    flushes_all: int = 0
-    flushes_range: int = 0
-    flushed_pages: int = 0
 
 
 def present(level: int, v: int) -> bool:

@@ -20,6 +20,7 @@ from rofolio.events import EntryWrite
 from rofolio.units import PAGE_SHIFT, GiB
 from tests.arch.arm64.conftest import boot_arm64
 from tests.reference.dense_arm64 import DenseArm64
+from tests.reference.linear import pages_of
 
 MEM = 2 * GiB
 RAM = 1 * GiB
@@ -49,18 +50,6 @@ def page_ranges(draw: st.DrawFn) -> tuple[int, int]:
     return first, length
 
 
-def _pages(k: Arm64Kernel) -> tuple[np.ndarray, np.ndarray]:
-    """Per-page leaf level and descriptor of RAM, read from the sparse model's runs."""
-    level = np.zeros(NPAGES, dtype=np.int8)
-    flags = np.zeros(NPAGES, dtype=np.uint64)
-    lo = k.va(RAM)
-    for r in k.pt.runs(lo, lo + MEM):
-        a, b = (max(r.start, lo) - lo) >> PAGE_SHIFT, (min(r.end, lo + MEM) - lo) >> PAGE_SHIFT
-        level[a:b] = int(r.level)
-        flags[a:b] = r.flags
-    return level, flags
-
-
 class LinearMapMachine(RuleBasedStateMachine):
     k: Arm64Kernel
     dense: DenseArm64
@@ -68,7 +57,7 @@ class LinearMapMachine(RuleBasedStateMachine):
     @initialize(config=st.sampled_from(CONFIGS))
     def boot(self, config: dict[str, object]) -> None:
         self.k = boot_arm64(MEM, **config)
-        level, flags = _pages(self.k)
+        level, flags = pages_of(self.k, RAM, MEM)
         self.dense = DenseArm64(level, flags, can_set_direct_map=self.k.can_set_direct_map(),
                                 split_possible=self.k.split_leaf_mapping_possible(),
                                 present_invalid=self.k.config.present_invalid_encoding,
@@ -129,7 +118,7 @@ class LinearMapMachine(RuleBasedStateMachine):
 
     @invariant()
     def same_leaves_and_counters(self) -> None:
-        level, flags = _pages(self.k)
+        level, flags = pages_of(self.k, RAM, MEM)
         assert np.array_equal(level, self.dense.level)
         diff = np.nonzero(flags != self.dense.flags)[0]
         assert diff.size == 0, f"page {diff[:1]}: {int(flags[diff[0]]):#x} != {int(self.dense.flags[diff[0]]):#x}"

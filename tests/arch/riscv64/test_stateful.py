@@ -23,6 +23,7 @@ from rofolio.arch.riscv64.pgtable import RISCV
 from rofolio.units import PAGE_SHIFT, GiB
 from tests.arch.riscv64.conftest import boot_riscv64
 from tests.reference.dense_riscv64 import DenseRiscv64, ReferenceOops
+from tests.reference.linear import pages_of
 
 MEM = 2 * GiB
 RAM = 2 * GiB  # QEMU virt: RAM from 2G, so phys_ram_base is 1G-aligned and page index alignment is VA alignment
@@ -53,18 +54,6 @@ def page_ranges(draw: st.DrawFn) -> tuple[int, int]:
 SET_MEMORY = ("set_memory_ro", "set_memory_rw", "set_memory_x", "set_memory_nx")
 
 
-def _pages(k: Riscv64Kernel) -> tuple[np.ndarray, np.ndarray]:
-    """Per-page leaf level and entry bits of RAM, read from the sparse model's runs."""
-    level = np.zeros(NPAGES, dtype=np.int8)
-    flags = np.zeros(NPAGES, dtype=np.uint64)
-    lo = k.va(RAM)
-    for r in k.pt.runs(lo, lo + MEM):
-        a, b = (max(r.start, lo) - lo) >> PAGE_SHIFT, (min(r.end, lo + MEM) - lo) >> PAGE_SHIFT
-        level[a:b] = int(r.level)
-        flags[a:b] = r.flags & RISCV.FLAGS_MASK
-    return level, flags
-
-
 class LinearMapMachine(RuleBasedStateMachine):
     k: Riscv64Kernel
     dense: DenseRiscv64
@@ -76,7 +65,7 @@ class LinearMapMachine(RuleBasedStateMachine):
 
     def _boot(self) -> None:
         self.k = boot_riscv64(MEM, **self.config)  # type: ignore[arg-type]
-        level, flags = _pages(self.k)
+        level, flags = pages_of(self.k, RAM, MEM, RISCV.FLAGS_MASK)
         self.dense = DenseRiscv64(level, flags, debug_pagealloc=self.k.config.debug_pagealloc)
         self.base = self.k.log.counters.copy()
         self.vm_tables = 0  # table pages vmalloc areas took, which the dense model does not hold
@@ -170,7 +159,7 @@ class LinearMapMachine(RuleBasedStateMachine):
 
     @invariant()
     def same_leaves_and_counters(self) -> None:
-        level, flags = _pages(self.k)
+        level, flags = pages_of(self.k, RAM, MEM, RISCV.FLAGS_MASK)
         assert np.array_equal(level, self.dense.level)
         diff = np.nonzero(flags != self.dense.flags)[0]
         assert diff.size == 0, f"page {diff[:1]}: {int(flags[diff[0]]):#x} != {int(self.dense.flags[diff[0]]):#x}"
