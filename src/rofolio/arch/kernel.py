@@ -57,6 +57,16 @@ class LeafLookup:
         return not self.writable
 
 
+# mm/kfence/core.c: the pool is (CONFIG_KFENCE_NUM_OBJECTS + 1) * 2 pages, 2 MiB with the default 255 objects
+KFENCE_POOL_SIZE = 2 << 20
+
+
+def kfence_guard_pages() -> list[int]:
+    """Page indices of the pool kfence_init_pool() (mm/kfence/core.c) protects: the first two pages, then each
+    object's right guard page (3, 5, ...)."""
+    return [0, 1, *range(3, KFENCE_POOL_SIZE >> PAGE_SHIFT, 2)]
+
+
 class KernelState:
     """What every arch kernel keeps about the running kernel: its boot phase and the warnings it printed.
 
@@ -69,6 +79,7 @@ class KernelState:
     phase: Phase
     _warned_once: set[str]
     pgtable_alloc_fail: bool = False  # a machine option: allocations of page-table pages fail
+    kfence_pool: int | None = None  # __pa(__kfence_pool), where the architecture keeps a pool
 
     @property
     def running(self) -> bool:
@@ -143,6 +154,13 @@ class KernelState:
     def lookup_address(self, va: VirtAddr) -> Any | None:
         """lookup_address(): the leaf the architecture's walk finds (``lookup()``)."""
         return self.lookup(va)  # type: ignore[attr-defined]
+
+    def is_kfence_address(self, va: VirtAddr) -> bool:
+        """is_kfence_address(): inside the KFENCE pool's direct-map range."""
+        if self.kfence_pool is None:
+            return False
+        start = self.va(self.kfence_pool)
+        return start <= va < start + KFENCE_POOL_SIZE
 
     def find_vm_area(self, addr: VirtAddr) -> Any | None:
         """find_vm_area(): the vmalloc area whose [addr, addr + size) holds ``addr``."""

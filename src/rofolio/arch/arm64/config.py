@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from rofolio.arch.kernel import KFENCE_POOL_SIZE
 from rofolio.errors import ConfigError
 from rofolio.kversion import DEFAULT_KERNEL, Gate, KernelVersion, register
 from rofolio.physmem import MemoryMap, check_ram
@@ -60,7 +61,6 @@ PAGE_OFFSET = (-(1 << VA_BITS)) & ((1 << 64) - 1)  # _PAGE_OFFSET(48) = 0xffff00
 PAGE_END = (-(1 << (VA_BITS - 1))) & ((1 << 64) - 1)  # _PAGE_END(48) = 0xffff800000000000
 MODULES_VSIZE = 2 * GiB
 ARM64_MEMSTART_ALIGN = Level.PUD.size  # kernel-pgtable.h: PUD_SHIFT for 4K (> SECTION_SIZE_BITS)
-KFENCE_POOL_SIZE = 2 << 20  # (CONFIG_KFENCE_NUM_OBJECTS + 1) * 2 * PAGE_SIZE with the default 255 objects
 
 
 class KfenceMode(StrEnum):

@@ -18,7 +18,7 @@ from rofolio.arch.arm64 import mmu as _mmu
 from rofolio.arch.arm64 import pageattr as _pageattr
 from rofolio.arch.arm64 import tlbflush as _tlbflush
 from rofolio.arch.arm64.abort import FAULT_LEVEL, data_abort_esr, die_line, mem_abort_decode
-from rofolio.arch.arm64.config import KFENCE_POOL_SIZE, Arm64Config
+from rofolio.arch.arm64.config import Arm64Config
 from rofolio.arch.arm64.image import Arm64KernelImage
 from rofolio.arch.arm64.prot import ARM64, is_read_only, page_kernel
 from rofolio.arch.arm64.vmalloc import VM_ALLOC, VM_ALLOW_HUGE_VMAP, VM_MAP, VmArea
@@ -122,12 +122,6 @@ class Arm64Kernel(KernelState):
         if not self.system_supports_bbml2_noabort():
             return False
         return not self.force_pte_mapping()
-
-    def is_kfence_address(self, va: int) -> bool:
-        if self.kfence_pool is None:
-            return False
-        start = self.va(self.kfence_pool)
-        return start <= va < start + KFENCE_POOL_SIZE
 
     def maybe_ng(self) -> int:
         """PTE_MAYBE_NG."""

@@ -10,20 +10,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rofolio.arch.arm64.config import KFENCE_POOL_SIZE
 from rofolio.arch.arm64.mmu import arch_kfence_init_pool
 from rofolio.arch.arm64.pageattr import set_memory_valid
-from rofolio.units import PAGE_SHIFT, PAGE_SIZE
+from rofolio.arch.kernel import KFENCE_POOL_SIZE, kfence_guard_pages
+from rofolio.units import PAGE_SIZE
 
 if TYPE_CHECKING:
     from rofolio.arch.arm64.kernel import Arm64Kernel
 
-__all__ = ["guard_pages", "kfence_init_late", "kfence_init_pool", "kfence_protect_page"]
-
-
-def guard_pages() -> list[int]:
-    """Page indices kfence_init_pool() protects: 0, 1, then 3, 5, ... (one per object)."""
-    return [0, 1, *range(3, KFENCE_POOL_SIZE >> PAGE_SHIFT, 2)]
+__all__ = ["kfence_init_late", "kfence_init_pool", "kfence_protect_page"]
 
 
 def kfence_protect_page(k: Arm64Kernel, addr: int, protect: bool) -> bool:
@@ -36,7 +31,7 @@ def kfence_init_pool(k: Arm64Kernel) -> None:
     """kfence_init_pool(): make the guard pages of the pool invalid."""
     assert k.kfence_pool is not None
     base = k.va(k.kfence_pool)
-    for i in guard_pages():
+    for i in kfence_guard_pages():
         kfence_protect_page(k, base + i * PAGE_SIZE, True)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import pairwise
 
+from rofolio.arch.kernel import KFENCE_POOL_SIZE
 from rofolio.errors import ConfigError
 from rofolio.kversion import DEFAULT_KERNEL, KernelVersion
 from rofolio.physmem import MemoryMap, check_ram
@@ -37,7 +38,6 @@ PAGE_OFFSETS = {39: 0xFFFFFFD600000000, 48: 0xFFFFAF8000000000, 57: 0xFF60000000
 PGDIR_SIZES = {39: Level.PUD.size, 48: Level.P4D.size, 57: Level.PGD.size}  # what one top-level entry maps
 PTRS_PER_PGD = 512
 SECTION_ALIGN = 2 << 20  # vmlinux.lds.S: SECTION_ALIGN is L1_CACHE_BYTES without STRICT_KERNEL_RWX, PMD_SIZE with
-KFENCE_POOL_SIZE = 2 << 20  # (CONFIG_KFENCE_NUM_OBJECTS + 1) * 2 * PAGE_SIZE with the default 255 objects
 QEMU_IMAGE_OFFSET = 2 << 20  # OpenSBI fw_dynamic on QEMU virt: the kernel at RAM + 2M (measured: 0x80200000)
 
 # vmlinux.lds.S symbol -> Riscv64KernelImage field: what a boot record's image holds on riscv64

@@ -16,7 +16,7 @@ from __future__ import annotations
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
-from rofolio.arch.riscv64.config import KFENCE_POOL_SIZE
+from rofolio.arch.kernel import KFENCE_POOL_SIZE, kfence_guard_pages
 from rofolio.arch.riscv64.pageattr import set_memory
 from rofolio.arch.riscv64.pgtable import PAGE_KERNEL, PAGE_KERNEL_READ, RISCV
 from rofolio.errors import ConfigError
@@ -150,7 +150,7 @@ def kfence_init_pool(k: Riscv64Kernel) -> None:
     if k.kfence_pool is None or not k.config.kfence_sample_interval:
         return  # kfence_init() gives up; the pool stays mapped, and reserved
     base = k.va(k.kfence_pool)
-    for i in (0, 1, *range(3, KFENCE_POOL_SIZE // PAGE_SIZE, 2)):
+    for i in kfence_guard_pages():
         va = base + i * PAGE_SIZE
         old = k.pt.run_at(va).flags  # type: ignore[union-attr]
         k.pt.set_flags(va, va + PAGE_SIZE, old & ~RISCV.PRESENT)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from rofolio.arch.kernel import KernelState
 from rofolio.arch.riscv64 import pageattr as _pageattr
 from rofolio.arch.riscv64 import tlbflush as _tlbflush
-from rofolio.arch.riscv64.config import KFENCE_POOL_SIZE, Riscv64Config
+from rofolio.arch.riscv64.config import Riscv64Config
 from rofolio.arch.riscv64.pageattr import SET_MEMORY_MASKS
 from rofolio.arch.riscv64.pgtable import PAGE_KERNEL, RISCV, RiscvLookup
 from rofolio.errors import AddressError
@@ -62,12 +62,6 @@ class Riscv64Kernel(KernelState):
     @property
     def debug_pagealloc(self) -> bool:
         return self.config.debug_pagealloc
-
-    def is_kfence_address(self, va: int) -> bool:
-        if self.kfence_pool is None:
-            return False
-        start = self.va(self.kfence_pool)
-        return start <= va < start + KFENCE_POOL_SIZE
 
     # -------------------------------------------------------------- lookups
     def lookup(self, va: int) -> RiscvLookup | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rofolio.arch.kernel import KFENCE_POOL_SIZE
 from rofolio.arch.x86_64.config import X86Config
 from rofolio.arch.x86_64.image import KernelImage
 from rofolio.arch.x86_64.kernel import X86Kernel
@@ -28,7 +29,7 @@ from rofolio.events import BootMapping, EventLog, PgtableAlloc, Phase
 from rofolio.pagetable import EntryState
 from rofolio.physmem import SECTION_SIZE, MemoryMap, memmap_pages, sections_spanned
 from rofolio.prot import X86, x86_large_2_4k
-from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, MiB, align_down, align_up, approx_size
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, align_down, align_up, approx_size
 
 __all__ = [
     "BootOptions", "BootProfile", "BpfPack", "add_pfn_range_mapped", "alternative_instructions",
@@ -82,7 +83,6 @@ class BootOptions:
     initrd_size: int = 0  # bytes of initrd the boot loader loads where no profile says where it went
 
 
-KFENCE_POOL_SIZE = 2 * MiB  # (CONFIG_KFENCE_NUM_OBJECTS + 1) * 2 * PAGE_SIZE with 255 objects
 
 
 def boot(config: X86Config, image: KernelImage | None = None, options: BootOptions | None = None,
