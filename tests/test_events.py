@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import random
 
-from rofolio.events import Call, EntryWrite, EventLog, Flush, FlushKind, KernelWarning, PteCheck, Return, Split
+from rofolio.events import (
+    BootMapping,
+    Call,
+    Collapse,
+    EntryWrite,
+    EventLog,
+    Flush,
+    FlushKind,
+    KernelWarning,
+    PteCheck,
+    Return,
+    Split,
+)
 from rofolio.machine import Machine
 from rofolio.stats import Counters
 from rofolio.units import GiB, Level
@@ -71,3 +83,21 @@ def test_events_are_built_in_the_order_they_were_appended() -> None:
     assert log.to_dicts(3) == [{"event": "pte_check", "addr": 0x2000, "count": 2},
                                {"event": "return", "func": "set_memory_ro", "ret": 0}]
     assert log.counters.cpa_4k_checked == 3 and log.counters.entries_written == 1
+
+
+def test_a_fold_of_some_columns_counts_what_they_move_and_leaves_the_rest_for_the_full_fold() -> None:
+    """split_page_count() reads direct_pages_count[] in the middle of a run: it folds only boot mappings, splits
+    and collapses; the other columns are folded once, later, and nothing is counted twice."""
+    log = EventLog()
+    log.add(BootMapping, 0, 1 << 30, Level.PUD, 1)
+    log.add(Split, 0, Level.PUD, True, True, 1)
+    log.add(EntryWrite, 0x1000, Level.PTE, 1, 0x63, 0x61)
+    part = log.counters_of(BootMapping, Split, Collapse)
+    assert (part.direct_pages[Level.PUD], part.direct_pages[Level.PMD]) == (0, 512)
+    assert part.entries_written == 0  # not folded yet
+    log.add(Split, 0, Level.PMD, True, True, 1)
+    log.add(EntryWrite, 0x2000, Level.PTE, 1, 0x63, 0x61)
+    full = log.counters
+    assert (full.direct_pages[Level.PMD], full.direct_pages[Level.PTE]) == (511, 512)
+    assert full.splits[Level.PUD] == full.splits[Level.PMD] == 1 and full.entries_written == 2
+    assert full == Counters.folded(list(log.events))

@@ -124,11 +124,18 @@ class PageTable:
         return self._count
 
     def run_at(self, addr: int) -> Run | None:
-        """The run holding ``addr``, or None for a hole."""
+        """The run holding ``addr``, or None for a hole (_position() and _run() in one: every CPA step asks)."""
         c = bisect_right(self._firsts, addr) - 1
         chunk = self._chunks[c]
-        i = bisect_right(chunk.starts, addr) - 1
-        return self._run(c, i) if chunk.kinds[i] != HOLE else None
+        starts = chunk.starts
+        i = bisect_right(starts, addr) - 1
+        kind = chunk.kinds[i]
+        if kind == HOLE:
+            return None
+        start = starts[i]
+        end = starts[i + 1] if i + 1 < len(starts) else self._end(c, i)
+        level, flags, offset = self._kinds[kind]
+        return _new_run(Run, (start, end, level, flags, (start >> PAGE_SHIFT) + offset))
 
     def lookup(self, addr: int) -> Leaf | None:
         """The leaf mapping ``addr`` (lookup_address()), or None if the entry is none."""

@@ -49,20 +49,11 @@ class Level(IntEnum):
     P4D = 4  # PG_LEVEL_512G
     PGD = 5  # a top-level entry under 5-level paging (256T); only page-table walks use it
 
-    @property
-    def size(self) -> int:
-        """Bytes mapped by one leaf at this level (4K granule)."""
-        return PAGE_SIZE << (9 * (self - 1))
-
-    @property
-    def pages(self) -> int:
-        """4K pages mapped by one leaf at this level."""
-        return 1 << (9 * (self - 1))
-
-    @property
-    def mask(self) -> int:
-        """Like the kernel's PMD_MASK / PUD_MASK: clears the offset inside one leaf."""
-        return ~(self.size - 1)
+    # Per member, set once below: plain attributes, because the model reads them on every page-table step and
+    # a property costs several times a lookup.
+    size: int  # bytes mapped by one leaf at this level (4K granule)
+    pages: int  # 4K pages mapped by one leaf at this level
+    mask: int  # like the kernel's PMD_MASK / PUD_MASK: clears the offset inside one leaf
 
     @property
     def leaf_name(self) -> str:
@@ -73,6 +64,13 @@ class Level(IntEnum):
     def entry_name(self) -> str:
         """The kernel's name for an entry at this level: 'pte', 'pmd', 'pud', 'p4d'."""
         return self.name.lower()
+
+
+for _level in Level:
+    _level.size = PAGE_SIZE << (9 * (_level - 1))
+    _level.pages = 1 << (9 * (_level - 1))
+    _level.mask = ~(_level.size - 1)
+del _level
 
 
 def align_down(value: int, size: int) -> int:

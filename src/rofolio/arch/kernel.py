@@ -117,10 +117,15 @@ class KernelState:
 
     def _call(self, func: str, addr: int, numpages: int, body: Callable[[], int]) -> int:
         """An entry point as the event log records it: the call, what it did, its return value."""
+        self.check_call_range(addr, numpages)
         self.log.add(Call, func, addr, numpages)
         ret = body()
         self.log.add(Return, func, ret)
         return ret
+
+    def check_call_range(self, addr: int, numpages: int) -> None:
+        """Refuse (AddressError) a request the model cannot honour before it runs; an architecture that can tell
+        overrides it."""
 
     def alloc_missing_tables(self, start: int, end: int, levels: tuple[Level, ...]) -> None:
         """The tables a new mapping of ``[start, end)`` allocates: one below each empty region of ``levels``."""

@@ -46,6 +46,10 @@ CPA_COLLAPSE = 16
 CPA_CONFLICT, CPA_PROTECT, CPA_DETECT = 0, 1, 2
 _WARN_NAMES = {CPA_CONFLICT: "conflict", CPA_PROTECT: "protect", CPA_DETECT: "detect"}
 
+# enum pg_level's PG_LEVEL_4K, looked up once: __change_page_attr() tests it on every call, and reading an enum
+# member off its class costs several plain lookups on Python 3.11 (EnumType.__getattr__)
+PG_LEVEL_4K = Level.PTE
+
 
 @dataclass(slots=True)
 class CpaData:
@@ -143,7 +147,7 @@ def _change_page_attr(k: X86Kernel, cpa: CpaData, primary: bool) -> int:
         run = k.pt.run_at(address)
         if run is None:
             return _cpa_process_fault(k, cpa, address, primary)
-        if run.level == Level.PTE:
+        if run.level == PG_LEVEL_4K:
             _change_ptes(k, cpa, run, address, primary)
             return 0
         do_split = should_split_large_page(k, cpa, run, address)
@@ -168,7 +172,7 @@ def _change_ptes(k: X86Kernel, cpa: CpaData, run: Run, address: int, primary: bo
     cpa.pfn = pfn + count - 1
     if new != old:  # write (and ask for a flush) only if the entry really changes
         k.pt.set_flags(address, address + count * PAGE_SIZE, new)
-        k.log.add(EntryWrite, address, Level.PTE, count, old, new)
+        k.log.add(EntryWrite, address, PG_LEVEL_4K, count, old, new)
         cpa.flags |= CPA_FLUSHTLB
     cpa.numpages = count
 

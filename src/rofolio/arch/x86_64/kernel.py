@@ -13,14 +13,13 @@ negative errno).  Boot lives in ``rofolio.arch.x86_64.boot``; the CPA rules in
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from rofolio.arch import KernelState, LeafLookup
 from rofolio.arch.x86_64 import cpa as _cpa
 from rofolio.arch.x86_64.config import X86Config
 from rofolio.arch.x86_64.image import KernelImage
 from rofolio.errors import AddressError, Errno
 from rofolio.events import (
+    BootMapping,
     Collapse,
     EventLog,
     Flush,
@@ -77,6 +76,11 @@ class Lookup(LeafLookup):
         return value
 
 
+# Enum members read on every CPA call, looked up once: Python 3.11's EnumType.__getattr__ makes reading a member
+# off its class several times slower than a plain lookup.
+_FLUSH_ALL, _FLUSH_PAGES = FlushKind.ALL, FlushKind.PAGES
+
+
 class X86Kernel(KernelState):
     """init_mm's page table on x86-64 and the state CPA consults."""
 
@@ -126,8 +130,11 @@ class X86Kernel(KernelState):
         ro_lo, ro_hi = self.image.rodata_pfns()
         self._rodata_pfns = (ro_lo, ro_hi)
         img = self.image
-        self._text_va = (self.highmap_va(img.text), self.highmap_va(img.etext),
-                         self.highmap_va(img.end_rodata_hpage_align), self.highmap_va(img.brk_end))
+        # high-map addresses of _text, _etext, __end_rodata_hpage_align and _brk_end, which the static
+        # protections and the alias rule test on every call
+        self._text, self._etext, self._hpage_end, self._brk_end = (
+            self.highmap_va(img.text), self.highmap_va(img.etext), self.highmap_va(img.end_rodata_hpage_align),
+            self.highmap_va(img.brk_end))
         # memory sections (SECTION_SIZE_BITS) that hold RAM, as merged [first, last] ranges
         sections: list[tuple[int, int]] = []
         for r in config.memory.ram:
@@ -167,14 +174,9 @@ class X86Kernel(KernelState):
         """(pfn << PAGE_SHIFT) + __START_KERNEL_map - phys_base; phys_base is 0 without relocation."""
         return pa + self.layout.start_kernel_map
 
-    def text_va(self) -> tuple[int, int, int, int]:
-        """High-map addresses of _text, _etext, __end_rodata_hpage_align and _brk_end."""
-        return self._text_va
-
     def within_kernel_text_to_brk(self, va: int) -> bool:
         """within(vaddr, (unsigned long)_text, _brk_end)."""
-        text, _, _, brk = self.text_va()
-        return text <= va < brk
+        return self._text <= va < self._brk_end
 
     def virt_addr_valid(self, va: int) -> bool:
         """__virt_addr_valid() (arch/x86/mm/physaddr.c): true for the direct map *and* the high map."""
@@ -205,13 +207,11 @@ class X86Kernel(KernelState):
     # ---------------------------------------------------- static protections
     def protect_kernel_text(self, start: int, end: int) -> int:
         """protect_kernel_text(): forbid NX on the high mapping of [_text, _etext)."""
-        text, etext, _, _ = self.text_va()
-        return X86.NX if _overlaps(start, end, text, etext - 1) else 0
+        return X86.NX if _overlaps(start, end, self._text, self._etext - 1) else 0
 
     def protect_kernel_text_ro(self, start: int, end: int) -> int:
         """protect_kernel_text_ro(): keep large high-map text/rodata pages RO once set read-only."""
-        text, _, hpage_end, _ = self.text_va()
-        if not self.kernel_set_to_readonly or not _overlaps(start, end, text, hpage_end - 1):
+        if not self.kernel_set_to_readonly or not _overlaps(start, end, self._text, self._hpage_end - 1):
             return 0
         found = self.lookup_address(start)
         if found is not None and found.level != Level.PTE:
@@ -230,8 +230,7 @@ class X86Kernel(KernelState):
                          self._highmap_pfns[0], self._highmap_pfns[1] + 1):
             if pfn < boundary < pfn + limit:
                 limit = boundary - pfn
-        text, etext, hpage_end, _ = self.text_va()
-        for boundary in (text, etext, hpage_end):
+        for boundary in (self._text, self._etext, self._hpage_end):
             pages = (boundary - va) >> PAGE_SHIFT
             if 0 < pages < limit and boundary > va:
                 limit = pages
@@ -264,7 +263,9 @@ class X86Kernel(KernelState):
         pfn = self.valid_virt_pfn(address)
         if pfn is not None:
             # the counter is left alone when it is already zero at that level
-            direct = self.pfn_range_is_mapped(pfn, pfn + 1) and self.log.counters.direct_pages[level] > 0
+            # direct_pages_count[] moves only with boot mappings, splits and collapses: fold just those
+            counted = self.log.counters_of(BootMapping, Split, Collapse).direct_pages[level]
+            direct = self.pfn_range_is_mapped(pfn, pfn + 1) and counted > 0
         self.log.add(Split, address & level.mask, level, direct, direct and self.running, 1)
         self.split_tables.add((level, address & level.mask))
 
@@ -299,12 +300,12 @@ class X86Kernel(KernelState):
     def flush_tlb_all(self, reason: str, via_ipi: bool = True) -> None:
         """flush_tlb_all(): on_each_cpu(do_flush_tlb_all): every online CPU, IPIs to the others."""
         cpus = self.cpus_online
-        self.log.add(Flush, FlushKind.ALL, 0, cpus, cpus - 1 if via_ipi else 0, reason)
+        self.log.add(Flush, _FLUSH_ALL, 0, cpus, cpus - 1 if via_ipi else 0, reason)
 
     def flush_tlb_pages(self, pages: int, reason: str) -> None:
         """on_each_cpu(__cpa_flush_tlb): ``pages`` INVLPGs on every online CPU."""
         cpus = self.cpus_online
-        self.log.add(Flush, FlushKind.PAGES, pages, cpus, cpus - 1, reason)
+        self.log.add(Flush, _FLUSH_PAGES, pages, cpus, cpus - 1, reason)
 
     def flush_tlb_local(self, reason: str) -> None:
         """__flush_tlb_all() on this CPU only (__kernel_map_pages under DEBUG_PAGEALLOC)."""
@@ -404,7 +405,7 @@ class X86Kernel(KernelState):
     def direct_map_bounds(self) -> tuple[int, int]:
         return self.layout.page_offset, self.direct_map_mapped_end()
 
-    def check_direct_map_range(self, va: int, numpages: int) -> None:
+    def check_call_range(self, va: int, numpages: int) -> None:
         """Refuse a request the model cannot honour: outside the kernel address space."""
         if va < self.layout.page_offset or numpages < 0:
             raise AddressError(
@@ -413,10 +414,6 @@ class X86Kernel(KernelState):
             )
 
     # ----------------------------------------------------------- entry points
-    def _call(self, func: str, addr: int, numpages: int, body: Callable[[], int]) -> int:
-        self.check_direct_map_range(addr, numpages)
-        return super()._call(func, addr, numpages, body)
-
     def set_memory_ro(self, addr: int, numpages: int) -> int:
         """set_memory_ro(): clear _PAGE_RW (and _PAGE_DIRTY since v6.6, commit f788b71768ff)."""
         clr = X86.RW | (X86.DIRTY if self.ro_clears_dirty else 0)
@@ -604,8 +601,8 @@ class X86Kernel(KernelState):
 
 
 def _overlaps(r1_start: int, r1_end: int, r2_start: int, r2_end: int) -> bool:
-    """overlaps() in set_memory.c (inclusive ends)."""
-    return (r1_start <= r2_end and r1_end >= r2_start) or (r2_start <= r1_end and r2_end >= r1_start)
+    """overlaps() in set_memory.c (inclusive ends); its two tests are one condition written both ways round."""
+    return r1_start <= r2_end and r2_start <= r1_end
 
 
 def _mode(bits: int) -> str:
