@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from rofolio.errors import AddressError, Errno
 from rofolio.events import (
@@ -26,6 +26,7 @@ from rofolio.events import (
     PhaseChange,
     Return,
 )
+from rofolio.pagetable import EntryState
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level, Pfn, PhysAddr, VirtAddr
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ class KernelState:
     pt: PageTable
     phase: Phase
     _warned_once: set[str]
+    LOOKUP: ClassVar[type[LeafLookup]]  # how this architecture reads a leaf entry (lookup_address())
     pgtable_alloc_fail: bool = False  # a machine option: allocations of page-table pages fail
     kfence_pool: int | None = None  # __pa(__kfence_pool), where the architecture keeps a pool
 
@@ -157,8 +159,20 @@ class KernelState:
         return self.va(ram[0].start), self.va(ram[-1].end)
 
     def lookup_address(self, va: VirtAddr) -> Any | None:
-        """lookup_address(): the leaf the architecture's walk finds (``lookup()``)."""
-        return self.lookup(va)  # type: ignore[attr-defined]
+        """lookup_address(): the leaf mapping ``va`` and its level, as the architecture's ``LOOKUP`` reads it; None
+        if an upper level is none.  Like the kernel's walks (x86 lookup_address_in_pgd_attr(), arm64 and riscv
+        kernel_page_present()), a none PTE inside an existing PTE table comes back at 4K with flags 0: the last
+        level is returned without a present test.  A PMD that is a table implies the levels above are tables."""
+        run = self.pt.run_at(va)
+        if run is not None:
+            return self.LOOKUP(run.level, run.flags, run.pfn_at(va & run.level.mask))
+        if self.pt.entry_state(va, Level.PMD) == EntryState.TABLE:
+            return self.LOOKUP(Level.PTE, 0, 0)
+        return None
+
+    def lookup(self, va: VirtAddr) -> Any | None:
+        """lookup_address() under its short name."""
+        return self.lookup_address(va)
 
     def is_kfence_address(self, va: VirtAddr) -> bool:
         """is_kfence_address(): inside the KFENCE pool's direct-map range."""

@@ -71,6 +71,7 @@ class Arm64Kernel(KernelState):
     """init_mm's page table on arm64 and the state pageattr.c and mmu.c consult."""
 
     arch = "arm64"
+    LOOKUP = Arm64Lookup
 
     def __init__(self, config: Arm64Config, image: Arm64KernelImage | None = None,
                  log: EventLog | None = None) -> None:
@@ -128,16 +129,6 @@ class Arm64Kernel(KernelState):
         return ARM64.NG if self.config.ng_mappings else 0
 
     # -------------------------------------------------------------- lookups
-    def lookup(self, va: int) -> Arm64Lookup | None:
-        """The leaf mapping ``va`` with its level; a none PTE in an existing table has flags 0."""
-        run = self.pt.run_at(va)
-        if run is not None:
-            start = va & run.level.mask
-            return Arm64Lookup(run.level, run.flags, run.pfn_at(start))
-        if self.pt.entry_state(va, Level.PMD) == EntryState.TABLE:
-            return Arm64Lookup(Level.PTE, 0, 0)
-        return None
-
     def kernel_page_present(self, pfn: int) -> bool:
         """kernel_page_present(): presence only, never read-only-ness."""
         return _pageattr.kernel_page_present(self, self.page_address(pfn))

@@ -61,6 +61,7 @@ class NoDirectMapKernel(KernelState):
     """The direct map of an architecture without set_direct_map_*() or set_memory_*()."""
 
     arch = "nodirectmap"
+    LOOKUP = RiscvLookup
 
     def __init__(self, config: NoDirectMapConfig, log: EventLog | None = None) -> None:
         self.config = config
@@ -102,7 +103,8 @@ class NoDirectMapKernel(KernelState):
     def va(self, pa: int) -> int:
         return self.config.page_offset + pa - self.config.base
 
-    def lookup(self, va: int) -> RiscvLookup | None:
+    def lookup_address(self, va: int) -> RiscvLookup | None:
+        """The boot-time leaf for ``va``: nothing here ever leaves a none entry inside a table."""
         leaf = self.pt.lookup(va)
         return None if leaf is None else RiscvLookup(leaf.level, leaf.flags, leaf.pfn)
 

@@ -18,9 +18,9 @@ from rofolio.arch.riscv64.pageattr import SET_MEMORY_MASKS
 from rofolio.arch.riscv64.pgtable import PAGE_KERNEL, RISCV, RiscvLookup
 from rofolio.errors import AddressError
 from rofolio.events import EventLog, Phase
-from rofolio.pagetable import EntryState, PageTable
+from rofolio.pagetable import PageTable
 from rofolio.physmem import MemoryMap
-from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE
 
 __all__ = ["Riscv64Kernel", "VmArea"]
 
@@ -39,6 +39,7 @@ class Riscv64Kernel(KernelState):
     """init_mm's page table on riscv64 and the state init.c and pageattr.c consult."""
 
     arch = "riscv64"
+    LOOKUP = RiscvLookup
 
     def __init__(self, config: Riscv64Config, log: EventLog | None = None) -> None:
         self.config = config
@@ -64,16 +65,6 @@ class Riscv64Kernel(KernelState):
         return self.config.debug_pagealloc
 
     # -------------------------------------------------------------- lookups
-    def lookup(self, va: int) -> RiscvLookup | None:
-        """The leaf mapping ``va``; a none PTE in an existing table has flags 0."""
-        run = self.pt.run_at(va)
-        if run is not None:
-            start = va & run.level.mask
-            return RiscvLookup(run.level, run.flags, run.pfn_at(start))
-        if self.pt.entry_state(va, Level.PMD) == EntryState.TABLE:
-            return RiscvLookup(Level.PTE, 0, 0)
-        return None
-
     def kernel_page_present(self, pfn: int) -> bool:
         """kernel_page_present(): the software present tests, which a V-cleared kernel page passes."""
         return _pageattr.kernel_page_present(self, self.page_address(pfn))

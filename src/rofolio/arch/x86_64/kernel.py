@@ -85,6 +85,7 @@ class X86Kernel(KernelState):
     """init_mm's page table on x86-64 and the state CPA consults."""
 
     arch = "x86_64"
+    LOOKUP = Lookup
 
     # setup_per_cpu_areas() (arch/x86/kernel/setup_percpu.c): pcpu_embed_first_chunk() with atom_size PMD_SIZE
     # when the CPU has PSE (every modelled CPU: X86Config.pse), so the first chunk comes in 2M allocations
@@ -320,22 +321,6 @@ class X86Kernel(KernelState):
             self.flush_tlb_pages(pages, reason)
 
     # ------------------------------------------------------------ lookups
-    def lookup_address(self, va: int) -> Lookup | None:
-        """lookup_address(): the entry for ``va`` and its level; None if an upper level is none.
-
-        Like the kernel, a none PTE inside an existing PTE table is returned at
-        level 4K with flags 0 (the walk does not check _PAGE_PRESENT at the last level).
-        """
-        run = self.pt.run_at(va)
-        if run is not None:
-            start = va & run.level.mask
-            return Lookup(run.level, run.flags, run.pfn_at(start))
-        if self.pt.entry_state(va, Level.PUD) != EntryState.TABLE:
-            return None
-        if self.pt.entry_state(va, Level.PMD) != EntryState.TABLE:
-            return None
-        return Lookup(Level.PTE, 0, 0)
-
     def table_entry_flags(self, va: int, level: Level) -> int:
         """The flags of the entry at ``level`` that points to a table, by who made the table.
 
