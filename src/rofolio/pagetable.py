@@ -115,6 +115,9 @@ class PageTable:
         self._firsts = [0]  # the start of each chunk's first segment
         self._count = 0  # segments that are runs, not holes
         self._version = 0  # changes with every write, for runs() to notice
+        # (version, start, end, chunk, index) of the run run_at() found last: a write that follows a lookup of the
+        # same run (CPA's set_flags() after its run_at()) finds its place without searching again
+        self._hint = (-1, 0, 0, 0, 0)
         self._kinds: list[tuple[Level, int, int]] = [(Level.PTE, 0, 0)]  # kind -> (level, flags, pfn - start page)
         self._kind_of: dict[tuple[int, int, int], int] = {}  # the other way round
 
@@ -134,6 +137,7 @@ class PageTable:
             return None
         start = starts[i]
         end = starts[i + 1] if i + 1 < len(starts) else self._end(c, i)
+        self._hint = (self._version, start, end, c, i)
         level, flags, offset = self._kinds[kind]
         return _new_run(Run, (start, end, level, flags, (start >> PAGE_SHIFT) + offset))
 
@@ -303,6 +307,9 @@ class PageTable:
     # ---------------------------------------------------------------- internals
     def _position(self, addr: int) -> tuple[int, int]:
         """(chunk, index) of the segment holding ``addr``."""
+        version, start, end, c, i = self._hint
+        if version == self._version and start <= addr < end:
+            return c, i
         c = bisect_right(self._firsts, addr) - 1
         return c, bisect_right(self._chunks[c].starts, addr) - 1
 
