@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -95,6 +97,23 @@ def test_walk_reports_holes_at_the_highest_empty_level() -> None:
     ]
 
 
+def test_a_table_that_starts_at_address_zero() -> None:
+    """Nothing lies below address 0: the run before it is none, and a walk from 0 starts with the hole above."""
+    pt = PageTable()
+    pt.map(0, PAGE_SIZE, Level.PTE, RW, 0)
+    pt.map(4 * MiB, 5 * MiB, Level.PTE, RO, 5)
+    assert pt.run_before(0) is None and pt.run_before(1).start == 0 and pt.run_before(4 * MiB + 1).start == 4 * MiB
+    levels = (Level.PUD, Level.PMD, Level.PTE)
+    assert list(walk_entries(pt, 0, 2 * GiB, levels)) == [
+        (0, PAGE_SIZE, Level.PTE, RW), (PAGE_SIZE, 2 * MiB, Level.PTE, None),
+        (2 * MiB, 4 * MiB, Level.PMD, None),  # a 2M region with no leaf: one none PMD
+        (4 * MiB, 5 * MiB, Level.PTE, RO), (5 * MiB, 6 * MiB, Level.PTE, None), (6 * MiB, GiB, Level.PMD, None),
+        (GiB, 2 * GiB, Level.PUD, None)]
+    empty = PageTable()
+    assert empty.run_before(1) is None
+    assert list(walk_entries(empty, 0, 2 * GiB, levels)) == [(0, 2 * GiB, Level.PUD, None)]
+
+
 def test_unmap_removes_whole_leaves_and_keeps_the_rest() -> None:
     pt = table_with_1g_leaves(3)
     removed = pt.unmap(BASE + GiB, BASE + 2 * GiB)
@@ -108,6 +127,7 @@ def test_unmap_removes_whole_leaves_and_keeps_the_rest() -> None:
 REGIONS = 4  # 2M regions in the window the state machine works on
 WINDOW_PAGES = REGIONS * 512
 FLAGS = [RW, RO, RW | 0x80, 0x8000000000000063]
+WALK_LEVELS = (Level.P4D, Level.PUD, Level.PMD, Level.PTE)
 
 
 class PageTableAgainstPages(RuleBasedStateMachine):
@@ -140,6 +160,19 @@ class PageTableAgainstPages(RuleBasedStateMachine):
         self.pt.map(BASE + first * PAGE_SIZE, BASE + (first + n) * PAGE_SIZE, Level.PTE, flags, pfn)
         for j in range(n):
             self.pages[first + j] = (Level.PTE, flags, pfn + j)
+
+    @rule(first=st.integers(0, WINDOW_PAGES - 1), pfn=st.integers(0, 3000), flags=st.sampled_from(FLAGS),
+          steps=st.lists(st.sampled_from([1, 1, 1, -1, 0, 2, 700]), max_size=30))
+    def map_pfns(self, first: int, pfn: int, flags: int, steps: list[int]) -> None:
+        """vmap(): one 4K leaf per pfn, as given (stretches up, down, repeated or apart)."""
+        pfns = [pfn]
+        for step in steps:
+            pfns.append(max(pfns[-1] + step, 0))
+        pfns = pfns[:WINDOW_PAGES - first]
+        if self._empty(first, len(pfns)):
+            self.pt.map_pfns(BASE + first * PAGE_SIZE, pfns, flags)
+            for j, p in enumerate(pfns):
+                self.pages[first + j] = (Level.PTE, flags, p)
 
     @rule(region=st.integers(0, REGIONS - 1), flags=st.sampled_from(FLAGS),
           pfn=st.integers(0, 4).map(lambda i: i * 512))
@@ -204,9 +237,9 @@ class PageTableAgainstPages(RuleBasedStateMachine):
         for p in gone:
             del self.pages[p]
 
-    @invariant()
-    def runs_are_the_maximal_stretches_of_pages(self) -> None:
-        expected: list[list[int]] = []  # [start page, end page, level, flags, first pfn]
+    def stretches(self) -> list[list[int]]:
+        """The pages as maximal runs: [start page, end page, level, flags, first pfn]."""
+        expected: list[list[int]] = []
         for p in sorted(self.pages):
             level, flags, pfn = self.pages[p]
             last = expected[-1] if expected else None
@@ -214,6 +247,11 @@ class PageTableAgainstPages(RuleBasedStateMachine):
                 last[1] = p + 1
             else:
                 expected.append([p, p + 1, level, flags, pfn])
+        return expected
+
+    @invariant()
+    def runs_are_the_maximal_stretches_of_pages(self) -> None:
+        expected = self.stretches()
         got = [[(r.start - BASE) // PAGE_SIZE, (r.end - BASE) // PAGE_SIZE, r.level, r.flags, r.pfn]
                for r in self.pt.runs()]
         assert got == expected
@@ -234,6 +272,61 @@ class PageTableAgainstPages(RuleBasedStateMachine):
             assert (after is None) == (not above)
             if above:
                 assert after is not None and after.start <= BASE + min(above) * PAGE_SIZE < after.end
+            leaf = self.pt.lookup(BASE + p * PAGE_SIZE + 5)
+            if p in self.pages:
+                level, flags, pfn = self.pages[p]
+                first = p - p % level.pages
+                assert leaf == pagetable.Leaf(BASE + first * PAGE_SIZE, level, flags, pfn - p % level.pages)
+            else:
+                assert leaf is None
+        # one byte into a page: the run that starts below it is the page's own, or the one before its hole
+        for p in (1, 513, WINDOW_PAGES - 1):
+            before = self.pt.run_before(BASE + p * PAGE_SIZE + 1)
+            below = [q for q in self.pages if q <= p]
+            assert (before is None) == (not below)
+            if below:
+                assert before is not None and before.start <= BASE + max(below) * PAGE_SIZE < before.end
+
+    @invariant()
+    def the_walk_sees_each_leaf_and_each_hole_at_its_highest_empty_level(self) -> None:
+        gib = GiB // PAGE_SIZE  # the window's 1G region ends here and the next, always empty, begins
+        for first, end in ((0, WINDOW_PAGES + 512), (gib - 512, gib + 512), (1, WINDOW_PAGES - 1), (513, 1030)):
+            got = [((s - BASE) // PAGE_SIZE, (e - BASE) // PAGE_SIZE, lv, fl)
+                   for s, e, lv, fl in walk_entries(self.pt, BASE + first * PAGE_SIZE, BASE + end * PAGE_SIZE,
+                                                    WALK_LEVELS)]
+            assert got == self.walk_by_regions(first, end)
+
+    def walk_by_regions(self, first: int, end: int) -> list[tuple[int, int, Level, int | None]]:
+        """What a ptdump walk of pages [first, end) shows, from the pages alone: a leaf as it is, a none entry at
+        the highest level whose whole aligned region holds no page; alike neighbours merged."""
+        mapped = sorted(self.pages)
+
+        def empty(lo: int, hi: int) -> bool:
+            i = bisect_left(mapped, lo)
+            return i == len(mapped) or mapped[i] >= hi
+
+        pieces: list[list] = []
+        p = first
+        for start, stop, level, flags, _ in [*self.stretches(), [end, end, None, None, None]]:
+            while p < min(start, end):  # the hole before this stretch, region by region
+                hole = next(lv for lv in WALK_LEVELS if empty(p - p % lv.pages, p - p % lv.pages + lv.pages))
+                # one region at a time; a none PTE's table holds a leaf, so its neighbours are none PTEs too
+                region = Level.PMD.pages if hole == Level.PTE else hole.pages
+                q = min(start, end, p - p % region + region)
+                pieces.append([p, q, hole, None])
+                p = q
+            if stop > p:
+                pieces.append([max(start, p), min(stop, end), level, flags])
+                p = min(stop, end)
+            if p >= end:
+                break
+        out: list[list] = []
+        for piece in pieces:
+            if out and out[-1][1] == piece[0] and out[-1][2:] == piece[2:]:
+                out[-1][1] = piece[1]
+            elif piece[1] > piece[0]:
+                out.append(piece)
+        return [tuple(x) for x in out]  # type: ignore[misc]
 
 
 TestPageTableAgainstPages = PageTableAgainstPages.TestCase

@@ -53,15 +53,6 @@ class Run(NamedTuple):
     def leaves(self) -> int:
         return (self.end - self.start) // self.level.size
 
-    def continues(self, other: Run) -> bool:
-        """True if ``other`` starts where this run ends with the same kind of leaves."""
-        return (
-            self.end == other.start
-            and self.level == other.level
-            and self.flags == other.flags
-            and self.pfn_at(self.end) == other.pfn
-        )
-
 
 _new_run = tuple.__new__  # Run(...) without NamedTuple's keyword handling: runs are built on every lookup
 
