@@ -65,7 +65,7 @@ def test_collapse_needs_one_run_covering_the_region() -> None:
     pt.split(BASE, RW | 0x80)
     pt.split(BASE, RW)
     pt.set_flags(BASE, BASE + PAGE_SIZE, RO)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot collapse at 0xffff888000000000: not one run of 512 leaves"):
         pt.collapse(BASE, Level.PMD, RW | 0x80)
 
 
@@ -109,6 +109,9 @@ def test_a_table_that_starts_at_address_zero() -> None:
         (2 * MiB, 4 * MiB, Level.PMD, None),  # a 2M region with no leaf: one none PMD
         (4 * MiB, 5 * MiB, Level.PTE, RO), (5 * MiB, 6 * MiB, Level.PTE, None), (6 * MiB, GiB, Level.PMD, None),
         (GiB, 2 * GiB, Level.PUD, None)]
+    # tables: a PTE table for each of the two 2M regions with 4K leaves, one PMD table, one PUD table
+    assert pt.table_pages() == {Level.PTE: 2, Level.PMD: 1, Level.PUD: 1}
+    assert pt.empty_regions(0, 8 * MiB, Level.PMD) == 2  # [2M, 4M) and [6M, 8M) would each need a PTE table
     empty = PageTable()
     assert empty.run_before(1) is None
     assert list(walk_entries(empty, 0, 2 * GiB, levels)) == [(0, 2 * GiB, Level.PUD, None)]
@@ -119,7 +122,7 @@ def test_unmap_removes_whole_leaves_and_keeps_the_rest() -> None:
     removed = pt.unmap(BASE + GiB, BASE + 2 * GiB)
     assert [(r.start - BASE, r.level) for r in removed] == [(GiB, Level.PUD)]
     assert pt.lookup(BASE + GiB) is None and pt.lookup(BASE + 2 * GiB).level == Level.PUD
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"unmap \[0xffff888000000000, 0xffff888000100000\) cuts a 1G leaf"):
         pt.unmap(BASE, BASE + MiB)
 
 
@@ -234,6 +237,9 @@ class PageTableAgainstPages(RuleBasedStateMachine):
         removed = self.pt.unmap(BASE + first * PAGE_SIZE, BASE + (first + n) * PAGE_SIZE)
         gone = [p for p in range(first, first + n) if p in self.pages]
         assert sum((r.end - r.start) // PAGE_SIZE for r in removed) == len(gone)
+        for r in removed:  # what was there, leaf by leaf
+            page = (r.start - BASE) // PAGE_SIZE
+            assert (r.level, r.flags, r.pfn) == self.pages[page]
         for p in gone:
             del self.pages[p]
 
