@@ -2,8 +2,8 @@
 
 ``scripts/mutation`` runs this module.  It never mutates the tree it is run from: it keeps a git worktree of HEAD
 (``--tree``, default /tmp/rofolio-mutation), moves it to the current HEAD on every run, and runs
-``nice -n 19 mutmut run --max-children 1`` there with ``HYPOTHESIS_PROFILE=ci``, the mutants and tests listed in
-pyproject's [tool.mutmut].  mutmut keeps every verdict in the worktree's mutants/ folder and re-tests only
+``nice -n 19 mutmut run --max-children N`` there (``--jobs N``, default 1) with ``HYPOTHESIS_PROFILE=ci``, the
+mutants and tests listed in pyproject's [tool.mutmut].  mutmut keeps every verdict in the worktree's mutants/ folder and re-tests only
 functions that changed, so a run interrupted or repeated resumes where it stopped; ``--retest-survivors`` runs
 the survivors again (after tests were added for them).  Then it prints, per module, killed, survived and
 timed-out mutants separately with the denominator, and every survivor.
@@ -151,12 +151,13 @@ def pending(tree: Path, only: list[str]) -> list[str]:
     return names
 
 
-def mutmut(tree: Path, names: list[str]) -> float:
+def mutmut(tree: Path, names: list[str], jobs: int = 1) -> float:
     """Run mutmut in the worktree (resuming); the wall time in seconds."""
     env = {**os.environ, "HYPOTHESIS_PROFILE": "ci"}
     exe = str(Path(sys.executable).parent / "mutmut")
     start = time.monotonic()
-    subprocess.run(["nice", "-n", "19", exe, "run", "--max-children", "1", *names], cwd=tree, env=env, check=False)
+    subprocess.run(["nice", "-n", "19", exe, "run", "--max-children", str(jobs), *names], cwd=tree, env=env,
+                   check=False)
     return time.monotonic() - start
 
 
@@ -237,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only the mutants of the modules whose path contains this (e.g. arm64); repeatable")
     parser.add_argument("--retest-survivors", action="store_true", help="run the survivors' tests again")
     parser.add_argument("--report", action="store_true", help="only print the figures of the last runs")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="mutants tested at once (default 1: the machine stays usable; each takes one CPU)")
     args = parser.parse_args(argv)
     command = "scripts/mutation" + "".join(f" --only {o}" for o in args.only) + \
         (" --retest-survivors" if args.retest_survivors else "")
@@ -251,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             names = pending(args.tree, args.only) if args.only else []
         if names or not (args.only or args.retest_survivors):
-            seconds = mutmut(args.tree, names)
+            seconds = mutmut(args.tree, names, max(args.jobs, 1))
         else:
             print("scripts/mutation: nothing to run: every mutant chosen has a verdict")
     return report(collect(args.tree), commit, seconds, command)
