@@ -1,12 +1,12 @@
 """Mutation score of the rule modules: mutmut (pinned in pyproject's ``mutation`` extra) on a worktree of HEAD.
 
-``scripts/mutation`` runs this module.  It never mutates the tree it is run from: it keeps a git worktree of HEAD
-(``--tree``, default /tmp/rofolio-mutation), moves it to the current HEAD on every run, and runs
-``nice -n 19 mutmut run --max-children N`` there (``--jobs N``, default 1) with ``HYPOTHESIS_PROFILE=ci``, the
-mutants and tests listed in pyproject's [tool.mutmut].  mutmut keeps every verdict in the worktree's mutants/ folder and re-tests only
-functions that changed, so a run interrupted or repeated resumes where it stopped; ``--retest-survivors`` runs
-the survivors again (after tests were added for them).  Then it prints, per module, killed, survived and
-timed-out mutants separately with the denominator, and every survivor.
+``scripts/mutation`` runs this module. It never mutates the tree it is run from: it keeps a git worktree of HEAD
+(``--tree``, default /tmp/rofolio-mutation), moves it to the current HEAD on every run, and runs ``nice -n 19
+mutmut run --max-children N`` there (``--jobs N``, default 1) with ``HYPOTHESIS_PROFILE=ci``, the mutants and tests
+listed in pyproject's [tool.mutmut]. mutmut keeps every verdict in the worktree's mutants/ folder and re-tests only
+functions that changed, so a run interrupted or repeated resumes where it stopped; ``--retest-survivors`` runs the
+survivors again (after tests were added for them). Then it prints, per module, killed, survived and timed-out
+mutants separately with the denominator, and every survivor.
 
 Counting: a mutant with no test that runs it, or one mutmut skipped, counts as survived; the one exclusion is the
 message rule below, and every mutant it excludes is listed with the rule.  Functions of x86_64/kernel.py that
@@ -239,8 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retest-survivors", action="store_true", help="run the survivors' tests again")
     parser.add_argument("--report", action="store_true", help="only print the figures of the last runs")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="mutants tested at once (default 1: the machine stays usable; each takes one CPU)")
+                        help="mutants tested at once (default 1: the machine stays usable); each takes one CPU, "
+                             "and more jobs than idle CPUs slows every test run, so slow mutants may time out")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     command = "scripts/mutation" + "".join(f" --only {o}" for o in args.only) + \
         (" --retest-survivors" if args.retest_survivors else "")
     seconds = None
@@ -254,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             names = pending(args.tree, args.only) if args.only else []
         if names or not (args.only or args.retest_survivors):
-            seconds = mutmut(args.tree, names, max(args.jobs, 1))
+            seconds = mutmut(args.tree, names, args.jobs)
         else:
             print("scripts/mutation: nothing to run: every mutant chosen has a verdict")
     return report(collect(args.tree), commit, seconds, command)

@@ -237,9 +237,10 @@ class PageTableAgainstPages(RuleBasedStateMachine):
         removed = self.pt.unmap(BASE + first * PAGE_SIZE, BASE + (first + n) * PAGE_SIZE)
         gone = [p for p in range(first, first + n) if p in self.pages]
         assert sum((r.end - r.start) // PAGE_SIZE for r in removed) == len(gone)
-        for r in removed:  # what was there, leaf by leaf
-            page = (r.start - BASE) // PAGE_SIZE
-            assert (r.level, r.flags, r.pfn) == self.pages[page]
+        for r in removed:  # what was there, page by page
+            first_page = (r.start - BASE) // PAGE_SIZE
+            for j in range((r.end - r.start) // PAGE_SIZE):
+                assert (r.level, r.flags, r.pfn + j) == self.pages[first_page + j]
         for p in gone:
             del self.pages[p]
 

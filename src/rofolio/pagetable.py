@@ -105,7 +105,7 @@ class PageTable:
         self._chunks = [_Chunk(array("Q", [0]), array("I", [HOLE]))]  # one hole over everything
         self._firsts = [0]  # the start of each chunk's first segment
         self._count = 0  # segments that are runs, not holes
-        self._version = 0  # changes with every write, for runs() to notice
+        self._version = 0  # every write goes through _assign(), which bumps it: runs() and _hint notice
         # (version, start, end, chunk, index) of the run run_at() found last: a write that follows a lookup of the
         # same run (CPA's set_flags() after its run_at()) finds its place without searching again
         self._hint = (-1, 0, 0, 0, 0)
@@ -391,11 +391,8 @@ class PageTable:
         self._firsts[c] = chunk.starts[0]
 
 
-_LEAF_SIZE = {level: level.size for level in Level}
-
-
 def _check_aligned(start: int, end: int, level: Level) -> None:
-    size = _LEAF_SIZE[level]
+    size = level.size
     if start % size or end % size or end <= start:
         raise ValueError(f"[{start:#x}, {end:#x}) is not a whole number of {level.leaf_name} leaves")
 

@@ -160,9 +160,10 @@ class KernelState:
 
     def lookup_address(self, va: VirtAddr) -> Any | None:
         """lookup_address(): the leaf mapping ``va`` and its level, as the architecture's ``LOOKUP`` reads it; None
-        if an upper level is none.  Like the kernel's walks (x86 lookup_address_in_pgd_attr(), arm64 and riscv
-        kernel_page_present()), a none PTE inside an existing PTE table comes back at 4K with flags 0: the last
-        level is returned without a present test.  A PMD that is a table implies the levels above are tables."""
+        if an upper level is none.  A none PTE inside an existing PTE table comes back at 4K with flags 0: x86's
+        lookup_address_in_pgd_attr() returns the last level without a present test, and arm64's and riscv's
+        kernel_page_present(), which do test it, read flags 0 as not present.  A PMD that is a table implies
+        the levels above are tables."""
         run = self.pt.run_at(va)
         if run is not None:
             return self.LOOKUP(run.level, run.flags, run.pfn_at(va & run.level.mask))

@@ -103,11 +103,6 @@ class NoDirectMapKernel(KernelState):
     def va(self, pa: int) -> int:
         return self.config.page_offset + pa - self.config.base
 
-    def lookup_address(self, va: int) -> RiscvLookup | None:
-        """The boot-time leaf for ``va``: nothing here ever leaves a none entry inside a table."""
-        leaf = self.pt.lookup(va)
-        return None if leaf is None else RiscvLookup(leaf.level, leaf.flags, leaf.pfn)
-
     # ------------------------------------------------------- entry points
     def can_set_direct_map(self) -> bool:
         """No ARCH_HAS_SET_DIRECT_MAP: nothing can change direct-map entries (secretmem is not built)."""

@@ -265,8 +265,8 @@ class X86Kernel(KernelState):
         if pfn is not None:
             # the counter is left alone when it is already zero at that level
             # direct_pages_count[] moves only with boot mappings, splits and collapses: fold just those
-            counted = self.log.counters_of(BootMapping, Split, Collapse).direct_pages[level]
-            direct = self.pfn_range_is_mapped(pfn, pfn + 1) and counted > 0
+            direct = (self.pfn_range_is_mapped(pfn, pfn + 1)
+                      and self.log.counters_of(BootMapping, Split, Collapse).direct_pages[level] > 0)
         self.log.add(Split, address & level.mask, level, direct, direct and self.running, 1)
         self.split_tables.add((level, address & level.mask))
 
