@@ -108,7 +108,12 @@ def prepare(tree: Path) -> str:
         if copy.exists() and "__mutmut_" not in copy.read_text():
             copy.unlink()
             (copies / "mutmut-stats.json").unlink(missing_ok=True)
-    if not (copies / "mutmut-stats.json").exists():  # "no tests" is only as good as the stats: run them again
+    stats = copies / "mutmut-stats.json"
+    if stats.exists() and stats_outdated(json.loads(stats.read_text()).get("git_commit"), head):
+        # mutmut re-traces only tests it has not seen: a test that now reaches more functions would be left out
+        # of their mutants' runs, so every test is traced again
+        stats.unlink()
+    if not stats.exists():  # "no tests" is only as good as the stats: run them again
         for meta in copies.rglob("*.py.meta"):
             data = json.loads(meta.read_text())
             data["exit_code_by_key"] = {k: None if v in (33, 5) else v for k, v in data["exit_code_by_key"].items()}
@@ -127,6 +132,14 @@ def prepare(tree: Path) -> str:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, target)
     return head
+
+
+def stats_outdated(commit: str | None, head: str) -> bool:
+    """True if tests/ differs between the commit mutmut's stats were taken at and ``head`` (or that is unknown)."""
+    if not commit:
+        return True
+    diff = subprocess.run(["git", "diff", "--quiet", commit, head, "--", "tests"], cwd=ROOT, check=False)
+    return diff.returncode != 0
 
 
 def module_of(path: str) -> str:

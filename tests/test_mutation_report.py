@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from tests.mutation import KILLED, NOT_RUN, SURVIVED, TIMEOUT, function_of, message_only, verdict
+import subprocess
+
+from tests.mutation import (
+    KILLED,
+    NOT_RUN,
+    ROOT,
+    SURVIVED,
+    TIMEOUT,
+    function_of,
+    message_only,
+    stats_outdated,
+    verdict,
+)
 
 
 def _diff(old: str, new: str) -> str:
@@ -32,3 +44,15 @@ def test_a_mutant_names_its_function_or_method() -> None:
     assert function_of("rofolio.arch.x86_64.kernel.xǁX86Kernelǁoops_text__mutmut_3") == "oops_text"
     assert function_of("rofolio.arch.arm64.pageattr.x__none_ptes__mutmut_10") == "_none_ptes"
     assert function_of("rofolio.pagetable.x_align__mutmut_1") == "align"
+
+
+def test_stats_taken_before_the_tests_changed_are_taken_again() -> None:
+    """mutmut traces only tests it has not seen; scripts/mutation drops its stats when tests/ changed since."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "HEAD")
+    last = git("log", "-1", "--format=%H", "--", "tests")  # the last commit that changed tests/
+    assert not stats_outdated(last, head)
+    assert stats_outdated(f"{last}~1", head)
+    assert stats_outdated(None, head)
