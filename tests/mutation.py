@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,10 +136,13 @@ def prepare(tree: Path) -> str:
 
 
 def stats_outdated(commit: str | None, head: str) -> bool:
-    """True if tests/ differs between the commit mutmut's stats were taken at and ``head`` (or that is unknown)."""
+    """True if the tests mutmut runs (pyproject's selection, with conftest.py and the references they import)
+    differ between the commit its stats were taken at and ``head``, or that commit is unknown."""
     if not commit:
         return True
-    diff = subprocess.run(["git", "diff", "--quiet", commit, head, "--", "tests"], cwd=ROOT, check=False)
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    paths = [*config["pytest_add_cli_args_test_selection"], "tests/conftest.py", "tests/reference"]
+    diff = subprocess.run(["git", "diff", "--quiet", commit, head, "--", *paths], cwd=ROOT, check=False)
     return diff.returncode != 0
 
 
