@@ -210,3 +210,29 @@ def test_the_boot_command_prints_both_figures_and_fails_on_an_unnamed_difference
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == ("rofolio: 1 of 5 machine(s) without their record disagree on "
                                               "DirectMap1G or the 4K + 2M total, or leave a difference unnamed")
+
+
+def test_a_guest_that_hangs_is_booted_once_more_and_the_report_says_so(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    """QEMU kills a guest that stops in early boot; boot fidelity boots it again and notes the hang with the
+    console's last line; a second hang is an error."""
+    from types import SimpleNamespace
+
+    from rofolio.oracle import session
+
+    name = "boot-7.2-1G-max-la57-smp1.serial.log"
+    config = (DATA / MATRIX[name][2]).read_text()
+    monkeypatch.setattr(bootcheck, "guest_config", lambda *_: (config, "test"))
+    install = SimpleNamespace(root=tmp_path, kver="7.2.13+deb14-amd64")
+    hung = guest.Boot([], -9, True, 180.0, "Linux version 7.2\nsmpboot: Allowing 2 CPUs\n\n", "")
+    ok = guest.Boot([], 0, False, 8.0, recorded(name), "")
+    boots = [hung, ok]
+    monkeypatch.setattr(guest, "boot", lambda *_a, **_k: boots.pop(0))
+    monkeypatch.setattr(session, "remember_record", lambda *_a, **_k: None)
+    [rep] = session.boot_fidelity(install, [bootmatrix.BootMachine("1G")], jobs=1)  # type: ignore[arg-type]
+    assert rep.agree and not boots
+    assert rep.notes == ["the first guest hung: QEMU killed it after 180.0 s, its console's last line "
+                         "'smpboot: Allowing 2 CPUs'; booted again"]
+    boots[:] = [hung, hung]
+    [rep] = session.boot_fidelity(install, [bootmatrix.BootMachine("1G")], jobs=1)  # type: ignore[arg-type]
+    assert not rep.agree and rep.errors[0] == "QEMU timed out after 180.0 s" and len(rep.notes) == 1

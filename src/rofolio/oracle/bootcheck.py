@@ -157,6 +157,7 @@ class BootReport:
     drawn: bool = False  # drawn from the run's seed, not one of the fixed machines
     own: OwnPlacement | None = None  # the same machine without the record
     host: HostCheck | None = None  # rofolio host --from on the guest's snapshot
+    notes: list[str] = field(default_factory=list)  # what happened on the way that is not a check (a re-boot)
 
     @property
     def agree(self) -> bool:

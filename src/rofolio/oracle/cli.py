@@ -186,7 +186,8 @@ def run(scenarios: tuple[str, ...], suite: bool, cpu: str, mem: str | None, smp:
               help="The seed the drawn machines come from (printed; give it to replay a run).")
 @click.option("--jobs", default=2, show_default=True, type=click.IntRange(1, 8),
               help="Guests booted side by side (one alone from 16G).")
-@click.option("--timeout", default=600.0, show_default=True, type=float)
+@click.option("--timeout", default=180.0, show_default=True, type=float,
+              help="Seconds before a guest is killed (it is then booted once more; a guest boots in 5 to 20 s).")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--keep-log", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep each guest's serial log and its rebuilt host snapshot in this directory.")
@@ -382,6 +383,8 @@ def render_boot(console: Console, rep: BootReport) -> None:
         causes = "; ".join(rep.host.causes) or "none"
         table.add_row("rofolio host --from (snapshot)", escape(f"residual {rep.host.residual_kb}"),
                       escape(rep.host.error or f"causes: {causes}"), _mark(rep.host.explained))
+    for note in rep.notes:
+        table.add_row("[yellow]note[/]", escape(note), "", "")
     for err in rep.errors:
         table.add_row("[red]error[/]", escape(err), "", _mark(False))
     console.print(table)
