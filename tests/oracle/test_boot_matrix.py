@@ -214,8 +214,8 @@ def test_the_boot_command_prints_both_figures_and_fails_on_an_unnamed_difference
 
 def test_a_guest_that_hangs_is_booted_once_more_and_the_report_says_so(monkeypatch: pytest.MonkeyPatch,
                                                                        tmp_path: Path) -> None:
-    """QEMU kills a guest that stops in early boot; boot fidelity boots it again and notes the hang with the
-    console's last line; a second hang is an error."""
+    """A guest that never reaches /init (QEMU kills it, or it panics in early boot) is booted again, and the note
+    keeps the console line that says most; a second failure is an error."""
     from types import SimpleNamespace
 
     from rofolio.oracle import session
@@ -231,8 +231,14 @@ def test_a_guest_that_hangs_is_booted_once_more_and_the_report_says_so(monkeypat
     monkeypatch.setattr(session, "remember_record", lambda *_a, **_k: None)
     [rep] = session.boot_fidelity(install, [bootmatrix.BootMachine("1G")], jobs=1)  # type: ignore[arg-type]
     assert rep.agree and not boots
-    assert rep.notes == ["the first guest hung: QEMU killed it after 180.0 s, its console's last line "
-                         "'smpboot: Allowing 2 CPUs'; booted again"]
+    assert rep.notes == ["the first guest hung (QEMU killed it after 180.0 s), its console saying "
+                         "'smpboot: Allowing 2 CPUs', before /init; booted again"]
+    panicked = guest.Boot([], 0, False, 3.0, "Linux version 7.2\n"
+                          "Kernel panic - not syncing: Attempted to kill the idle task!\nRebooting in 1 s\n", "")
+    boots[:] = [panicked, ok]
+    [rep] = session.boot_fidelity(install, [bootmatrix.BootMachine("1G")], jobs=1)  # type: ignore[arg-type]
+    assert rep.agree and rep.notes == ["the first guest stopped (QEMU exit 0), its console saying 'Kernel panic - "
+                                       "not syncing: Attempted to kill the idle task!', before /init; booted again"]
     boots[:] = [hung, hung]
     [rep] = session.boot_fidelity(install, [bootmatrix.BootMachine("1G")], jobs=1)  # type: ignore[arg-type]
     assert not rep.agree and rep.errors[0] == "QEMU timed out after 180.0 s" and len(rep.notes) == 1
