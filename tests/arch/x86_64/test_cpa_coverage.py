@@ -5,7 +5,7 @@ already breaks a static protection, and the cache-mode calls with their memtype 
 from __future__ import annotations
 
 from rofolio.errors import Errno
-from rofolio.events import CacheFlush, KernelWarning
+from rofolio.events import CacheFlush, Flush, FlushKind, KernelWarning
 from rofolio.machine import Machine
 from rofolio.prot import X86
 from rofolio.units import PAGE_SIZE, Level
@@ -98,3 +98,31 @@ def test_uc_then_wb_sets_and_clears_the_cache_bits_and_the_memtype(gb_machine: M
         "req uncached-minus")
     assert k.set_memory_wb(va, 2) == 0
     assert k.memtype == {} and k.lookup_address(va).flags & X86.CACHE_MASK == 0
+
+
+def test_flush_tlb_kernel_range_invalidates_page_by_page_up_to_the_ceiling(gb_machine: Machine) -> None:
+    """flush_tlb_kernel_range() (arch/x86/mm/tlb.c): at most tlb_single_page_flush_ceiling (33) pages one by one
+    on every CPU, more as one full flush."""
+    k = gb_machine.kernel
+    ceiling = k.config.tlb_single_page_flush_ceiling
+    start = k.va(6 << 30)
+    for pages, expected in ((1, (FlushKind.PAGES, 1)), (ceiling, (FlushKind.PAGES, ceiling)),
+                            (ceiling + 1, (FlushKind.ALL, 0))):
+        mark = k.log.appended
+        k.flush_tlb_kernel_range(start, start + pages * PAGE_SIZE, "test")
+        [flush] = k.log.since(mark)
+        assert isinstance(flush, Flush)
+        assert (flush.flush, flush.pages, flush.cpus, flush.ipis, flush.reason) == (*expected, 8, 7, "test")
+
+
+def test_the_rfc_hook_makes_a_folio_read_only_and_writable_again(gb_machine: Machine) -> None:
+    """RFC patch 3/3 on x86: arch_make_folio_readonly() is set_memory_ro() over the folio's direct-map range,
+    and its inverse set_memory_rw() (the large page is not re-formed)."""
+    k = gb_machine.kernel
+    pfn, nr = (6 << 30) >> 12, 512
+    assert k.arch_make_folio_readonly(pfn, nr) == 0
+    assert not k.direct_map_writable(pfn) and not k.direct_map_writable(pfn + nr - 1)
+    assert k.direct_map_writable(pfn + nr) and k.direct_map_present(pfn)
+    assert k.arch_make_folio_writable(pfn, nr) == 0
+    assert k.direct_map_writable(pfn) and k.direct_map_writable(pfn + nr - 1)
+    assert k.lookup_address(k.page_address(pfn)).level == Level.PMD  # split from its 1G leaf, never re-formed
