@@ -126,3 +126,62 @@ def test_the_rfc_hook_makes_a_folio_read_only_and_writable_again(gb_machine: Mac
     assert k.arch_make_folio_writable(pfn, nr) == 0
     assert k.direct_map_writable(pfn) and k.direct_map_writable(pfn + nr - 1)
     assert k.lookup_address(k.page_address(pfn)).level == Level.PMD  # split from its 1G leaf, never re-formed
+
+
+def test_debug_pagealloc_maps_and_unmaps_pages_with_a_local_flush() -> None:
+    """__kernel_map_pages(): __set_pages_p() (PRESENT and RW set, DIRTY not) or __set_pages_np() (PRESENT, RW
+    and, since c1fcf41cf37f, DIRTY cleared), then __flush_tlb_all() on this CPU only.  A free page starts out
+    unmapped under DEBUG_PAGEALLOC."""
+    machine = boot_running(debug_pagealloc=True)
+    k = machine.kernel
+    pfn = (6 << 30) >> 12
+    neighbour = k.lookup_address(k.page_address(pfn + 2)).flags
+    assert not k.kernel_page_present(pfn)
+    mark = k.log.appended
+    k.kernel_map_pages(pfn, 2, True)
+    events = k.log.since(mark)
+    assert events[0].func == "__kernel_map_pages" and events[0].numpages == 2  # type: ignore[attr-defined]
+    [flush] = [e for e in events if isinstance(e, Flush)]
+    assert (flush.flush, flush.cpus, flush.ipis, flush.reason) == (FlushKind.LOCAL_ALL, 1, 0, "__kernel_map_pages")
+    mapped = k.lookup_address(k.page_address(pfn)).flags
+    assert mapped & (X86.PRESENT | X86.RW) == X86.PRESENT | X86.RW and not mapped & X86.DIRTY
+    assert k.direct_map_writable(pfn + 1) and not k.kernel_page_present(pfn + 2)
+    k.kernel_map_pages(pfn, 2, False)
+    for p in (pfn, pfn + 1):
+        assert k.lookup_address(k.page_address(p)).flags == mapped & ~(X86.PRESENT | X86.RW | X86.GLOBAL)
+    assert k.lookup_address(k.page_address(pfn + 2)).flags == neighbour
+
+
+def test_set_memory_np_noalias_leaves_the_direct_map_alias_and_flushes_only_its_page(gb_machine: Machine) -> None:
+    """CPA_NO_CHECK_ALIAS: no cpa_process_alias(), so the direct-map alias of a vmalloc page stays present and
+    no full flush is forced; set_memory_np() on the same kind of page changes the alias too."""
+    k = gb_machine.kernel
+    pfn = (6 << 30) >> 12
+    vaddr = k.vmap([pfn])
+    step = gb_machine.step("np noalias", lambda: k.set_memory_np_noalias(vaddr, 1))
+    assert step.ret == 0 and not k.lookup_address(vaddr).present
+    assert k.kernel_page_present(pfn) and k.direct_map_writable(pfn)
+    assert [(f.flush, f.pages) for f in step.events if isinstance(f, Flush)] == [(FlushKind.PAGES, 1)]
+    assert step.events[0].func == "set_memory_np_noalias"  # type: ignore[attr-defined]
+    other = k.vmap([pfn + 1])
+    assert k.set_memory_np(other, 1) == 0 and not k.kernel_page_present(pfn + 1)
+
+
+def test_vmap_maps_4k_ptes_with_a_guard_page_and_refuses_overlaps(gb_machine: Machine) -> None:
+    import pytest
+
+    from rofolio.errors import AddressError
+
+    k = gb_machine.kernel
+    pfn = (6 << 30) >> 12
+    first = k.vmap([pfn, pfn + 7])
+    assert [k.lookup_address(first + i * PAGE_SIZE).pfn for i in (0, 1)] == [pfn, pfn + 7]
+    assert k.lookup_address(first).level == Level.PTE and k.lookup_address(first + 2 * PAGE_SIZE).flags == 0
+    assert k.vmap([pfn + 1]) == first + 3 * PAGE_SIZE  # after the guard page
+    placed = k.layout.vmalloc_start + (5 << 30)
+    assert k.vmap([pfn + 2], at=placed) == placed and k.lookup_address(placed).pfn == pfn + 2
+    assert k.vmap([pfn + 3]) == first + 5 * PAGE_SIZE  # a placed area does not move the next free address
+    with pytest.raises(AddressError, match=f"vmap at {placed:#x} overlaps an existing mapping"):
+        k.vmap([pfn + 4], at=placed)
+    with pytest.raises(AddressError, match="vmap of no pages"):
+        k.vmap([])
