@@ -185,3 +185,19 @@ def test_vmap_maps_4k_ptes_with_a_guard_page_and_refuses_overlaps(gb_machine: Ma
         k.vmap([pfn + 4], at=placed)
     with pytest.raises(AddressError, match="vmap of no pages"):
         k.vmap([])
+
+
+def test_a_cache_change_that_fails_half_way_flushes_every_tlb_and_every_cache(nogb_machine: Machine) -> None:
+    """change_page_attr_set_clr(): after an error with entries already written, cpa_flush_all() flushes every
+    CPU's TLB (IPIs to the other seven) and, for a cache-mode change, wbinvd; set_memory_uc() then gives its
+    memtype back."""
+    k = nogb_machine.kernel
+    va = k.va(6 << 30)
+    k.pgtable_alloc_fail = True
+    step = nogb_machine.step("uc", lambda: k.set_memory_uc(va, 513))  # a whole 2M leaf, then one page to split
+    assert step.ret == -Errno.ENOMEM
+    assert k.lookup_address(va).flags & (X86.PWT | X86.PCD) == X86.CACHE_UC_MINUS  # the 2M leaf, changed in place
+    assert [(f.flush, f.cpus, f.ipis, f.reason) for f in step.events if isinstance(f, Flush)] == [
+        (FlushKind.ALL, 8, 7, "cpa_flush_all")]
+    assert [(c.how, c.pages) for c in step.events if isinstance(c, CacheFlush)] == [("wbinvd", 0)]
+    assert k.memtype == {}
