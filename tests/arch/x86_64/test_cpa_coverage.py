@@ -201,3 +201,21 @@ def test_a_cache_change_that_fails_half_way_flushes_every_tlb_and_every_cache(no
         (FlushKind.ALL, 8, 7, "cpa_flush_all")]
     assert [(c.how, c.pages) for c in step.events if isinstance(c, CacheFlush)] == [("wbinvd", 0)]
     assert k.memtype == {}
+
+
+def test_cpa_test_in_array_mode_goes_page_by_page_and_splits_what_range_mode_keeps(nogb_machine: Machine) -> None:
+    """CPA_ARRAY (cpa-test.c's change_page_attr_test() with an array): __change_page_attr_set_clr() hands one page
+    at a time to __change_page_attr(), so a whole 2M leaf is split where the same range in range mode keeps
+    it as one leaf with the new bit."""
+    k = nogb_machine.kernel
+    leaf, other = k.va(6 << 30), k.va((6 << 30) + Level.PMD.size)
+    step = nogb_machine.step("range", lambda: k.set_memory_cpa_test(leaf, 512, True))
+    assert step.ret == 0 and step.events[0].func == "change_page_attr_test"  # type: ignore[attr-defined]
+    found = k.lookup_address(leaf)
+    assert found.level == Level.PMD and found.flags & X86.CPA_TEST
+    pages = tuple(other + i * PAGE_SIZE for i in range(512))
+    assert k.set_memory_cpa_test(pages, 512, True, array=True) == 0
+    found = k.lookup_address(other + 7 * PAGE_SIZE)
+    assert found.level == Level.PTE and found.flags & X86.CPA_TEST
+    assert k.set_memory_cpa_test(pages, 512, False, array=True) == 0
+    assert not k.lookup_address(other + 7 * PAGE_SIZE).flags & X86.CPA_TEST
