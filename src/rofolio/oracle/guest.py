@@ -35,8 +35,8 @@ from rofolio.oracle.setup import Install
 __all__ = [
     "DIRECT_MAP", "IMAGE_SYMBOLS", "INITRD_SIZE", "MODULES_VADDR", "Boot", "GuestConfig", "GuestLog", "GuestStep",
     "Run", "Scan",
-    "boot", "build_initramfs", "cache_mode", "clip", "coalesce", "counters", "cpio_archive", "extract_oops", "keep",
-    "kernel_version", "kv",
+    "boot", "boot_to_init", "build_initramfs", "cache_mode", "clip", "coalesce", "counters", "cpio_archive",
+    "extract_oops", "keep", "kernel_version", "kv",
     "parse_log",
     "parse_run", "parse_scans", "run_qemu", "shell_quote_ok",
 ]
@@ -224,6 +224,24 @@ def boot(install: Install, config: GuestConfig, steps_sh: str | None, *, with_kc
         initrd = Path(tmp) / "initrd.gz"
         initrd.write_bytes(build_initramfs(install, steps_sh, with_kc=with_kc))
         return run_qemu(config.qemu_command(install, initrd), config.timeout, "run `rofolio oracle setup`")
+
+
+def boot_to_init(install: Install, config: GuestConfig, steps_sh: str | None) -> tuple[Boot, GuestLog, list[str]]:
+    """boot(), and once more when the guest never reached /init (QEMU killed it, or the kernel panicked in early
+    boot): under TCG that is rare and says nothing about the direct map.  The notes say what the first guest
+    did, with the console line that says most (the panic's, else the last); a second failure is returned as it
+    is, for the caller to report."""
+    b = boot(install, config, steps_sh)
+    log = parse_log(b.serial)
+    notes = []
+    if b.timed_out or not log.began:
+        lines = [line.strip() for line in b.serial.splitlines() if line.strip()]
+        said = next((line for line in lines if "Kernel panic" in line), lines[-1] if lines else "(nothing)")
+        how = f"hung (QEMU killed it after {b.wall_s} s)" if b.timed_out else f"stopped (QEMU exit {b.returncode})"
+        notes.append(f"the first guest {how}, its console saying {said[:160]!r}, before /init; booted again")
+        b = boot(install, config, steps_sh)
+        log = parse_log(b.serial)
+    return b, log, notes
 
 
 def keep(folder: Path | None, name: str, text: str) -> Path | None:

@@ -356,14 +356,6 @@ def overridden(own: schema.Machine, oracle: schema.Machine) -> dict[str, tuple[A
     return {f: (a[f], b[f]) for f in MACHINE_FIELDS if a[f] != b[f]}
 
 
-def _early_failure(b: guest.Boot) -> str:
-    """How a guest that never ran /init ended, with the console line that says most (a panic's, else the last)."""
-    lines = [line.strip() for line in b.serial.splitlines() if line.strip()]
-    said = next((line for line in lines if "Kernel panic" in line), lines[-1] if lines else "(nothing)")
-    how = f"hung (QEMU killed it after {b.wall_s} s)" if b.timed_out else f"stopped (QEMU exit {b.returncode})"
-    return f"{how}, its console saying {said[:160]!r},"
-
-
 def _guest_problem(b: guest.Boot, log: guest.GuestLog, install: Install, module: bool = True) -> str | None:
     if b.timed_out:
         return f"QEMU timed out after {b.wall_s} s"
@@ -387,11 +379,9 @@ def boot_fidelity(install: Install, machines: list[BootMachine], *, timeout: flo
     model with the guest's record, the model placing the boot-time users itself, and `rofolio host --from` on
     the snapshot the guest printed.
 
-    A guest that never reaches /init (QEMU kills it, or the kernel panics in early boot) is booted once more and
-    the report says so with the console line that says most: under TCG such a failure is rare and says nothing
-    about the direct map (seen twice in CI runs of Debian 7.2 with -smp 2 and two guests at a time, a hang at
-    -m 1536M and a panic at 3G, while the same machines booted in 7 to 9 s in 24 boots afterwards); a second
-    failure is an error as before."""
+    A guest that never reaches /init is booted once more (guest.boot_to_init()) and the report notes it: seen
+    twice in CI runs of Debian 7.2 with -smp 2 and two guests at a time, a hang at -m 1536M and a panic at 3G,
+    while the same machines booted in 7 to 9 s in 24 boots afterwards; a second failure is an error as before."""
     import tempfile
 
     say = progress or (lambda _text: None)
@@ -405,15 +395,10 @@ def boot_fidelity(install: Install, machines: list[BootMachine], *, timeout: flo
 
     def one(m: BootMachine) -> bootcheck.BootReport:
         say(f"boot {m.label()} (no module){' (drawn)' if m.drawn else ''}")
-        guest_config = guest.GuestConfig(cpu=m.cpu, mem=m.mem, smp=m.smp, timeout=timeout)
-        b = guest.boot(install, guest_config, None)
-        log = guest.parse_log(b.serial)
-        notes = []
-        if b.timed_out or not log.began:
-            notes.append(f"the first guest {_early_failure(b)} before /init; booted again")
-            say(f"{m.label()}: {notes[-1]}")
-            b = guest.boot(install, guest_config, None)
-            log = guest.parse_log(b.serial)
+        b, log, notes = guest.boot_to_init(
+            install, guest.GuestConfig(cpu=m.cpu, mem=m.mem, smp=m.smp, timeout=timeout), None)
+        for note in notes:
+            say(f"{m.label()}: {note}")
         remember_record(install, m.size, m.cpu, m.smp, log)
         name = f"boot-{m.mem}-{m.cpu.replace(',', '_')}-smp{m.smp}"
         guest.keep(keep_log, f"{name}.serial.log", b.serial)
