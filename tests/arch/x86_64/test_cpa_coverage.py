@@ -1,10 +1,13 @@
-"""CPA rules the random state machine seldom reaches: a range across a hole in the direct map, a large page that
-already breaks a static protection, and the cache-mode calls with their memtype bookkeeping
-(arch/x86/mm/pat/set_memory.c, arch/x86/mm/pat/memtype.c)."""
+"""x86 rules the random state machine seldom reaches, found by the mutation run: a range across a hole in the
+direct map, a large page that already breaks a static protection, the cache-mode calls with their memtype
+bookkeeping, CPA_ARRAY, DEBUG_PAGEALLOC, the no-alias and vmap paths, and the RFC hook
+(arch/x86/mm/pat/set_memory.c, arch/x86/mm/pat/memtype.c, arch/x86/mm/tlb.c)."""
 
 from __future__ import annotations
 
-from rofolio.errors import Errno
+import pytest
+
+from rofolio.errors import AddressError, Errno
 from rofolio.events import CacheFlush, Flush, FlushKind, KernelWarning
 from rofolio.machine import Machine
 from rofolio.prot import X86
@@ -168,10 +171,6 @@ def test_set_memory_np_noalias_leaves_the_direct_map_alias_and_flushes_only_its_
 
 
 def test_vmap_maps_4k_ptes_with_a_guard_page_and_refuses_overlaps(gb_machine: Machine) -> None:
-    import pytest
-
-    from rofolio.errors import AddressError
-
     k = gb_machine.kernel
     pfn = (6 << 30) >> 12
     first = k.vmap([pfn, pfn + 7])
