@@ -187,9 +187,13 @@ class KernelState:
         return next((a for a in self.vm_areas if a.addr <= addr < a.addr + a.size), None)  # type: ignore[attr-defined]
 
     def _ram_page(self, pfn: Pfn, nr: int = 1) -> VirtAddr:
-        """page_address(pfn), refusing pages that are not all RAM of this machine."""
+        """page_address(pfn), refusing pages that are not all RAM of this machine.
+
+        ``nr`` may be 0 (a call over no pages still names a struct page: the page itself must be RAM); what
+        the callee does with an empty range is its own rule (riscv's __set_memory() returns 0, arm64's
+        pageattr walk -EINVAL)."""
         pa = pfn << PAGE_SHIFT
-        if nr < 1 or not self.memory.is_ram(pa, pa + nr * PAGE_SIZE):  # type: ignore[attr-defined]
+        if nr < 0 or not self.memory.is_ram(pa, pa + max(nr, 1) * PAGE_SIZE):  # type: ignore[attr-defined]
             raise AddressError(f"pfn {pfn:#x} (+{nr}) is not RAM on this machine",
                                "give pages inside a RAM range of the memory map")
         return self.page_address(pfn)
@@ -359,6 +363,10 @@ class ArchKernel(Protocol):
     def set_direct_map_invalid_noflush(self, pfn: Pfn) -> int: ...
 
     def set_direct_map_default_noflush(self, pfn: Pfn) -> int: ...
+
+    def set_direct_map_valid_noflush(self, pfn: Pfn, nr: int, valid: bool) -> int:
+        """``nr`` pages out of the direct map (valid False) or back, without a TLB flush of their own."""
+        ...
 
     def flush_tlb_kernel_range(self, start: VirtAddr, end: VirtAddr, reason: str) -> None: ...
 

@@ -217,6 +217,21 @@ def test_invalid_then_default_gives_a_valid_writable_page(bbml2_machine: Arm64Ke
     assert k.kernel_page_present(pfn) and k.lookup(FOLIO_VA).writable
 
 
+def test_valid_noflush_of_no_pages_splits_at_the_page_then_the_empty_walk_returns_einval(
+        bbml2_machine: Arm64Kernel) -> None:
+    # update_range_prot() splits at start (= end) before walk_kernel_page_table_range_lockless() refuses
+    # the empty range; set_memory_valid() still calls flush_tlb_kernel_range() on it when invalidating
+    k = bbml2_machine
+    page_pa = FOLIO_PA + 5 * PAGE_SIZE
+    s = step(k, lambda: k.set_direct_map_valid_noflush(page_pa >> PAGE_SHIFT, 0, False))
+    assert s.ret == -Errno.EINVAL
+    assert s.delta == {"splits_1g": 1, "splits_2m": 1, "pgtables_allocated": 2, "entries_written": 32,
+                       "flushes": 1, "flushes_range": 1}  # the splits' entries only, and no page flushed
+    assert k.lookup(k.va(page_pa)).level == Level.PTE and k.lookup(k.va(page_pa)).valid
+    s = step(k, lambda: k.set_direct_map_valid_noflush(page_pa >> PAGE_SHIFT, 0, True))
+    assert (s.ret, s.delta) == (-Errno.EINVAL, {})  # split already, and making valid flushes nothing
+
+
 # errors and version differences ----------------------------------------------------------------
 def test_partly_covered_block_without_bbml2_warns_and_returns_einval_but_still_flushes() -> None:
     k = boot_arm64(rodata="noalias")  # blocks, and nothing can split them

@@ -267,6 +267,20 @@ def test_set_direct_map_noflush_helpers_flush_only_inside_splits(nogb_machine: M
     assert k.kernel_page_present(pfn) and k.lookup_address(k.page_address(pfn)).writable
 
 
+def test_set_direct_map_valid_noflush_unmaps_a_2m_folio_in_place_and_flushes_nothing(nogb_machine: Machine) -> None:
+    # execmem_set_direct_map_valid(): one call per compound page, __set_pages_np()/__set_pages_p() over all of it
+    k = nogb_machine.kernel
+    pfn = (6 * GiB) >> 12
+    step = nogb_machine.step("invalid", lambda: k.set_direct_map_valid_noflush(pfn, 512, False))
+    assert step.ret == 0 and not [e for e in step.events if isinstance(e, (Flush, Split))]
+    leaf = k.lookup_address(k.page_address(pfn))
+    assert leaf.level == Level.PMD and not leaf.present and not leaf.flags & X86.DIRTY
+    assert k.kernel_page_present(pfn - 1) and k.kernel_page_present(pfn + 512)
+    step = nogb_machine.step("valid", lambda: k.set_direct_map_valid_noflush(pfn, 512, True))
+    assert step.ret == 0 and not [e for e in step.events if isinstance(e, Flush)]
+    assert k.lookup_address(k.page_address(pfn + 511)).writable
+
+
 # 13 is the cpa-test.c port in test_cpa_selftest.py -----------------------------------------------
 
 

@@ -113,7 +113,7 @@ class Riscv64Kernel(KernelState):
     def set_direct_map_valid_noflush(self, pfn: int, nr: int, valid: bool) -> int:
         """set_direct_map_valid_noflush(): PAGE_KERNEL without X, or V cleared, over ``nr`` pages (none: 0,
         nothing done, __set_memory()'s early return)."""
-        addr = self._ram_page(pfn, max(nr, 1))
+        addr = self._ram_page(pfn, nr)
         set_mask, clear_mask = (PAGE_KERNEL, RISCV.EXEC) if valid else (0, RISCV.PRESENT)
         return self._call("set_direct_map_valid_noflush", addr, nr, lambda: _pageattr.set_memory(
             self, "set_direct_map_valid_noflush", addr, nr, set_mask, clear_mask))

@@ -489,6 +489,15 @@ class X86Kernel(KernelState):
         return self._call("set_direct_map_default_noflush", addr, 1, lambda: self._set_pages(
             addr, 1, X86.PRESENT | X86.RW, 0))
 
+    def set_direct_map_valid_noflush(self, pfn: int, nr: int, valid: bool) -> int:
+        """set_direct_map_valid_noflush(): __set_pages_p() or __set_pages_np() over ``nr`` pages, no flush;
+        commit 0c6378a71574 ("arch: introduce set_direct_map_valid_noflush()") (v6.13), for execmem's ROX
+        cache (mm/execmem.c execmem_set_direct_map_valid())."""
+        addr = self.page_address(pfn)
+        set_mask, clear_mask = (X86.PRESENT | X86.RW, 0) if valid else (0, self._np_clear())
+        return self._call("set_direct_map_valid_noflush", addr, nr,
+                          lambda: self._set_pages(addr, nr, set_mask, clear_mask))
+
     def _np_clear(self) -> int:
         """__set_pages_np()'s mask_clr (arch/x86/mm/pat/set_memory.c): PRESENT|RW, and DIRTY
         since commit c1fcf41cf37f ("x86/mm: Clear _PAGE_DIRTY for kernel mappings when we clear
