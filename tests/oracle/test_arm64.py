@@ -142,6 +142,22 @@ def test_a_guest_that_did_not_finish_is_an_error_not_a_traceback() -> None:
     assert arm64.parse_log("no console at all").errors[0].startswith("no '=== ORACLE BEGIN'")
 
 
+def test_a_guest_that_panics_before_init_is_booted_once_more_and_the_report_says_so(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    panicked = "Booting Linux\nKernel panic - not syncing: VFS: Unable to mount root fs\n"
+    runs = [arm64.Boot([], 0, False, 2.0, panicked, ""),
+            arm64.Boot([], 0, False, 8.0, (LOGS / "arm64-boot-2G-rodata-off.serial.log").read_text(), "")]
+    monkeypatch.setattr(arm64, "run_qemu", lambda *_a, **_k: runs.pop(0))
+    install = arm64.Arm64Install("/c", KVER, "/c/vmlinuz", "/c/config", "/dev/null", "/dev/null",
+                                 "qemu-system-aarch64", "0")
+    said: list[str] = []
+    [rep] = arm64.run(install, ["2G"], ["off"], progress=said.append)
+    note = ("the first guest stopped (QEMU exit 0), its console saying 'Kernel panic - not syncing: VFS: Unable to "
+            "mount root fs', before /init; booted again")
+    assert not runs and not rep.errors and rep.checks and rep.notes == [note] and f"-m 2G rodata=off: {note}" in said
+    assert f"  note: {note}" in arm64.render(rep) and rep.to_dict()["notes"] == [note]
+
+
 def test_a_different_ram_size_is_refused() -> None:
     rep = arm64.compare(recorded("off"), "4G", "off")
     assert rep.errors and "is not the model's" in rep.errors[0]

@@ -90,3 +90,17 @@ def test_a_guest_that_never_finished_is_an_error_not_a_row() -> None:
     text = recorded("rfc/rfc-arm64-rodata-off-rfc.serial.log").replace("=== RFC END", "")
     rep = rfc.compare_config(ARM64_OFF, _guest("arm64-rodata-off-base"), rfc.parse_guest(text))
     assert rep.errors == ["the patched guest did not finish"] and not rep.agree and rep.rows == []
+
+
+def test_a_guest_that_hangs_before_init_is_booted_once_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    serial = recorded("rfc/rfc-arm64-rodata-on-rfc.serial.log")
+    runs = [rfc.Boot([], -9, True, 300.0, "EFI stub: Booting Linux Kernel...\n", ""),
+            rfc.Boot([], 0, False, 9.0, serial, "")]
+    monkeypatch.setattr(rfc, "run_qemu", lambda *_a, **_k: runs.pop(0))
+    facts, boot = rfc.run_guest(ARM64_ON, "qemu-system-aarch64", "/c/Image", b"", Path("/dev/null"),
+                                Path("/dev/null"), 300.0)
+    assert not runs and facts == rfc.parse_guest(serial) and facts.complete and boot.wall_s == 9.0
+    assert boot.notes == ("the first guest hung (QEMU killed it after 300.0 s), its console saying 'EFI stub: "
+                          "Booting Linux Kernel...', before /init; booted again",)

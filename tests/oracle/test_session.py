@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rofolio.oracle import session
+import pytest
+
+from rofolio.oracle import bootcheck, guest, session
 from rofolio.oracle.setup import Install
-from tests.oracle.conftest import KVER
+from tests.oracle.conftest import DATA, KVER, recorded
 
 INSTALL = Install(root="/nowhere", kver=KVER, vmlinuz="v", module="m", kc="k", busybox="b", qemu="q", source_hash="x")
 
@@ -101,3 +103,22 @@ def test_footprint_of_a_range_across_a_1g_boundary() -> None:
     m = model.boot(model.oracle_machine(sc, mem=8 << 30, kernel="6.1", cpus=1, gbpages=True), record)
     assert session.footprint(m, [(0x17FFFF000, 0x180001000)]) == {(0x140000000, 1 << 30), (0x180000000, 1 << 30)}
     assert session.footprint(m, [(0x200001000, 0x200002000)]) == {(0x200000000, 4 << 20)}
+
+
+def test_an_experiment_guest_that_hangs_before_init_is_booted_once_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`oracle run` boots a guest that never reached /init again (guest.boot_to_init()), says so on its progress
+    line and in the boot's "notes", and compares the second guest's log; the experiment still agrees."""
+    source = str(DATA / "scenarios" / "x86-10-write-fault-in-1g.toml")  # EXP 1 of the recorded 8G boot
+    hung = guest.Boot([], -9, True, 600.0, "Linux version 6.1\nsmpboot: Allowing 1 CPUs\n", "")
+    ok = guest.Boot([], 0, False, 8.0, recorded("experiments-8G.serial.log"), "")
+    boots = [hung, ok]
+    monkeypatch.setattr(guest, "boot", lambda *_a, **_k: boots.pop(0))
+    monkeypatch.setattr(bootcheck, "guest_config", lambda *_: ("", "no config"))
+    monkeypatch.setattr(session, "remember_record", lambda *_a, **_k: None)
+    monkeypatch.setattr(session, "known_record", lambda *_a, **_k: None)
+    said: list[str] = []
+    result = session.run([source], INSTALL, mem="8G", progress=said.append)
+    assert not boots and [r.agree for r in result.reports] == [True]
+    note = ("the first guest hung (QEMU killed it after 600.0 s), its console saying 'smpboot: Allowing 1 CPUs', "
+            "before /init; booted again")
+    assert result.boots[0]["notes"] == [note] and f"boot 1/1: {note}" in said

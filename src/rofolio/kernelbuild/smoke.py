@@ -55,9 +55,10 @@ def _x86_64(built: Built, timeout: float) -> SmokeBoot:
         raise EnvironmentFailure(f"{BUSYBOX} is missing or not statically linked", "apt-get install busybox-static")
     install = Install(root="", kver=built.release, vmlinuz=built.image, module="", kc="", busybox=str(BUSYBOX),
                       qemu=qemu, source_hash="")
-    run = guest.boot(install, guest.GuestConfig(mem="2G", timeout=timeout), None, with_kc=False)
+    run = guest.boot_again_before_init(
+        lambda: guest.boot(install, guest.GuestConfig(mem="2G", timeout=timeout), None, with_kc=False))
     log = guest.parse_log(run.serial)
-    notes = [f"panic: {log.console_oops.splitlines()[0]}"] if log.console_oops else []
+    notes = [*run.notes, *([f"panic: {log.console_oops.splitlines()[0]}"] if log.console_oops else [])]
     return SmokeBoot("x86_64", log.uname, log.began, log.complete and not run.timed_out, run.wall_s,
                      tuple(run.command), tuple(notes), _tail(run.serial))
 
@@ -70,7 +71,7 @@ def _arm64(built: Built, timeout: float) -> SmokeBoot:
     log = arm64.parse_log(run.serial)
     reached = MARK_INIT in run.serial
     return SmokeBoot("arm64", log.uname, reached, log.complete and not run.timed_out, run.wall_s,
-                     tuple(run.command), tuple(log.errors), _tail(run.serial))
+                     tuple(run.command), run.notes + tuple(log.errors), _tail(run.serial))
 
 
 def _tail(serial: str, lines: int = 12) -> str:

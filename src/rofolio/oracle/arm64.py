@@ -50,7 +50,7 @@ import click
 
 from rofolio.errors import RofolioError
 from rofolio.oracle.errors import OracleError
-from rofolio.oracle.guest import Boot, cpio_archive, keep, run_qemu
+from rofolio.oracle.guest import Boot, boot_again_before_init, cpio_archive, keep, run_qemu
 from rofolio.oracle.setup import (
     cache_dir,
     fetch_deb_members,
@@ -296,11 +296,14 @@ def qemu_command(install: Arm64Install, initrd: Path, mem: str, rodata: str) -> 
 
 
 def boot_guest(install: Arm64Install, mem: str, rodata: str, timeout: float = 300.0) -> Boot:
-    """Boot the arm64 kernel with the walker's initramfs and wait for power-off (or the timeout)."""
-    with tempfile.TemporaryDirectory(prefix="rofolio-arm64-") as tmp:
-        initrd = Path(tmp) / "initrd.gz"
-        initrd.write_bytes(build_initramfs(Path(install.busybox).read_bytes(), Path(install.kc).read_bytes()))
-        run = run_qemu(qemu_command(install, initrd, mem, rodata), timeout, "run the arm64 setup again")
+    """Boot the arm64 kernel with the walker's initramfs and wait for power-off (or the timeout); a guest that
+    never reached /init is booted once more (boot_again_before_init())."""
+    def once() -> Boot:
+        with tempfile.TemporaryDirectory(prefix="rofolio-arm64-") as tmp:
+            initrd = Path(tmp) / "initrd.gz"
+            initrd.write_bytes(build_initramfs(Path(install.busybox).read_bytes(), Path(install.kc).read_bytes()))
+            return run_qemu(qemu_command(install, initrd, mem, rodata), timeout, "run the arm64 setup again")
+    run = boot_again_before_init(once)
     return replace(run, serial=run.serial.replace("\r", ""))
 
 
@@ -546,6 +549,7 @@ class Arm64Report:
     checks: list[ModelCheck] = field(default_factory=list)
     facts: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # a second boot's reason (boot_again_before_init())
 
     @property
     def agree(self) -> bool:
@@ -555,7 +559,7 @@ class Arm64Report:
     def to_dict(self) -> dict[str, Any]:
         return {"mem": self.mem, "rodata": self.rodata, "uname": self.uname, "model_kernel": self.model_kernel,
                 "wall_s": self.wall_s, "agree": self.agree, "facts": self.facts, "errors": self.errors,
-                "kernel_ptdump": self.kernel_lines, "checks": [c.to_dict() for c in self.checks]}
+                "notes": self.notes, "kernel_ptdump": self.kernel_lines, "checks": [c.to_dict() for c in self.checks]}
 
 
 def _describe(e: Entry | None) -> str:
@@ -706,6 +710,10 @@ def run(install: Arm64Install, mems: list[str], rodatas: list[str], *, timeout: 
             if g.timed_out:
                 log.errors.insert(0, f"QEMU timed out after {timeout:.0f} s")
             rep = compare(log, mem, rodata, g.wall_s)
+            rep.notes = list(g.notes)
+            for note in g.notes:
+                if progress:
+                    progress(f"-m {mem} rodata={rodata}: {note}")
             reports.append(rep)
     return reports
 
@@ -720,6 +728,8 @@ def render(rep: Arm64Report) -> list[str]:
            f"{rep.model_kernel} (rodata={rep.facts.get('model rodata=', '?')})"]
     for err in rep.errors:
         out.append(f"  error: {err}")
+    for note in rep.notes:
+        out.append(f"  note: {note}")
     facts = [f"{k} {v}" for k, v in rep.facts.items() if k != "model rodata="]
     if facts:
         out.append("  guest: " + "; ".join(facts))

@@ -24,7 +24,8 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,9 @@ from rofolio.oracle.errors import OracleError
 from rofolio.oracle.setup import Install
 
 __all__ = [
-    "DIRECT_MAP", "IMAGE_SYMBOLS", "INITRD_SIZE", "MODULES_VADDR", "Boot", "GuestConfig", "GuestLog", "GuestStep",
-    "Run", "Scan",
-    "boot", "boot_to_init", "build_initramfs", "cache_mode", "clip", "coalesce", "counters", "cpio_archive",
-    "extract_oops", "keep", "kernel_version", "kv",
-    "parse_log",
+    "BEGIN", "DIRECT_MAP", "IMAGE_SYMBOLS", "INITRD_SIZE", "MODULES_VADDR", "Boot", "GuestConfig", "GuestLog",
+    "GuestStep", "Run", "Scan", "boot", "boot_again_before_init", "boot_to_init", "build_initramfs", "cache_mode",
+    "clip", "coalesce", "counters", "cpio_archive", "extract_oops", "keep", "kernel_version", "kv", "parse_log",
     "parse_run", "parse_scans", "run_qemu", "shell_quote_ok",
 ]
 
@@ -208,7 +207,8 @@ class GuestConfig:
 
 @dataclass
 class Boot:
-    """One QEMU run: its command, exit, wall time and the raw serial console."""
+    """One QEMU run: its command, exit, wall time and the raw serial console; ``notes`` say why it is a second
+    boot (boot_again_before_init())."""
 
     command: list[str]
     returncode: int
@@ -216,6 +216,7 @@ class Boot:
     wall_s: float
     serial: str
     stderr: str
+    notes: tuple[str, ...] = ()
 
 
 def boot(install: Install, config: GuestConfig, steps_sh: str | None, *, with_kc: bool = True) -> Boot:
@@ -226,22 +227,29 @@ def boot(install: Install, config: GuestConfig, steps_sh: str | None, *, with_kc
         return run_qemu(config.qemu_command(install, initrd), config.timeout, "run `rofolio oracle setup`")
 
 
-def boot_to_init(install: Install, config: GuestConfig, steps_sh: str | None) -> tuple[Boot, GuestLog, list[str]]:
-    """boot(), and once more when the guest never reached /init (QEMU killed it, or the kernel panicked in early
-    boot): under TCG that is rare and says nothing about the direct map.  The notes say what the first guest
-    did, with the console line that says most (the panic's, else the last); a second failure is returned as it
-    is, for the caller to report."""
-    b = boot(install, config, steps_sh)
-    log = parse_log(b.serial)
-    notes = []
-    if b.timed_out or not log.began:
-        lines = [line.strip() for line in b.serial.splitlines() if line.strip()]
-        said = next((line for line in lines if "Kernel panic" in line), lines[-1] if lines else "(nothing)")
-        how = f"hung (QEMU killed it after {b.wall_s} s)" if b.timed_out else f"stopped (QEMU exit {b.returncode})"
-        notes.append(f"the first guest {how}, its console saying {said[:160]!r}, before /init; booted again")
-        b = boot(install, config, steps_sh)
-        log = parse_log(b.serial)
-    return b, log, notes
+BEGIN = "=== ORACLE BEGIN"  # the first line every oracle /init prints
+
+
+def boot_again_before_init(run: Callable[[], Boot], marker: str = BEGIN) -> Boot:
+    """run() (one QEMU boot), and once more when the guest never printed ``marker``, its /init's first line
+    (QEMU killed it, or the kernel panicked in early boot): under TCG that is rare and says nothing about the
+    direct map.  The second boot's note says what the first guest did, with the console line that says most
+    (the panic's, else the last); a second failure is returned as it is, for the caller to report."""
+    first = run()
+    if not first.timed_out and marker in first.serial:
+        return first
+    lines = [line.strip() for line in first.serial.splitlines() if line.strip()]
+    said = next((line for line in lines if "Kernel panic" in line), lines[-1] if lines else "(nothing)")
+    how = (f"hung (QEMU killed it after {first.wall_s} s)" if first.timed_out
+           else f"stopped (QEMU exit {first.returncode})")
+    note = f"the first guest {how}, its console saying {said[:160]!r}, before /init; booted again"
+    return replace(run(), notes=(note,))
+
+
+def boot_to_init(install: Install, config: GuestConfig, steps_sh: str | None) -> tuple[Boot, GuestLog]:
+    """boot() through boot_again_before_init(), and its parsed log."""
+    b = boot_again_before_init(lambda: boot(install, config, steps_sh))
+    return b, parse_log(b.serial)
 
 
 def keep(folder: Path | None, name: str, text: str) -> Path | None:
@@ -559,7 +567,7 @@ def parse_log(text: str) -> GuestLog:
     """Parse the serial console of a boot into a GuestLog."""
     lines = _clean(text)
     log = GuestLog()
-    log.began = any("=== ORACLE BEGIN" in line for line in lines)  # SeaBIOS may leave text before it
+    log.began = any(BEGIN in line for line in lines)  # SeaBIOS may leave text before it
     log.complete = any(line.rstrip() == "=== ORACLE END" for line in lines)
     walk: str | None = None
     current: GuestStep | None = None

@@ -38,7 +38,16 @@ import click
 
 from rofolio.errors import Errno
 from rofolio.oracle.errors import OracleError
-from rofolio.oracle.guest import INIT_PRELUDE, cpio_archive, extract_oops, keep, kv, run_qemu
+from rofolio.oracle.guest import (
+    INIT_PRELUDE,
+    Boot,
+    boot_again_before_init,
+    cpio_archive,
+    extract_oops,
+    keep,
+    kv,
+    run_qemu,
+)
 from rofolio.oracle.kmodule import module_for
 from rofolio.oracle.setup import source_hash
 
@@ -539,15 +548,18 @@ def build_user(arch: str, cache: Path, log: Callable[[str], None]) -> Path:
 
 
 def run_guest(config: RfcConfig, qemu: str, image: str, busybox: bytes, module: Path, user: Path,
-              timeout: float) -> tuple[GuestFacts, float, str]:
-    with tempfile.TemporaryDirectory(prefix="rofolio-rfc-") as tmp:
-        initrd = Path(tmp) / "initrd.gz"
-        initrd.write_bytes(initramfs(busybox, module.read_bytes(), user.read_bytes()))
-        boot = run_qemu(config.qemu_command(qemu, image, initrd), timeout, "run `rofolio kernel build` again")
+              timeout: float) -> tuple[GuestFacts, Boot]:
+    """Boot one guest (once more if it never reached /init: boot_again_before_init()) and read its facts."""
+    def once() -> Boot:
+        with tempfile.TemporaryDirectory(prefix="rofolio-rfc-") as tmp:
+            initrd = Path(tmp) / "initrd.gz"
+            initrd.write_bytes(initramfs(busybox, module.read_bytes(), user.read_bytes()))
+            return run_qemu(config.qemu_command(qemu, image, initrd), timeout, "run `rofolio kernel build` again")
+    boot = boot_again_before_init(once, "=== RFC BEGIN")
     if boot.timed_out:
         raise OracleError(f"the {config.name} guest ({image}) did not power off within {timeout:.0f} s",
                           "raise --timeout, or look at the serial log with --keep-log")
-    return parse_guest(boot.serial), boot.wall_s, boot.serial
+    return parse_guest(boot.serial), boot
 
 
 def to_json(rep: RfcReport) -> str:
@@ -595,12 +607,13 @@ def run(configs: list[RfcConfig], *, timeout: float = 300.0, keep_log: Path | No
         for patched in (False, True):
             built = kernels[(config.arch, patched)]
             log(f"{config.name}: booting {'the patched' if patched else 'the unpatched'} kernel")
-            g, seconds, serial = run_guest(config, qemu, built.image, busybox, modules[(config.arch, patched)], user,
-                                           timeout)
+            g, boot = run_guest(config, qemu, built.image, busybox, modules[(config.arch, patched)], user, timeout)
+            for note in boot.notes:
+                log(f"{config.name}: {note}")
             slug = re.sub(r"[^A-Za-z0-9]+", "-", config.name).strip("-")
-            keep(keep_log, f"rfc-{slug}-{'rfc' if patched else 'base'}.serial.log", serial)
+            keep(keep_log, f"rfc-{slug}-{'rfc' if patched else 'base'}.serial.log", boot.serial)
             facts.append(g)
-            wall += seconds
+            wall += boot.wall_s
         reports.append(compare_config(config, facts[0], facts[1], wall))
         log(f"{config.name}: {'agree' if reports[-1].agree else 'DIFFER'} ({wall:.0f} s of boots)")
     return RfcReport(reports, series)

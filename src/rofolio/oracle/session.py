@@ -246,11 +246,12 @@ def run(sources: list[str], install: Install, *, cpu: str = "max,-la57", mem: st
         config = guest.GuestConfig(cpu=cpu_used, mem=qemu_mem(members[0].mem), smp=smp, timeout=timeout)
         script = "".join(p.script() for _, p in plans)
         say(f"boot {number}/{len(groups)}: {len(plans)} experiment(s), -m {config.mem} -cpu {cpu_used} -smp {smp}")
-        b = guest.boot(install, config, script)
-        log = guest.parse_log(b.serial)
+        b, log = guest.boot_to_init(install, config, script)
+        for note in b.notes:
+            say(f"boot {number}/{len(groups)}: {note}")
         remember_record(install, members[0].mem, cpu_used, smp, log)
         info = {"boot": number, "mem": config.mem, "cpu": cpu_used, "smp": smp,
-                "experiments": [p.name for _, p in plans], "qemu_command": b.command,
+                "experiments": [p.name for _, p in plans], "notes": list(b.notes), "qemu_command": b.command,
                 "qemu_returncode": b.returncode, "timed_out": b.timed_out, "wall_s": b.wall_s, "uname": log.uname,
                 "cpuflags_pdpe1gb": log.gbpages, "cpuflags_la57": log.la57, "insmod_rc": log.insmod_rc,
                 "boot_counters": log.boot_counters, "after_insmod": log.after_insmod,
@@ -395,9 +396,8 @@ def boot_fidelity(install: Install, machines: list[BootMachine], *, timeout: flo
 
     def one(m: BootMachine) -> bootcheck.BootReport:
         say(f"boot {m.label()} (no module){' (drawn)' if m.drawn else ''}")
-        b, log, notes = guest.boot_to_init(
-            install, guest.GuestConfig(cpu=m.cpu, mem=m.mem, smp=m.smp, timeout=timeout), None)
-        for note in notes:
+        b, log = guest.boot_to_init(install, guest.GuestConfig(cpu=m.cpu, mem=m.mem, smp=m.smp, timeout=timeout), None)
+        for note in b.notes:
             say(f"{m.label()}: {note}")
         remember_record(install, m.size, m.cpu, m.smp, log)
         name = f"boot-{m.mem}-{m.cpu.replace(',', '_')}-smp{m.smp}"
@@ -406,7 +406,7 @@ def boot_fidelity(install: Install, machines: list[BootMachine], *, timeout: flo
         machine = oracle_model.oracle_machine(empty, mem=m.size, kernel=exact, cpus=m.smp,
                                               gbpages=log.gbpages if log.cpuflags else predicted_gbpages(m.cpu))
         rep = bootcheck.check_boot(log, machine, mem=m.mem, cpu=m.cpu)
-        rep.wall_s, rep.smp, rep.drawn, rep.notes = b.wall_s, m.smp, m.drawn, notes
+        rep.wall_s, rep.smp, rep.drawn, rep.notes = b.wall_s, m.smp, m.drawn, list(b.notes)
         problem = _guest_problem(b, log, install, module=False)
         if problem:
             rep.errors.insert(0, problem)
