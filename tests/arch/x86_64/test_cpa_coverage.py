@@ -11,7 +11,7 @@ from rofolio.errors import AddressError, Errno
 from rofolio.events import CacheFlush, Flush, FlushKind, KernelWarning
 from rofolio.machine import Machine
 from rofolio.prot import X86
-from rofolio.units import PAGE_SIZE, Level
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level
 from tests.conftest import boot_running
 
 
@@ -59,6 +59,37 @@ def test_a_hole_outside_the_direct_map_fails_with_efault_and_a_warning(gb_machin
     assert step.ret == -Errno.EFAULT
     assert [e.text for e in step.events if isinstance(e, KernelWarning)] == [
         f"CPA: called for zero pte. vaddr = {va:x} cpa->vaddr = {va:x}"]
+
+
+def test_running_off_the_end_of_the_high_map_fails_with_efault_but_no_warning(gb_machine: Machine) -> None:
+    """__cpa_process_fault(): past the high map's last leaf (roundup(_brk_end, PMD_SIZE)) there is no entry.  A
+    request that reaches it from the last mapped page still holds that page's pfn in cpa->pfn, inside
+    [highmap_start_pfn(), highmap_end_pfn()], so it fails quietly; asked for on its own (cpa->pfn is 0) it warns."""
+    k = gb_machine.kernel
+    end = k.image.highmap_pfns()[1] + 1 << PAGE_SHIFT  # roundup(_brk_end, PMD_SIZE), physical
+    hole = k.highmap_va(end)
+    assert k.lookup_address(hole - PAGE_SIZE) is not None and k.lookup_address(hole) is None
+    step = gb_machine.step("ro", lambda: k.set_memory_ro(hole - PAGE_SIZE, 2))
+    assert step.ret == -Errno.EFAULT and not [e for e in step.events if isinstance(e, KernelWarning)]
+    step = gb_machine.step("ro", lambda: k.set_memory_ro(hole, 1))
+    assert step.ret == -Errno.EFAULT
+    assert [e.text for e in step.events if isinstance(e, KernelWarning)] == [
+        f"CPA: called for zero pte. vaddr = {hole:x} cpa->vaddr = {hole:x}"]
+
+
+def test_the_high_map_alias_of_its_first_and_last_page_follows_the_direct_map(gb_machine: Machine) -> None:
+    """cpa_process_alias(): a change to a direct-map page whose pfn is in [highmap_start_pfn(), highmap_end_pfn()]
+    (both ends included) is made to its high-map alias too; set_memory_np() shows it (no static protection keeps
+    _PAGE_PRESENT)."""
+    k = gb_machine.kernel
+    first, last = k.image.highmap_pfns()
+    for pfn in (first, last):
+        pa = pfn << PAGE_SHIFT
+        assert k.lookup_address(k.highmap_va(pa)).present
+        assert gb_machine.step("np", lambda pa=pa: k.set_memory_np(k.va(pa), 1)).ret == 0
+        assert not k.lookup_address(k.va(pa)).present and not k.lookup_address(k.highmap_va(pa)).present
+        assert k.lookup_address(k.highmap_va(pa + PAGE_SIZE)) is None or k.lookup_address(
+            k.highmap_va(pa + PAGE_SIZE)).present
 
 
 def test_a_large_page_that_breaks_a_static_protection_is_split_and_fixed_up() -> None:

@@ -186,17 +186,19 @@ def _alike_ptes(k: X86Kernel, cpa: CpaData, run: Run, address: int, pfn: int, pr
 
 
 def _cpa_process_fault(k: X86Kernel, cpa: CpaData, vaddr: int, primary: bool) -> int:
-    """__cpa_process_fault(): the address has no entry (a hole)."""
+    """__cpa_process_fault(): the address has no entry (a hole).
+
+    The kernel steps over a hole one page at a time (numpages = 1, each page looked up again); the model steps
+    over the whole hole, up to the request's end, at once, which ends the same.  Array mode already comes here
+    one page at a time, and every address is page-aligned, so a step is at least one page."""
     nxt = k.pt.first_run_from(vaddr)
     hole_pages = cpa.numpages if nxt is None else min(cpa.numpages, (nxt.start - vaddr) >> PAGE_SHIFT)
-    if cpa.flags & (CPA_ARRAY | CPA_PAGES_ARRAY):
-        hole_pages = 1
     if not primary:  # an alias walk that finds a hole is not an error
-        cpa.numpages = max(hole_pages, 1)
+        cpa.numpages = hole_pages
         return 0
     # the direct map has holes by design: a hole inside it is skipped silently
     if k.within_direct_map_mapped(vaddr):
-        cpa.numpages = max(min(hole_pages, (k.direct_map_mapped_end() - vaddr) >> PAGE_SHIFT), 1)
+        cpa.numpages = min(hole_pages, (k.direct_map_mapped_end() - vaddr) >> PAGE_SHIFT)
         cpa.pfn = k.layout.pa(vaddr) >> PAGE_SHIFT
         return 0
     if k.pfn_in_highmap(cpa.pfn):  # a hole in the high kernel map fails without a warning
