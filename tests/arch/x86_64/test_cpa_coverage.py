@@ -176,7 +176,8 @@ def test_debug_pagealloc_maps_and_unmaps_pages_with_a_local_flush() -> None:
     events = k.log.since(mark)
     assert events[0].func == "__kernel_map_pages" and events[0].numpages == 2  # type: ignore[attr-defined]
     [flush] = [e for e in events if isinstance(e, Flush)]
-    assert (flush.flush, flush.cpus, flush.ipis, flush.reason) == (FlushKind.LOCAL_ALL, 1, 0, "__kernel_map_pages")
+    assert (flush.flush, flush.pages, flush.cpus, flush.ipis, flush.reason) == (
+        FlushKind.LOCAL_ALL, 0, 1, 0, "__kernel_map_pages")  # a whole flush: no page count
     mapped = k.lookup_address(k.page_address(pfn)).flags
     assert mapped & (X86.PRESENT | X86.RW) == X86.PRESENT | X86.RW and not mapped & X86.DIRTY
     assert k.direct_map_writable(pfn + 1) and not k.kernel_page_present(pfn + 2)

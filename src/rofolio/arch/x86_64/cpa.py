@@ -432,7 +432,7 @@ def cpa_flush(k: X86Kernel, cpa: CpaData, cache: bool) -> None:
 
 def cpa_flush_all(k: X86Kernel, cache: bool) -> None:
     """cpa_flush_all(): __flush_tlb_all() (and wbinvd for cache changes) on every CPU."""
-    k.flush_tlb_all("cpa_flush_all", via_ipi=True)
+    k.flush_tlb_all("cpa_flush_all")
     if cache:
         k.log.add(CacheFlush, "wbinvd", 0)
 

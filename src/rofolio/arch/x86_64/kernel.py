@@ -298,10 +298,10 @@ class X86Kernel(KernelState):
         return prot & ~X86.GLOBAL if self.pti else prot
 
     # ---------------------------------------------------------------- TLB
-    def flush_tlb_all(self, reason: str, via_ipi: bool = True) -> None:
+    def flush_tlb_all(self, reason: str) -> None:
         """flush_tlb_all(): on_each_cpu(do_flush_tlb_all): every online CPU, IPIs to the others."""
         cpus = self.cpus_online
-        self.log.add(Flush, _FLUSH_ALL, 0, cpus, cpus - 1 if via_ipi else 0, reason)
+        self.log.add(Flush, _FLUSH_ALL, 0, cpus, cpus - 1, reason)
 
     def flush_tlb_pages(self, pages: int, reason: str) -> None:
         """on_each_cpu(__cpa_flush_tlb): ``pages`` INVLPGs on every online CPU."""
@@ -474,8 +474,7 @@ class X86Kernel(KernelState):
         first = addrs[0] if isinstance(addrs, tuple) else addrs
         return self._call("change_page_attr_test", first, numpages,
                           lambda: _cpa.change_page_attr_set_clr(
-                              self, addrs, numpages, mask if set_bit else 0, 0 if set_bit else mask,
-                              False, flag))
+                              self, addrs, numpages, mask if set_bit else 0, 0 if set_bit else mask, in_flag=flag))
 
     def set_direct_map_invalid_noflush(self, pfn: int) -> int:
         """set_direct_map_invalid_noflush() = __set_pages_np(page, 1): no alias work, no flush."""
