@@ -212,10 +212,12 @@ def test_vmap_maps_4k_ptes_with_a_guard_page_and_refuses_overlaps(gb_machine: Ma
     placed = k.layout.vmalloc_start + (5 << 30)
     assert k.vmap([pfn + 2], at=placed) == placed and k.lookup_address(placed).pfn == pfn + 2
     assert k.vmap([pfn + 3]) == first + 5 * PAGE_SIZE  # a placed area does not move the next free address
-    with pytest.raises(AddressError, match=f"vmap at {placed:#x} overlaps an existing mapping"):
+    with pytest.raises(AddressError, match=f"vmap at {placed:#x} overlaps an existing mapping") as err:
         k.vmap([pfn + 4], at=placed)
-    with pytest.raises(AddressError, match="vmap of no pages"):
+    assert err.value.hint == "choose another address"  # every refusal says what to do instead
+    with pytest.raises(AddressError, match="vmap of no pages") as err:
         k.vmap([])
+    assert err.value.hint == "give at least one page"
 
 
 def test_a_cache_change_that_fails_half_way_flushes_every_tlb_and_every_cache(nogb_machine: Machine) -> None:

@@ -39,6 +39,15 @@ def test_the_kernel_image_hangs_from_level2_kernel_pgt_which_head_64_links_with_
     assert _store(m, rodata).startswith("PGD ?067 P4D ?067 PUD ?063 PMD ")
 
 
+def test_the_kernpg_table_entry_covers_exactly_the_images_gigabyte_from_start_kernel_map() -> None:
+    # level3_kernel_pgt's entry 510 spans [__START_KERNEL_map, MODULES_VADDR); entry 511 is level2_fixmap_pgt
+    k = boot_running(kernel="7.2").kernel
+    lo, hi = k.layout.start_kernel_map, k.layout.modules_vaddr
+    assert hi - lo == GiB
+    flags = [k.table_entry_flags(va, Level.PUD) & 0xFFF for va in (lo, hi - PAGE_SIZE, hi)]
+    assert [f"{f:03x}" for f in flags] == ["063", "063", "067"]
+
+
 def test_a_not_present_pte_ends_the_line_with_its_inverted_entry() -> None:
     m = boot_running(kernel="7.2", gbpages=False)
     pfn = (6 * GiB) // PAGE_SIZE
