@@ -68,6 +68,17 @@ def test_meminfo_prints_proc_meminfo_lines() -> None:
     assert "DirectMap1G" not in out.stdout  # only with direct_gbpages
 
 
+def test_meminfo_prints_the_vmstat_lines_of_the_kernel_asked_for() -> None:
+    # 41d88484c71c (v6.15) added direct_map_level{2,3}_collapses to /proc/vmstat with CPA_COLLAPSE
+    for kernel, lines in (("6.1", ["direct_map_level2_splits", "direct_map_level3_splits"]),
+                          ("7.2", ["direct_map_level2_splits", "direct_map_level3_splits",
+                                   "direct_map_level2_collapses", "direct_map_level3_collapses"])):
+        out = rofolio("meminfo", "--mem", "4G", "--kernel", kernel)
+        assert [line.split()[0] for line in out.stdout.splitlines() if line.startswith("direct_map")] == lines
+        out = rofolio("meminfo", "--mem", "4G", "--kernel", kernel, "--json")
+        assert list(json.loads(out.stdout)["vmstat"]) == lines
+
+
 def test_ptdump_json_has_the_low_kernel_mapping() -> None:
     out = rofolio("ptdump", "--mem", "4G", "--json")
     assert json.loads(out.stdout)["ptdump"][0] == "---[ Low Kernel Mapping ]---"

@@ -638,7 +638,8 @@ def meminfo(as_json: bool, after_boot: bool, **machine: Any) -> None:
         click.echo(json.dumps({"schema": "rofolio.meminfo/1", "machine": m.spec.describe(),
                                # arch_report_meminfo() and the direct_map vmstat lines are x86's: null elsewhere
                                "meminfo_kb": c.meminfo_kb() if m.meminfo_lines() else None,
-                               "meminfo_lines": m.meminfo_lines(), "vmstat": c.vmstat() if m.meminfo_lines() else None,
+                               "meminfo_lines": m.meminfo_lines(),
+                               "vmstat": m.vmstat_lines() if m.meminfo_lines() else None,
                                "mapped_kB": m.direct_map_mapped_kb(), "pgtables": c.pgtables,
                                "boot_placements": [p.describe() for p in m.boot_placements],
                                "warnings": m.kernel_warnings()}, indent=2))
@@ -651,7 +652,7 @@ def meminfo(as_json: bool, after_boot: bool, **machine: Any) -> None:
     from rofolio.report import directmap_overcount
 
     click.echo("\n".join(lines))
-    for key, value in c.vmstat().items():
+    for key, value in m.vmstat_lines().items():
         click.echo(f"{key} {value}")
     click.echo(directmap_overcount(c.meminfo_kb(), m.direct_map_mapped_kb()))
     for placement in m.boot_placements:  # the boot-time users, and who placed them (no record: the model)

@@ -310,6 +310,6 @@ def host_report(snapshot: HostSnapshot) -> tuple[HostReport, Machine]:
     model = {k: v for k, v in m.counters.meminfo_kb().items() if k.startswith("DirectMap")}
     boot = at_boot(live, vmstat)
     residual = {k: boot.get(k, 0) - model.get(k, 0) for k in ("DirectMap4k", "DirectMap2M", "DirectMap1G")}
-    report = HostReport(snapshot.source, spec.describe(), decided, live, vmstat, boot, model, m.counters.vmstat(),
+    report = HostReport(snapshot.source, spec.describe(), decided, live, vmstat, boot, model, m.vmstat_lines(),
                         residual, name_residual(residual), snapshot.alias_changers)
     return report, m

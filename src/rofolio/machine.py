@@ -256,6 +256,10 @@ class Machine:
         """The lines the architecture adds to /proc/meminfo (x86: the DirectMap lines)."""
         return self.spec.entry.meminfo_lines(self.kernel)
 
+    def vmstat_lines(self) -> dict[str, int]:
+        """The direct_map_* lines of /proc/vmstat as this kernel prints them (none outside x86)."""
+        return self.spec.entry.vmstat_lines(self.kernel)
+
     def ptdump_lines(self, sections: tuple[str, ...] | None = None) -> list[str]:
         """The kernel page-table dump of the direct map (all modelled sections with ``()``)."""
         return self.spec.entry.ptdump_lines(self.kernel, sections)

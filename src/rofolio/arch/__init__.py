@@ -219,6 +219,10 @@ class Arch:
         """The lines this architecture adds to /proc/meminfo (arch_report_meminfo()); most add none."""
         return []
 
+    def vmstat_lines(self, kernel: ArchKernel) -> dict[str, int]:
+        """The direct_map_* lines of /proc/vmstat this kernel prints (x86 only: CONFIG_X86 in mm/vmstat.c)."""
+        return {}
+
     def meminfo_absent(self) -> str:
         """Why ``meminfo_lines`` is empty, for ``rofolio meminfo``."""
         return (f"{self.name} prints no DirectMap lines in /proc/meminfo and has no direct_map_* vmstat "

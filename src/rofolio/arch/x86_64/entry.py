@@ -148,6 +148,11 @@ class X86_64(Arch):
 
         return ptdump.meminfo_lines(kernel)  # type: ignore[arg-type]
 
+    def vmstat_lines(self, kernel: ArchKernel) -> dict[str, int]:
+        from rofolio.arch.x86_64 import ptdump
+
+        return ptdump.vmstat_lines(kernel)  # type: ignore[arg-type]
+
     def ptdump_lines(self, kernel: ArchKernel, sections: tuple[str, ...] | None) -> list[str]:
         from rofolio.arch.x86_64 import ptdump
 

@@ -75,6 +75,13 @@ def ptdump_lines(k: X86Kernel, which: tuple[str, ...] = ("Low Kernel Mapping",))
     return out
 
 
+def vmstat_lines(k: X86Kernel) -> dict[str, int]:
+    """The direct_map_* lines of /proc/vmstat (mm/vmstat.c, CONFIG_X86): the splits, and the collapses from
+    v6.15, whose commit 41d88484c71c ("x86/mm/pat: restore large ROX pages after fragmentation") added the
+    DIRECT_MAP_LEVEL{2,3}_COLLAPSE events with CPA_COLLAPSE."""
+    return {key: n for key, n in k.log.counters.vmstat().items() if k.cpa_collapse or "collapses" not in key}
+
+
 def meminfo_lines(k: X86Kernel) -> list[str]:
     """arch_report_meminfo(): DirectMap4k/2M always, DirectMap1G only with direct_gbpages."""
     kb = k.log.counters.meminfo_kb()
