@@ -246,7 +246,8 @@ def test_tlb_table_has_a_row_per_array_and_says_unsourced() -> None:
     row = {"level": "L1D", "name": "t", "entries": None, "direct_map": {"before": share, "after": share}}
     table = tlb_table({"translations": {"direct_map": {}}, "presets": [{"name": "p", "arrays": [row]}]})
     assert share["share"] is None
-    assert table[1][2:] == ["unsourced", "512", "unsourced", "512", "unsourced", "unsourced", "unsourced"]
+    assert table[1][2:] == ["unsourced", "512", "unsourced", "512", "unsourced"]  # the direct map once
+    assert table[0][3:] == ["direct map before", "share", "direct map after", "share"]
     zen2_l1 = next(row for row in rows if row[0] == "amd-zen2" and row[1] == "L1D L1 DTLB")
     assert zen2_l1[3:7] == ["1", "1.56%", "512", "800.00%"]
 
@@ -318,6 +319,22 @@ def test_the_run_text_shows_the_reach_table() -> None:
     text = buf.getvalue()
     assert "TLB reach of the touched folios' 1 GiB neighbourhoods" in text
     assert any(line.lstrip("│ ").startswith("intel-skylake-sp") and "STLB 1G" in line for line in text.splitlines())
+
+
+def test_with_nothing_touched_the_run_text_shows_the_direct_map_once() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from rofolio.report import print_result
+    from rofolio.scenario.runner import run_scenario
+
+    buf = StringIO()
+    print_result(run_scenario("x86-split-costs"), Console(file=buf, width=200, soft_wrap=True))
+    text = buf.getvalue()
+    assert "TLB reach of the whole direct map, before and after the steps" in text
+    [row] = [line for line in text.splitlines() if "intel-skylake-sp" in line and "L1D DTLB 1G" in line]
+    assert row.count("%") == 2  # the share before and after, not the same two again
 
 
 def test_the_survey_costs_carry_the_reach_of_the_objects_neighbourhoods() -> None:

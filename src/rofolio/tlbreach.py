@@ -526,19 +526,25 @@ def _pct(share: dict[str, Any]) -> str:
 
 
 def tlb_table(result: dict[str, Any]) -> list[list[str]]:
-    """``tlb_reach_report()``'s result as table rows (the first row is the header)."""
+    """``tlb_reach_report()``'s result as table rows (the first row is the header): the entries each region
+    needs and their share of the array, before and after; the whole direct map's shares beside a smaller
+    region's, and not twice when the direct map is the only region."""
     region = next((r for r in result["translations"] if r != "direct_map"), "direct_map")
-    header = ["preset", "TLB", "entries", f"{region} before", "share", f"{region} after", "share",
-              "direct map before", "direct map after"]
+    name = "direct map" if region == "direct_map" else region
+    header = ["preset", "TLB", "entries", f"{name} before", "share", f"{name} after", "share"]
+    if region != "direct_map":
+        header += ["direct map before", "direct map after"]
     rows = [header]
     for preset in result["presets"]:
         for array in preset["arrays"]:
             here, whole = array[region], array["direct_map"]
-            rows.append([preset["name"], f"{array['level']} {array['name']}",
-                         "unsourced" if array["entries"] is None else str(array["entries"]),
-                         str(here["before"]["needed"]), _pct(here["before"]),
-                         str(here["after"]["needed"]), _pct(here["after"]),
-                         _pct(whole["before"]), _pct(whole["after"])])
+            row = [preset["name"], f"{array['level']} {array['name']}",
+                   "unsourced" if array["entries"] is None else str(array["entries"]),
+                   str(here["before"]["needed"]), _pct(here["before"]),
+                   str(here["after"]["needed"]), _pct(here["after"])]
+            if region != "direct_map":
+                row += [_pct(whole["before"]), _pct(whole["after"])]
+            rows.append(row)
     return rows
 
 

@@ -27,8 +27,8 @@ def invoke(*args: str, columns: int = 80) -> Any:
     return CliRunner(env={"COLUMNS": str(columns)}).invoke(main, list(args))
 
 
-def render(headers: list[str], rows: list[list[str]], width: int) -> list[str]:
-    console = Console(width=width, record=True, force_terminal=False)
+def render(headers: list[str], rows: list[list[str]], width: int, terminal: bool = True) -> list[str]:
+    console = Console(width=width, record=True, force_terminal=terminal)
     print_table(console, headers, rows, title="t")
     return console.export_text().splitlines()
 
@@ -45,7 +45,9 @@ def test_a_table_too_wide_is_one_line_per_row_and_says_so() -> None:
     assert lines[0].startswith("t: one line per row (as a table it is ")
     text = " ".join(lines)
     assert "dirty-cow-zero-page: config0 SILENT" in text and "config11 SILENT" in text
-    assert max(map(len, lines)) <= 80 and "…" not in text
+    assert max(map(len, lines)) <= 80 and "…" not in text  # a terminal wraps a row at its width
+    piped = render(headers, rows, 80, terminal=False)  # a pipe or a file keeps each row on one line
+    assert len(piped) == 2 and piped[1].startswith("dirty-cow-zero-page: config0 SILENT") and "…" not in piped[1]
 
 
 @pytest.mark.parametrize("args", [

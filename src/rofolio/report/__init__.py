@@ -161,9 +161,11 @@ def print_table(console: Console, headers: list[str], rows: list[list[str]], *, 
                 keys: int = 1) -> None:
     """A table that stays readable at the console's width, whatever that is (80 columns included).
 
-    Where the columns fit, a table with nothing cut short; where they do not, one line per row, wrapped:
-    its first ``keys`` cells, then "header value" for every other cell that is not empty, and a line above
-    that says so.  Cells may carry rich markup; the first ``left`` columns are left-aligned.
+    Where the columns fit, a table with nothing cut short; where they do not, one line per row: its first
+    ``keys`` cells, then "header value" for every other cell that is not empty, and a line above that says so.
+    On a terminal a row wraps at its width; into a pipe or a file it stays one line, as every other line of
+    the text output does, so grep and cut see a row whole.  Cells may carry rich markup; the first ``left``
+    columns are left-aligned.
     """
     from rich.text import Text
 
@@ -183,19 +185,21 @@ def print_table(console: Console, headers: list[str], rows: list[list[str]], *, 
                 table.add_row(*row)
             console.print(table)
             return
+    whole = not console.is_terminal
     console.print(f"{title + ': ' if title else ''}one line per row (as a table it is {need(headers)} columns wide, "
-                  f"more than {console.width}; --json has every figure)", highlight=False, soft_wrap=False)
-    for row in rows:  # wrapped at the console's width, whatever the console's own soft wrap
+                  f"more than {console.width}; --json has every figure)", highlight=False, soft_wrap=whole)
+    for row in rows:
         rest = ", ".join(f"{h} {c}" for h, c in zip(headers[keys:], row[keys:], strict=True) if c)
-        console.print(" ".join(row[:keys]) + ": " + rest, highlight=False, soft_wrap=False)
+        console.print(" ".join(row[:keys]) + ": " + rest, highlight=False, soft_wrap=whole)
 
 
 def _print_tlb_reach(section: dict[str, object], console: Console) -> None:
     """rofolio.tlbreach.run_reach(): per preset TLB array, the entries and share before and after the steps."""
     from rofolio.tlbreach import tlb_table
 
-    region = "the touched folios' 1 GiB neighbourhoods" if section.get("touched") else "the direct map"
-    console.print(f"\n[bold]TLB reach[/bold] of {region} and of the whole direct map, before and after the steps "
+    region = ("the touched folios' 1 GiB neighbourhoods and of the whole direct map" if section.get("touched")
+              else "the whole direct map")
+    console.print(f"\n[bold]TLB reach[/bold] of {region}, before and after the steps "
                   "(entries needed if nothing else were cached, and their share of the array)", highlight=False)
     header, *rows = tlb_table(section)
     print_table(console, header, [[escape(c) for c in row] for row in rows], left=2, keys=2)
