@@ -119,6 +119,16 @@ def test_a_snapshot_without_directmap_lines_is_an_environment_failure(tmp_path: 
     assert out.exit_code == 4 and "no DirectMap lines" in out.output
 
 
+def test_a_directory_that_is_not_a_snapshot_is_a_usage_error_that_says_how_to_make_one(tmp_path: Path) -> None:
+    from rofolio.cli import main
+
+    for where in (tmp_path, tmp_path / "missing"):
+        out = CliRunner().invoke(main, ["host", "--from", str(where)])
+        assert out.exit_code == 2 and "rofolio host --save" in out.output
+    assert "is not a host snapshot: it has no proc/meminfo" in CliRunner().invoke(
+        main, ["host", "--from", str(tmp_path)]).output
+
+
 @pytest.mark.skipif(not Path("/sys/firmware/memmap").is_dir() or "DirectMap" not in Path("/proc/meminfo").read_text(),
                     reason="this machine shows no firmware memory map or no DirectMap lines")
 def test_on_this_machine_the_named_causes_add_up_to_the_residual() -> None:

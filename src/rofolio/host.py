@@ -132,6 +132,9 @@ def read_host(root: Path | str | None = None) -> HostSnapshot:
     live = root is None
     if not live and not base.is_dir():
         raise ConfigError(f"{base}: no such snapshot directory", "give a directory written by rofolio host --save")
+    if not live and not (base / "proc/meminfo").is_file():
+        raise ConfigError(f"{base} is not a host snapshot: it has no proc/meminfo",
+                          "give a directory written by rofolio host --save DIR")
     files: dict[str, str] = {}
     for name in FILES:
         try:
