@@ -228,6 +228,36 @@ def test_a_pipe_closed_before_the_output_ends_quietly() -> None:
     assert out.returncode == ExitStatus.BROKEN_PIPE == 141
 
 
+# the commands that print through rich (whose own Console exits 1 on a closed pipe) and one that uses click
+PIPED = [["run"], ["run", "x86-split-costs", "--ptdump"], ["lifetime"], ["tlb"], ["bugs", "--explain", "dirty-pipe"],
+         ["compare", "rfc-demo", "--set", "kernel=6.1,6.18"], ["scenarios"]]
+
+
+@pytest.mark.parametrize("args", PIPED, ids=" ".join)
+def test_every_command_ends_with_141_when_its_reader_has_gone(args: list[str]) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write is EPIPE, whatever the size of the output
+    try:
+        out = rofolio(*args, stdout=write_end)
+    finally:
+        os.close(write_end)
+    assert (out.returncode, out.stderr) == (ExitStatus.BROKEN_PIPE, "")
+
+
+@pytest.mark.parametrize("args", [["run"], ["run", "x86-split-costs"]], ids=" ".join)
+def test_a_reader_that_stops_after_one_line_stops_rofolio_with_141(args: list[str]) -> None:
+    with subprocess.Popen([sys.executable, "-m", "rofolio", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, bufsize=1) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        stderr = proc.stderr.read()
+        status = proc.wait(timeout=120)
+    assert first.strip()
+    assert stderr == ""
+    assert status in (0, 141)  # 0 only if the whole output fitted in the pipe before the reader left
+
+
 def test_a_reader_that_stops_after_one_line_gets_no_noise_on_stderr() -> None:
     with subprocess.Popen([sys.executable, "-m", "rofolio", "scenarios"], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True) as proc:

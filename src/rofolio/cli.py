@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rofolio.errors import ConfigError, RofolioError
-from rofolio.exitstatus import EPILOG, ContractGroup, ExitStatus, expectations_failed
+from rofolio.exitstatus import EPILOG, ContractGroup, ExitStatus, contract_console, expectations_failed
 from rofolio.lazycli import deferred_options
 from rofolio.units import parse_size
 
@@ -242,11 +242,9 @@ def run(source: str, as_json: bool, report: Path | None, on_host: bool, host_fro
             data["side_by_side"] = [_rfc_row(row.result) for row in side.rows]
         click.echo(json.dumps(data, indent=2))
     else:
-        from rich.console import Console
-
         from rofolio.report import print_result
 
-        print_result(result, Console(soft_wrap=True))
+        print_result(result, contract_console(soft_wrap=True))
         if with_ptdump:
             _print_ptdump_diff(result)
         if side is not None:
@@ -281,15 +279,13 @@ def _report_target(path: Path | None) -> Iterator[Callable[[str], None] | None]:
 
 
 def _print_ptdump_diff(result: Any) -> None:
-    from rich.console import Console
-
     from rofolio.report import ptdump_diff, terminal_text
 
-    console = Console(soft_wrap=True)
-    console.print("\n[bold]the direct map before and after the steps[/bold] (ptdump, unified diff)")
+    out = contract_console(soft_wrap=True)
+    out.print("\n[bold]the direct map before and after the steps[/bold] (ptdump, unified diff)")
     for line in ptdump_diff(result):
         style = "red" if line.startswith("-") else "green" if line.startswith("+") else ""
-        console.print(f"[{style}]{terminal_text(line)}[/{style}]" if style else terminal_text(line), highlight=False)
+        out.print(f"[{style}]{terminal_text(line)}[/{style}]" if style else terminal_text(line), highlight=False)
 
 
 def _said_written(report: Path | None) -> None:
@@ -335,13 +331,12 @@ def _typed_options(given: dict[str, Any]) -> dict[str, str]:
 def _console() -> Console:
     """Where tables go: a terminal's width, or COLUMNS where it is set; 200 columns into a file or a pipe,
     so that a table kept for later is not squeezed.  Prose is not broken into lines (soft wrap): the
-    terminal wraps it, and a line stays one line for grep."""
-    from rich.console import Console
-
-    console = Console(soft_wrap=True)
-    if console.is_terminal or os.environ.get("COLUMNS", "").strip().isdigit():
-        return console
-    return Console(width=200, soft_wrap=True)
+    terminal wraps it, and a line stays one line for grep.  A closed stdout ends it with status 141, like
+    every command (exitstatus.contract_console)."""
+    out = contract_console(soft_wrap=True)
+    if out.is_terminal or os.environ.get("COLUMNS", "").strip().isdigit():
+        return out
+    return contract_console(width=200, soft_wrap=True)
 
 
 def _rfc_row(result: Any) -> dict[str, Any]:

@@ -44,6 +44,7 @@ __all__ = [
     "ContractGroup",
     "ExitStatus",
     "StdoutFailure",
+    "contract_console",
     "end",
     "expectations_failed",
     "hint_lines",
@@ -188,6 +189,26 @@ def _is_closed_pipe(err: BaseException | None) -> bool:
 
 class StdoutFailure(EnvironmentFailure):
     """Standard output cannot be written (a full disk, /dev/full); a closed pipe is not this, it ends quietly."""
+
+
+_console_class: type | None = None
+
+
+def contract_console(**kwargs: Any) -> Any:
+    """A rich ``Console`` (same arguments) whose closed stdout ends the command like any other: rich's own
+    ``on_broken_pipe()`` exits with status 1, this one raises ``BrokenPipeError`` for ``report()`` (141).
+    Every command that prints through rich makes its console here (rich is imported when first needed)."""
+    global _console_class
+    if _console_class is None:
+        from rich.console import Console
+
+        class ContractConsole(Console):
+            def on_broken_pipe(self) -> None:
+                self.quiet = True  # nothing more from this console; report() silences stdout itself
+                raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+        _console_class = ContractConsole
+    return _console_class(**kwargs)
 
 
 def _flush_or_raise() -> None:
