@@ -659,7 +659,7 @@ def meminfo(as_json: bool, after_boot: bool, **machine: Any) -> None:
 @click.option("--candidate", "ids", multiple=True, metavar="ID",
               help="Only this candidate (repeatable); all of the catalogue by default.")
 @click.option("--mem", default="16G", show_default=True, help="RAM of every machine of the side-by-side.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema rofolio.survey/1).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema rofolio.survey/2).")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write a self-contained HTML page with the verdicts, the table and a plot.")
 def survey(ids: tuple[str, ...], mem: str, as_json: bool, report: Path | None) -> None:
@@ -701,6 +701,10 @@ def survey(ids: tuple[str, ...], mem: str, as_json: bool, report: Path | None) -
                 title="candidates for a read-only direct map: class, and ipis / splits for the typical count")
     for row in result.rows:
         console.print(f"- {terminal_text(row.verdict)}", highlight=False)
+    console.print("\nshortlist: the candidates to make read-only first (those lifetime model 2 takes as they are, "
+                  "then those that need model 1; each class by its worst-machine cost):", highlight=False)
+    for line in result.shortlist_lines():
+        console.print(terminal_text(line), highlight=False)
     _said_written(report)
 
 

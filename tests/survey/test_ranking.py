@@ -1,4 +1,4 @@
-"""The five candidates the survey ranks best for lifetime model 2, and their built-in scenarios.
+"""The five candidates the survey shortlists (lifetime model 2 fits first, then model 1), and their built-ins.
 
 The ranking is computed from the survey's figures (rank_for_model2()): the catalogue's lifetime class first,
 then what making the typical count read-only costs on the worst RFC machine. The built-ins named survey-*
@@ -22,12 +22,25 @@ def survey() -> SurveyResult:
     return run_survey()
 
 
-def test_the_survey_built_ins_are_the_five_it_ranks_best_for_model_2() -> None:
-    best = survey().to_dict()["best_for_model2"]
-    assert len(best) == BEST
+def test_the_survey_built_ins_are_the_five_it_shortlists() -> None:
+    best = survey().to_dict()["shortlist"]
+    assert len(best) == BEST and [b["rank"] for b in best] == [1, 2, 3, 4, 5]
     assert {b["scenario"] for b in best} == {n for n in builtin_names() if n.startswith(SCENARIO_PREFIX)}
-    assert best[0] == {"id": "huge_zero_folio_persistent", "class": "model2",
+    assert best[0] == {"rank": 1, "id": "huge_zero_folio_persistent", "class": "model2",
                        "scenario": "survey-huge-zero-folio-persistent"}
+    lines = survey().shortlist_lines()
+    assert lines[0] == ("1. huge_zero_folio_persistent: fits lifetime model 2; "
+                        "rofolio run survey-huge-zero-folio-persistent")
+    assert all(": needs lifetime model 1; rofolio run survey-" in line for line in lines[1:])
+
+
+@pytest.mark.parametrize("name", sorted(n for n in builtin_names() if n.startswith(SCENARIO_PREFIX)))
+def test_each_survey_built_ins_description_says_which_model_it_needs(name: str) -> None:
+    from rofolio.scenario.loader import load
+
+    entry = next(b for b in survey().shortlist() if b["scenario"] == name)
+    wanted = "this one fits model 2." if entry["class"] == "model2" else "this one needs model 1."
+    assert wanted in load(name).scenario.description
 
 
 def test_the_ranking_puts_the_class_first_then_the_worst_machine_cost() -> None:

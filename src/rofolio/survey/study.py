@@ -33,7 +33,7 @@ from rofolio.tlbreach import direct_map_leaves, reach_summary, run_reach
 __all__ = ["BEST", "SCENARIO_PREFIX", "Cost", "SurveyResult", "SurveyRow", "candidate_workload", "cost_on",
            "rank_for_model2", "run_survey", "scenario_name", "verdict"]
 
-SCENARIO_PREFIX = "survey-"  # the built-in scenario of a candidate the survey ranks best for model 2
+SCENARIO_PREFIX = "survey-"  # the built-in scenario of a candidate the survey shortlists
 CLASS_ORDER = {"model2": 0, "model1": 1, "neither": 2}
 BEST = 5  # issue 14: built-in scenarios for the five candidates ranked best for model 2
 
@@ -177,7 +177,8 @@ def _tlb_clause(costs: list[Cost]) -> str:
     if delta <= 0:
         return "; the second-level TLB entries its neighbourhood needs do not grow on any CPU preset"
     return (f"; its 1 GiB neighbourhood then needs {after} second-level TLB entries instead of {before} on "
-            f"{preset} ({machine}; {after * 100 / entries:.1f}% of {entries})")
+            f"{preset} ({machine}; {after * 100 / entries:.1f}% of its {entries} second-level entries, every page "
+            "size together)")
 
 
 @dataclass
@@ -185,11 +186,23 @@ class SurveyResult:
     machines: list[str]
     rows: list[SurveyRow]
 
+    def shortlist(self) -> list[dict[str, Any]]:
+        """The BEST candidates to make read-only first (rank_for_model2()): those lifetime model 2 takes as
+        they are, then those that need model 1, each class by its worst-machine cost; with the built-in
+        scenario that runs each."""
+        return [{"rank": i, "id": r.candidate.id, "class": r.candidate.lifetime_class,
+                 "scenario": scenario_name(r.candidate.id)}
+                for i, r in enumerate(rank_for_model2(self)[:BEST], start=1)]
+
+    def shortlist_lines(self) -> list[str]:
+        """The shortlist as text: one line per candidate."""
+        fits = {"model2": "fits lifetime model 2", "model1": "needs lifetime model 1"}
+        return [f"{s['rank']}. {s['id']}: {fits.get(s['class'], s['class'])}; rofolio run {s['scenario']}"
+                for s in self.shortlist()]
+
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": "rofolio.survey/1", "machines": self.machines, "candidates": [r.to_dict() for r in self.rows],
-                "best_for_model2": [{"id": r.candidate.id, "class": r.candidate.lifetime_class,
-                                     "scenario": scenario_name(r.candidate.id)}
-                                    for r in rank_for_model2(self)[:BEST]]}
+        return {"schema": "rofolio.survey/2", "machines": self.machines, "candidates": [r.to_dict() for r in self.rows],
+                "shortlist": self.shortlist()}
 
 
 def run_survey(mem: int = 16 << 30, machines: list[dict[str, Any]] | None = None, ids: list[str] | None = None,
