@@ -14,11 +14,11 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
-from rofolio.errors import ConfigError, RofolioError
+from rofolio.errors import ConfigError, RofolioError, ScenarioError
 from rofolio.exitstatus import EPILOG, ContractGroup, ExitStatus, contract_console, expectations_failed
 from rofolio.lazycli import deferred_options
 from rofolio.units import parse_size
@@ -123,37 +123,96 @@ def _flag_named(param: str, key: str, flags: tuple[tuple[str, Any], ...]) -> str
     return next(flag for flag, _ in flags if _flag_param(key, flag) == param)
 
 
-def _machine_overrides(given: dict[str, Any]) -> dict[str, Any]:
-    """The machine keys the user gave on the command line, typed: common ones and the architecture's options."""
+class _Setting(NamedTuple):
+    """One [machine] key set on the command line, by one option as it was typed."""
+
+    key: str
+    param: str  # the click parameter (opt__gbpages; -o KEY for a pair): the same one again, the last wins
+    option: str  # --mem, --no-gbpages, --nogbpages, -o gbpages
+    value: Any  # as typed; a flag's: the value it stands for
+
+    @property
+    def shown(self) -> str:
+        """The option with its value: ``--mem 8G``, ``--nogbpages``, ``-o gbpages=false``."""
+        if self.param.startswith("-o "):
+            return f"{self.option}={self.value}"
+        if isinstance(self.value, bool) or self.param.startswith("flag__"):
+            return self.option
+        return f"{self.option} {self.value}"
+
+
+def _settings(given: dict[str, Any]) -> list[_Setting]:
+    """Every machine option on the command line, in the order the help lists them, then the -o pairs."""
     from rofolio.arch import all_options
 
-    out: dict[str, Any] = {k: given[k] for k in _COMMON_OPTIONS if given.get(k) is not None}
-    if "mem" in out:
-        out["mem"] = parse_size(out["mem"])
-    if "kernel" in out:
-        from rofolio.kversion import KernelVersion
-
-        out["kernel"] = str(KernelVersion.parse(out["kernel"]))
-    known = all_options()
+    out: list[_Setting] = []
     for name, value in given.items():
-        if value is None or (value is False and name.startswith("flag__")) or not name.startswith(("opt__", "flag__")):
+        if value is None or (value is False and name.startswith("flag__")):
             continue
-        key = name.split("__")[1]
-        option = known[key][0]
-        if name.startswith("flag__"):
-            out[key] = dict(option.flags)[_flag_named(name, key, option.flags)]
-        else:
-            out[key] = option.convert(value)
+        if name in _COMMON_OPTIONS or name.startswith("opt__"):
+            key = name.removeprefix("opt__")
+            negated = value is False and name.startswith("opt__")
+            out.append(_Setting(key, name, f"--{'no-' if negated else ''}{key.replace('_', '-')}", value))
+        elif name.startswith("flag__"):
+            key = name.split("__")[1]
+            flags = all_options()[key][0].flags
+            flag = _flag_named(name, key, flags)
+            out.append(_Setting(key, name, flag, dict(flags)[flag]))
     for pair in given.get("opt_pairs") or ():
         key, sep, value = pair.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
             raise ConfigError(f"-o {pair!r} is not KEY=VALUE", "write e.g. -o gbpages=false")
-        if key not in known:
-            raise ConfigError(f"-o {key}: no architecture has this option",
-                              "options: " + ", ".join(known))
-        out[key] = known[key][0].convert(value.strip())
+        out.append(_Setting(key, f"-o {key}", f"-o {key}", value.strip()))
     return out
+
+
+def _machine_overrides(given: dict[str, Any]) -> dict[str, Any]:
+    """The machine keys the user gave on the command line, typed: common ones and the architecture's options.
+
+    Two options that set one key to different values (``--gbpages --nogbpages``, ``--paging 4 --5level``,
+    ``--gbpages -o gbpages=false``) are a mistake, not a choice of the last; one option given twice is
+    settled as usual, by the last."""
+    from rofolio.arch import all_options
+
+    known = all_options()
+    chosen: dict[str, dict[str, tuple[_Setting, Any]]] = {}
+    for setting in _settings(given):
+        key, value = setting.key, setting.value
+        if setting.param.startswith("-o ") and key not in known:
+            raise ConfigError(f"-o {key}: no architecture has this option", "options: " + ", ".join(known))
+        if key == "mem":
+            value = parse_size(value)
+        elif key == "kernel":
+            from rofolio.kversion import KernelVersion
+
+            value = str(KernelVersion.parse(value))
+        elif key in known and not setting.param.startswith("flag__"):
+            value = known[key][0].convert(value)
+        chosen.setdefault(key, {})[setting.param] = (setting, value)
+    out: dict[str, Any] = {}
+    for key, by_option in chosen.items():
+        (first, value), *others = by_option.values()
+        for other, other_value in others:
+            if other_value != value:
+                raise _command_line_error(
+                    "", f"{first.shown} and {other.shown} contradict each other ({key} = {_shown(value)} "
+                        f"against {key} = {_shown(other_value)})", "give only one of them")
+        out[key] = value
+    return out
+
+
+def _shown(value: Any) -> str:
+    """A machine value as a scenario writes it: true, 4, 'bss'."""
+    return str(value).lower() if isinstance(value, bool) else repr(value) if isinstance(value, str) else str(value)
+
+
+def _command_line_error(option: str, message: str, hint: str = "") -> ScenarioError:
+    """A mistake on the command line, said as every other one is: ``command line: OPTION: message``, its hint,
+    then where the options are explained (``see 'rofolio run --help'``)."""
+    ctx = click.get_current_context(silent=True)
+    see = f"see '{ctx.command_path} --help'" if ctx is not None else ""
+    return ScenarioError(message, "; ".join(part for part in (hint, see) if part), file="command line", key=option)
 
 
 def _spec(**given: Any) -> MachineSpec:
@@ -201,7 +260,9 @@ def run(source: str, as_json: bool, report: Path | None, on_host: bool, host_fro
         with_ptdump: bool, **machine: Any) -> None:
     """Run a scenario: a built-in NAME (see `rofolio scenarios`) or a .toml FILE.
 
-    Machine options given here override the scenario's [machine] table.
+    Machine options given here override the scenario's [machine] table.  Two
+    options that set one key to different values (--gbpages --nogbpages,
+    --paging 4 --5level, --gbpages -o gbpages=false) are an error.
     """
     from rofolio.progress import LazyProgress
     from rofolio.report import html_report
@@ -299,7 +360,7 @@ def _said_written(report: Path | None) -> None:
 def _with_options(loaded: Any, overrides: dict[str, Any], given: dict[str, Any]) -> Any:
     """The scenario on the machine the command line describes; a refused option is named as it was typed
     (``--nogbpages``, ``-o gbpages``), not as the [machine] key it sets."""
-    from rofolio.errors import ScenarioError, ScenarioErrors
+    from rofolio.errors import ScenarioErrors
 
     try:
         return loaded.with_machine(**overrides)
@@ -312,20 +373,7 @@ def _with_options(loaded: Any, overrides: dict[str, Any], given: dict[str, Any])
 
 def _typed_options(given: dict[str, Any]) -> dict[str, str]:
     """[machine] key -> the option that set it on this command line."""
-    from rofolio.arch import all_options
-
-    out = {k: f"--{k.replace('_', '-')}" for k in _COMMON_OPTIONS if given.get(k) is not None}
-    for name, value in given.items():
-        if name.startswith("opt__") and value is not None:
-            key = name.split("__")[1]
-            out[key] = f"--{key.replace('_', '-')}"
-        elif name.startswith("flag__") and value:
-            key = name.split("__")[1]
-            out[key] = _flag_named(name, key, all_options()[key][0].flags)
-    for pair in given.get("opt_pairs") or ():
-        key = pair.partition("=")[0].strip().replace("-", "_")
-        out[key] = f"-o {key}"
-    return out
+    return {setting.key: setting.option for setting in _settings(given)}
 
 
 def _console() -> Console:
@@ -368,7 +416,8 @@ def _print_side_by_side(side: Any) -> None:
 @main.command(name="compare")
 @click.argument("source")
 @click.option("--set", "sets", multiple=True, metavar="KEY=V1,V2",
-              help="A [machine] option and the values to try; repeat for a matrix.")
+              help="A [machine] option and the values to try; repeat for a matrix.  A key given again adds its "
+                   "values: --set kernel=6.1 --set kernel=6.18 is --set kernel=6.1,6.18.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (schema rofolio.compare/1).")
 @click.option("--report", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Also write a self-contained HTML page of the result to this file.")
@@ -380,7 +429,13 @@ def compare_cmd(source: str, sets: tuple[str, ...], as_json: bool, report: Path 
 
     if not sets:
         raise RofolioError("nothing to compare", "give at least one --set KEY=V1,V2")
-    settings = parse_settings(list(sets))
+    settings: dict[str, list[str]] = {}
+    for pair in sets:  # one key given twice is one axis with the values of both (in order, each once)
+        for key, values in parse_settings([pair]).items():
+            axis = settings.setdefault(key, [])
+            for value in values:
+                if value.lower() not in {v.lower() for v in axis}:  # nogbpages=true gives gbpages "False"
+                    axis.append(value)
     with _report_target(report) as write_report:
         with LazyProgress(f"comparing {source}") as bar:
             result = compare(source, settings, progress=bar)
@@ -483,6 +538,11 @@ def bugs(names: tuple[str, ...], explain_name: str | None, config_key: str | Non
     from rofolio import bugs as bug_library
     from rofolio.progress import LazyProgress
 
+    if names and explain_name:
+        raise _command_line_error(
+            "", f"--bug {names[0]} and --explain {explain_name} contradict each other: --explain replays one bug, "
+                "--bug picks the rows of the matrix",
+            "drop --bug to replay the --explain bug, or --explain for the matrix")
     if config_key and not explain_name:
         raise ConfigError("--config picks the configuration of --explain", "add --explain BUG, or drop --config")
     if explain_name:

@@ -1,0 +1,60 @@
+"""Command-line mistakes a new user makes: contradictory options, values the command line gave that the model
+refuses, and what the help promises; each one is said as `command line: OPTION: ...` with a hint (exit 2)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner, Result
+
+from rofolio.cli import main
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), prog_name="rofolio")
+
+
+# ------------------------------------------------------------------ contradictory options
+@pytest.mark.parametrize(("args", "first"), [
+    (["run", "--gbpages", "--nogbpages"],
+     "--gbpages and --nogbpages contradict each other (gbpages = true against gbpages = false)"),
+    (["run", "--paging", "4", "--5level"],
+     "--paging 4 and --5level contradict each other (paging = 4 against paging = 5)"),
+    (["run", "--gbpages", "-o", "gbpages=false"],
+     "--gbpages and -o gbpages=false contradict each other (gbpages = true against gbpages = false)"),
+    (["meminfo", "--no-gbpages", "-o", "gbpages=true"],
+     "--no-gbpages and -o gbpages=true contradict each other (gbpages = false against gbpages = true)"),
+])
+def test_options_that_contradict_each_other_are_a_usage_error(args: list[str], first: str) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"rofolio: error: command line: {first}",
+                                          "rofolio: hint: give only one of them",
+                                          f"rofolio: hint: see 'rofolio {args[0]} --help'"]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("args", [["--gbpages", "-o", "gbpages=true"], ["--nogbpages", "--no-gbpages"],
+                                  ["--paging", "5", "--5level"], ["--mem", "4G", "--mem", "8G"]])
+def test_options_that_agree_or_one_option_given_twice_are_not_a_mistake(args: list[str]) -> None:
+    result = invoke("meminfo", *args, "--json")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_bug_and_explain_together_are_a_usage_error() -> None:
+    result = invoke("bugs", "--bug", "huge-dirty-cow", "--explain", "dirty-pipe")
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == ("rofolio: error: command line: --bug huge-dirty-cow and --explain dirty-pipe contradict each "
+                        "other: --explain replays one bug, --bug picks the rows of the matrix")
+    assert lines[1:] == ["rofolio: hint: drop --bug to replay the --explain bug, or --explain for the matrix",
+                         "rofolio: hint: see 'rofolio bugs --help'"]
+
+
+def test_compare_takes_a_key_given_twice_as_one_axis_with_the_values_of_both() -> None:
+    result = invoke("compare", "rfc-demo", "--set", "kernel=6.1", "--set", "kernel=6.18,6.1", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert [row["settings"] for row in json.loads(result.stdout)["rows"]] == [{"kernel": "6.1"}, {"kernel": "6.18"}]
+    assert "--set kernel=6.1 --set kernel=6.18 is --set kernel=6.1,6.18" in " ".join(
+        invoke("compare", "--help").stdout.split())
