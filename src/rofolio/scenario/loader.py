@@ -20,7 +20,7 @@ from rofolio.errors import RofolioError, ScenarioError, ScenarioErrors
 from rofolio.scenario import schema
 
 __all__ = ["MAX_NESTING", "MAX_SCENARIO_BYTES", "LoadedScenario", "builtin_names", "builtin_text", "load", "parse",
-           "toml_text", "validate"]
+           "problem_errors", "toml_text", "validate"]
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.]+)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\"-]+)\s*=")
@@ -172,13 +172,24 @@ def _too_deep_line(text: str) -> int | None:
 
 def validate(data: dict[str, Any], filename: str, text: str = "") -> schema.Scenario:
     """Validate scenario data (parsed TOML, or a scenario changed by overrides); ScenarioErrors if it is wrong."""
+    locator = _Locator(text)
+    errors: list[ScenarioError] = []
     try:
-        return schema.Scenario.model_validate(data)
+        scenario = schema.Scenario.model_validate(data)
     except ValidationError as err:
-        locator = _Locator(text)
-        raise ScenarioErrors([_explain(e, locator, filename, data) for e in err.errors()]) from err
+        errors = [_explain(e, locator, filename, data) for e in err.errors()]
     except RofolioError as err:  # raised from inside a validator (size or version parsing)
-        raise ScenarioErrors([ScenarioError(err.message, err.hint, file=filename)]) from err
+        errors = [ScenarioError(err.message, err.hint, file=filename)]
+    errors += problem_errors(data, filename, locator)  # across steps, whatever else is wrong (in [machine] too)
+    if errors:
+        raise ScenarioErrors(sorted(errors, key=lambda e: (e.line is None, e.line or 0)))
+    return scenario
+
+
+def problem_errors(data: dict[str, Any], filename: str, locator: _Locator) -> list[ScenarioError]:
+    """schema.problems() of scenario data, each with its file, line and key."""
+    return [ScenarioError(p.message, p.hint, file=filename, line=locator.find(p.loc), key=_key_text(p.loc))
+            for p in schema.problems(data)]
 
 
 def _toml_line(message: str, text: str) -> int | None:
@@ -260,11 +271,7 @@ def _model_at(loc: tuple[Any, ...], data: dict[str, Any]) -> type[BaseModel] | N
     if loc[0] == "steps" and len(loc) >= 2 and isinstance(loc[1], int):
         steps = data.get("steps")
         if isinstance(steps, list) and loc[1] < len(steps) and isinstance(steps[loc[1]], dict):
-            op = steps[loc[1]].get("op")
-            for model in schema.STEP_TYPES:
-                allowed = model.model_fields["op"].annotation
-                if op in getattr(allowed, "__args__", ()):
-                    return model
+            return schema.step_model(steps[loc[1]].get("op"))
     return None
 
 

@@ -18,7 +18,7 @@ from rofolio.errors import ConfigError, Errno, RofolioError, ScenarioError, Scen
 from rofolio.events import KernelWarning
 from rofolio.machine import BootRecord, Machine, MachineSpec, MMConfig
 from rofolio.scenario import schema
-from rofolio.scenario.loader import LoadedScenario, _Locator, load
+from rofolio.scenario.loader import LoadedScenario, _Locator, load, problem_errors
 from rofolio.scenario.ops import HANDLERS, Context
 from rofolio.tlbreach import direct_map_leaves, run_reach
 from rofolio.units import PAGE_SIZE, Level
@@ -243,19 +243,12 @@ def _check_machine(scenario: schema.Scenario, name: str, locator: _Locator) -> N
     # (x86 e820_end_pfn()), and so does the model's boot, whose warning the result shows.
 
 
-_EXPECT_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    "ret": ((int, str), 'a number or an errno name such as "-ENOMEM"'), "leaf": ((str,), 'a leaf such as "2M RO"'),
-    "fault": ((bool,), "true or false")}
-_EXPECT_EXAMPLES = {"ret": 'ret = "-ENOMEM"', "leaf": 'leaf = "2M RO"', "fault": "fault = true"}
-
-
 def _check_steps(scenario: schema.Scenario, machine: Machine, name: str, locator: _Locator) -> None:
     """Refuse, before anything runs, steps that cannot run on this machine."""
-    errors: list[ScenarioError] = []
+    # what the loader checks across steps (names, expectations), again for a scenario made in code
+    data = {"start": scenario.start, "steps": [s.model_dump(by_alias=True, exclude_none=True) for s in scenario.steps]}
+    errors = problem_errors(data, name, locator)
     memory = machine.memory
-    from rofolio.stats import counter_names, is_counter
-
-    special = {"ret", "leaf", "fault"}
     for index, step in enumerate(scenario.steps):
         where = ("steps", index)
         pa = getattr(step, "pa", None)
@@ -291,19 +284,6 @@ def _check_steps(scenario: schema.Scenario, machine: Machine, name: str, locator
                 f"{machine.spec.arch} models: " + (", ".join(sorted(machine.spec.entry.set_memory_ops)) or "none of "
                                                    "the set_memory_*() functions"),
                 file=name, line=locator.find((*where, "op")), key=f"steps[{index + 1}].op"))
-        for key, want in (step.expect or {}).items():
-            if key not in special and not is_counter(key):
-                errors.append(ScenarioError(
-                    f"unknown expectation {key!r}", "expect ret, leaf, fault or a counter: "
-                    + ", ".join(counter_names()),
-                    file=name, line=locator.find((*where, "expect")), key=f"steps[{index + 1}].expect"))
-                continue
-            # a counter is a whole number, fault true or false, leaf a string, ret either; true is not 1
-            kinds, what = _EXPECT_TYPES.get(key, ((int,), "a whole number"))
-            if not isinstance(want, kinds) or (bool not in kinds and isinstance(want, bool)):
-                errors.append(ScenarioError(
-                    f"expect.{key} must be {what}, not {want!r}", f"e.g. {_EXPECT_EXAMPLES.get(key, key + ' = 1')}",
-                    file=name, line=locator.find((*where, "expect")), key=f"steps[{index + 1}].expect.{key}"))
     if errors:
         raise ScenarioErrors(errors)
 
@@ -359,11 +339,7 @@ def _run_step(ctx: Context, index: int, step: Any, layouts: dict[str, list[Layou
 
 
 def _describe_leaf(found: Any) -> str:
-    if found is None:
-        return "none"
-    if not found.present:
-        return f"{found.level.leaf_name} not-present"
-    return f"{found.level.leaf_name} {'RW' if found.writable else 'RO'}"
+    return schema.leaf_text(None) if found is None else schema.leaf_text(found.level, found.present, found.writable)
 
 
 def _check_expect(expect: dict[str, Any], record: StepRecord) -> list[str]:

@@ -26,18 +26,22 @@ produce, which makes a scenario a check as well as a measurement.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator, model_validator
 
 from rofolio.arch import BootRecord, arch_entry, registry_generation
-from rofolio.errors import RofolioError
+from rofolio.errors import Errno, RofolioError
 from rofolio.physmem import check_ram
-from rofolio.units import parse_size
+from rofolio.units import Level, parse_size
 
 __all__ = [
+    "LEAF_TEXTS",
     "MM",
+    "RET_TEXTS",
     "SET_MEMORY_OPS",
     "STEP_TYPES",
     "Alloc",
@@ -60,6 +64,7 @@ __all__ = [
     "Pin",
     "PinMany",
     "PipeWrite",
+    "Problem",
     "Process",
     "Read",
     "RestoreWritable",
@@ -72,7 +77,10 @@ __all__ = [
     "Touch",
     "Vmap",
     "Write",
-    "options_model"
+    "leaf_text",
+    "options_model",
+    "problems",
+    "step_model"
 ]
 
 
@@ -610,6 +618,9 @@ class BootTable(_Strict):
 
 
 class Scenario(_Strict):
+    """A whole scenario file.  What spans steps (names, expectations, phases) is checked by ``problems()``, which
+    rofolio.scenario.loader.validate() runs beside this model so that one run reports every mistake."""
+
     name: str = Field(..., min_length=1)
     description: str = ""
     seed: int = 0
@@ -620,31 +631,151 @@ class Scenario(_Strict):
     boot: BootTable | None = None
     steps: list[Step] = Field(..., min_length=1)
 
-    @model_validator(mode="after")
-    def _phases(self) -> Scenario:
-        phases = [i for i, s in enumerate(self.steps) if isinstance(s, Phase)]
-        if self.start == "running" and phases:
-            raise ValueError("start = \"running\" already boots fully; remove the phase step "
-                             "or set start = \"initcalls\"")
-        if len(phases) > 1:
-            raise ValueError("the kernel reaches SYSTEM_RUNNING once; keep one phase step")
-        _check_names(self.steps)
-        return self
+
+# ---------------------------------------------------------------- checks across steps
+# These run on the TOML data itself (rofolio.scenario.loader.validate), beside the type checks, so one file's
+# problems come out in one run whatever else is wrong in it, [machine] included.
+
+@dataclass(frozen=True)
+class Problem:
+    """A mistake the steps' own types cannot see: where it is (a validation location) and how to fix it."""
+
+    loc: tuple[Any, ...]  # ("steps", 2, "folio"): the step's index counts from 0, as in pydantic's locations
+    message: str
+    hint: str
 
 
-def _check_names(steps: list[Any]) -> None:
+def step_model(op: Any) -> type[BaseModel] | None:
+    """The step type of ``op`` ("set_memory_ro" -> SetMemory), or None for no step."""
+    for model in STEP_TYPES:
+        if op in getattr(model.model_fields["op"].annotation, "__args__", ()):
+            return model
+    return None
+
+
+_NAME_KEYS = {"mapping": "mapping", "folio": "folio", "process": "process", "region": "region", "file": "folio"}
+"""A step key that uses a name -> the kind of thing it names."""
+_NAME_GIVERS: dict[type[BaseModel], str] = {
+    Vmap: "mapping", Alloc: "folio", Migrate: "folio", Pin: "folio", Touch: "folio", Process: "process",
+    Mmap: "region", File: "folio", Secretmem: "folio", Gup: "folio"}
+"""A step type whose ``as`` names something -> the kind it names."""
+_BUILTIN_NAMES = {"folio": ("huge_zero_folio", "zero_page")}
+"""Names every scenario may use without a step giving them."""
+
+
+def problems(data: dict[str, Any]) -> list[Problem]:
+    """Every problem across the steps of scenario data: names used before a step gives them, expectations
+    no step can meet, phase steps that cannot be.  Other values of the wrong type are the step types' to refuse."""
+    steps = data.get("steps")
+    if not isinstance(steps, list):
+        return []
+    steps = [step if isinstance(step, dict) else {} for step in steps]
+    return _phase_problems(data, steps) + _name_problems(steps) + [
+        Problem(("steps", index, "expect", *key), message, hint)
+        for index, step in enumerate(steps) if isinstance(step.get("expect"), dict)
+        for key, message, hint in _expect_problems(step["expect"])]
+
+
+def _phase_problems(data: dict[str, Any], steps: list[dict[str, Any]]) -> list[Problem]:
+    phases = [i for i, step in enumerate(steps) if step.get("op") == "phase"]
+    out = []
+    if data.get("start", "running") == "running" and phases:
+        out.append(Problem(("steps", phases[0]), 'start = "running" already boots fully',
+                           'remove the phase step or set start = "initcalls"'))
+    out += [Problem(("steps", i), "the kernel reaches SYSTEM_RUNNING once", "keep one phase step")
+            for i in phases[1:]]
+    return out
+
+
+def _name_problems(steps: list[dict[str, Any]]) -> list[Problem]:
     """Every name a step uses must be given by an earlier step (or be a built-in name)."""
-    given: dict[str, set[str]] = {"mapping": set(), "folio": {"huge_zero_folio", "zero_page"}, "process": set(),
-                                  "region": set()}
-    gives = {Vmap: "mapping", Alloc: "folio", Migrate: "folio", Pin: "folio", Touch: "folio", Process: "process",
-             Mmap: "region", File: "folio", Secretmem: "folio", Gup: "folio"}
-    for i, step in enumerate(steps, start=1):
-        for kind, attr in (("mapping", "mapping"), ("folio", "folio"), ("process", "process"),
-                           ("region", "region"), ("folio", "file")):
-            name = getattr(step, attr, None)
-            if isinstance(name, str) and name not in given[kind]:
-                raise ValueError(f"step {i} uses {kind} {name!r} before a step names it")
-        kind = gives.get(type(step))
-        name = getattr(step, "as_", None)
-        if kind and name:
-            given[kind].add(name)
+    given = {kind: list(_BUILTIN_NAMES.get(kind, ())) for kind in _NAME_KEYS.values()}
+    out = []
+    for index, step in enumerate(steps):
+        model = step_model(step.get("op"))
+        for key, kind in _NAME_KEYS.items():
+            name = step.get(key)
+            if model is not None and key in model.model_fields and isinstance(name, str) and name not in given[kind]:
+                out.append(Problem(("steps", index, key), f"uses {kind} {name!r} before a step names it",
+                                   _name_hint(steps, index, kind, name, given[kind])))
+        name, gives = step.get("as"), _gives(step)
+        if isinstance(name, str) and model is None:  # an unknown op has its own error; not one per later use
+            for names in given.values():
+                names.append(name)
+        elif isinstance(name, str) and gives:
+            given[gives].append(name)
+    return out
+
+
+def _name_hint(steps: list[dict[str, Any]], index: int, kind: str, name: str, given: list[str]) -> str:
+    ops = sorted(op for model, gives in _NAME_GIVERS.items() if gives == kind
+                 for op in model.model_fields["op"].annotation.__args__)
+    later = next((i for i in range(index + 1, len(steps)) if steps[i].get("as") == name
+                  and _gives(steps[i]) == kind), None)
+    if later is not None:
+        return f"step {later + 1} names it: move that step before step {index + 1}"
+    so_far = (f"the {kind} names given before step {index + 1}: {', '.join(given)}" if given
+              else f"no {kind} is named before step {index + 1}")
+    givers = f"{', '.join(ops[:-1])} or {ops[-1]}" if len(ops) > 1 else ops[0]
+    return f'{so_far}; name one with as = "{name}" on an earlier {givers} step'
+
+
+def _gives(step: dict[str, Any]) -> str | None:
+    model = step_model(step.get("op"))
+    return _NAME_GIVERS.get(model) if model else None
+
+
+def leaf_text(level: Level | None, present: bool = True, writable: bool = True) -> str:
+    """How the leaf mapping a step's address reads, in its result and in ``expect.leaf``: "2M RO"."""
+    if level is None:
+        return "none"
+    if not present:
+        return f"{level.leaf_name} not-present"
+    return f"{level.leaf_name} {'RW' if writable else 'RO'}"
+
+
+LEAF_TEXTS = frozenset(leaf_text(level, present, writable) for level in (*Level, None)
+                       for present in (True, False) for writable in (True, False))
+"""Every leaf a step's result can read as: what ``expect.leaf`` may say."""
+RET_TEXTS = tuple(sorted(Errno.describe(-errno) for errno in Errno))
+"""The errno names ``expect.ret`` may give ("-ENOMEM"), as a step's result prints them."""
+
+
+def _ret_text(want: str) -> bool:
+    """Whether a step's result can print ``want`` as its ret: Errno.describe() of some number."""
+    return want in RET_TEXTS or (re.fullmatch(r"-?[0-9]+", want) is not None and Errno.describe(int(want)) == want)
+
+
+_EXPECT_TYPES: dict[str, tuple[tuple[type, ...], str, str]] = {
+    "ret": ((int, str), 'a number or an errno name such as "-ENOMEM"', 'ret = "-ENOMEM"'),
+    "leaf": ((str,), 'a leaf such as "2M RO"', 'leaf = "2M RO"'), "fault": ((bool,), "true or false", "fault = true")}
+
+
+def _expect_problems(expect: dict[str, Any]) -> list[tuple[tuple[str, ...], str, str]]:
+    """(key, message, hint) for each expectation no step can meet: an unknown key, a value of the wrong type
+    or one the run never produces."""
+    import rofolio.machine  # noqa: F401  (the layers above the architecture register their counters on import)
+    from rofolio.stats import counter_names, is_counter
+
+    out: list[tuple[tuple[str, ...], str, str]] = []
+    for key, want in expect.items():
+        if key not in _EXPECT_TYPES and not is_counter(key):
+            out.append(((), f"unknown expectation {key!r}",
+                        "expect ret, leaf, fault or a counter: " + ", ".join(counter_names())))
+            continue
+        if not isinstance(want, int | str):  # not a TOML value an expectation takes: the schema's type says so
+            continue
+        # a counter is a whole number, fault true or false, leaf a string, ret either; true is not 1
+        kinds, what, example = _EXPECT_TYPES.get(key, ((int,), "a whole number", f"{key} = 1"))
+        if not isinstance(want, kinds) or (bool not in kinds and isinstance(want, bool)):
+            out.append(((key,), f"expect.{key} must be {what}, not {want!r}", f"e.g. {example}"))
+        elif key == "ret" and isinstance(want, str) and not _ret_text(want):
+            out.append(((key,), f'expect.ret is "{want}", which no step returns',
+                        "write a number (0 for success) or an errno name the model returns: "
+                        + ", ".join(f'"{text}"' for text in RET_TEXTS)))
+        elif key == "leaf" and want not in LEAF_TEXTS:
+            sizes = ", ".join(level.leaf_name for level in Level)
+            out.append(((key,), f'expect.leaf is "{want}", which no step\'s leaf reads as',
+                        f'write a leaf size ({sizes}) and RO, RW or not-present, e.g. "2M RO"; '
+                        'or "none" for an address nothing maps'))
+    return out
