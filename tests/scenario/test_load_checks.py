@@ -1,5 +1,5 @@
 """Mistakes found when the file loads, all of them in one run: names used before a step gives them, expectations
-no step can meet.
+no step can meet, and an unquoted kernel version echoed as the file spells it.
 
 Each ran before as something else: ``expect = { ret = "zero" }`` ran and failed as if the model disagreed
 (exit 1), a name used too early was one error per run with neither line nor hint, and one bad [machine] key
@@ -153,3 +153,28 @@ def test_expect_and_type_errors_of_steps_come_beside_a_machine_error(tmp_path: P
                        + 'expect = { leaf = "3M" }\n')
     assert [p[0].split(": ")[1] for p in problems(result)] == ["machine.paging", "steps[1].pages",
                                                                 "steps[1].expect.leaf"]
+
+
+# ------------------------------------------------------------------------------------------------------ kernel
+
+@pytest.mark.parametrize(("written", "number", "hints"), [
+    ("6.10", "6.1", ['quote the version: kernel = "6.10"', "unquoted, 6.10 is the number 6.1"]),
+    ("6.18", "6.18", ['quote the version: kernel = "6.18"']),  # was: quote the version (kernel = "6.10")
+    ("6.20  # the newest", "6.2", ['quote the version: kernel = "6.20"', "unquoted, 6.20 is the number 6.2"]),
+])
+def test_an_unquoted_kernel_version_is_echoed_as_written(tmp_path: Path, written: str, number: str,
+                                                         hints: list[str]) -> None:
+    path, result = run(tmp_path, HEAD + f"kernel = {written}\n" + STEP)
+    assert result.exit_code == 2, result.output
+    assert problems(result) == [(f"{path}:4: machine.kernel: kernel is the number {number} here, not a version",
+                                 hints)]
+
+
+def test_without_the_text_the_kernel_hint_invents_no_version() -> None:
+    from rofolio.scenario.loader import validate
+
+    with pytest.raises(ScenarioErrors) as caught:
+        validate({"name": "t", "machine": {"kernel": 6.1}, "steps": [{"op": "compact"}]}, "command line")
+    (message, hint), = caught.value.problems()
+    assert message == "command line: machine.kernel: kernel is the number 6.1 here, not a version"
+    assert "6.10" not in hint and 'kernel = "6.1"' in hint and "trailing zeros" in hint

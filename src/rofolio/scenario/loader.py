@@ -210,6 +210,7 @@ class _Locator:
 
     def __init__(self, text: str) -> None:
         self.lines: dict[tuple[Any, ...], int] = {}
+        self.text = text.splitlines()
         table: tuple[Any, ...] = ()
         counts: dict[str, int] = {}
         for number, line in enumerate(text.splitlines(), start=1):
@@ -233,6 +234,14 @@ class _Locator:
             if loc[:end] in self.lines:
                 return self.lines[loc[:end]]
         return None
+
+    def written(self, loc: tuple[Any, ...]) -> str | None:
+        """The value of the key at ``loc`` as its line spells it (``6.10``, where TOML reads 6.1), if found."""
+        line = self.lines.get(loc)
+        if line is None or not loc or not isinstance(loc[-1], str):
+            return None
+        found = re.search(rf"(?:^|[\s{{,]){re.escape(loc[-1])}\s*=\s*([^\s,}}#]+)", self.text[line - 1])
+        return found.group(1) if found else None
 
 
 def _clean_loc(loc: tuple[Any, ...], data: dict[str, Any]) -> tuple[Any, ...]:
@@ -303,6 +312,15 @@ def _explain(error: dict[str, Any], locator: _Locator, filename: str, data: dict
         return ScenarioError(f"{error['msg'].lower()} (got {toml_text(error.get('input'))})",
                              "use one of the listed values",
                              file=filename, line=line, key=key)
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, schema.UnquotedVersion):  # the fix quotes the number as the file spells it
+        written = locator.written(loc)
+        try:
+            written = written if written is not None and float(written.replace("_", "")) == cause.value else None
+        except ValueError:
+            written = None
+        message, hint = cause.explain(written)
+        return ScenarioError(message, hint, file=filename, line=line, key=key)
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]

@@ -75,6 +75,7 @@ __all__ = [
     "Shrink",
     "Snapshot",
     "Touch",
+    "UnquotedVersion",
     "Vmap",
     "Write",
     "leaf_text",
@@ -115,6 +116,26 @@ def _ram(total: int) -> int:
     except RofolioError as err:
         raise ValueError(str(err)) from None
     return total
+
+
+class UnquotedVersion(ValueError):
+    """``kernel = 6.10``: a TOML number, not a version; as a float it has lost its trailing zeros (6.1).
+
+    ``explain(written)`` words the error; the loader passes what the line says, when it has the text.
+    """
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        super().__init__(": ".join(self.explain()))
+
+    def explain(self, written: str | None = None) -> tuple[str, str]:
+        """(message, hint): the fix quotes ``written`` (the number as the file spells it) when it is known."""
+        message = f"kernel is the number {self.value!r} here, not a version"
+        if written is None:
+            return message, (f'quote the version: kernel = "{self.value!r}" if that is the one you mean; '
+                             "a number loses its trailing zeros, so write them back inside the quotes")
+        lost = f"; unquoted, {written} is the number {self.value!r}" if written != repr(self.value) else ""
+        return message, f'quote the version: kernel = "{written}"{lost}'
 
 
 class Machine(BaseModel):
@@ -173,9 +194,10 @@ class Machine(BaseModel):
     def _kernel(cls, value: Any) -> str:
         from rofolio.kversion import KernelVersion
 
-        if not isinstance(value, str):  # a TOML number: 6.10 is the float 6.1, which would run 6.1
-            raise ValueError(f"kernel is the number {value!r} here: quote the version (kernel = \"6.10\"); "
-                             "unquoted, 6.10 is the number 6.1")
+        if isinstance(value, int | float) and not isinstance(value, bool):  # 6.10 is the float 6.1: it would run 6.1
+            raise UnquotedVersion(value)
+        if not isinstance(value, str):
+            raise ValueError(f'kernel is a version in quotes, e.g. kernel = "6.18", not {value!r}')
         try:
             return str(KernelVersion.parse(value))
         except RofolioError as err:
