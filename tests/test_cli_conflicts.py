@@ -58,3 +58,27 @@ def test_compare_takes_a_key_given_twice_as_one_axis_with_the_values_of_both() -
     assert [row["settings"] for row in json.loads(result.stdout)["rows"]] == [{"kernel": "6.1"}, {"kernel": "6.18"}]
     assert "--set kernel=6.1 --set kernel=6.18 is --set kernel=6.1,6.18" in " ".join(
         invoke("compare", "--help").stdout.split())
+
+
+# ------------------------------------------------------------------ a value that does not parse names its option
+@pytest.mark.parametrize(("args", "lines"), [
+    (["run", "--mem", "3X"],
+     ["command line: --mem: cannot parse size '3X'",
+      "write a number with an optional binary unit (4096, 512M, 8G, 64T) or hex (0x180000000)"]),
+    (["run", "--kernel", "garbage"], ["command line: --kernel: cannot parse kernel version 'garbage'",
+                                      "write MAJOR.MINOR[.PATCH], e.g. 7.2, 6.1.192 or 6.12.57"]),
+    (["run", "-o", "gbpages=maybe"], ["command line: -o gbpages: gbpages takes true or false, not 'maybe'",
+                                      "1G direct-map pages: the CPU has pdpe1gb and the command line has no nogbpages "
+                                      "(probe_page_size_mask())"]),
+    (["meminfo", "--tlb-single-page-flush-ceiling", "-5"],
+     ["command line: --tlb-single-page-flush-ceiling: tlb_single_page_flush_ceiling must be at least 0",
+      "flushes of more pages become a full flush (arch/x86/mm/tlb.c; tunable in debugfs)"]),
+    (["run", "--mem", "0"],
+     ["command line: --mem: 0B of RAM cannot hold the modelled kernel image (give at least 64M)"]),
+])
+def test_a_value_the_command_line_gave_is_blamed_on_its_option(args: list[str], lines: list[str]) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2
+    error, *hints = lines
+    assert result.stderr.splitlines() == [f"rofolio: error: {error}", *(f"rofolio: hint: {h}" for h in hints),
+                                          f"rofolio: hint: see 'rofolio {args[0]} --help'"]

@@ -99,6 +99,10 @@ def test_a_hint_is_at_most_two_lines() -> None:
     assert hint_lines("add --arch arm64") == ["add --arch arm64"]
     assert hint_lines("built-ins: a, b; or give a path; or a name") == ["built-ins: a, b", "or give a path; or a name"]
     assert hint_lines("one\ntwo\nthree") == ["one", "two; three"]
+    # a "; " inside parentheses is part of the sentence, not where it ends
+    assert hint_lines("a full flush (arch/x86/mm/tlb.c; in debugfs); see 'rofolio run --help'") == [
+        "a full flush (arch/x86/mm/tlb.c; in debugfs)", "see 'rofolio run --help'"]
+    assert hint_lines("a flush (arch/x86/mm/tlb.c; in debugfs)") == ["a flush (arch/x86/mm/tlb.c; in debugfs)"]
 
 
 # ------------------------------------------------------------------ 1: an expectation failed

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import click
 
 from rofolio.errors import ConfigError, RofolioError, ScenarioError
-from rofolio.exitstatus import EPILOG, ContractGroup, ExitStatus, contract_console, expectations_failed
+from rofolio.exitstatus import EPILOG, ContractGroup, ExitStatus, contract_console, expectations_failed, hint_lines
 from rofolio.lazycli import deferred_options
 from rofolio.units import parse_size
 
@@ -181,14 +181,17 @@ def _machine_overrides(given: dict[str, Any]) -> dict[str, Any]:
         key, value = setting.key, setting.value
         if setting.param.startswith("-o ") and key not in known:
             raise ConfigError(f"-o {key}: no architecture has this option", "options: " + ", ".join(known))
-        if key == "mem":
-            value = parse_size(value)
-        elif key == "kernel":
-            from rofolio.kversion import KernelVersion
+        try:
+            if key == "mem":
+                value = parse_size(value)
+            elif key == "kernel":
+                from rofolio.kversion import KernelVersion
 
-            value = str(KernelVersion.parse(value))
-        elif key in known and not setting.param.startswith("flag__"):
-            value = known[key][0].convert(value)
+                value = str(KernelVersion.parse(value))
+            elif key in known and not setting.param.startswith("flag__"):
+                value = known[key][0].convert(value)
+        except RofolioError as err:  # said like the values the model refuses later: the option first
+            raise _command_line_error(setting.option, err.message, err.hint) from None
         chosen.setdefault(key, {})[setting.param] = (setting, value)
     out: dict[str, Any] = {}
     for key, by_option in chosen.items():
@@ -209,9 +212,9 @@ def _shown(value: Any) -> str:
 
 def _command_line_error(option: str, message: str, hint: str = "") -> ScenarioError:
     """A mistake on the command line, said as every other one is: ``command line: OPTION: message``, its hint,
-    then where the options are explained (``see 'rofolio run --help'``)."""
+    then where the options are explained (``see 'rofolio run --help'``) when the hint leaves a line for it."""
     ctx = click.get_current_context(silent=True)
-    see = f"see '{ctx.command_path} --help'" if ctx is not None else ""
+    see = f"see '{ctx.command_path} --help'" if ctx is not None and len(hint_lines(hint)) < 2 else ""
     return ScenarioError(message, "; ".join(part for part in (hint, see) if part), file="command line", key=option)
 
 
@@ -366,8 +369,7 @@ def _with_options(loaded: Any, overrides: dict[str, Any], given: dict[str, Any])
         return loaded.with_machine(**overrides)
     except ScenarioErrors as err:
         typed = _typed_options(given)
-        raise ScenarioErrors([ScenarioError(e.message, e.hint, file="command line",
-                                            key=typed.get(e.key.removeprefix("machine."), e.key))
+        raise ScenarioErrors([_command_line_error(typed.get(e.key.removeprefix("machine."), e.key), e.message, e.hint)
                               for e in err.errors]) from None
 
 

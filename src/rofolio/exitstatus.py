@@ -163,9 +163,14 @@ def _error(message: str, hint: str = "") -> None:
 
 
 def hint_lines(hint: str) -> list[str]:
-    """A hint as at most two lines: split once at the first ``; ``."""
+    """A hint as at most two lines: split once at the first ``; `` outside parentheses (``(a; b)`` stays whole)."""
     text = "; ".join(part.strip() for part in hint.splitlines() if part.strip())
-    return [part.strip() for part in text.split("; ", 1) if part.strip()]
+    depth = 0
+    for at, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth <= 0 and text.startswith("; ", at):
+            return [part.strip() for part in (text[:at], text[at + 2:]) if part.strip()]
+    return [text.strip()] if text.strip() else []
 
 
 def _one_line(err: BaseException) -> str:
