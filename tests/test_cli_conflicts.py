@@ -4,6 +4,7 @@ refuses, and what the help promises; each one is said as `command line: OPTION: 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -82,3 +83,43 @@ def test_a_value_the_command_line_gave_is_blamed_on_its_option(args: list[str], 
     error, *hints = lines
     assert result.stderr.splitlines() == [f"rofolio: error: {error}", *(f"rofolio: hint: {h}" for h in hints),
                                           f"rofolio: hint: see 'rofolio {args[0]} --help'"]
+
+
+# ------------------------------------------------------------------ the model refuses a value the command line gave
+@pytest.mark.parametrize(("args", "lines"), [
+    (["run", "--arch", "arm64", "--kernel", "6.1"],
+     ["command line: --kernel: the arm64 model starts at kernel 6.18, not 6.1.192",
+      "use 6.18 or newer (BBML2 block mappings and rodata=on/noalias)"]),
+    (["run", "--arch", "arm64", "--mem", "1P"],
+     ["command line: --mem: RAM does not fit the 128 TiB linear map of a 48-bit VA kernel", "give less memory"]),
+    (["meminfo", "--arch", "arm64", "--kernel", "6.1"],
+     ["command line: --kernel: the arm64 model starts at kernel 6.18, not 6.1.192",
+      "use 6.18 or newer (BBML2 block mappings and rodata=on/noalias)"]),
+    (["lifetime", "--mem", "0"], ["command line: --mem: 0B of RAM cannot hold the modelled kernel image",
+                                  "give at least 64M"]),
+])
+def test_a_machine_the_model_refuses_is_blamed_on_the_option_that_made_it(args: list[str], lines: list[str]) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2
+    error, *hints = lines
+    assert result.stderr.splitlines() == [f"rofolio: error: {error}", *(f"rofolio: hint: {h}" for h in hints),
+                                          f"rofolio: hint: see 'rofolio {args[0]} --help'"]
+
+
+def test_a_step_a_command_line_kernel_lacks_is_blamed_on_kernel_with_the_step_it_stops() -> None:
+    result = invoke("run", "x86-collapse", "--kernel", "6.1.0")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[:3] == [
+        "rofolio: error: command line: --kernel: set_memory_rox() does not exist before Linux 6.2; this machine runs "
+        "6.1.0 (builtin:x86-collapse:25: steps[3].op)",
+        "rofolio: hint: choose a newer kernel with --kernel", "rofolio: hint: see 'rofolio run --help'"]
+
+
+def test_a_problem_of_the_file_itself_keeps_its_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "old.toml"  # set_memory_rox() on the file's own 6.1: --cpus has nothing to do with it
+    path.write_text('name = "old"\n[machine]\nkernel = "6.1"\n[[steps]]\nop = "set_memory_rox"\npa = "1G"\npages = 1\n')
+    result = invoke("run", str(path), "--cpus", "4")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[:2] == [
+        f"rofolio: error: {path}:5: steps[1].op: set_memory_rox() does not exist before Linux 6.2; this machine "
+        "runs 6.1.192", "rofolio: hint: choose a newer kernel in [machine]"]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
-from rofolio.errors import ConfigError, RofolioError, ScenarioError
+from rofolio.errors import ConfigError, RofolioError, ScenarioError, ScenarioErrors
 from rofolio.exitstatus import EPILOG, ContractGroup, ExitStatus, contract_console, expectations_failed, hint_lines
 from rofolio.lazycli import deferred_options
 from rofolio.units import parse_size
@@ -26,7 +26,7 @@ from rofolio.units import parse_size
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from rofolio.machine import MachineSpec
+    from rofolio.machine import Machine, MachineSpec
 
 # Each command imports what it uses inside its function, and options made from a registry are
 # deferred_options: `rofolio --help` loads neither the model nor pydantic nor rich (start-up is a feature;
@@ -219,20 +219,90 @@ def _command_line_error(option: str, message: str, hint: str = "") -> ScenarioEr
 
 
 def _spec(**given: Any) -> MachineSpec:
-    """The machine of a command that boots one directly (ptdump, meminfo, lifetime)."""
-    from rofolio.machine import MachineSpec
+    """The machine of a command that boots one itself (lifetime, tlb): the one ``_machine`` boots."""
+    return _machine(**given).spec
+
+
+def _machine(**given: Any) -> Machine:
+    """The machine of a command that boots one directly (ptdump, meminfo), booted.  Every value is the command
+    line's or a default, so what the model refuses is ``command line: OPTION: ...`` for the option it is due to."""
+    from rofolio.machine import Machine, MachineSpec
 
     overrides = _machine_overrides(given)
-    arch = overrides.pop("arch", "x86_64")
+    ctx = click.get_current_context(silent=True)
+    typed = {s.key: s.option for s in _settings(given)
+             if ctx is None or ctx.get_parameter_source(s.param if s.param in ctx.params else "opt_pairs")
+             is not click.core.ParameterSource.DEFAULT}
+
+    def boot(values: dict[str, Any]) -> Machine:
+        values = dict(values)
+        return Machine.boot(MachineSpec.build(arch=values.pop("arch", "x86_64"), **values))
+
+    def fails(dropped: set[str]) -> bool:
+        try:
+            boot({k: v for k, v in overrides.items() if k not in dropped})
+        except ConfigError:
+            return True
+        return False
+
     try:
-        return MachineSpec.build(arch=arch, **overrides)
+        return boot(overrides)
     except ConfigError as err:
-        if "not an option" in err.message:
-            typed = next((f"{flag}: " for key, flag in _typed_options(given).items()
-                          if err.message.startswith(f"{key} is not an option")), "")
-            raise ConfigError(f"command line: {typed}{err.message}",
-                              f"add --arch for it, or drop it ({err.hint})") from None
-        raise
+        keys = _blame(list(typed), fails) or list(typed)
+        hint = f"add --arch for it, or drop it ({err.hint})" if "is not an option" in err.message else err.hint
+        raise _command_line_error(", ".join(typed[k] for k in keys), err.message, hint) from None
+
+
+def _blame(keys: list[str], fails: Callable[[set[str]], bool]) -> list[str] | None:
+    """The machine keys of the command line a failure is due to: those without which it does not happen, the
+    architecture only when no other is (the others' values are checked against it); all of them when it takes
+    several together (the architecture again last); None when it happens without any of them (the scenario's own
+    [machine])."""
+    if fails(set(keys)):
+        return None
+    cures = [k for k in keys if not fails({k})] or keys
+    return [k for k in cures if k != "arch"] or cures
+
+
+def _blamed(err: ScenarioErrors, loaded: Any, overrides: dict[str, Any], given: dict[str, Any]) -> ScenarioErrors:
+    """The problems of a run on the machine the command line describes, each one a value of the command line
+    caused said as ``command line: --kernel: ...``; one the scenario has on its own [machine] keeps FILE:LINE.
+    Which option caused it is found by running the scenario without each (only when it failed)."""
+    from rofolio.scenario.runner import run_scenario
+
+    typed = _typed_options(given)
+    seen: dict[frozenset[str], set[tuple[str, int | None, str]] | None] = {}
+
+    def problems_without(dropped: frozenset[str]) -> set[tuple[str, int | None, str]] | None:
+        """Where the run fails without the dropped options; None when they cannot be dropped alone."""
+        if dropped not in seen:
+            kept = {k: v for k, v in overrides.items() if k not in dropped}
+            try:
+                run_scenario(loaded.with_machine(**kept) if kept else loaded)
+                seen[dropped] = set()
+            except ScenarioErrors as other:
+                masked = all(e.file == "command line" for e in other.errors)
+                seen[dropped] = None if masked else {(e.file, e.line, e.key) for e in other.errors}
+            except RofolioError:
+                seen[dropped] = None
+        return seen[dropped]
+
+    out = []
+    for e in err.errors:
+        where = (e.file, e.line, e.key)
+
+        def fails(dropped: set[str], where: tuple[str, int | None, str] = where) -> bool:
+            problems = problems_without(frozenset(dropped))
+            return problems is None or where in problems
+
+        keys = None if e.file == "command line" else _blame(list(overrides), fails)
+        if keys is None:
+            out.append(e)
+            continue
+        options = ", ".join(typed[k] for k in keys)
+        said = e.message if e.key.split(".")[0] == "machine" else f"{e.message} ({e.location}: {e.key})"
+        out.append(_command_line_error(options, said, e.hint.replace(" in [machine]", f" with {options}")))
+    return ScenarioErrors(out)
 
 
 @click.group(cls=ContractGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
@@ -287,8 +357,11 @@ def run(source: str, as_json: bool, report: Path | None, on_host: bool, host_fro
         else:
             with LazyProgress(f"running {loaded.name}") as bar:
                 if overrides:
-                    result = run_scenario(_with_options(loaded, overrides, machine), progress=bar,
-                                          ptdump=with_ptdump)
+                    scenario = _with_options(loaded, overrides, machine)
+                    try:
+                        result = run_scenario(scenario, progress=bar, ptdump=with_ptdump)
+                    except ScenarioErrors as err:
+                        raise _blamed(err, loaded, overrides, machine) from None
                 elif source == DEFAULT_SCENARIO:
                     from rofolio.compare import compare_configs, rfc_machines
 
@@ -363,8 +436,6 @@ def _said_written(report: Path | None) -> None:
 def _with_options(loaded: Any, overrides: dict[str, Any], given: dict[str, Any]) -> Any:
     """The scenario on the machine the command line describes; a refused option is named as it was typed
     (``--nogbpages``, ``-o gbpages``), not as the [machine] key it sets."""
-    from rofolio.errors import ScenarioErrors
-
     try:
         return loaded.with_machine(**overrides)
     except ScenarioErrors as err:
@@ -658,9 +729,7 @@ def ops(names: tuple[str, ...], as_json: bool) -> None:
               help="Dump after mark_rodata_ro() (running), or at initcall time.")
 def ptdump(as_json: bool, all_sections: bool, after_boot: bool, **machine: Any) -> None:
     """Print the direct map as /sys/kernel/debug/page_tables/kernel would."""
-    from rofolio.machine import Machine
-
-    m = Machine.boot(_spec(**machine))
+    m = _machine(**machine)
     if after_boot:
         m.finish_boot()
     lines = m.ptdump_lines(() if all_sections else None)
@@ -685,9 +754,7 @@ def _echo_warnings(warnings: list[str]) -> None:
               help="Counters after mark_rodata_ro() (running), or at initcall time.")
 def meminfo(as_json: bool, after_boot: bool, **machine: Any) -> None:
     """Print the DirectMap lines of /proc/meminfo and the direct_map_* lines of /proc/vmstat."""
-    from rofolio.machine import Machine
-
-    m = Machine.boot(_spec(**machine))
+    m = _machine(**machine)
     if after_boot:
         m.finish_boot()
     c = m.counters
