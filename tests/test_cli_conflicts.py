@@ -4,6 +4,7 @@ refuses, and what the help promises; each one is said as `command line: OPTION: 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,46 @@ def test_a_problem_of_the_file_itself_keeps_its_file_and_line(tmp_path: Path) ->
     assert result.stderr.splitlines()[:2] == [
         f"rofolio: error: {path}:5: steps[1].op: set_memory_rox() does not exist before Linux 6.2; this machine "
         "runs 6.1.192", "rofolio: hint: choose a newer kernel in [machine]"]
+
+
+# ------------------------------------------------------------------ the help and the errors agree with the behaviour
+def test_rodata_says_which_values_each_architecture_takes_in_the_help_and_the_error() -> None:
+    help_text = " ".join(invoke("run", "--help").stdout.split())
+    assert "arm64 takes on|off|noalias|full, riscv64 on|off." in help_text
+    result = invoke("run", "--arch", "riscv64", "--rodata", "noalias")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "rofolio: error: command line: --rodata: rodata = 'noalias' is not one of 'on', 'off' (riscv64)",
+        "rofolio: hint: riscv64 takes on, off", "rofolio: hint: arm64 takes on, off, noalias, full"]
+    assert invoke("meminfo", "--arch", "arm64", "--rodata", "noalias").exit_code == 0
+
+
+def test_o_names_what_it_takes_and_where_a_common_key_goes() -> None:
+    result = invoke("run", "-o", "mem=8G")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "rofolio: error: command line: -o mem: mem is not an architecture option: it has its own, --mem",
+        "rofolio: hint: write --mem 8G instead of -o mem=8G", "rofolio: hint: see 'rofolio run --help'"]
+    result = invoke("meminfo", "--arch", "arm64", "-o", "shiny=true")
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[:2] == ["rofolio: error: command line: -o shiny: no architecture has this option",
+                         "rofolio: hint: arm64 takes: rodata, bbml2, secondary_without_bbml2, realm, tlb_range"]
+    assert lines[2].startswith("rofolio: hint: x86_64 takes: gbpages, paging, ")
+
+
+def test_the_top_level_help_lists_every_exit_status_docs_errors_md_has() -> None:
+    text = " ".join(invoke("--help").stdout.split())
+    documented = Path(__file__).parents[1].joinpath("docs", "errors.md").read_text()
+    for status in (0, 1, 2, 3, 4, 130, 141):
+        assert f"| {status} |" in documented
+        assert f" {status} " in text, status
+
+
+def test_the_readme_counts_the_machines_of_the_side_by_side() -> None:
+    words = {"five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
+    readme = Path(__file__).parents[1].joinpath("README.md").read_text()
+    said = re.search(r"the RFC step on (\w+) machines side by side", readme)
+    assert said is not None
+    rows = json.loads(invoke("run", "--json").stdout)["side_by_side"]
+    assert words[said.group(1)] == len(rows)

@@ -101,7 +101,7 @@ def machine_options(defaults: bool) -> Callable[[Callable[..., Any]], Callable[.
                 kind: Any = click.Choice([str(c) for c in option.choices]) if option.choices else \
                     (click.INT if option.kind is int else click.STRING)
                 options.append(click.option(flag, f"opt__{key}", type=kind, default=None,
-                                            help=f"{where}: {option.help}."))
+                                            help=f"{where}: {option.help}.{_values_said(key, arches)}"))
             for name, value in option.flags:
                 options.append(click.option(name, _flag_param(key, name), is_flag=True, default=None,
                                             help=f"{where}: {key} = {value}."))
@@ -110,6 +110,23 @@ def machine_options(defaults: bool) -> Callable[[Callable[..., Any]], Callable[.
         return options
 
     return deferred_options(options)
+
+
+def _values_by_arch(key: str, arches: list[str]) -> dict[str, tuple[Any, ...]]:
+    """The values each of ``arches`` takes for its option ``key`` (an option two architectures share may differ:
+    rodata)."""
+    from rofolio.arch import arch_entry
+
+    return {arch: option.choices for arch in arches if (option := arch_entry(arch).option(key)) is not None}
+
+
+def _values_said(key: str, arches: list[str]) -> str:
+    """`` arm64 takes on|off|noalias|full, riscv64 on|off.`` when the architectures differ; else nothing."""
+    values = _values_by_arch(key, arches)
+    if len({tuple(map(str, v)) for v in values.values()}) < 2:
+        return ""
+    said = [f"{arch} {'|'.join(map(str, v))}" for arch, v in values.items()]
+    return f"  {said[0].replace(' ', ' takes ', 1)}, {', '.join(said[1:])}."
 
 
 def _flag_param(key: str, flag: str) -> str:
@@ -167,20 +184,23 @@ def _settings(given: dict[str, Any]) -> list[_Setting]:
     return out
 
 
-def _machine_overrides(given: dict[str, Any]) -> dict[str, Any]:
+def _machine_overrides(given: dict[str, Any], arch: str = "x86_64") -> dict[str, Any]:
     """The machine keys the user gave on the command line, typed: common ones and the architecture's options.
 
-    Two options that set one key to different values (``--gbpages --nogbpages``, ``--paging 4 --5level``,
-    ``--gbpages -o gbpages=false``) are a mistake, not a choice of the last; one option given twice is
-    settled as usual, by the last."""
-    from rofolio.arch import all_options
+    An architecture's option is checked against the values of the machine's architecture: --arch, else ``arch``
+    (a scenario's own).  Two options that set one key to different values (``--gbpages --nogbpages``,
+    ``--paging 4 --5level``, ``--gbpages -o gbpages=false``) are a mistake, not a choice of the last; one option
+    given twice is settled as usual, by the last."""
+    from rofolio.arch import all_options, arch_entry
 
     known = all_options()
+    arch = given.get("arch") or arch
     chosen: dict[str, dict[str, tuple[_Setting, Any]]] = {}
     for setting in _settings(given):
         key, value = setting.key, setting.value
         if setting.param.startswith("-o ") and key not in known:
-            raise ConfigError(f"-o {key}: no architecture has this option", "options: " + ", ".join(known))
+            raise _unknown_pair(key, value, arch, known)
+        option = (_values_by_arch(key, [arch]) and arch_entry(arch).option(key)) or known.get(key, (None,))[0]
         try:
             if key == "mem":
                 value = parse_size(value)
@@ -188,10 +208,15 @@ def _machine_overrides(given: dict[str, Any]) -> dict[str, Any]:
                 from rofolio.kversion import KernelVersion
 
                 value = str(KernelVersion.parse(value))
-            elif key in known and not setting.param.startswith("flag__"):
-                value = known[key][0].convert(value)
+            elif option is not None and not setting.param.startswith("flag__"):
+                value = option.convert(value)
         except RofolioError as err:  # said like the values the model refuses later: the option first
-            raise _command_line_error(setting.option, err.message, err.hint) from None
+            values = _values_by_arch(key, known[key][1]) if key in known else {}
+            if option is None or not option.choices:
+                raise _command_line_error(setting.option, err.message, err.hint) from None
+            raise _command_line_error(setting.option, f"{err.message} ({arch})", "; ".join(
+                f"{a} takes {', '.join(map(str, v))}" for a, v in sorted(values.items(), key=lambda i: i[0] != arch)
+            )) from None
         chosen.setdefault(key, {})[setting.param] = (setting, value)
     out: dict[str, Any] = {}
     for key, by_option in chosen.items():
@@ -203,6 +228,26 @@ def _machine_overrides(given: dict[str, Any]) -> dict[str, Any]:
                         f"against {key} = {_shown(other_value)})", "give only one of them")
         out[key] = value
     return out
+
+
+def _unknown_pair(key: str, value: str, arch: str, known: dict[str, Any]) -> ScenarioError:
+    """-o KEY=VALUE for a key no architecture has: a common [machine] key has its own option; else what each
+    architecture takes (the machine's first)."""
+    if key in _COMMON_OPTIONS:
+        flag = f"--{key.replace('_', '-')}"
+        instead = flag if key in ("debug_pagealloc", "kfence") else f"{flag} {value}"
+        return _command_line_error(f"-o {key}", f"{key} is not an architecture option: it has its own, {flag}",
+                                   f"write {instead} instead of -o {key}={value}")
+    if key == "memory_map":
+        return _command_line_error(f"-o {key}", "memory_map has no command-line option",
+                                   "write it in a scenario's [machine] table (rofolio scenarios --show NAME)")
+    takes: dict[str, list[str]] = {}
+    for option, (_, arches) in known.items():
+        for name in arches:
+            takes.setdefault(name, []).append(option)
+    order = sorted(takes, key=lambda name: name != arch)
+    return _command_line_error(f"-o {key}", "no architecture has this option",
+                               "; ".join(f"{name} takes: {', '.join(takes[name])}" for name in order))
 
 
 def _shown(value: Any) -> str:
@@ -343,7 +388,7 @@ def run(source: str, as_json: bool, report: Path | None, on_host: bool, host_fro
     from rofolio.scenario.runner import run_scenario
 
     loaded = load(source)
-    overrides = _machine_overrides(machine)
+    overrides = _machine_overrides(machine, loaded.scenario.machine.arch)
     side = None
     with _report_target(report) as write_report:  # a report that cannot be written fails before the run
         if on_host or host_from is not None:

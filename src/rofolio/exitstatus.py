@@ -70,7 +70,8 @@ class ExitStatus(IntEnum):
 EPILOG = ("Exit status: 0 ok; 1 an expectation failed (one closing summary line); 2 bad input "
           "(`rofolio: error: FILE:LINE: ...` and hints); 3 internal error (traceback saved under "
           "~/.cache/rofolio/); 4 the environment failed (a missing tool, an unwritable path); "
-          "130 interrupted.  See docs/errors.md.")
+          "130 interrupted; 141 stdout was closed before the output ended (`rofolio scenarios | head -1`), "
+          "nothing on stderr.  See docs/errors.md.")
 
 
 def expectations_failed(failures: int, failed_runs: int, runs: int) -> ChecksFailed:
