@@ -167,3 +167,17 @@ def test_the_readme_counts_the_machines_of_the_side_by_side() -> None:
     assert said is not None
     rows = json.loads(invoke("run", "--json").stdout)["side_by_side"]
     assert words[said.group(1)] == len(rows)
+
+
+@pytest.mark.parametrize(("args", "first"), [
+    (["--host", "--mem", "8G", "--nogbpages"],
+     "--host and --mem 8G --nogbpages contradict each other: --host takes the machine from this one"),
+    (["--host-from", "snap", "--kernel", "6.1"],
+     "--host-from and --kernel 6.1 contradict each other: --host-from takes the machine from the snapshot"),
+    (["--host", "--host-from", "snap"],
+     "--host and --host-from snap contradict each other: --host models this machine, --host-from a snapshot"),
+])
+def test_host_and_a_machine_of_the_command_line_contradict_each_other(args: list[str], first: str) -> None:
+    result = invoke("run", *args)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == f"rofolio: error: command line: {first}"

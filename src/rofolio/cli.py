@@ -389,13 +389,19 @@ def run(source: str, as_json: bool, report: Path | None, on_host: bool, host_fro
 
     loaded = load(source)
     overrides = _machine_overrides(machine, loaded.scenario.machine.arch)
+    if on_host and host_from is not None:
+        raise _command_line_error("", f"--host and --host-from {host_from} contradict each other: --host models "
+                                      "this machine, --host-from a snapshot", "give only one of them")
+    if (on_host or host_from is not None) and overrides:
+        given = " ".join(setting.shown for setting in _settings(machine))
+        flag, where = ("--host", "this one") if on_host else ("--host-from", "the snapshot")
+        raise _command_line_error("", f"{flag} and {given} contradict each other: {flag} takes the machine from "
+                                      f"{where}", f"drop the machine options, or {flag}")
     side = None
     with _report_target(report) as write_report:  # a report that cannot be written fails before the run
         if on_host or host_from is not None:
             from rofolio.host import read_host, spec_of_host
 
-            if overrides:
-                raise ConfigError("--host takes the machine from this one", "drop the machine options, or --host")
             spec, record, _ = spec_of_host(read_host(host_from))
             with LazyProgress(f"running {loaded.name} on this machine's model") as bar:
                 result = run_scenario(loaded, progress=bar, on=(spec, record), ptdump=with_ptdump)
@@ -662,7 +668,8 @@ def bugs(names: tuple[str, ...], explain_name: str | None, config_key: str | Non
                 "--bug picks the rows of the matrix",
             "drop --bug to replay the --explain bug, or --explain for the matrix")
     if config_key and not explain_name:
-        raise ConfigError("--config picks the configuration of --explain", "add --explain BUG, or drop --config")
+        raise _command_line_error("--config", "--config picks the configuration of --explain",
+                                  "add --explain BUG, or drop --config")
     if explain_name:
         config = bug_library.config_named(config_key or "none")
         with _report_target(report) as write_report:
