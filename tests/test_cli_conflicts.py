@@ -17,6 +17,15 @@ def invoke(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), prog_name="rofolio")
 
 
+def assert_usage_error(args: list[str], lines: list[str]) -> None:
+    """``rofolio ARGS`` exits 2 with ``lines`` (the error, its hints), then ``see 'rofolio CMD --help'``."""
+    result = invoke(*args)
+    assert result.exit_code == 2
+    error, *hints = lines
+    assert result.stderr.splitlines() == [f"rofolio: error: {error}", *(f"rofolio: hint: {h}" for h in hints),
+                                          f"rofolio: hint: see 'rofolio {args[0]} --help'"]
+
+
 # ------------------------------------------------------------------ contradictory options
 @pytest.mark.parametrize(("args", "first"), [
     (["run", "--gbpages", "--nogbpages"],
@@ -79,11 +88,7 @@ def test_compare_takes_a_key_given_twice_as_one_axis_with_the_values_of_both() -
      ["command line: --mem: 0B of RAM cannot hold the modelled kernel image (give at least 64M)"]),
 ])
 def test_a_value_the_command_line_gave_is_blamed_on_its_option(args: list[str], lines: list[str]) -> None:
-    result = invoke(*args)
-    assert result.exit_code == 2
-    error, *hints = lines
-    assert result.stderr.splitlines() == [f"rofolio: error: {error}", *(f"rofolio: hint: {h}" for h in hints),
-                                          f"rofolio: hint: see 'rofolio {args[0]} --help'"]
+    assert_usage_error(args, lines)
 
 
 # ------------------------------------------------------------------ the model refuses a value the command line gave
@@ -100,11 +105,7 @@ def test_a_value_the_command_line_gave_is_blamed_on_its_option(args: list[str], 
                                   "give at least 64M"]),
 ])
 def test_a_machine_the_model_refuses_is_blamed_on_the_option_that_made_it(args: list[str], lines: list[str]) -> None:
-    result = invoke(*args)
-    assert result.exit_code == 2
-    error, *hints = lines
-    assert result.stderr.splitlines() == [f"rofolio: error: {error}", *(f"rofolio: hint: {h}" for h in hints),
-                                          f"rofolio: hint: see 'rofolio {args[0]} --help'"]
+    assert_usage_error(args, lines)
 
 
 def test_a_step_a_command_line_kernel_lacks_is_blamed_on_kernel_with_the_step_it_stops() -> None:
