@@ -42,6 +42,18 @@ def test_help_lists_the_commands() -> None:
         assert option in run_help
 
 
+def test_every_oracle_option_has_help_text() -> None:
+    import click
+
+    from rofolio.oracle.cli import oracle_group
+
+    for name in oracle_group.list_commands(click.Context(oracle_group)):
+        command = oracle_group.get_command(click.Context(oracle_group), name)
+        assert command is not None
+        bare = [p.name for p in command.params if isinstance(p, click.Option) and not p.help]
+        assert bare == [], f"oracle {name}: options without help: {bare}"
+
+
 def test_the_suite_ships_with_the_package() -> None:
     assert len(suite_sources()) >= 25
 

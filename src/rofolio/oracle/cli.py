@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rofolio.exitstatus import ChecksFailed, ContractGroup
+from rofolio.exitstatus import ChecksFailed, ContractGroup, contract_console
 from rofolio.lazycli import deferred_options
 
 if TYPE_CHECKING:
@@ -148,8 +148,6 @@ def setup(arches: tuple[str, ...], kernel: str) -> None:
 def run(scenarios: tuple[str, ...], suite: bool, cpu: str, mem: str | None, smp: int, timeout: float,
         as_json: bool, keep_log: Path | None, verbose: bool, kernel: str) -> None:
     """Run SCENARIOS (files, directories or built-in names) on the kernel and on the model, side by side."""
-    from rich.console import Console
-
     from rofolio.oracle import session
     from rofolio.oracle import setup as oracle_setup
 
@@ -162,7 +160,7 @@ def run(scenarios: tuple[str, ...], suite: bool, cpu: str, mem: str | None, smp:
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "kernel": install.kver}, indent=1))
     else:
-        console = Console()
+        console = contract_console()
         detailed = verbose or len(result.reports) == 1
         for rep in result.reports:
             if detailed:
@@ -188,7 +186,7 @@ def run(scenarios: tuple[str, ...], suite: bool, cpu: str, mem: str | None, smp:
               help="Guests booted side by side (one alone from 16G).")
 @click.option("--timeout", default=180.0, show_default=True, type=float,
               help="Seconds before a guest is killed (it is then booted once more; a guest boots in 5 to 20 s).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (rofolio.oracle.boot/2).")
 @click.option("--keep-log", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep each guest's serial log and its rebuilt host snapshot in this directory.")
 @_kernel_option
@@ -201,8 +199,6 @@ def boot(mems: tuple[str, ...], cpus: tuple[str, ...], smps: tuple[int, ...], dr
     named as a whole placement), and as `rofolio host --from` on the snapshot it printed.
     """
     import secrets
-
-    from rich.console import Console
 
     from rofolio.errors import ConfigError
     from rofolio.oracle import bootmatrix, session
@@ -232,7 +228,7 @@ def boot(mems: tuple[str, ...], cpus: tuple[str, ...], smps: tuple[int, ...], dr
         click.echo(json.dumps({"schema": "rofolio.oracle.boot/2", "kernel": install.kver, "seed": seed,
                                "summary": summary, "boots": [r.to_dict() for r in reports]}, indent=1))
     else:
-        console = Console()
+        console = contract_console()
         for rep in reports:
             render_boot(console, rep)
         render_boot_summary(console, reports, summary, install.kver, seed)

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from rofolio.errors import ChecksFailed, RofolioError
+from rofolio.exitstatus import contract_console
 from rofolio.oracle.arm64run.suite import RODATA, load_suite
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ def arm64_run(rodatas: tuple[str, ...], names: tuple[str, ...], rfc: bool, timeo
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=1))
     else:
-        render(Console(), result, verbose)
+        render(contract_console(), result, verbose)
     if not result.agree:
         raise ChecksFailed(f"{len(result.compared) - result.agreeing} of {len(result.compared)} arm64 experiment "
                            f"run(s) disagree with the model" + ("" if all(b.agree for b in result.boots) else
