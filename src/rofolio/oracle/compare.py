@@ -22,6 +22,8 @@ from rofolio.errors import Errno
 from rofolio.oracle.guest import GuestLog, GuestStep, Run
 from rofolio.oracle.model import Change, ModelRun, ModelStep, diff
 from rofolio.oracle.translate import Command, Plan
+from rofolio.scenario.schema import leaf_text
+from rofolio.units import Level
 
 __all__ = [
     "Check",
@@ -157,12 +159,12 @@ def leaf_of(runs: list[Run], pa: int) -> str:
     return "none"
 
 
+_LEVELS = {level.leaf_name: level for level in Level}
+
+
 def leaf_name(r: Run) -> str:
-    if r.level == "none":
-        return "none"
-    if not r.present:
-        return f"{r.level} not-present"
-    return f"{r.level} {'RW' if r.rw else 'RO'}"
+    """A guest run's leaf in the scenario runner's words (schema.leaf_text(), which expect.leaf is checked by)."""
+    return leaf_text(_LEVELS.get(r.level), r.present, r.rw)
 
 
 _OOPS_LINES = (
