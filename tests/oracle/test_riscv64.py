@@ -37,6 +37,32 @@ def test_the_model_builds_the_recorded_linear_maps_line_for_line(name: str) -> N
     assert inputs[0] == "image at 0x80200000"
 
 
+def test_a_guest_that_panics_before_init_is_booted_once_more_and_the_report_says_so(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from rofolio.oracle.guest import Boot
+
+    died = Boot([], 0, False, 3.0, "OpenSBI v1.5\nKernel panic - not syncing: Attempted to kill the idle task!\n", "")
+    guests: list[object] = [riscv64.NotAtInit("did not reach /init's marker", "see the serial log", died),
+                            recorded("2G-sv39")]
+
+    def boot_guest(*_a: object, **_k: object) -> riscv64.GuestMap:
+        got = guests.pop(0)
+        if isinstance(got, Exception):
+            raise got
+        return got  # type: ignore[return-value]
+
+    monkeypatch.setattr(riscv64, "boot_guest", boot_guest)
+    config = tmp_path / "config"
+    config.write_text("CONFIG_KFENCE=y\n")
+    install = riscv64.Riscv64Install("/c", KVER, "/c/Image", str(config), "/c/bb", "qemu-system-riscv64", "/c/fw")
+    said: list[str] = []
+    [rep] = riscv64.run(install, [("2G", 39, False)], 60.0, None, said.append)
+    note = ("the first guest stopped (QEMU exit 0), its console saying 'Kernel panic - not syncing: Attempted to "
+            "kill the idle task!', before /init; booted again")
+    assert not guests and rep.agree and rep.notes == [note] and f"2G, Sv39: {note}" in said
+    assert f"  note: {note}" in riscv64.render(rep) and rep.to_dict()["notes"] == [note]
+
+
 def test_the_recorded_boots_show_the_rules_the_model_follows() -> None:
     big, small = recorded("8G-sv48"), recorded("2G-sv39")
     assert (big.kver, big.sv, small.sv) == (KVER, 48, 39)

@@ -35,9 +35,9 @@ from rofolio.oracle.setup import Install
 
 __all__ = [
     "BEGIN", "DIRECT_MAP", "IMAGE_SYMBOLS", "INITRD_SIZE", "MODULES_VADDR", "Boot", "GuestConfig", "GuestLog",
-    "GuestStep", "Run", "Scan", "boot", "boot_again_before_init", "boot_to_init", "build_initramfs", "cache_mode",
-    "clip", "coalesce", "counters", "cpio_archive", "extract_oops", "keep", "kernel_version", "kv", "parse_log",
-    "parse_run", "parse_scans", "run_qemu", "shell_quote_ok",
+    "GuestStep", "Run", "Scan", "boot", "boot_again_before_init", "boot_to_init", "booted_again_note",
+    "build_initramfs", "cache_mode", "clip", "coalesce", "counters", "cpio_archive", "extract_oops", "keep",
+    "kernel_version", "kv", "parse_log", "parse_run", "parse_scans", "run_qemu", "shell_quote_ok",
 ]
 
 INITRD_SIZE = 0x183800  # padded size: QEMU loads it at (end of low RAM - 1 - size) & PAGE_MASK, 388 pages
@@ -238,12 +238,17 @@ def boot_again_before_init(run: Callable[[], Boot], marker: str = BEGIN) -> Boot
     first = run()
     if not first.timed_out and marker in first.serial:
         return first
+    return replace(run(), notes=(booted_again_note(first),))
+
+
+def booted_again_note(first: Boot) -> str:
+    """Why a guest was booted again: what the first one did, and the console line that says most (the
+    panic's, else the last)."""
     lines = [line.strip() for line in first.serial.splitlines() if line.strip()]
     said = next((line for line in lines if "Kernel panic" in line), lines[-1] if lines else "(nothing)")
     how = (f"hung (QEMU killed it after {first.wall_s} s)" if first.timed_out
            else f"stopped (QEMU exit {first.returncode})")
-    note = f"the first guest {how}, its console saying {said[:160]!r}, before /init; booted again"
-    return replace(run(), notes=(note,))
+    return f"the first guest {how}, its console saying {said[:160]!r}, before /init; booted again"
 
 
 def boot_to_init(install: Install, config: GuestConfig, steps_sh: str | None) -> tuple[Boot, GuestLog]:

@@ -42,7 +42,7 @@ import click
 
 from rofolio.oracle import debian
 from rofolio.oracle.errors import OracleError
-from rofolio.oracle.guest import cpio_archive, keep
+from rofolio.oracle.guest import Boot, booted_again_note, cpio_archive, keep
 from rofolio.oracle.setup import cache_dir, ensure_system_packages, is_static_elf, read_manifest, run_command
 from rofolio.units import parse_size
 
@@ -329,6 +329,14 @@ def qemu_command(install: Riscv64Install, initrd: Path, mem: str, sv: int, monit
             "-monitor", f"unix:{monitor},server,nowait"]
 
 
+class NotAtInit(OracleError):
+    """A guest that never printed /init's marker: QEMU killed it at the timeout, or it stopped (a panic)."""
+
+    def __init__(self, message: str, hint: str, boot: Boot) -> None:
+        super().__init__(message, hint)
+        self.boot = boot
+
+
 def boot_guest(install: Riscv64Install, mem: str, sv: int, timeout: float, secretmem: bool = False) -> GuestMap:
     """Boot one guest (with ``secretmem``: fault in one memfd_secret() page first), read its symbols, walk its
     kernel page table through the monitor, and kill it."""
@@ -354,8 +362,11 @@ def boot_guest(install: Riscv64Install, mem: str, sv: int, timeout: float, secre
         try:
             while READY.encode() not in b"".join(out):
                 if proc.poll() is not None or time.monotonic() - t0 > timeout:
-                    raise OracleError(f"the riscv64 guest ({mem}, Sv{sv}) did not reach /init's marker in "
-                                      f"{timeout:.0f} s", "see the serial log (--keep-log)")
+                    seconds = round(time.monotonic() - t0, 1)
+                    raise NotAtInit(f"the riscv64 guest ({mem}, Sv{sv}) did not reach /init's marker in "
+                                    f"{timeout:.0f} s", "see the serial log (--keep-log)",
+                                    Boot([], proc.poll() or 0, proc.poll() is None, seconds,
+                                         b"".join(out).decode(errors="replace"), ""))
                 time.sleep(0.2)
             guest.boot_seconds = round(time.monotonic() - t0, 1)
             _read_guest(guest, b"".join(out).decode(errors="replace"), Monitor(monitor, 30.0))
@@ -460,6 +471,7 @@ class Riscv64Report:
     diff: list[str]
     inputs: list[str]
     facts: dict[str, Any]
+    notes: list[str] = field(default_factory=list)  # why the guest was booted again (booted_again_note())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -474,7 +486,13 @@ def run(install: Riscv64Install, configs: list[tuple[str, int, bool]], timeout: 
         what = f"{mem}, Sv{sv}" + (", a secretmem page" if secretmem else "")
         if progress:
             progress(f"booting {install.kver} with {what}")
-        guest = boot_guest(install, mem, sv, timeout, secretmem)
+        try:
+            guest, notes = boot_guest(install, mem, sv, timeout, secretmem), []
+        except NotAtInit as err:  # as the other oracle guests: once more (guest.boot_again_before_init())
+            notes = [booted_again_note(err.boot)]
+            if progress:
+                progress(f"{what}: {notes[0]}")
+            guest = boot_guest(install, mem, sv, timeout, secretmem)
         name = f"riscv64-{mem}-sv{sv}" + ("-secretmem" if secretmem else "")
         keep(keep_log, f"{name}.log", guest.log)
         keep(keep_log, f"{name}.json", json.dumps(record(guest), indent=1) + "\n")
@@ -483,7 +501,7 @@ def run(install: Riscv64Install, configs: list[tuple[str, int, bool]], timeout: 
         diff = list(difflib.unified_diff(want, have, "guest", "model", lineterm="", n=0))
         reports.append(Riscv64Report(mem, guest.sv, secretmem, guest.kver, want == have, len(want) - 1, diff, inputs, {
             "boot_s": guest.boot_seconds, "walk_s": guest.walk_seconds, "tables_read": guest.tables,
-            **{f"CONFIG_{k}": v for k, v in facts.items()}}))
+            **{f"CONFIG_{k}": v for k, v in facts.items()}}, notes))
     return reports
 
 
@@ -492,6 +510,7 @@ def render(rep: Riscv64Report) -> list[str]:
     out = [f"riscv64 {rep.kver} {what}: linear map {'agrees' if rep.agree else 'DISAGREES'} "
            f"({rep.lines} ptdump lines; boot {rep.facts['boot_s']} s, walk {rep.facts['walk_s']} s, "
            f"{rep.facts['tables_read']} tables read)", "  inputs from the guest: " + "; ".join(rep.inputs)]
+    out += [f"  note: {note}" for note in rep.notes]
     out += [f"  {line}" for line in rep.diff]
     return out
 
