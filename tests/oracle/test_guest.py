@@ -171,3 +171,24 @@ def test_the_qemu_command_is_the_notes_one() -> None:
                    "-nographic", "-no-reboot", "-kernel", "/c/vmlinuz", "-initrd", "/tmp/i.gz",
                    "-append", "console=ttyS0 panic=-1 quiet nokaslr"]
     json.dumps(cmd)
+
+
+def test_only_a_guest_that_never_reached_init_is_booted_again() -> None:
+    """boot_again_before_init(): no /init marker (a hang or an early panic) means one more boot, with a note;
+    a guest that reached /init and then hung or failed is the caller's to report, booted once."""
+    def runs(*boots: guest.Boot) -> tuple[guest.Boot, int]:
+        queue = list(boots)
+        got = guest.boot_again_before_init(lambda: queue.pop(0))
+        return got, len(boots) - len(queue)
+
+    hung_early = guest.Boot([], -9, True, 180.0, "Linux version 7.2\nsmpboot: Allowing 2 CPUs\n", "")
+    hung_late = guest.Boot([], -9, True, 180.0, f"{guest.BEGIN}\nEXP 1 x86-10\n", "")
+    ok = guest.Boot([], 0, False, 8.0, f"{guest.BEGIN}\n=== ORACLE END\n", "")
+    assert runs(ok) == (ok, 1)
+    assert runs(hung_late, ok) == (hung_late, 1)
+    again, boots = runs(hung_early, ok)
+    assert boots == 2 and again.serial == ok.serial and again.notes == (
+        "the first guest hung (QEMU killed it after 180.0 s), its console saying 'smpboot: Allowing 2 CPUs', "
+        "before /init; booted again",)
+    twice, boots = runs(hung_early, hung_early)
+    assert boots == 2 and twice.timed_out and len(twice.notes) == 1  # a second failure is returned as it is

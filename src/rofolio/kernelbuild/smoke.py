@@ -23,9 +23,6 @@ from rofolio.kernelbuild.kbuild import Built
 
 __all__ = ["SmokeBoot", "smoke_boot"]
 
-MARK_INIT = "=== ORACLE BEGIN"  # both guests' /init print it first
-
-
 @dataclass(frozen=True)
 class SmokeBoot:
     """What one boot showed."""
@@ -64,12 +61,12 @@ def _x86_64(built: Built, timeout: float) -> SmokeBoot:
 
 
 def _arm64(built: Built, timeout: float) -> SmokeBoot:
-    from rofolio.oracle import arm64
+    from rofolio.oracle import arm64, guest
 
     install = replace(arm64.load_install(), vmlinuz=built.image)
     run = arm64.boot_guest(install, mem="1G", rodata="full", timeout=timeout)
     log = arm64.parse_log(run.serial)
-    reached = MARK_INIT in run.serial
+    reached = guest.BEGIN in run.serial  # both guests' /init print it first
     return SmokeBoot("arm64", log.uname, reached, log.complete and not run.timed_out, run.wall_s,
                      tuple(run.command), run.notes + tuple(log.errors), _tail(run.serial))
 
