@@ -179,7 +179,7 @@ def _settings(given: dict[str, Any]) -> list[_Setting]:
         key, sep, value = pair.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
-            raise ConfigError(f"-o {pair!r} is not KEY=VALUE", "write e.g. -o gbpages=false")
+            raise _command_line_error("-o", f"{pair!r} is not KEY=VALUE", "write e.g. -o gbpages=false")
         out.append(_Setting(key, f"-o {key}", f"-o {key}", value.strip()))
     return out
 
@@ -235,9 +235,12 @@ def _unknown_pair(key: str, value: str, arch: str, known: dict[str, Any]) -> Sce
     architecture takes (the machine's first)."""
     if key in _COMMON_OPTIONS:
         flag = f"--{key.replace('_', '-')}"
-        instead = flag if key in ("debug_pagealloc", "kfence") else f"{flag} {value}"
+        hint = f"write {flag} {value} instead of -o {key}={value}"
+        if key in ("debug_pagealloc", "kfence"):  # on/off flags that can only turn it on
+            hint = (f"write {flag} instead of -o {key}={value}" if value.lower() in ("true", "1", "yes", "on")
+                    else f"{flag} only turns it on; without it the machine keeps its own {key} (off by default)")
         return _command_line_error(f"-o {key}", f"{key} is not an architecture option: it has its own, {flag}",
-                                   f"write {instead} instead of -o {key}={value}")
+                                   hint)
     if key == "memory_map":
         return _command_line_error(f"-o {key}", "memory_map has no command-line option",
                                    "write it in a scenario's [machine] table (rofolio scenarios --show NAME)")
@@ -283,18 +286,23 @@ def _machine(**given: Any) -> Machine:
         values = dict(values)
         return Machine.boot(MachineSpec.build(arch=values.pop("arch", "x86_64"), **values))
 
-    def fails(dropped: set[str]) -> bool:
+    def fails(dropped: set[str], message: str) -> bool:
+        """Does the same refusal happen without the dropped options (another one does not count)?"""
         try:
             boot({k: v for k, v in overrides.items() if k not in dropped})
-        except ConfigError:
-            return True
+        except ConfigError as other:
+            return other.message == message
         return False
 
     try:
         return boot(overrides)
     except ConfigError as err:
-        keys = _blame(list(typed), fails) or list(typed)
-        hint = f"add --arch for it, or drop it ({err.hint})" if "is not an option" in err.message else err.hint
+        message = err.message
+        keys = _blame(list(typed), lambda dropped: fails(dropped, message)) or list(typed)
+        hint = err.hint
+        if "is not an option" in err.message:
+            hint = (f"drop it, or give an --arch that has it ({err.hint})" if "arch" in typed
+                    else f"add --arch for it, or drop it ({err.hint})")
         raise _command_line_error(", ".join(typed[k] for k in keys), err.message, hint) from None
 
 
@@ -316,9 +324,9 @@ def _blamed(err: ScenarioErrors, loaded: Any, overrides: dict[str, Any], given: 
     from rofolio.scenario.runner import run_scenario
 
     typed = _typed_options(given)
-    seen: dict[frozenset[str], set[tuple[str, int | None, str]] | None] = {}
+    seen: dict[frozenset[str], set[tuple[str, int | None, str, str]] | None] = {}
 
-    def problems_without(dropped: frozenset[str]) -> set[tuple[str, int | None, str]] | None:
+    def problems_without(dropped: frozenset[str]) -> set[tuple[str, int | None, str, str]] | None:
         """Where the run fails without the dropped options; None when they cannot be dropped alone."""
         if dropped not in seen:
             kept = {k: v for k, v in overrides.items() if k not in dropped}
@@ -327,16 +335,16 @@ def _blamed(err: ScenarioErrors, loaded: Any, overrides: dict[str, Any], given: 
                 seen[dropped] = set()
             except ScenarioErrors as other:
                 masked = all(e.file == "command line" for e in other.errors)
-                seen[dropped] = None if masked else {(e.file, e.line, e.key) for e in other.errors}
+                seen[dropped] = None if masked else {(e.file, e.line, e.key, e.message) for e in other.errors}
             except RofolioError:
                 seen[dropped] = None
         return seen[dropped]
 
     out = []
     for e in err.errors:
-        where = (e.file, e.line, e.key)
+        where = (e.file, e.line, e.key, e.message)  # the same problem, not another at the same place
 
-        def fails(dropped: set[str], where: tuple[str, int | None, str] = where) -> bool:
+        def fails(dropped: set[str], where: tuple[str, int | None, str, str] = where) -> bool:
             problems = problems_without(frozenset(dropped))
             return problems is None or where in problems
 
