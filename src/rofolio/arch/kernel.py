@@ -365,7 +365,9 @@ class ArchKernel(Protocol):
     def set_direct_map_default_noflush(self, pfn: Pfn) -> int: ...
 
     def set_direct_map_valid_noflush(self, pfn: Pfn, nr: int, valid: bool) -> int:
-        """``nr`` pages out of the direct map (valid False) or back, without a TLB flush of their own."""
+        """``nr`` pages out of the direct map (valid False) or back.  Despite the name, only x86 leaves the TLB
+        alone (a split still flushes); riscv's __set_memory() ends with flush_tlb_all(), and arm64's
+        set_memory_valid() flushes the range when it invalidates."""
         ...
 
     def flush_tlb_kernel_range(self, start: VirtAddr, end: VirtAddr, reason: str) -> None: ...

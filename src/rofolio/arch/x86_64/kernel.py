@@ -491,7 +491,8 @@ class X86Kernel(KernelState):
     def set_direct_map_valid_noflush(self, pfn: int, nr: int, valid: bool) -> int:
         """set_direct_map_valid_noflush(): __set_pages_p() or __set_pages_np() over ``nr`` pages, no flush;
         commit 0c6378a71574 ("arch: introduce set_direct_map_valid_noflush()") (v6.13), for execmem's ROX
-        cache (mm/execmem.c execmem_set_direct_map_valid())."""
+        cache (mm/execmem.c execmem_set_direct_map_valid()).  Not gated: a library caller on an older modelled
+        kernel gets the 6.13 function (no scenario step calls it)."""
         addr = self.page_address(pfn)
         set_mask, clear_mask = (X86.PRESENT | X86.RW, 0) if valid else (0, self._np_clear())
         return self._call("set_direct_map_valid_noflush", addr, nr,
