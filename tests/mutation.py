@@ -8,6 +8,12 @@ functions that changed, so a run interrupted or repeated resumes where it stoppe
 survivors again (after tests were added for them). Then it prints, per module, killed, survived and timed-out
 mutants separately with the denominator, and every survivor.
 
+``--sample N`` runs, per module, N of the mutants still without a verdict, drawn uniformly at random (the seed is
+printed; ``--seed`` replays a draw), and the report adds, beside the exact figures, an estimate of the whole
+module's score: the mutants run before are counted as they are, the rest as the sample says, with a 95%
+interval (Wilson's, on the sample).  mutmut runs the mutants whose tests are fastest first, so the ones left
+after a partial run are not like the ones run: a sample is how a partial run's score becomes an estimate.
+
 Counting: a mutant with no test that runs it, or one mutmut skipped, counts as survived; the one exclusion is the
 message rule below, and every mutant it excludes is listed with the rule.  Functions of x86_64/kernel.py that
 print text (the oops and the page-table dump: the oracle compares those) are outside "the rule parts" and are
@@ -18,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -26,7 +34,7 @@ import sys
 import time
 import tomllib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,6 +93,7 @@ class Module:
     survivors: list[tuple[str, str]]  # (mutant, diff)
     messages: list[str]
     not_rules: int
+    seen: dict[str, str] = field(default_factory=dict)  # mutant -> its verdict, or "messages"
 
     @property
     def denominator(self) -> int:
@@ -168,6 +177,76 @@ def pending(tree: Path, only: list[str]) -> list[str]:
     return names
 
 
+def generate(tree: Path) -> None:
+    """The mutants of this commit, generated and nothing run: the first step of ``mutmut run`` (mutmut 3.8.1's
+    own functions, as its _run() calls them), so that a sample is drawn from the mutants this commit has."""
+    code = ("import os, mutmut.__main__ as m\n"
+            "m.set_mutant_under_test('mutant_generation')\n"
+            "os.makedirs('mutants', exist_ok=True)\n"
+            "m.copy_src_dir(); m.copy_also_copy_files(); m.setup_source_paths(); m.store_lines_covered_by_tests()\n"
+            "m.create_mutants(1)\n")
+    _run([sys.executable, "-c", code], tree, capture_output=True)
+
+
+SAMPLE = "sample.json"  # in the worktree's mutants/: the last draw (seed, and per module its frame and names)
+
+
+def draw(tree: Path, size: int, seed: int, chosen: list[str]) -> dict[str, dict[str, object]]:
+    """Per module of ``chosen``: ``size`` of its rule mutants without a verdict, uniformly at random; kept with
+    the frame (all that were without a verdict) in mutants/sample.json for the report."""
+    rng = random.Random(seed)
+    out: dict[str, dict[str, object]] = {}
+    for path in chosen:
+        meta = tree / "mutants" / f"{path}.meta"
+        codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+        frame = sorted(m for m, code in codes.items()
+                       if verdict(code) == NOT_RUN and function_of(m) not in NOT_RULES.get(path, ()))
+        if frame:
+            out[path] = {"frame": frame, "names": sorted(rng.sample(frame, min(size, len(frame))))}
+    (tree / "mutants" / SAMPLE).write_text(json.dumps({"seed": seed, "modules": out}, indent=1))
+    return out
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson's 95% interval of a proportion seen as k of n."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class Estimate:
+    """A module's score with the mutants not run estimated from a random sample of them."""
+
+    score: float
+    low: float
+    high: float
+    sampled: int  # sample mutants with a verdict that counts (killed, survived or timed out)
+    killed: int  # of them
+    unrun: int  # mutants still without a verdict, the sample's share stands for
+
+
+def estimate(exact_killed: int, exact_counted: int, sample: Counter[str], unrun: int) -> Estimate:
+    """The whole module's killed share: every mutant run outside the sample exactly (``exact_killed`` of
+    ``exact_counted``), the sample as it is, and the ``unrun`` others of the frame at the sample's share, whose
+    interval is the estimate's; a sample mutant the message rule excludes takes its share of them out."""
+    counted = sample[KILLED] + sample[SURVIVED] + sample[TIMEOUT]
+    drawn = counted + sample["messages"]
+    if counted == 0:
+        raise ValueError("no sampled mutant has a verdict yet")
+    rest = unrun * counted / drawn  # the unrun without their share of message mutants
+    low, high = wilson(sample[KILLED], counted)
+    total = exact_counted + counted + rest
+
+    def share(p: float) -> float:
+        return (exact_killed + sample[KILLED] + p * rest) / total
+
+    return Estimate(share(sample[KILLED] / counted), share(low), share(high), counted, sample[KILLED], unrun)
+
+
 def mutmut(tree: Path, names: list[str], jobs: int = 1) -> float:
     """Run mutmut in the worktree (resuming); the wall time in seconds."""
     env = {**os.environ, "HYPOTHESIS_PROFILE": "ci"}
@@ -202,9 +281,11 @@ def collect(tree: Path) -> dict[str, Module]:
                         diff = f"- (no diff: {err})"
                     if message_only(diff):
                         module.messages.append(mutant)
+                        module.seen[mutant] = "messages"
                         continue
                     module.survivors.append((mutant, diff))
                 module.verdicts[seen] += 1
+                module.seen[mutant] = seen
             out[path] = module
         return out
     finally:
@@ -216,7 +297,34 @@ def _changed_lines(diff: str) -> str:
     return " | ".join(line.strip() for line in lines)[:150]
 
 
-def report(modules: dict[str, Module], commit: str, seconds: float | None, command: str) -> int:
+def sample_lines(modules: dict[str, Module], drawn: dict[str, object]) -> list[str]:
+    """The report's estimate lines for the modules of the last draw (mutants/sample.json)."""
+    lines = [f"estimate from a random sample of the mutants not run (seed {drawn['seed']}; "
+             f"scripts/mutation --sample N --seed {drawn['seed']} draws it again):"]
+    for path, entry in drawn["modules"].items():  # type: ignore[attr-defined]
+        module = modules.get(path)
+        if module is None:
+            continue
+        names = set(entry["names"])
+        sample = Counter(module.seen.get(m, NOT_RUN) for m in names)
+        exact = Counter(v for m, v in module.seen.items() if m not in names and v not in (NOT_RUN, "messages"))
+        unrun = sum(1 for m in entry["frame"] if m not in names and module.seen.get(m, NOT_RUN) == NOT_RUN)
+        if sample[NOT_RUN]:
+            lines.append(f"  {module.name}: {sample[NOT_RUN]} of its {len(names)} sampled mutants have not run yet")
+            continue
+        try:
+            e = estimate(exact[KILLED], sum(exact.values()), sample, unrun)
+        except ValueError:  # every sampled mutant is a message one
+            lines.append(f"  {module.name}: its {len(names)} sampled mutants all fall under the message rule")
+            continue
+        lines.append(f"  {module.name}: {100 * e.score:.1f}% killed (95% interval {100 * e.low:.1f} to "
+                     f"{100 * e.high:.1f}): {e.killed} of {e.sampled} sampled killed, standing for the {e.unrun} "
+                     f"not run; the {sum(exact.values())} others run count as they are")
+    return lines
+
+
+def report(modules: dict[str, Module], commit: str, seconds: float | None, command: str,
+           drawn: dict[str, object] | None = None) -> int:
     from importlib.metadata import version
 
     print(f"\nmutation score: mutmut {version('mutmut')} (default operators), HYPOTHESIS_PROFILE=ci, "
@@ -236,6 +344,8 @@ def report(modules: dict[str, Module], commit: str, seconds: float | None, comma
         print(f"{module.name:<28}{d:>8}{v[KILLED]:>8}{v[SURVIVED]:>9}{v[TIMEOUT]:>8}{len(module.messages):>9}"
               f"{v[NOT_RUN]:>8}{share:>9}")
     print("mutants = killed + survived + timeout (the denominator); survived includes mutants no test runs")
+    if drawn:
+        print("\n".join(sample_lines(modules, drawn)))
     print(f"messages: excluded by the message rule: {MESSAGE_RULE}")
     for mutant in total.messages:
         print(f"  excluded: {mutant}")
@@ -258,11 +368,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="mutants tested at once (default 1: the machine stays usable); each takes one CPU, "
                              "and more jobs than idle CPUs slows every test run, so slow mutants may time out")
+    parser.add_argument("--sample", type=int, default=0, metavar="N",
+                        help="run only N mutants per module, drawn at random from those without a verdict, and "
+                             "estimate each module's whole score from them (with a 95%% interval)")
+    parser.add_argument("--seed", type=int, default=None, help="the draw of --sample (default: a new one, printed)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    if args.sample < 0 or (args.sample and args.retest_survivors):
+        parser.error("--sample takes a positive N, and not with --retest-survivors")
     command = "scripts/mutation" + "".join(f" --only {o}" for o in args.only) + \
-        (" --retest-survivors" if args.retest_survivors else "")
+        (" --retest-survivors" if args.retest_survivors else "") + \
+        (f" --sample {args.sample}" if args.sample else "")
     seconds = None
     if args.report:  # read only: a run may be going on in the worktree
         commit = _run(["git", "rev-parse", "HEAD"], args.tree, capture_output=True).stdout.strip()
@@ -271,13 +388,20 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [p for p in MODULES if not args.only or any(o in p for o in args.only)]
         if args.retest_survivors:
             names = [m for path, module in collect(args.tree).items() if path in chosen for m, _ in module.survivors]
+        elif args.sample:
+            generate(args.tree)
+            seed = random.randrange(2**32) if args.seed is None else args.seed
+            names = [m for entry in draw(args.tree, args.sample, seed, chosen).values() for m in entry["names"]]
+            print(f"scripts/mutation: {len(names)} mutants drawn with seed {seed}")
         else:
             names = pending(args.tree, args.only) if args.only else []
         if names or not (args.only or args.retest_survivors):
             seconds = mutmut(args.tree, names, args.jobs)
         else:
             print("scripts/mutation: nothing to run: every mutant chosen has a verdict")
-    return report(collect(args.tree), commit, seconds, command)
+    sample = args.tree / "mutants" / SAMPLE
+    drawn = json.loads(sample.read_text()) if sample.exists() else None
+    return report(collect(args.tree), commit, seconds, command, drawn)
 
 
 if __name__ == "__main__":
