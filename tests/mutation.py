@@ -188,23 +188,27 @@ def generate(tree: Path) -> None:
     _run([sys.executable, "-c", code], tree, capture_output=True)
 
 
-SAMPLE = "sample.json"  # in the worktree's mutants/: the last draw (seed, and per module its frame and names)
+SAMPLE = "sample.json"  # in the worktree's mutants/: per module, its last draw (seed, frame and names)
 
 
 def draw(tree: Path, size: int, seed: int, chosen: list[str]) -> dict[str, dict[str, object]]:
     """Per module of ``chosen``: ``size`` of its rule mutants without a verdict, uniformly at random; kept with
-    the frame (all that were without a verdict) in mutants/sample.json for the report."""
+    the seed and the frame (all that were without a verdict) in mutants/sample.json for the report, where a
+    module's new draw replaces its old one and the other modules' stay.  Mutants run since an earlier draw are
+    no longer in the frame: they count as they are."""
     rng = random.Random(seed)
-    out: dict[str, dict[str, object]] = {}
+    saved = tree / "mutants" / SAMPLE
+    out: dict[str, dict[str, object]] = json.loads(saved.read_text()) if saved.exists() else {}
     for path in chosen:
         meta = tree / "mutants" / f"{path}.meta"
         codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
         frame = sorted(m for m, code in codes.items()
                        if verdict(code) == NOT_RUN and function_of(m) not in NOT_RULES.get(path, ()))
+        out.pop(path, None)
         if frame:
-            out[path] = {"frame": frame, "names": sorted(rng.sample(frame, min(size, len(frame))))}
-    (tree / "mutants" / SAMPLE).write_text(json.dumps({"seed": seed, "modules": out}, indent=1))
-    return out
+            out[path] = {"seed": seed, "frame": frame, "names": sorted(rng.sample(frame, min(size, len(frame))))}
+    saved.write_text(json.dumps(out, indent=1))
+    return {path: out[path] for path in chosen if path in out}
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -297,18 +301,19 @@ def _changed_lines(diff: str) -> str:
     return " | ".join(line.strip() for line in lines)[:150]
 
 
-def sample_lines(modules: dict[str, Module], drawn: dict[str, object]) -> list[str]:
-    """The report's estimate lines for the modules of the last draw (mutants/sample.json)."""
-    lines = [f"estimate from a random sample of the mutants not run (seed {drawn['seed']}; "
-             f"scripts/mutation --sample N --seed {drawn['seed']} draws it again):"]
-    for path, entry in drawn["modules"].items():  # type: ignore[attr-defined]
+def sample_lines(modules: dict[str, Module], drawn: dict[str, dict[str, object]]) -> list[str]:
+    """The report's estimate lines for the modules drawn from (mutants/sample.json)."""
+    lines = ["estimate from a random sample of the mutants not run (`--sample N --seed S --only MODULE` draws "
+             "a module's sample again from the same frame):"]
+    for path, entry in drawn.items():
         module = modules.get(path)
         if module is None:
             continue
-        names = set(entry["names"])
+        names = set(entry["names"])  # type: ignore[call-overload]
         sample = Counter(module.seen.get(m, NOT_RUN) for m in names)
         exact = Counter(v for m, v in module.seen.items() if m not in names and v not in (NOT_RUN, "messages"))
-        unrun = sum(1 for m in entry["frame"] if m not in names and module.seen.get(m, NOT_RUN) == NOT_RUN)
+        unrun = sum(1 for m in entry["frame"] if m not in names  # type: ignore[attr-defined]
+                    and module.seen.get(m, NOT_RUN) == NOT_RUN)
         if sample[NOT_RUN]:
             lines.append(f"  {module.name}: {sample[NOT_RUN]} of its {len(names)} sampled mutants have not run yet")
             continue
@@ -318,13 +323,13 @@ def sample_lines(modules: dict[str, Module], drawn: dict[str, object]) -> list[s
             lines.append(f"  {module.name}: its {len(names)} sampled mutants all fall under the message rule")
             continue
         lines.append(f"  {module.name}: {100 * e.score:.1f}% killed (95% interval {100 * e.low:.1f} to "
-                     f"{100 * e.high:.1f}): {e.killed} of {e.sampled} sampled killed, standing for the {e.unrun} "
-                     f"not run; the {sum(exact.values())} others run count as they are")
+                     f"{100 * e.high:.1f}): {e.killed} of {e.sampled} sampled killed (seed {entry['seed']}), "
+                     f"standing for the {e.unrun} not run; the {sum(exact.values())} others run count as they are")
     return lines
 
 
 def report(modules: dict[str, Module], commit: str, seconds: float | None, command: str,
-           drawn: dict[str, object] | None = None) -> int:
+           drawn: dict[str, dict[str, object]] | None = None) -> int:
     from importlib.metadata import version
 
     print(f"\nmutation score: mutmut {version('mutmut')} (default operators), HYPOTHESIS_PROFILE=ci, "

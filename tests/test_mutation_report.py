@@ -102,14 +102,20 @@ def test_a_draw_is_uniform_over_the_mutants_without_a_verdict_and_replays_from_i
     assert len(first[path]["names"]) == 5 and set(first[path]["names"]) <= set(first[path]["frame"])
     assert draw(tmp_path, 5, 7, [path]) == first and draw(tmp_path, 5, 8, [path]) != first
     saved = json.loads((tmp_path / "mutants" / "sample.json").read_text())
-    assert saved["seed"] == 8
+    assert saved[path]["seed"] == 8
+    other = "src/rofolio/arch/arm64/mmu.py"  # another module's draw stays when one module is drawn again
+    saved[other] = {"seed": 1, "frame": [], "names": []}
+    (tmp_path / "mutants" / "sample.json").write_text(json.dumps(saved))
+    draw(tmp_path, 5, 7, [path])
+    assert set(json.loads((tmp_path / "mutants" / "sample.json").read_text())) == {path, other}
     # the report: a sample not yet run says so; once run, the estimate line
     names = first[path]["names"]
     module = Module("pagetable.py", Counter(), [], [], 0, {m: KILLED for m, c in codes.items() if c})
-    drawn = {"seed": 7, "modules": first}
+    drawn = {path: first[path]}
     assert sample_lines({path: module}, drawn)[1] == "  pagetable.py: 5 of its 5 sampled mutants have not run yet"
     module.seen.update({m: KILLED for m in names[:4]} | {names[4]: SURVIVED})
     line = sample_lines({path: module}, drawn)[1]
     assert line.startswith("  pagetable.py: 85.0% killed (95% interval ")  # (10 + 4 + 0.8 * 25) / 40
-    assert "4 of 5 sampled killed, standing for the 25 not run; the 10 others run count as they are" in line
+    assert ("4 of 5 sampled killed (seed 7), standing for the 25 not run; the 10 others run count as they are"
+            in line)
 
