@@ -114,6 +114,30 @@ def test_a_large_page_that_breaks_a_static_protection_is_split_and_fixed_up() ->
         assert bool(found.flags & X86.NX) == (p != page)
 
 
+def test_each_4k_entry_of_the_fixed_up_split_is_warned_about_and_fixed_as_the_large_leaf_still_stood() -> None:
+    """split_set_pte() calls static_protections() for each new entry (npg 1, CPA_PROTECT) before
+    __set_pmd_pte() installs the table, so every page warns on its own, and protect_kernel_text_ro() still finds
+    the 2M leaf: a text leaf made writable and NX by hand comes back read-only and executable, page by page."""
+    machine = boot_running(gbpages=False)
+    k = machine.kernel
+    region = k.highmap_va(k.image.text) & Level.PMD.mask  # the first 2M of kernel text
+    leaf = k.lookup_address(region)
+    k.pt.set_flags(region, region + Level.PMD.size, leaf.flags | X86.RW | X86.NX)  # the conflict
+    step = machine.step("x", lambda: k.set_memory_x(region + 5 * PAGE_SIZE, 1))
+    warnings = [e.text for e in step.events if isinstance(e, KernelWarning)]
+    assert step.ret == 0 and len(warnings) == 2 + 2 * 512  # the conflict, the WARN, then two lines a page
+    req = leaf.flags & ~X86.PSE | X86.RW | X86.NX  # the 4K form of the leaf's protection
+    for i in (0, 5, 511):
+        start, pfn = region + i * PAGE_SIZE, leaf.pfn + i
+        assert warnings[2 + 2 * i:4 + 2 * i] == [
+            f"CPA  protect    Text NX: 0x{start:016x} - 0x{start + PAGE_SIZE - 1:016x} PFN {pfn:x} req {req:016x} "
+            f"prevent {X86.NX:016x}",
+            f"CPA  protect    Text RO: 0x{start:016x} - 0x{start + PAGE_SIZE - 1:016x} PFN {pfn:x} req {req:016x} "
+            f"prevent {X86.RW:016x}"]
+        found = k.lookup_address(start)
+        assert found.level == Level.PTE and found.read_only and not found.flags & X86.NX
+
+
 def test_uc_then_wb_sets_and_clears_the_cache_bits_and_the_memtype(gb_machine: Machine) -> None:
     """set_memory_uc(): memtype_reserve(UC-), PCD on the entries, caches flushed; a second reservation of another
     type is refused with -EBUSY; set_memory_wb() clears the cache bits and frees the memtype."""

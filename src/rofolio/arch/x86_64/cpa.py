@@ -292,33 +292,38 @@ def _split_large_page(k: X86Kernel, cpa: CpaData, run: Run, address: int) -> Non
         ref_prot &= ~X86.PSE  # 1G -> 2M: keep PSE unless the entry is not present
     ref_prot = pgprot_clear_protnone_bits(ref_prot)
     lpaddr = address & level.mask
+    # split_set_pte() runs for each new entry before __set_pmd_pte() installs the table: its lookups (the
+    # text-RO rule) still find the large leaf
+    fixups = _split_set_static_prot(k, run, lpaddr, level, ref_prot) if cpa.force_static_prot else []
     k.pt.split(address, ref_prot)
-    if cpa.force_static_prot:
-        _split_set_static_prot(k, lpaddr, level, ref_prot)
+    for start, end, prot in fixups:
+        k.pt.set_flags(start, end, prot)
     k.split_page_count(address, level)
     # the split is flushed globally before any 4K entry changes (Intel's TLB application note
     # warns against mixed page sizes for one address)
     k.flush_tlb_all("split")
 
 
-def _split_set_static_prot(k: X86Kernel, lpaddr: int, level: Level, ref_prot: int) -> None:
-    """split_set_pte() with force_static_prot: fix up 4K entries that break static protections."""
+def _split_set_static_prot(k: X86Kernel, run: Run, lpaddr: int, level: Level,
+                           ref_prot: int) -> list[tuple[int, int, int]]:
+    """split_set_pte() with force_static_prot, entry by entry of the table a split makes: static_protections()
+    at CPA_PROTECT with lpsize 0, so each entry that breaks one is warned about on its own; a PMD split's 4K
+    entry takes the fixed protection, a PUD split's 2M entry cannot be fixed (pr_warn_once()).  Returns the
+    fixed 4K stretches as (start, end, prot), to write once the table is in."""
     child = Level(level - 1)
-    if child != Level.PTE:
-        # split_set_pte() does not fix up a 1G split: it only warns
-        k.warn("CPA: Cannot fixup static protections for PUD split")
-        return
-    addr = lpaddr
-    end = lpaddr + level.size
-    while addr < end:
-        run = k.pt.run_at(addr)
-        assert run is not None
-        pfn = run.pfn_at(addr)
-        count = k.uniform_protection_pages(addr, pfn, (min(end, run.end) - addr) >> PAGE_SHIFT)
-        prot = static_protections(k, ref_prot, addr, pfn, count, 0, CPA_PROTECT)
-        if prot != ref_prot:
-            k.pt.set_flags(addr, addr + count * PAGE_SIZE, prot)
-        addr += count * PAGE_SIZE
+    npg = child.pages
+    fixups: list[tuple[int, int, int]] = []
+    for addr in range(lpaddr, lpaddr + level.size, child.size):
+        prot = static_protections(k, ref_prot, addr, run.pfn_at(addr), npg, 0, CPA_PROTECT)
+        if prot == ref_prot:
+            continue
+        if child != Level.PTE:
+            k.warn_once("split_set_pte", "CPA: Cannot fixup static protections for PUD split")
+        elif fixups and fixups[-1][1] == addr and fixups[-1][2] == prot:
+            fixups[-1] = (fixups[-1][0], addr + PAGE_SIZE, prot)
+        else:
+            fixups.append((addr, addr + PAGE_SIZE, prot))
+    return fixups
 
 
 # ------------------------------------------------------------------ aliases
@@ -358,7 +363,7 @@ def static_protections(
         _check_conflict(k, warnlvl, prot, res, start, end, pfn, "Text NX")
     forbidden |= res
     # the text-RO rule is skipped when the change covers a whole large page, so that page can stay large
-    if lpsize != npg * PAGE_SIZE or start & (lpsize - 1 if lpsize else 0):
+    if lpsize != npg * PAGE_SIZE or start & (lpsize - 1):  # lpsize 0 never reaches the alignment test
         res = k.protect_kernel_text_ro(start, end)
         if res:
             _check_conflict(k, warnlvl, prot, res, start, end, pfn, "Text RO")
