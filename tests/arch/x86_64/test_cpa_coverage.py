@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 
 from rofolio.errors import AddressError, Errno
-from rofolio.events import CacheFlush, Flush, FlushKind, KernelWarning
+from rofolio.events import CacheFlush, EntryWrite, Flush, FlushKind, KernelWarning
 from rofolio.machine import Machine
 from rofolio.prot import X86
-from rofolio.units import PAGE_SHIFT, PAGE_SIZE, Level
+from rofolio.units import PAGE_SHIFT, PAGE_SIZE, GiB, Level
 from tests.conftest import boot_running
 
 
@@ -276,3 +276,26 @@ def test_cpa_test_in_array_mode_goes_page_by_page_and_splits_what_range_mode_kee
     assert found.level == Level.PTE and found.flags & X86.CPA_TEST
     assert k.set_memory_cpa_test(pages, 512, False, array=True) == 0
     assert not k.lookup_address(other + 7 * PAGE_SIZE).flags & X86.CPA_TEST
+
+
+def test_an_unaligned_address_is_rounded_down_to_its_own_page_with_a_warning(nogb_machine: Machine) -> None:
+    """change_page_attr_set_clr(): an address inside a page is a caller bug: WARN_ON_ONCE, then PAGE_MASK."""
+    k = nogb_machine.kernel
+    page = k.va(6 * GiB + 3 * PAGE_SIZE)  # an odd page: rounding must clear the offset only
+    step = nogb_machine.step("ro", lambda: k.set_memory_ro(page + 0x123, 1))
+    assert step.ret == 0
+    assert [e.text for e in step.events if isinstance(e, KernelWarning)] == [
+        "WARNING: CPU: 0 at arch/x86/mm/pat/set_memory.c change_page_attr_set_clr (unaligned)"]
+    assert k.lookup_address(page).read_only
+    assert k.lookup_address(page - PAGE_SIZE).writable and k.lookup_address(page + PAGE_SIZE).writable
+
+
+def test_a_4k_entry_write_records_the_entry_before_and_after(nogb_machine: Machine) -> None:
+    k = nogb_machine.kernel
+    page = k.va(6 * GiB)
+    k.set_memory_ro(page, 1)  # split to 4K first
+    before = k.lookup_address(page + PAGE_SIZE).flags
+    step = nogb_machine.step("ro", lambda: k.set_memory_ro(page + PAGE_SIZE, 2))
+    [write] = [e for e in step.events if isinstance(e, EntryWrite)]
+    assert (write.addr, write.level, write.count, write.old) == (page + PAGE_SIZE, Level.PTE, 2, before)
+    assert write.new == k.lookup_address(page + PAGE_SIZE).flags and not write.new & X86.RW
