@@ -299,3 +299,17 @@ def test_a_4k_entry_write_records_the_entry_before_and_after(nogb_machine: Machi
     [write] = [e for e in step.events if isinstance(e, EntryWrite)]
     assert (write.addr, write.level, write.count, write.old) == (page + PAGE_SIZE, Level.PTE, 2, before)
     assert write.new == k.lookup_address(page + PAGE_SIZE).flags and not write.new & X86.RW
+
+
+def test_each_entry_point_records_its_call_and_refuses_a_user_address(nogb_machine: Machine) -> None:
+    k = nogb_machine.kernel
+    page = k.va(6 * GiB)
+    for name, call in (("set_memory_ro", k.set_memory_ro), ("set_memory_rw", k.set_memory_rw),
+                       ("set_memory_np", k.set_memory_np), ("set_memory_p", k.set_memory_p),
+                       ("set_memory_nx", k.set_memory_nx), ("set_memory_x", k.set_memory_x)):
+        step = nogb_machine.step(name, lambda call=call: call(page, 2))
+        assert (step.events[0].func, step.events[0].addr, step.events[0].numpages) == (name, page, 2)  # type: ignore[attr-defined]
+    with pytest.raises(AddressError) as err:
+        k.set_memory_ro(0x7FFF0000, 1)  # a user address: the model holds only the kernel's page tables
+    assert err.value.message == "address 0x7fff0000 is not a kernel address of this machine"
+    assert err.value.hint == f"direct-map addresses start at {k.layout.page_offset:#x} (PAGE_OFFSET)"
