@@ -277,10 +277,7 @@ def _machine(**given: Any) -> Machine:
     from rofolio.machine import Machine, MachineSpec
 
     overrides = _machine_overrides(given)
-    ctx = click.get_current_context(silent=True)
-    typed = {s.key: s.option for s in _settings(given)
-             if ctx is None or ctx.get_parameter_source(s.param if s.param in ctx.params else "opt_pairs")
-             is not click.core.ParameterSource.DEFAULT}
+    typed = _typed_options(given)
 
     def boot(values: dict[str, Any]) -> Machine:
         values = dict(values)
@@ -504,8 +501,11 @@ def _with_options(loaded: Any, overrides: dict[str, Any], given: dict[str, Any])
 
 
 def _typed_options(given: dict[str, Any]) -> dict[str, str]:
-    """[machine] key -> the option that set it on this command line."""
-    return {setting.key: setting.option for setting in _settings(given)}
+    """[machine] key -> the option that set it on this command line (not a default the command fills in)."""
+    ctx = click.get_current_context(silent=True)
+    return {s.key: s.option for s in _settings(given)
+            if ctx is None or ctx.get_parameter_source(s.param if s.param in ctx.params else "opt_pairs")
+            is not click.core.ParameterSource.DEFAULT}
 
 
 def _console() -> Console:
@@ -561,13 +561,7 @@ def compare_cmd(source: str, sets: tuple[str, ...], as_json: bool, report: Path 
 
     if not sets:
         raise RofolioError("nothing to compare", "give at least one --set KEY=V1,V2")
-    settings: dict[str, list[str]] = {}
-    for pair in sets:  # one key given twice is one axis with the values of both (in order, each once)
-        for key, values in parse_settings([pair]).items():
-            axis = settings.setdefault(key, [])
-            for value in values:
-                if value.lower() not in {v.lower() for v in axis}:  # nogbpages=true gives gbpages "False"
-                    axis.append(value)
+    settings = parse_settings(list(sets))
     with _report_target(report) as write_report:
         with LazyProgress(f"comparing {source}") as bar:
             result = compare(source, settings, progress=bar)

@@ -82,8 +82,14 @@ class CompareResult:
 
 
 def parse_settings(pairs: list[str]) -> dict[str, list[str]]:
-    """['arch=x86_64,arm64', 'kernel=6.1,6.18'] -> {'arch': [...], 'kernel': [...]}."""
+    """['arch=x86_64,arm64', 'kernel=6.1,6.18'] -> {'arch': [...], 'kernel': [...]}; a key given again is one
+    axis with the values of both, in order, each once (case aside: nogbpages=true gives gbpages "False")."""
     out: dict[str, list[str]] = {}
+
+    def add(key: str, values: list[str]) -> None:
+        axis = out.setdefault(key, [])
+        axis += [v for v in values if v.lower() not in {a.lower() for a in axis}]
+
     for pair in pairs:
         if "=" not in pair:
             raise ScenarioError(f"{pair!r} is not KEY=V1,V2", "write e.g. --set gbpages=true,false",
@@ -96,7 +102,7 @@ def parse_settings(pairs: list[str]) -> dict[str, list[str]]:
             if not flags or any(f not in ("true", "false") for f in flags):
                 raise ScenarioError(f"{key}= takes true or false", f"or set {target} itself", file="command line",
                                     key="--set")
-            out[target] = [str(value if f == "true" else all_options()[target][0].default) for f in flags]
+            add(target, [str(value if f == "true" else all_options()[target][0].default) for f in flags])
             continue
         if key not in _machine_keys() and key not in _mm_keys():
             raise ScenarioError(f"unknown key {key!r}",
@@ -106,7 +112,7 @@ def parse_settings(pairs: list[str]) -> dict[str, list[str]]:
         if not items:
             raise ScenarioError(f"{key}= has no values", "list one or more values separated by commas",
                                 file="command line", key="--set")
-        out[key] = items
+        add(key, items)
     return out
 
 
