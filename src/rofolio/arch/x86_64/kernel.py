@@ -478,25 +478,29 @@ class X86Kernel(KernelState):
 
     def set_direct_map_invalid_noflush(self, pfn: int) -> int:
         """set_direct_map_invalid_noflush() = __set_pages_np(page, 1): no alias work, no flush."""
-        addr = self.page_address(pfn)
-        return self._call("set_direct_map_invalid_noflush", addr, 1, lambda: self._set_pages(
-            addr, 1, 0, self._np_clear()))
+        return self._call_set_pages("set_direct_map_invalid_noflush", pfn, 1, False)
 
     def set_direct_map_default_noflush(self, pfn: int) -> int:
         """set_direct_map_default_noflush() = __set_pages_p(page, 1): PRESENT|RW back, no flush."""
-        addr = self.page_address(pfn)
-        return self._call("set_direct_map_default_noflush", addr, 1, lambda: self._set_pages(
-            addr, 1, X86.PRESENT | X86.RW, 0))
+        return self._call_set_pages("set_direct_map_default_noflush", pfn, 1, True)
 
     def set_direct_map_valid_noflush(self, pfn: int, nr: int, valid: bool) -> int:
         """set_direct_map_valid_noflush(): __set_pages_p() or __set_pages_np() over ``nr`` pages, no flush;
         commit 0c6378a71574 ("arch: introduce set_direct_map_valid_noflush()") (v6.13), for execmem's ROX
         cache (mm/execmem.c execmem_set_direct_map_valid()).  Not gated: a library caller on an older modelled
         kernel gets the 6.13 function (no scenario step calls it)."""
+        return self._call_set_pages("set_direct_map_valid_noflush", pfn, nr, valid)
+
+    def _call_set_pages(self, func: str, pfn: int, nr: int, present: bool) -> int:
+        """``func`` as a call of __set_pages_p() (``present``) or __set_pages_np() on ``nr`` pages from ``pfn``."""
         addr = self.page_address(pfn)
-        set_mask, clear_mask = (X86.PRESENT | X86.RW, 0) if valid else (0, self._np_clear())
-        return self._call("set_direct_map_valid_noflush", addr, nr,
-                          lambda: self._set_pages(addr, nr, set_mask, clear_mask))
+        return self._call(func, addr, nr, lambda: self._set_pages_p_np(addr, nr, present))
+
+    def _set_pages_p_np(self, addr: int, numpages: int, present: bool) -> int:
+        """__set_pages_p() (PRESENT|RW set) or __set_pages_np() (_np_clear() cleared)."""
+        if present:
+            return self._set_pages(addr, numpages, X86.PRESENT | X86.RW, 0)
+        return self._set_pages(addr, numpages, 0, self._np_clear())
 
     def _np_clear(self) -> int:
         """__set_pages_np()'s mask_clr (arch/x86/mm/pat/set_memory.c): PRESENT|RW, and DIRTY
@@ -509,10 +513,7 @@ class X86Kernel(KernelState):
         addr = self.page_address(pfn)
 
         def body() -> int:
-            if enable:
-                self._set_pages(addr, numpages, X86.PRESENT | X86.RW, 0)
-            else:
-                self._set_pages(addr, numpages, 0, self._np_clear())
+            self._set_pages_p_np(addr, numpages, enable)
             self.flush_tlb_local("__kernel_map_pages")
             return 0
         self._call("__kernel_map_pages", addr, numpages, body)
