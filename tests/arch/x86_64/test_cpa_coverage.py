@@ -61,6 +61,21 @@ def test_a_hole_outside_the_direct_map_fails_with_efault_and_a_warning(gb_machin
         f"CPA: called for zero pte. vaddr = {va:x} cpa->vaddr = {va:x}"]
 
 
+def test_a_hole_at_the_top_of_the_direct_map_is_skipped_only_up_to_max_pfn_mapped(gb_machine: Machine) -> None:
+    """__cpa_process_fault(): the silent skip holds for addresses below PAGE_OFFSET + (max_pfn_mapped <<
+    PAGE_SHIFT) only.  With the last two direct-map pages gone (their PTEs cleared, as a memory hot-remove leaves
+    them), a request for those two and the page past the end skips the two and then warns and fails at the
+    third, though nothing is mapped after the direct map for a long way."""
+    k = gb_machine.kernel
+    end = k.direct_map_mapped_end()
+    assert k.set_memory_4k(end - 2 * PAGE_SIZE, 2) == 0
+    k.pt.unmap(end - 2 * PAGE_SIZE, end)
+    step = gb_machine.step("ro", lambda: k.set_memory_ro(end - 2 * PAGE_SIZE, 3))
+    assert step.ret == -Errno.EFAULT
+    assert [e.text for e in step.events if isinstance(e, KernelWarning)] == [
+        f"CPA: called for zero pte. vaddr = {end:x} cpa->vaddr = {end - 2 * PAGE_SIZE:x}"]
+
+
 def test_running_off_the_end_of_the_high_map_fails_with_efault_but_no_warning(gb_machine: Machine) -> None:
     """__cpa_process_fault(): past the high map's last leaf (roundup(_brk_end, PMD_SIZE)) there is no entry.  A
     request that reaches it from the last mapped page still holds that page's pfn in cpa->pfn, inside
@@ -146,7 +161,7 @@ def test_uc_then_wb_sets_and_clears_the_cache_bits_and_the_memtype(gb_machine: M
     pfn = (6 << 30) >> 12
     step = gb_machine.step("uc", lambda: k.set_memory_uc(va, 2))
     assert step.ret == 0 and k.memtype == {pfn: X86.CACHE_UC_MINUS, pfn + 1: X86.CACHE_UC_MINUS}
-    assert k.lookup_address(va).flags & X86.CACHE_MASK == X86.CACHE_UC_MINUS
+    assert k.lookup_address(va).flags & X86.CACHE_MASK == X86.CACHE_UC_MINUS and k.lookup_address(va).present
     assert k.lookup_address(va + 2 * PAGE_SIZE).flags & X86.CACHE_MASK == 0
     assert [e for e in step.events if isinstance(e, CacheFlush)]
     again = gb_machine.step("uc again", lambda: k.set_memory_uc(va + PAGE_SIZE, 1))
@@ -156,6 +171,30 @@ def test_uc_then_wb_sets_and_clears_the_cache_bits_and_the_memtype(gb_machine: M
         "req uncached-minus")
     assert k.set_memory_wb(va, 2) == 0
     assert k.memtype == {} and k.lookup_address(va).flags & X86.CACHE_MASK == 0
+
+
+def test_set_memory_wb_frees_only_its_own_pages_whatever_they_held(gb_machine: Machine) -> None:
+    """memtype_free() -> free_ram_pages_type(): every page of the range goes back to write-back, including pages
+    that never left it; pages before and after the range keep their type."""
+    k = gb_machine.kernel
+    va = k.va(6 << 30)
+    pfn = (6 << 30) >> 12
+    assert k.set_memory_uc(va, 1) == 0 and k.set_memory_uc(va + 4 * PAGE_SIZE, 2) == 0
+    assert k.set_memory_wb(va + 3 * PAGE_SIZE, 2) == 0  # pfn + 3 was never reserved
+    assert k.memtype == {pfn: X86.CACHE_UC_MINUS, pfn + 5: X86.CACHE_UC_MINUS}
+    assert k.set_memory_np(va + 8 * PAGE_SIZE, 1) == 0 and k.set_memory_wb(va + 8 * PAGE_SIZE, 1) == 0
+    assert not k.lookup_address(va + 8 * PAGE_SIZE).present  # _set_memory_wb() only clears cache bits
+
+
+def test_pages_just_below_the_kernel_image_are_written_as_one_stretch(nogb_machine: Machine) -> None:
+    """cpa_process_alias() acts page by page only for pfns inside [highmap_start_pfn(), highmap_end_pfn()]; three
+    4K pages ending right below it have no high-map alias, so the model writes them in one step."""
+    k = nogb_machine.kernel
+    first, _ = k.image.highmap_pfns()
+    va = k.va((first - 3) << PAGE_SHIFT)
+    assert k.set_memory_4k(va, 3) == 0
+    step = nogb_machine.step("ro", lambda: k.set_memory_ro(va, 3))
+    assert [(e.addr, e.count) for e in step.events if isinstance(e, EntryWrite)] == [(va, 3)]
 
 
 def test_flush_tlb_kernel_range_invalidates_page_by_page_up_to_the_ceiling(gb_machine: Machine) -> None:
@@ -211,6 +250,22 @@ def test_debug_pagealloc_maps_and_unmaps_pages_with_a_local_flush() -> None:
     assert k.lookup_address(k.page_address(pfn + 2)).flags == neighbour
 
 
+@pytest.mark.parametrize("edge", ["start", "end"])
+def test_debug_pagealloc_mapping_across_an_edge_of_rodata_keeps_only_rodata_read_only(edge: str) -> None:
+    """__set_pages_p() has CPA_NO_CHECK_ALIAS, so the model may treat a stretch of 4K pages as one; the stretch
+    must still break where protect_rodata() starts and stops holding (its first pfn; the one after its last)."""
+    machine = boot_running(debug_pagealloc=True)
+    k = machine.kernel
+    first, last = k.image.rodata_pfns()
+    start = first - 2 if edge == "start" else last - 1
+    k.kernel_map_pages(start, 4, False)
+    k.kernel_map_pages(start, 4, True)
+    flags = [k.lookup_address(k.page_address(pfn)).flags for pfn in range(start, start + 4)]
+    assert all(f & X86.PRESENT for f in flags)
+    expected = [True, True, False, False] if edge == "start" else [False, False, True, True]
+    assert [bool(f & X86.RW) for f in flags] == expected
+
+
 def test_set_memory_np_noalias_leaves_the_direct_map_alias_and_flushes_only_its_page(gb_machine: Machine) -> None:
     """CPA_NO_CHECK_ALIAS: no cpa_process_alias(), so the direct-map alias of a vmalloc page stays present and
     no full flush is forced; set_memory_np() on the same kind of page changes the alias too."""
@@ -224,6 +279,16 @@ def test_set_memory_np_noalias_leaves_the_direct_map_alias_and_flushes_only_its_
     assert step.events[0].func == "set_memory_np_noalias"  # type: ignore[attr-defined]
     other = k.vmap([pfn + 1])
     assert k.set_memory_np(other, 1) == 0 and not k.kernel_page_present(pfn + 1)
+
+
+def test_set_memory_np_noalias_on_a_whole_large_leaf_changes_it_in_place(nogb_machine: Machine) -> None:
+    """set_memory_np_noalias() is no set_memory_4k(): a request covering a whole 2M leaf keeps it one leaf."""
+    k = nogb_machine.kernel
+    va = k.va(6 * GiB)
+    assert k.lookup_address(va).level == Level.PMD
+    assert k.set_memory_np_noalias(va, 512) == 0
+    found = k.lookup_address(va)
+    assert found.level == Level.PMD and not found.present
 
 
 def test_vmap_maps_4k_ptes_with_a_guard_page_and_refuses_overlaps(gb_machine: Machine) -> None:
@@ -276,6 +341,9 @@ def test_cpa_test_in_array_mode_goes_page_by_page_and_splits_what_range_mode_kee
     assert found.level == Level.PTE and found.flags & X86.CPA_TEST
     assert k.set_memory_cpa_test(pages, 512, False, array=True) == 0
     assert not k.lookup_address(other + 7 * PAGE_SIZE).flags & X86.CPA_TEST
+    # clearing a bit no entry holds writes nothing, so CPA_FLUSHTLB stays clear and nothing is flushed
+    again = nogb_machine.step("clear again", lambda: k.set_memory_cpa_test(other, 4, False))
+    assert again.ret == 0 and not [e for e in again.events if isinstance(e, (EntryWrite, Flush))]
 
 
 def test_an_unaligned_address_is_rounded_down_to_its_own_page_with_a_warning(nogb_machine: Machine) -> None:
@@ -306,7 +374,8 @@ def test_each_entry_point_records_its_call_and_refuses_a_user_address(nogb_machi
     page = k.va(6 * GiB)
     for name, call in (("set_memory_ro", k.set_memory_ro), ("set_memory_rw", k.set_memory_rw),
                        ("set_memory_np", k.set_memory_np), ("set_memory_p", k.set_memory_p),
-                       ("set_memory_nx", k.set_memory_nx), ("set_memory_x", k.set_memory_x)):
+                       ("set_memory_nx", k.set_memory_nx), ("set_memory_x", k.set_memory_x),
+                       ("set_memory_uc", k.set_memory_uc), ("set_memory_wb", k.set_memory_wb)):
         step = nogb_machine.step(name, lambda call=call: call(page, 2))
         assert (step.events[0].func, step.events[0].addr, step.events[0].numpages) == (name, page, 2)  # type: ignore[attr-defined]
     with pytest.raises(AddressError) as err:

@@ -580,8 +580,8 @@ class X86Kernel(KernelState):
         for pfn in range(pfn0, pfn0 + numpages):
             if self.memtype.get(pfn, X86.CACHE_WB) != X86.CACHE_WB:
                 self.warn(f"x86/PAT: reserve_ram_pages_type failed [mem {pfn << PAGE_SHIFT:#010x}-"
-                          f"{((pfn + 1) << PAGE_SHIFT) - 1:#010x}], track {_mode(self.memtype[pfn])},"
-                          f" req {_mode(mode)}")
+                          f"{((pfn + 1) << PAGE_SHIFT) - 1:#010x}], track {_CATTR_NAME[self.memtype[pfn]]},"
+                          f" req {_CATTR_NAME[mode]}")
                 return -Errno.EBUSY
         for pfn in range(pfn0, pfn0 + numpages):
             self.memtype[pfn] = mode
@@ -600,6 +600,5 @@ def _overlaps(r1_start: int, r1_end: int, r2_start: int, r2_end: int) -> bool:
     return r1_start <= r2_end and r2_start <= r1_end
 
 
-def _mode(bits: int) -> str:
-    return {0: "write-back", X86.CACHE_UC_MINUS: "uncached-minus", X86.CACHE_WC: "write-combining",
-            X86.CACHE_UC: "uncached"}.get(bits, hex(bits))
+# cattr_name() (arch/x86/mm/pat/memtype.c) for the one type the model reserves: set_memory_uc()'s UC-
+_CATTR_NAME = {X86.CACHE_UC_MINUS: "uncached-minus"}
