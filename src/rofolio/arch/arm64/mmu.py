@@ -563,11 +563,6 @@ def split_kernel_leaf_mapping_locked(k: Arm64Kernel, addr: int) -> int:
     return 0
 
 
-def _ffs(x: int) -> int:
-    """__ffs(): the index of the lowest set bit."""
-    return (x & -x).bit_length() - 1
-
-
 def split_kernel_leaf_mapping(k: Arm64Kernel, start: int, end: int) -> int:
     """split_kernel_leaf_mapping(): split at ``start`` and ``end`` (one end for a single page)."""
     # nothing to split when the map is PTE-only, splitting is impossible, or the range is in KFENCE
@@ -577,8 +572,9 @@ def split_kernel_leaf_mapping(k: Arm64Kernel, start: int, end: int) -> int:
         return -Errno.EINVAL
     # pgtable_split_lock and lazy MMU mode: the model is single-threaded
     if end - start == PAGE_SIZE:
-        # one page: splitting at whichever of start and end is less aligned is enough
-        return split_kernel_leaf_mapping_locked(k, start if _ffs(start) < _ffs(end) else end)
+        # one page: splitting at whichever of start and end is less aligned is enough; the kernel compares
+        # __ffs() of each, the model their lowest set bits, which order the same
+        return split_kernel_leaf_mapping_locked(k, start if start & -start < end & -end else end)
     ret = split_kernel_leaf_mapping_locked(k, start)
     if not ret:
         ret = split_kernel_leaf_mapping_locked(k, end)
