@@ -94,8 +94,10 @@ class KernelState:
     def warn(self, text: str) -> None:
         self.log.append(KernelWarning(text))
 
-    def warn_once(self, key: str, text: str) -> None:
-        """WARN_ON_ONCE(): once per call site per boot."""
+    def warn_once(self, text: str, site: str | None = None) -> None:
+        """WARN_ON_ONCE(): once per call site per boot.  ``site`` names the call site where the text varies
+        between calls; otherwise the text itself does."""
+        key = text if site is None else site
         if key not in self._warned_once:
             self._warned_once.add(key)
             self.warn(text)
@@ -296,8 +298,8 @@ class ArchKernel(Protocol):
 
     def set_phase(self, phase: Phase) -> None: ...
 
-    def warn_once(self, key: str, text: str) -> None:
-        """WARN_ON_ONCE(): once per call site per boot."""
+    def warn_once(self, text: str, site: str | None = None) -> None:
+        """WARN_ON_ONCE(): once per call site per boot (``site`` where the text varies, else the text)."""
         ...
 
     def page_address(self, pfn: Pfn) -> VirtAddr:

@@ -96,8 +96,8 @@ def try_grab_folio(mm: MMState, folio: Folio, count: int = 1, *, pin: bool = Tru
         room = 0 if folio.refcount >= REFCOUNT_LIMIT else (REFCOUNT_LIMIT - 1 - folio.refcount) // per + 1
         taken = min(count, room)
         if taken < count:
-            mm.kernel.warn_once("try_grab_folio", f"WARNING: try_grab_folio(): refcount of pfn {folio.pfn:#x} is "
-                                f"not positive; {count - taken} grab(s) refused")
+            mm.kernel.warn_once(f"WARNING: try_grab_folio(): refcount of pfn {folio.pfn:#x} is not positive; "
+                                f"{count - taken} grab(s) refused", "try_grab_folio")
     before = folio.refcount
     folio.refcount += per * taken
     if pin:

@@ -73,13 +73,13 @@ def walk_pageattr(k: Arm64Kernel, start: int, end: int, set_mask: int, clear_mas
             continue
         name = f"pageattr_{level.entry_name}_entry"
         if addr % level.size:  # WARN_ON_ONCE when the range covers only part of the block: it starts inside it
-            k.warn_once(name, f"WARNING: CPU: 0 at arch/arm64/mm/pageattr.c {name} (partial {level.leaf_name})")
+            k.warn_once(f"WARNING: CPU: 0 at arch/arm64/mm/pageattr.c {name} (partial {level.leaf_name})", name)
             return -Errno.EINVAL
         whole_end = align_down(seg_end, level.size)
         if whole_end > addr:
             rewrite_leaves(k, addr, whole_end, level, lambda v: set_pageattr_masks(v, set_mask, clear_mask))
         if whole_end < seg_end:  # the range ends inside this block
-            k.warn_once(name, f"WARNING: CPU: 0 at arch/arm64/mm/pageattr.c {name} (partial {level.leaf_name})")
+            k.warn_once(f"WARNING: CPU: 0 at arch/arm64/mm/pageattr.c {name} (partial {level.leaf_name})", name)
             return -Errno.EINVAL
         addr = seg_end
     return 0
@@ -102,7 +102,7 @@ def update_range_prot(k: Arm64Kernel, start: int, size: int, set_mask: int, clea
     """update_range_prot(): split_kernel_leaf_mapping(), then the pageattr walk; no TLB flush."""
     ret = split_kernel_leaf_mapping(k, start, start + size)
     if ret:  # a failed split WARNs once and is returned before any walk
-        k.warn_once("update_range_prot", f"WARNING: CPU: 0 at arch/arm64/mm/pageattr.c update_range_prot ({ret})")
+        k.warn_once(f"WARNING: CPU: 0 at arch/arm64/mm/pageattr.c update_range_prot ({ret})", "update_range_prot")
         return ret
     return walk_pageattr(k, start, start + size, set_mask, clear_mask)
 
@@ -132,7 +132,7 @@ def change_memory_common(k: Arm64Kernel, addr: int, numpages: int, set_mask: int
     if addr % PAGE_SIZE:
         start &= ~(PAGE_SIZE - 1)
         end = start + size
-        k.warn_once("change_memory_common", "WARNING: CPU: 0 at arch/arm64/mm/pageattr.c change_memory_common")
+        k.warn_once("WARNING: CPU: 0 at arch/arm64/mm/pageattr.c change_memory_common")
     # the whole range must lie in a single vmalloc area, and that area must be VM_ALLOC
     area = k.find_vm_area(addr)
     if area is None or end > area.addr + area.size or area.flags & (VM_ALLOC | VM_ALLOW_HUGE_VMAP) != VM_ALLOC:

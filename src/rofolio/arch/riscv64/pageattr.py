@@ -226,7 +226,7 @@ def kernel_map_pages(k: Riscv64Kernel, addr: int, numpages: int, enable: bool) -
         if run.level != Level.PTE:
             # mm/memory.c: apply_to_pud_range() warns on a PUD leaf, apply_to_pmd_range() on a PMD leaf
             func = "apply_to_pud_range" if run.level == Level.PUD else "apply_to_pmd_range"
-            k.warn_once(func, f"WARNING: CPU: 0 at mm/memory.c {func}")
+            k.warn_once(f"WARNING: CPU: 0 at mm/memory.c {func}")
             break
         old = run.flags
         new = old | RISCV.PRESENT if enable else old & ~RISCV.PRESENT

@@ -318,7 +318,7 @@ def _split_set_static_prot(k: X86Kernel, run: Run, lpaddr: int, level: Level,
         if prot == ref_prot:
             continue
         if child != Level.PTE:
-            k.warn_once("split_set_pte", "CPA: Cannot fixup static protections for PUD split")
+            k.warn_once("CPA: Cannot fixup static protections for PUD split")
         elif fixups and fixups[-1][1] == addr and fixups[-1][2] == prot:
             fixups[-1] = (fixups[-1][0], addr + PAGE_SIZE, prot)
         else:
@@ -404,11 +404,8 @@ def verify_rwx(k: X86Kernel, old: int, new: int, start: int, pfn: int, npg: int)
     if new & (X86.RW | X86.NX) != X86.RW:
         return new
     end = start + npg * PAGE_SIZE - 1
-    k.warn_once(
-        "rwx",
-        f"CPA detected W^X violation: {old:016x} -> {new:016x} range: 0x{start:016x} - 0x{end:016x}"
-        f" PFN {pfn:x}",
-    )
+    k.warn_once(f"CPA detected W^X violation: {old:016x} -> {new:016x} range: 0x{start:016x} - 0x{end:016x}"
+                f" PFN {pfn:x}", "verify_rwx")
     return new
 
 
