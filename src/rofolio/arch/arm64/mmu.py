@@ -438,9 +438,8 @@ def arch_kfence_init_pool(k: Arm64Kernel) -> bool:
 
 
 # ------------------------------------------------------------------ splitting
-def rewrite_leaves(k: Arm64Kernel, start: int, end: int, level: Level, change: Callable[[int], int]) -> int:
-    """Rewrite every ``level`` leaf in ``[start, end)``; returns how many entries were written."""
-    written = 0
+def rewrite_leaves(k: Arm64Kernel, start: int, end: int, level: Level, change: Callable[[int], int]) -> None:
+    """Rewrite every ``level`` leaf in ``[start, end)``, one EntryWrite per run of alike entries."""
     for run in list(k.pt.runs(start, end)):
         if run.level != level:
             continue
@@ -450,8 +449,6 @@ def rewrite_leaves(k: Arm64Kernel, start: int, end: int, level: Level, change: C
         k.pt.set_flags(lo, hi, new)
         count = (hi - lo) // level.size
         k.log.append(EntryWrite(lo, level, count, old, new))
-        written += count
-    return written
 
 
 def split_contpte(k: Arm64Kernel, addr: int) -> None:
