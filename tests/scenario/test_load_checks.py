@@ -84,6 +84,55 @@ def test_a_scenario_made_in_code_gets_the_same_expect_check_when_it_runs() -> No
         run_scenario(scenario)
 
 
+def test_expect_leaf_on_a_step_without_an_address_is_refused_at_load(tmp_path: Path) -> None:
+    text = 'name = "t"\nstart = "initcalls"\n[machine]\nmem = "8G"\n[[steps]]\nop = "phase"\nto = "running"\n'
+    _, result = run(tmp_path, text + 'expect = { leaf = "2M RW" }\n')
+    assert result.exit_code == 2, result.output
+    [(message, hint)] = problems(result)
+    assert message.endswith("steps[1].expect.leaf: expect.leaf on a phase step, which acts on no kernel address")
+    assert "leaf on a step that names a page" in hint[0]
+
+
+ADDRESSLESS = """name = "t"
+start = "initcalls"
+[machine]
+mem = "8G"
+[[steps]]
+op = "pgtable_alloc_fail"
+fail = false
+[[steps]]
+op = "phase"
+to = "running"
+[[steps]]
+op = "snapshot"
+[[steps]]
+op = "compact"
+[[steps]]
+op = "shrink"
+[[steps]]
+op = "process"
+as = "p"
+[[steps]]
+op = "mmap"
+process = "p"
+as = "r"
+[[steps]]
+op = "read"
+region = "r"
+[[steps]]
+op = "exit"
+process = "p"
+"""
+
+
+def test_the_addressless_steps_are_those_whose_result_reads_no_leaf() -> None:
+    from rofolio.scenario.runner import run_scenario
+
+    result = run_scenario(parse(ADDRESSLESS))
+    assert {r.op for r in result.steps} == schema.ADDRESSLESS_OPS
+    assert all(r.leaf_after == "" for r in result.steps)
+
+
 # ------------------------------------------------------------------------------------------------------- names
 
 NAMES = '''name = "t"

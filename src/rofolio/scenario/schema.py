@@ -39,6 +39,7 @@ from rofolio.physmem import check_ram
 from rofolio.units import Level, parse_size
 
 __all__ = [
+    "ADDRESSLESS_OPS",
     "LEAF_TEXTS",
     "MM",
     "RET_TEXTS",
@@ -695,7 +696,7 @@ def problems(data: dict[str, Any]) -> list[Problem]:
     return _phase_problems(data, steps) + _name_problems(steps) + [
         Problem(("steps", index, "expect", *key), message, hint)
         for index, step in enumerate(steps) if isinstance(step.get("expect"), dict)
-        for key, message, hint in _expect_problems(step["expect"])]
+        for key, message, hint in _expect_problems(step["expect"], step.get("op"))]
 
 
 def _phase_problems(data: dict[str, Any], steps: list[dict[str, Any]]) -> list[Problem]:
@@ -773,7 +774,12 @@ _EXPECT_TYPES: dict[str, tuple[tuple[type, ...], str, str]] = {
     "leaf": ((str,), 'a leaf such as "2M RO"', 'leaf = "2M RO"'), "fault": ((bool,), "true or false", "fault = true")}
 
 
-def _expect_problems(expect: dict[str, Any]) -> list[tuple[tuple[str, ...], str, str]]:
+ADDRESSLESS_OPS = frozenset({"phase", "pgtable_alloc_fail", "snapshot", "compact", "shrink", "process", "mmap",
+                             "exit", "read"})
+"""The steps that act on no kernel address (their handler in ops.py never returns one): no leaf to read after."""
+
+
+def _expect_problems(expect: dict[str, Any], op: object = None) -> list[tuple[tuple[str, ...], str, str]]:
     """(key, message, hint) for each expectation no step can meet: an unknown key, a value of the wrong type
     or one the run never produces."""
     import rofolio.machine  # noqa: F401  (the layers above the architecture register their counters on import)
@@ -800,4 +806,8 @@ def _expect_problems(expect: dict[str, Any]) -> list[tuple[tuple[str, ...], str,
             out.append(((key,), f'expect.leaf is "{want}", which no step\'s leaf reads as',
                         f'write a leaf size ({sizes}) and RO, RW or not-present, e.g. "2M RO"; '
                         'or "none" for an address nothing maps'))
+        elif key == "leaf" and op in ADDRESSLESS_OPS:
+            out.append(((key,), f"expect.leaf on a {op} step, which acts on no kernel address",
+                        "expect ret or counters here, and leaf on a step that names a page "
+                        "(set_memory_*, write, alloc, make_readonly, ...)"))
     return out
