@@ -119,6 +119,30 @@ def test_a_machine_the_model_refuses_is_blamed_on_the_option_that_made_it(args: 
     assert_usage_error(args, lines)
 
 
+@pytest.mark.parametrize("arch", [["--set", "arch=arm64"], ["--set", "arch=x86_64,arm64"]])
+def test_compare_blames_a_refused_machine_on_the_set_value_that_made_it(arch: list[str]) -> None:
+    assert_usage_error(["compare", "rfc-demo", *arch, "--set", "kernel=6.1"],
+                       ["command line: --set kernel=6.1: the arm64 model starts at kernel 6.18, not 6.1.192",
+                        "use 6.18 or newer (BBML2 block mappings and rodata=on/noalias)"])
+
+
+def test_compare_blames_a_step_a_set_kernel_lacks_on_it_and_a_problem_of_the_file_on_the_file(
+        tmp_path: Path) -> None:
+    result = invoke("compare", "x86-collapse", "--set", "kernel=6.1.0,7.2")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == (
+        "rofolio: error: command line: --set kernel=6.1.0: set_memory_rox() does not exist before Linux 6.2; this "
+        "machine runs 6.1.0 (builtin:x86-collapse:25: steps[3].op)")
+    path = tmp_path / "old.toml"
+    path.write_text('name = "old"\n[machine]\nkernel = "6.1"\n[[steps]]\nop = "set_memory_rox"\npa = "1G"\n'
+                    'pages = 1\n')
+    result = invoke("compare", str(path), "--set", "cpus=2,4")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == (
+        f"rofolio: error: {path}:5: steps[1].op: set_memory_rox() does not exist before Linux 6.2; this machine "
+        "runs 6.1.192")
+
+
 def test_a_step_a_command_line_kernel_lacks_is_blamed_on_kernel_with_the_step_it_stops() -> None:
     result = invoke("run", "x86-collapse", "--kernel", "6.1.0")
     assert result.exit_code == 2

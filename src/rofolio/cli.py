@@ -314,13 +314,13 @@ def _blame(keys: list[str], fails: Callable[[set[str]], bool]) -> list[str] | No
     return [k for k in cures if k != "arch"] or cures
 
 
-def _blamed(err: ScenarioErrors, loaded: Any, overrides: dict[str, Any], given: dict[str, Any]) -> ScenarioErrors:
+def _blamed(err: ScenarioErrors, loaded: Any, overrides: dict[str, Any], typed: dict[str, str]) -> ScenarioErrors:
     """The problems of a run on the machine the command line describes, each one a value of the command line
-    caused said as ``command line: --kernel: ...``; one the scenario has on its own [machine] keeps FILE:LINE.
-    Which option caused it is found by running the scenario without each (only when it failed)."""
+    caused said as ``command line: --kernel: ...`` (``typed`` names each [machine] key's option); one the
+    scenario has on its own [machine] keeps FILE:LINE.  Which option caused it is found by running the scenario
+    without each (only when it failed)."""
     from rofolio.scenario.runner import run_scenario
 
-    typed = _typed_options(given)
     seen: dict[frozenset[str], set[tuple[str, int | None, str, str]] | None] = {}
 
     def problems_without(dropped: frozenset[str]) -> set[tuple[str, int | None, str, str]] | None:
@@ -417,7 +417,7 @@ def run(source: str, as_json: bool, report: Path | None, on_host: bool, host_fro
                     try:
                         result = run_scenario(scenario, progress=bar, ptdump=with_ptdump)
                     except ScenarioErrors as err:
-                        raise _blamed(err, loaded, overrides, machine) from None
+                        raise _blamed(err, loaded, overrides, _typed_options(machine)) from None
                 elif source == DEFAULT_SCENARIO:
                     from rofolio.compare import compare_configs, rfc_machines
 
@@ -555,7 +555,7 @@ def _print_side_by_side(side: Any) -> None:
               help="Also write a self-contained HTML page of the result to this file.")
 def compare_cmd(source: str, sets: tuple[str, ...], as_json: bool, report: Path | None) -> None:
     """Run a scenario under a matrix of configurations and print one table."""
-    from rofolio.compare import compare, parse_settings
+    from rofolio.compare import VariantFailed, compare, parse_settings
     from rofolio.progress import LazyProgress
     from rofolio.report import compare_html, print_compare
 
@@ -564,7 +564,11 @@ def compare_cmd(source: str, sets: tuple[str, ...], as_json: bool, report: Path 
     settings = parse_settings(list(sets))
     with _report_target(report) as write_report:
         with LazyProgress(f"comparing {source}") as bar:
-            result = compare(source, settings, progress=bar)
+            try:
+                result = compare(source, settings, progress=bar)
+            except VariantFailed as err:  # say which --set values the refusal is due to, as run does for options
+                typed = {k: f"--set {k}={v}" for k, v in err.config.items() if k in err.machine}
+                raise _blamed(err, err.base, err.machine, typed) from None
         if write_report is not None:
             write_report(compare_html(result))
     if as_json:

@@ -138,6 +138,17 @@ def _value(key: str, text: Any) -> Any:
     return text  # validation says what is wrong, with the key
 
 
+class VariantFailed(ScenarioErrors):
+    """A configuration validated but its run was refused (say the machine could not boot with it): the errors,
+    with what the command line chose (``config``), the scenario with that [mm] (``base``) and the [machine]
+    values (``machine``), so that the caller can tell which of its values the refusal is due to."""
+
+    def __init__(self, errors: list[ScenarioError], config: dict[str, Any], base: LoadedScenario,
+                 machine: dict[str, Any]) -> None:
+        super().__init__(errors)
+        self.config, self.base, self.machine = config, base, machine
+
+
 def compare(source: str | Path, settings: dict[str, list[str]],
             progress: Callable[[int, int], None] | None = None) -> CompareResult:
     """Run ``source`` once per combination of ``settings``; every combination is validated first."""
@@ -169,7 +180,13 @@ def compare_configs(source: str | Path | LoadedScenario, configs: list[dict[str,
         raise ScenarioErrors(errors)
     result = CompareResult(loaded.name, axes)
     for i, (chosen, variant) in enumerate(variants, start=1):
-        result.rows.append(CompareRow(chosen, run_scenario(variant, ptdump=ptdump)))
+        try:
+            result.rows.append(CompareRow(chosen, run_scenario(variant, ptdump=ptdump)))
+        except ScenarioErrors as err:
+            config = next(c for c in configs if {a: c.get(a, "") for a in axes} == chosen)
+            mm = {k: _value(k, v) for k, v in config.items() if k in mm_keys}
+            machine = {k: _value(k, v) for k, v in config.items() if k in machine_keys}
+            raise VariantFailed(err.errors, config, loaded.with_mm(**mm), machine) from None
         if progress:
             progress(i, len(variants))
     return result
