@@ -248,7 +248,7 @@ def _unknown_pair(key: str, value: str, arch: str, known: dict[str, Any]) -> Sce
     for option, (_, arches) in known.items():
         for name in arches:
             takes.setdefault(name, []).append(option)
-    order = sorted(takes, key=lambda name: name != arch)
+    order = sorted(takes, key=lambda name: (name != arch, name))  # the machine's own first, then by name
     return _command_line_error(f"-o {key}", "no architecture has this option",
                                "; ".join(f"{name} takes: {', '.join(takes[name])}" for name in order))
 

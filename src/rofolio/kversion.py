@@ -120,6 +120,7 @@ STABLE: Mapping[tuple[int, int], int] = MappingProxyType({
     (6, 6): 88,    # the newest 6.6 stable read for the gates (6.6.88, April 2025)
     (6, 12): 57,   # issue 12's example; not checked against a release mail
     (6, 18): 0,    # no stable release mail read: the mainline release
+    (7, 0): 1,     # Linux 7.0.1 (22 April 2026), whose release mail lists the arm64 present-invalid backport
     (7, 2): 0,     # no stable release mail read: the mainline release
 })
 NEWEST_KERNEL = KernelVersion(*max(STABLE), STABLE[max(STABLE)])

@@ -291,21 +291,28 @@ def test_late_kfence_pool_is_split_to_plain_ptes_without_a_tlbi_for_the_split() 
     assert s.delta == {"entries_written": 1, "flushes": 1, "flushes_range": 1, "flushed_pages": 1}
 
 
-def test_v7_0_splitting_a_present_invalid_block_makes_its_other_pages_valid_again() -> None:
-    """A consequence of the code as read, to be checked on the QEMU oracle before anyone relies on it.
+def test_splitting_a_present_invalid_block_keeps_its_other_pages_invalid() -> None:
+    """15bfba1ad77f made an invalid block present-invalid, so split_kernel_leaf_mapping_locked() splits it, and
+    in the same commit split_pmd() re-invalidates the children (pte_mkinvalid()): invalidating one page inside a
+    2M block that set_direct_map_valid_noflush(..., false) had unmapped whole maps none of the others again."""
+    for kernel in ("7.0.1", "7.2"):
+        k = boot_arm64(bbml2=True, kernel=kernel)
+        pfn = FOLIO_PA >> PAGE_SHIFT
+        assert k.set_direct_map_valid_noflush(pfn, 512, False) == 0
+        s = step(k, lambda k=k, pfn=pfn: k.set_direct_map_invalid_noflush(pfn + 5))
+        assert s.delta == {"splits_2m": 1, "pgtables_allocated": 1, "entries_written": 17}
+        assert not any(k.kernel_page_present(pfn + i) for i in (0, 5, 511))
+        child = k.lookup(k.page_address(pfn))
+        assert child.level == Level.PTE and child.flags & ARM64.PRESENT_INVALID and not child.valid
 
-    Since 15bfba1ad77f an invalid block is present-invalid, so split_kernel_leaf_mapping_locked()
-    splits it; split_pmd() builds the PTEs with ``(prot & ~PTE_TYPE_MASK) | PTE_TYPE_PAGE``, which sets
-    PTE_VALID again.  Invalidating one page inside a 2M block that set_direct_map_valid_noflush(..., false)
-    had unmapped whole therefore maps the other 511 again.
-    """
-    k = boot_arm64(bbml2=True, kernel="7.0")
-    pfn = FOLIO_PA >> PAGE_SHIFT
-    assert k.set_direct_map_valid_noflush(pfn, 512, False) == 0
-    assert not any(k.kernel_page_present(pfn + i) for i in (0, 5, 511))
-    s = step(k, lambda: k.set_direct_map_invalid_noflush(pfn + 5))
-    assert s.delta == {"splits_2m": 1, "pgtables_allocated": 1, "entries_written": 17}
-    assert [k.kernel_page_present(pfn + i) for i in (0, 5, 511)] == [True, False, True]
+
+def test_the_present_invalid_encoding_comes_with_7_1_and_stable_7_0_1() -> None:
+    """15bfba1ad77f was merged for v7.1 and backported to 7.0.1: 7.0.0 still clears PTE_VALID alone."""
+    for kernel, encoded in (("6.18", False), ("7.0.0", False), ("7.0.1", True), ("7.0", True), ("7.2", True)):
+        k = boot_arm64(bbml2=True, kernel=kernel)
+        pfn = FOLIO_PA >> PAGE_SHIFT
+        assert k.set_direct_map_valid_noflush(pfn, 512, False) == 0
+        assert bool(k.lookup(k.page_address(pfn)).flags & ARM64.PRESENT_INVALID) is encoded, kernel
 
 
 def test_debug_pagealloc_kernel_map_pages_flushes_only_when_unmapping() -> None:

@@ -36,12 +36,15 @@ ARM64_LARGE_BLOCKS_RODATA_FULL = register(Gate(
     "arm64: mm: support large block mapping when rodata=full"))
 ARM64_MIN_KERNEL = ARM64_LARGE_BLOCKS_RODATA_FULL.mainline
 
-# Kernel "invalid" entries use the present-invalid encoding and pageattr uses p?d_leaf()
-# (arch/arm64/mm/pageattr.c, __change_memory_common()/set_direct_map_invalid_noflush()).
-# Since commit 15bfba1ad77f ("arm64: mm: Handle invalid large leaf mappings correctly") (v7.0)
+# Kernel "invalid" entries use the present-invalid encoding, pageattr uses p?d_leaf()
+# (arch/arm64/mm/pageattr.c, __change_memory_common()/set_direct_map_invalid_noflush()), and
+# split_pmd()/split_pud() keep an invalid block's children invalid (arch/arm64/mm/mmu.c).
+# Commit 15bfba1ad77f ("arm64: mm: Handle invalid large leaf mappings correctly"), merged for v7.1
+# (arm64 for-next/core, April 2026) and in stable 7.0.1 (cbea627ea634, Linux 7.0.1 of 22 April 2026).
+# It was queued for 6.18.y too; the release that carries it was not established, so 6.18 is without it.
 ARM64_PRESENT_INVALID = register(Gate(
-    "arm64-present-invalid", KernelVersion(7, 0), "15bfba1ad77f",
-    "arm64: mm: Handle invalid large leaf mappings correctly"))
+    "arm64-present-invalid", KernelVersion(7, 1), "15bfba1ad77f",
+    "arm64: mm: Handle invalid large leaf mappings correctly", backports={(7, 0): 1}))
 ARM64_PRESENT_INVALID_KERNEL = ARM64_PRESENT_INVALID.mainline
 
 # map_mem() maps the kernel's linear alias first, with the linear map's own flags (PTEs when
@@ -199,7 +202,7 @@ class Arm64Config:
 
     @property
     def present_invalid_encoding(self) -> bool:
-        """Kernel invalid entries are present-invalid (15bfba1ad77f, v7.0)."""
+        """Kernel invalid entries are present-invalid (15bfba1ad77f: v7.1, stable 7.0.1)."""
         return ARM64_PRESENT_INVALID.applies(self.kernel)
 
     @classmethod

@@ -463,12 +463,17 @@ def split_contpmd(k: Arm64Kernel, addr: int) -> None:
     rewrite_leaves(k, group, group + CONT_PMD_SIZE, Level.PMD, lambda v: v & ~ARM64.CONT)  # pmd_mknoncont()
 
 
-def _child_prot(level: Level, val: int, to_cont: bool) -> int:
-    """split_pud()/split_pmd(): the children's descriptor, PTE_CONT cleared then set iff ``to_cont``."""
+def _child_prot(level: Level, val: int, to_cont: bool, keep_invalid: bool) -> int:
+    """split_pud()/split_pmd(): the children's descriptor, PTE_CONT cleared then set iff ``to_cont``.
+
+    The type bits make every child valid; since 15bfba1ad77f (``keep_invalid``) the children of an invalid
+    block are made present-invalid again (pmd_mkinvalid()/pte_mkinvalid()), so a split maps nothing anew."""
     if level == Level.PUD:
         prot = (val & ~ARM64.TYPE_MASK) | ARM64.TYPE_SECT  # children are PMD blocks (PMD_TYPE_SECT)
     else:
         prot = (val & ~ARM64.TYPE_MASK) | ARM64.TYPE_PAGE  # children are pages (PTE_TYPE_PAGE)
+    if keep_invalid and not pte_valid(val):
+        prot = (prot & ~ARM64.VALID) | ARM64.PRESENT_INVALID
     return (prot | ARM64.CONT) if to_cont else (prot & ~ARM64.CONT)
 
 
@@ -489,7 +494,7 @@ def split_leaves(k: Arm64Kernel, start: int, end: int, level: Level, to_cont: bo
             k.alloc_pgtable_page(child)
             return -Errno.ENOMEM
         k.log.append(PgtableAlloc(child, count))
-        prot = _child_prot(level, run.flags, to_cont)
+        prot = _child_prot(level, run.flags, to_cont, k.config.present_invalid_encoding)
         pfn = run.pfn_at(lo)
         k.pt.unmap(lo, hi)
         k.pt.map(lo, hi, child, prot, pfn)

@@ -44,7 +44,7 @@ def set_pageattr_masks(val: int, set_mask: int, clear_mask: int) -> int:
 
 
 def _is_block_leaf(k: Arm64Kernel, val: int) -> bool:
-    """pageattr_p?d_entry()'s test: p?d_sect() (valid blocks) before v7.0, p?d_leaf() since 15bfba1ad77f."""
+    """pageattr_p?d_entry()'s test: p?d_sect() (valid blocks) before 15bfba1ad77f, p?d_leaf() since (v7.1, 7.0.1)."""
     return p_leaf(val) if k.config.present_invalid_encoding else p_sect(val)
 
 
@@ -158,7 +158,7 @@ def change_memory_common(k: Arm64Kernel, addr: int, numpages: int, set_mask: int
 
 
 def set_memory_valid(k: Arm64Kernel, addr: int, numpages: int, enable: bool) -> int:
-    """set_memory_valid(): set/clear PTE_VALID (present-invalid encoding since v7.0)."""
+    """set_memory_valid(): set/clear PTE_VALID (present-invalid encoding since 15bfba1ad77f)."""
     size = PAGE_SIZE * numpages
     if k.config.present_invalid_encoding:
         valid, invalid = k.maybe_ng() | ARM64.VALID, ARM64.PRESENT_INVALID
@@ -205,7 +205,7 @@ def kernel_map_pages(k: Arm64Kernel, addr: int, numpages: int, enable: bool) -> 
 
 
 def kernel_page_present(k: Arm64Kernel, addr: int) -> bool:
-    """kernel_page_present(): walk to the leaf; a block counts as present (valid-tested since v7.0)."""
+    """kernel_page_present(): walk to the leaf; a block counts as present (valid-tested since 15bfba1ad77f)."""
     pgd = align_down(addr, Level.P4D.size)
     if not k.pt.occupied(pgd, pgd + Level.P4D.size):
         return False  # pgd_none() / p4d_none()
@@ -216,8 +216,8 @@ def kernel_page_present(k: Arm64Kernel, addr: int) -> bool:
         if state == EntryState.LEAF:
             val = k.pt.run_at(addr).flags  # type: ignore[union-attr]
             if k.config.present_invalid_encoding:
-                return pte_valid(val)  # v7.0: a block leaf is present iff it is valid
-            # before v7.0 only a valid block (p?d_sect()) answers true; v6.18 then reads an invalid block as a
+                return pte_valid(val)  # since 15bfba1ad77f: a block leaf is present iff it is valid
+            # before it only a valid block (p?d_sect()) answers true; v6.18 then reads an invalid block as a
             # table pointer, which is undefined: the model reports such a block not present
             return p_sect(val)
     run = k.pt.run_at(addr)

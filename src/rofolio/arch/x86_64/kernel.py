@@ -579,9 +579,11 @@ class X86Kernel(KernelState):
         pfn0 = self.layout.pa(addr) >> PAGE_SHIFT
         for pfn in range(pfn0, pfn0 + numpages):
             if self.memtype.get(pfn, X86.CACHE_WB) != X86.CACHE_WB:
-                self.warn(f"x86/PAT: reserve_ram_pages_type failed [mem {pfn << PAGE_SHIFT:#010x}-"
-                          f"{((pfn + 1) << PAGE_SHIFT) - 1:#010x}], track {_CATTR_NAME[self.memtype[pfn]]},"
-                          f" req {_CATTR_NAME[mode]}")
+                # a pr_info() of the whole request and the two types as enum page_cache_mode numbers; the model
+                # keeps it with the warnings, the lines a reader of the log should see
+                self.warn(f"x86/PAT: reserve_ram_pages_type failed [mem {pfn0 << PAGE_SHIFT:#010x}-"
+                          f"{((pfn0 + numpages) << PAGE_SHIFT) - 1:#010x}], track "
+                          f"{_PAGE_CACHE_MODE[self.memtype[pfn]]:#x}, req {_PAGE_CACHE_MODE[mode]:#x}")
                 return -Errno.EBUSY
         for pfn in range(pfn0, pfn0 + numpages):
             self.memtype[pfn] = mode
@@ -600,5 +602,6 @@ def _overlaps(r1_start: int, r1_end: int, r2_start: int, r2_end: int) -> bool:
     return r1_start <= r2_end and r2_start <= r1_end
 
 
-# cattr_name() (arch/x86/mm/pat/memtype.c) for the one type the model reserves: set_memory_uc()'s UC-
-_CATTR_NAME = {X86.CACHE_UC_MINUS: "uncached-minus"}
+# enum page_cache_mode (arch/x86/include/asm/pgtable_types.h) of the one type the model reserves,
+# set_memory_uc()'s UC-: the number reserve_ram_pages_type() (arch/x86/mm/pat/memtype.c) prints
+_PAGE_CACHE_MODE = {X86.CACHE_UC_MINUS: 2}
