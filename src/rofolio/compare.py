@@ -164,14 +164,15 @@ def compare_configs(source: str | Path | LoadedScenario, configs: list[dict[str,
     keeps each run's direct-map dump before and after its steps."""
     loaded = load(source)
     axes = axes or sorted({k for c in configs for k in c})
-    variants: list[tuple[dict[str, Any], LoadedScenario]] = []
+    variants: list[tuple[dict[str, Any], LoadedScenario, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
     errors: list[ScenarioError] = []
     machine_keys, mm_keys = _machine_keys(), _mm_keys()
     for chosen in configs:
         machine = {k: _value(k, v) for k, v in chosen.items() if k in machine_keys}
         mm = {k: _value(k, v) for k, v in chosen.items() if k in mm_keys}
         try:
-            variants.append(({a: chosen.get(a, "") for a in axes}, loaded.with_machine(**machine).with_mm(**mm)))
+            variants.append(({a: chosen.get(a, "") for a in axes}, loaded.with_machine(**machine).with_mm(**mm),
+                             chosen, machine, mm))
         except ScenarioErrors as err:
             where = "--set " + " ".join(f"{k}={v}" for k, v in chosen.items())
             errors += [ScenarioError(e.message, e.hint or "choose another value for --set", file="command line",
@@ -179,13 +180,10 @@ def compare_configs(source: str | Path | LoadedScenario, configs: list[dict[str,
     if errors:
         raise ScenarioErrors(errors)
     result = CompareResult(loaded.name, axes)
-    for i, (chosen, variant) in enumerate(variants, start=1):
+    for i, (row, variant, config, machine, mm) in enumerate(variants, start=1):
         try:
-            result.rows.append(CompareRow(chosen, run_scenario(variant, ptdump=ptdump)))
+            result.rows.append(CompareRow(row, run_scenario(variant, ptdump=ptdump)))
         except ScenarioErrors as err:
-            config = next(c for c in configs if {a: c.get(a, "") for a in axes} == chosen)
-            mm = {k: _value(k, v) for k, v in config.items() if k in mm_keys}
-            machine = {k: _value(k, v) for k, v in config.items() if k in machine_keys}
             raise VariantFailed(err.errors, config, loaded.with_mm(**mm), machine) from None
         if progress:
             progress(i, len(variants))

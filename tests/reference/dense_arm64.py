@@ -109,6 +109,8 @@ class DenseArm64:
         child_type = SECT if lvl == PUD else PAGE
         old = self._f(first)
         new = (old & ~TYPE_MASK) | child_type | CONT
+        if self.v7 and not old & VALID:  # 15bfba1ad77f: the children of an invalid block stay invalid
+            new = (new & ~VALID) | PRESENT_INVALID
         self.level[first:first + size] = lvl - 1
         self.flags[first:first + size] = np.uint64(new)
         self.c.pgtables_allocated += 1

@@ -89,7 +89,8 @@ def test_expect_leaf_on_a_step_without_an_address_is_refused_at_load(tmp_path: P
     _, result = run(tmp_path, text + 'expect = { leaf = "2M RW" }\n')
     assert result.exit_code == 2, result.output
     [(message, hint)] = problems(result)
-    assert message.endswith("steps[1].expect.leaf: expect.leaf on a phase step, which acts on no kernel address")
+    assert message.endswith('steps[1].expect.leaf: expect.leaf on an op = "phase" step, which acts on no kernel '
+                            "address")
     assert "leaf on a step that names a page" in hint[0]
 
 

@@ -807,7 +807,7 @@ def _expect_problems(expect: dict[str, Any], op: object = None) -> list[tuple[tu
                         f'write a leaf size ({sizes}) and RO, RW or not-present, e.g. "2M RO"; '
                         'or "none" for an address nothing maps'))
         elif key == "leaf" and op in ADDRESSLESS_OPS:
-            out.append(((key,), f"expect.leaf on a {op} step, which acts on no kernel address",
+            out.append(((key,), f'expect.leaf on an op = "{op}" step, which acts on no kernel address',
                         "expect ret or counters here, and leaf on a step that names a page "
                         "(set_memory_*, write, alloc, make_readonly, ...)"))
     return out

@@ -188,8 +188,9 @@ def test_set_memory_wb_frees_only_its_own_pages_whatever_they_held(gb_machine: M
 
 
 def test_pages_just_below_the_kernel_image_are_written_as_one_stretch(nogb_machine: Machine) -> None:
-    """cpa_process_alias() acts page by page only for pfns inside [highmap_start_pfn(), highmap_end_pfn()]; three
-    4K pages ending right below it have no high-map alias, so the model writes them in one step."""
+    """The model's batching (the kernel itself goes page by page, cpa->numpages = 1 for 4K entries): it keeps to
+    single pages only where cpa_process_alias() has a high-map alias to change, for pfns inside
+    [highmap_start_pfn(), highmap_end_pfn()]; three 4K pages ending right below that have none, so one step."""
     k = nogb_machine.kernel
     first, _ = k.image.highmap_pfns()
     va = k.va((first - 3) << PAGE_SHIFT)
