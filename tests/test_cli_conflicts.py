@@ -126,6 +126,14 @@ def test_compare_blames_a_refused_machine_on_the_set_value_that_made_it(arch: li
                         "use 6.18 or newer (BBML2 block mappings and rodata=on/noalias)"])
 
 
+def test_compare_blames_an_mm_value_the_machine_refuses_on_its_set() -> None:
+    result = invoke("compare", "rfc-demo", "--set", "movablecore=100G")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[:2] == [
+        "rofolio: error: command line: --set movablecore=100G: movablecore=100G reaches below 4 GiB",
+        "rofolio: hint: ZONE_MOVABLE is taken from ZONE_NORMAL"]
+
+
 def test_compare_blames_a_step_a_set_kernel_lacks_on_it_and_a_problem_of_the_file_on_the_file(
         tmp_path: Path) -> None:
     result = invoke("compare", "x86-collapse", "--set", "kernel=6.1.0,7.2")

@@ -316,9 +316,10 @@ def _blame(keys: list[str], fails: Callable[[set[str]], bool]) -> list[str] | No
 
 def _blamed(err: ScenarioErrors, loaded: Any, overrides: dict[str, Any], typed: dict[str, str]) -> ScenarioErrors:
     """The problems of a run on the machine the command line describes, each one a value of the command line
-    caused said as ``command line: --kernel: ...`` (``typed`` names each [machine] key's option); one the
-    scenario has on its own [machine] keeps FILE:LINE.  Which option caused it is found by running the scenario
+    caused said as ``command line: --kernel: ...`` (``typed`` names each [machine] or [mm] key's option); one
+    the scenario has on its own keeps FILE:LINE.  Which option caused it is found by running the scenario
     without each (only when it failed)."""
+    from rofolio.scenario import schema
     from rofolio.scenario.runner import run_scenario
 
     seen: dict[frozenset[str], set[tuple[str, int | None, str, str]] | None] = {}
@@ -327,8 +328,10 @@ def _blamed(err: ScenarioErrors, loaded: Any, overrides: dict[str, Any], typed: 
         """Where the run fails without the dropped options; None when they cannot be dropped alone."""
         if dropped not in seen:
             kept = {k: v for k, v in overrides.items() if k not in dropped}
+            mm = {k: kept.pop(k) for k in list(kept) if k in schema.MM.model_fields}  # compare --set takes [mm] too
+            variant = loaded.with_machine(**kept) if kept else loaded
             try:
-                run_scenario(loaded.with_machine(**kept) if kept else loaded)
+                run_scenario(variant.with_mm(**mm) if mm else variant)
                 seen[dropped] = set()
             except ScenarioErrors as other:
                 masked = all(e.file == "command line" for e in other.errors)
@@ -567,8 +570,8 @@ def compare_cmd(source: str, sets: tuple[str, ...], as_json: bool, report: Path 
             try:
                 result = compare(source, settings, progress=bar)
             except VariantFailed as err:  # say which --set values the refusal is due to, as run does for options
-                typed = {k: f"--set {k}={v}" for k, v in err.config.items() if k in err.machine}
-                raise _blamed(err, err.base, err.machine, typed) from None
+                typed = {k: f"--set {k}={v}" for k, v in err.config.items() if k in err.overrides}
+                raise _blamed(err, err.base, err.overrides, typed) from None
         if write_report is not None:
             write_report(compare_html(result))
     if as_json:

@@ -140,13 +140,13 @@ def _value(key: str, text: Any) -> Any:
 
 class VariantFailed(ScenarioErrors):
     """A configuration validated but its run was refused (say the machine could not boot with it): the errors,
-    with what the command line chose (``config``), the scenario with that [mm] (``base``) and the [machine]
-    values (``machine``), so that the caller can tell which of its values the refusal is due to."""
+    with what the command line chose (``config``), the scenario (``base``) and the [machine] and [mm] values
+    (``overrides``), so that the caller can tell which of its values the refusal is due to."""
 
     def __init__(self, errors: list[ScenarioError], config: dict[str, Any], base: LoadedScenario,
-                 machine: dict[str, Any]) -> None:
+                 overrides: dict[str, Any]) -> None:
         super().__init__(errors)
-        self.config, self.base, self.machine = config, base, machine
+        self.config, self.base, self.overrides = config, base, overrides
 
 
 def compare(source: str | Path, settings: dict[str, list[str]],
@@ -184,7 +184,7 @@ def compare_configs(source: str | Path | LoadedScenario, configs: list[dict[str,
         try:
             result.rows.append(CompareRow(row, run_scenario(variant, ptdump=ptdump)))
         except ScenarioErrors as err:
-            raise VariantFailed(err.errors, config, loaded.with_mm(**mm), machine) from None
+            raise VariantFailed(err.errors, config, loaded, {**machine, **mm}) from None
         if progress:
             progress(i, len(variants))
     return result
