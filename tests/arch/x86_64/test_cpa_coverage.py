@@ -5,10 +5,12 @@ bookkeeping, CPA_ARRAY, DEBUG_PAGEALLOC, the no-alias and vmap paths, and the RF
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from rofolio.errors import AddressError, Errno
-from rofolio.events import CacheFlush, EntryWrite, Flush, FlushKind, KernelWarning
+from rofolio.events import CacheFlush, EntryWrite, Flush, FlushKind, KernelWarning, LargePageCheck
 from rofolio.machine import Machine
 from rofolio.prot import X86
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, GiB, Level
@@ -122,11 +124,28 @@ def test_a_large_page_that_breaks_a_static_protection_is_split_and_fixed_up() ->
     step = machine.step("x", lambda: k.set_memory_x(page, 1))
     assert step.ret == 0
     assert any("__should_split_large_page" in e.text for e in step.events if isinstance(e, KernelWarning))
+    assert [(e.addr, e.level, e.outcome) for e in step.events if isinstance(e, LargePageCheck)][:1] == [
+        (region, Level.PMD, "split")]  # cpa_stats counts it checked, neither sameprot nor preserved
     for p in (region, page, region + Level.PMD.size - PAGE_SIZE):
         found = k.lookup_address(p)
         if k.layout.pa(p) >> 12 >= lo:  # every page of this region from .rodata's start on
             assert found.level == Level.PTE and found.read_only
         assert bool(found.flags & X86.NX) == (p != page)
+
+
+def test_a_whole_large_page_request_a_static_protection_objects_to_is_split() -> None:
+    """__should_split_large_page(): set_memory_rw() over a whole 2M leaf of .rodata asks for RW that
+    protect_rodata() refuses (CPA_DETECT), so the request differs from what may be set and the leaf is split (a
+    check counted as neither sameprot nor preserved); every page stays read-only."""
+    machine = boot_running(gbpages=False)
+    k = machine.kernel
+    lo, hi = k.image.rodata_pfns()
+    region = k.va(lo << 12)
+    assert region % Level.PMD.size == 0 and (hi + 1 - lo) >= 512 and k.lookup_address(region).level == Level.PMD
+    step = machine.step("rw", lambda: k.set_memory_rw(region, 512))
+    assert [(e.addr, e.level, e.outcome) for e in step.events if isinstance(e, LargePageCheck)][:1] == [
+        (region, Level.PMD, "split")]
+    assert all(k.lookup_address(region + i * PAGE_SIZE).read_only for i in (0, 511))
 
 
 def test_each_4k_entry_of_the_fixed_up_split_is_warned_about_and_fixed_as_the_large_leaf_still_stood() -> None:
@@ -197,6 +216,33 @@ def test_pages_just_below_the_kernel_image_are_written_as_one_stretch(nogb_machi
     assert k.set_memory_4k(va, 3) == 0
     step = nogb_machine.step("ro", lambda: k.set_memory_ro(va, 3))
     assert [(e.addr, e.count) for e in step.events if isinstance(e, EntryWrite)] == [(va, 3)]
+
+
+def test_cpa_stats_count_each_large_page_check_by_its_outcome(nogb_machine: Machine) -> None:
+    """__should_split_large_page() with CONFIG_X86_CPA_STATISTICS (debugfs x86/cpa_stats): a whole 2M leaf
+    changed in place is checked and preserved (one entry written, the leaf itself); asked again it is checked
+    and sameprot; one page of another 2M leaf is checked and split (neither sameprot nor preserved)."""
+    k = nogb_machine.kernel
+    leaf = k.va(6 * GiB)
+
+    def stats() -> dict[str, int]:
+        return {key: v for key, v in k.log.counters.cpa_stats().items() if key.startswith("2M")}
+
+    def checks(step: Any) -> list[tuple[int, Level, str]]:
+        return [(e.addr, e.level, e.outcome) for e in step.events if isinstance(e, LargePageCheck)]
+
+    before = stats()
+    step = nogb_machine.step("ro", lambda: k.set_memory_ro(leaf, 512))
+    old = k.lookup_address(leaf + Level.PMD.size).flags  # an untouched neighbour: the leaf as it was
+    assert [(e.addr, e.level, e.count, e.old) for e in step.events if isinstance(e, EntryWrite)] == [
+        (leaf, Level.PMD, 1, old)]
+    assert checks(step) == [(leaf, Level.PMD, "preserved")]
+    again = nogb_machine.step("ro again", lambda: k.set_memory_ro(leaf, 512))
+    assert checks(again) == [(leaf, Level.PMD, "sameprot")]
+    nogb_machine.step("one page", lambda: k.set_memory_ro(leaf + Level.PMD.size, 1))
+    after = stats()
+    assert {key: after[key] - before[key] for key in after} == {
+        "2M pages checked": 3, "2M pages sameprot": 1, "2M pages preserved": 1}
 
 
 def test_flush_tlb_kernel_range_invalidates_page_by_page_up_to_the_ceiling(gb_machine: Machine) -> None:
@@ -338,7 +384,8 @@ def test_cpa_test_in_array_mode_goes_page_by_page_and_splits_what_range_mode_kee
     found = k.lookup_address(leaf)
     assert found.level == Level.PMD and found.flags & X86.CPA_TEST
     pages = tuple(other + i * PAGE_SIZE for i in range(512))
-    assert k.set_memory_cpa_test(pages, 512, True, array=True) == 0
+    array = nogb_machine.step("array", lambda: k.set_memory_cpa_test(pages, 512, True, array=True))
+    assert array.ret == 0 and not [e for e in array.events if isinstance(e, KernelWarning)]  # all page-aligned
     found = k.lookup_address(other + 7 * PAGE_SIZE)
     assert found.level == Level.PTE and found.flags & X86.CPA_TEST
     assert k.set_memory_cpa_test(pages, 512, False, array=True) == 0
@@ -349,13 +396,19 @@ def test_cpa_test_in_array_mode_goes_page_by_page_and_splits_what_range_mode_kee
 
 
 def test_an_unaligned_address_is_rounded_down_to_its_own_page_with_a_warning(nogb_machine: Machine) -> None:
-    """change_page_attr_set_clr(): an address inside a page is a caller bug: WARN_ON_ONCE, then PAGE_MASK."""
+    """change_page_attr_set_clr(): an address inside a page is a caller bug: WARN_ON_ONCE, then PAGE_MASK; in
+    array mode each address is masked, and one that was not aligned warns the same way."""
     k = nogb_machine.kernel
     page = k.va(6 * GiB + 3 * PAGE_SIZE)  # an odd page: rounding must clear the offset only
     step = nogb_machine.step("ro", lambda: k.set_memory_ro(page + 0x123, 1))
     assert step.ret == 0
     assert [e.text for e in step.events if isinstance(e, KernelWarning)] == [
         "WARNING: CPU: 0 at arch/x86/mm/pat/set_memory.c change_page_attr_set_clr (unaligned)"]
+    array = nogb_machine.step("array", lambda: k.set_memory_cpa_test((page + 0x10, page + PAGE_SIZE), 2, True,
+                                                                      array=True))
+    assert [e.text for e in array.events if isinstance(e, KernelWarning)] == [
+        "WARNING: CPU: 0 at arch/x86/mm/pat/set_memory.c change_page_attr_set_clr (unaligned)"]
+    assert k.lookup_address(page).flags & X86.CPA_TEST
     assert k.lookup_address(page).read_only
     assert k.lookup_address(page - PAGE_SIZE).writable and k.lookup_address(page + PAGE_SIZE).writable
 
