@@ -430,7 +430,8 @@ def test_each_entry_point_records_its_call_and_refuses_a_user_address(nogb_machi
     for name, call in (("set_memory_ro", k.set_memory_ro), ("set_memory_rw", k.set_memory_rw),
                        ("set_memory_np", k.set_memory_np), ("set_memory_p", k.set_memory_p),
                        ("set_memory_nx", k.set_memory_nx), ("set_memory_x", k.set_memory_x),
-                       ("set_memory_uc", k.set_memory_uc), ("set_memory_wb", k.set_memory_wb)):
+                       ("set_memory_uc", k.set_memory_uc), ("set_memory_wb", k.set_memory_wb),
+                       ("set_memory_rox", k.set_memory_rox)):
         step = nogb_machine.step(name, lambda call=call: call(page, 2))
         assert (step.events[0].func, step.events[0].addr, step.events[0].numpages) == (name, page, 2)  # type: ignore[attr-defined]
     with pytest.raises(AddressError) as err:
