@@ -319,7 +319,7 @@ def _blamed(err: ScenarioErrors, loaded: Any, overrides: dict[str, Any], typed: 
     caused said as ``command line: --kernel: ...`` (``typed`` names each [machine] or [mm] key's option); one
     the scenario has on its own keeps FILE:LINE.  Which option caused it is found by running the scenario
     without each (only when it failed)."""
-    from rofolio.scenario import schema
+    from rofolio.compare import with_settings
     from rofolio.scenario.runner import run_scenario
 
     seen: dict[frozenset[str], set[tuple[str, int | None, str, str]] | None] = {}
@@ -328,10 +328,8 @@ def _blamed(err: ScenarioErrors, loaded: Any, overrides: dict[str, Any], typed: 
         """Where the run fails without the dropped options; None when they cannot be dropped alone."""
         if dropped not in seen:
             kept = {k: v for k, v in overrides.items() if k not in dropped}
-            mm = {k: kept.pop(k) for k in list(kept) if k in schema.MM.model_fields}  # compare --set takes [mm] too
-            variant = loaded.with_machine(**kept) if kept else loaded
             try:
-                run_scenario(variant.with_mm(**mm) if mm else variant)
+                run_scenario(with_settings(loaded, kept))
                 seen[dropped] = set()
             except ScenarioErrors as other:
                 masked = all(e.file == "command line" for e in other.errors)

@@ -25,7 +25,8 @@ from rofolio.scenario import schema
 from rofolio.scenario.loader import LoadedScenario, load
 from rofolio.scenario.runner import ScenarioResult, run_scenario
 
-__all__ = ["ALIASES", "CompareResult", "CompareRow", "compare", "compare_configs", "parse_settings", "rfc_machines"]
+__all__ = ["ALIASES", "CompareResult", "CompareRow", "VariantFailed", "compare", "compare_configs", "parse_settings",
+           "rfc_machines", "with_settings"]
 
 ALIASES = {"model": "lifetime"}  # --set keys besides the [machine]/[mm] keys; arch flags are added from the registry
 
@@ -138,6 +139,15 @@ def _value(key: str, text: Any) -> Any:
     return text  # validation says what is wrong, with the key
 
 
+def with_settings(loaded: LoadedScenario, values: dict[str, Any]) -> LoadedScenario:
+    """``loaded`` with typed [machine] and [mm] values, each key to its own table (a --set combination, or the
+    part of one that is kept when finding which value a refusal is due to)."""
+    machine = {k: v for k, v in values.items() if k not in schema.MM.model_fields}
+    mm = {k: v for k, v in values.items() if k in schema.MM.model_fields}
+    variant = loaded.with_machine(**machine) if machine else loaded
+    return variant.with_mm(**mm) if mm else variant
+
+
 class VariantFailed(ScenarioErrors):
     """A configuration validated but its run was refused (say the machine could not boot with it): the errors,
     with what the command line chose (``config``), the scenario (``base``) and the [machine] and [mm] values
@@ -164,15 +174,13 @@ def compare_configs(source: str | Path | LoadedScenario, configs: list[dict[str,
     keeps each run's direct-map dump before and after its steps."""
     loaded = load(source)
     axes = axes or sorted({k for c in configs for k in c})
-    variants: list[tuple[dict[str, Any], LoadedScenario, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
+    variants: list[tuple[dict[str, Any], dict[str, Any], LoadedScenario]] = []  # chosen, typed, the scenario
     errors: list[ScenarioError] = []
-    machine_keys, mm_keys = _machine_keys(), _mm_keys()
+    keys = set(_machine_keys()) | set(_mm_keys())
     for chosen in configs:
-        machine = {k: _value(k, v) for k, v in chosen.items() if k in machine_keys}
-        mm = {k: _value(k, v) for k, v in chosen.items() if k in mm_keys}
+        values = {k: _value(k, v) for k, v in chosen.items() if k in keys}
         try:
-            variants.append(({a: chosen.get(a, "") for a in axes}, loaded.with_machine(**machine).with_mm(**mm),
-                             chosen, machine, mm))
+            variants.append((chosen, values, with_settings(loaded, values)))
         except ScenarioErrors as err:
             where = "--set " + " ".join(f"{k}={v}" for k, v in chosen.items())
             errors += [ScenarioError(e.message, e.hint or "choose another value for --set", file="command line",
@@ -180,11 +188,11 @@ def compare_configs(source: str | Path | LoadedScenario, configs: list[dict[str,
     if errors:
         raise ScenarioErrors(errors)
     result = CompareResult(loaded.name, axes)
-    for i, (row, variant, config, machine, mm) in enumerate(variants, start=1):
+    for i, (chosen, values, variant) in enumerate(variants, start=1):
         try:
-            result.rows.append(CompareRow(row, run_scenario(variant, ptdump=ptdump)))
+            result.rows.append(CompareRow({a: chosen.get(a, "") for a in axes}, run_scenario(variant, ptdump=ptdump)))
         except ScenarioErrors as err:
-            raise VariantFailed(err.errors, config, loaded, {**machine, **mm}) from None
+            raise VariantFailed(err.errors, chosen, loaded, values) from None
         if progress:
             progress(i, len(variants))
     return result
