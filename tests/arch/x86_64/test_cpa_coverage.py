@@ -31,6 +31,11 @@ def _none(machine: Machine, pa: int) -> bool:
     return found is None or found.flags == 0
 
 
+def _large_page_checks(step: Any) -> list[tuple[int, Level, str]]:
+    """The __should_split_large_page() outcomes a step recorded (what cpa_stats counts)."""
+    return [(e.addr, e.level, e.outcome) for e in step.events if isinstance(e, LargePageCheck)]
+
+
 def test_a_range_across_a_hole_changes_the_ram_on_both_sides_and_skips_the_hole(gb_machine: Machine) -> None:
     """__cpa_process_fault(): a hole inside PAGE_OFFSET + max_pfn_mapped is skipped without an error or a warning;
     the walk goes on at the next RAM page."""
@@ -124,7 +129,7 @@ def test_a_large_page_that_breaks_a_static_protection_is_split_and_fixed_up() ->
     step = machine.step("x", lambda: k.set_memory_x(page, 1))
     assert step.ret == 0
     assert any("__should_split_large_page" in e.text for e in step.events if isinstance(e, KernelWarning))
-    assert [(e.addr, e.level, e.outcome) for e in step.events if isinstance(e, LargePageCheck)][:1] == [
+    assert _large_page_checks(step)[:1] == [
         (region, Level.PMD, "split")]  # cpa_stats counts it checked, neither sameprot nor preserved
     for p in (region, page, region + Level.PMD.size - PAGE_SIZE):
         found = k.lookup_address(p)
@@ -143,7 +148,7 @@ def test_a_whole_large_page_request_a_static_protection_objects_to_is_split() ->
     region = k.va(lo << 12)
     assert region % Level.PMD.size == 0 and (hi + 1 - lo) >= 512 and k.lookup_address(region).level == Level.PMD
     step = machine.step("rw", lambda: k.set_memory_rw(region, 512))
-    assert [(e.addr, e.level, e.outcome) for e in step.events if isinstance(e, LargePageCheck)][:1] == [
+    assert _large_page_checks(step)[:1] == [
         (region, Level.PMD, "split")]
     assert all(k.lookup_address(region + i * PAGE_SIZE).read_only for i in (0, 511))
 
@@ -228,17 +233,14 @@ def test_cpa_stats_count_each_large_page_check_by_its_outcome(nogb_machine: Mach
     def stats() -> dict[str, int]:
         return {key: v for key, v in k.log.counters.cpa_stats().items() if key.startswith("2M")}
 
-    def checks(step: Any) -> list[tuple[int, Level, str]]:
-        return [(e.addr, e.level, e.outcome) for e in step.events if isinstance(e, LargePageCheck)]
-
     before = stats()
     step = nogb_machine.step("ro", lambda: k.set_memory_ro(leaf, 512))
     old = k.lookup_address(leaf + Level.PMD.size).flags  # an untouched neighbour: the leaf as it was
     assert [(e.addr, e.level, e.count, e.old) for e in step.events if isinstance(e, EntryWrite)] == [
         (leaf, Level.PMD, 1, old)]
-    assert checks(step) == [(leaf, Level.PMD, "preserved")]
+    assert _large_page_checks(step) == [(leaf, Level.PMD, "preserved")]
     again = nogb_machine.step("ro again", lambda: k.set_memory_ro(leaf, 512))
-    assert checks(again) == [(leaf, Level.PMD, "sameprot")]
+    assert _large_page_checks(again) == [(leaf, Level.PMD, "sameprot")]
     nogb_machine.step("one page", lambda: k.set_memory_ro(leaf + Level.PMD.size, 1))
     after = stats()
     assert {key: after[key] - before[key] for key in after} == {
