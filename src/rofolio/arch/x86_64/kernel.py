@@ -576,13 +576,14 @@ class X86Kernel(KernelState):
     # ------------------------------------------------------------- memtype
     def _memtype_reserve(self, addr: int, numpages: int, mode: int) -> int:
         """reserve_ram_pages_type(): RAM pages can hold one non-WB type at a time, else -EBUSY."""
-        pfn0 = self.layout.pa(addr) >> PAGE_SHIFT
+        start = self.layout.pa(addr)
+        pfn0 = start >> PAGE_SHIFT
         for pfn in range(pfn0, pfn0 + numpages):
             if self.memtype.get(pfn, X86.CACHE_WB) != X86.CACHE_WB:
                 # a pr_info() of the whole request and the two types as enum page_cache_mode numbers; the model
                 # keeps it with the warnings, the lines a reader of the log should see
-                self.warn(f"x86/PAT: reserve_ram_pages_type failed [mem {pfn0 << PAGE_SHIFT:#010x}-"
-                          f"{((pfn0 + numpages) << PAGE_SHIFT) - 1:#010x}], track "
+                self.warn(f"x86/PAT: reserve_ram_pages_type failed [mem {start:#010x}-"
+                          f"{start + numpages * PAGE_SIZE - 1:#010x}], track "
                           f"{_PAGE_CACHE_MODE[self.memtype[pfn]]:#x}, req {_PAGE_CACHE_MODE[mode]:#x}")
                 return -Errno.EBUSY
         for pfn in range(pfn0, pfn0 + numpages):
