@@ -168,6 +168,20 @@ def test_rox_does_not_collapse_before_6_15() -> None:
     assert k.lookup_address(va).level == Level.PTE
 
 
+def test_rox_never_collapses_a_pte_table_of_non_present_pages() -> None:
+    """collapse_pmd_page(): every PTE after the first must be present with the first one's flags, so 512 alike
+    non-present PTEs (set_memory_rox() clears RW and NX but leaves _PAGE_PRESENT as it was) stay a PTE table."""
+    machine = boot_running(kernel="6.15")
+    k = machine.kernel
+    va = _in_1g_leaf(machine)
+    k.set_memory_rox(va, 1)  # 1G -> 2M -> 4K
+    k.set_memory_np(va, 512)
+    step = machine.step("rox np", lambda: k.set_memory_rox(va, 512))  # now 512 alike PTEs, none present
+    assert step.ret == 0 and not [e for e in step.events if isinstance(e, Collapse)]
+    assert k.lookup_address(va).level == Level.PTE and not k.lookup_address(va).present
+    assert "direct_map_level2_collapses" not in step.delta()
+
+
 def test_set_memory_4k_pages_never_collapse_on_6_15() -> None:
     machine = boot_running(kernel="6.15")
     k = machine.kernel

@@ -397,6 +397,24 @@ def test_cpa_test_in_array_mode_goes_page_by_page_and_splits_what_range_mode_kee
     assert again.ret == 0 and not [e for e in again.events if isinstance(e, (EntryWrite, Flush))]
 
 
+def test_an_array_change_of_image_pages_changes_each_high_map_alias_in_linear_mode(gb_machine: Machine) -> None:
+    """cpa_process_alias(): the alias request is the caller's with CPA_ARRAY and CPA_PAGES_ARRAY cleared, so each
+    page of an array call has its own high-map alias changed, one page at that page's address, and nothing
+    between."""
+    k = gb_machine.kernel
+    data_pa = k.image.sdata + 16 * PAGE_SIZE  # .data pages: no static protection strips the test bit
+    pages = (k.va(data_pa), k.va(data_pa + 2 * PAGE_SIZE))
+    step = gb_machine.step("array", lambda: k.set_memory_cpa_test(pages, 2, True, array=True))
+    assert step.ret == 0
+    for pa in (data_pa, data_pa + 2 * PAGE_SIZE):
+        assert k.lookup_address(k.va(pa)).flags & X86.CPA_TEST
+        assert k.lookup_address(k.highmap_va(pa)).flags & X86.CPA_TEST
+    between = data_pa + PAGE_SIZE
+    assert not k.lookup_address(k.va(between)).flags & X86.CPA_TEST
+    assert not k.lookup_address(k.highmap_va(between)).flags & X86.CPA_TEST
+    assert [e for e in step.events if isinstance(e, Flush)][-1].flush is FlushKind.ALL  # force_flush_all
+
+
 def test_an_unaligned_address_is_rounded_down_to_its_own_page_with_a_warning(nogb_machine: Machine) -> None:
     """change_page_attr_set_clr(): an address inside a page is a caller bug: WARN_ON_ONCE, then PAGE_MASK; in
     array mode each address is masked, and one that was not aligned warns the same way."""
