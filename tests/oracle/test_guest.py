@@ -192,3 +192,26 @@ def test_only_a_guest_that_never_reached_init_is_booted_again() -> None:
         "before /init; booted again",)
     twice, boots = runs(hung_early, hung_early)
     assert boots == 2 and twice.timed_out and len(twice.notes) == 1  # a second failure is returned as it is
+
+
+def test_a_guest_that_loads_nothing_is_booted_again_after_a_panic_past_init() -> None:
+    """boot_again_before_init(panic_after_init=True), for the guests whose /init only reads files: a kernel panic
+    after /init cannot be the experiment's, so that guest is booted once more and the note says it came after
+    /init; a guest that only hung after /init, or panicked with a module loaded, is booted once."""
+    def runs(*boots: guest.Boot, panic_after_init: bool) -> tuple[guest.Boot, int]:
+        queue = list(boots)
+        got = guest.boot_again_before_init(lambda: queue.pop(0), panic_after_init=panic_after_init)
+        return got, len(boots) - len(queue)
+
+    panic_late = guest.Boot([], 0, False, 30.0, f"{guest.BEGIN}\nKC WALK\n"
+                            "Kernel panic - not syncing: Fatal exception in interrupt\n", "")
+    hung_late = guest.Boot([], -9, True, 180.0, f"{guest.BEGIN}\nKC WALK\n", "")
+    ok = guest.Boot([], 0, False, 8.0, f"{guest.BEGIN}\n=== ORACLE END\n", "")
+    assert runs(panic_late, ok, panic_after_init=False) == (panic_late, 1)
+    assert runs(hung_late, ok, panic_after_init=True) == (hung_late, 1)
+    again, boots = runs(panic_late, ok, panic_after_init=True)
+    assert boots == 2 and again.serial == ok.serial and again.notes == (
+        "the first guest stopped (QEMU exit 0), its console saying 'Kernel panic - not syncing: Fatal exception "
+        "in interrupt', after /init, which loads nothing of rofolio's; booted again",)
+    twice, boots = runs(panic_late, panic_late, panic_after_init=True)
+    assert boots == 2 and guest.panicked(twice.serial) and len(twice.notes) == 1

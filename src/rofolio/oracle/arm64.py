@@ -50,7 +50,7 @@ import click
 
 from rofolio.errors import RofolioError
 from rofolio.oracle.errors import OracleError
-from rofolio.oracle.guest import Boot, boot_again_before_init, cpio_archive, keep, run_qemu
+from rofolio.oracle.guest import Boot, boot_again_before_init, cpio_archive, keep, panicked, run_qemu
 from rofolio.oracle.setup import (
     cache_dir,
     fetch_deb_members,
@@ -297,13 +297,14 @@ def qemu_command(install: Arm64Install, initrd: Path, mem: str, rodata: str) -> 
 
 def boot_guest(install: Arm64Install, mem: str, rodata: str, timeout: float = 300.0) -> Boot:
     """Boot the arm64 kernel with the walker's initramfs and wait for power-off (or the timeout); a guest that
-    never reached /init is booted once more (boot_again_before_init())."""
+    never reached /init, or panicked after it (the walker's /init loads nothing), is booted once more
+    (boot_again_before_init())."""
     def once() -> Boot:
         with tempfile.TemporaryDirectory(prefix="rofolio-arm64-") as tmp:
             initrd = Path(tmp) / "initrd.gz"
             initrd.write_bytes(build_initramfs(Path(install.busybox).read_bytes(), Path(install.kc).read_bytes()))
             return run_qemu(qemu_command(install, initrd, mem, rodata), timeout, "run the arm64 setup again")
-    run = boot_again_before_init(once)
+    run = boot_again_before_init(once, panic_after_init=True)
     return replace(run, serial=run.serial.replace("\r", ""))
 
 
@@ -363,7 +364,7 @@ def _range(text: str) -> tuple[int, int]:
 def parse_log(serial: str) -> Arm64Log:
     """Parse the serial console of one arm64 guest boot."""
     log = Arm64Log()
-    log.panic = "Kernel panic" in serial
+    log.panic = panicked(serial)
     body = serial.split("=== ORACLE BEGIN", 1)
     if len(body) < 2:
         log.errors.append("no '=== ORACLE BEGIN' on the serial console: the guest did not reach /init")
