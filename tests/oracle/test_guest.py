@@ -195,7 +195,7 @@ def test_only_a_guest_that_never_reached_init_is_booted_again() -> None:
 
 
 def test_a_guest_that_loads_nothing_is_booted_again_after_a_panic_past_init() -> None:
-    """boot_again_before_init(panic_after_init=True), for the guests whose /init only reads files: a kernel panic
+    """boot_again_before_init(panic_after_init=True), for the guests whose /init loads no module: a kernel panic
     after /init cannot be the experiment's, so that guest is booted once more and the note says it came after
     /init; a guest that only hung after /init, or panicked with a module loaded, is booted once."""
     def runs(*boots: guest.Boot, panic_after_init: bool) -> tuple[guest.Boot, int]:
@@ -212,6 +212,6 @@ def test_a_guest_that_loads_nothing_is_booted_again_after_a_panic_past_init() ->
     again, boots = runs(panic_late, ok, panic_after_init=True)
     assert boots == 2 and again.serial == ok.serial and again.notes == (
         "the first guest stopped (QEMU exit 0), its console saying 'Kernel panic - not syncing: Fatal exception "
-        "in interrupt', after /init, which loads nothing of rofolio's; booted again",)
+        "in interrupt', after /init, which loads no module; booted again",)
     twice, boots = runs(panic_late, panic_late, panic_after_init=True)
     assert boots == 2 and guest.panicked(twice.serial) and len(twice.notes) == 1

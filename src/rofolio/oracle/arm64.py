@@ -297,7 +297,7 @@ def qemu_command(install: Arm64Install, initrd: Path, mem: str, rodata: str) -> 
 
 def boot_guest(install: Arm64Install, mem: str, rodata: str, timeout: float = 300.0) -> Boot:
     """Boot the arm64 kernel with the walker's initramfs and wait for power-off (or the timeout); a guest that
-    never reached /init, or panicked after it (the walker's /init loads nothing), is booted once more
+    never reached /init, or panicked after it (the walker's /init loads no module), is booted once more
     (boot_again_before_init())."""
     def once() -> Boot:
         with tempfile.TemporaryDirectory(prefix="rofolio-arm64-") as tmp:

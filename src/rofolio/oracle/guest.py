@@ -234,7 +234,7 @@ def boot_again_before_init(run: Callable[[], Boot], marker: str = BEGIN, *, pani
     """run() (one QEMU boot), and once more when the guest never printed ``marker``, its /init's first line
     (QEMU killed it, or the kernel panicked in early boot): under TCG that is rare and says nothing about the
     direct map.  With ``panic_after_init`` a kernel panic after /init is booted again too: for a guest that
-    loads nothing of rofolio's (the boot-fidelity guests), whose /init only reads files, such a panic cannot
+    loads no module of rofolio's (the boot-fidelity guests), whose /init only reads files, such a panic cannot
     be the experiment's; one was seen at -m 22G -smp 2 with both CPUs of the host busy.  The second boot's
     note says what the first guest did, with the console line that says most (the panic's, else the last); a
     second failure is returned as it is, for the caller to report."""
@@ -257,7 +257,7 @@ def booted_again_note(first: Boot, after_init: bool = False) -> str:
     said = next((line for line in lines if panicked(line)), lines[-1] if lines else "(nothing)")
     how = (f"hung (QEMU killed it after {first.wall_s} s)" if first.timed_out
            else f"stopped (QEMU exit {first.returncode})")
-    when = "after /init, which loads nothing of rofolio's" if after_init else "before /init"
+    when = "after /init, which loads no module" if after_init else "before /init"
     return f"the first guest {how}, its console saying {said[:160]!r}, {when}; booted again"
 
 
