@@ -194,7 +194,7 @@ def test_only_a_guest_that_never_reached_init_is_booted_again() -> None:
     assert boots == 2 and twice.timed_out and len(twice.notes) == 1  # a second failure is returned as it is
 
 
-def test_a_guest_that_loads_nothing_is_booted_again_after_a_panic_past_init() -> None:
+def test_a_guest_that_loads_no_module_is_booted_again_after_a_panic_past_init() -> None:
     """boot_again_before_init(panic_after_init=True), for the guests whose /init loads no module: a kernel panic
     after /init cannot be the experiment's, so that guest is booted once more and the note says it came after
     /init; a guest that only hung after /init, or panicked with a module loaded, is booted once."""
