@@ -158,6 +158,25 @@ def test_a_guest_that_panics_before_init_is_booted_once_more_and_the_report_says
     assert f"  note: {note}" in arm64.render(rep) and rep.to_dict()["notes"] == [note]
 
 
+def test_a_walker_guest_that_panics_after_init_is_booted_once_more_but_a_smoke_boot_is_not(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walker's /init loads no module, so a panic after it is booted again (the note says after /init);
+    a smoke boot of a newly built kernel (panic_after_init=False) keeps that panic to report it."""
+    text = (LOGS / "arm64-boot-2G-rodata-off.serial.log").read_text()
+    late = text.split("=== WALK linear")[0] + "Kernel panic - not syncing: Fatal exception in interrupt\n"
+    install = arm64.Arm64Install("/c", KVER, "/c/vmlinuz", "/c/config", "/dev/null", "/dev/null",
+                                 "qemu-system-aarch64", "0")
+    runs = [arm64.Boot([], 0, False, 2.0, late, ""), arm64.Boot([], 0, False, 8.0, text, "")]
+    monkeypatch.setattr(arm64, "run_qemu", lambda *_a, **_k: runs.pop(0))
+    [rep] = arm64.run(install, ["2G"], ["off"])
+    assert not runs and not rep.errors and rep.checks and rep.notes == [
+        "the first guest stopped (QEMU exit 0), its console saying 'Kernel panic - not syncing: Fatal exception in "
+        "interrupt', after /init, which loads no module; booted again"]
+    runs[:] = [arm64.Boot([], 0, False, 2.0, late, ""), arm64.Boot([], 0, False, 8.0, text, "")]
+    smoke = arm64.boot_guest(install, "1G", "full", panic_after_init=False)
+    assert len(runs) == 1 and smoke.serial == late and not smoke.notes
+
+
 def test_a_different_ram_size_is_refused() -> None:
     rep = arm64.compare(recorded("off"), "4G", "off")
     assert rep.errors and "is not the model's" in rep.errors[0]

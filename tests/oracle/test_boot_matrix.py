@@ -239,6 +239,14 @@ def test_a_guest_that_hangs_is_booted_once_more_and_the_report_says_so(monkeypat
     [rep] = session.boot_fidelity(install, [bootmatrix.BootMachine("1G")], jobs=1)  # type: ignore[arg-type]
     assert rep.agree and rep.notes == ["the first guest stopped (QEMU exit 0), its console saying 'Kernel panic - "
                                        "not syncing: Attempted to kill the idle task!', before /init; booted again"]
+    # no module is loaded, so a panic after /init is booted again too
+    late = guest.Boot([], 0, False, 30.0, f"{guest.BEGIN}\nKernel panic - not syncing: Fatal exception in "
+                      "interrupt\n", "")
+    boots[:] = [late, ok]
+    [rep] = session.boot_fidelity(install, [bootmatrix.BootMachine("1G")], jobs=1)  # type: ignore[arg-type]
+    assert rep.agree and not boots and rep.notes == [
+        "the first guest stopped (QEMU exit 0), its console saying 'Kernel panic - not syncing: Fatal exception in "
+        "interrupt', after /init, which loads no module; booted again"]
     boots[:] = [hung, hung]
     [rep] = session.boot_fidelity(install, [bootmatrix.BootMachine("1G")], jobs=1)  # type: ignore[arg-type]
     assert not rep.agree and rep.errors[0] == "QEMU timed out after 180.0 s" and len(rep.notes) == 1

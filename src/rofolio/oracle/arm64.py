@@ -295,16 +295,18 @@ def qemu_command(install: Arm64Install, initrd: Path, mem: str, rodata: str) -> 
             "-no-reboot", "-kernel", install.vmlinuz, "-initrd", str(initrd), "-append", f"{APPEND} rodata={rodata}"]
 
 
-def boot_guest(install: Arm64Install, mem: str, rodata: str, timeout: float = 300.0) -> Boot:
+def boot_guest(install: Arm64Install, mem: str, rodata: str, timeout: float = 300.0, *,
+               panic_after_init: bool = True) -> Boot:
     """Boot the arm64 kernel with the walker's initramfs and wait for power-off (or the timeout); a guest that
-    never reached /init, or panicked after it (the walker's /init loads no module), is booted once more
-    (boot_again_before_init())."""
+    never reached /init is booted once more, and so, with ``panic_after_init``, is one that panicked after it
+    (the walker's /init loads no module; boot_again_before_init()).  A smoke boot of a newly built kernel
+    passes False: there a late panic is what it looks for."""
     def once() -> Boot:
         with tempfile.TemporaryDirectory(prefix="rofolio-arm64-") as tmp:
             initrd = Path(tmp) / "initrd.gz"
             initrd.write_bytes(build_initramfs(Path(install.busybox).read_bytes(), Path(install.kc).read_bytes()))
             return run_qemu(qemu_command(install, initrd, mem, rodata), timeout, "run the arm64 setup again")
-    run = boot_again_before_init(once, panic_after_init=True)
+    run = boot_again_before_init(once, panic_after_init=panic_after_init)
     return replace(run, serial=run.serial.replace("\r", ""))
 
 

@@ -232,10 +232,11 @@ BEGIN = "=== ORACLE BEGIN"  # the first line every oracle /init prints
 
 def boot_again_before_init(run: Callable[[], Boot], marker: str = BEGIN, *, panic_after_init: bool = False) -> Boot:
     """run() (one QEMU boot), and once more when the guest never printed ``marker``, its /init's first line
-    (QEMU killed it, or the kernel panicked in early boot): under TCG that is rare and says nothing about the
-    direct map.  With ``panic_after_init`` a kernel panic after /init is booted again too: for a guest that
-    loads no module of rofolio's (the boot-fidelity guests), whose /init only reads files, such a panic cannot
-    be the experiment's; one was seen at -m 22G -smp 2 with both CPUs of the host busy.  The second boot's
+    (QEMU killed it, or the kernel panicked in early boot), or, with ``panic_after_init``, when the kernel
+    panicked after it.  Under TCG such a boot is rare and says nothing about the direct map.  The second case
+    is for guests that load no module of rofolio's (the boot-fidelity guests, whose /init only reads files and
+    runs kc): their panic is not a rofolio module's doing, and one that repeats is still reported; one was seen
+    at -m 22G -smp 2 with both CPUs of the host busy.  The second boot's
     note says what the first guest did, with the console line that says most (the panic's, else the last); a
     second failure is returned as it is, for the caller to report."""
     first = run()

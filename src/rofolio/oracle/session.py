@@ -380,9 +380,11 @@ def boot_fidelity(install: Install, machines: list[BootMachine], *, timeout: flo
     model with the guest's record, the model placing the boot-time users itself, and `rofolio host --from` on
     the snapshot the guest printed.
 
-    A guest that never reaches /init is booted once more (guest.boot_to_init()) and the report notes it: seen
-    twice in CI runs of Debian 7.2 with -smp 2 and two guests at a time, a hang at -m 1536M and a panic at 3G,
-    while the same machines booted in 7 to 9 s in 24 boots afterwards; a second failure is an error as before."""
+    A guest that never reaches /init, or whose kernel panics after it (no module is loaded), is booted once more
+    (guest.boot_to_init()) and the report notes it.  Before /init: seen twice in CI runs of Debian 7.2 with -smp 2
+    and two guests at a time, a hang at -m 1536M and a panic at 3G, while the same machines booted in 7 to 9 s in
+    24 boots afterwards.  After /init: a panic at -m 22G -smp 2 with a mutation run beside it.  A second failure
+    is an error as before."""
     import tempfile
 
     say = progress or (lambda _text: None)

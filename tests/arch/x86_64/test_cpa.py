@@ -170,7 +170,7 @@ def test_rox_does_not_collapse_before_6_15() -> None:
 
 def test_rox_never_collapses_a_pte_table_of_non_present_pages() -> None:
     """collapse_pmd_page(): every PTE after the first must be present with the first one's flags, so 512 alike
-    non-present PTEs (set_memory_rox() clears RW and NX but leaves _PAGE_PRESENT as it was) stay a PTE table."""
+    non-present PTEs (set_memory_rox() clears RW, DIRTY and NX but leaves _PAGE_PRESENT as it was) stay a PTE table."""
     machine = boot_running(kernel="6.15")
     k = machine.kernel
     va = _in_1g_leaf(machine)

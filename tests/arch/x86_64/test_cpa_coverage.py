@@ -397,12 +397,12 @@ def test_cpa_test_in_array_mode_goes_page_by_page_and_splits_what_range_mode_kee
     assert again.ret == 0 and not [e for e in again.events if isinstance(e, (EntryWrite, Flush))]
 
 
-def test_an_array_change_of_image_pages_changes_each_high_map_alias_in_linear_mode(gb_machine: Machine) -> None:
-    """cpa_process_alias(): the alias request is the caller's with CPA_ARRAY and CPA_PAGES_ARRAY cleared, so each
-    page of an array call has its own high-map alias changed, one page at that page's address, and nothing
-    between."""
+def test_an_array_change_of_image_pages_changes_each_high_map_alias_one_page_each(gb_machine: Machine) -> None:
+    """cpa_process_alias() after each page of an array call: __change_page_attr_set_clr() set numpages to 1 for
+    array mode and the alias request copies it, so each page's own high-map alias is changed, one page at that
+    page's address, and nothing between."""
     k = gb_machine.kernel
-    data_pa = k.image.sdata + 16 * PAGE_SIZE  # .data pages: no static protection strips the test bit
+    data_pa = k.image.sdata + 16 * PAGE_SIZE  # .data pages: inside the high map
     pages = (k.va(data_pa), k.va(data_pa + 2 * PAGE_SIZE))
     step = gb_machine.step("array", lambda: k.set_memory_cpa_test(pages, 2, True, array=True))
     assert step.ret == 0

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rofolio.oracle.arm64run.suite import STATE_VERBS, Experiment, Step
 from rofolio.oracle.errors import OracleError
-from rofolio.oracle.guest import Boot, cpio_archive, kv, run_qemu
+from rofolio.oracle.guest import Boot, cpio_archive, kv, panicked, run_qemu
 
 __all__ = [
     "APPEND", "MODULE_SLOTS", "BootLog", "Placement", "StepLog", "build_initramfs", "guest_commands",
@@ -207,7 +207,7 @@ def parse_serial(serial: str) -> BootLog:
     body = serial.split("=== ORACLE BEGIN", 1)
     if len(body) < 2:
         log.errors.append("no '=== ORACLE BEGIN' on the serial console: the guest did not reach /init"
-                          + (" (kernel panic)" if "Kernel panic" in serial else ""))
+                          + (" (kernel panic)" if panicked(serial) else ""))
         return log
     log.complete = "=== ORACLE END" in body[1]
     current: StepLog | None = None
@@ -245,7 +245,7 @@ def parse_serial(serial: str) -> BootLog:
                 log.symbols[d["name"]] = d.get("found") == "1"
     if not log.complete:
         log.errors.append("the guest did not finish (no '=== ORACLE END')"
-                          + (": kernel panic" if "Kernel panic" in serial else ""))
+                          + (": kernel panic" if panicked(serial) else ""))
     elif not log.info:
         log.errors.append("the module printed no info: was it loaded?")
     missing = [name for name, found in log.symbols.items() if not found]
