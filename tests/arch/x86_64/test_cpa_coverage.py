@@ -458,3 +458,36 @@ def test_each_entry_point_records_its_call_and_refuses_a_user_address(nogb_machi
         k.set_memory_ro(0x7FFF0000, 1)  # a user address: the model holds only the kernel's page tables
     assert err.value.message == "address 0x7fff0000 is not a kernel address of this machine"
     assert err.value.hint == f"direct-map addresses start at {k.layout.page_offset:#x} (PAGE_OFFSET)"
+
+
+def test_cpa_flush_names_itself_on_both_of_its_flushes(gb_machine: Machine) -> None:
+    """cpa_flush(): a request at or below tlb_single_page_flush_ceiling flushes page by page, a larger one
+    flushes everything; both flushes are cpa_flush()'s."""
+    k = gb_machine.kernel
+    page = k.va(6 * GiB)
+    k.set_memory_ro(page, 65)  # split down to 4K first: a split flushes on its own
+    k.set_memory_rw(page, 65)
+    small = gb_machine.step("ro 1", lambda: k.set_memory_ro(page, 1))
+    big = gb_machine.step("ro 64", lambda: k.set_memory_ro(page + PAGE_SIZE, 64))
+    assert [(f.flush, f.reason) for f in small.events if isinstance(f, Flush)] == [(FlushKind.PAGES, "cpa_flush")]
+    assert [(f.flush, f.reason) for f in big.events if isinstance(f, Flush)] == [(FlushKind.ALL, "cpa_flush")]
+
+
+def test_the_first_direct_map_page_is_the_direct_map_so_no_alias_forces_a_full_flush(gb_machine: Machine) -> None:
+    """cpa_process_alias(): the direct-map alias is skipped when the address is within(PAGE_OFFSET, PAGE_OFFSET +
+    max_pfn_mapped pages), both ends as within() takes them: PAGE_OFFSET itself is inside, so a change to pfn 0's
+    page has no alias and flushes one page."""
+    k = gb_machine.kernel
+    assert k.within_direct_map_mapped(k.layout.page_offset)
+    assert not k.within_direct_map_mapped(k.direct_map_mapped_end())
+    step = gb_machine.step("ro pfn 0", lambda: k.set_memory_ro(k.layout.page_offset, 1))
+    assert step.ret == 0 and not k.lookup_address(k.layout.page_offset).writable
+    assert [f.flush for f in step.events if isinstance(f, Flush)] == [FlushKind.PAGES]
+
+
+def test_a_high_map_address_is_a_valid_virtual_address_only_below_kernel_image_size(gb_machine: Machine) -> None:
+    """__virt_addr_valid(): a high-map address is valid only below __START_KERNEL_map + KERNEL_IMAGE_SIZE."""
+    k = gb_machine.kernel
+    top = k.layout.start_kernel_map + k.layout.kernel_image_size
+    assert k.valid_virt_pfn(top - PAGE_SIZE) == (k.layout.kernel_image_size - PAGE_SIZE) >> PAGE_SHIFT
+    assert k.valid_virt_pfn(top) is None
