@@ -491,3 +491,19 @@ def test_a_high_map_address_is_a_valid_virtual_address_only_below_kernel_image_s
     top = k.layout.start_kernel_map + k.layout.kernel_image_size
     assert k.valid_virt_pfn(top - PAGE_SIZE) == (k.layout.kernel_image_size - PAGE_SIZE) >> PAGE_SHIFT
     assert k.valid_virt_pfn(top) is None
+
+
+@pytest.mark.parametrize(("kernel", "ret", "warns"), [("6.1", 0, False), ("7.2", -Errno.EFAULT, True)])
+def test_set_direct_map_invalid_noflush_past_max_pfn_mapped_faults_only_as_a_primary_change(
+        kernel: str, ret: int, warns: bool) -> None:
+    """__set_pages_np() past the direct map's end: before ef9ab81af6e1 (v6.2) it passed checkalias = 0, which
+    was also "primary", so __cpa_process_fault() skipped the missing entry; from 6.2 it is a primary change and
+    a missing entry outside [PAGE_OFFSET, max_pfn_mapped) and the high map warns and fails with -EFAULT."""
+    machine = boot_running(kernel=kernel)
+    k = machine.kernel
+    end = k.direct_map_mapped_end()
+    pfn = (end - k.layout.page_offset) >> PAGE_SHIFT
+    step = machine.step("invalid", lambda: k.set_direct_map_invalid_noflush(pfn))
+    assert step.ret == ret
+    assert [e.text for e in step.events if isinstance(e, KernelWarning)] == (
+        [f"CPA: called for zero pte. vaddr = {end:x} cpa->vaddr = {end:x}"] if warns else [])
