@@ -507,3 +507,24 @@ def test_set_direct_map_invalid_noflush_past_max_pfn_mapped_faults_only_as_a_pri
     assert step.ret == ret
     assert [e.text for e in step.events if isinstance(e, KernelWarning)] == (
         [f"CPA: called for zero pte. vaddr = {end:x} cpa->vaddr = {end:x}"] if warns else [])
+
+
+def test_the_pages_just_outside_the_high_map_have_no_high_map_alias(gb_machine: Machine) -> None:
+    """cpa_process_alias(): only a pfn in [highmap_start_pfn(), highmap_end_pfn()] has a high-map alias, so a
+    direct-map change of the page just before or just after it forces no full flush: cpa_flush() goes page by
+    page."""
+    k = gb_machine.kernel
+    first, last = k.image.highmap_pfns()
+    for pfn in (first - 1, last + 1):
+        va = k.va(pfn << PAGE_SHIFT)
+        step = gb_machine.step("ro", lambda va=va: k.set_memory_ro(va, 1))
+        assert step.ret == 0
+        assert [(f.flush, f.reason) for f in step.events if isinstance(f, Flush) and f.reason == "cpa_flush"] == [
+            (FlushKind.PAGES, "cpa_flush")]
+
+
+def test_a_request_for_no_pages_changes_nothing_and_is_not_refused(gb_machine: Machine) -> None:
+    """change_page_attr_set_clr() with numpages 0: the walk has nothing to do, returns 0 and flushes nothing."""
+    k = gb_machine.kernel
+    step = gb_machine.step("ro 0", lambda: k.set_memory_ro(k.va(6 * GiB), 0))
+    assert step.ret == 0 and [type(e).__name__ for e in step.events] == ["Call", "Return"]
