@@ -528,3 +528,37 @@ def test_a_request_for_no_pages_changes_nothing_and_is_not_refused(gb_machine: M
     k = gb_machine.kernel
     step = gb_machine.step("ro 0", lambda: k.set_memory_ro(k.va(6 * GiB), 0))
     assert step.ret == 0 and [type(e).__name__ for e in step.events] == ["Call", "Return"]
+
+
+def test_set_memory_nx_across_etext_on_6_1_warns_once_per_text_page() -> None:
+    """Before v6.2 set_memory_nx() is not a primary change, so the model walks a stretch of alike 4K PTEs at
+    once; the kernel's 4K branch of __change_page_attr() still calls static_protections() page by page, so each
+    text page up to the one holding _etext - 1 keeps X with its own "Text NX" line, and the pages after it
+    take NX."""
+    machine = boot_running(kernel="6.1")
+    k = machine.kernel
+    etext = k.highmap_va(k.image.etext)  # _etext, not page-aligned
+    va = (etext & ~(PAGE_SIZE - 1)) - 4 * PAGE_SIZE
+    k.set_memory_cpa_test(va, 8, True)  # split the high map's 2M leaf down to 4K first
+    k.set_memory_cpa_test(va, 8, False)
+    step = machine.step("nx", lambda: k.set_memory_nx(va, 8))
+    assert step.ret == 0
+    assert [not k.lookup_address(va + i * PAGE_SIZE).flags & X86.NX for i in range(8)] == [True] * 5 + [False] * 3
+    lines = [e.text for e in step.events if isinstance(e, KernelWarning)]
+    assert [line.split(": ", 1)[1].split(" req")[0] for line in lines] == [
+        f"0x{va + i * PAGE_SIZE:016x} - 0x{va + (i + 1) * PAGE_SIZE - 1:016x} PFN "
+        f"{k.valid_virt_pfn(va + i * PAGE_SIZE):x}" for i in range(5)]
+    assert all(line.startswith("CPA  protect    Text NX: ") for line in lines)
+
+
+def test_set_direct_map_valid_noflush_over_rodata_warns_once_per_page(gb_machine: Machine) -> None:
+    """__set_pages_p() over .rodata's direct-map alias: _PAGE_RW is refused page by page, one "Rodata RO" line
+    each, as the kernel's per-page static_protections() prints them."""
+    k = gb_machine.kernel
+    lo, _ = k.image.rodata_pfns()
+    step = gb_machine.step("valid", lambda: k.set_direct_map_valid_noflush(lo, 3, True))
+    assert step.ret == 0
+    assert [e.text.split(" req")[0] for e in step.events if isinstance(e, KernelWarning)] == [
+        f"CPA  protect  Rodata RO: 0x{k.va((lo + i) << PAGE_SHIFT):016x} - "
+        f"0x{k.va((lo + i + 1) << PAGE_SHIFT) - 1:016x} PFN {lo + i:x}" for i in range(3)]
+    assert all(not k.lookup_address(k.va((lo + i) << PAGE_SHIFT)).writable for i in range(3))

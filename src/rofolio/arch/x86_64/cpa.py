@@ -356,6 +356,21 @@ def static_protections(
     """static_protections(): strip bits that must never be set on kernel text, rodata, ..."""
     if not prot & X86.PRESENT:  # a non-present entry cannot conflict: nothing to strip
         return prot
+    if lpsize == 0 and npg > 1:
+        # a stretch of alike 4K pages (_alike_ptes()): the kernel's 4K branch of __change_page_attr() checks
+        # each page on its own, so each conflicting page gets its own check_conflict() line, in page order
+        new = _static_protections(k, prot, start, pfn, npg, 0, CPA_DETECT)  # uniform over the stretch
+        if new != prot and warnlvl <= CPA_PROTECT:
+            for i in range(npg):
+                _static_protections(k, prot, start + i * PAGE_SIZE, pfn + i, 1, 0, warnlvl)
+        return new
+    return _static_protections(k, prot, start, pfn, npg, lpsize, warnlvl)
+
+
+def _static_protections(
+    k: X86Kernel, prot: int, start: int, pfn: int, npg: int, lpsize: int, warnlvl: int
+) -> int:
+    """static_protections() over one range the kernel checks in one call."""
     end = start + npg * PAGE_SIZE - 1
     forbidden = 0
     res = k.protect_kernel_text(start, end)
