@@ -533,8 +533,8 @@ def test_a_request_for_no_pages_changes_nothing_and_is_not_refused(gb_machine: M
 def test_set_memory_nx_across_etext_on_6_1_warns_once_per_text_page() -> None:
     """Before v6.2 set_memory_nx() is not a primary change, so the model walks a stretch of alike 4K PTEs at
     once; the kernel's 4K branch of __change_page_attr() still calls static_protections() page by page, so each
-    text page up to the one holding _etext - 1 keeps X with its own "Text NX" line, and the pages after it
-    take NX."""
+    text page up to the one holding _etext - 1 keeps X with its own "Text NX" line (the pages after it are the
+    non-present, NX gap before .rodata)."""
     machine = boot_running(kernel="6.1")
     k = machine.kernel
     etext = k.highmap_va(k.image.etext)  # _etext, not page-aligned
@@ -562,3 +562,37 @@ def test_set_direct_map_valid_noflush_over_rodata_warns_once_per_page(gb_machine
         f"CPA  protect  Rodata RO: 0x{k.va((lo + i) << PAGE_SHIFT):016x} - "
         f"0x{k.va((lo + i + 1) << PAGE_SHIFT) - 1:016x} PFN {lo + i:x}" for i in range(3)]
     assert all(not k.lookup_address(k.va((lo + i) << PAGE_SHIFT)).writable for i in range(3))
+
+
+def test_a_stretch_that_starts_on_etexts_page_stops_after_that_page() -> None:
+    """uniform_protection_pages(): _etext is not page-aligned and the page holding it is text, so a stretch of
+    alike 4K PTEs starting on that page ends with it: 6.1's set_memory_nx() (not a primary change, so batched)
+    keeps that page executable with a "Text NX" line and sets NX on the next one, as the kernel's page-by-page
+    walk does."""
+    machine = boot_running(kernel="6.1")
+    k = machine.kernel
+    last_text = k.highmap_va(k.image.etext) & ~(PAGE_SIZE - 1)
+    after = last_text + PAGE_SIZE
+    for change in (k.set_memory_p, k.set_memory_x, k.set_memory_ro):  # make the next page alike the text page
+        change(after, 1)
+    assert k.lookup_address(after).flags == k.lookup_address(last_text).flags
+    step = machine.step("nx", lambda: k.set_memory_nx(last_text, 2))
+    assert step.ret == 0
+    assert not k.lookup_address(last_text).flags & X86.NX and k.lookup_address(after).flags & X86.NX
+    assert [e.text.split(" req")[0] for e in step.events if isinstance(e, KernelWarning)] == [
+        f"CPA  protect    Text NX: 0x{last_text:016x} - 0x{after - 1:016x} PFN {k.valid_virt_pfn(last_text):x}"]
+
+
+def test_a_pud_split_warns_once_per_2m_entry_it_fixes(gb_machine: Machine) -> None:
+    """split_set_pte() checks each new entry of a split with one static_protections() call over that entry, so
+    a PUD split's 2M entry that breaks a protection is one line with the entry's 2M range, not one a page."""
+    from rofolio.arch.x86_64 import cpa
+
+    k = gb_machine.kernel
+    lo, _ = k.image.rodata_pfns()
+    va = k.va(lo << PAGE_SHIFT)
+    before = len([e for e in k.log.events if isinstance(e, KernelWarning)])
+    assert cpa.static_protections(k, X86.PRESENT | X86.RW, va, lo, 512, 0, cpa.CPA_PROTECT) == X86.PRESENT
+    lines = [e.text for e in k.log.events if isinstance(e, KernelWarning)][before:]
+    assert [line.split(" req")[0] for line in lines] == [
+        f"CPA  protect  Rodata RO: 0x{va:016x} - 0x{va + Level.PMD.size - 1:016x} PFN {lo:x}"]

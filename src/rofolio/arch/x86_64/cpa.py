@@ -166,7 +166,7 @@ def _change_ptes(k: X86Kernel, cpa: CpaData, run: Run, address: int, primary: bo
     new = (old & ~cpa.mask_clr) | cpa.mask_set
     k.log.add(PteCheck, address, count)  # cpa_inc_4k_install()
     # lpsize 0: a 4K entry never gets the keep-the-large-page exemption of static_protections()
-    new = static_protections(k, new, address, pfn, count, 0, CPA_PROTECT)
+    new = stretch_protections(k, new, address, pfn, count)
     new = verify_rwx(k, old, new, address, pfn, count)
     new = pgprot_clear_protnone_bits(new)
     cpa.pfn = pfn + count - 1
@@ -350,27 +350,25 @@ def _alias_cpa(cpa: CpaData, vaddr: int) -> CpaData:
 
 
 # --------------------------------------------------------- static protection
+def stretch_protections(k: X86Kernel, prot: int, start: int, pfn: int, npg: int) -> int:
+    """The 4K branch of __change_page_attr() for a stretch of alike PTEs (_alike_ptes()): the kernel calls
+    static_protections(prot, address, pfn, 1, 0, CPA_PROTECT) page by page, so each conflicting page prints its
+    own check_conflict() line, in page order; the result is the same for every page of the stretch."""
+    if npg == 1:
+        return static_protections(k, prot, start, pfn, 1, 0, CPA_PROTECT)
+    new = static_protections(k, prot, start, pfn, npg, 0, CPA_DETECT)  # silent: a line prints only on a change
+    if new != prot:
+        for i in range(npg):
+            static_protections(k, prot, start + i * PAGE_SIZE, pfn + i, 1, 0, CPA_PROTECT)
+    return new
+
+
 def static_protections(
     k: X86Kernel, prot: int, start: int, pfn: int, npg: int, lpsize: int, warnlvl: int
 ) -> int:
     """static_protections(): strip bits that must never be set on kernel text, rodata, ..."""
     if not prot & X86.PRESENT:  # a non-present entry cannot conflict: nothing to strip
         return prot
-    if lpsize == 0 and npg > 1:
-        # a stretch of alike 4K pages (_alike_ptes()): the kernel's 4K branch of __change_page_attr() checks
-        # each page on its own, so each conflicting page gets its own check_conflict() line, in page order
-        new = _static_protections(k, prot, start, pfn, npg, 0, CPA_DETECT)  # uniform over the stretch
-        if new != prot and warnlvl <= CPA_PROTECT:
-            for i in range(npg):
-                _static_protections(k, prot, start + i * PAGE_SIZE, pfn + i, 1, 0, warnlvl)
-        return new
-    return _static_protections(k, prot, start, pfn, npg, lpsize, warnlvl)
-
-
-def _static_protections(
-    k: X86Kernel, prot: int, start: int, pfn: int, npg: int, lpsize: int, warnlvl: int
-) -> int:
-    """static_protections() over one range the kernel checks in one call."""
     end = start + npg * PAGE_SIZE - 1
     forbidden = 0
     res = k.protect_kernel_text(start, end)

@@ -232,7 +232,9 @@ class X86Kernel(KernelState):
             if pfn < boundary < pfn + limit:
                 limit = boundary - pfn
         for boundary in (self._text, self._etext, self._hpage_end):
-            pages = (boundary - va) >> PAGE_SHIFT
+            # the pages up to the one holding the boundary's last byte: _etext is not page-aligned, and the
+            # page holding it is text (protect_kernel_text() takes [_text, _etext - 1]) while the next is not
+            pages = (boundary - va + PAGE_SIZE - 1) >> PAGE_SHIFT
             if 0 < pages < limit and boundary > va:
                 limit = pages
         return max(limit, 1)
