@@ -236,9 +236,9 @@ def boot_again_before_init(run: Callable[[], Boot], marker: str = BEGIN, *, pani
     panicked after it.  Under TCG such a boot is rare and says nothing about the direct map.  The second case
     is for guests that load no module of rofolio's (the boot-fidelity guests, whose /init only reads files and
     runs kc): their panic is not a rofolio module's doing, and one that repeats is still reported; one was seen
-    at -m 22G -smp 2 with both CPUs of the host busy.  The second boot's
-    note says what the first guest did, with the console line that says most (the panic's, else the last); a
-    second failure is returned as it is, for the caller to report."""
+    at -m 22G -smp 2 with both CPUs of the host busy.  The second boot's note says what the first guest did,
+    with the console line that says most (the panic's, else the last); a second failure is returned as it is,
+    for the caller to report."""
     first = run()
     reached = marker in first.serial
     if reached and not (panic_after_init and panicked(first.serial)):

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from rofolio.arch.x86_64 import cpa
 from rofolio.errors import AddressError, Errno
 from rofolio.events import CacheFlush, EntryWrite, Flush, FlushKind, KernelWarning, LargePageCheck
 from rofolio.machine import Machine
@@ -29,6 +30,11 @@ def _none(machine: Machine, pa: int) -> bool:
     """No entry, or a none PTE in a table that holds other pages (the hole's first pages share a 2M region)."""
     found = machine.kernel.lookup_address(machine.kernel.va(pa))
     return found is None or found.flags == 0
+
+
+def _warnings(events: Any) -> list[str]:
+    """The kernel warnings' texts among ``events``, in order."""
+    return [e.text for e in events if isinstance(e, KernelWarning)]
 
 
 def _large_page_checks(step: Any) -> list[tuple[int, Level, str]]:
@@ -64,7 +70,7 @@ def test_a_hole_outside_the_direct_map_fails_with_efault_and_a_warning(gb_machin
     va = k.layout.vmalloc_start + (1 << 30)  # nothing is mapped there
     step = gb_machine.step("ro", lambda: k.set_memory_ro(va, 1))
     assert step.ret == -Errno.EFAULT
-    assert [e.text for e in step.events if isinstance(e, KernelWarning)] == [
+    assert _warnings(step.events) == [
         f"CPA: called for zero pte. vaddr = {va:x} cpa->vaddr = {va:x}"]
 
 
@@ -79,7 +85,7 @@ def test_a_hole_at_the_top_of_the_direct_map_is_skipped_only_up_to_max_pfn_mappe
     k.pt.unmap(end - 2 * PAGE_SIZE, end)
     step = gb_machine.step("ro", lambda: k.set_memory_ro(end - 2 * PAGE_SIZE, 3))
     assert step.ret == -Errno.EFAULT
-    assert [e.text for e in step.events if isinstance(e, KernelWarning)] == [
+    assert _warnings(step.events) == [
         f"CPA: called for zero pte. vaddr = {end:x} cpa->vaddr = {end - 2 * PAGE_SIZE:x}"]
 
 
@@ -95,7 +101,7 @@ def test_running_off_the_end_of_the_high_map_fails_with_efault_but_no_warning(gb
     assert step.ret == -Errno.EFAULT and not [e for e in step.events if isinstance(e, KernelWarning)]
     step = gb_machine.step("ro", lambda: k.set_memory_ro(hole, 1))
     assert step.ret == -Errno.EFAULT
-    assert [e.text for e in step.events if isinstance(e, KernelWarning)] == [
+    assert _warnings(step.events) == [
         f"CPA: called for zero pte. vaddr = {hole:x} cpa->vaddr = {hole:x}"]
 
 
@@ -163,7 +169,7 @@ def test_each_4k_entry_of_the_fixed_up_split_is_warned_about_and_fixed_as_the_la
     leaf = k.lookup_address(region)
     k.pt.set_flags(region, region + Level.PMD.size, leaf.flags | X86.RW | X86.NX)  # the conflict
     step = machine.step("x", lambda: k.set_memory_x(region + 5 * PAGE_SIZE, 1))
-    warnings = [e.text for e in step.events if isinstance(e, KernelWarning)]
+    warnings = _warnings(step.events)
     assert step.ret == 0 and len(warnings) == 2 + 2 * 512  # the conflict, the WARN, then two lines a page
     req = leaf.flags & ~X86.PSE | X86.RW | X86.NX  # the 4K form of the leaf's protection
     for i in (0, 5, 511):
@@ -192,7 +198,7 @@ def test_uc_then_wb_sets_and_clears_the_cache_bits_and_the_memtype(gb_machine: M
     assert [e for e in step.events if isinstance(e, CacheFlush)]
     again = gb_machine.step("uc again", lambda: k.set_memory_uc(va + PAGE_SIZE, 2))
     assert again.ret == -Errno.EBUSY and k.memtype[pfn + 1] == X86.CACHE_UC_MINUS and pfn + 2 not in k.memtype
-    assert [e.text for e in again.events if isinstance(e, KernelWarning)] == [
+    assert _warnings(again.events) == [
         "x86/PAT: reserve_ram_pages_type failed [mem 0x180001000-0x180002fff], track 0x2, req 0x2"]
     assert k.set_memory_wb(va, 2) == 0
     assert k.memtype == {} and k.lookup_address(va).flags & X86.CACHE_MASK == 0
@@ -422,11 +428,11 @@ def test_an_unaligned_address_is_rounded_down_to_its_own_page_with_a_warning(nog
     page = k.va(6 * GiB + 3 * PAGE_SIZE)  # an odd page: rounding must clear the offset only
     step = nogb_machine.step("ro", lambda: k.set_memory_ro(page + 0x123, 1))
     assert step.ret == 0
-    assert [e.text for e in step.events if isinstance(e, KernelWarning)] == [
+    assert _warnings(step.events) == [
         "WARNING: CPU: 0 at arch/x86/mm/pat/set_memory.c change_page_attr_set_clr (unaligned)"]
     array = nogb_machine.step("array", lambda: k.set_memory_cpa_test((page + 0x10, page + PAGE_SIZE), 2, True,
                                                                       array=True))
-    assert [e.text for e in array.events if isinstance(e, KernelWarning)] == [
+    assert _warnings(array.events) == [
         "WARNING: CPU: 0 at arch/x86/mm/pat/set_memory.c change_page_attr_set_clr (unaligned)"]
     assert k.lookup_address(page).flags & X86.CPA_TEST
     assert k.lookup_address(page).read_only
@@ -505,7 +511,7 @@ def test_set_direct_map_invalid_noflush_past_max_pfn_mapped_faults_only_as_a_pri
     pfn = (end - k.layout.page_offset) >> PAGE_SHIFT
     step = machine.step("invalid", lambda: k.set_direct_map_invalid_noflush(pfn))
     assert step.ret == ret
-    assert [e.text for e in step.events if isinstance(e, KernelWarning)] == (
+    assert _warnings(step.events) == (
         [f"CPA: called for zero pte. vaddr = {end:x} cpa->vaddr = {end:x}"] if warns else [])
 
 
@@ -544,7 +550,7 @@ def test_set_memory_nx_across_etext_on_6_1_warns_once_per_text_page() -> None:
     step = machine.step("nx", lambda: k.set_memory_nx(va, 8))
     assert step.ret == 0
     assert [not k.lookup_address(va + i * PAGE_SIZE).flags & X86.NX for i in range(8)] == [True] * 5 + [False] * 3
-    lines = [e.text for e in step.events if isinstance(e, KernelWarning)]
+    lines = _warnings(step.events)
     assert [line.split(": ", 1)[1].split(" req")[0] for line in lines] == [
         f"0x{va + i * PAGE_SIZE:016x} - 0x{va + (i + 1) * PAGE_SIZE - 1:016x} PFN "
         f"{k.valid_virt_pfn(va + i * PAGE_SIZE):x}" for i in range(5)]
@@ -558,7 +564,7 @@ def test_set_direct_map_valid_noflush_over_rodata_warns_once_per_page(gb_machine
     lo, _ = k.image.rodata_pfns()
     step = gb_machine.step("valid", lambda: k.set_direct_map_valid_noflush(lo, 3, True))
     assert step.ret == 0
-    assert [e.text.split(" req")[0] for e in step.events if isinstance(e, KernelWarning)] == [
+    assert [t.split(" req")[0] for t in _warnings(step.events)] == [
         f"CPA  protect  Rodata RO: 0x{k.va((lo + i) << PAGE_SHIFT):016x} - "
         f"0x{k.va((lo + i + 1) << PAGE_SHIFT) - 1:016x} PFN {lo + i:x}" for i in range(3)]
     assert all(not k.lookup_address(k.va((lo + i) << PAGE_SHIFT)).writable for i in range(3))
@@ -579,20 +585,18 @@ def test_a_stretch_that_starts_on_etexts_page_stops_after_that_page() -> None:
     step = machine.step("nx", lambda: k.set_memory_nx(last_text, 2))
     assert step.ret == 0
     assert not k.lookup_address(last_text).flags & X86.NX and k.lookup_address(after).flags & X86.NX
-    assert [e.text.split(" req")[0] for e in step.events if isinstance(e, KernelWarning)] == [
+    assert [t.split(" req")[0] for t in _warnings(step.events)] == [
         f"CPA  protect    Text NX: 0x{last_text:016x} - 0x{after - 1:016x} PFN {k.valid_virt_pfn(last_text):x}"]
 
 
 def test_a_pud_split_warns_once_per_2m_entry_it_fixes(gb_machine: Machine) -> None:
     """split_set_pte() checks each new entry of a split with one static_protections() call over that entry, so
     a PUD split's 2M entry that breaks a protection is one line with the entry's 2M range, not one a page."""
-    from rofolio.arch.x86_64 import cpa
-
     k = gb_machine.kernel
     lo, _ = k.image.rodata_pfns()
     va = k.va(lo << PAGE_SHIFT)
-    before = len([e for e in k.log.events if isinstance(e, KernelWarning)])
+    before = len(_warnings(k.log.events))
     assert cpa.static_protections(k, X86.PRESENT | X86.RW, va, lo, 512, 0, cpa.CPA_PROTECT) == X86.PRESENT
-    lines = [e.text for e in k.log.events if isinstance(e, KernelWarning)][before:]
+    lines = _warnings(k.log.events)[before:]
     assert [line.split(" req")[0] for line in lines] == [
         f"CPA  protect  Rodata RO: 0x{va:016x} - 0x{va + Level.PMD.size - 1:016x} PFN {lo:x}"]

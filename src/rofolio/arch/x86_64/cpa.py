@@ -166,7 +166,7 @@ def _change_ptes(k: X86Kernel, cpa: CpaData, run: Run, address: int, primary: bo
     new = (old & ~cpa.mask_clr) | cpa.mask_set
     k.log.add(PteCheck, address, count)  # cpa_inc_4k_install()
     # lpsize 0: a 4K entry never gets the keep-the-large-page exemption of static_protections()
-    new = stretch_protections(k, new, address, pfn, count)
+    new = _stretch_protections(k, new, address, pfn, count)
     new = verify_rwx(k, old, new, address, pfn, count)
     new = pgprot_clear_protnone_bits(new)
     cpa.pfn = pfn + count - 1
@@ -350,7 +350,7 @@ def _alias_cpa(cpa: CpaData, vaddr: int) -> CpaData:
 
 
 # --------------------------------------------------------- static protection
-def stretch_protections(k: X86Kernel, prot: int, start: int, pfn: int, npg: int) -> int:
+def _stretch_protections(k: X86Kernel, prot: int, start: int, pfn: int, npg: int) -> int:
     """The 4K branch of __change_page_attr() for a stretch of alike PTEs (_alike_ptes()): the kernel calls
     static_protections(prot, address, pfn, 1, 0, CPA_PROTECT) page by page, so each conflicting page prints its
     own check_conflict() line, in page order; the result is the same for every page of the stretch."""

@@ -234,8 +234,8 @@ class X86Kernel(KernelState):
         for boundary in (self._text, self._etext, self._hpage_end):
             # the pages up to the one holding the boundary's last byte: _etext is not page-aligned, and the
             # page holding it is text (protect_kernel_text() takes [_text, _etext - 1]) while the next is not
-            pages = (boundary - va + PAGE_SIZE - 1) >> PAGE_SHIFT
-            if 0 < pages < limit and boundary > va:
+            pages = (boundary - va + PAGE_SIZE - 1) >> PAGE_SHIFT  # > 0 exactly when the boundary is ahead
+            if 0 < pages < limit:
                 limit = pages
         return max(limit, 1)
 
