@@ -28,6 +28,7 @@ from rofolio.tlbreach import (
     load_presets,
     presets,
     reach,
+    size_name,
     tlb_reach_report,
     tlb_table,
     translation_counts,
@@ -75,11 +76,12 @@ def test_every_preset_figure_names_a_source_that_says_where() -> None:
 
 
 def test_at_least_two_server_cores_per_vendor_each_capacity_resting_on_more_than_a_restatement() -> None:
-    """Issue 14: two Intel, two AMD and two Arm server cores; a capacity only a restatement gives is the exception."""
+    """Issue 14: two Intel, two AMD and two Arm server cores; a capacity only a restatement gives is the exception.
+    RISC-V has the one core whose data TLB and page sizes a source gives (SiFive's U54)."""
     by_vendor: dict[str, set[str]] = {}
     for p in presets().values():
         by_vendor.setdefault(p.vendor, set()).add(p.core)
-    assert {v: len(cores) >= 2 for v, cores in by_vendor.items()} == {"Intel": True, "AMD": True, "Arm": True}
+    assert {v: len(cores) for v, cores in by_vendor.items()} == {"Intel": 2, "AMD": 2, "Arm": 3, "SiFive": 1}
     for vendor in ("Intel", "AMD", "Arm"):
         primary = [p.name for p in presets().values() if p.vendor == vendor
                    and all(any(s.kind != "secondary" for s in a.sources) for a in p.arrays)]
@@ -108,9 +110,17 @@ def test_the_kernel_sources_say_what_the_presets_take_from_them() -> None:
     body = amd[amd.index("static void cpu_detect_tlb_amd("):]
     body = body[:body.index("\n}\n")]
     assert "cpuid(0x80000006" in body and "tlb_lld_4k = (ebx >> 16)" in body
+    # the U54's data TLB in the device trees of the boards that carry it: 32 entries in one set
+    for dts in ("arch/riscv/boot/dts/microchip/mpfs.dtsi", "arch/riscv/boot/dts/sifive/fu540-c000.dtsi"):
+        heads = [n.split("};")[0] for n in (tree / dts).read_text().split("cpu@")[1:]]  # up to its first subnode
+        nodes = [h for h in heads if '"sifive,u54-mc"' in h]
+        assert nodes, dts
+        for node in nodes:
+            assert "d-tlb-size = <32>;" in node and "d-tlb-sets = <1>;" in node, dts
+            assert 'mmu-type = "riscv,sv39";' in node, dts
     kernel_sources = {s.id for p in presets().values() for a in p.arrays for s in (*a.sources, *a.smash_sources)
                       if s.kind == "kernel"}
-    assert kernel_sources == {"linux-cpuid-0x2-table", "linux-amd-detect-tlb"}
+    assert kernel_sources == {"linux-cpuid-0x2-table", "linux-amd-detect-tlb", "linux-riscv-dts-u54"}
 
 
 def test_a_figure_without_a_source_or_with_an_unknown_one_is_refused() -> None:
@@ -219,6 +229,25 @@ def test_arm64_bbml2_the_pud_becomes_31_contiguous_pmd_groups_and_16_plain_pmds(
     assert nb(r, "arm-neoverse-n1", "L2 TLB", "after") == (47, "47/1280")
     # Cortex-A72 does not use the contiguous bit: 512 PMDs instead of 1 PUD, as Yang Shi said
     assert nb(r, "arm-cortex-a72", "L2 TLB", "after") == (512, "1/2")
+
+
+def test_riscv64_takes_its_own_core_and_the_u54_dtlb_goes_from_one_entry_to_sixteen_times_its_size() -> None:
+    """Sv48 maps the linear map with 1G leaves (best_map_size()); the RFC step splits the folio's to 2M leaves,
+    which the U54's one fully associative 32-entry data TLB holds natively, as it holds the 1G one."""
+    r = report(arch="riscv64", mem="4G")
+    assert {p["name"] for p in r["presets"]} == {"sifive-u54"}  # not the x86 and Arm cores
+    assert r["translations"]["neighbourhood"] == {"before": {"1G": 1}, "after": {"2M": 512}}
+    assert nb(r, "sifive-u54", "DTLB", "before") == (1, "1/32")
+    assert nb(r, "sifive-u54", "DTLB", "after") == (512, "16/1")
+
+
+def test_a_512g_leaf_is_named_and_held_as_1g_entries_where_no_array_holds_it() -> None:
+    """Sv57's P4D leaf (512G, best_map_size() from Sv57) is no size the U54 holds: it is broken into 1G entries."""
+    dtlb = presets()["sifive-u54"].arrays[0]
+    runs = translation_runs([leaf(0, 512 * G1, Level.P4D)])
+    assert translation_counts(runs) == {512 * G1: 1}
+    assert entries_needed(runs, dtlb) == {G1: 512}
+    assert size_name(512 * G1) == "512G"
 
 
 def test_nodirectmap_makes_nothing_read_only_and_the_reach_stays() -> None:

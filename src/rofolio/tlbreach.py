@@ -53,7 +53,7 @@ CONT_ENTRIES = 16
 
 SIZES: dict[str, int] = {
     "4K": 4 * KiB, "16K": 16 * KiB, "64K": 64 * KiB, "1M": MiB, "2M": 2 * MiB, "16M": 16 * MiB,
-    "32M": 32 * MiB, "512M": 512 * MiB, "1G": GiB,
+    "32M": 32 * MiB, "512M": 512 * MiB, "1G": GiB, "512G": 512 * GiB,  # 512G: riscv64 Sv57's P4D leaf
 }
 SOURCE_KINDS = ("manual", "trm", "measurement", "kernel", "secondary")
 NEIGHBOURHOOD = GiB  # the folio's neighbourhood: the 1 GiB-aligned stretch of direct map around it
