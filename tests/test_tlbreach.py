@@ -309,6 +309,19 @@ def test_the_tlb_command_prints_json_for_the_rfc_step() -> None:
     assert bad.exit_code == 2 and "no TLB preset named 'pentium'" in bad.output
 
 
+def test_a_preset_of_another_architecture_is_shown_when_named_but_with_a_warning() -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from rofolio.cli import main
+
+    out = CliRunner().invoke(main, ["tlb", "--mem", "4G", "--preset", "sifive-u54", "--preset", "amd-zen2", "--json"])
+    assert out.exit_code == 0, out.output
+    assert [p["name"] for p in json.loads(out.stdout)["presets"]] == ["sifive-u54", "amd-zen2"]
+    assert out.stderr.count("warning") == 1 and "sifive-u54 is a riscv64 core, the machine is x86_64" in out.stderr
+
+
 # ------------------------------------------------------------------ rofolio run and the survey
 
 

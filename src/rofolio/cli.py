@@ -912,7 +912,13 @@ def tlb(preset_names: tuple[str, ...], as_json: bool, **machine: Any) -> None:
     if unknown:
         raise ConfigError(f"no TLB preset named {', '.join(map(repr, unknown))}",
                           "presets: " + ", ".join(sorted(tlb_presets())))
-    result = tlb_reach_report(_spec(**machine), list(preset_names) or None)
+    spec = _spec(**machine)
+    for name in dict.fromkeys(preset_names):
+        if spec.arch not in tlb_presets()[name].arch:  # asked for by name: shown, but not silently
+            click.echo(f"rofolio: warning: TLB preset {name} is a {'/'.join(tlb_presets()[name].arch)} core, "
+                       f"the machine is {spec.arch}: its rows are what that core's TLBs would take for "
+                       f"{spec.arch}'s leaves", err=True)
+    result = tlb_reach_report(spec, list(preset_names) or None)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
