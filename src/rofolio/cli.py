@@ -361,9 +361,11 @@ def _blamed(err: ScenarioErrors, loaded: Any, overrides: dict[str, Any], typed: 
 def main() -> None:
     """rofolio: what making a folio read-only in the kernel's direct map costs and catches.
 
-    An executable model of the Linux direct map (x86-64 CPA), its splits,
-    counters and TLB flushes, run from scenario files.  Start with
-    `rofolio run` (the RFC demo) and `rofolio scenarios`.
+    An executable model of the Linux direct map (x86-64 CPA, the arm64 and
+    riscv64 linear maps, and the weak default where there is none), its splits,
+    counters and TLB flushes, run from scenario files and checked against real
+    kernels under QEMU (`rofolio oracle`).  Start with `rofolio run` (the RFC
+    demo) and `rofolio scenarios`.
     """
 
 
