@@ -26,9 +26,9 @@ from rofolio.tlbreach import (
     TlbArray,
     entries_needed,
     load_presets,
+    preset_caveat,
     presets,
     reach,
-    size_name,
     tlb_reach_report,
     tlb_table,
     translation_counts,
@@ -81,7 +81,9 @@ def test_at_least_two_server_cores_per_vendor_each_capacity_resting_on_more_than
     by_vendor: dict[str, set[str]] = {}
     for p in presets().values():
         by_vendor.setdefault(p.vendor, set()).add(p.core)
-    assert {v: len(cores) for v, cores in by_vendor.items()} == {"Intel": 2, "AMD": 2, "Arm": 3, "SiFive": 1}
+    assert all(len(by_vendor[v]) >= 2 for v in ("Intel", "AMD", "Arm")), by_vendor
+    assert by_vendor["SiFive"] and {a for p in presets().values() if p.vendor == "SiFive" for a in p.arch} == {
+        "riscv64"}
     for vendor in ("Intel", "AMD", "Arm"):
         primary = [p.name for p in presets().values() if p.vendor == vendor
                    and all(any(s.kind != "secondary" for s in a.sources) for a in p.arrays)]
@@ -111,7 +113,8 @@ def test_the_kernel_sources_say_what_the_presets_take_from_them() -> None:
     body = body[:body.index("\n}\n")]
     assert "cpuid(0x80000006" in body and "tlb_lld_4k = (ebx >> 16)" in body
     # the U54's data TLB in the device trees of the boards that carry it: 32 entries in one set
-    for dts in ("arch/riscv/boot/dts/microchip/mpfs.dtsi", "arch/riscv/boot/dts/sifive/fu540-c000.dtsi"):
+    for dts in ("arch/riscv/boot/dts/microchip/mpfs.dtsi", "arch/riscv/boot/dts/microchip/pic64gx.dtsi",
+                "arch/riscv/boot/dts/sifive/fu540-c000.dtsi"):
         heads = [n.split("};")[0] for n in (tree / dts).read_text().split("cpu@")[1:]]  # up to its first subnode
         nodes = [h for h in heads if '"sifive,u54-mc"' in h]
         assert nodes, dts
@@ -231,23 +234,61 @@ def test_arm64_bbml2_the_pud_becomes_31_contiguous_pmd_groups_and_16_plain_pmds(
     assert nb(r, "arm-cortex-a72", "L2 TLB", "after") == (512, "1/2")
 
 
-def test_riscv64_takes_its_own_core_and_the_u54_dtlb_goes_from_one_entry_to_sixteen_times_its_size() -> None:
-    """Sv48 maps the linear map with 1G leaves (best_map_size()); the RFC step splits the folio's to 2M leaves,
-    which the U54's one fully associative 32-entry data TLB holds natively, as it holds the 1G one."""
+def test_riscv64_sv39_the_u54_sees_2m_leaves_before_and_after_so_the_rfc_step_costs_it_nothing() -> None:
+    """The U54 implements Sv39 only, and under Sv39 best_map_size() (arch/riscv/mm/init.c) takes a PUD leaf only
+    with 4-level paging: the linear map is 2M leaves at most, and the folio's GiB is 512 of them either way."""
+    r = report(arch="riscv64", mem="4G", sv=39)
+    assert {p["name"] for p in r["presets"]} == {"sifive-u54"}  # its own architecture's core, not x86's or Arm's
+    assert r["caveats"] == []
+    assert r["translations"]["neighbourhood"] == {"before": {"2M": 512}, "after": {"2M": 512}}
+    assert nb(r, "sifive-u54", "DTLB", "before") == nb(r, "sifive-u54", "DTLB", "after") == (512, "16/1")
+
+
+def test_riscv64_sv48_takes_1g_leaves_which_no_u54_can_run_and_the_report_says_so() -> None:
+    """Sv48 (QEMU's virt CPU, the model's default) maps the linear map with 1G leaves and the RFC step splits the
+    folio's to 2M; the U54's rows count them (one entry, then sixteen times its 32), with the caveat."""
     r = report(arch="riscv64", mem="4G")
-    assert {p["name"] for p in r["presets"]} == {"sifive-u54"}  # not the x86 and Arm cores
     assert r["translations"]["neighbourhood"] == {"before": {"1G": 1}, "after": {"2M": 512}}
     assert nb(r, "sifive-u54", "DTLB", "before") == (1, "1/32")
     assert nb(r, "sifive-u54", "DTLB", "after") == (512, "16/1")
+    assert r["caveats"] == ["TLB preset sifive-u54's core runs sv = 39 only, the machine has sv = 48: its rows are "
+                            "what that core's TLBs would take for this machine's leaves"]
 
 
-def test_a_512g_leaf_is_named_and_held_as_1g_entries_where_no_array_holds_it() -> None:
-    """Sv57's P4D leaf (512G, best_map_size() from Sv57) is no size the U54 holds: it is broken into 1G entries."""
-    dtlb = presets()["sifive-u54"].arrays[0]
-    runs = translation_runs([leaf(0, 512 * G1, Level.P4D)])
-    assert translation_counts(runs) == {512 * G1: 1}
-    assert entries_needed(runs, dtlb) == {G1: 512}
-    assert size_name(512 * G1) == "512G"
+def test_a_core_of_another_architecture_is_a_caveat_unless_no_core_is_for_the_machines() -> None:
+    u54, zen2 = presets()["sifive-u54"], presets()["amd-zen2"]
+    x86 = MachineSpec.build(arch="x86_64", mem="4G")
+    assert preset_caveat(u54, x86) == ("TLB preset sifive-u54 is for riscv64; the machine is x86_64: its rows are "
+                                       "what that core's TLBs would take for this machine's leaves")
+    assert preset_caveat(zen2, x86) is None
+    assert preset_caveat(zen2, MachineSpec.build(arch="nodirectmap", mem="4G")) is None  # every preset is shown
+    assert preset_caveat(u54, MachineSpec.build(arch="riscv64", mem="4G", sv=39)) is None
+
+
+def test_a_preset_without_an_architecture_is_refused() -> None:
+    text = """
+[sources.s]
+kind = "manual"
+document = "d"
+section = "s"
+
+[[preset]]
+name = "p"
+vendor = "v"
+core = "c"
+arch = []
+contiguous_bit = false
+
+[[preset.tlb]]
+level = "L1D"
+name = "t"
+entries = 8
+holds = ["4K"]
+sources = ["s"]
+"""
+    with pytest.raises(ConfigError, match="names no architecture"):
+        load_presets(text)
+    assert load_presets(text.replace("arch = []", 'arch = ["riscv64"]'))["p"].runs == {}
 
 
 def test_nodirectmap_makes_nothing_read_only_and_the_reach_stays() -> None:
@@ -316,10 +357,13 @@ def test_a_preset_of_another_architecture_is_shown_when_named_but_with_a_warning
 
     from rofolio.cli import main
 
-    out = CliRunner().invoke(main, ["tlb", "--mem", "4G", "--preset", "sifive-u54", "--preset", "amd-zen2", "--json"])
+    out = CliRunner().invoke(main, ["tlb", "--mem", "4G", "--preset", "sifive-u54", "--preset", "amd-zen2",
+                                    "--preset", "sifive-u54", "--json"])
     assert out.exit_code == 0, out.output
-    assert [p["name"] for p in json.loads(out.stdout)["presets"]] == ["sifive-u54", "amd-zen2"]
-    assert out.stderr.count("warning") == 1 and "sifive-u54 is a riscv64 core, the machine is x86_64" in out.stderr
+    assert [p["name"] for p in json.loads(out.stdout)["presets"]] == ["sifive-u54", "amd-zen2"]  # named twice: once
+    assert out.stderr.count("warning") == 1 and "sifive-u54 is for riscv64; the machine is x86_64" in out.stderr
+    quiet = CliRunner().invoke(main, ["tlb", "--arch", "riscv64", "--sv", "39", "--mem", "4G"])
+    assert quiet.exit_code == 0 and quiet.stderr == "", quiet.output
 
 
 # ------------------------------------------------------------------ rofolio run and the survey

@@ -362,10 +362,11 @@ def main() -> None:
     """rofolio: what making a folio read-only in the kernel's direct map costs and catches.
 
     An executable model of the Linux direct map (x86-64 CPA, the arm64 and
-    riscv64 linear maps, and the weak default where there is none), its splits,
-    counters and TLB flushes, run from scenario files and checked against real
-    kernels under QEMU (`rofolio oracle`).  Start with `rofolio run` (the RFC
-    demo) and `rofolio scenarios`.
+    riscv64 linear maps, and the hook's weak default on architectures that
+    cannot change direct-map permissions), its splits, counters and TLB
+    flushes, run from scenario files and checked against real kernels under
+    QEMU (`rofolio oracle`).  Start with `rofolio run` (the RFC demo) and
+    `rofolio scenarios`.
     """
 
 
@@ -914,13 +915,9 @@ def tlb(preset_names: tuple[str, ...], as_json: bool, **machine: Any) -> None:
     if unknown:
         raise ConfigError(f"no TLB preset named {', '.join(map(repr, unknown))}",
                           "presets: " + ", ".join(sorted(tlb_presets())))
-    spec = _spec(**machine)
-    for name in dict.fromkeys(preset_names):
-        if spec.arch not in tlb_presets()[name].arch:  # asked for by name: shown, but not silently
-            click.echo(f"rofolio: warning: TLB preset {name} is a {'/'.join(tlb_presets()[name].arch)} core, "
-                       f"the machine is {spec.arch}: its rows are what that core's TLBs would take for "
-                       f"{spec.arch}'s leaves", err=True)
-    result = tlb_reach_report(spec, list(preset_names) or None)
+    result = tlb_reach_report(_spec(**machine), list(preset_names) or None)
+    for caveat in result["caveats"]:  # a core that could not run this machine: shown, but not silently
+        click.echo(f"rofolio: warning: {caveat}", err=True)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

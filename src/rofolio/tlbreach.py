@@ -40,8 +40,8 @@ from rofolio.units import PAGE_SIZE, GiB, KiB, MiB, align_down, align_up
 
 __all__ = [
     "ARM64_PTE_CONT", "CONT_ENTRIES", "ArrayReach", "Preset", "PresetReach", "ReachResult", "Run", "Source",
-    "TlbArray", "direct_map_leaves", "entries_needed", "folio_neighbourhoods", "load_presets", "presets", "reach",
-    "reach_of", "reach_section", "reach_summary", "run_reach", "size_name", "tlb_reach_report",
+    "TlbArray", "direct_map_leaves", "entries_needed", "folio_neighbourhoods", "load_presets", "preset_caveat",
+    "presets", "reach", "reach_of", "reach_section", "reach_summary", "run_reach", "size_name", "tlb_reach_report",
     "tlb_table", "translation_counts", "translation_runs",
 ]
 
@@ -53,7 +53,7 @@ CONT_ENTRIES = 16
 
 SIZES: dict[str, int] = {
     "4K": 4 * KiB, "16K": 16 * KiB, "64K": 64 * KiB, "1M": MiB, "2M": 2 * MiB, "16M": 16 * MiB,
-    "32M": 32 * MiB, "512M": 512 * MiB, "1G": GiB, "512G": 512 * GiB,  # 512G: riscv64 Sv57's P4D leaf
+    "32M": 32 * MiB, "512M": 512 * MiB, "1G": GiB,
 }
 SOURCE_KINDS = ("manual", "trm", "measurement", "kernel", "secondary")
 NEIGHBOURHOOD = GiB  # the folio's neighbourhood: the 1 GiB-aligned stretch of direct map around it
@@ -126,6 +126,9 @@ class Preset:
     contiguous_bit: bool  # caches an arm64 contiguous run (16 entries with PTE_CONT) as one entry
     notes: str
     arrays: tuple[TlbArray, ...]
+    # architecture options the core's hardware fixes, with the values it can run (riscv64 sv: the satp modes
+    # its MMU implements); a machine with another value is one this core cannot run
+    runs: dict[str, tuple[Any, ...]] = field(default_factory=dict, hash=False)
 
     @property
     def levels(self) -> tuple[str, ...]:
@@ -183,8 +186,11 @@ def load_presets(text: str | None = None) -> dict[str, Preset]:
                                    tuple(sources[sid] for sid in t.get("smash_sources", [])), t.get("coalesce_4k")))
         if p["name"] in out:
             raise ConfigError(f"preset {p['name']} is defined twice", "give each preset one name")
+        if not p.get("arch"):
+            raise ConfigError(f"preset {p['name']} names no architecture", "say which it is for: arch = [...]")
+        runs = {key: tuple(values) for key, values in p.get("runs", {}).items()}
         out[p["name"]] = Preset(p["name"], p["vendor"], p["core"], tuple(p["arch"]), bool(p["contiguous_bit"]),
-                                p.get("notes", ""), tuple(arrays))
+                                p.get("notes", ""), tuple(arrays), runs)
     return out
 
 
@@ -332,11 +338,30 @@ def _merge(ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
     return tuple((lo, hi) for lo, hi in out)
 
 
+def preset_caveat(preset: Preset, spec: MachineSpec) -> str | None:
+    """Why ``preset``'s core could not run the machine ``spec`` describes (None if it could): another
+    architecture's core (unless no preset is for the machine's, as for nodirectmap, where every preset is
+    shown), or an option its hardware fixes otherwise (the U54's MMU has Sv39 only).  The figures are still
+    computed: what that core's TLBs would take for this machine's leaves."""
+    if spec.arch not in preset.arch:
+        if not any(spec.arch in p.arch for p in presets().values()):
+            return None
+        why = f"TLB preset {preset.name} is for {'/'.join(preset.arch)}; the machine is {spec.arch}"
+    else:
+        values = spec.entry.check_options(spec.options)
+        bad = [(key, allowed) for key, allowed in preset.runs.items() if values.get(key) not in allowed]
+        if not bad:
+            return None
+        why = "; ".join(f"TLB preset {preset.name}'s core runs {key} = {' or '.join(map(str, allowed))} only, "
+                        f"the machine has {key} = {values.get(key)}" for key, allowed in bad)
+    return f"{why}: its rows are what that core's TLBs would take for this machine's leaves"
+
+
 def _applicable(arch: str, chosen: Sequence[str | Preset] | None) -> list[Preset]:
     table = presets()
     if chosen:
         out = []
-        for p in chosen:
+        for p in dict.fromkeys(chosen):  # a preset named twice is one set of rows
             if isinstance(p, Preset):
                 out.append(p)
             elif p in table:
@@ -460,6 +485,8 @@ def tlb_reach_report(spec: MachineSpec, presets_: Sequence[str | Preset] | None 
         report["neighbourhood"] = {"start": hex(start), "end": hex(end)}
     snapshots = {key: direct_map_leaves(m) for key, m in machines.items()}
     report.update(reach_section(snapshots, {region: [rng] for region, rng in regions.items()}, spec.arch, presets_))
+    chosen = _applicable(spec.arch, presets_)
+    report["caveats"] = [c for c in (preset_caveat(p, spec) for p in chosen) if c]
     return report
 
 
@@ -504,8 +531,9 @@ def run_reach(before: Sequence[Leaf], machine: Machine, folios: Iterable[Any]) -
     regions: dict[str, Sequence[tuple[int, int]]] = {"direct_map": [(lo, hi)]}
     if touched:
         regions = {"touched": touched, **regions}
-    out = {"touched": [[hex(a), hex(b)] for a, b in touched]}
+    out: dict[str, Any] = {"touched": [[hex(a), hex(b)] for a, b in touched]}
     out.update(reach_section({"before": before, "after": direct_map_leaves(machine)}, regions, machine.spec.arch))
+    out["caveats"] = [c for c in (preset_caveat(p, machine.spec) for p in _applicable(machine.spec.arch, None)) if c]
     return out
 
 

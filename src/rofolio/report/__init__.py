@@ -203,6 +203,8 @@ def _print_tlb_reach(section: dict[str, object], console: Console) -> None:
                   "(entries needed if nothing else were cached, and their share of the array)", highlight=False)
     header, *rows = tlb_table(section)
     print_table(console, header, [[escape(c) for c in row] for row in rows], left=2, keys=2)
+    for caveat in section.get("caveats", ()):  # type: ignore[attr-defined]
+        console.print(f"  note: {escape(caveat)}", highlight=False)
 
 
 def compare_rows(result: CompareResult) -> tuple[list[str], list[list[str]]]:
