@@ -11,7 +11,7 @@ import pytest
 
 from rofolio.arch.x86_64 import cpa
 from rofolio.errors import AddressError, Errno
-from rofolio.events import CacheFlush, EntryWrite, Flush, FlushKind, KernelWarning, LargePageCheck
+from rofolio.events import CacheFlush, EntryWrite, Flush, FlushKind, KernelWarning, LargePageCheck, PteCheck, Split
 from rofolio.machine import Machine
 from rofolio.prot import X86
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, GiB, Level
@@ -600,3 +600,60 @@ def test_a_pud_split_warns_once_per_2m_entry_it_fixes(gb_machine: Machine) -> No
     lines = _warnings(k.log.events)[before:]
     assert [line.split(" req")[0] for line in lines] == [
         f"CPA  protect  Rodata RO: 0x{va:016x} - 0x{va + Level.PMD.size - 1:016x} PFN {lo:x}"]
+
+
+def test_the_4k_path_records_the_stretch_it_checked_by_its_first_address(nogb_machine: Machine) -> None:
+    """The 4K branch of __change_page_attr() runs once a page (CPA_STATISTICS' '4K set-checked'); the model's
+    PteCheck event names the stretch's first page and how many pages it covered."""
+    k = nogb_machine.kernel
+    page = k.va(6 * GiB)
+    k.set_memory_ro(page, 1)  # split to 4K first
+    step = nogb_machine.step("ro", lambda: k.set_memory_ro(page + PAGE_SIZE, 3))
+    assert [(e.addr, e.count) for e in step.events if isinstance(e, PteCheck)] == [(page + PAGE_SIZE, 3)]
+
+
+def test_the_set_direct_map_calls_record_themselves_by_name(nogb_machine: Machine) -> None:
+    """set_direct_map_{invalid,default,valid}_noflush() are calls of their own in the record, at the page's
+    direct-map address, whatever __set_pages_p()/__set_pages_np() they come down to."""
+    k = nogb_machine.kernel
+    pfn = (6 * GiB) >> PAGE_SHIFT
+    for name, call, pages in (
+            ("set_direct_map_invalid_noflush", lambda: k.set_direct_map_invalid_noflush(pfn), 1),
+            ("set_direct_map_default_noflush", lambda: k.set_direct_map_default_noflush(pfn), 1),
+            ("set_direct_map_valid_noflush", lambda: k.set_direct_map_valid_noflush(pfn, 2, True), 2)):
+        step = nogb_machine.step(name, call)
+        assert (step.events[0].func, step.events[0].addr, step.events[0].numpages) == (  # type: ignore[attr-defined]
+            name, k.page_address(pfn), pages)
+
+
+def test_virt_addr_valid_ends_with_the_memory_section_that_holds_the_last_ram_page(gb_machine: Machine) -> None:
+    """__virt_addr_valid() ends in pfn_valid(), which under SPARSEMEM asks whether the pfn's 128 MiB section holds
+    memory: where RAM ends on a section boundary (QEMU's top range, 9 GiB on this machine), the page after it is
+    not valid."""
+    k = gb_machine.kernel
+    end = max(r.end for r in k.config.memory.ram)
+    assert end % (128 << 20) == 0
+    assert k.virt_addr_valid(k.va(end - PAGE_SIZE)) and not k.virt_addr_valid(k.va(end))
+
+
+def test_splitting_for_the_last_ram_page_counts_both_splits_as_direct_map_splits(gb_machine: Machine) -> None:
+    """__split_large_page() calls split_page_count() when the changed address is valid and its own pfn is mapped
+    (pfn_range_is_mapped(pfn, pfn + 1)): the last page of RAM, with nothing mapped after it, counts too."""
+    k = gb_machine.kernel
+    end = max(r.end for r in k.config.memory.ram)
+    step = gb_machine.step("ro", lambda: k.set_memory_ro(k.va(end - PAGE_SIZE), 1))
+    assert [(e.level, e.direct) for e in step.events if isinstance(e, Split)] == [(Level.PUD, True), (Level.PMD, True)]
+    d = step.delta()
+    assert (d["DirectMap1G"], d["DirectMap2M"], d["DirectMap4k"]) == (-1048576, 1048576 - 2048, 2048)
+
+
+def test_debug_pagealloc_high_map_splits_leave_a_zero_2m_count_alone() -> None:
+    """With DEBUG_PAGEALLOC the direct map is all 4K, so direct_pages_count[PG_LEVEL_2M] is 0; split_page_count()
+    returns early at a zero count, so boot's splits of the high map's 2M leaves (mark_rodata_ro()) move nothing:
+    /proc/meminfo shows DirectMap2M 0 and DirectMap4k the whole direct map."""
+    machine = boot_running(debug_pagealloc=True, mem=2 * GiB)
+    lines = dict(line.split(":") for line in machine.meminfo_lines() if line.startswith("DirectMap"))
+    assert int(lines["DirectMap2M"].split()[0]) == 0
+    assert [e for e in machine.log.events if isinstance(e, Split) and e.level == Level.PMD]  # the high map's splits
+    mapped_kb = sum(e - s for s, e in machine.kernel.pfn_mapped) * PAGE_SIZE // 1024
+    assert int(lines["DirectMap4k"].split()[0]) == mapped_kb
