@@ -214,3 +214,21 @@ def test_a_kernel_built_without_page_table_isolation_names_neither_pti_nor_nopti
         assert m.set_memory("set_memory_ro", va, 1) == 0
         text = m.kernel_store(va).fault.text
         assert text.splitlines()[-1].endswith(f"[#1] {banner}")
+
+
+def test_a_writable_page_that_only_became_dirty_outside_the_experiment_is_a_background_store() -> None:
+    """A store through a present, writable entry sets _PAGE_DIRTY whenever the kernel makes it; where the model
+    changed nothing, such a change is set aside and named, and every other change is still compared."""
+    clean_rw = ("4K", True, True, True, "WB", False, False)
+    dirty_rw = (*clean_rw[:6], True)
+    clean_ro = ("4K", True, False, True, "WB", True, False)
+    split = ((0x200000, 0x201000, ("2M", True, True, True, "WB", True, True), clean_ro),)
+    store = (0x102503000, 0x102504000, clean_rw, dirty_rw)
+    compared, stores = compare.background_stores([store, *split], list(split))
+    assert (compared, stores) == (list(split), [store])
+    # not a store: a read-only entry cannot take one, the model changed that page, or more than Dirty moved
+    ro_dirty = (0x300000, 0x301000, clean_ro, (*clean_ro[:6], True))
+    on_model = (0x200000, 0x201000, clean_rw, dirty_rw)
+    more = (0x400000, 0x401000, clean_rw, ("4K", True, True, False, "WB", False, True))
+    for change in (ro_dirty, on_model, more):
+        assert compare.background_stores([change], list(split)) == ([change], [])
