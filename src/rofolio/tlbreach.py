@@ -344,7 +344,7 @@ def preset_caveat(preset: Preset, spec: MachineSpec) -> str | None:
     shown), or an option its hardware fixes otherwise (the U54's MMU has Sv39 only).  The figures are still
     computed: what that core's TLBs would take for this machine's leaves."""
     if spec.arch not in preset.arch:
-        if not any(spec.arch in p.arch for p in presets().values()):
+        if not _for_arch(spec.arch):
             return None
         why = f"TLB preset {preset.name} is for {'/'.join(preset.arch)}; the machine is {spec.arch}"
     else:
@@ -355,6 +355,11 @@ def preset_caveat(preset: Preset, spec: MachineSpec) -> str | None:
         why = "; ".join(f"TLB preset {preset.name}'s core runs {key} = {' or '.join(map(str, allowed))} only, "
                         f"the machine has {key} = {values.get(key)}" for key, allowed in bad)
     return f"{why}: its rows are what that core's TLBs would take for this machine's leaves"
+
+
+def _for_arch(arch: str) -> list[Preset]:
+    """The presets of cores of ``arch`` (none for nodirectmap)."""
+    return [p for p in presets().values() if arch in p.arch]
 
 
 def _applicable(arch: str, chosen: Sequence[str | Preset] | None) -> list[Preset]:
@@ -369,8 +374,7 @@ def _applicable(arch: str, chosen: Sequence[str | Preset] | None) -> list[Preset
             else:
                 raise ConfigError(f"unknown TLB preset {p!r}", "choose one of: " + ", ".join(table))
         return out
-    fitting = [p for p in table.values() if arch in p.arch]
-    return fitting or list(table.values())  # an architecture no preset is for (nodirectmap): all of them
+    return _for_arch(arch) or list(table.values())  # an architecture no preset is for (nodirectmap): all of them
 
 
 def reach(machine: Machine, ranges: Iterable[tuple[int, int]],
@@ -484,16 +488,16 @@ def tlb_reach_report(spec: MachineSpec, presets_: Sequence[str | Preset] | None 
                            "leaf_after": after.lookup(va).level.leaf_name if after.lookup(va) else None}
         report["neighbourhood"] = {"start": hex(start), "end": hex(end)}
     snapshots = {key: direct_map_leaves(m) for key, m in machines.items()}
-    report.update(reach_section(snapshots, {region: [rng] for region, rng in regions.items()}, spec.arch, presets_))
-    chosen = _applicable(spec.arch, presets_)
-    report["caveats"] = [c for c in (preset_caveat(p, spec) for p in chosen) if c]
+    report.update(reach_section(snapshots, {region: [rng] for region, rng in regions.items()}, spec, presets_))
     return report
 
 
-def reach_section(snapshots: dict[str, Sequence[Leaf]], regions: dict[str, Sequence[tuple[int, int]]], arch: str,
-                  presets_: Sequence[str | Preset] | None = None) -> dict[str, Any]:
+def reach_section(snapshots: dict[str, Sequence[Leaf]], regions: dict[str, Sequence[tuple[int, int]]],
+                  spec: MachineSpec, presets_: Sequence[str | Preset] | None = None) -> dict[str, Any]:
     """JSON-ready TLB reach of each region (virtual ranges) in each snapshot of the direct map ("before",
-    "after"): the translations of each size, and per preset array the entries needed and their share."""
+    "after") of the machine ``spec`` describes: the translations of each size, per preset array the entries
+    needed and their share, and the caveats of the cores that could not run that machine (preset_caveat())."""
+    arch = spec.arch
     chosen = _applicable(arch, presets_)
     results = {(region, key): reach_of(leaves, ranges, arch, chosen)
                for region, ranges in regions.items() for key, leaves in snapshots.items()}
@@ -520,6 +524,7 @@ def reach_section(snapshots: dict[str, Sequence[Leaf]], regions: dict[str, Seque
                                          for key in snapshots} for region in regions}})
     out["presets"] = rows
     out["sources"] = {sid: s.to_dict() for sid, s in sorted(_sources_used(chosen).items())}
+    out["caveats"] = [c for c in (preset_caveat(p, spec) for p in chosen) if c]
     return out
 
 
@@ -532,8 +537,7 @@ def run_reach(before: Sequence[Leaf], machine: Machine, folios: Iterable[Any]) -
     if touched:
         regions = {"touched": touched, **regions}
     out: dict[str, Any] = {"touched": [[hex(a), hex(b)] for a, b in touched]}
-    out.update(reach_section({"before": before, "after": direct_map_leaves(machine)}, regions, machine.spec.arch))
-    out["caveats"] = [c for c in (preset_caveat(p, machine.spec) for p in _applicable(machine.spec.arch, None)) if c]
+    out.update(reach_section({"before": before, "after": direct_map_leaves(machine)}, regions, machine.spec))
     return out
 
 

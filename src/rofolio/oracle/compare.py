@@ -15,7 +15,7 @@ against the model's return value.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from rofolio.errors import Errno
@@ -152,8 +152,9 @@ def background_stores(kernel: list[Change], model: list[Change]) -> tuple[list[C
     compared, stores = [], []
     for change in kernel:
         s, e, before, after = change
-        store = (before[:6] == after[:6] and before[1] and before[2]  # present and writable, the rest the same
-                 and not before[6] and after[6] and not touched(s, e))
+        was = Run(s, e, *before)
+        store = (was.present and was.rw and not was.dirty and replace(was, dirty=True).attrs() == after
+                 and not touched(s, e))
         (stores if store else compared).append(change)
     return compared, stores
 

@@ -26,6 +26,11 @@ def _pci_hole(machine: Machine) -> tuple[int, int]:
     return below, above
 
 
+def _ram_end(machine: Machine) -> int:
+    """Where the machine's highest RAM range ends (9 GiB on the 8 GiB QEMU machine: RAM above 4 GiB)."""
+    return max(r.end for r in machine.kernel.config.memory.ram)
+
+
 def _none(machine: Machine, pa: int) -> bool:
     """No entry, or a none PTE in a table that holds other pages (the hole's first pages share a 2M region)."""
     found = machine.kernel.lookup_address(machine.kernel.va(pa))
@@ -631,7 +636,7 @@ def test_virt_addr_valid_ends_with_the_memory_section_that_holds_the_last_ram_pa
     memory: where RAM ends on a section boundary (QEMU's top range, 9 GiB on this machine), the page after it is
     not valid."""
     k = gb_machine.kernel
-    end = max(r.end for r in k.config.memory.ram)
+    end = _ram_end(gb_machine)
     assert end % (128 << 20) == 0
     assert k.virt_addr_valid(k.va(end - PAGE_SIZE)) and not k.virt_addr_valid(k.va(end))
 
@@ -640,7 +645,7 @@ def test_splitting_for_the_last_ram_page_counts_both_splits_as_direct_map_splits
     """__split_large_page() calls split_page_count() when the changed address is valid and its own pfn is mapped
     (pfn_range_is_mapped(pfn, pfn + 1)): the last page of RAM, with nothing mapped after it, counts too."""
     k = gb_machine.kernel
-    end = max(r.end for r in k.config.memory.ram)
+    end = _ram_end(gb_machine)
     step = gb_machine.step("ro", lambda: k.set_memory_ro(k.va(end - PAGE_SIZE), 1))
     assert [(e.level, e.direct) for e in step.events if isinstance(e, Split)] == [(Level.PUD, True), (Level.PMD, True)]
     d = step.delta()
