@@ -45,6 +45,8 @@ MODULES = {  # what the score covers: path -> how the report names it
     "src/rofolio/arch/x86_64/kernel.py": "x86_64/kernel.py (rules)",
     "src/rofolio/arch/arm64/pageattr.py": "arm64/pageattr.py",
     "src/rofolio/arch/arm64/mmu.py": "arm64/mmu.py",
+    "src/rofolio/arch/riscv64/pageattr.py": "riscv64/pageattr.py",
+    "src/rofolio/arch/riscv64/init.py": "riscv64/init.py",
 }
 NOT_RULES = {"src/rofolio/arch/x86_64/kernel.py": ("oops_text", "dump_pagetable")}
 MESSAGE_RULE = ("a survivor is excluded as a message string only if its diff changes one line and only inside "
