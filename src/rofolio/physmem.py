@@ -119,8 +119,18 @@ class MemoryMap:
 
     @classmethod
     def from_ram(cls, ranges: list[tuple[int, int]]) -> MemoryMap:
-        """A map from explicit RAM ranges, e.g. [(0, 0x9fc00), (0x100000, 0xbffe0000)]."""
-        return cls(tuple(MemRange(s, e) for s, e in sorted(ranges)))
+        """A map from explicit RAM ranges, e.g. [(0, 0x9fc00), (0x100000, 0xbffe0000)].
+
+        Ranges that touch become one, as the kernel sees them: memblock_add() merges a region with its
+        neighbours when they touch and carry the same flags (mm/memblock.c memblock_merge_regions()), and
+        every architecture maps its direct map from memblock's ranges, so a leaf may cross the join."""
+        merged: list[list[int]] = []
+        for s, e in sorted(ranges):
+            if merged and merged[-1][1] == s:
+                merged[-1][1] = e
+            else:
+                merged.append([s, e])
+        return cls(tuple(MemRange(s, e) for s, e in merged))
 
     @classmethod
     def qemu_x86(cls, mem: int) -> MemoryMap:

@@ -131,6 +131,18 @@ class DenseRiscv64:
         self.c.flushes_all += 1
         return ret
 
+    def set_memory_image(self, first: int, n: int, set_mask: int, clear_mask: int) -> int:
+        """__set_memory() of a kernel-image range whose linear alias is pages [first, first + n): the alias split
+        and walked once, then the image's own mapping (outside these arrays, and not held by the model
+        either), then flush_tlb_all()."""
+        if not n:
+            return 0
+        ret = self.split_linear_mapping(first, first + n)
+        if not ret:
+            self.walk(first, first + n, set_mask, clear_mask)
+        self.c.flushes_all += 1
+        return ret
+
     def set_memory_alias(self, pages: list[int], set_mask: int, clear_mask: int) -> int:
         """__set_memory() of a vmalloc range backed by ``pages``: per page its alias split and walked, then the
         vmalloc PTEs (one entry each, outside these arrays), then flush_tlb_all()."""

@@ -2,12 +2,12 @@
 
 A hypothesis state machine boots a small QEMU virt machine (2 GiB from 2 GiB; Sv48 or Sv39, with or without
 debug_pagealloc and KFENCE), hands the booted linear map to the dense model, then drives both with the same
-calls: set_memory_*() on linear addresses and on vmalloc areas (their linear alias), set_direct_map_*(),
-__kernel_map_pages(), page-table allocations failing.  After every step it compares, page by page, the leaf
-level and entry bits of every RAM page, and the return values, entries written, table pages, splits and
-flushes; and kernel_page_present() and what a CPU store would do on a few pages.  A call that makes the kernel
-follow a pointer it never set (a split below a non-present 1G leaf) must oops in both; the machine then
-boots again.  Settings come from the hypothesis profile (tests/conftest.py).
+calls: set_memory_*() on linear addresses, on vmalloc areas and on the kernel image (their linear alias),
+set_direct_map_*(), __kernel_map_pages(), page-table allocations failing.  After every step it compares, page
+by page, the leaf level and entry bits of every RAM page, and the return values, entries written, table pages,
+splits and flushes; and kernel_page_present() and what a CPU store would do on a few pages.  A call that makes
+the kernel follow a pointer it never set (a split below a non-present 1G leaf) must oops in both; the machine
+then boots again.  Settings come from the hypothesis profile (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from rofolio.arch.riscv64.kernel import Riscv64Kernel
-from rofolio.arch.riscv64.pageattr import KernelBug
+from rofolio.arch.riscv64.pageattr import SET_MEMORY_MASKS, KernelBug
 from rofolio.arch.riscv64.pgtable import RISCV
 from rofolio.units import PAGE_SHIFT, GiB
 from tests.arch.riscv64.conftest import boot_riscv64
@@ -147,10 +147,17 @@ class LinearMapMachine(RuleBasedStateMachine):
         addr, pages = data.draw(st.sampled_from(self.areas))
         skip = data.draw(st.integers(0, len(pages) - 1))
         n = data.draw(st.integers(1, len(pages) - skip))
-        set_mask, clear_mask = {"set_memory_ro": (RISCV.READ, RISCV.WRITE), "set_memory_rw": (
-            RISCV.READ | RISCV.WRITE, 0), "set_memory_x": (RISCV.EXEC, 0), "set_memory_nx": (0, RISCV.EXEC)}[func]
         self._both(lambda: getattr(self.k, func)(addr + (skip << PAGE_SHIFT), n),
-                   lambda: self.dense.set_memory_alias(pages[skip:skip + n], set_mask, clear_mask))
+                   lambda: self.dense.set_memory_alias(pages[skip:skip + n], *SET_MEMORY_MASKS[func]))
+
+    @rule(data=st.data(), func=st.sampled_from(SET_MEMORY))
+    def set_memory_on_kernel_image(self, data: st.DataObject, func: str) -> None:
+        """An address in the kernel mapping: lm_alias() of the range is split and walked once."""
+        image = self.k.config.kernel_image
+        first = data.draw(st.integers((image.start - RAM) >> PAGE_SHIFT, ((image.end - RAM) >> PAGE_SHIFT) - 1))
+        n = min(data.draw(st.sampled_from(LENGTHS)), NPAGES - first)
+        self._both(lambda: getattr(self.k, func)(image.virt(self._pa(first)), n),
+                   lambda: self.dense.set_memory_image(first, n, *SET_MEMORY_MASKS[func]))
 
     @rule(fail=st.booleans())
     def page_table_allocation_fails(self, fail: bool) -> None:

@@ -39,6 +39,11 @@ PGDIR_SIZES = {39: Level.PUD.size, 48: Level.P4D.size, 57: Level.PGD.size}  # wh
 PTRS_PER_PGD = 512
 SECTION_ALIGN = 2 << 20  # vmlinux.lds.S: SECTION_ALIGN is L1_CACHE_BYTES without STRICT_KERNEL_RWX, PMD_SIZE with
 QEMU_IMAGE_OFFSET = 2 << 20  # OpenSBI fw_dynamic on QEMU virt: the kernel at RAM + 2M (measured: 0x80200000)
+# asm/pgtable.h: KERNEL_LINK_ADDR, the top 2G of the address space on 64-bit; setup_vm() adds a KASLR offset only
+# when the device tree has a kaslr-seed or the CPU has Zkr, and QEMU 7.2's virt board gives neither (measured:
+# _start at 0xffffffff80000000 on every riscv64 guest)
+KERNEL_LINK_ADDR = 0xFFFFFFFF80000000
+MODULES_SIZE = 2 << 30  # asm/pgtable.h: MODULES_VADDR = PFN_ALIGN(_end) - SZ_2G, MODULES_END = PFN_ALIGN(_start)
 
 # vmlinux.lds.S symbol -> Riscv64KernelImage field: what a boot record's image holds on riscv64
 IMAGE_SYMBOLS = {"_start": "start", "__init_begin": "init_begin", "__init_data_begin": "init_data_begin",
@@ -87,6 +92,25 @@ class Riscv64KernelImage:
     def reserved_end(self) -> int:
         """setup_bootmem(): the kernel's memblock reservation ends at _end rounded up to 2M (STRICT_KERNEL_RWX)."""
         return align_up(self.end, Level.PMD.size)
+
+    # init.c setup_vm(): kernel_map.virt_addr = KERNEL_LINK_ADDR, kernel_map.size = _end - the load address
+    def virt(self, pa: int) -> int:
+        """The kernel mapping's address of a physical address of the image (``pa + va_kernel_pa_offset``)."""
+        return pa - self.start + KERNEL_LINK_ADDR
+
+    def is_kernel_mapping(self, va: int) -> bool:
+        """is_kernel_mapping() (asm/page.h): [kernel_map.virt_addr, + kernel_map.size)."""
+        return KERNEL_LINK_ADDR <= va < KERNEL_LINK_ADDR + self.end - self.start
+
+    def kernel_mapping_va_to_pa(self, va: int) -> int:
+        """kernel_mapping_va_to_pa() (asm/page.h), which __pa_symbol() and so lm_alias() use."""
+        return va - KERNEL_LINK_ADDR + self.start
+
+    def is_module_addr(self, va: int) -> bool:
+        """The module part of is_vmalloc_or_module_addr() (mm/vmalloc.c): [MODULES_VADDR, MODULES_END), the 2G
+        below the image's mapping."""
+        return align_up(self.virt(self.end), PAGE_SIZE) - MODULES_SIZE <= va < align_up(self.virt(self.start),
+                                                                                            PAGE_SIZE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +186,8 @@ class Riscv64Config:
     CONFIG_KFENCE (the pool is mapped with 4K pages at boot whatever the sample interval), and
     ``kfence_sample_interval`` 0 leaves the pool's guard pages mapped (kfence_init() gives up, as
     Debian's config does).  ``memory`` is what the machine has; the kernel keeps only what fits the linear
-    map (``usable``).
+    map (``usable``).  A ``reserved`` range is a device-tree no-map region inside DRAM: never mapped, but it
+    can be where DRAM starts.
     """
 
     memory: MemoryMap
@@ -188,7 +213,10 @@ class Riscv64Config:
             raise ConfigError(f"{self.nr_cpus} CPUs is not a possible machine", "give 1 to 256 CPUs (NR_CPUS)")
         self.memory.check_page_aligned()
         check_ram(self.memory.total_ram)
-        layout = Riscv64Layout(self.sv, align_down(self.memory.ram[0].start, Level.PMD.size))
+        # setup_bootmem(): phys_ram_base = memblock_start_of_DRAM() & PMD_MASK, before
+        # early_init_fdt_scan_reserved_mem() marks the device tree's no-map regions (a "reserved" range here),
+        # which stay in memblock.memory (drivers/of/of_reserved_mem.c: memblock_mark_nomap()): they count
+        layout = Riscv64Layout(self.sv, align_down(self.memory.ranges[0].start, Level.PMD.size))
         object.__setattr__(self, "layout", layout)
         # setup_bootmem(): RAM past __pa(PAGE_OFFSET) + KERN_VIRT_SIZE is cut off with a pr_warn
         limit = layout.phys_ram_base + layout.kern_virt_size

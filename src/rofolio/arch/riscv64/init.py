@@ -17,7 +17,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from rofolio.arch.kernel import KFENCE_POOL_SIZE, kfence_guard_pages
-from rofolio.arch.riscv64.pageattr import set_memory
+from rofolio.arch.riscv64.pageattr import SET_MEMORY_MASKS, set_memory
 from rofolio.arch.riscv64.pgtable import PAGE_KERNEL, PAGE_KERNEL_READ, RISCV
 from rofolio.errors import ConfigError
 from rofolio.events import BootMapping, EntryWrite, Flush, FlushKind, PgtableAlloc
@@ -159,25 +159,23 @@ def kfence_init_pool(k: Riscv64Kernel) -> None:
         k.log.append(Flush(FlushKind.PAGES, 1, 1, 0, "kfence_protect_page"))
 
 
-def _lm_alias_pages(k: Riscv64Kernel, pa_start: int, pa_end: int) -> tuple[int, int]:
-    """set_kernel_memory() on the linear alias: (its start, PAGE_ALIGN(end - start) >> PAGE_SHIFT)."""
-    return k.va(pa_start), align_up(pa_end - pa_start, PAGE_SIZE) >> PAGE_SHIFT
+def set_kernel_memory(k: Riscv64Kernel, caller: str, func: str, start: int, end: int) -> None:
+    """set_kernel_memory() (asm/set_memory.h): ``func`` from ``start`` over PAGE_ALIGN(end - start) pages."""
+    set_memory(k, func, start, align_up(end - start, PAGE_SIZE) >> PAGE_SHIFT, *SET_MEMORY_MASKS[func], caller)
 
 
 def free_initmem(k: Riscv64Kernel) -> None:
     """free_initmem() (arch/riscv/kernel/setup.c): the init sections' linear alias becomes writable and
-    non-executable (set_memory_rw_nx()), then the image mapping non-executable (set_memory_nx(), which
-    __set_memory() applies to the linear alias too); then the pages go to the page allocator."""
+    non-executable (set_memory_rw_nx()), then the image mapping non-executable (set_memory_nx() of the image
+    address, which __set_memory() applies to the linear alias too); then the pages go to the page allocator."""
     image = k.config.kernel_image
-    addr, pages = _lm_alias_pages(k, image.init_begin, image.init_end)
-    set_memory(k, "set_memory_rw_nx", addr, pages, RISCV.READ | RISCV.WRITE, RISCV.EXEC, "free_initmem")
-    set_memory(k, "set_memory_nx", addr, pages, 0, RISCV.EXEC, "free_initmem", image_alias=True)
+    set_kernel_memory(k, "free_initmem", "set_memory_rw_nx", k.va(image.init_begin), k.va(image.init_end))
+    set_kernel_memory(k, "free_initmem", "set_memory_nx", image.virt(image.init_begin), image.virt(image.init_end))
 
 
 def mark_rodata_ro(k: Riscv64Kernel) -> None:
     """mark_rodata_ro(): set_memory_ro() of the image's [__start_rodata, _data), which __set_memory() applies
     to the linear alias as well, then the same on the linear alias itself."""
     image = k.config.kernel_image
-    addr, pages = _lm_alias_pages(k, image.start_rodata, image.data)
-    set_memory(k, "set_memory_ro", addr, pages, RISCV.READ, RISCV.WRITE, "mark_rodata_ro", image_alias=True)
-    set_memory(k, "set_memory_ro", addr, pages, RISCV.READ, RISCV.WRITE, "mark_rodata_ro")
+    set_kernel_memory(k, "mark_rodata_ro", "set_memory_ro", image.virt(image.start_rodata), image.virt(image.data))
+    set_kernel_memory(k, "mark_rodata_ro", "set_memory_ro", k.va(image.start_rodata), k.va(image.data))

@@ -77,6 +77,14 @@ class Riscv64Kernel(KernelState):
         return f"Unable to handle kernel {msg} at virtual address {addr:016x}\nOops [#{number}]"
 
     # -------------------------------------------------------- entry points
+    def check_call_range(self, addr: int, numpages: int) -> None:
+        """Refuse a negative page count: __set_memory() would compute an end below the start, let
+        split_linear_mapping() act on the entries at the start and return -EINVAL from the walk, a path the
+        model does not follow."""
+        if numpages < 0:
+            raise AddressError(f"{numpages} pages from {addr:#x}: a negative page count",
+                               "give the number of 4K pages to change (0 or more)")
+
     def _set_memory(self, func: str, addr: int, numpages: int) -> int:
         set_mask, clear_mask = SET_MEMORY_MASKS[func]
         return self._call(func, addr, numpages,

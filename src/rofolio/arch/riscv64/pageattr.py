@@ -184,33 +184,35 @@ def _linear_alias_pages(k: Riscv64Kernel, addr: int, numpages: int) -> list[int]
     return [k.page_address(pfn) for pfn in area.pages[first:first + numpages]]
 
 
-def _set_memory(k: Riscv64Kernel, addr: int, numpages: int, set_mask: int, clear_mask: int,
-                image_alias: bool) -> int:
+def _set_memory(k: Riscv64Kernel, addr: int, numpages: int, set_mask: int, clear_mask: int) -> int:
     start, end = addr, addr + numpages * PAGE_SIZE
-    layout = k.config.layout
-    if layout.is_vmalloc_addr(start):
+    layout, image = k.config.layout, k.config.kernel_image
+    if layout.is_vmalloc_addr(start) or image.is_module_addr(start):  # is_vmalloc_or_module_addr()
         for lm in _linear_alias_pages(k, start, numpages):
             ret = split_linear_mapping(k, lm, lm + PAGE_SIZE)
             if ret:
                 return ret
             walk_pageattr(k, lm, lm + PAGE_SIZE, set_mask, clear_mask)
-    elif image_alias or layout.is_linear_mapping(start):
-        ret = split_linear_mapping(k, start, end)
+    elif image.is_kernel_mapping(start) or layout.is_linear_mapping(start):
+        lm_start, lm_end = start, end
+        if image.is_kernel_mapping(start):  # lm_alias() of both ends
+            lm_start = layout.va(image.kernel_mapping_va_to_pa(start))
+            lm_end = layout.va(image.kernel_mapping_va_to_pa(end))
+        ret = split_linear_mapping(k, lm_start, lm_end)
         if ret:
             return ret
-        walk_pageattr(k, start, end, set_mask, clear_mask)
-        if image_alias:  # the image mapping itself is walked next: it is not modelled
-            return 0
+        walk_pageattr(k, lm_start, lm_end, set_mask, clear_mask)
+    # the range itself; the model holds no kernel-image mapping, so for an image address this walk finds nothing
     return walk_pageattr(k, start, end, set_mask, clear_mask)
 
 
 def set_memory(k: Riscv64Kernel, func: str, addr: int, numpages: int, set_mask: int, clear_mask: int,
-               reason: str = "", image_alias: bool = False) -> int:
+               reason: str = "") -> int:
     """__set_memory() as ``func`` calls it: nothing for zero pages; the change, then flush_tlb_all() whatever
-    it returned.  ``image_alias``: ``addr`` is the linear alias of a kernel-image address being changed."""
+    it returned."""
     if not numpages:
         return 0
-    ret = _set_memory(k, addr, numpages, set_mask, clear_mask, image_alias)
+    ret = _set_memory(k, addr, numpages, set_mask, clear_mask)
     flush_tlb_all(k, reason or func)
     return ret
 
