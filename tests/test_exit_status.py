@@ -194,6 +194,31 @@ def test_a_report_that_cannot_be_written_exits_4(tmp_path: Path) -> None:
     assert re.fullmatch(r"rofolio: error: /proc/rofolio-report\.html: .+", lines[0])
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_report_on_a_full_device_names_the_report_not_standard_output(tmp_path: Path) -> None:
+    """The open succeeds and the write fails: the OSError names no file, so the report's path is put on it."""
+    path = tmp_path / "ok.toml"
+    path.write_text(EXPECT_NO_1G_SPLIT.replace("splits_1g = 0", "splits_1g = 1"))
+    out = rofolio("run", str(path), "--report", "/dev/full", stdout=subprocess.DEVNULL)
+    assert out.returncode == ExitStatus.ENVIRONMENT
+    assert assert_contract_lines(out.stderr)[0] == "rofolio: error: /dev/full: No space left on device"
+
+
+def test_an_empty_report_path_is_a_command_line_error() -> None:
+    result = invoke("run", "--report", "")
+    assert result.exit_code == ExitStatus.USAGE
+    assert "an empty path is not a file" in assert_contract_lines(result.stderr)[0]
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_an_output_encoding_without_the_symbols_gets_ascii_stand_ins(encoding: str) -> None:
+    """The step lines' arrows (splits 1G→2M) and the checks' ticks are spelled in ASCII, not an internal error."""
+    out = rofolio("run", "x86-split-costs", stdout=subprocess.PIPE, env={**os.environ, "PYTHONIOENCODING": encoding},
+                  encoding=encoding)
+    assert (out.returncode, out.stderr) == (0, "")
+    assert "splits 2M->4K" in out.stdout
+
+
 def test_the_oracle_not_set_up_is_an_environment_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROFOLIO_ORACLE_DIR", str(tmp_path))
     result = invoke("oracle", "boot")

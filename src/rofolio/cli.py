@@ -458,6 +458,8 @@ def _report_target(path: Path | None) -> Iterator[Callable[[str], None] | None]:
     if path is None:
         yield None
         return
+    if str(path) in ("", "."):  # click's Path type lets an empty string through, as "."
+        raise click.BadParameter("an empty path is not a file", param_hint="'--report'")
     existed = path.exists()
     with path.open("a"):  # creates it, or checks that it can be written
         pass
@@ -465,7 +467,10 @@ def _report_target(path: Path | None) -> Iterator[Callable[[str], None] | None]:
 
     def write(text: str) -> None:
         nonlocal done
-        path.write_text(text)
+        try:
+            path.write_text(text)
+        except OSError as err:  # a full disk fails the write, which names no file: name the report, not stdout
+            raise OSError(err.errno, err.strerror, str(path)) from err
         done = True
 
     try:

@@ -26,9 +26,12 @@ a command only raises: ``RofolioError`` (its ``exit_status`` says 2 or 4),
 
 from __future__ import annotations
 
+import codecs
 import errno
+import io
 import os
 import sys
+import unicodedata
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, NoReturn
@@ -79,6 +82,29 @@ def expectations_failed(failures: int, failed_runs: int, runs: int) -> ChecksFai
     return ChecksFailed(f"{failures} expectation(s) failed in {failed_runs} of {runs} run{'' if runs == 1 else 's'}")
 
 
+# The few symbols rofolio prints, spelled for an output whose encoding cannot hold them (PYTHONIOENCODING=ascii,
+# a latin-1 terminal); anything else becomes its decomposed ASCII letters, or "?"
+ASCII_STAND_INS = {"→": "->", "✓": "ok", "✗": "x", "−": "-", "…": "...", "·": "-", "×": "x", "≤": "<=", "≥": ">="}
+
+
+def _ascii_stand_ins(err: UnicodeError) -> tuple[str, int]:
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    text = err.object[err.start:err.end]
+    return "".join(ASCII_STAND_INS.get(c) or unicodedata.normalize("NFKD", c).encode("ascii", "ignore").decode()
+                   or "?" for c in text), err.end
+
+
+def spell_unencodable() -> None:
+    """Have stdout and stderr write a character their encoding lacks as an ASCII stand-in, not fail with
+    UnicodeEncodeError (an internal error by the contract): the output is text for a person or a script, and
+    its encoding is the user's choice."""
+    codecs.register_error("rofolio-ascii", _ascii_stand_ins)
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="rofolio-ascii")
+
+
 class ContractGroup(LazyGroup):
     """A click group whose commands, and the commands of its sub-groups, all end by the contract above (a
     ``LazyGroup``: its commands may take ``deferred_options`` and live in modules imported when used)."""
@@ -87,6 +113,7 @@ class ContractGroup(LazyGroup):
                      **extra: Any) -> click.Context:
         if parent is not None:  # the parent's invoke() reports it
             return super().make_context(info_name, args, parent, **extra)
+        spell_unencodable()
         try:
             return super().make_context(info_name, args, parent, **extra)
         except (click.exceptions.Exit, SystemExit):
