@@ -36,6 +36,15 @@ def assert_usage_error(args: list[str], lines: list[str]) -> None:
      "--gbpages and -o gbpages=false contradict each other (gbpages = true against gbpages = false)"),
     (["meminfo", "--no-gbpages", "-o", "gbpages=true"],
      "--no-gbpages and -o gbpages=true contradict each other (gbpages = false against gbpages = true)"),
+    # one option given twice with different values is the same mistake, not a choice of the last
+    (["run", "--gbpages", "--no-gbpages"],
+     "--gbpages and --no-gbpages contradict each other (gbpages = true against gbpages = false)"),
+    (["run", "-o", "paging=4", "-o", "paging=5"],
+     "-o paging=4 and -o paging=5 contradict each other (paging = 4 against paging = 5)"),
+    (["meminfo", "--mem", "4G", "--mem", "8G"],
+     "--mem 4G and --mem 8G contradict each other (mem = '4G' against mem = '8G')"),
+    (["meminfo", "--kernel", "6.1", "--kernel", "7.2"],
+     "--kernel 6.1 and --kernel 7.2 contradict each other (kernel = '6.1.192' against kernel = '7.2')"),
 ])
 def test_options_that_contradict_each_other_are_a_usage_error(args: list[str], first: str) -> None:
     result = invoke(*args)
@@ -47,8 +56,9 @@ def test_options_that_contradict_each_other_are_a_usage_error(args: list[str], f
 
 
 @pytest.mark.parametrize("args", [["--gbpages", "-o", "gbpages=true"], ["--nogbpages", "--no-gbpages"],
-                                  ["--paging", "5", "--5level"], ["--mem", "4G", "--mem", "8G"]])
-def test_options_that_agree_or_one_option_given_twice_are_not_a_mistake(args: list[str]) -> None:
+                                  ["--paging", "5", "--5level"], ["--mem", "8G", "--mem", "8192M"],
+                                  ["--kernel", "6.1", "--kernel", "6.1.192"], ["-o", "paging=5", "-o", "paging=5"]])
+def test_options_that_agree_or_one_option_given_twice_alike_are_not_a_mistake(args: list[str]) -> None:
     result = invoke("meminfo", *args, "--json")
     assert result.exit_code == 0, result.stderr
 

@@ -60,6 +60,25 @@ class ArchType(click.ParamType):
 _COMMON_OPTIONS = ("arch", "mem", "kernel", "cpus", "debug_pagealloc", "kfence")
 
 
+_REPEATED = "rofolio.repeated"  # ctx.meta: a machine option's values, in order, when it was given more than once
+
+
+class _Repeatable(click.Option):
+    """A machine option as click parses it (given twice, the last value), keeping every occurrence in the
+    context, so that one given twice with different values is refused as two that contradict (_settings())."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        default = kwargs.get("default")
+        kwargs["default"] = None if default is None else (default,)
+        super().__init__(*args, multiple=True, **kwargs)
+
+    def process_value(self, ctx: click.Context, value: Any) -> Any:
+        values = super().process_value(ctx, value)
+        if len(values) > 1:
+            ctx.meta.setdefault(_REPEATED, {})[self.name] = values
+        return values[-1] if values else None
+
+
 def machine_options(defaults: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Options that describe the machine, the architectures' own ones read from the registry.
 
@@ -75,36 +94,39 @@ def machine_options(defaults: bool) -> Callable[[Callable[..., Any]], Callable[.
     def options() -> list[Callable[[Any], Any]]:
         from rofolio.arch import all_options
 
+        def repeatable(*decls: str, **kwargs: Any) -> Callable[[Any], Any]:
+            return click.option(*decls, cls=_Repeatable, **kwargs)
+
         options = [
-            click.option("--arch", type=ArchType(), default=d("x86_64"), show_default=defaults,
-                         help="Architecture to model (the names of the architecture registry)."),
-            click.option("--mem", default=d("16G"), show_default=defaults,
-                         help="RAM size (binary units: 512M, 8G, 64T); the memory map is the architecture's "
-                              "default for that size (QEMU's e820 on x86_64)."),
-            click.option("--kernel", default=d("7.2"), show_default=defaults,
-                         help="Kernel version to model: MAJOR.MINOR[.PATCH], e.g. 7.2, 6.1.192, 6.12.57; "
-                              "MAJOR.MINOR is the newest stable of the line the model knows (6.1 is 6.1.192). "
-                              "Stable backports count: see docs/fidelity.md, Kernel versions."),
-            click.option("--cpus", default=d(8), show_default=defaults, type=click.IntRange(1, 8192),
-                         help="Online CPUs (flush IPIs go to the others)."),
-            click.option("--debug-pagealloc", is_flag=True, default=None,
-                         help="DEBUG_PAGEALLOC: the direct map uses 4K pages only."),
-            click.option("--kfence", is_flag=True, default=None, help="KFENCE: its pool is split to 4K at boot."),
+            repeatable("--arch", type=ArchType(), default=d("x86_64"), show_default=defaults,
+                       help="Architecture to model (the names of the architecture registry)."),
+            repeatable("--mem", default=d("16G"), show_default=defaults,
+                       help="RAM size (binary units: 512M, 8G, 64T); the memory map is the architecture's "
+                            "default for that size (QEMU's e820 on x86_64)."),
+            repeatable("--kernel", default=d("7.2"), show_default=defaults,
+                       help="Kernel version to model: MAJOR.MINOR[.PATCH], e.g. 7.2, 6.1.192, 6.12.57; "
+                            "MAJOR.MINOR is the newest stable of the line the model knows (6.1 is 6.1.192). "
+                            "Stable backports count: see docs/fidelity.md, Kernel versions."),
+            repeatable("--cpus", default=d(8), show_default=defaults, type=click.IntRange(1, 8192),
+                       help="Online CPUs (flush IPIs go to the others)."),
+            repeatable("--debug-pagealloc", is_flag=True, default=None,
+                       help="DEBUG_PAGEALLOC: the direct map uses 4K pages only."),
+            repeatable("--kfence", is_flag=True, default=None, help="KFENCE: its pool is split to 4K at boot."),
         ]
         for key, (option, arches) in all_options().items():
             where = "/".join(arches)
             flag = "--" + key.replace("_", "-")
             if option.kind is bool:
-                options.append(click.option(f"{flag}/--no-{key.replace('_', '-')}", f"opt__{key}", default=None,
-                                            help=f"{where}: {option.help}."))
+                options.append(repeatable(f"{flag}/--no-{key.replace('_', '-')}", f"opt__{key}", default=None,
+                                          help=f"{where}: {option.help}."))
             else:
                 kind: Any = click.Choice([str(c) for c in option.choices]) if option.choices else \
                     (click.INT if option.kind is int else click.STRING)
-                options.append(click.option(flag, f"opt__{key}", type=kind, default=None,
-                                            help=f"{where}: {option.help}.{_values_said(key, arches)}"))
+                options.append(repeatable(flag, f"opt__{key}", type=kind, default=None,
+                                          help=f"{where}: {option.help}.{_values_said(key, arches)}"))
             for name, value in option.flags:
-                options.append(click.option(name, _flag_param(key, name), is_flag=True, default=None,
-                                            help=f"{where}: {key} = {value}."))
+                options.append(repeatable(name, _flag_param(key, name), is_flag=True, default=None,
+                                          help=f"{where}: {key} = {value}."))
         options.append(click.option("-o", "--option", "opt_pairs", multiple=True, metavar="KEY=VALUE",
                                     help="Any option of the architecture, e.g. -o gbpages=false."))
         return options
@@ -162,19 +184,22 @@ def _settings(given: dict[str, Any]) -> list[_Setting]:
     """Every machine option on the command line, in the order the help lists them, then the -o pairs."""
     from rofolio.arch import all_options
 
+    ctx = click.get_current_context(silent=True)
+    repeated = ctx.meta.get(_REPEATED, {}) if ctx is not None else {}
     out: list[_Setting] = []
-    for name, value in given.items():
-        if value is None or (value is False and name.startswith("flag__")):
-            continue
-        if name in _COMMON_OPTIONS or name.startswith("opt__"):
-            key = name.removeprefix("opt__")
-            negated = value is False and name.startswith("opt__")
-            out.append(_Setting(key, name, f"--{'no-' if negated else ''}{key.replace('_', '-')}", value))
-        elif name.startswith("flag__"):
-            key = name.split("__")[1]
-            flags = all_options()[key][0].flags
-            flag = _flag_named(name, key, flags)
-            out.append(_Setting(key, name, flag, dict(flags)[flag]))
+    for name, last in given.items():
+        for value in repeated.get(name, (last,)):
+            if value is None or (value is False and name.startswith("flag__")):
+                continue
+            if name in _COMMON_OPTIONS or name.startswith("opt__"):
+                key = name.removeprefix("opt__")
+                negated = value is False and name.startswith("opt__")
+                out.append(_Setting(key, name, f"--{'no-' if negated else ''}{key.replace('_', '-')}", value))
+            elif name.startswith("flag__"):
+                key = name.split("__")[1]
+                flags = all_options()[key][0].flags
+                flag = _flag_named(name, key, flags)
+                out.append(_Setting(key, name, flag, dict(flags)[flag]))
     for pair in given.get("opt_pairs") or ():
         key, sep, value = pair.partition("=")
         key = key.strip().replace("-", "_")
@@ -189,13 +214,13 @@ def _machine_overrides(given: dict[str, Any], arch: str = "x86_64") -> dict[str,
 
     An architecture's option is checked against the values of the machine's architecture: --arch, else ``arch``
     (a scenario's own).  Two options that set one key to different values (``--gbpages --nogbpages``,
-    ``--paging 4 --5level``, ``--gbpages -o gbpages=false``) are a mistake, not a choice of the last; one option
-    given twice is settled as usual, by the last."""
+    ``--paging 4 --5level``, ``--gbpages -o gbpages=false``, ``--mem 8G --mem 4G``) are a mistake, not a choice
+    of the last; the same value twice (``--mem 8G --mem 8192M``) is one setting."""
     from rofolio.arch import all_options, arch_entry
 
     known = all_options()
     arch = given.get("arch") or arch
-    chosen: dict[str, dict[str, tuple[_Setting, Any]]] = {}
+    chosen: dict[str, list[tuple[_Setting, Any]]] = {}
     for setting in _settings(given):
         key, value = setting.key, setting.value
         if setting.param.startswith("-o ") and key not in known:
@@ -217,15 +242,15 @@ def _machine_overrides(given: dict[str, Any], arch: str = "x86_64") -> dict[str,
             raise _command_line_error(setting.option, f"{err.message} ({arch})", "; ".join(
                 f"{a} takes {', '.join(map(str, v))}" for a, v in sorted(values.items(), key=lambda i: i[0] != arch)
             )) from None
-        chosen.setdefault(key, {})[setting.param] = (setting, value)
+        chosen.setdefault(key, []).append((setting, value))
     out: dict[str, Any] = {}
-    for key, by_option in chosen.items():
-        (first, value), *others = by_option.values()
+    for key, settings in chosen.items():
+        (first, value), *others = settings
         for other, other_value in others:
             if other_value != value:
                 raise _command_line_error(
-                    "", f"{first.shown} and {other.shown} contradict each other ({key} = {_shown(value)} "
-                        f"against {key} = {_shown(other_value)})", "give only one of them")
+                    "", f"{first.shown} and {other.shown} contradict each other ({key} = {_shown(value, key)} "
+                        f"against {key} = {_shown(other_value, key)})", "give only one of them")
         out[key] = value
     return out
 
@@ -253,8 +278,12 @@ def _unknown_pair(key: str, value: str, arch: str, known: dict[str, Any]) -> Sce
                                "; ".join(f"{name} takes: {', '.join(takes[name])}" for name in order))
 
 
-def _shown(value: Any) -> str:
-    """A machine value as a scenario writes it: true, 4, 'bss'."""
+def _shown(value: Any, key: str = "") -> str:
+    """A machine value as a scenario writes it: true, 4, 'bss', '8G'."""
+    if key == "mem":
+        from rofolio.units import format_size
+
+        return repr(format_size(value))
     return str(value).lower() if isinstance(value, bool) else repr(value) if isinstance(value, str) else str(value)
 
 
