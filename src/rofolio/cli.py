@@ -653,7 +653,10 @@ def lifetime(models: tuple[str, ...], as_json: bool, report: Path | None, **mach
     with _report_target(report) as write_report:
         with LazyProgress("lifetime workload") as bar:
             for i, name in enumerate(names, start=1):
-                results.append(run_lifetime_workload(spec, name))
+                try:
+                    results.append(run_lifetime_workload(spec, name))
+                except ConfigError as err:  # the workload's own [mm] on a machine too small for it
+                    raise _command_line_error("--mem", err.message, err.hint) from None
                 bar(i, len(names))
         if write_report is not None:
             from rofolio.report import lifetime_html

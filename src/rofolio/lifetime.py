@@ -32,9 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from rofolio.errors import ConfigError
 from rofolio.machine import Machine, MachineSpec, MMConfig
 from rofolio.stats import Counters
-from rofolio.units import PAGE_SHIFT, PMD_SIZE, GiB, Level, MiB
+from rofolio.units import PAGE_SHIFT, PMD_SIZE, GiB, Level, MiB, format_size
 
 __all__ = ["LifetimeResult", "PhaseResult", "nonpersistent_phase", "persistent_phase", "run_lifetime_workload"]
 
@@ -177,8 +178,13 @@ def run_lifetime_workload(spec: MachineSpec, model: str, config: MMConfig | None
     phases: dict[str, PhaseResult] = {}
     for name, persistent, nodes, movable, body in (("persistent", True, 2, GiB, persistent_phase),
                                                    ("non-persistent", False, 1, 0, nonpersistent_phase)):
-        m = Machine.boot(replace(spec, mm=base.with_options(persistent_huge_zero_folio=persistent, nodes=nodes,
-                                                              movablecore=movable)))
+        try:
+            m = Machine.boot(replace(spec, mm=base.with_options(persistent_huge_zero_folio=persistent, nodes=nodes,
+                                                                  movablecore=movable)))
+        except ConfigError as err:  # the phase's own [mm] settings, which the user did not write: say them
+            raise ConfigError(f"the workload's {name} phase boots {format_size(spec.mem)} as {nodes} nodes with "
+                              f"movablecore={format_size(movable)}: {err.message}",
+                              "give the machine more RAM (ZONE_MOVABLE comes from RAM above 4 GiB)") from None
         booted = Counters()
         at_start = m.counters.copy()
         around_finish: list[Counters] = []
