@@ -9,14 +9,19 @@
 from __future__ import annotations
 
 import io
+import logging
 from itertools import accumulate
 from typing import TYPE_CHECKING
 
-import matplotlib
+# a first use (a fresh matplotlib cache: CI, a new user) looks for the mathtext fonts it ships without and warns
+# about each on stderr; DejaVu Sans, which it falls back to, is what the plots use anyway
+logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from matplotlib.patches import Patch, Rectangle
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 if TYPE_CHECKING:
     from rofolio.scenario.runner import LayoutRun, ScenarioResult
