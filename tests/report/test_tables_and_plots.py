@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from rofolio.cli import main
-from rofolio.report import html_report, machine_items, print_table
+from rofolio.mm.warn import warning_text
+from rofolio.report import html_report, machine_items, print_table, warning_headline
 from rofolio.report.plots import PER_STEP_LIMIT, directmap_figure, flush_series, flushes_figure
 from rofolio.scenario.loader import parse
 from rofolio.scenario.runner import run_scenario
@@ -121,3 +122,16 @@ def test_the_report_renders_in_parts_with_progress_and_a_readable_machine_table(
     assert items["mem_bytes"] == "8G (8589934592 bytes)" and items["mm.nodes"] == "1"
     assert items["gbpages"] == "true" and not any(v in ("None", "True", "False") or "{" in v for v in items.values())
     assert "DirectMap lines count " in page
+
+
+def test_a_kernel_warning_is_shown_by_its_warning_line_and_message_not_its_banner(tmp_path: Path) -> None:
+    """WARN() prints a "cut here" banner first; the step line and the closing summary show what follows it."""
+    assert warning_headline(warning_text("mm/util.c folio_readonly_refused", "refusing to free")) == \
+        "WARNING: CPU: 0 PID: 1 at mm/util.c folio_readonly_refused: refusing to free"
+    path = tmp_path / "w.toml"
+    path.write_text('name = "w"\n[machine]\nmem = "8G"\n[mm]\npersistent_huge_zero_folio = true\n'
+                    '[[steps]]\nop = "hugepage_init"\n[[steps]]\nop = "free"\nfolio = "huge_zero_folio"\n')
+    out = CliRunner().invoke(main, ["run", str(path)]).stdout
+    shown = [line.strip() for line in out.splitlines() if "kernel warning" in line]
+    assert len(shown) == 2 and all("refusing to free read-only folio" in line for line in shown)
+    assert "cut here" not in out

@@ -99,3 +99,16 @@ def test_an_unaligned_address_reaches_the_kernel_which_warns_and_rounds_it_down(
     assert step["warnings"] == ["WARNING: CPU: 0 at arch/x86/mm/pat/set_memory.c change_page_attr_set_clr "
                                 "(unaligned)"]
     assert step["leaf_after"] == "4K RO" and step["delta"]["splits_2m"] == 1  # the page it rounds down to
+
+
+def test_the_huge_zero_folio_before_it_exists_says_what_allocates_it(tmp_path: Path) -> None:
+    """mm/huge_memory.c: hugepage_init() allocates the huge zero folio only when it is persistent; otherwise the
+    first read fault of a huge page does, and the hint says so rather than pointing at hugepage_init."""
+    _, result = run(tmp_path, HEAD + '[[steps]]\nop = "hugepage_init"\n[[steps]]\nop = "make_readonly"\n'
+                    'folio = "huge_zero_folio"\n')
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[0].endswith("step 2 (make_readonly): folio 'huge_zero_folio' does not exist at this step")
+    assert lines[1:] == ["rofolio: hint: hugepage_init allocates it only with [mm] persistent_huge_zero_folio = true",
+                         "rofolio: hint: else the first read fault of a huge page does (a read or touch step of an "
+                         "mmap region)"]

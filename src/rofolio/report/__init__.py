@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BUG_LEGEND", "BUG_MARKS", "bug_rows", "bugs_html", "compare_html", "compare_rows", "directmap_overcount",
     "html_report", "html_tables", "lifetime_html", "lifetime_rows", "machine_items", "ops_text", "print_compare",
-    "print_result", "print_table", "ptdump_diff", "step_summary", "terminal_text",
+    "print_result", "print_table", "ptdump_diff", "step_summary", "terminal_text", "warning_headline",
 ]
 
 
@@ -125,7 +125,7 @@ def print_result(result: ScenarioResult, console: Console | None = None) -> None
         if s.oops:
             out(f"    [red]{terminal_text(s.oops.splitlines()[0])}[/red]", highlight=False)
         for warning in s.warnings:
-            out(f"    [yellow]kernel warning: {terminal_text(warning.splitlines()[0])}[/yellow]", highlight=False)
+            out(f"    [yellow]kernel warning: {terminal_text(warning_headline(warning))}[/yellow]", highlight=False)
         for failure in s.failures:
             out(f"    [red]{terminal_text(failure)}[/red]", highlight=False)
     if result.meminfo:
@@ -138,8 +138,15 @@ def print_result(result: ScenarioResult, console: Console | None = None) -> None
     if result.tlb_reach:
         _print_tlb_reach(result.tlb_reach, console)
     if result.warnings:
-        out(f"kernel warnings: {len(result.warnings)}, first: {terminal_text(result.warnings[0].splitlines()[0])}",
+        out(f"kernel warnings: {len(result.warnings)}, first: {terminal_text(warning_headline(result.warnings[0]))}",
             highlight=False)
+
+
+def warning_headline(text: str) -> str:
+    """A kernel warning on one line: its WARNING line and message, without the "cut here" banner above them
+    (the whole splat is in --json)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "[ cut here ]" not in line]
+    return ": ".join(lines) if lines else text.strip()
 
 
 def ptdump_diff(result: ScenarioResult) -> list[str]:

@@ -40,9 +40,14 @@ class Context:
         else:
             folio = self.folios.get(name)
         if folio is None:
-            raise ScenarioError(f"folio {name!r} does not exist at this step",
-                                "the huge zero folio exists after hugepage_init (or a read fault); "
-                                "an alloc step may have failed", key="folio")
+            if name == "huge_zero_folio":  # mm/huge_memory.c: allocated at init only when it is persistent
+                persistent = self.machine.spec.mm.persistent_huge_zero_folio
+                hint = ("hugepage_init allocates it (or the first read fault of a huge page)" if persistent else
+                        "hugepage_init allocates it only with [mm] persistent_huge_zero_folio = true; else the "
+                        "first read fault of a huge page does (a read or touch step of an mmap region)")
+            else:
+                hint = "an alloc step names it (name = ...); it may have failed"
+            raise ScenarioError(f"folio {name!r} does not exist at this step", hint, key="folio")
         if not freed_ok and self.machine.folio_freed(folio):
             raise ScenarioError(f"folio {name!r} has been freed: an earlier step put its last reference "
                                 "(a free, an exit, a migration)", "use a folio that is still allocated; "
