@@ -116,6 +116,14 @@ def test_lifetime_runs_the_three_models_side_by_side() -> None:
     assert models["broken"]["faults"] > 0  # the counterexample: a read-only page left behind, written later
 
 
+def test_the_demo_on_a_machine_of_the_command_line_says_where_its_side_by_side_went() -> None:
+    out = rofolio("run", "--cpus", "2")
+    assert out.returncode == 0, out.stderr
+    assert "RFC step on each machine" not in out.stdout.split("note:")[0]
+    assert out.stdout.splitlines()[-1].startswith("note: the RFC step on each machine side by side comes with the "
+                                                  "demo's own machine; with --cpus 2 it ran on this one machine")
+
+
 def test_default_run_shows_the_rfc_step_on_every_machine_side_by_side() -> None:
     out = rofolio("run", "--json")
     rows = {r["machine"]: r for r in json.loads(out.stdout)["side_by_side"]}
