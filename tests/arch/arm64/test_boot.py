@@ -217,3 +217,14 @@ def test_v7_2_secondary_without_bbml2_no_longer_leaves_the_first_alias_block_wri
     k = boot_arm64(bbml2=True, secondary_without_bbml2=True)
     assert _shape(k, RAM, RAM + 24 * MiB) == [
         (0, 2 * MiB, "4K", False, False), (2 * MiB, 4 * MiB, "4K", False, True), (4 * MiB, 24 * MiB, "2M", False, True)]
+
+
+def test_ram_past_the_linear_map_is_removed_with_the_kernels_warning() -> None:
+    """arm64_memblock_init(): with 48-bit VAs the linear map covers 128 TiB from memstart_addr; memblock drops
+    the RAM past it and the kernel warns that VA_BITS is too small (it used to be refused as a machine)."""
+    k = boot_arm64(200 * 1024 * GiB, running=False, bbml2=True)
+    assert k.memory.ram[-1].end == RAM + 128 * 1024 * GiB
+    assert k.config.memory.ram[-1].end == RAM + 200 * 1024 * GiB  # what the machine has
+    assert [e.text for e in k.log.events if isinstance(e, KernelWarning)] == [
+        "Memory doesn't fit in the linear mapping, VA_BITS too small"]
+    assert k.lookup(k.va(RAM + 128 * 1024 * GiB - PAGE_SIZE)) is not None

@@ -27,6 +27,8 @@ def boot(config: Arm64Config, image: Arm64KernelImage | None = None, log: EventL
     k = Arm64Kernel(config, image, log)
     if config.rodata_setting.warning:  # parse_early_param(): set_debug_rodata()'s pr_warn
         k.warn(config.rodata_setting.warning)
+    if config.capped:  # arm64_memblock_init()
+        k.warn("Memory doesn't fit in the linear mapping, VA_BITS too small")
     paging_init(k)
     if k.kfence_pool is not None:
         kfence.kfence_init_pool(k)  # mm_core_init() -> kfence_init() -> kfence_init_pool_early()

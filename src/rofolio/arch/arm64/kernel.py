@@ -136,7 +136,7 @@ class Arm64Kernel(KernelState):
     # ------------------------------------------------- the generic MM interface
     @property
     def memory(self) -> MemoryMap:
-        return self.config.memory
+        return self.config.usable
 
     @property
     def debug_pagealloc(self) -> bool:
@@ -239,7 +239,7 @@ class Arm64Kernel(KernelState):
 
     def make_linear_range_readonly(self, pa: int, size: int) -> int:
         """What arch_make_folio_readonly() calls on arm64: 0, or -EOPNOTSUPP when it cannot."""
-        if pa % PAGE_SIZE or size <= 0 or size % PAGE_SIZE or not self.config.memory.is_ram(pa, pa + size):
+        if pa % PAGE_SIZE or size <= 0 or size % PAGE_SIZE or not self.config.usable.is_ram(pa, pa + size):
             raise AddressError(f"[{pa:#x}, {pa + size:#x}) is not a page-aligned range of RAM",
                                "give a folio's physical address and size")
         return self._call("make_linear_range_readonly", self.va(pa), size >> PAGE_SHIFT,

@@ -39,7 +39,7 @@ def kfence_init_late(k: Arm64Kernel, pa: int) -> bool:
     """kfence_init_late(): a pool from the page allocator, arch_kfence_init_pool(), then the guards."""
     if k.config.kfence_early_init or k.kfence_pool is not None or pa % PAGE_SIZE:
         return False
-    if not k.config.memory.is_ram(pa, pa + KFENCE_POOL_SIZE):
+    if not k.config.usable.is_ram(pa, pa + KFENCE_POOL_SIZE):
         return False
     k.kfence_pool = pa
     if not arch_kfence_init_pool(k):

@@ -234,7 +234,7 @@ def map_mem(k: Arm64Kernel) -> None:
     # unconditional; without MTE, MAIR maps the Normal-Tagged index to plain Normal (the QEMU oracle's
     # Debian kernel shows MEM/NORMAL-TAGGED on every RAM line).
     tagged = page_kernel(k.config.ng_mappings, tagged=True)  # pgprot_tagged(PAGE_KERNEL)
-    for start, end in _without(k.config.memory.ram, nomap):  # for_each_mem_range()
+    for start, end in _without(k.config.usable.ram, nomap):  # for_each_mem_range()
         create_pgd_mapping(k, start, k.va(start), end - start, tagged, flags)
     # the kernel alias [_text, __init_begin) is mapped non-executable now and without PTE_CONT,
     # because mark_linear_text_alias_ro() remaps it later and live contiguous entries cannot change
@@ -260,7 +260,7 @@ def map_mem_v72(k: Arm64Kernel) -> None:
     # the alias first, so that its write permission can go later without splitting a block of the RAM loop
     map_over(k, image.text, k.va(image.text), image.init_begin - image.text, tagged, flags)
     map_over(k, image.init_end, k.va(image.init_end), image.data_end - image.init_end, tagged, flags)
-    for r in k.config.memory.ram:  # for_each_mem_range()
+    for r in k.config.usable.ram:  # for_each_mem_range()
         map_over(k, r.start, k.va(r.start), r.end - r.start, tagged, flags)
     account_boot_tables(k, before)
 
@@ -408,7 +408,7 @@ def arm64_kfence_alloc_pool(k: Arm64Kernel) -> int | None:
     if not k.config.kfence_early_init:
         return None
     size = KFENCE_POOL_SIZE
-    top = k.config.memory.ram[-1]
+    top = k.config.usable.ram[-1]
     pool = align_down(top.end - size, PAGE_SIZE)
     if pool < top.start or (pool < k.image.end and k.image.text < pool + size):
         k.warn("failed to allocate kfence pool")  # pr_err(); kfence_early_init = false
