@@ -416,6 +416,9 @@ def run(source: str, as_json: bool, report: Path | None, on_host: bool, host_fro
         with_ptdump: bool, **machine: Any) -> None:
     """Run a scenario: a built-in NAME (see `rofolio scenarios`) or a .toml FILE.
 
+    A built-in's name is the built-in even where a file of that name is here;
+    write ./NAME for the file.
+
     Machine options given here override the scenario's [machine] table.  Two
     options that set one key to different values (--gbpages --nogbpages,
     --paging 4 --5level, --gbpages -o gbpages=false) are an error.

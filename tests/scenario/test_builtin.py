@@ -66,3 +66,16 @@ def test_memfd_secret_needs_a_direct_map_it_can_change(machine: dict[str, str], 
     first = run_scenario(scenario.model_copy(update={"machine": type(scenario.machine)(**machine)})).steps[0]
     assert first.to_dict()["ret"] == ret
     assert first.leaf_after == ("4K not-present" if ret == "0" else "")
+
+
+def test_a_builtin_name_is_the_builtin_even_beside_a_file_of_that_name(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file called rfc-demo in the current directory does not replace the demo `rofolio run` runs; ./rfc-demo
+    names the file."""
+    from rofolio.scenario.loader import builtin_text, load
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rfc-demo").write_text(builtin_text("x86-split-costs").replace('name = "x86-split-costs"',
+                                                                                'name = "mine"'))
+    assert load("rfc-demo").scenario.name == "rfc-demo"
+    assert load("./rfc-demo").scenario.name == "mine"

@@ -97,7 +97,10 @@ def load(source: str | Path | LoadedScenario) -> LoadedScenario:
     if isinstance(source, LoadedScenario):
         return source
     path = Path(source)
-    if path.suffix == ".toml" or path.exists():
+    # a built-in's bare name is the built-in, even where a file of that name is in the current directory (the
+    # default `rofolio run` must not depend on it); ./NAME is the file
+    bare_builtin = isinstance(source, str) and source in builtin_names()
+    if path.suffix == ".toml" or (path.exists() and not bare_builtin):
         if not path.exists():
             raise ScenarioError(f"no such file: {source}", "give a path to a .toml scenario or a built-in name",
                                 file=str(source))
