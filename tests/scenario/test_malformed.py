@@ -34,6 +34,9 @@ CASES = [
     ("unsupported-arch", HEAD + 'arch = "sparc"\n' + GOOD_STEP, "unknown architecture 'sparc'", 4),
     ("old-kernel", HEAD + 'kernel = "5.10"\n' + GOOD_STEP, "older than the oldest modelled kernel", 4),
     ("pa-in-a-hole", HEAD + GOOD_STEP.replace('"6G"', '"3584M"'), "is not RAM on this machine", 6),
+    # the last page below the EBDA is RAM only up to 0x9fc00 (QEMU's e820): not a whole page of RAM
+    ("pa-in-a-partial-page", HEAD + GOOD_STEP.replace('"6G"', '"0x9f000"'),
+     "the page at 0x9f000 is only partly RAM on this machine: a step acts on whole pages", 6),
     ("past-end-of-ram", HEAD + GOOD_STEP.replace("pages = 1", "pages = 1000000"), "run past the end of RAM", 7),
     ("mapping-before-vmap", HEAD + '[[steps]]\nop = "set_memory_ro"\nmapping = "buf"\npages = 1\n',
      "uses mapping 'buf' before a step names it", None),

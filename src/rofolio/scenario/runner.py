@@ -255,9 +255,12 @@ def _check_steps(scenario: schema.Scenario, machine: Machine, name: str, locator
         if pa is not None:
             first = pa + step.offset * PAGE_SIZE  # type: ignore[union-attr]
             pages = getattr(step, "pages", 1)
-            if not memory.is_ram(first & ~(PAGE_SIZE - 1)):
+            page = first & ~(PAGE_SIZE - 1)
+            if not memory.is_ram(page):
+                partly = any(r.start < page + PAGE_SIZE and page < r.end for r in memory.ram)
                 errors.append(ScenarioError(
-                    f"physical address {first:#x} is not RAM on this machine",
+                    f"the page at {page:#x} is only partly RAM on this machine: a step acts on whole pages"
+                    if partly else f"physical address {first:#x} is not RAM on this machine",
                     "RAM ranges: " + ", ".join(f"[{r.start:#x}, {r.end:#x})" for r in memory.ram),
                     file=name, line=locator.find((*where, "pa")), key=f"steps[{index + 1}].pa"))
             elif first + pages * PAGE_SIZE > memory.ram[-1].end:
