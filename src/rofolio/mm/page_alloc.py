@@ -150,7 +150,7 @@ def folio_put(mm: MMState, folio: Folio, path: str = "folio_put") -> int:
         # The model has no task names: the process is "rofolio".
         mm.kernel.log.append(KernelWarning(f"BUG: Bad page state in process rofolio  pfn:{folio.pfn:05x}\n"
                                            f"page dumped because: nonzero _refcount ({path} after the last "
-                                           f"reference: {folio.describe()})"))
+                                           f"reference takes the count to -1; before it: {folio.describe()})"))
         return 0
     folio.refcount -= 1
     if folio.refcount:
