@@ -57,7 +57,8 @@ def test_options_that_contradict_each_other_are_a_usage_error(args: list[str], f
 
 @pytest.mark.parametrize("args", [["--gbpages", "-o", "gbpages=true"], ["--nogbpages", "--no-gbpages"],
                                   ["--paging", "5", "--5level"], ["--mem", "8G", "--mem", "8192M"],
-                                  ["--kernel", "6.1", "--kernel", "6.1.192"], ["-o", "paging=5", "-o", "paging=5"]])
+                                  ["--kernel", "6.1", "--kernel", "6.1.192"], ["-o", "paging=5", "-o", "paging=5"],
+                                  ["-o", "gbpages=1", "--gbpages"], ["-o", "gbpages=0", "--nogbpages"]])
 def test_options_that_agree_or_one_option_given_twice_alike_are_not_a_mistake(args: list[str]) -> None:
     result = invoke("meminfo", *args, "--json")
     assert result.exit_code == 0, result.stderr

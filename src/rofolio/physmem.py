@@ -44,11 +44,13 @@ def memmap_pages(node_ram_sections: int) -> int:
     """Pages of struct page for ``node_ram_sections`` sections (vmemmap: 2 MiB per 128 MiB section)."""
     return node_ram_sections * ((SECTION_SIZE >> PAGE_SHIFT) * STRUCT_PAGE_SIZE >> PAGE_SHIFT)
 
+
 def check_ram(total: int) -> None:
     """Refuse a machine with less RAM than MIN_RAM (ConfigError naming the figure)."""
     if total < MIN_RAM:
+        unitless = f"; a size without a unit is bytes: {total} GiB is written \"{total}G\"" if 0 < total < 1024 else ""
         raise ConfigError(f"{format_size(total)} of RAM cannot hold the modelled kernel image",
-                          f"give at least {format_size(MIN_RAM)}")
+                          f"give at least {format_size(MIN_RAM)}{unitless}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -195,7 +195,8 @@ def test_a_step_with_an_unknown_op_gives_its_name_so_later_uses_add_no_errors(tm
 def test_phase_steps_are_checked_beside_a_machine_error(tmp_path: Path) -> None:
     path, result = run(tmp_path, HEAD + "paging = 6\n" + '[[steps]]\nop = "phase"\nto = "running"\n')
     assert [p[0] for p in problems(result)] == [f"{path}:4: machine.paging: paging = 6 is not one of 4, 5",
-                                                f'{path}:5: steps[1]: start = "running" already boots fully']
+                                                f'{path}:5: steps[1]: start = "running" (the default) already '
+                                                'boots fully']
 
 
 def test_expect_and_type_errors_of_steps_come_beside_a_machine_error(tmp_path: Path) -> None:

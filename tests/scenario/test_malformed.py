@@ -30,6 +30,8 @@ CASES = [
     ("no-target", HEAD + '[[steps]]\nop = "set_memory_ro"\npages = 1\n',
      "give exactly one of pa, va, mapping or folio", 4),
     ("bad-size", HEAD.replace('"8G"', '"8Q"') + GOOD_STEP, "cannot parse size '8Q'", 3),
+    ("size-without-a-unit", HEAD.replace('"8G"', "8") + GOOD_STEP, 'a size without a unit is bytes: 8 GiB is '
+     'written "8G"', 3),
     ("unknown-machine-key", HEAD + "gbpage = false\n" + GOOD_STEP, "unknown key 'gbpage'", 4),
     ("unsupported-arch", HEAD + 'arch = "sparc"\n' + GOOD_STEP, "unknown architecture 'sparc'", 4),
     ("old-kernel", HEAD + 'kernel = "5.10"\n' + GOOD_STEP, "older than the oldest modelled kernel", 4),
@@ -41,7 +43,9 @@ CASES = [
     ("mapping-before-vmap", HEAD + '[[steps]]\nop = "set_memory_ro"\nmapping = "buf"\npages = 1\n',
      "uses mapping 'buf' before a step names it", None),
     ("phase-when-running", HEAD + GOOD_STEP + '[[steps]]\nop = "phase"\nto = "running"\n',
-     'start = "running" already boots fully', None),
+     'start = "running" (the default) already boots fully', None),
+    ("phase-when-start-says-running", HEAD.replace("[machine]", 'start = "running"\n[machine]') + GOOD_STEP
+     + '[[steps]]\nop = "phase"\nto = "running"\n', 'start = "running" already boots fully', None),
     ("unknown-expectation", HEAD + GOOD_STEP + "expect = { splits = 1 }\n", "unknown expectation 'splits'", 8),
     # refused by the architecture at boot, not by the schema: the error names [machine] (found by the loader fuzz)
     ("secondary-cpu-without-a-second", 'name = "t"\n[machine]\narch = "arm64"\nmem = "2G"\ncpus = 1\n'

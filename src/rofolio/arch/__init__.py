@@ -111,8 +111,9 @@ class ArchOption:
         if self.kind is bool:
             if isinstance(value, bool):
                 return value
-            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off"):
-                return value.lower() in ("true", "yes", "on")
+            word = value.strip().lower() if isinstance(value, str) else None
+            if word in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+                return word in ("true", "yes", "on", "1")
             raise ConfigError(f"{self.key} takes true or false, not {value!r}", self.help)
         if self.kind is int:
             if isinstance(value, str):

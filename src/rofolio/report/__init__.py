@@ -110,7 +110,8 @@ def print_result(result: ScenarioResult, console: Console | None = None) -> None
     for note in result.notes:
         out(f"[yellow]note: {terminal_text(note)}[/yellow]", highlight=False)
     m = result.machine
-    out(f"machine: {m['label']}, {approx_size(m['mem_bytes'])}, kernel {m['kernel']}, {m['cpus']} CPUs"
+    cpus = f"{m['cpus']} CPU{'s' if m['cpus'] != 1 else ''}"
+    out(f"machine: {m['label']}, {approx_size(m['mem_bytes'])}, kernel {m['kernel']}, {cpus}"
         f"{', DEBUG_PAGEALLOC' if m.get('debug_pagealloc') else ''}; steps start at {result.start}",
         highlight=False)
     for s in result.steps:

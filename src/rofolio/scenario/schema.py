@@ -392,6 +392,9 @@ class MakeReadonly(_FolioStep):
 
 
 class RestoreWritable(_FolioStep):
+    """The inverse of make_readonly: the folio's direct-map range made writable again (the lifetime model's
+    restore hook; arch_make_folio_writable() where the architecture has one)."""
+
     op: Literal["restore_writable"]
 
 
@@ -402,12 +405,18 @@ class Free(_FolioStep):
 
 
 class Migrate(_FolioStep, _Named):
+    """migrate_misplaced_folio() of one folio to a NUMA node: a new folio there, the content copied, the old one
+    freed (the lifetime model decides what happens to a read-only one)."""
+
     op: Literal["migrate"]
     to_node: int = Field(..., ge=0, le=1, description="where to migrate the folio", json_schema_extra=_NODE)
     as_: str | None = Field(None, alias="as", description="name for the destination folio")
 
 
 class Pin(_FolioStep, _Named):
+    """pin_user_pages() of a folio (FOLL_PIN): a pinned folio cannot be migrated; FOLL_LONGTERM moves one out of
+    ZONE_MOVABLE first."""
+
     op: Literal["pin"]
     longterm: bool = Field(False, description="FOLL_LONGTERM: a folio in ZONE_MOVABLE is migrated out first")
     as_: str | None = Field(None, alias="as", description="name for the pinned folio (it may have moved)")
@@ -420,6 +429,9 @@ class Offline(_Target):
 
 
 class Compact(_Step):
+    """compact_memory() of every zone: the folios that can move are migrated to free pages near the top of their
+    zone (mm/compaction.c compact_zone())."""
+
     op: Literal["compact"]
 
 
@@ -703,7 +715,8 @@ def _phase_problems(data: dict[str, Any], steps: list[dict[str, Any]]) -> list[P
     phases = [i for i, step in enumerate(steps) if step.get("op") == "phase"]
     out = []
     if data.get("start", "running") == "running" and phases:
-        out.append(Problem(("steps", phases[0]), 'start = "running" already boots fully',
+        said = 'start = "running"' if "start" in data else 'start = "running" (the default)'
+        out.append(Problem(("steps", phases[0]), f"{said} already boots fully",
                            'remove the phase step or set start = "initcalls"'))
     out += [Problem(("steps", i), "the kernel reaches SYSTEM_RUNNING once", "keep one phase step")
             for i in phases[1:]]
