@@ -347,7 +347,7 @@ def test_the_tlb_command_prints_json_for_the_rfc_step() -> None:
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["label"] == "x86_64 GBPAGES"
     bad = CliRunner().invoke(main, ["tlb", "--preset", "pentium"])
-    assert bad.exit_code == 2 and "no TLB preset named 'pentium'" in bad.output
+    assert bad.exit_code == 2 and "command line: --preset: no TLB preset named 'pentium'" in bad.output
 
 
 def test_a_preset_of_another_architecture_is_shown_when_named_but_with_a_warning() -> None:

@@ -957,8 +957,8 @@ def tlb(preset_names: tuple[str, ...], as_json: bool, **machine: Any) -> None:
 
     unknown = sorted(set(preset_names) - set(tlb_presets()))
     if unknown:
-        raise ConfigError(f"no TLB preset named {', '.join(map(repr, unknown))}",
-                          "presets: " + ", ".join(sorted(tlb_presets())))
+        raise _command_line_error("--preset", f"no TLB preset named {', '.join(map(repr, unknown))}",
+                                  "presets: " + ", ".join(sorted(tlb_presets())))
     result = tlb_reach_report(_spec(**machine), list(preset_names) or None)
     for caveat in result["caveats"]:  # a core that could not run this machine: shown, but not silently
         click.echo(f"rofolio: warning: {caveat}", err=True)

@@ -228,3 +228,15 @@ def test_ram_past_the_linear_map_is_removed_with_the_kernels_warning() -> None:
     assert [e.text for e in k.log.events if isinstance(e, KernelWarning)] == [
         "Memory doesn't fit in the linear mapping, VA_BITS too small"]
     assert k.lookup(k.va(RAM + 128 * 1024 * GiB - PAGE_SIZE)) is not None
+
+
+@pytest.mark.parametrize(("options", "label"), [
+    ({"bbml2": True}, "arm64 rodata=full BBML2"),
+    # BBML2_NOABORT is a system capability only when every CPU has it: the label does not claim block mappings
+    ({"bbml2": True, "secondary_without_bbml2": True}, "arm64 rodata=full BBML2 (boot CPU only)"),
+    ({"realm": True}, "arm64 rodata=full realm"),
+])
+def test_the_machine_label_names_what_changes_the_linear_map(options: dict[str, bool], label: str) -> None:
+    from rofolio.machine import MachineSpec
+
+    assert MachineSpec(arch="arm64", cpus=2, options=options).label() == label

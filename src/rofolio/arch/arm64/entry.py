@@ -49,7 +49,10 @@ class ARM64(Arch):
 
     def label(self, spec: MachineSpec) -> str:
         o = spec.options
-        return f"arm64 rodata={o['rodata'] or 'full'}" + (" BBML2" if o["bbml2"] else "") + \
+        # BBML2_NOABORT is a system capability only when every CPU has it (a secondary without it: the boot
+        # CPU's alone, which the linear map stops using at smp_cpus_done())
+        bbml2 = (" BBML2 (boot CPU only)" if o["secondary_without_bbml2"] else " BBML2") if o["bbml2"] else ""
+        return f"arm64 rodata={o['rodata'] or 'full'}{bbml2}" + (" realm" if o["realm"] else "") + \
             (" DEBUG_PAGEALLOC" if spec.debug_pagealloc else "")
 
     def describe(self, spec: MachineSpec) -> dict[str, Any]:
