@@ -328,6 +328,19 @@ def test_a_machine_the_model_refuses_is_named_by_its_snapshot(tmp_path: Path) ->
     _refused(snap, f"{snap}: the machine it describes cannot be modelled: ", "kernel 2.6")
 
 
+def test_a_kernel_newer_than_the_model_says_whose_rules_model_it_and_the_table_says_when_it_was_seen(
+        tmp_path: Path) -> None:
+    from rofolio.kversion import NEWEST_KERNEL
+
+    snap = _good_snapshot(tmp_path)
+    (snap / "proc/version").write_text("Linux version 99.1.2 (a kernel from the future)\n")
+    out = _host_from(snap)
+    assert out.exit_code == 0, out.output
+    assert f"kernel: 99.1.2 (modelled with {NEWEST_KERNEL}'s rules); 2 CPUs;" in out.stdout
+    assert "DirectMap: the machine when saved and at boot, the model at boot" in out.stdout
+    assert "the live machine" not in out.stdout
+
+
 def test_a_good_snapshot_saves_back_byte_for_byte(tmp_path: Path) -> None:
     snap = _good_snapshot(tmp_path)
     save_host(read_host(snap), tmp_path / "again")

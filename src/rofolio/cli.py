@@ -1009,7 +1009,8 @@ def host(from_dir: Path | None, save_dir: Path | None, as_json: bool) -> None:
         print_table(console, ["line", "live_kb", "at_boot_kb", "model_kb", "residual_kb"],
                     [[key, str(report.live.get(key, 0)), str(report.at_boot[key]), str(report.model[key]),
                       f"{report.residual[key]:+d}"] for key in ("DirectMap4k", "DirectMap2M", "DirectMap1G")],
-                    title="DirectMap: the live machine now and at boot, the model at boot")
+                    title="DirectMap: " + ("the live machine now" if report.source == "live" else
+                                           "the machine when saved") + " and at boot, the model at boot")
 
         console.print(f"the model at boot: {directmap_overcount(report.model, model.direct_map_mapped_kb())}",
                       highlight=False)

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from rofolio.errors import ConfigError, EnvironmentFailure, RofolioError
+from rofolio.kversion import NEWEST_KERNEL, KernelVersion
 from rofolio.machine import BootRecord, Machine, MachineSpec
 
 __all__ = ["HostReport", "HostSnapshot", "Placement", "host_report", "read_host", "save_host", "spec_of_host"]
@@ -467,9 +468,11 @@ def spec_of_host(snapshot: HostSnapshot, cpus: int | None = None) -> tuple[Machi
         spec = MachineSpec.build(arch="x86_64", memory_map=tuple(ram), kernel=f"{major}.{minor}",
                                  cpus=cpus or snapshot.nr_cpus, debug_pagealloc=debug_pagealloc, kfence=kfence,
                                  gbpages=gbpages, paging=5 if la57 else 4)
+        rules = KernelVersion.parse(spec.kernel)
     except RofolioError as err:
         raise _modelled(snapshot, err) from err
-    why.append(f"kernel: {version} (modelled as {major}.{minor}); {spec.cpus} CPU(s); "
+    modelled = f"modelled with {NEWEST_KERNEL}'s rules" if rules > NEWEST_KERNEL else f"modelled as {rules}"
+    why.append(f"kernel: {version} ({modelled}); {spec.cpus} CPU{'s' if spec.cpus != 1 else ''}; "
                f"{'5' if la57 else '4'}-level paging; DEBUG_PAGEALLOC {'on' if debug_pagealloc else 'off'}; "
                f"KFENCE {'on' if kfence else 'off'}")
     why.append(snapshot.initrd_decided())
