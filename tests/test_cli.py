@@ -116,6 +116,19 @@ def test_lifetime_runs_the_three_models_side_by_side() -> None:
     assert models["broken"]["faults"] > 0  # the counterexample: a read-only page left behind, written later
 
 
+def test_a_scenario_can_come_from_standard_input_and_its_errors_name_it() -> None:
+    def run_stdin(text: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "rofolio", "run", "-", *args], input=text, capture_output=True,
+                              text=True, timeout=120)
+
+    template = rofolio("scenarios", "--show", "x86-split-costs").stdout
+    out = run_stdin(template, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["scenario"]["name"] == "x86-split-costs"
+    bad = run_stdin(template.replace('mem = "8G"', 'mem = "8Q"'))
+    assert bad.returncode == 2 and "rofolio: error: <stdin>:" in bad.stderr and "cannot parse size '8Q'" in bad.stderr
+
+
 def test_the_demo_on_a_machine_of_the_command_line_says_where_its_side_by_side_went() -> None:
     out = rofolio("run", "--cpus", "2")
     assert out.returncode == 0, out.stderr

@@ -414,7 +414,7 @@ def main() -> None:
                    "JSON: ptdump.before and ptdump.after).")
 def run(source: str, as_json: bool, report: Path | None, on_host: bool, host_from: Path | None,
         with_ptdump: bool, **machine: Any) -> None:
-    """Run a scenario: a built-in NAME (see `rofolio scenarios`) or a .toml FILE.
+    """Run a scenario: a built-in NAME (see `rofolio scenarios`), a .toml FILE, or - to read it from standard input.
 
     A built-in's name is the built-in even where a file of that name is here;
     write ./NAME for the file.

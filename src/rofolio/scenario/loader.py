@@ -8,6 +8,7 @@ never runs half-way.  Built-in scenarios ship inside the package
 from __future__ import annotations
 
 import re
+import sys
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -24,6 +25,9 @@ __all__ = ["MAX_NESTING", "MAX_SCENARIO_BYTES", "LoadedScenario", "builtin_names
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.]+)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\"-]+)\s*=")
+
+
+STDIN = "<stdin>"  # how a scenario read from standard input (``rofolio run -``) is named in errors
 
 
 def builtin_names() -> list[str]:
@@ -93,9 +97,12 @@ MAX_SCENARIO_BYTES = 1 << 20  # a scenario is a short text file; anything larger
 
 
 def load(source: str | Path | LoadedScenario) -> LoadedScenario:
-    """Load a scenario from a file path or a built-in name, reading it once."""
+    """Load a scenario from a file path, a built-in name or ``-`` (standard input), reading it once."""
     if isinstance(source, LoadedScenario):
         return source
+    if source == "-":
+        raw = sys.stdin.buffer.read(MAX_SCENARIO_BYTES + 1)
+        return LoadedScenario(parse(_text(raw, STDIN), STDIN), STDIN, STDIN, raw.decode())
     path = Path(source)
     # a built-in's bare name is the built-in, even where a file of that name is in the current directory (the
     # default `rofolio run` must not depend on it); ./NAME is the file
@@ -109,19 +116,10 @@ def load(source: str | Path | LoadedScenario) -> LoadedScenario:
         try:
             with path.open("rb") as f:
                 raw = f.read(MAX_SCENARIO_BYTES + 1)
-            if len(raw) > MAX_SCENARIO_BYTES:
-                raise ScenarioError(f"larger than {MAX_SCENARIO_BYTES >> 10} KiB: not a scenario",
-                                    "a scenario file is a short TOML text", file=str(source))
-            text = raw.decode()
-        except UnicodeDecodeError as err:  # where the bad byte is: its line, and its column in bytes
-            line = raw.count(b"\n", 0, err.start) + 1
-            column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
-            raise ScenarioError(f"not UTF-8 text: byte {raw[err.start]:#04x} at column {column} ({err.reason})",
-                                "a scenario is UTF-8 text; retype that part of the line", file=str(source),
-                                line=line) from err
         except OSError as err:
             raise ScenarioError(f"cannot read the file: {err}", "check the path and that it is UTF-8 text",
                                 file=str(source)) from err
+        text = _text(raw, str(source))
         return LoadedScenario(parse(text, str(source)), str(source), str(source), text)
     name = str(source)
     if name not in builtin_names():
@@ -130,6 +128,21 @@ def load(source: str | Path | LoadedScenario) -> LoadedScenario:
                             file=name)
     text = builtin_text(name)
     return LoadedScenario(parse(text, f"builtin:{name}"), name, f"builtin:{name}", text)
+
+
+def _text(raw: bytes, name: str) -> str:
+    """A scenario's bytes as text: short, and UTF-8 (a bad byte is named by its line and column)."""
+    if len(raw) > MAX_SCENARIO_BYTES:
+        raise ScenarioError(f"larger than {MAX_SCENARIO_BYTES >> 10} KiB: not a scenario",
+                            "a scenario file is a short TOML text", file=name)
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as err:  # where the bad byte is: its line, and its column in bytes
+        line = raw.count(b"\n", 0, err.start) + 1
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ScenarioError(f"not UTF-8 text: byte {raw[err.start]:#04x} at column {column} ({err.reason})",
+                            "a scenario is UTF-8 text; retype that part of the line", file=name,
+                            line=line) from err
 
 
 def parse(text: str, filename: str = "<scenario>") -> schema.Scenario:
