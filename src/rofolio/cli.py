@@ -638,7 +638,7 @@ def _model_option() -> list[Callable[[Any], Any]]:
 @main.command()
 @deferred_options(_model_option)
 @machine_options(defaults=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema rofolio.lifetime/1).")
 @click.option("--report", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Also write a self-contained HTML page of the result to this file.")
 def lifetime(models: tuple[str, ...], as_json: bool, report: Path | None, **machine: Any) -> None:
@@ -780,7 +780,7 @@ def bugs(names: tuple[str, ...], explain_name: str | None, config_key: str | Non
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of the built-ins; docs/json.md).")
 @click.option("--show", "show", metavar="NAME", help="Print a built-in's TOML, to copy and change.")
 def scenarios(as_json: bool, show: str | None) -> None:
     """List the built-in scenarios, or print one (--show NAME) as a template."""
@@ -829,7 +829,7 @@ def ops(names: tuple[str, ...], as_json: bool) -> None:
 
 @main.command()
 @machine_options(defaults=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema rofolio.ptdump/1).")
 @click.option("--all", "all_sections", is_flag=True, help="Also print the high kernel mapping and vmalloc area.")
 @click.option("--after-boot/--at-initcalls", default=True, show_default=True,
               help="Dump after mark_rodata_ro() (running), or at initcall time.")
@@ -855,7 +855,7 @@ def _echo_warnings(warnings: list[str]) -> None:
 
 @main.command()
 @machine_options(defaults=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema rofolio.meminfo/1).")
 @click.option("--after-boot/--at-initcalls", default=True, show_default=True,
               help="Counters after mark_rodata_ro() (running), or at initcall time.")
 def meminfo(as_json: bool, after_boot: bool, **machine: Any) -> None:
@@ -948,7 +948,7 @@ def survey(ids: tuple[str, ...], mem: str, as_json: bool, report: Path | None) -
 @click.option("--preset", "preset_names", multiple=True, metavar="NAME",
               help="A CPU's TLBs (repeatable; default: every preset for the machine's architecture; "
                    "see rofolio.tlbreach presets).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema rofolio.tlbreach/1).")
 def tlb(preset_names: tuple[str, ...], as_json: bool, **machine: Any) -> None:
     """TLB entries the huge zero folio's 1 GiB of direct map and the whole direct map take, before and after
     the RFC makes the folio read-only, per CPU preset (capacities with their sources)."""
