@@ -15,7 +15,7 @@ from rofolio.arch.riscv64.config import Riscv64Config
 from rofolio.arch.riscv64.pageattr import KernelBug
 from rofolio.arch.riscv64.pgtable import RISCV
 from rofolio.errors import AddressError, ConfigError
-from rofolio.events import EntryWrite, Flush, FlushKind, Split
+from rofolio.events import EntryWrite, Flush, FlushKind, PgtableAlloc, Split
 from rofolio.machine import Machine, MachineSpec
 from rofolio.physmem import MemoryMap, MemRange
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, GiB, Level, align_up
@@ -228,3 +228,42 @@ def test_a_no_map_region_where_dram_starts_still_sets_phys_ram_base() -> None:
     assert k.layout.phys_ram_base == 2 * GiB
     assert k.lookup(k.va(2 * GiB)) is None or not k.lookup(k.va(2 * GiB)).present  # type: ignore[union-attr]
     assert k.lookup(k.va(3 * GiB)).level == Level.PUD  # type: ignore[union-attr]
+
+
+HOLE = 3 * GiB + (1 << 20)  # RAM stops 1M into a 2M region and starts again 2M later: two PTE tables with none PTEs
+
+
+@pytest.mark.parametrize("first", [HOLE - PAGE_SIZE, HOLE + (2 << 20) - PAGE_SIZE])
+def test_the_walk_writes_the_none_ptes_of_a_pte_table_it_crosses(first: int) -> None:
+    """pageattr_pte_entry() runs for every PTE of an existing PTE table, none ones too: beside a hole a none PTE
+    becomes 0 | the set mask (pfn 0, V clear), on both walks of __set_memory(), whether the walk starts in the
+    hole or runs into it."""
+    k = boot.boot(Riscv64Config(memory=MemoryMap.from_ram([(2 * GiB, HOLE), (HOLE + (2 << 20), 10 * GiB)])))
+    none = HOLE if first < HOLE else first
+    assert k.lookup(k.va(none)).flags == 0  # type: ignore[union-attr]
+    mark = k.log.appended
+    assert k.set_memory_ro(k.va(first), 2) == 0
+    written = [(e.addr, e.old, e.new) for e in k.log.events[mark:] if isinstance(e, EntryWrite)]
+    assert written.count((k.va(none), 0, RISCV.READ)) == 1 and written.count((k.va(none), RISCV.READ, RISCV.READ)) == 1
+    after = k.lookup(k.va(none))
+    assert (after.level, after.flags, after.pfn, after.present) == (Level.PTE, RISCV.READ, 0, False)  # type: ignore[union-attr]
+
+
+def test_splitting_a_1g_leaf_allocates_a_pmd_table_and_a_2m_leaf_a_pte_table() -> None:
+    """__split_linear_mapping_pud() takes a page for the 512 PMDs, __split_linear_mapping_pmd() one for the PTEs."""
+    k = boot_riscv64(8 * GiB)
+    mark = k.log.appended
+    assert k.set_memory_ro(k.va(5 * GiB), 1) == 0
+    assert [(type(e).__name__, e.level) for e in k.log.events[mark:] if isinstance(e, (PgtableAlloc, Split))] == [
+        ("PgtableAlloc", Level.PMD), ("Split", Level.PUD), ("PgtableAlloc", Level.PTE), ("Split", Level.PMD)]
+
+
+def test_set_memory_past_the_end_of_a_vmalloc_area_reads_past_its_pages_array() -> None:
+    """__set_memory() indexes area->pages[] for every page asked for: more pages than the area has reads past the
+    array (the model stops there, naming the index)."""
+    k = boot_riscv64(8 * GiB)
+    pfn = (5 * GiB) >> PAGE_SHIFT
+    addr = k.vmalloc([pfn, pfn + 1])
+    with pytest.raises(KernelBug, match=r"reads area->pages\[2\] past the end of an area of 2 pages"):
+        k.set_memory_ro(addr + PAGE_SIZE, 2)
+    assert k.set_memory_ro(addr + PAGE_SIZE, 1) == 0
