@@ -341,6 +341,22 @@ def test_a_kernel_newer_than_the_model_says_whose_rules_model_it_and_the_table_s
     assert "the live machine" not in out.stdout
 
 
+def test_a_difference_no_placement_explains_is_named_and_ends_with_status_1(tmp_path: Path) -> None:
+    """4 kB moved from DirectMap2M to DirectMap4k is no whole placement (a boot-time change splits a whole 2M or
+    1G leaf): it is named, and the command ends with status 1 like any check that fails."""
+    snap = _good_snapshot(tmp_path)
+    meminfo = snap / "proc/meminfo"
+    kb = {line.split(":")[0]: int(line.split()[1]) for line in meminfo.read_text().splitlines()
+          if line.startswith("DirectMap")}
+    _replace_line(meminfo, "DirectMap4k:", f"DirectMap4k:    {kb['DirectMap4k'] + 4} kB")
+    _replace_line(meminfo, "DirectMap2M:", f"DirectMap2M:    {kb['DirectMap2M'] - 4} kB")
+    out = _host_from(snap)
+    assert out.exit_code == 1, out.output
+    assert "residual: 1 x a difference of no single-placement shape" in out.stdout
+    assert out.stderr.strip() == ("rofolio: the residual is not made of whole placements: the model does not explain "
+                                  "this boot")
+
+
 def test_a_good_snapshot_saves_back_byte_for_byte(tmp_path: Path) -> None:
     snap = _good_snapshot(tmp_path)
     save_host(read_host(snap), tmp_path / "again")

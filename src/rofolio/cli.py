@@ -1029,7 +1029,7 @@ def host(from_dir: Path | None, save_dir: Path | None, as_json: bool) -> None:
     if not report.explained:
         from rofolio.errors import ChecksFailed
 
-        raise ChecksFailed("the named causes do not add up to the residual")
+        raise ChecksFailed("the residual is not made of whole placements: the model does not explain this boot")
 
 
 # ``rofolio oracle ...``: the same scenarios on a real kernel under QEMU (rofolio.oracle.cli, imported when used;

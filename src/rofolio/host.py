@@ -504,6 +504,7 @@ class Placement:
 # set_memory.c): inside a 1G leaf, one split to 2M and one to 4K; inside a 2M leaf, one split to 4K.
 IN_1G = {"DirectMap4k": PMD_KB, "DirectMap2M": GIB_KB - PMD_KB, "DirectMap1G": -GIB_KB}
 IN_2M = {"DirectMap4k": PMD_KB, "DirectMap2M": -PMD_KB, "DirectMap1G": 0}
+SHAPELESS = "a difference of no single-placement shape"  # what name_residual() calls what fits no placement
 
 
 def name_residual(residual: dict[str, int]) -> list[Placement]:
@@ -522,7 +523,7 @@ def name_residual(residual: dict[str, int]) -> list[Placement]:
             out.append(Placement(what + " the model made and the kernel did not", -count,
                                  {k: -v for k, v in shape.items()}))
     if any(rest.values()) or (k4 and not out and not any(rest.values())):
-        out.append(Placement("a difference of no single-placement shape", 1, rest))
+        out.append(Placement(SHAPELESS, 1, rest))
     return out
 
 
@@ -542,9 +543,10 @@ class HostReport:
 
     @property
     def explained(self) -> bool:
-        """The named causes add up to the residual exactly."""
+        """The named causes add up to the residual exactly, each a whole placement (a difference of no
+        placement's shape is named, but explains nothing)."""
         total = {k: sum(p.total.get(k, 0) for p in self.causes) for k in self.residual}
-        return total == self.residual
+        return total == self.residual and all(p.what != SHAPELESS for p in self.causes)
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": "rofolio.host/1", "source": self.source, "machine": self.machine,

@@ -361,6 +361,4 @@ def check_host(log: GuestLog, directory: Path, config_text: str) -> HostCheck:
         report, _ = host_report(read_host(write_snapshot(log, directory, config_text)))
     except RofolioError as err:
         return HostCheck({}, [], False, str(directory), f"rofolio host --from failed: {err}")
-    shapeless = any("no single-placement shape" in p.what for p in report.causes)
-    return HostCheck(report.residual, [p.describe() for p in report.causes], report.explained and not shapeless,
-                     str(directory))
+    return HostCheck(report.residual, [p.describe() for p in report.causes], report.explained, str(directory))
