@@ -15,7 +15,7 @@ from rofolio.arch.riscv64.config import Riscv64Config
 from rofolio.arch.riscv64.pageattr import KernelBug
 from rofolio.arch.riscv64.pgtable import RISCV
 from rofolio.errors import AddressError, ConfigError
-from rofolio.events import EntryWrite, Flush, FlushKind, PgtableAlloc, Split
+from rofolio.events import BootMapping, EntryWrite, Flush, FlushKind, PgtableAlloc, Split
 from rofolio.machine import Machine, MachineSpec
 from rofolio.physmem import MemoryMap, MemRange
 from rofolio.units import PAGE_SHIFT, PAGE_SIZE, GiB, Level, align_up
@@ -267,3 +267,48 @@ def test_set_memory_past_the_end_of_a_vmalloc_area_reads_past_its_pages_array() 
     with pytest.raises(KernelBug, match=r"reads area->pages\[2\] past the end of an area of 2 pages"):
         k.set_memory_ro(addr + PAGE_SIZE, 2)
     assert k.set_memory_ro(addr + PAGE_SIZE, 1) == 0
+
+
+def test_riscv_keeps_no_direct_map_counts_and_boot_maps_exactly_the_linear_map() -> None:
+    """riscv has no direct_pages_count[] and no direct_map_* vmstat events (both are x86's): boot's mappings count
+    nothing, and neither do splits; what boot mapped is the linear map the page table holds."""
+    k = boot_riscv64(8 * GiB, running=False, kfence=True)
+    mapped = [(e.start, e.end, e.level) for e in k.log.events if isinstance(e, BootMapping)]
+    assert sum(end - start for start, end, _ in mapped) == sum(r.end - r.start for r in k.memory.ram)
+    table = [(r.start, r.end) for r in k.pt.runs(*k.direct_map_bounds())]
+    assert sum(end - start for start, end in table) == sum(end - start for start, end, _ in mapped)
+    assert all(e.counted == 0 for e in k.log.events if isinstance(e, BootMapping))
+    assert k.set_memory_ro(k.va(5 * GiB), 1) == 0  # a 1G and a 2M split
+    c = k.log.counters
+    assert sum(c.splits.values()) == 2
+    assert set(c.direct_pages.values()) == {0} and set(c.vmstat().values()) == {0}
+
+
+def test_a_split_below_a_1g_leaf_without_v_follows_a_bogus_pointer() -> None:
+    """pud_leaf() needs V: a GiB invalidated whole is neither split nor skipped by __split_linear_mapping_pmd(),
+    which reads the leaf's PFN as a PMD table (docs/fidelity.md, riscv64 finding 4)."""
+    k = boot_riscv64(8 * GiB)
+    assert k.set_direct_map_valid_noflush((5 * GiB) >> PAGE_SHIFT, GiB >> PAGE_SHIFT, False) == 0
+    with pytest.raises(KernelBug, match=rf"paging request: split_linear_mapping\(\) reads the pmd entry of "
+                                        rf"{k.va(5 * GiB):#x} through a leaf pud entry"):
+        k.set_memory_ro(k.va(5 * GiB), 1)
+
+
+def test_no_room_for_the_kfence_pool_is_the_boot_that_cannot_be() -> None:
+    """memblock's top-down pool: not in the image's range when the image reaches its top 2M, nor in a range
+    smaller than 2M; with nowhere else left the kernel's BUG_ON(!kfence_pool) would stop the boot."""
+    image_top = 2 * GiB + (39 << 20)  # the image's reservation ends at 2G + 38M: 1M short of a pool above it
+    small = [(3 * GiB + i * (2 << 20), 3 * GiB + i * (2 << 20) + (1 << 20)) for i in range(30)]
+    with pytest.raises(ConfigError, match=r"no room for the 2M KFENCE pool \(BUG_ON\(!kfence_pool\) at boot\)"):
+        boot.boot(Riscv64Config(memory=MemoryMap.from_ram([(2 * GiB, image_top), *small]), kfence=True))
+
+
+def test_kfence_protect_page_writes_each_guard_pte_by_its_address() -> None:
+    """kfence_init_pool() -> kfence_protect_page(): one PTE write per guard page, at that page, V cleared."""
+    from rofolio.arch.kernel import kfence_guard_pages
+
+    k = boot_riscv64(2 * GiB, kfence=True)
+    base = k.va(k.kfence_pool)  # type: ignore[arg-type]
+    writes = [e for e in k.log.events if isinstance(e, EntryWrite) and base <= e.addr < base + (2 << 20)]
+    assert [(e.addr, e.level, e.count, e.old & ~e.new) for e in writes] == [
+        (base + i * PAGE_SIZE, Level.PTE, 1, RISCV.PRESENT) for i in kfence_guard_pages()]

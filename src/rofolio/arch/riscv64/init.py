@@ -13,7 +13,6 @@ The model computes the leaves as runs of equal level, so a 64T machine costs a h
 
 from __future__ import annotations
 
-from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from rofolio.arch.kernel import KFENCE_POOL_SIZE, kfence_guard_pages
@@ -81,17 +80,10 @@ def create_linear_mapping_range(k: Riscv64Kernel, start: int, end: int, fixed: L
             raise ConfigError(f"a {level.leaf_name} linear-map leaf at {pa:#x} (Sv{k.config.sv}, RAM aligned to "
                               f"{level.leaf_name}) is not modelled", "start RAM at an address that is not "
                               f"{level.leaf_name}-aligned, or use sv = 48")
-        for lo, hi in _by_prot(k, pa, stop, level):
-            k.pt.map(k.va(lo), k.va(hi), level, pgprot_from_va(k, k.va(lo)), lo >> PAGE_SHIFT)
-            k.log.append(BootMapping(k.va(lo), k.va(hi), level, 0))  # riscv keeps no DirectMap counts
-
-
-def _by_prot(k: Riscv64Kernel, pa: int, stop: int, level: Level) -> list[tuple[int, int]]:
-    """Cut [pa, stop) at the text alias' ends (leaf-aligned), where pgprot_from_va() changes."""
-    image = k.config.kernel_image
-    cuts = sorted({pa, stop, *(align_up(c, level.size) for c in (image.start, image.init_data_begin)
-                               if pa < c < stop)})
-    return [(a, b) for a, b in pairwise(cuts) if a < b]
+        # pgprot_from_va() is the same for every leaf of the piece: the text alias is mapped on its own (NOMAP
+        # while the RAM loop runs), so a piece lies wholly inside or wholly outside it
+        k.pt.map(k.va(pa), k.va(stop), level, pgprot_from_va(k, k.va(pa)), pa >> PAGE_SHIFT)
+        k.log.append(BootMapping(k.va(pa), k.va(stop), level, 0))  # riscv keeps no DirectMap counts
 
 
 def kfence_alloc_pool(k: Riscv64Kernel) -> int | None:
