@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -125,6 +126,9 @@ def test_a_scenario_can_come_from_standard_input_and_its_errors_name_it() -> Non
     out = run_stdin(template, "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["scenario"]["name"] == "x86-split-costs"
+    closed = subprocess.run([sys.executable, "-m", "rofolio", "run", "-"], stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=120, preexec_fn=lambda: os.close(0))
+    assert closed.returncode == 2 and "rofolio: error: <stdin>: standard input is closed" in closed.stderr
     bad = run_stdin(template.replace('mem = "8G"', 'mem = "8Q"'))
     assert bad.returncode == 2 and "rofolio: error: <stdin>:" in bad.stderr and "cannot parse size '8Q'" in bad.stderr
 

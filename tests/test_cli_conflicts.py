@@ -89,7 +89,8 @@ def test_compare_takes_a_key_given_twice_as_one_axis_with_the_values_of_both() -
       "write a number with an optional binary unit (4096, 512M, 8G, 64T) or hex (0x180000000)"]),
     (["run", "--kernel", "garbage"], ["command line: --kernel: cannot parse kernel version 'garbage'",
                                       "write MAJOR.MINOR[.PATCH], e.g. 7.2, 6.1.192 or 6.12.57"]),
-    (["run", "-o", "gbpages=maybe"], ["command line: -o gbpages: gbpages takes true or false, not 'maybe'",
+    (["run", "-o", "gbpages=maybe"], ["command line: -o gbpages: gbpages takes true or false (on the command line "
+                                      "also yes/no, on/off, 1/0), not 'maybe'",
                                       "1G direct-map pages: the CPU has pdpe1gb and the command line has no nogbpages "
                                       "(probe_page_size_mask())"]),
     (["meminfo", "--tlb-single-page-flush-ceiling", "-5"],

@@ -8,6 +8,7 @@ figure typed in; the live machine's own report is checked the same way where it 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,11 @@ def test_a_directory_that_is_not_a_snapshot_is_a_usage_error_that_says_how_to_ma
 def test_on_this_machine_the_named_causes_add_up_to_the_residual() -> None:
     report, _ = host_report(read_host())
     assert _sum(report) == report.residual and report.explained
+    # where the config came from is said (/proc/config.gz, else /boot/config-RELEASE), or that there was none
+    assert next(line for line in report.decided if line.startswith("config: ")) in (
+        "config: /proc/config.gz", f"config: /boot/config-{os.uname().release}",
+        "config: not readable here (no /proc/config.gz, no /boot/config-RELEASE): every CONFIG_ option is taken as "
+        "unset")
 
 
 @pytest.mark.parametrize(("config", "cmdline", "kfence"), [

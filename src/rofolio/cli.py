@@ -480,7 +480,7 @@ def run(source: str, as_json: bool, report: Path | None, on_host: bool, host_fro
             _print_side_by_side(side)
         elif source == DEFAULT_SCENARIO and overrides:
             click.echo(f"note: the RFC step on each machine side by side comes with the demo's own machine; with "
-                       f"{' '.join(s.shown for s in _settings(machine))} it ran on this one machine "
+                       f"{' '.join(dict.fromkeys(s.shown for s in _settings(machine)))} it ran on this one machine "
                        f"(rofolio compare {DEFAULT_SCENARIO} --set KEY=V1,V2 compares machines)")
         _said_written(report)
     if result.failures:

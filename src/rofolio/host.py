@@ -107,6 +107,7 @@ class HostSnapshot:
     config: dict[str, str] | None  # CONFIG_X -> value ("y", "m", a number or string); None: not readable
     dmesg: str | None  # the kernel log; None: none in the snapshot, or not readable here
     source: str  # "live" or the snapshot directory
+    config_from: str = ""  # the file the config was read from
 
     @property
     def live(self) -> bool:
@@ -345,9 +346,9 @@ def _parse_config(text: str, path: Path | str, live: bool) -> dict[str, str]:
     return config
 
 
-def _read_config(base: Path, live: bool) -> dict[str, str] | None:
-    """The kernel config: a snapshot's ``config`` (or ``proc/config.gz``); live, /proc/config.gz or
-    /boot/config-RELEASE, None when neither is readable."""
+def _read_config(base: Path, live: bool) -> tuple[dict[str, str] | None, str]:
+    """The kernel config and the file it came from: a snapshot's ``config`` (or ``proc/config.gz``); live,
+    /proc/config.gz or /boot/config-RELEASE, None when neither is readable."""
     if live:
         candidates = [(Path("/proc/config.gz"), True), (Path(f"/boot/config-{os.uname().release}"), False)]
     else:
@@ -363,9 +364,9 @@ def _read_config(base: Path, live: bool) -> dict[str, str] | None:
                 continue  # an unreadable config here is a note, as a missing one
             raise ConfigError(f"{path}: cannot be read: {err}",
                               "give the kernel's .config as text (config) or gzipped (proc/config.gz)") from err
-        return _parse_config(text, path, live)
+        return _parse_config(text, path, live), str(path)
     if live:
-        return None
+        return None, ""
     raise _missing(base / "config", "config")
 
 
@@ -399,12 +400,12 @@ def read_host(root: Path | str | None = None) -> HostSnapshot:
         if name == "proc/meminfo":  # is it an x86-64 machine at all, before anything else
             HostSnapshot(files, (), None, None, source).directmap()
     memmap = _read_memmap(base, live)
-    config = _read_config(base, live)
+    config, config_from = _read_config(base, live)
     if live:
         dmesg = _run_dmesg()
     else:
         dmesg = (base / "dmesg.txt").read_text(errors="replace") if (base / "dmesg.txt").is_file() else None
-    snapshot = HostSnapshot(files, memmap, config, dmesg, source)
+    snapshot = HostSnapshot(files, memmap, config, dmesg, source, config_from)
     # everything the model reads, read now: a snapshot's problem is named before anything is modelled
     snapshot.direct_map_vmstat()
     _ = snapshot.cpu_flags, snapshot.nr_cpus, snapshot.version, snapshot.initrd
@@ -444,6 +445,8 @@ def spec_of_host(snapshot: HostSnapshot, cpus: int | None = None) -> tuple[Machi
     cmd, flags, config = snapshot.cmdline, snapshot.cpu_flags, snapshot.config or {}
     ram = [(s, e) for s, e, kind in snapshot.memmap if kind == "System RAM"]
     why = [f"RAM: {len(ram)} System RAM range(s) of the firmware memory map"]
+    if snapshot.live and snapshot.config is not None:
+        why.append(f"config: {snapshot.config_from}")
     if snapshot.config is None:  # only the live machine gets here without one (read_host() refuses a snapshot)
         why.append(("config: not readable here (no /proc/config.gz, no /boot/config-RELEASE)" if snapshot.live else
                     "config: none given") + ": every CONFIG_ option is taken as unset")

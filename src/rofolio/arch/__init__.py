@@ -114,7 +114,8 @@ class ArchOption:
             word = value.strip().lower() if isinstance(value, str) else None
             if word in ("true", "false", "yes", "no", "on", "off", "1", "0"):
                 return word in ("true", "yes", "on", "1")
-            raise ConfigError(f"{self.key} takes true or false, not {value!r}", self.help)
+            raise ConfigError(f"{self.key} takes true or false (on the command line also yes/no, on/off, 1/0), "
+                              f"not {value!r}", self.help)
         if self.kind is int:
             if isinstance(value, str):
                 try:

@@ -101,8 +101,10 @@ def load(source: str | Path | LoadedScenario) -> LoadedScenario:
     if isinstance(source, LoadedScenario):
         return source
     if source == "-":
-        raw = sys.stdin.buffer.read(MAX_SCENARIO_BYTES + 1)
-        return LoadedScenario(parse(_text(raw, STDIN), STDIN), STDIN, STDIN, raw.decode())
+        if sys.stdin is None:  # started with standard input closed (<&-)
+            raise ScenarioError("standard input is closed", "pipe the scenario in, or give a file", file=STDIN)
+        text = _text(sys.stdin.buffer.read(MAX_SCENARIO_BYTES + 1), STDIN)
+        return LoadedScenario(parse(text, STDIN), STDIN, STDIN, text)
     path = Path(source)
     # a built-in's bare name is the built-in, even where a file of that name is in the current directory (the
     # default `rofolio run` must not depend on it); ./NAME is the file

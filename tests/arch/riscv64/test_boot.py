@@ -199,13 +199,24 @@ def test_a_negative_page_count_is_refused() -> None:
         k.set_memory_ro(k.va(5 * GiB), -1)
 
 
-def test_ptdump_passes_over_a_1g_leaf_whose_v_bit_is_clear() -> None:
+@pytest.mark.parametrize("gib", [5, 8])
+def test_ptdump_passes_over_a_1g_leaf_whose_v_bit_is_clear(gib: int) -> None:
     """pud_leaf() needs V: ptdump_pud_entry() notes nothing for the invalidated GiB and the walk does not descend,
-    so the 6G PUD line around it prints as if it were whole (fidelity.md, riscv64 finding 5's state)."""
+    so the GiB belongs to the line before it, which note_page() ends where the next note starts: the 6G PUD line
+    prints as if it were whole, whether the GiB is inside it (5G) or its last (8G, then 2M leaves follow)."""
     k = boot_riscv64(8 * GiB, kfence=True, kfence_sample_interval=0, nr_cpus=1)
-    assert k.set_direct_map_valid_noflush((5 * GiB) >> PAGE_SHIFT, GiB >> PAGE_SHIFT, False) == 0
-    assert not k.lookup(k.va(5 * GiB)).present  # type: ignore[union-attr]
+    assert k.set_direct_map_valid_noflush((gib * GiB) >> PAGE_SHIFT, GiB >> PAGE_SHIFT, False) == 0
+    assert not k.lookup(k.va(gib * GiB)).present  # type: ignore[union-attr]
     assert ptdump.ptdump_lines(k) == DEBIAN_72_VIRT_8G
+
+
+def test_ptdump_runs_the_last_line_over_an_invalid_last_gib_to_the_hole_after_ram() -> None:
+    """Without KFENCE [3G, 10G) is 1G leaves; the last one invalidated, the line ends at the next note, the hole
+    where RAM stops (10G): 7G, as before."""
+    k = boot_riscv64(8 * GiB, nr_cpus=1)
+    whole = ptdump.ptdump_lines(k)
+    assert k.set_direct_map_valid_noflush((9 * GiB) >> PAGE_SHIFT, GiB >> PAGE_SHIFT, False) == 0
+    assert ptdump.ptdump_lines(k) == whole and whole[-1].split()[2:4] == ["7G", "PUD"]
 
 
 def test_ram_ranges_that_touch_are_mapped_as_one() -> None:

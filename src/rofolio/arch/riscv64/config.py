@@ -39,9 +39,9 @@ PGDIR_SIZES = {39: Level.PUD.size, 48: Level.P4D.size, 57: Level.PGD.size}  # wh
 PTRS_PER_PGD = 512
 SECTION_ALIGN = 2 << 20  # vmlinux.lds.S: SECTION_ALIGN is L1_CACHE_BYTES without STRICT_KERNEL_RWX, PMD_SIZE with
 QEMU_IMAGE_OFFSET = 2 << 20  # OpenSBI fw_dynamic on QEMU virt: the kernel at RAM + 2M (measured: 0x80200000)
-# asm/pgtable.h: KERNEL_LINK_ADDR, the top 2G of the address space on 64-bit; setup_vm() adds a KASLR offset only
-# when the device tree has a kaslr-seed or the CPU has Zkr, and QEMU 7.2's virt board gives neither (measured:
-# _start at 0xffffffff80000000 on every riscv64 guest)
+# asm/pgtable.h: KERNEL_LINK_ADDR, the top 2G of the address space on 64-bit; no KASLR offset is added: Debian's
+# riscv64 config has CONFIG_RELOCATABLE off, which RANDOMIZE_BASE depends on (measured: _start at
+# 0xffffffff80000000 on every riscv64 guest)
 KERNEL_LINK_ADDR = 0xFFFFFFFF80000000
 MODULES_SIZE = 2 << 30  # asm/pgtable.h: MODULES_VADDR = PFN_ALIGN(_end) - SZ_2G, MODULES_END = PFN_ALIGN(_start)
 

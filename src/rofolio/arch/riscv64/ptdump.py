@@ -50,29 +50,26 @@ def format_line(start: int, end: int, pa: int, level: Level, prot: int) -> str:
 def ptdump_lines(k: Riscv64Kernel, sections: tuple[str, ...] | None = None) -> list[str]:
     """The "Linear mapping" section: [PAGE_OFFSET, PAGE_OFFSET + KERN_VIRT_SIZE), every non-hole line.
 
-    An upper entry that is neither none nor a leaf by ``p?d_leaf()`` (a 1G leaf whose V bit was cleared: pud_leaf()
-    needs V) is passed over without note_page() (mm/ptdump.c ptdump_pud_entry() notes leaves only, and
-    mm/pagewalk.c walk_pud_range() does not descend below a non-present entry), so the line before it runs on
-    over it when the next entry has the same level and bits.
+    note_page() prints a line when the next note brings another level or other bits, and ends it at that note's
+    address.  An upper entry that is neither none nor a leaf by ``p?d_leaf()`` (a 1G leaf whose V bit was
+    cleared: pud_leaf() needs V) is passed over without a note (mm/ptdump.c ptdump_pud_entry() notes leaves only;
+    mm/pagewalk.c walk_pud_range() does not descend below a non-present entry), so it belongs to the line before
+    it, whatever comes after.
     """
     lo = k.layout.page_offset
     hi = lo + k.layout.kern_virt_size
     out = ["---[ Linear mapping ]---"]
-    line: list[int] | None = None  # [start, end, level, prot, pa] of the line note_page() is building
-
-    def flush() -> None:
-        if line is not None and line[3]:  # a hole (prot 0) is never printed
-            out.append(format_line(line[0], line[1], line[4], Level(line[2]), line[3]))
-
-    for start, end, level, flags in walk_entries(k.pt, lo, hi, k.layout.levels):
+    line: tuple[int, Level, int, int] | None = None  # the start, level, bits and first PA of the open line
+    for start, _end, level, flags in walk_entries(k.pt, lo, hi, k.layout.levels):
         if flags is not None and level > Level.PTE and not entry_leaf(level, flags):
             continue
         prot = (flags or 0) & RISCV.FLAGS_MASK
-        if line is not None and (line[2], line[3]) == (level, prot):
-            line[1] = end
+        if line is not None and (line[1], line[2]) == (level, prot):
             continue
-        flush()
+        if line is not None and line[2]:  # a hole (prot 0) is never printed
+            out.append(format_line(line[0], start, line[3], line[1], line[2]))
         found = k.lookup(start) if prot else None
-        line = [start, end, level, prot, found.pfn << 12 if found is not None else 0]
-    flush()
+        line = (start, level, prot, found.pfn << 12 if found is not None else 0)
+    if line is not None and line[2]:
+        out.append(format_line(line[0], hi, line[3], line[1], line[2]))
     return out
