@@ -323,3 +323,18 @@ def test_kfence_protect_page_writes_each_guard_pte_by_its_address() -> None:
     writes = [e for e in k.log.events if isinstance(e, EntryWrite) and base <= e.addr < base + (2 << 20)]
     assert [(e.addr, e.level, e.count, e.old & ~e.new) for e in writes] == [
         (base + i * PAGE_SIZE, Level.PTE, 1, RISCV.PRESENT) for i in kfence_guard_pages()]
+
+
+@pytest.mark.parametrize(("ram", "pool"), [
+    # the image's range cannot hold the pool above its reservation: memblock goes on down to the range below it
+    ([(1 * GiB, 1 * GiB + (64 << 20)), (2 * GiB, 2 * GiB + (39 << 20))], 1 * GiB + (62 << 20)),
+    # a range of exactly 2M at the top holds it, at its start
+    ([(2 * GiB, 2 * GiB + (128 << 20)), (3 * GiB, 3 * GiB + (2 << 20))], 3 * GiB),
+])
+def test_memblock_puts_the_kfence_pool_in_the_highest_range_that_holds_it(ram: list[tuple[int, int]],
+                                                                          pool: int) -> None:
+    from rofolio.arch.riscv64.config import Riscv64KernelImage
+
+    k = boot.boot(Riscv64Config(memory=MemoryMap.from_ram(ram), kfence=True,
+                                image=Riscv64KernelImage.qemu_virt(2 * GiB)))
+    assert k.kfence_pool == pool

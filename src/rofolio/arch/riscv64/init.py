@@ -57,7 +57,7 @@ def linear_pieces(k: Riscv64Kernel, start: int, end: int, fixed: Level | None = 
         if fixed is None:
             for bigger in (Level.PMD, Level.PUD, Level.P4D):
                 if bigger > level and not (pa - va) % bigger.size:  # congruent: aligned together further on
-                    stop = min(stop, max(pa + level.size, align_up(pa + 1, bigger.size)))
+                    stop = min(stop, align_up(pa + 1, bigger.size))  # past pa: pa is level-aligned, level < bigger
                     break
         out.append((pa, stop, level))
         pa = stop
