@@ -102,6 +102,11 @@ class MemoryMap:
                 raise ConfigError(f"RAM range [{r.start:#x}, {r.end:#x}) is not page aligned",
                                   f"align RAM ranges to {format_size(PAGE_SIZE)}")
 
+    def ram_below(self, limit: int) -> MemoryMap:
+        """The RAM of this map below ``limit``: what a kernel keeps of it when its direct map cannot reach
+        further (x86 MAXMEM, arm64's and riscv's linear-map size)."""
+        return MemoryMap.from_ram([(r.start, min(r.end, limit)) for r in self.ram if r.start < limit])
+
     @property
     def max_pfn(self) -> int:
         """One past the highest RAM pfn (the kernel's max_pfn)."""

@@ -148,7 +148,6 @@ class Arm64Config:
     layout: Arm64Layout = field(init=False)
     rodata_setting: RodataSetting = field(init=False)
     usable: MemoryMap = field(init=False)  # the RAM arm64_memblock_init() keeps: what the linear map can cover
-    capped: bool = field(init=False)  # RAM was removed (the kernel's pr_warn)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kernel", KernelVersion.parse(self.kernel))
@@ -173,14 +172,16 @@ class Arm64Config:
         layout = Arm64Layout(phys_offset)
         # arm64_memblock_init() (arch/arm64/mm/init.c): RAM past memstart_addr + the linear region's size (past
         # the PA size first, which 48-bit PAs put further out) is removed with a pr_warn; the image is at the bottom
-        limit = phys_offset + layout.page_end - layout.page_offset
-        kept = [(r.start, min(r.end, limit)) for r in self.memory.ram if r.start < limit]
-        object.__setattr__(self, "usable", MemoryMap.from_ram(kept))
-        object.__setattr__(self, "capped", self.memory.ram[-1].end > limit)
+        object.__setattr__(self, "usable", self.memory.ram_below(phys_offset + layout.page_end - layout.page_offset))
         object.__setattr__(self, "layout", layout)
         object.__setattr__(self, "rodata_setting", set_debug_rodata(self.rodata))
 
     # ---------------------------------------------------------------- derived
+    @property
+    def capped(self) -> bool:
+        """arm64_memblock_init() removed RAM the linear map cannot cover (and warned)."""
+        return self.usable.total_ram < self.memory.total_ram
+
     @property
     def rodata_full(self) -> bool:
         return self.rodata_setting.full

@@ -220,8 +220,7 @@ class Riscv64Config:
         object.__setattr__(self, "layout", layout)
         # setup_bootmem(): RAM past __pa(PAGE_OFFSET) + KERN_VIRT_SIZE is cut off with a pr_warn
         limit = layout.phys_ram_base + layout.kern_virt_size
-        kept = [(r.start, min(r.end, limit)) for r in self.memory.ram if r.start < limit]
-        object.__setattr__(self, "usable", MemoryMap.from_ram(kept))
+        object.__setattr__(self, "usable", self.memory.ram_below(limit))
         object.__setattr__(self, "capped", limit if self.memory.ram[-1].end > limit else None)
         image = self.image or Riscv64KernelImage.qemu_virt(self.memory.ram[0].start)
         if not self.usable.is_ram(image.start, image.reserved_end):

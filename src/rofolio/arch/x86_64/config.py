@@ -79,10 +79,9 @@ class X86Config:
         limit = self.maxmem
         if self.memory.max_pfn << PAGE_SHIFT > limit:
             # e820__end_of_ram_pfn() clamps max_pfn to MAX_ARCH_PFN (MAXMEM >> PAGE_SHIFT): RAM above is not used
-            kept = [(r.start, min(r.end, limit)) for r in self.memory.ram if r.start < limit]
-            dropped = self.memory.total_ram - sum(end - start for start, end in kept)
-            object.__setattr__(self, "memory", MemoryMap.from_ram(kept))
-            object.__setattr__(self, "ram_dropped", dropped)
+            kept = self.memory.ram_below(limit)
+            object.__setattr__(self, "ram_dropped", self.memory.total_ram - kept.total_ram)
+            object.__setattr__(self, "memory", kept)
 
     @property
     def maxmem(self) -> int:
