@@ -84,8 +84,8 @@ def test_splits_after_boot_are_undone_from_vmstat(tmp_path: Path) -> None:
     spec = MachineSpec.build(memory_map=((0, 0x9FC00), (1 * MiB, 3 * GiB), (4 * GiB, 9 * GiB)), cpus=2,
                              gbpages=False)
     snapshot = _snapshot_of(spec, BootRecord(), tmp_path, after=3)
-    live = {k: v for k, v in snapshot.counters("proc/meminfo").items()}
-    vmstat = snapshot.counters("proc/vmstat")
+    live = snapshot.directmap()
+    vmstat = snapshot.direct_map_vmstat()
     assert vmstat["direct_map_level2_splits"] == 3
     report, _ = host_report(snapshot)
     assert report.at_boot == at_boot(live, vmstat) == report.model  # the three runtime splits undone

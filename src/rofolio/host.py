@@ -48,6 +48,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,34 +124,31 @@ class HostSnapshot:
     def lines(self, name: str) -> list[str]:
         return self.files.get(name, "").splitlines()
 
-    def counters(self, name: str) -> dict[str, int]:
-        """'Key: value kB' (meminfo) or 'key value' (vmstat) lines as ints (lines that are not are skipped;
-        directmap() and direct_map_vmstat() read the lines the model needs strictly)."""
-        out = {}
-        for line in self.lines(name):
-            parts = line.replace(":", " ").split()
-            if len(parts) >= 2 and _NUMBER.fullmatch(parts[1]):
-                out[parts[0]] = int(parts[1])
-        return out
+    def _lines_of(self, name: str, prefix: str, sep: str) -> Iterator[tuple[str, str, list[str]]]:
+        """(where, key, the words after it) of each line of ``name`` that starts with ``prefix``, its key ending
+        at ``sep`` ('Key: N kB' in meminfo, 'key N' in vmstat); a key seen twice is refused once its line has
+        been read."""
+        seen: set[str] = set()
+        for no, line in enumerate(self.lines(name), 1):
+            if line.startswith(prefix):
+                key, _, rest = line.partition(sep)
+                where = f"{self.path(name)}:{no}: {key}"
+                yield where, key, rest.split()
+                if key in seen:
+                    raise self._error(f"{where}: the line appears twice", "keep the one the kernel printed")
+                seen.add(key)
 
     def directmap(self) -> dict[str, int]:
         """The DirectMap lines of /proc/meminfo in kB (arch_report_meminfo(): 4k and 2M always, 1G with
         direct_gbpages; DirectMap1G is 0 when absent); a line that does not read as 'N kB' is refused."""
         name, out = "proc/meminfo", {}
-        for no, line in enumerate(self.lines(name), 1):
-            if not line.startswith("DirectMap"):
-                continue
-            key, _, rest = line.partition(":")
-            words = rest.split()
-            where = f"{self.path(name)}:{no}: {key}"
+        for where, key, words in self._lines_of(name, "DirectMap", ":"):
             if key not in DIRECTMAP_KEYS:
                 raise self._error(f"{where}: not a line x86-64 prints", "rofolio host models an x86-64 machine: "
                                   f"its lines are {', '.join(DIRECTMAP_KEYS)}")
             if len(words) != 2 or words[1] != "kB" or not _NUMBER.fullmatch(words[0]):
-                raise self._error(f"{where}: {rest.strip()!r} is not a count of kB",
+                raise self._error(f"{where}: {' '.join(words)!r} is not a count of kB",
                                   f"the kernel prints e.g. '{key}:   2048 kB'")
-            if key in out:
-                raise self._error(f"{where}: the line appears twice", "keep the one the kernel printed")
             out[key] = int(words[0])
         if not out:
             raise self._error(f"{self.path(name)} has no DirectMap lines",
@@ -166,17 +164,10 @@ class HostSnapshot:
         """The direct_map_* lines of /proc/vmstat; a snapshot must have the split lines (the live machine's
         kernel may print none: host_report() says so)."""
         name, out = "proc/vmstat", {}
-        for no, line in enumerate(self.lines(name), 1):
-            if not line.startswith("direct_map"):
-                continue
-            words = line.split()
-            if len(words) != 2 or not _NUMBER.fullmatch(words[1]):
-                raise self._error(f"{self.path(name)}:{no}: {words[0]}: {' '.join(words[1:])!r} is not a count",
-                                  f"the kernel prints e.g. '{words[0]} 3'")
-            if words[0] in out:
-                raise self._error(f"{self.path(name)}:{no}: {words[0]}: the line appears twice",
-                                  "keep the one the kernel printed")
-            out[words[0]] = int(words[1])
+        for where, key, words in self._lines_of(name, "direct_map", " "):
+            if len(words) != 1 or not _NUMBER.fullmatch(words[0]):
+                raise self._error(f"{where}: {' '.join(words)!r} is not a count", f"the kernel prints e.g. '{key} 3'")
+            out[key] = int(words[0])
         absent = [k for k in SPLITS if k not in out]
         if absent and not self.live:
             raise ConfigError(f"{self.path(name)} has no {' and no '.join(absent)} line: the splits since boot "
@@ -279,11 +270,10 @@ def _read_text(path: Path, live: bool) -> str:
 def _read_memmap(base: Path, live: bool) -> tuple[tuple[int, int, str], ...]:
     """The firmware memory map: each entry's [start, end) and type, every entry read strictly."""
     folder = base / "sys/firmware/memmap"
+    no_memmap = EnvironmentFailure(f"{folder} is missing or empty",
+                                   "the firmware memory map needs CONFIG_FIRMWARE_MEMMAP (or a snapshot that has it)")
     if not folder.is_dir():
-        if live:
-            raise EnvironmentFailure(f"{folder} is missing or empty",
-                                     "the firmware memory map needs CONFIG_FIRMWARE_MEMMAP (or a snapshot that has it)")
-        raise _missing(folder, "sys/firmware/memmap")
+        raise no_memmap if live else _missing(folder, "sys/firmware/memmap")
     entries = []
     for entry in folder.iterdir():
         if not (entry.is_dir() and entry.name.isascii() and entry.name.isdigit()):
@@ -317,8 +307,7 @@ def _read_memmap(base: Path, live: bool) -> tuple[tuple[int, int, str], ...]:
             ram.append((start, last + 1, entry))
     if not memmap:
         if live:
-            raise EnvironmentFailure(f"{folder} is missing or empty",
-                                     "the firmware memory map needs CONFIG_FIRMWARE_MEMMAP (or a snapshot that has it)")
+            raise no_memmap
         raise ConfigError(f"{folder}: empty: the snapshot has no firmware memory map", _SAVE_HINT)
     if not ram:
         raise _problem(live, f"{folder}: no entry is of type 'System RAM'", "the direct map covers the System "
