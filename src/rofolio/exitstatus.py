@@ -31,7 +31,6 @@ import errno
 import io
 import os
 import sys
-import unicodedata
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, NoReturn
@@ -90,6 +89,8 @@ ASCII_STAND_INS = {"→": "->", "✓": "ok", "✗": "x", "−": "-", "…": "...
 def _ascii_stand_ins(err: UnicodeError) -> tuple[str, int]:
     if not isinstance(err, UnicodeEncodeError):
         raise err
+    import unicodedata  # only when a character cannot be written: not at every start-up
+
     text = err.object[err.start:err.end]
     return "".join(ASCII_STAND_INS.get(c) or unicodedata.normalize("NFKD", c).encode("ascii", "ignore").decode()
                    or "?" for c in text), err.end
