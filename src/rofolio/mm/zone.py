@@ -120,8 +120,7 @@ def build_nodes(memory: MemoryMap, config: MMConfig) -> list[Node]:
     nodes: list[Node] = []
     for nid, (nstart, nend) in enumerate(spans):
         node_ram = [(max(s, nstart), min(e, nend)) for s, e in ram if max(s, nstart) < min(e, nend)]
-        movable_start = _movable_start(node_ram, config.movablecore // len(spans),
-                                       f"node {nid}'s share of movablecore" if len(spans) > 1 else "")
+        movable_start = _movable_start(node_ram, config.movablecore // len(spans), nid if len(spans) > 1 else None)
         zones: list[Zone] = []
         for zone_type, zlo, zhi in limits:
             hi = zhi if zone_type != ZoneType.NORMAL else min(zhi, movable_start)
@@ -136,9 +135,9 @@ def build_nodes(memory: MemoryMap, config: MMConfig) -> list[Node]:
     return nodes
 
 
-def _movable_start(ram: list[tuple[int, int]], movablecore: int, share: str = "") -> int:
-    """The first pfn of ZONE_MOVABLE: movablecore bytes of RAM taken from the top, inside ZONE_NORMAL (``share``
-    names a node's part of it in the error)."""
+def _movable_start(ram: list[tuple[int, int]], movablecore: int, node: int | None = None) -> int:
+    """The first pfn of ZONE_MOVABLE: movablecore bytes of RAM taken from the top, inside ZONE_NORMAL (``node``:
+    the node whose share of movablecore this is, on a machine of several)."""
     if not movablecore:
         return 1 << 52
     want = movablecore >> PAGE_SHIFT
@@ -150,7 +149,8 @@ def _movable_start(ram: list[tuple[int, int]], movablecore: int, share: str = ""
     else:
         start = 0
     if start < DMA32_LIMIT >> PAGE_SHIFT:
-        raise ConfigError(f"{share}, {format_size(movablecore)}, reaches below 4 GiB" if share else
+        raise ConfigError(f"node {node}'s share of movablecore, {format_size(movablecore)}, reaches below 4 GiB"
+                          if node is not None else
                           f"movablecore={format_size(movablecore)} reaches below 4 GiB",
                           "ZONE_MOVABLE is taken from ZONE_NORMAL; give a smaller movablecore")
     return start

@@ -21,7 +21,7 @@ from rofolio.scenario import schema
 from rofolio.scenario.loader import LoadedScenario, _Locator, load, problem_errors
 from rofolio.scenario.ops import HANDLERS, Context
 from rofolio.tlbreach import direct_map_leaves, run_reach
-from rofolio.units import PAGE_SIZE, Level
+from rofolio.units import PAGE_SIZE, Level, align_down
 
 __all__ = [
     "SCHEMA",
@@ -255,7 +255,7 @@ def _check_steps(scenario: schema.Scenario, machine: Machine, name: str, locator
         if pa is not None:
             first = pa + step.offset * PAGE_SIZE  # type: ignore[union-attr]
             pages = getattr(step, "pages", 1)
-            page = first & ~(PAGE_SIZE - 1)
+            page = align_down(first, PAGE_SIZE)
             if not memory.is_ram(page):
                 partly = any(r.start < page + PAGE_SIZE and page < r.end for r in memory.ram)
                 errors.append(ScenarioError(
