@@ -9,6 +9,7 @@ import pytest
 from rofolio import kversion
 from rofolio.errors import ConfigError
 from rofolio.kversion import (
+    HUGE_ZERO_WP_ALLOCATES_THP,
     STABLE,
     X86_CPA_COLLAPSE,
     X86_DIRTY_CLEARED_WITH_RW,
@@ -118,6 +119,8 @@ def test_a_known_version_is_silent(capsys: pytest.CaptureFixture[str]) -> None:
     # f788b71768ff and 41d88484c71c: mainline only
     (X86_RO_CLEARS_DIRTY, "6.1.192", "6.6.0"),
     (X86_CPA_COLLAPSE, "6.14.11", "6.15.0"),
+    # 1ced09e0331f: mainline v6.13 only
+    (HUGE_ZERO_WP_ALLOCATES_THP, "6.12.57", "6.13.0"),
 ])
 def test_a_gate_is_off_before_its_boundary_and_on_from_it(gate: Gate, before: str, since: str) -> None:
     assert (gate.applies(V(before)), gate.applies(V(since))) == (False, True)

@@ -31,8 +31,8 @@ from types import MappingProxyType
 from rofolio.errors import ConfigError
 
 __all__ = [
-    "DEFAULT_KERNEL", "GATES", "MIN_KERNEL", "NEWEST_KERNEL", "RESERVED_PAGEBLOCKS_MOVABLE", "SET_MEMORY_ROX", "STABLE",
-    "X86_CPA_COLLAPSE",
+    "DEFAULT_KERNEL", "GATES", "HUGE_ZERO_WP_ALLOCATES_THP", "MIN_KERNEL", "NEWEST_KERNEL",
+    "RESERVED_PAGEBLOCKS_MOVABLE", "SET_MEMORY_ROX", "STABLE", "X86_CPA_COLLAPSE",
     "X86_DIRTY_CLEARED_WITH_RW", "X86_NX_CHECKS_ALIAS", "X86_OOPS_NO_PREEMPT", "X86_OOPS_PREFIX",
     "X86_RO_CLEARS_DIRTY", "X86_RWX_AT_BOOT", "X86_SET_MEMORY_ROX",
     "ZERO_PAGE_NOT_PINNED", "Gate", "KernelVersion", "beyond_model", "register",
@@ -249,6 +249,14 @@ RESERVED_PAGEBLOCKS_MOVABLE = Gate(
     "reserved-pageblocks-movable", KernelVersion(6, 13), "98b7beba1ee6",
     "memblock: uniformly initialize all reserved pages to MIGRATE_MOVABLE")
 
+# A write fault on a huge zero PMD allocates a PMD-sized THP and maps it in place of the huge zero folio
+# (mm/huge_memory.c do_huge_pmd_wp_page() -> do_huge_zero_wp_pmd()); only when that allocation fails does it
+# split the PMD into zero-page PTEs and COW one 4K page, which before was the only path.
+# Since commit 1ced09e0331f ("mm: allocate THP on hugezeropage wp-fault") (v6.13: pushed to mainline on
+# 23 Nov 2024, in the v6.13 merge window)
+HUGE_ZERO_WP_ALLOCATES_THP = Gate(
+    "huge-zero-wp-allocates-thp", KernelVersion(6, 13), "1ced09e0331f", "mm: allocate THP on hugezeropage wp-fault")
+
 DEFAULT_KERNEL = KernelVersion(7, 2, STABLE[(7, 2)])
 
 GATES: dict[str, Gate] = {}
@@ -263,5 +271,6 @@ def register(gate: Gate) -> Gate:
 
 
 for _gate in (X86_RO_CLEARS_DIRTY, X86_DIRTY_CLEARED_WITH_RW, X86_CPA_COLLAPSE, ZERO_PAGE_NOT_PINNED, SET_MEMORY_ROX,
-              X86_NX_CHECKS_ALIAS, X86_RWX_AT_BOOT, X86_OOPS_PREFIX, X86_OOPS_NO_PREEMPT, RESERVED_PAGEBLOCKS_MOVABLE):
+              X86_NX_CHECKS_ALIAS, X86_RWX_AT_BOOT, X86_OOPS_PREFIX, X86_OOPS_NO_PREEMPT, RESERVED_PAGEBLOCKS_MOVABLE,
+              HUGE_ZERO_WP_ALLOCATES_THP):
     register(_gate)

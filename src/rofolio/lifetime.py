@@ -9,7 +9,9 @@ Phase "persistent" (CONFIG_PERSISTENT_HUGE_ZERO_FOLIO, two NUMA nodes, movableco
    attempt to offline the memory block holding the huge zero folio (-EBUSY)
    and the ZONE_MOVABLE block holding a user folio (which succeeds by
    migrating it);
-4. one process writes: the huge zero PMD splits and one 4K page is COWed;
+4. one process writes: from v6.13 a new zeroed THP replaces its huge zero PMD
+   (do_huge_zero_wp_pmd()); on older kernels the PMD splits and one 4K page
+   is COWed;
 5. a user folio is made read-only (model 1's use), migrated to the other
    node, and freed when its process exits.
 

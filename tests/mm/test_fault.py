@@ -27,14 +27,13 @@ def test_read_fault_maps_the_huge_zero_folio_with_one_special_read_only_pmd() ->
     assert folio_at(mm, p, addr + 300 * PAGE_SIZE) is hz and user_read(mm, p, addr + 300 * PAGE_SIZE) == 0
 
 
-def test_write_fault_splits_to_512_zero_ptes_and_cows_only_the_written_page() -> None:
-    machine, mm = boot_mm(persistent_huge_zero_folio=True)
-    hz = mm.huge_zero.folio
+def test_before_6_13_a_write_fault_splits_to_512_zero_ptes_and_cows_only_the_written_page() -> None:
+    machine, mm = boot_mm(spec={"kernel": "6.12"})
     zero = mm.zero_page
-    assert hz is not None and zero is not None
     p = mm_alloc(mm)
     addr = p.mmap_anon(2 * MiB)
     user_read(mm, p, addr)
+    assert zero is not None and mm.huge_zero.refcount == 2  # the shrinker's and this mm's
     table = p.deposited[addr]
     mark = len(machine.log.events)
     user_write(mm, p, addr + 7 * PAGE_SIZE, 0x99)
@@ -50,6 +49,40 @@ def test_write_fault_splits_to_512_zero_ptes_and_cows_only_the_written_page() ->
     assert user_read(mm, p, addr + 7 * PAGE_SIZE) == 0x99
     assert user_read(mm, p, addr + 8 * PAGE_SIZE) == 0 and folio_at(mm, p, addr + 8 * PAGE_SIZE) is zero
     assert mm.huge_zero.refcount == 2  # the split took nothing from the huge zero folio
+
+
+def test_from_6_13_a_write_fault_maps_a_new_zeroed_thp_in_place_of_the_huge_zero_pmd() -> None:
+    """do_huge_zero_wp_pmd() (1ced09e0331f): one PMD-sized folio, zeroed, mapped writable; the table stays on
+    deposit and the mm keeps its huge zero reference."""
+    machine, mm = boot_mm(persistent_huge_zero_folio=True, spec={"kernel": "6.13"})
+    zero = mm.zero_page
+    p = mm_alloc(mm)
+    addr = p.mmap_anon(2 * MiB)
+    user_read(mm, p, addr)
+    table = p.deposited[addr]
+    mark = len(machine.log.events)
+    user_write(mm, p, addr + 7 * PAGE_SIZE, 0x99)
+    allocs = events_of(machine, PageAlloc, mark)
+    assert [(e.order, e.migratetype) for e in allocs] == [(9, "MOVABLE")]
+    assert [e.handling for e in events_of(machine, UserFault, mark)] == ["huge_zero_wp_thp"]
+    assert p.pmds[addr] == HugePmd(allocs[0].pfn, writable=True, special=False)
+    assert p.deposited[addr] is table
+    thp = folio_at(mm, p, addr + 8 * PAGE_SIZE)
+    assert thp is not None and thp.order == 9 and thp is not zero and thp.mapcount == 1
+    assert user_read(mm, p, addr + 7 * PAGE_SIZE) == 0x99 and user_read(mm, p, addr + 8 * PAGE_SIZE) == 0
+
+
+def test_from_6_13_the_write_fault_falls_back_to_the_split_when_no_thp_can_be_allocated() -> None:
+    machine, mm = boot_mm(persistent_huge_zero_folio=True, spec={"kernel": "7.2"})
+    p = mm_alloc(mm)
+    addr = p.mmap_anon(2 * MiB)
+    user_read(mm, p, addr)
+    mm.config = mm.config.with_options(fail_page_alloc_min_order=9)  # fail_page_alloc, after the boot
+    mark = len(machine.log.events)
+    user_write(mm, p, addr + 7 * PAGE_SIZE, 0x99)
+    assert [(e.order, e.gfp) for e in events_of(machine, PageAlloc, mark)] == [(0, "GFP_HIGHUSER_MOVABLE|__GFP_ZERO")]
+    assert [e.handling for e in events_of(machine, UserFault, mark)] == ["cow_zero_page"]
+    assert isinstance(p.pmds[addr], PteTable) and not p.deposited
 
 
 # 24 --------------------------------------------------------------------------------------------

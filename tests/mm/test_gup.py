@@ -77,6 +77,32 @@ def test_the_race_leaves_the_attackers_table_and_maps_the_shared_page_again() ->
     assert isinstance(entry, HugePmd) and entry.special  # the re-read fault mapped the huge zero PMD again
 
 
+def test_from_6_13_a_forced_write_on_a_huge_zero_pmd_gets_a_page_of_a_new_thp() -> None:
+    """Today's FOLL_FORCE COW fault takes do_huge_zero_wp_pmd(): the caller gets its page of the new THP, which
+    the read-only VMA maps without write permission."""
+    _, mm = boot_mm(mem=2 << 30, spec={"kernel": "7.2"})
+    mms, addr = _mapped(mm, PMD_SIZE, writable=False)
+    result = get_user_page(mm, mms, addr + 5 * 4096, WRITE_FORCE, GupRules.CURRENT)
+    thp = mms.pmds[addr]
+    assert isinstance(thp, HugePmd) and not thp.special and not thp.writable
+    assert result.folio is not None and result.folio.order == 9 and result.pfn == thp.pfn + 5
+    assert result.folio is not mm.huge_zero.folio
+
+
+def test_the_race_on_a_new_thp_splits_its_pmd_and_zaps_only_the_copied_page() -> None:
+    """MADV_DONTNEED of one page of a PMD-mapped THP: __split_huge_pmd() gives each PTE a reference and a
+    mapping, zap_pte_range() drops the one page's; the retry's write fault gets a fresh 4K page."""
+    _, mm = boot_mm(mem=2 << 30, spec={"kernel": "7.2"})
+    mms, addr = _mapped(mm, PMD_SIZE, writable=False)
+    result = get_user_page(mm, mms, addr, WRITE_FORCE, GupRules.CURRENT, race="madv_dontneed")
+    table = mms.pmds[addr]
+    assert not isinstance(table, HugePmd) and not mms.deposited
+    thp = mm.folio_of(table.get(1).pfn)
+    assert thp is not None and thp.order == 9
+    assert (thp.mapcount, thp.refcount, len(thp.rmap)) == (511, 511, 511)
+    assert result.folio is not None and result.folio.order == 0 and table.get(0).pfn == result.pfn
+
+
 def test_the_zapped_copy_is_unmapped_and_freed() -> None:
     _, mm = boot_mm(mem=2 << 30)
     mms, addr = _mapped(mm, 4096, writable=False)

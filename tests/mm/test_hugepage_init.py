@@ -10,7 +10,7 @@ from rofolio.errors import Errno
 from rofolio.mm import zero_page
 from rofolio.mm.config import MMConfig
 from rofolio.mm.mm_init import mm_core_init
-from rofolio.units import GiB
+from rofolio.units import GiB, MiB
 
 
 # x86: has_transparent_hugepage() is boot_cpu_has(X86_FEATURE_PSE) (arch/x86/include/asm/pgtable.h)
@@ -38,3 +38,20 @@ def test_arm64_keeps_the_generic_answer_thp_built_in() -> None:
     machine = Machine.boot(MachineSpec.build(arch="arm64", mem=2 * GiB))
     assert machine.kernel.has_transparent_hugepage() is True
     assert machine.run_initcalls() == 0
+
+
+@pytest.mark.parametrize(("mem", "thp"), [(256 * MiB, False), (512 * MiB, False), (640 * MiB, True)])
+def test_below_512_mib_of_managed_memory_hugepage_init_turns_thp_off(mem: int, thp: bool) -> None:
+    """hugepage_init() clears transparent_hugepage_flags when totalram_pages() is below 512 MiB, after
+    thp_shrinker_init(); a nominal 512M machine manages less than that. A read fault then maps the 4K zero
+    page, though the persistent huge zero folio was allocated."""
+    from rofolio.mm.fault import folio_at, mm_alloc, user_read
+    from tests.mm.conftest import boot_mm
+
+    _, mm = boot_mm(mem=mem, persistent_huge_zero_folio=True)
+    assert mm.huge_zero.folio is not None and mm.thp_flags_cleared is not thp
+    p = mm_alloc(mm)
+    addr = p.mmap_anon(2 * MiB)
+    user_read(mm, p, addr)
+    assert (folio_at(mm, p, addr) is mm.huge_zero.folio) is thp
+    assert (folio_at(mm, p, addr) is mm.zero_page) is not thp

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rofolio.events import KernelWarning
+from rofolio.mm.buddy import free_one_page
 from rofolio.mm.compaction import compact_memory
 from rofolio.mm.events import MemoryOffline, MigrateFolio
 from rofolio.mm.fault import folio_at, mm_alloc, user_read, user_write
@@ -11,7 +12,7 @@ from rofolio.mm.invariants import allocator_consistent
 from rofolio.mm.longterm_pin import folio_is_longterm_pinnable, pin_folio, unpin_folio
 from rofolio.mm.memory_hotplug import memory_block_range, offline_pages, online_pages
 from rofolio.mm.migrate import migrate_folio_to, migrate_to_node
-from rofolio.mm.page_alloc import alloc_pages
+from rofolio.mm.page_alloc import alloc_pages, prep_new_folio
 from rofolio.units import GiB, MiB
 from tests.mm.conftest import boot_mm, events_of
 
@@ -23,26 +24,47 @@ def _anon(mm, value: int = 0x42):  # type: ignore[no-untyped-def]
     return p, addr
 
 
-def test_compaction_moves_movable_folios_to_the_top_of_the_zone() -> None:
-    _machine, mm = boot_mm(mem=GiB)
+def _partly_used_pageblock_at_the_top(mm, zone):  # type: ignore[no-untyped-def]
+    """The zone's highest free order-10 block with its first page in use: the pageblock above is wholly free
+    (an order-9 buddy), the one holding the used page is free but for it (orders 0 to 8)."""
+    top = max(b.pfn for b in zone.free.blocks(zone.start_pfn, zone.end_pfn) if b.order == 10)
+    zone.free.remove(top, 10)
+    prep_new_folio(mm, zone, top, 0, GFP_HIGHUSER_MOVABLE, MigrateType.MOVABLE, "in use")
+    for order in range(10):
+        free_one_page(zone, top + (1 << order), order, to_tail=False)
+    return top
+
+
+def test_compaction_moves_a_small_folio_into_a_partly_used_movable_pageblock_not_a_wholly_free_one() -> None:
+    """suitable_migration_target(): the free scanner passes over a pageblock whose first page heads a free
+    block of pageblock_order (compacting into it would only break it up) and takes the next one down;
+    compaction_alloc() hands out its smallest isolated block that fits."""
+    _machine, mm = boot_mm(mem=GiB, transparent_hugepage="never")
     dma32 = mm.zones[1]
-    while dma32.free.nonempty(9, MigrateType.MOVABLE):  # kernel users take the order-9 fragments first
-        assert alloc_pages(mm, GFP_HIGHUSER_MOVABLE | Gfp.COMP, 9) is not None
-    first = dma32.free.first(10, MigrateType.MOVABLE)
-    top = max(b.pfn for b in dma32.free.blocks(dma32.start_pfn, dma32.end_pfn) if b.order == 10)
+    for order in range(10):  # take every smaller fragment, so the user page splits the lowest order-10 block
+        while dma32.free.nonempty(order, MigrateType.MOVABLE):
+            assert alloc_pages(mm, GFP_HIGHUSER_MOVABLE | (Gfp.COMP if order else Gfp(0)), order) is not None
+    p, addr = _anon(mm)
+    top = _partly_used_pageblock_at_the_top(mm, dma32)
+    folio = folio_at(mm, p, addr)
+    assert folio is not None and folio.order == 0 and folio.pfn < top
+    assert compact_memory(mm) == (1, 0)
+    moved = folio_at(mm, p, addr)
+    assert moved is not None and moved.pfn == top + 1
+    assert user_read(mm, p, addr) == 0x42 and allocator_consistent(mm) == []
+    assert dma32.free.find_exact(top + 512, 9) is not None  # the wholly free pageblock was left alone
+
+
+def test_compaction_never_isolates_a_pmd_sized_thp() -> None:
+    """skip_isolation_on_order(): a folio of pageblock_order or more is skipped even by compact_memory."""
+    _machine, mm = boot_mm(mem=GiB)
+    _partly_used_pageblock_at_the_top(mm, mm.zones[1])
     p = mm_alloc(mm)
     addr = p.mmap_anon(2 * MiB)
     user_write(mm, p, addr, 0x42)  # a write fault in a THP-eligible region: a PMD-sized anon folio
     folio = folio_at(mm, p, addr)
-    assert folio is not None and folio.order == 9 and first is not None and folio.pfn == first.pfn
-    migrated, failed = compact_memory(mm)
-    assert (migrated, failed) == (1, 0)
-    moved = folio_at(mm, p, addr)
-    # the free scanner's first block from the top is the highest order-10 block; compaction_alloc() keeps
-    # its low half and the upper half goes back to the buddy
-    assert moved is not None and moved is not folio and moved.pfn == top
-    assert user_read(mm, p, addr) == 0x42 and allocator_consistent(mm) == []
-    assert dma32.free.find_exact(top + 512, 9) is not None
+    assert folio is not None and folio.order == 9
+    assert compact_memory(mm) == (0, 0) and folio_at(mm, p, addr) is folio
 
 
 def test_compaction_skips_pinned_anonymous_folios() -> None:
@@ -116,6 +138,30 @@ def test_offline_of_a_zone_movable_block_migrates_its_folios_out() -> None:
     assert user_read(mm, p, addr) == 0x42
     assert mm.free_pages == free_before - (end - start) and allocator_consistent(mm) == []
     assert online_pages(mm, start, end) == 0 and mm.free_pages == free_before and allocator_consistent(mm) == []
+
+
+def test_offline_migrates_to_another_node_when_one_has_memory() -> None:
+    """do_migrate_range(): the node mask is N_MEMORY less the source folio's node."""
+    _machine, mm = boot_mm(nodes=2, movablecore=GiB)
+    p, addr = _anon(mm)
+    folio = folio_at(mm, p, addr)
+    assert folio is not None and folio.zone == "Movable"
+    start, end = memory_block_range(mm, folio.pfn << 12)
+    assert offline_pages(mm, start, end) == 0
+    moved = folio_at(mm, p, addr)
+    assert moved is not None and moved.nid != folio.nid and user_read(mm, p, addr) == 0x42
+
+
+def test_offline_of_zone_movable_loops_to_a_signal_on_a_page_in_use_that_cannot_move() -> None:
+    """has_unmovable_pages() passes ZONE_MOVABLE, but test_pages_isolated() needs every page free: a page in
+    use that is neither on the LRU nor movable keeps offline_pages() looping until a signal (-EINTR)."""
+    machine, mm = boot_mm(movablecore=GiB)
+    stuck = alloc_pages(mm, GFP_HIGHUSER_MOVABLE, 0, label="never on the LRU")
+    assert stuck is not None and stuck.zone == "Movable"
+    start, end = memory_block_range(mm, stuck.pfn << 12)
+    assert offline_pages(mm, start, end) == -4
+    assert events_of(machine, MemoryOffline)[-1].reason == "signal backoff"
+    assert mm.folio_of(stuck.pfn) is stuck and allocator_consistent(mm) == []
 
 
 def test_longterm_pin_migrates_out_of_zone_movable() -> None:

@@ -16,6 +16,7 @@ from rofolio.mm.zero_page import (
     largest_zero_folio,
     mm_get_huge_zero_folio,
     mm_put_huge_zero_folio,
+    put_huge_zero_folio,
     set_huge_zero_folio_pointer,
     shrink_huge_zero_folio_count,
 )
@@ -33,14 +34,14 @@ def test_persistent_huge_zero_folio_is_allocated_once_at_initcall_time_without_a
     assert hz is not None and hz.pfn == NORMAL_START and hz.order == 9 and not hz.large_rmappable
     assert [(e.pfn, e.ok) for e in events_of(machine, HugeZeroFolioAlloc)] == [(NORMAL_START, True)]
     assert mm.shrinkers == []  # no "thp-zero" shrinker
-    assert mm.huge_zero.refcount == 2
+    assert mm.huge_zero.refcount == 0  # huge_zero_init() keeps no count: nothing ever puts the folio
     machine.finish_boot()
     procs = [mm_alloc(mm) for _ in range(3)]
     assert all(mm_get_huge_zero_folio(mm, p) is hz for p in procs)
-    assert mm.huge_zero.refcount == 2 and all(MMF_HUGE_ZERO_FOLIO not in p.flags for p in procs)
+    assert mm.huge_zero.refcount == 0 and all(MMF_HUGE_ZERO_FOLIO not in p.flags for p in procs)
     for p in procs:
         mm_put_huge_zero_folio(mm, p)
-    assert mm.huge_zero.refcount == 2
+    assert mm.huge_zero.refcount == 0
     assert shrink_slab(mm) == 0 and machine.counters.extra["thp_zero_page_alloc"] == 1
     assert largest_zero_folio(mm) is hz
 
@@ -48,7 +49,7 @@ def test_persistent_huge_zero_folio_is_allocated_once_at_initcall_time_without_a
 def test_persistent_allocation_failure_falls_back_to_the_4k_zero_page() -> None:
     machine, mm = boot_mm(persistent_huge_zero_folio=True, fail_page_alloc_min_order=HPAGE_PMD_ORDER)
     assert get_persistent_huge_zero_folio(mm) is None
-    assert "Allocating static huge zero folio failed" in [e.text for e in events_of(machine, KernelWarning)]
+    assert "Allocating persistent huge zero folio failed" in [e.text for e in events_of(machine, KernelWarning)]
     assert machine.counters.extra["thp_zero_page_alloc_failed"] == 1
     zero = largest_zero_folio(mm)
     assert zero is mm.zero_page and zero.order == 0
@@ -96,6 +97,20 @@ def test_lazy_huge_zero_folio_refcount_per_mm_and_shrinker() -> None:
     # the new page table claims the next 4 MiB block, the folio takes its upper half
     assert again.pfn == NORMAL_START + 1024 + 512 and again.pfn != first.pfn
     assert machine.counters.extra["thp_zero_page_alloc"] == 2 and mm.huge_zero.refcount == 2
+
+
+def test_a_put_of_the_last_huge_zero_reference_warns_and_drops_it() -> None:
+    """put_huge_zero_folio(): WARN_ON_ONCE(atomic_dec_and_test()); only the shrinker may put the last one."""
+    machine, mm = boot_mm()
+    p = mm_alloc(mm)
+    user_read(mm, p, p.mmap_anon(2 * MiB))
+    assert mm.huge_zero.refcount == 2
+    put_huge_zero_folio(mm)
+    assert not events_of(machine, KernelWarning)
+    put_huge_zero_folio(mm)
+    assert mm.huge_zero.refcount == 0
+    [warning] = events_of(machine, KernelWarning)
+    assert "WARNING: CPU: 0 PID: 1 at mm/huge_memory.c put_huge_zero_folio()" in warning.text
 
 
 def test_one_time_readonly_of_the_lazy_folio_is_unsound() -> None:

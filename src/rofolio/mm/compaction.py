@@ -6,8 +6,10 @@ PG_lru or movable_ops; a non-LRU compound page such as the huge zero folio
 is skipped; an anonymous folio with more references than mappings is pinned
 and skipped), the free scanner walks down from the top one pageblock at a
 time and isolates the free blocks of suitable pageblocks
-(suitable_migration_target(): a MIGRATE_MOVABLE pageblock or a free block of
-at least pageblock_order).  ``compaction_alloc()`` hands out isolated free
+(suitable_migration_target(): a MIGRATE_MOVABLE pageblock that is not itself
+wholly free, that is whose first page does not head a free block of
+pageblock_order or more). A folio of pageblock_order or more (a PMD-sized THP)
+is never isolated (skip_isolation_on_order()).  ``compaction_alloc()`` hands out isolated free
 pages, splitting a larger one and keeping the low part; the scanners meeting
 ends the run, and unused free pages go back to the buddy.
 """
@@ -30,16 +32,28 @@ from rofolio.mm.zone import Zone
 if TYPE_CHECKING:
     from rofolio.mm.state import MMState
 
-__all__ = ["FreeScanner", "compact_memory", "compact_zone", "isolatable"]
+__all__ = ["FreeScanner", "compact_memory", "compact_zone", "isolatable", "suitable_migration_target"]
 
 
 def isolatable(mm: MMState, folio: Folio) -> bool:
-    """isolate_migratepages_block()'s filters for one folio."""
-    if folio.reserved or folio.leaked:
+    """isolate_migratepages_block()'s filters for one folio: skip_isolation_on_order() skips a folio of
+    pageblock_order or more even for compact_memory (a PMD-sized THP is never moved), then PG_lru or
+    movable_ops, and an anonymous folio with more references than mappings is pinned."""
+    if folio.reserved or folio.leaked or folio.order >= PAGEBLOCK_ORDER:
         return False
     if not folio.lru:
         return folio.movable_ops
     return not (folio.mapping == MappingKind.ANON and folio.refcount > folio.mapcount)  # pinned anon
+
+
+def suitable_migration_target(zone: Zone, pfn: int) -> bool:
+    """suitable_migration_target() for the pageblock at ``pfn``, as compact_memory asks it (cc->order -1): not
+    when its first page heads a free block of pageblock_order or more (compaction would only break up what it
+    is meant to make), else only a MIGRATE_MOVABLE pageblock (no CMA in the model)."""
+    head = zone.free.find(pfn)
+    if head is not None and head.pfn == pfn and head.order >= PAGEBLOCK_ORDER:
+        return False
+    return zone.pageblocks.get(pfn) == MigrateType.MOVABLE
 
 
 class FreeScanner:
@@ -58,8 +72,8 @@ class FreeScanner:
         if start < low or start < self.zone.start_pfn:
             return False
         self.free_pfn = start
-        for block in list(self.zone.free.blocks(start, start + PAGEBLOCK_NR_PAGES)):
-            if block.order >= PAGEBLOCK_ORDER or self.zone.pageblocks.get(block.pfn) == MigrateType.MOVABLE:
+        if suitable_migration_target(self.zone, start):
+            for block in list(self.zone.free.blocks(start, start + PAGEBLOCK_NR_PAGES)):  # isolate_freepages_block()
                 self.zone.free.remove(block.pfn, block.order)
                 self.isolated.append(block)
         return True

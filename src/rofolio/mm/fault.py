@@ -8,9 +8,17 @@ Rules, with their sources:
   folio with ``mm_get_huge_zero_folio()`` and installs one read-only special
   PMD (set_huge_zero_folio()); nothing else is allocated.  A write fault
   allocates a PMD-sized folio and zeroes it (folio_zero_user()).
-* ``do_huge_pmd_wp_page()``: ``if (is_huge_zero_pmd(orig_pmd)) goto fallback``:
-  ``__split_huge_zero_page_pmd()`` turns the deposited table into 512 special
-  read-only PTEs of the 4K zero page, and the fault is retried at PTE level.
+* ``do_huge_pmd_wp_page()`` on a huge zero PMD: from v6.13 (1ced09e0331f,
+  ``kversion.HUGE_ZERO_WP_ALLOCATES_THP``) ``do_huge_zero_wp_pmd()`` first
+  allocates and zeroes a PMD-sized folio as a write fault on an empty PMD does
+  (``vma_alloc_anon_folio_pmd()``) and maps it writable in place of the huge
+  zero folio, keeping the deposited table; only if that allocation fails, and
+  always before v6.13, it takes the fallback: ``__split_huge_zero_page_pmd()``
+  turns the deposited table into 512 special read-only PTEs of the 4K zero
+  page, and the fault is retried at PTE level.
+* ``__split_huge_pmd()`` of an anonymous THP (MADV_DONTNEED of part of it):
+  the deposited table maps its 512 pages, each PTE holding a reference
+  (``__split_huge_pmd_locked()``: ``folio_ref_add(folio, HPAGE_PMD_NR - 1)``).
 * ``do_anonymous_page()`` (mm/memory.c): a read maps the zero page with a
   special PTE; a write maps a new zeroed movable folio
   (vma_alloc_zeroed_movable_folio()).
@@ -25,6 +33,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rofolio.errors import AddressError
+from rofolio.kversion import HUGE_ZERO_WP_ALLOCATES_THP
 from rofolio.mm.direct_access import direct_map_copy, direct_map_write, page_content, user_store
 from rofolio.mm.events import UserFault
 from rofolio.mm.folio import Folio, MappingKind
@@ -33,6 +42,7 @@ from rofolio.mm.gfp import (
     GFP_PGTABLE_USER,
     GFP_TRANSHUGE,
     GFP_TRANSHUGE_LIGHT,
+    HPAGE_PMD_NR,
     HPAGE_PMD_ORDER,
     Gfp,
 )
@@ -46,7 +56,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "do_anonymous_page", "do_huge_pmd_anonymous_page", "do_huge_pmd_wp_page", "exit_mmap", "folio_at",
-    "handle_mm_fault", "mm_alloc", "split_huge_zero_page_pmd", "user_read", "user_write", "wp_page_copy",
+    "handle_mm_fault", "mm_alloc", "split_huge_pmd", "split_huge_zero_page_pmd", "user_read", "user_write",
+    "vma_alloc_anon_folio_pmd", "wp_page_copy",
 ]
 
 
@@ -61,7 +72,7 @@ def mm_alloc(mm: MMState) -> MmStruct:
 def _thp_allowed(mm: MMState, vma: Vma, haddr: int) -> bool:
     """thp_vma_allowable_order() for anonymous memory: the sysfs mode, and the PMD inside the VMA."""
     mode = mm.config.transparent_hugepage
-    if mm.thp_unsupported:  # hugepage_init() left only TRANSPARENT_HUGEPAGE_UNSUPPORTED in the flags
+    if mm.thp_unsupported or mm.thp_flags_cleared:  # hugepage_init() left no mode bit in the flags
         return False
     if mode == "never" or (mode == "madvise" and not vma.hugepage):
         return False
@@ -93,7 +104,9 @@ def handle_mm_fault(mm: MMState, mms: MmStruct, addr: int, write: bool) -> str:
     if isinstance(entry, HugePmd):
         if not write or entry.writable:
             return _fault(mm, mms, addr, write, "present")
-        do_huge_pmd_wp_page(mm, mms, haddr)
+        handling = do_huge_pmd_wp_page(mm, mms, vma, haddr)
+        if handling != "fallback":
+            return _fault(mm, mms, addr, write, handling)
     return _fault(mm, mms, addr, write, _do_pte_fault(mm, mms, haddr, addr, write))
 
 
@@ -111,13 +124,9 @@ def do_huge_pmd_anonymous_page(mm: MMState, mms: MmStruct, vma: Vma, haddr: int,
         mms.deposited[haddr] = pgtable
         mms.nr_ptes += 1
         return "huge_zero_pmd"
-    gfp = GFP_TRANSHUGE if vma.hugepage else GFP_TRANSHUGE_LIGHT  # alloc_hugepage_direct_gfpmask(), defrag=madvise
-    folio = alloc_pages(mm, gfp, HPAGE_PMD_ORDER, label=f"THP of mm {mms.id}")
-    if folio is None:
-        return "fallback"
-    if direct_map_write(mm, folio.pfn, folio.nr_pages, 0, "folio_zero_user") < 0:
-        _leak(mm, folio)
-        return "oops"
+    folio = vma_alloc_anon_folio_pmd(mm, mms, vma)
+    if not isinstance(folio, Folio):
+        return folio
     pgtable = _pte_alloc_one(mm, mms)
     if pgtable is None:
         folio_put(mm, folio)
@@ -129,15 +138,54 @@ def do_huge_pmd_anonymous_page(mm: MMState, mms: MmStruct, vma: Vma, haddr: int,
     return "thp"
 
 
-def do_huge_pmd_wp_page(mm: MMState, mms: MmStruct, haddr: int) -> str:
-    """do_huge_pmd_wp_page(): the huge zero PMD is split (the fallback path); no new THP is allocated."""
+def vma_alloc_anon_folio_pmd(mm: MMState, mms: MmStruct, vma: Vma) -> Folio | str:
+    """vma_alloc_anon_folio_pmd(): a zeroed PMD-sized folio (folio_zero_user() stores through the direct map),
+    or "fallback" without memory, "oops" if zeroing it faulted."""
+    gfp = GFP_TRANSHUGE if vma.hugepage else GFP_TRANSHUGE_LIGHT  # vma_thp_gfp_mask(), defrag=madvise
+    folio = alloc_pages(mm, gfp, HPAGE_PMD_ORDER, label=f"THP of mm {mms.id}")
+    if folio is None:
+        return "fallback"
+    if direct_map_write(mm, folio.pfn, folio.nr_pages, 0, "folio_zero_user") < 0:
+        _leak(mm, folio)
+        return "oops"
+    return folio
+
+
+def do_huge_pmd_wp_page(mm: MMState, mms: MmStruct, vma: Vma, haddr: int) -> str:
+    """do_huge_pmd_wp_page(): a huge zero PMD becomes a new THP ("huge_zero_wp_thp", from v6.13) or is split
+    ("fallback": the caller retries at PTE level); an exclusive anon THP is reused ("reuse")."""
     entry = mms.pmds[haddr]
     assert isinstance(entry, HugePmd)
     if entry.special:
+        if HUGE_ZERO_WP_ALLOCATES_THP.applies(mm.version):  # do_huge_zero_wp_pmd()
+            folio = vma_alloc_anon_folio_pmd(mm, mms, vma)
+            if isinstance(folio, Folio):
+                _map_anon(folio, mms, haddr)  # map_anon_folio_pmd_pf(); the deposited table stays
+                mms.pmds[haddr] = HugePmd(folio.pfn, writable=vma.write, special=False)
+                return "huge_zero_wp_thp"
+            if folio == "oops":
+                return folio
         split_huge_zero_page_pmd(mm, mms, haddr)
         return "fallback"
     entry.writable = True  # an exclusive anon THP is reused
     return "reuse"
+
+
+def split_huge_pmd(mm: MMState, mms: MmStruct, haddr: int) -> PteTable:
+    """__split_huge_pmd() of a PMD-mapped anonymous THP: the deposited table maps its pages, one reference and
+    one mapping each (the PMD's own become the first page's)."""
+    entry = mms.pmds[haddr]
+    assert isinstance(entry, HugePmd) and not entry.special
+    folio = mm.folio_of(entry.pfn)
+    assert folio is not None
+    folio.refcount += HPAGE_PMD_NR - 1  # folio_ref_add(folio, HPAGE_PMD_NR - 1)
+    folio.mapcount += HPAGE_PMD_NR - 1
+    folio.rmap.remove((mms.id, haddr))
+    folio.rmap.extend((mms.id, haddr + (i << PAGE_SHIFT)) for i in range(HPAGE_PMD_NR))
+    table = PteTable(mms.deposited.pop(haddr),  # pgtable_trans_huge_withdraw()
+                     {i: Pte(entry.pfn + i, entry.writable, special=False) for i in range(HPAGE_PMD_NR)})
+    mms.pmds[haddr] = table
+    return table
 
 
 def split_huge_zero_page_pmd(mm: MMState, mms: MmStruct, haddr: int) -> None:

@@ -37,7 +37,15 @@ from typing import TYPE_CHECKING
 
 from rofolio.errors import Errno
 from rofolio.kversion import ZERO_PAGE_NOT_PINNED, KernelVersion
-from rofolio.mm.fault import _pte_alloc_one, _unmap_folio, handle_mm_fault, split_huge_zero_page_pmd, wp_page_copy
+from rofolio.mm.fault import (
+    _pte_alloc_one,
+    _unmap_folio,
+    do_huge_pmd_wp_page,
+    handle_mm_fault,
+    split_huge_pmd,
+    split_huge_zero_page_pmd,
+    wp_page_copy,
+)
 from rofolio.mm.folio import Folio
 from rofolio.mm.longterm_pin import try_grab_folio
 from rofolio.mm.process import HugePmd, MmStruct, Pte, PteTable
@@ -122,12 +130,26 @@ def _take(mm: MMState, pfn: int, flags: frozenset[str], rules: GupRules, how: st
     return GupResult(0, folio, pfn, how, pinned)
 
 
-def _force_cow(mm: MMState, mms: MmStruct, addr: int) -> tuple[int | None, str]:
-    """The COW fault a FOLL_FORCE write takes on a private mapping: (the private copy's pfn, how it went)."""
+def _force_cow(mm: MMState, mms: MmStruct, addr: int, rules: GupRules) -> tuple[int | None, str]:
+    """The COW fault a FOLL_FORCE write takes on a private mapping: (the private copy's pfn, how it went).
+
+    On a huge zero PMD, today's rules take the machine's do_huge_pmd_wp_page() (a new THP from v6.13); the
+    older eras' kernels all split it (their fallback path, the only one before 1ced09e0331f)."""
     haddr = addr & ~(PMD_SIZE - 1)
     entry = mms.pmds.get(haddr)
     if isinstance(entry, HugePmd) and entry.special:
-        split_huge_zero_page_pmd(mm, mms, haddr)  # do_huge_pmd_wp_page() takes its fallback path
+        vma = mms.find_vma(addr)
+        assert vma is not None
+        if rules == GupRules.CURRENT:
+            handling = do_huge_pmd_wp_page(mm, mms, vma, haddr)
+            if handling == "huge_zero_wp_thp":
+                thp = mms.pmds[haddr]
+                assert isinstance(thp, HugePmd)
+                return thp.pfn + ((addr - haddr) >> PAGE_SHIFT), handling
+            if handling == "oops":
+                return None, handling
+        else:
+            split_huge_zero_page_pmd(mm, mms, haddr)
         entry = mms.pmds[haddr]
     table = _pte_table(mm, mms, haddr, entry)
     if table is None:
@@ -157,6 +179,8 @@ def _zap(mm: MMState, mms: MmStruct, addr: int) -> None:
     """madvise(MADV_DONTNEED) on the page: its PTE becomes none and the copy is unmapped (the table stays)."""
     haddr = addr & ~(PMD_SIZE - 1)
     table = mms.pmds.get(haddr)
+    if isinstance(table, HugePmd) and not table.special:
+        table = split_huge_pmd(mm, mms, haddr)  # zap_pmd_range() splits a PMD it zaps only part of
     if not isinstance(table, PteTable):
         return
     index = (addr - haddr) >> PAGE_SHIFT
@@ -189,7 +213,7 @@ def get_user_page(mm: MMState, mms: MmStruct, addr: int, flags: frozenset[str], 
         return _take(mm, pfn, flags, rules, "the mapped page")
     original = pfn
     huge_zero = isinstance(mms.pmds.get(addr & ~(PMD_SIZE - 1)), HugePmd) and special
-    copy, handling = _force_cow(mm, mms, addr)
+    copy, handling = _force_cow(mm, mms, addr, rules)
     if copy is None:
         return _cow_failed(handling)
     if race != "madv_dontneed":
@@ -210,7 +234,7 @@ def get_user_page(mm: MMState, mms: MmStruct, addr: int, flags: frozenset[str], 
     # do_anonymous_page() / do_cow_fault()) and COWs it once more
     assert mm.zero_page is not None
     _remap_original(mm, mms, addr, mm.zero_page.pfn if huge_zero else original, huge_zero=False)
-    copy, handling = _force_cow(mm, mms, addr)
+    copy, handling = _force_cow(mm, mms, addr, rules)
     if copy is None:
         return _cow_failed(handling)
     return _take(mm, copy, flags, rules, "a private COW copy: the retry kept FOLL_WRITE")

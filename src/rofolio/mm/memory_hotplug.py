@@ -8,9 +8,14 @@
    page that is neither free, nor on the LRU, nor movable_ops, nor in
    ZONE_MOVABLE: a kernel allocation, a reserved page, the huge zero folio;
 3. ``scan_movable_pages()`` + ``do_migrate_range()`` migrate every LRU or
-   movable_ops folio out (alloc_migration_target()); the kernel loops until
-   they are gone or a signal arrives ("signal backoff", -EINTR), the model
-   gives up after ``MAX_PASSES`` passes with that same result;
+   movable_ops folio out, to another node than its own when one has memory
+   (alloc_migration_target() with GFP_KERNEL | __GFP_MOVABLE |
+   __GFP_RETRY_MAYFAIL); then ``test_pages_isolated()`` needs every page of
+   the range free.  The kernel loops until both hold or a signal arrives
+   ("signal backoff", -EINTR): a page in use that cannot move (a leaked or
+   kernel page in ZONE_MOVABLE, a folio whose migration keeps failing) keeps
+   it looping; the model gives up after ``MAX_PASSES`` passes with that same
+   result;
 4. ``__offline_isolated_pages()`` takes the free pages out of the buddy.
 
 Failures print ``memory offlining [mem %#010llx-%#010llx] failed due to %s``
@@ -29,7 +34,7 @@ from rofolio.mm.buddy import free_one_page, free_pages_memory
 from rofolio.mm.errnos import EINTR
 from rofolio.mm.events import MemoryOffline
 from rofolio.mm.folio import Folio
-from rofolio.mm.gfp import MigrateType, ZoneType
+from rofolio.mm.gfp import GFP_KERNEL, Gfp, MigrateType, ZoneType
 from rofolio.mm.migrate import alloc_migration_target, migrate_folio_to
 from rofolio.units import PAGE_SHIFT
 
@@ -37,7 +42,8 @@ if TYPE_CHECKING:
     from rofolio.mm.state import MMState
     from rofolio.mm.zone import Zone
 
-__all__ = ["has_unmovable_pages", "memory_block_range", "offline_memory_block", "offline_pages", "online_pages"]
+__all__ = ["do_migrate_range", "has_unmovable_pages", "memory_block_range", "offline_memory_block", "offline_pages",
+           "online_pages"]
 
 MAX_PASSES = 10
 
@@ -89,12 +95,11 @@ def offline_pages(mm: MMState, start: int, end: int) -> int:
         return failed(-Errno.EBUSY, "failure to isolate range")
     _isolate(zone, start, end)
     for _ in range(MAX_PASSES):
-        movable = [f for f in mm.folios_in(start, end) if f.lru or f.movable_ops]
-        if not movable:
+        movable = [f for f in mm.folios_in(start, end) if f.lru or f.movable_ops]  # scan_movable_pages()
+        if movable:
+            do_migrate_range(mm, movable)
+        if not mm.folios_in(start, end):  # test_pages_isolated(): every page is a free buddy page
             break
-        target = alloc_migration_target(mm)
-        for folio in movable:
-            migrate_folio_to(mm, folio, target, "memory_offline")
     else:
         _unisolate(zone, start, end)
         return failed(-EINTR, "signal backoff")
@@ -104,6 +109,17 @@ def offline_pages(mm: MMState, start: int, end: int) -> int:
     zone.managed_pages -= end - start
     log.append(MemoryOffline(start, end, 0, ""))
     return 0
+
+
+def do_migrate_range(mm: MMState, folios: list[Folio]) -> None:
+    """do_migrate_range(): migrate the isolated folios to another node than the first one's, or to that node
+    when no other node has memory (node_states[N_MEMORY] less the folio's node)."""
+    nid = folios[0].nid
+    others = frozenset(n.nid for n in mm.nodes if n.nid != nid and any(z.present_pages for z in n.zones))
+    target = alloc_migration_target(mm, GFP_KERNEL | Gfp.MOVABLE | Gfp.RETRY_MAYFAIL, nid,
+                                    others or frozenset({nid}))
+    for folio in folios:
+        migrate_folio_to(mm, folio, target, "memory_offline")
 
 
 def _isolate(zone: Zone, start: int, end: int) -> None:

@@ -36,7 +36,7 @@ from rofolio.mm.direct_access import direct_map_copy
 from rofolio.mm.errnos import EAGAIN
 from rofolio.mm.events import MigrateFolio
 from rofolio.mm.folio import Folio, MappingKind
-from rofolio.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_TRANSHUGE_LIGHT, GFP_USER, RECLAIM, Gfp, ZoneType
+from rofolio.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_TRANSHUGE, GFP_TRANSHUGE_LIGHT, RECLAIM, Gfp, ZoneType
 from rofolio.mm.page_alloc import _leak, alloc_pages, free_pages
 from rofolio.mm.process import HugePmd, Pte, PteTable
 from rofolio.units import PAGE_SHIFT, PMD_SIZE
@@ -97,27 +97,30 @@ def _move_state(mm: MMState, src: Folio, dst: Folio) -> None:
         elif isinstance(entry, PteTable):
             index = (addr - haddr) >> PAGE_SHIFT
             pte = entry.get(index)
-            if pte is not None and pte.pfn == src.pfn:
-                entry.entries[index] = Pte(dst.pfn, pte.writable, pte.special)
+            if pte is not None and src.contains(pte.pfn):  # a PTE maps any page of a split THP
+                entry.entries[index] = Pte(dst.pfn + pte.pfn - src.pfn, pte.writable, pte.special)
 
 
-def migration_target_gfp(mm: MMState, folio: Folio) -> Gfp:
-    """alloc_migration_target(): GFP_USER | __GFP_MOVABLE | __GFP_RETRY_MAYFAIL, __GFP_COMP when large,
-    and __GFP_HIGHMEM when the source is in ZONE_MOVABLE (so the target may be too)."""
-    gfp = GFP_USER | Gfp.MOVABLE | Gfp.RETRY_MAYFAIL
+def migration_target_gfp(mm: MMState, folio: Folio, gfp_mask: Gfp) -> Gfp:
+    """alloc_migration_target()'s mask from its caller's (mtc->gfp_mask): for a large folio without
+    __GFP_RECLAIM and with GFP_TRANSHUGE, and __GFP_HIGHMEM when the source is in ZONE_MOVABLE (so the target
+    may be too)."""
+    gfp = gfp_mask
     if folio.order:
-        gfp |= Gfp.COMP
+        gfp = (gfp & ~RECLAIM) | GFP_TRANSHUGE
     zone = mm.zone_of(folio.pfn)
     if zone is not None and zone.type == ZoneType.MOVABLE:
         gfp |= Gfp.HIGHMEM
     return gfp
 
 
-def alloc_migration_target(mm: MMState, nid: int | None = None) -> TargetAllocator:
-    """The allocator memory offline uses: the folio's node first, then the others."""
+def alloc_migration_target(mm: MMState, gfp_mask: Gfp, nid: int | None = None,
+                           nodemask: frozenset[int] | None = None) -> TargetAllocator:
+    """alloc_migration_target() with a migration_target_control: ``nid`` preferred (the folio's own when
+    None), only the nodes of ``nodemask`` (all when None)."""
     def alloc(folio: Folio) -> Folio | None:
-        return alloc_pages(mm, migration_target_gfp(mm, folio) | Gfp.NOWARN, folio.order,
-                           folio.nid if nid is None else nid, label=folio.label)
+        return alloc_pages(mm, migration_target_gfp(mm, folio, gfp_mask), folio.order,
+                           folio.nid if nid is None else nid, label=folio.label, nodemask=nodemask)
     return alloc
 
 

@@ -35,7 +35,8 @@ def mm_core_init(kernel: ArchKernel, config: MMConfig | None = None, cpus: int =
 
     With DEBUG_PAGEALLOC every page freed to the buddy is unmapped from the
     direct map (free_pages_prepare() → debug_pagealloc_unmap_pages()).  ``cpus`` sizes the per-CPU first
-    chunk; ``version`` (the kernel release) decides the migratetype of reserved pageblocks.
+    chunk; ``version`` (the kernel release, the default kernel's if None) decides the migratetype of reserved
+    pageblocks and the MM rules that changed with the kernel (``MMState.version``).
     """
     # DEBUG_PAGEALLOC is the arch's direct map's to decide (it maps RAM with 4K pages for it)
     config = replace(config or MMConfig(), debug_pagealloc=kernel.debug_pagealloc)
@@ -44,7 +45,9 @@ def mm_core_init(kernel: ArchKernel, config: MMConfig | None = None, cpus: int =
     ram = _ram_pfns(kernel.memory)
     movable = next((z.start_pfn for z in mm.zones if z.type == ZoneType.MOVABLE), None)
     mm.reserved = bootmem.reserved_ranges(kernel, ram, mm.nodes, movable, cpus)
-    if version is not None and not RESERVED_PAGEBLOCKS_MOVABLE.applies(version):
+    if version is not None:
+        mm.version = version
+    if not RESERVED_PAGEBLOCKS_MOVABLE.applies(mm.version):
         _unmovable_reserved_pageblocks(mm, ram)
     for start, end in bootmem.free_ranges(ram, mm.reserved):
         free_pages_memory(mm.zone_of, start, end)

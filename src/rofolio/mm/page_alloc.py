@@ -49,14 +49,16 @@ __all__ = [
 ]
 
 
-def alloc_pages(mm: MMState, gfp: Gfp, order: int, nid: int = 0, label: str = "") -> Folio | None:
-    """__alloc_pages(): a folio of 2^order pages, or None (PageAllocFail event, warning unless __GFP_NOWARN)."""
+def alloc_pages(mm: MMState, gfp: Gfp, order: int, nid: int = 0, label: str = "",
+                nodemask: frozenset[int] | None = None) -> Folio | None:
+    """__alloc_pages(): a folio of 2^order pages, or None (PageAllocFail event, warning unless __GFP_NOWARN);
+    ``nid`` is the preferred node, ``nodemask`` the nodes allowed (all when None)."""
     if not 0 <= order <= MAX_PAGE_ORDER:
         return _fail(mm, gfp, order, f"order {order} > MAX_PAGE_ORDER")
     if mm.config.fail_page_alloc_min_order is not None and order >= mm.config.fail_page_alloc_min_order:
         return _fail(mm, gfp, order, "fail_page_alloc")  # mm/fail_page_alloc.c should_fail_alloc_page()
     mt = gfp_migratetype(gfp)
-    for zone in mm.zonelist(nid, gfp_zone(gfp), thisnode=bool(gfp & Gfp.THISNODE)):
+    for zone in mm.zonelist(nid, gfp_zone(gfp), thisnode=bool(gfp & Gfp.THISNODE), nodemask=nodemask):
         pfn = rmqueue(zone, order, mt, mm.movable_pages)
         if pfn is not None:
             break

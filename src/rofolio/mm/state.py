@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from sortedcontainers import SortedDict
 
 from rofolio.arch import ArchKernel
+from rofolio.kversion import DEFAULT_KERNEL, KernelVersion
 from rofolio.mm.config import MMConfig
 from rofolio.mm.folio import Folio
 from rofolio.mm.gfp import ZoneType
@@ -55,6 +56,8 @@ class MMState:
         self.zero_page: Folio | None = None
         self.initcalls_done = False
         self.thp_unsupported = False  # hugepage_init() found no has_transparent_hugepage()
+        self.thp_flags_cleared = False  # hugepage_init() zeroed transparent_hugepage_flags (under 512 MiB)
+        self.version: KernelVersion = DEFAULT_KERNEL  # the kernel release whose MM rules apply (mm_core_init())
 
     # ----------------------------------------------------------------- lookups
     def zone_of(self, pfn: int) -> Zone | None:
@@ -81,9 +84,13 @@ class MMState:
         """Pages of LRU or movable_ops folios in [start, end) (prep_move_freepages_block's count)."""
         return sum(f.nr_pages for f in self.folios_in(start, end) if f.lru or f.movable_ops)
 
-    def zonelist(self, nid: int, highest: ZoneType, thisnode: bool = False) -> list[Zone]:
-        """The fallback zonelist of ``nid`` up to ``highest``: own node's zones high to low, then the others."""
+    def zonelist(self, nid: int, highest: ZoneType, thisnode: bool = False,
+                 nodemask: frozenset[int] | None = None) -> list[Zone]:
+        """The fallback zonelist of ``nid`` up to ``highest``: own node's zones high to low, then the others;
+        only the nodes of ``nodemask`` when one is given (for_next_zone_zonelist_nodemask())."""
         order = [nid] + ([] if thisnode else [n.nid for n in self.nodes if n.nid != nid])
+        if nodemask is not None:
+            order = [n for n in order if n in nodemask]
         out: list[Zone] = []
         for n in order:
             out.extend(z for z in reversed(self.nodes[n].zones) if z.type <= highest)

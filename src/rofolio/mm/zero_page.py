@@ -13,13 +13,16 @@ The huge zero folio (rules from mm/huge_memory.c, each function below names its 
   for the shrinker);
 * ``mm_get_huge_zero_folio()``: one reference per mm, guarded by
   MMF_HUGE_ZERO_FOLIO; ``mm_put_huge_zero_folio()`` drops it at mm teardown;
-* ``put_huge_zero_folio()`` never reaches zero (BUG_ON);
+* ``put_huge_zero_folio()`` warns (WARN_ON_ONCE) if it drops the last
+  reference, which it does all the same;
 * the "thp-zero" shrinker counts HPAGE_PMD_NR only at refcount 1, and its
   scan does cmpxchg(1 → 0), clears the pointer, resets ``huge_zero_pfn`` and
   frees the folio;
-* CONFIG_PERSISTENT_HUGE_ZERO_FOLIO: ``thp_shrinker_init()`` calls
-  ``get_huge_zero_folio()`` once, warns "Allocating static huge zero folio
-  failed" on failure, and registers no zero-folio shrinker;
+* CONFIG_PERSISTENT_HUGE_ZERO_FOLIO: ``thp_shrinker_init()`` →
+  ``huge_zero_init()`` allocates the folio once with
+  ``alloc_huge_zero_folio()`` (no reference count: nothing ever puts it),
+  warns "Allocating persistent huge zero folio failed" on failure, and
+  registers no zero-folio shrinker;
   ``mm_get_huge_zero_folio()`` just returns the folio and
   ``mm_put_huge_zero_folio()`` does nothing (Pankaj Raghav's v3 patch);
   ``largest_zero_folio()`` falls back to the 4K zero page.
@@ -39,15 +42,18 @@ from rofolio.mm.gfp import HPAGE_PMD_NR, HPAGE_PMD_ORDER, HUGE_ZERO_FOLIO_GFP
 from rofolio.mm.page_alloc import alloc_pages, free_pages
 from rofolio.mm.readonly import arch_make_folio_readonly
 from rofolio.mm.shrinker import Shrinker, shrinker_register
+from rofolio.mm.warn import warning_text
+from rofolio.units import PAGE_SHIFT, MiB
 
 if TYPE_CHECKING:
     from rofolio.mm.process import MmStruct
     from rofolio.mm.state import MMState
 
 __all__ = [
-    "MMF_HUGE_ZERO_FOLIO", "HugeZeroFolio", "get_huge_zero_folio", "get_persistent_huge_zero_folio", "hugepage_init",
-    "is_zero_folio", "largest_zero_folio", "make_persistent_huge_zero_folio_readonly", "mm_get_huge_zero_folio",
-    "mm_put_huge_zero_folio", "put_huge_zero_folio", "set_huge_zero_folio_pointer", "shrink_huge_zero_folio_count",
+    "MMF_HUGE_ZERO_FOLIO", "HugeZeroFolio", "alloc_huge_zero_folio", "get_huge_zero_folio",
+    "get_persistent_huge_zero_folio", "hugepage_init", "is_zero_folio", "largest_zero_folio",
+    "make_persistent_huge_zero_folio_readonly", "mm_get_huge_zero_folio", "mm_put_huge_zero_folio",
+    "put_huge_zero_folio", "set_huge_zero_folio_pointer", "shrink_huge_zero_folio_count",
     "shrink_huge_zero_folio_scan", "thp_shrinker_init",
 ]
 
@@ -92,34 +98,49 @@ def is_zero_folio(mm: MMState, folio: Folio | None) -> bool:
     return folio is not None and folio is mm.zero_page
 
 
+def alloc_huge_zero_folio(mm: MMState) -> Folio | None:
+    """alloc_huge_zero_folio(): the PMD-sized zeroed folio, explicitly not rmappable; THP_ZERO_PAGE_ALLOC_FAILED
+    (HugeZeroFolioAlloc) when there is none."""
+    folio = alloc_pages(mm, HUGE_ZERO_FOLIO_GFP, HPAGE_PMD_ORDER, label="huge zero folio")
+    if folio is None:
+        mm.kernel.log.append(HugeZeroFolioAlloc(-1, False))
+        return None
+    folio.large_rmappable = False  # folio_clear_large_rmappable()
+    return folio
+
+
+def _install(mm: MMState, folio: Folio) -> bool:
+    """Point huge_zero_folio at ``folio`` and set huge_zero_pfn (THP_ZERO_PAGE_ALLOC); False if the store faulted."""
+    mm.kernel.log.append(HugeZeroFolioAlloc(folio.pfn, True))
+    if _write_pointer(mm, folio):
+        return False
+    mm.huge_zero.pfn = folio.pfn
+    mm.huge_zero.allocations += 1
+    return True
+
+
 def get_huge_zero_folio(mm: MMState) -> bool:
     """get_huge_zero_folio()."""
     hz = mm.huge_zero
     if hz.refcount > 0:  # atomic_inc_not_zero()
         hz.refcount += 1
         return True
-    folio = alloc_pages(mm, HUGE_ZERO_FOLIO_GFP, HPAGE_PMD_ORDER, label="huge zero folio")
-    if folio is None:
-        mm.kernel.log.append(HugeZeroFolioAlloc(-1, False))
+    folio = alloc_huge_zero_folio(mm)
+    if folio is None or not _install(mm, folio):
         return False
-    folio.large_rmappable = False  # folio_clear_large_rmappable()
-    mm.kernel.log.append(HugeZeroFolioAlloc(folio.pfn, True))
-    if _write_pointer(mm, folio):
-        return False
-    hz.pfn = folio.pfn
     hz.refcount = 2  # one for the caller, one the shrinker puts back
-    hz.allocations += 1
     return True
 
 
 def put_huge_zero_folio(mm: MMState) -> None:
-    """put_huge_zero_folio(): BUG_ON(atomic_dec_and_test(&huge_zero_refcount))."""
+    """put_huge_zero_folio(): WARN_ON_ONCE(atomic_dec_and_test(&huge_zero_refcount)): only the shrinker may put
+    the last reference, and a put that does drops it all the same, with a warning."""
     hz = mm.huge_zero
-    if hz.refcount <= 1:
-        mm.kernel.log.append(KernelWarning("kernel BUG at mm/huge_memory.c: put_huge_zero_folio() "
-                                           "would drop the last reference"))
-        return
     hz.refcount -= 1
+    if hz.refcount == 0:
+        mm.kernel.log.append(KernelWarning(warning_text(
+            "mm/huge_memory.c put_huge_zero_folio()", "the huge zero folio's last reference was put outside the "
+            "shrinker (WARN_ON_ONCE(atomic_dec_and_test(&huge_zero_refcount)))")))
 
 
 def mm_get_huge_zero_folio(mm: MMState, mms: MmStruct) -> Folio | None:
@@ -183,9 +204,12 @@ THP_ZERO_SHRINKER = Shrinker("thp-zero", shrink_huge_zero_folio_count, shrink_hu
 
 def thp_shrinker_init(mm: MMState) -> int:
     """thp_shrinker_init(): the persistent folio once and no shrinker, or the "thp-zero" shrinker."""
-    if mm.huge_zero.persistent:
-        if not get_huge_zero_folio(mm):
-            mm.kernel.log.append(KernelWarning("Allocating static huge zero folio failed"))
+    if mm.huge_zero.persistent:  # huge_zero_init(), CONFIG_PERSISTENT_HUGE_ZERO_FOLIO: no reference count
+        folio = alloc_huge_zero_folio(mm)
+        if folio is None:
+            mm.kernel.log.append(KernelWarning("Allocating persistent huge zero folio failed"))
+            return 0
+        if not _install(mm, folio):
             return 0
         if mm.config.readonly_huge_zero_folio_enabled:
             make_persistent_huge_zero_folio_readonly(mm)
@@ -194,15 +218,24 @@ def thp_shrinker_init(mm: MMState) -> int:
     return 0
 
 
+THP_MIN_TOTALRAM = (512 * MiB) >> PAGE_SHIFT  # MB_TO_PAGES(512)
+
+
 def hugepage_init(mm: MMState) -> int:
     """hugepage_init() (mm/huge_memory.c, a subsys_initcall): without has_transparent_hugepage() it marks THP
     unsupported (no THP fault ever maps a huge page) and fails with -EINVAL before anything else, so
-    thp_shrinker_init() never runs; else sysfs and khugepaged setup (not modelled), then thp_shrinker_init()."""
+    thp_shrinker_init() never runs; else sysfs and khugepaged setup (not modelled), then thp_shrinker_init();
+    then, on a machine whose totalram_pages() (the pages the buddy allocator manages) is below 512 MiB, it
+    clears transparent_hugepage_flags: THP off and use_zero_page off, until an administrator writes sysfs
+    (the persistent huge zero folio is allocated all the same)."""
     mm.initcalls_done = True
     if not mm.kernel.has_transparent_hugepage():
         mm.thp_unsupported = True  # transparent_hugepage_flags = 1 << TRANSPARENT_HUGEPAGE_UNSUPPORTED
         return -Errno.EINVAL
-    return thp_shrinker_init(mm)
+    ret = thp_shrinker_init(mm)
+    if sum(z.managed_pages for z in mm.zones) < THP_MIN_TOTALRAM:
+        mm.thp_flags_cleared = True  # transparent_hugepage_flags = 0
+    return ret
 
 
 def get_persistent_huge_zero_folio(mm: MMState) -> Folio | None:
