@@ -137,3 +137,13 @@ def test_an_unknown_bug_or_configuration_is_a_clear_error() -> None:
         bugs.load_bug("nope")
     with pytest.raises(ConfigError, match="configurations: none"):
         bugs.config_named("nope")
+
+
+def test_a_bug_named_twice_is_one_row() -> None:
+    from click.testing import CliRunner
+
+    from rofolio.cli import main
+
+    result = CliRunner().invoke(main, ["bugs", "--bug", "dirty-pipe", "--bug", "dirty-pipe", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [b["id"] for b in json.loads(result.stdout)["bugs"]] == ["dirty-pipe"]

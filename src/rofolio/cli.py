@@ -473,7 +473,7 @@ def run(source: str, as_json: bool, report: Path | None, on_host: bool, host_fro
     else:
         from rofolio.report import print_result
 
-        print_result(result, contract_console(soft_wrap=True))
+        print_result(result, _console())
         if with_ptdump:
             _print_ptdump_diff(result)
         if side is not None:
@@ -756,7 +756,7 @@ def bugs(names: tuple[str, ...], explain_name: str | None, config_key: str | Non
         return
     with _report_target(report) as write_report:
         with LazyProgress("bug matrix") as bar:
-            matrix = bug_library.bug_matrix(list(names) or None, progress=bar)
+            matrix = bug_library.bug_matrix(list(dict.fromkeys(names)) or None, progress=bar)
         if write_report is not None:
             from rofolio.report import bugs_html
 

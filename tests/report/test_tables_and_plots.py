@@ -63,6 +63,16 @@ def test_every_table_is_readable_at_80_columns(args: list[str]) -> None:
     assert all(len(line) <= 80 for line in tables)
 
 
+@pytest.mark.parametrize("args", [["run"], ["tlb"], ["bugs", "--bug", "dirty-cow"]])
+def test_into_a_pipe_every_table_is_drawn_at_200_columns(args: list[str]) -> None:
+    """No COLUMNS and no terminal: a table kept in a file is not squeezed to the 80 columns of nothing
+    (run's TLB table was: it went one line per row)."""
+    result = CliRunner(env={"COLUMNS": ""}).invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "one line per row" not in result.stdout
+    assert any(line[:1] == "┏" and len(line) > 80 for line in result.stdout.splitlines())
+
+
 def test_column_names_are_the_json_names() -> None:
     text = invoke("compare", "rfc-demo", "--set", "gbpages=true,false", columns=250).stdout
     header = next(line for line in text.splitlines() if line.startswith("┃"))

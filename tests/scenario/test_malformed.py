@@ -54,6 +54,7 @@ CASES = [
     ("zero-cpus", HEAD + "cpus = 0\n" + GOOD_STEP, "greater than or equal to 1", 4),
     ("bad-phase", 'name = "t"\nstart = "initcalls"\n' + GOOD_STEP + '[[steps]]\nop = "phase"\nto = "halted"\n',
      "input should be 'running'", 9),
+    ("byte-order-mark", "\ufeff" + HEAD + GOOD_STEP, "a byte-order mark (U+FEFF), which TOML does not allow", 1),
 ]
 
 

@@ -114,3 +114,18 @@ def test_the_huge_zero_folio_before_it_exists_says_what_allocates_it(tmp_path: P
     assert lines[1:] == ["rofolio: hint: hugepage_init allocates it only with [mm] persistent_huge_zero_folio = true",
                          "rofolio: hint: else the first read fault of a huge page does (a read or touch step of an "
                          "mmap region)"]
+
+
+@pytest.mark.parametrize(("steps", "step", "line", "message"), [
+    ('[[steps]]\nop = "alloc"\nnode = 1\nas = "a"\n', "step 1 (alloc)", 6,
+     "node = 1, but this machine has 1 NUMA node"),  # was an IndexError: an internal error
+    ('[[steps]]\nop = "alloc"\nas = "a"\n[[steps]]\nop = "migrate"\nfolio = "a"\nto_node = 1\n', "step 2 (migrate)",
+     10, "to_node = 1, but this machine has 1 NUMA node"),  # was -EBUSY, as if the kernel had refused it
+    ('[[steps]]\nop = "free"\nfolio = "zero_page"\n', "step 1 (free)", 6,
+     "folio 'zero_page' is a reserved page (empty_zero_page)"),  # was a ValueError: an internal error
+])
+def test_a_step_that_names_what_the_machine_lacks_is_bad_input(tmp_path: Path, steps: str, step: str, line: int,
+                                                                message: str) -> None:
+    path, result = run(tmp_path, HEAD + steps)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[0].startswith(f"rofolio: error: {path}:{line}: {step}: {message}")

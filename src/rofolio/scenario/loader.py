@@ -153,8 +153,11 @@ def parse(text: str, filename: str = "<scenario>") -> schema.Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         line = _toml_line(str(err), text)
-        raise ScenarioErrors([ScenarioError(f"not valid TOML: {_strip_position(str(err))}",
-                                            "fix the syntax at that line", file=filename, line=line)]) from err
+        hint = "fix the syntax at that line"
+        if text.startswith("\ufeff") and line == 1:  # tomllib takes no byte-order mark
+            hint = "the file begins with a byte-order mark (U+FEFF), which TOML does not allow; save it without one"
+        raise ScenarioErrors([ScenarioError(f"not valid TOML: {_strip_position(str(err))}", hint, file=filename,
+                                            line=line)]) from err
     except RecursionError:  # tomllib descends once per nested array or inline table
         line = _too_deep_line(text)
         key = _KEY.match(text.splitlines()[line - 1]) if line else None

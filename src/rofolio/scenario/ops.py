@@ -147,7 +147,18 @@ def snapshot(ctx: Context, step: schema.Snapshot) -> Result:
     return 0, None
 
 
+def _node(ctx: Context, nid: int, key: str) -> int:
+    """A node a step names, which this machine must have."""
+    nodes = ctx.machine.nr_nodes
+    if nid >= nodes:
+        raise ScenarioError(f"{key} = {nid}, but this machine has {nodes} NUMA node{'s' if nodes > 1 else ''}",
+                            "give [mm] nodes = 2 for a second node" if nodes == 1 else f"give 0 to {nodes - 1}",
+                            key=key)
+    return nid
+
+
 def alloc(ctx: Context, step: schema.Alloc) -> Result:
+    _node(ctx, step.node, "node")
     folio = ctx.machine.alloc_folio(step.gfp, step.order, step.node, label=step.as_, zero=step.zero,
                                     compound=step.order > 0)
     if folio is None:
@@ -168,12 +179,15 @@ def restore_writable(ctx: Context, step: schema.RestoreWritable) -> Result:
 
 def free(ctx: Context, step: schema.Free) -> Result:
     folio = ctx.folio(step.folio, freed_ok=True)  # a double free: the kernel reports a bad page and carries on
+    if folio.reserved:
+        raise ScenarioError(f"folio {step.folio!r} is a reserved page ({folio.label}): nothing frees it, and a "
+                            "put of it is not modelled", "free a folio an alloc step made", key="folio")
     return ctx.machine.folio_put(folio, "folio_put"), ctx.machine.page_address(folio.pfn)
 
 
 def migrate_step(ctx: Context, step: schema.Migrate) -> Result:
     folio = ctx.folio(step.folio)
-    ret, dst = ctx.machine.migrate(folio, step.to_node)
+    ret, dst = ctx.machine.migrate(folio, _node(ctx, step.to_node, "to_node"))
     if dst is not None and step.as_:
         ctx.folios[step.as_] = dst
     return ret, ctx.machine.page_address((dst or folio).pfn)
