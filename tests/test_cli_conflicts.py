@@ -116,7 +116,7 @@ def test_a_value_the_command_line_gave_is_blamed_on_its_option(args: list[str], 
     # the workload's own ZONE_MOVABLE does not fit: said with the settings the user never wrote
     (["lifetime", "--mem", "6G"], ["command line: --mem: the workload's persistent phase boots 6G as 2 nodes with "
                                    "movablecore=1G: node 0's share of movablecore, 512M, reaches below 4 GiB",
-                                   "give the machine more RAM (ZONE_MOVABLE comes from RAM above 4 GiB)"]),
+                                   "give the machine more RAM: 7G is the smallest whole number of GiB that boots it"]),
     # two bad values: each is blamed for its own refusal, not the architecture for both
     (["meminfo", "--arch", "arm64", "--kernel", "6.1", "--mem", "1P"],
      ["command line: --kernel: the arm64 model starts at kernel 6.18, not 6.1.192",

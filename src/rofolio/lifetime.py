@@ -62,6 +62,7 @@ class PhaseResult:
     direct_map_delta: dict[str, int]
     notes: dict[str, Any] = field(default_factory=dict)
     invariant_problems: list[str] = field(default_factory=list)
+    mm: dict[str, Any] = field(default_factory=dict)  # the MM configuration this phase's machine booted with
 
     @classmethod
     def from_counters(cls, name: str, end: Counters, excluded: list[tuple[Counters, Counters]],
@@ -80,7 +81,7 @@ class PhaseResult:
         return {"violations": self.violations, "faults": self.faults, "splits": self.splits,
                 "flushes": self.flushes, "pgtables": self.pgtables, **self.direct_map,
                 "direct_map_delta": self.direct_map_delta, "notes": self.notes,
-                "invariant_problems": self.invariant_problems}
+                "invariant_problems": self.invariant_problems, "mm": self.mm}
 
 
 @dataclass
@@ -174,19 +175,32 @@ def nonpersistent_phase(m: Machine, finish_boot: Callable[[], None]) -> dict[str
     return notes
 
 
+def _more_ram_hint(spec: MachineSpec, tries: int = 16) -> str:
+    """Give the machine more RAM, with the smallest whole number of GiB above ``spec.mem`` that boots this
+    phase's machine (the model's own zone rules answer; up to ``tries`` GiB more)."""
+    for extra in range(1, tries + 1):
+        mem = (spec.mem // GiB + extra) * GiB
+        try:
+            Machine.boot(replace(spec, mem=mem))
+        except ConfigError:
+            continue
+        return f"give the machine more RAM: {format_size(mem)} is the smallest whole number of GiB that boots it"
+    return "give the machine more RAM (ZONE_MOVABLE comes from RAM above 4 GiB)"
+
+
 def run_lifetime_workload(spec: MachineSpec, model: str, config: MMConfig | None = None) -> LifetimeResult:
     """Run the workload under lifetime ``model`` (a name or alias of the registry) on machines like ``spec``."""
     base = (config or MMConfig()).with_options(lifetime=model, init_on_free=True)
     phases: dict[str, PhaseResult] = {}
     for name, persistent, nodes, movable, body in (("persistent", True, 2, GiB, persistent_phase),
                                                    ("non-persistent", False, 1, 0, nonpersistent_phase)):
+        mm = base.with_options(persistent_huge_zero_folio=persistent, nodes=nodes, movablecore=movable)
         try:
-            m = Machine.boot(replace(spec, mm=base.with_options(persistent_huge_zero_folio=persistent, nodes=nodes,
-                                                                  movablecore=movable)))
+            m = Machine.boot(replace(spec, mm=mm))
         except ConfigError as err:  # the phase's own [mm] settings, which the user did not write: say them
             raise ConfigError(f"the workload's {name} phase boots {format_size(spec.mem)} as {nodes} nodes with "
                               f"movablecore={format_size(movable)}: {err.message}",
-                              "give the machine more RAM (ZONE_MOVABLE comes from RAM above 4 GiB)") from None
+                              _more_ram_hint(replace(spec, mm=mm))) from None
         booted = Counters()
         at_start = m.counters.copy()
         around_finish: list[Counters] = []
@@ -199,4 +213,5 @@ def run_lifetime_workload(spec: MachineSpec, model: str, config: MMConfig | None
         notes = body(m, finish_boot)
         excluded = [(booted, at_start), (around_finish[0], around_finish[1])]
         phases[name] = PhaseResult.from_counters(name, m.counters, excluded, notes, m.check_invariants())
+        phases[name].mm = m.mm.config.describe()
     return LifetimeResult(base.lifetime, phases)  # the canonical name, also when given an alias

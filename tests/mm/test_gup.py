@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rofolio.events import KernelWarning
 from rofolio.mm import MMState
 from rofolio.mm.fault import mm_alloc, user_read
 from rofolio.mm.gup import Foll, GupRules, get_user_page, pin_many
@@ -160,3 +161,14 @@ def test_without_the_refcount_check_the_count_just_wraps() -> None:
     mm.zero_page.refcount = (1 << 31) - 1
     assert try_grab_folio(mm, mm.zero_page, 2, pin=False, refcount_check=False) == 2
     assert mm.zero_page.refcount == (1 << 31) + 1
+
+
+def test_today_foll_longterm_without_foll_pin_is_einval_with_a_warning() -> None:
+    """is_valid_gup_args(): FOLL_LONGTERM can only be given when pinning."""
+    machine, mm = boot_mm(mem=2 << 30)
+    mms, addr = _mapped(mm, 4096, writable=True)
+    result = get_user_page(mm, mms, addr, frozenset({Foll.LONGTERM}), GupRules.CURRENT)
+    assert (result.ret, result.folio) == (-22, None)
+    assert [w.text.splitlines()[1] for w in machine.log.events if isinstance(w, KernelWarning)] == [
+        "WARNING: CPU: 0 PID: 1 at mm/gup.c is_valid_gup_args()"]
+    assert get_user_page(mm, mms, addr, frozenset({Foll.LONGTERM, Foll.PIN}), GupRules.CURRENT).ret == 0

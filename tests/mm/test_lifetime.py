@@ -179,6 +179,9 @@ def test_lifetime_workload_figures_per_model() -> None:
         assert persistent["huge_zero_readonly"] and persistent["huge_zero_mappings"] == 6
         assert persistent["offline_huge_zero_block"] == -16 and persistent["offline_user_block"] == 0
         assert persistent["after_cow_reads"] == [0, 0x77]
+        # each phase says the machine it booted, not the command line's
+        assert [(p["mm"]["nodes"], p["mm"]["persistent_huge_zero_folio"], p["mm"]["lifetime"])
+                for p in result["phases"].values()] == [(2, True, model), (1, False, model)]
     # persistent: the huge zero folio splits [4G, 5G) once; the read-only user page splits one 2M leaf; model 1
     # also makes the destination on node 1 read-only (two more splits) and restores twice (flushes, no collapse)
     assert figures == {

@@ -129,3 +129,13 @@ def test_a_step_that_names_what_the_machine_lacks_is_bad_input(tmp_path: Path, s
     path, result = run(tmp_path, HEAD + steps)
     assert result.exit_code == 2, result.output
     assert result.stderr.splitlines()[0].startswith(f"rofolio: error: {path}:{line}: {step}: {message}")
+
+
+def test_a_store_that_oopses_is_shown_as_an_oops_not_a_return(tmp_path: Path) -> None:
+    """The task dies in the fault; only a probe (copy_to_kernel_nofault()) returns -EFAULT."""
+    steps = '[[steps]]\nop = "set_memory_ro"\npa = "6G"\npages = 1\n[[steps]]\nop = "write"\npa = "6G"\n'
+    _, result = run(tmp_path, HEAD + steps)
+    assert result.exit_code == 0, result.output
+    assert "    oopsed at running, leaf now 4K RO (nothing returns; the step's ret is -EFAULT)" in result.stdout
+    _, probed = run(tmp_path, HEAD + steps + "probe = true\n")
+    assert "    returned -EFAULT at running" in probed.stdout and "oopsed" not in probed.stdout

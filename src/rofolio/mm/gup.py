@@ -36,6 +36,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from rofolio.errors import Errno
+from rofolio.events import KernelWarning
 from rofolio.kversion import ZERO_PAGE_NOT_PINNED, KernelVersion
 from rofolio.mm.fault import (
     _pte_alloc_one,
@@ -49,6 +50,7 @@ from rofolio.mm.fault import (
 from rofolio.mm.folio import Folio
 from rofolio.mm.longterm_pin import try_grab_folio
 from rofolio.mm.process import HugePmd, MmStruct, Pte, PteTable
+from rofolio.mm.warn import warning_text
 from rofolio.mm.zero_page import is_zero_folio
 from rofolio.units import PAGE_SHIFT, PMD_SIZE
 
@@ -196,6 +198,13 @@ def _zap(mm: MMState, mms: MmStruct, addr: int) -> None:
 def get_user_page(mm: MMState, mms: MmStruct, addr: int, flags: frozenset[str], rules: GupRules,
                   race: str | None = None) -> GupResult:
     """__get_user_pages() for one page under ``rules``, with the MADV_DONTNEED race or not."""
+    if rules == GupRules.CURRENT and Foll.LONGTERM in flags and Foll.PIN not in flags:
+        # is_valid_gup_args() (mm/gup.c, read in 7.2): FOLL_LONGTERM only when pinning, else WARN_ON_ONCE and the
+        # caller's -EINVAL; the older eras' rules do not check it (when the check came was not established)
+        mm.kernel.log.append(KernelWarning(warning_text("mm/gup.c is_valid_gup_args()",
+                                                        "FOLL_LONGTERM without FOLL_PIN")))
+        return GupResult(-Errno.EINVAL, None, -1, "is_valid_gup_args(): FOLL_LONGTERM is only for pin_user_pages()",
+                         False)
     vma = mms.find_vma(addr)
     if vma is None:
         return GupResult(-Errno.EFAULT, None, -1, "no VMA", False)

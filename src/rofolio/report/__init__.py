@@ -119,7 +119,10 @@ def print_result(result: ScenarioResult, console: Console | None = None) -> None
             if s.checked else ""
         out(f"\n[bold]\\[{s.index}][/bold] {terminal_text(s.label)}{mark}", highlight=False)
         leaf = f", leaf now {s.leaf_after}" if s.leaf_after else ""
-        out(f"    returned {_ret(s.ret)} at {s.phase}{leaf}", highlight=False)
+        if s.oops:  # the task died in the fault: nothing returned; ret stands for it in the JSON and in expect
+            out(f"    oopsed at {s.phase}{leaf} (nothing returns; the step's ret is {_ret(s.ret)})", highlight=False)
+        else:
+            out(f"    returned {_ret(s.ret)} at {s.phase}{leaf}", highlight=False)
         out(f"    {step_summary(s.delta)}", highlight=False)
         if s.note:
             out(f"    {terminal_text(s.note)}", highlight=False)
