@@ -96,7 +96,11 @@ def test_ptdump_json_has_the_low_kernel_mapping() -> None:
     (["run", "--kernel", "banana"], "cannot parse kernel version"),
     (["run", "--kernel", "5.10"], "older than the oldest modelled kernel"),
     (["meminfo", "--cpus", "0"], "Invalid value for '--cpus'"),
-    (["bugs", "--bug", "heartbleed"], "no bug named 'heartbleed'"),
+    (["bugs", "--bug", "heartbleed"], "rofolio: error: command line: --bug: no bug named 'heartbleed'"),
+    (["bugs", "--explain", "heartbleed"], "rofolio: error: command line: --explain: no bug named 'heartbleed'"),
+    (["survey", "--candidate", "snowflake"], "command line: --candidate: no candidate named 'snowflake'"),
+    (["scenarios", "--show", "nope"], "rofolio: error: command line: --show: no built-in scenario named 'nope'"),
+    (["ops", "nope"], "rofolio: error: command line: OP: no op named 'nope'"),
     (["bugs", "--explain", "dirty-pipe", "--config", "sparc"], "Invalid value for '--config'"),
     (["bugs", "--config", "x86"], "--config picks the configuration of --explain"),
 ])

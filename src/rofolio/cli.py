@@ -295,6 +295,14 @@ def _command_line_error(option: str, message: str, hint: str = "") -> ScenarioEr
     return ScenarioError(message, "; ".join(part for part in (hint, see) if part), file="command line", key=option)
 
 
+def _named(option: str, look_up: Callable[[], object]) -> None:
+    """Look up a name the command line gave, before any work: an unknown one is a mistake of ``option``."""
+    try:
+        look_up()
+    except ConfigError as err:
+        raise _command_line_error(option, err.message, err.hint) from None
+
+
 def _spec(**given: Any) -> MachineSpec:
     """The machine of a command that boots one itself (lifetime, tlb): the one ``_machine`` boots."""
     return _machine(**given).spec
@@ -724,6 +732,8 @@ def bugs(names: tuple[str, ...], explain_name: str | None, config_key: str | Non
     if config_key and not explain_name:
         raise _command_line_error("--config", "--config picks the configuration of --explain",
                                   "add --explain BUG, or drop --config")
+    for option, name in [*(("--bug", n) for n in names), *([("--explain", explain_name)] if explain_name else [])]:
+        _named(option, lambda name=name: bug_library.load_bug(name))
     if explain_name:
         config = bug_library.config_named(config_key or "none")
         with _report_target(report) as write_report:
@@ -788,7 +798,8 @@ def scenarios(as_json: bool, show: str | None) -> None:
 
     if show is not None:
         if show not in builtin_names():
-            raise ConfigError(f"no built-in scenario named {show!r}", "built-ins: " + ", ".join(builtin_names()))
+            raise _command_line_error("--show", f"no built-in scenario named {show!r}",
+                                      "built-ins: " + ", ".join(builtin_names()))
         text = builtin_text(show)
         click.echo(json.dumps({"name": show, "toml": text}, indent=2) if as_json else text, nl=False)
         return
@@ -815,7 +826,7 @@ def ops(names: tuple[str, ...], as_json: bool) -> None:
     known = sorted(n for e in entries for n in e.ops)
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ConfigError(f"no op named {', '.join(map(repr, unknown))}", "ops: " + ", ".join(known))
+        raise _command_line_error("OP", f"no op named {', '.join(map(repr, unknown))}", "ops: " + ", ".join(known))
     if names:
         entries = [e for e in entries if set(e.ops) & set(names)]
     if as_json:
@@ -908,8 +919,14 @@ def survey(ids: tuple[str, ...], mem: str, as_json: bool, report: Path | None) -
     """
 
     from rofolio.progress import LazyProgress
+    from rofolio.survey.catalogue import load_catalogue
     from rofolio.survey.study import run_survey
 
+    known = sorted(c.id for c in load_catalogue())
+    unknown = [i for i in dict.fromkeys(ids) if i not in known]
+    if unknown:
+        raise _command_line_error("--candidate", f"no candidate named {', '.join(map(repr, unknown))}",
+                                  "candidates: " + ", ".join(known))
     with _report_target(report) as write_report:
         with LazyProgress("survey") as bar:
             result = run_survey(parse_size(mem), ids=list(ids) or None, progress=bar)
