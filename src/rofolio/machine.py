@@ -544,7 +544,8 @@ class Machine:
         return process.mmap_anon(length, write=write, hugepage=hugepage)
 
     def user_write(self, process: MmStruct, addr: int, value: int) -> int:
-        """A user store: a write fault if needed, then the store; the pfn written."""
+        """A user store: a write fault if needed, then the store; the pfn written, or -EFAULT if the fault
+        killed the task (nothing was stored)."""
         return fault.user_write(self.mm, process, addr, value)
 
     def user_read(self, process: MmStruct, addr: int) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rofolio.mm.direct_access import device_dma_write, kernel_write
-from rofolio.mm.events import KernelOops, PageAlloc, UserFault
+from rofolio.mm.events import KernelOops, PageAlloc, PageAllocFail, UserFault
 from rofolio.mm.fault import folio_at, handle_mm_fault, mm_alloc, user_read, user_write
 from rofolio.mm.process import HugePmd, PteTable
 from rofolio.units import PAGE_SIZE, MiB
@@ -80,6 +80,7 @@ def test_from_6_13_the_write_fault_falls_back_to_the_split_when_no_thp_can_be_al
     mm.config = mm.config.with_options(fail_page_alloc_min_order=9)  # fail_page_alloc, after the boot
     mark = len(machine.log.events)
     user_write(mm, p, addr + 7 * PAGE_SIZE, 0x99)
+    assert [e.order for e in events_of(machine, PageAllocFail, mark)] == [9]  # the THP was tried first
     assert [(e.order, e.gfp) for e in events_of(machine, PageAlloc, mark)] == [(0, "GFP_HIGHUSER_MOVABLE|__GFP_ZERO")]
     assert [e.handling for e in events_of(machine, UserFault, mark)] == ["cow_zero_page"]
     assert isinstance(p.pmds[addr], PteTable) and not p.deposited
@@ -131,3 +132,20 @@ def test_device_dma_into_the_read_only_folio_is_not_stopped() -> None:
     assert device_dma_write(mm, hz.pfn, 1, 0xD0) == 0
     assert machine.counters.faults == 0
     assert [user_read(mm, p, addr) for p, addr in procs] == [0xD0, 0xD0]
+
+
+def test_when_zeroing_the_new_thp_faults_the_task_dies_and_stores_nothing(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """folio_zero_user() oopses in do_huge_zero_wp_pmd(): the huge zero PMD stays and the user store never
+    happens (it went into the huge zero folio every process reads)."""
+    import rofolio.mm.fault as fault
+
+    _machine, mm = boot_mm(persistent_huge_zero_folio=True, readonly_huge_zero_folio=False)
+    hz = mm.huge_zero.folio
+    p, q = mm_alloc(mm), mm_alloc(mm)
+    addr, other = p.mmap_anon(2 * MiB), q.mmap_anon(2 * MiB)
+    user_read(mm, p, addr)
+    user_read(mm, q, other)
+    monkeypatch.setattr(fault, "direct_map_write", lambda *args: -14)
+    assert user_write(mm, p, addr, 0x99) == -14
+    assert isinstance(p.pmds[addr], HugePmd) and p.pmds[addr].pfn == hz.pfn
+    assert user_read(mm, q, other) == 0

@@ -12,7 +12,7 @@ from rofolio.mm.invariants import allocator_consistent
 from rofolio.mm.longterm_pin import folio_is_longterm_pinnable, pin_folio, unpin_folio
 from rofolio.mm.memory_hotplug import memory_block_range, offline_pages, online_pages
 from rofolio.mm.migrate import migrate_folio_to, migrate_to_node
-from rofolio.mm.page_alloc import alloc_pages, prep_new_folio
+from rofolio.mm.page_alloc import _leak, alloc_pages, prep_new_folio
 from rofolio.units import GiB, MiB
 from tests.mm.conftest import boot_mm, events_of
 
@@ -162,6 +162,19 @@ def test_offline_of_zone_movable_loops_to_a_signal_on_a_page_in_use_that_cannot_
     assert offline_pages(mm, start, end) == -4
     assert events_of(machine, MemoryOffline)[-1].reason == "signal backoff"
     assert mm.folio_of(stuck.pfn) is stuck and allocator_consistent(mm) == []
+
+
+def test_offline_loops_to_a_signal_on_a_page_an_oops_leaked() -> None:
+    """A leaked page is neither free nor movable: test_pages_isolated() never passes in ZONE_MOVABLE, and
+    has_unmovable_pages() refuses it elsewhere."""
+    machine, mm = boot_mm(movablecore=GiB)
+    for gfp in (GFP_HIGHUSER_MOVABLE, GFP_KERNEL):
+        folio = alloc_pages(mm, gfp, 0, label="leaked")
+        assert folio is not None
+        _leak(mm, folio)  # what an oops does to the page its task was filling
+        start, end = memory_block_range(mm, folio.pfn << 12)
+        expected = (-4, "signal backoff") if folio.zone == "Movable" else (-16, "failure to isolate range")
+        assert (offline_pages(mm, start, end), events_of(machine, MemoryOffline)[-1].reason) == expected
 
 
 def test_longterm_pin_migrates_out_of_zone_movable() -> None:

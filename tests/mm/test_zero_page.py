@@ -111,6 +111,15 @@ def test_a_put_of_the_last_huge_zero_reference_warns_and_drops_it() -> None:
     assert mm.huge_zero.refcount == 0
     [warning] = events_of(machine, KernelWarning)
     assert "WARNING: CPU: 0 PID: 1 at mm/huge_memory.c put_huge_zero_folio()" in warning.text
+    # the folio is still installed: the next get allocates, finds it there, frees its own and counts 0 -> 1
+    hz = mm.huge_zero.folio
+    q = mm_alloc(mm)
+    user_read(mm, q, q.mmap_anon(2 * MiB))
+    assert mm.huge_zero.folio is hz and mm.huge_zero.refcount == 1
+    assert machine.counters.extra["thp_zero_page_alloc"] == 1
+    mark = len(machine.log.events)
+    put_huge_zero_folio(mm)
+    assert mm.huge_zero.refcount == 0 and not events_of(machine, KernelWarning, mark)  # WARN_ON_ONCE
 
 
 def test_one_time_readonly_of_the_lazy_folio_is_unsound() -> None:

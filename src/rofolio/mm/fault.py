@@ -11,8 +11,8 @@ Rules, with their sources:
 * ``do_huge_pmd_wp_page()`` on a huge zero PMD: from v6.13 (1ced09e0331f,
   ``kversion.HUGE_ZERO_WP_ALLOCATES_THP``) ``do_huge_zero_wp_pmd()`` first
   allocates and zeroes a PMD-sized folio as a write fault on an empty PMD does
-  (``vma_alloc_anon_folio_pmd()``) and maps it writable in place of the huge
-  zero folio, keeping the deposited table; only if that allocation fails, and
+  (``vma_alloc_anon_folio_pmd()``) and maps it in place of the huge zero
+  folio (writable where the VMA is), keeping the deposited table; only if that allocation fails, and
   always before v6.13, it takes the fallback: ``__split_huge_zero_page_pmd()``
   turns the deposited table into 512 special read-only PTEs of the 4K zero
   page, and the fault is retried at PTE level.
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rofolio.errors import AddressError
+from rofolio.errors import AddressError, Errno
 from rofolio.kversion import HUGE_ZERO_WP_ALLOCATES_THP
 from rofolio.mm.direct_access import direct_map_copy, direct_map_write, page_content, user_store
 from rofolio.mm.events import UserFault
@@ -271,10 +271,14 @@ def _map_anon(folio: Folio, mms: MmStruct, addr: int) -> None:
 
 
 # ------------------------------------------------------------------ what a process sees
-def _resolve(mm: MMState, mms: MmStruct, addr: int, write: bool) -> int:
+def _resolve(mm: MMState, mms: MmStruct, addr: int, write: bool) -> int | None:
+    """The pfn the access reaches after any fault; None if the fault killed the task (an oops in the kernel's
+    half of the fault, or SIGSEGV): the access never happens."""
     found = mms.lookup(addr)
     if found is None or (write and not found[1]):
         handling = handle_mm_fault(mm, mms, addr, write)
+        if handling in ("oops", "sigsegv"):
+            return None
         found = mms.lookup(addr)
         if found is None:
             raise AddressError(f"user {'write' if write else 'read'} at {addr:#x} failed: {handling}",
@@ -283,13 +287,18 @@ def _resolve(mm: MMState, mms: MmStruct, addr: int, write: bool) -> int:
 
 
 def user_read(mm: MMState, mms: MmStruct, addr: int) -> int:
-    """A load from user space: faults the page in if needed; 0 means the process reads zeroes."""
-    return page_content(mm, _resolve(mm, mms, addr, write=False))
+    """A load from user space: faults the page in if needed; 0 means the process reads zeroes, -EFAULT that
+    the fault killed it."""
+    pfn = _resolve(mm, mms, addr, write=False)
+    return -Errno.EFAULT if pfn is None else page_content(mm, pfn)
 
 
 def user_write(mm: MMState, mms: MmStruct, addr: int, value: int) -> int:
-    """A store from user space (write fault first if needed); returns the pfn written."""
+    """A store from user space (write fault first if needed); returns the pfn written, or -EFAULT when the
+    fault killed the task (an oops zeroing or copying its new page, SIGSEGV) and nothing was stored."""
     pfn = _resolve(mm, mms, addr, write=True)
+    if pfn is None:
+        return -Errno.EFAULT
     user_store(mm, pfn, value)
     return pfn
 

@@ -36,7 +36,6 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from rofolio.errors import Errno
-from rofolio.events import KernelWarning
 from rofolio.kversion import ZERO_PAGE_NOT_PINNED, KernelVersion
 from rofolio.mm.fault import (
     _pte_alloc_one,
@@ -50,7 +49,6 @@ from rofolio.mm.fault import (
 from rofolio.mm.folio import Folio
 from rofolio.mm.longterm_pin import try_grab_folio
 from rofolio.mm.process import HugePmd, MmStruct, Pte, PteTable
-from rofolio.mm.warn import warning_text
 from rofolio.mm.zero_page import is_zero_folio
 from rofolio.units import PAGE_SHIFT, PMD_SIZE
 
@@ -149,7 +147,7 @@ def _force_cow(mm: MMState, mms: MmStruct, addr: int, rules: GupRules) -> tuple[
                 assert isinstance(thp, HugePmd)
                 return thp.pfn + ((addr - haddr) >> PAGE_SHIFT), handling
             if handling == "oops":
-                return None, handling
+                return None, "oops_zeroing_thp"
         else:
             split_huge_zero_page_pmd(mm, mms, haddr)
         entry = mms.pmds[haddr]
@@ -201,8 +199,7 @@ def get_user_page(mm: MMState, mms: MmStruct, addr: int, flags: frozenset[str], 
     if rules == GupRules.CURRENT and Foll.LONGTERM in flags and Foll.PIN not in flags:
         # is_valid_gup_args() (mm/gup.c, read in 7.2): FOLL_LONGTERM only when pinning, else WARN_ON_ONCE and the
         # caller's -EINVAL; the older eras' rules do not check it (when the check came was not established)
-        mm.kernel.log.append(KernelWarning(warning_text("mm/gup.c is_valid_gup_args()",
-                                                        "FOLL_LONGTERM without FOLL_PIN")))
+        mm.warn_once("mm/gup.c is_valid_gup_args()", "FOLL_LONGTERM without FOLL_PIN")
         return GupResult(-Errno.EINVAL, None, -1, "is_valid_gup_args(): FOLL_LONGTERM is only for pin_user_pages()",
                          False)
     vma = mms.find_vma(addr)
@@ -250,6 +247,8 @@ def get_user_page(mm: MMState, mms: MmStruct, addr: int, flags: frozenset[str], 
 
 
 def _cow_failed(handling: str) -> GupResult:
+    if handling == "oops_zeroing_thp":
+        return GupResult(-Errno.EFAULT, None, -1, "zeroing the new THP oopsed (folio_zero_user())", False)
     if handling == "oops":
         return GupResult(-Errno.EFAULT, None, -1, "the COW copy oopsed reading the original page", False)
     return GupResult(-Errno.ENOMEM, None, -1, "no memory for the COW copy", False)

@@ -10,7 +10,8 @@
 3. ``scan_movable_pages()`` + ``do_migrate_range()`` migrate every LRU or
    movable_ops folio out, to another node than its own when one has memory
    (alloc_migration_target() with GFP_KERNEL | __GFP_MOVABLE |
-   __GFP_RETRY_MAYFAIL); then ``test_pages_isolated()`` needs every page of
+   __GFP_RETRY_MAYFAIL, 7.2's mask: GFP_USER before v6.14 at the earliest, which
+   differs only in the cpuset bit __GFP_HARDWALL); then ``test_pages_isolated()`` needs every page of
    the range free.  The kernel loops until both hold or a signal arrives
    ("signal backoff", -EINTR): a page in use that cannot move (a leaked or
    kernel page in ZONE_MOVABLE, a folio whose migration keeps failing) keeps
@@ -59,10 +60,11 @@ def has_unmovable_pages(mm: MMState, zone: Zone, start: int, end: int) -> Folio 
     """has_unmovable_pages(): the first folio in [start, end) that offlining cannot move, if any."""
     if zone.type == ZoneType.MOVABLE:
         return None  # everything in ZONE_MOVABLE counts as movable (bootmem in it aside)
-    for folio in mm.folios_in(max(start - (1 << 10), 0), end):
+    leaked = [f for f in mm.leaked if f.pfn < end and start < f.end]  # still allocated, as the kernel sees them
+    for folio in [*mm.folios_in(max(start - (1 << 10), 0), end), *leaked]:
         if folio.end <= start:
             continue
-        if folio.reserved or not (folio.lru or folio.movable_ops):
+        if folio.reserved or folio.leaked or not (folio.lru or folio.movable_ops):
             return folio
     return None
 
@@ -98,7 +100,7 @@ def offline_pages(mm: MMState, start: int, end: int) -> int:
         movable = [f for f in mm.folios_in(start, end) if f.lru or f.movable_ops]  # scan_movable_pages()
         if movable:
             do_migrate_range(mm, movable)
-        if not mm.folios_in(start, end):  # test_pages_isolated(): every page is a free buddy page
+        if not _pages_in_use(mm, start, end):  # test_pages_isolated(): every page is a free buddy page
             break
     else:
         _unisolate(zone, start, end)
@@ -109,6 +111,12 @@ def offline_pages(mm: MMState, start: int, end: int) -> int:
     zone.managed_pages -= end - start
     log.append(MemoryOffline(start, end, 0, ""))
     return 0
+
+
+def _pages_in_use(mm: MMState, start: int, end: int) -> bool:
+    """Whether any page of [start, end) is not free: allocated, or leaked by an oops (no longer in mm.folios,
+    never freed either)."""
+    return bool(mm.folios_in(start, end)) or any(start <= f.pfn < end for f in mm.leaked)
 
 
 def do_migrate_range(mm: MMState, folios: list[Folio]) -> None:

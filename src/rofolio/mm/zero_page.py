@@ -39,10 +39,9 @@ from rofolio.mm.direct_access import oops
 from rofolio.mm.events import HugeZeroFolioAlloc
 from rofolio.mm.folio import Folio
 from rofolio.mm.gfp import HPAGE_PMD_NR, HPAGE_PMD_ORDER, HUGE_ZERO_FOLIO_GFP
-from rofolio.mm.page_alloc import alloc_pages, free_pages
+from rofolio.mm.page_alloc import alloc_pages, folio_put, free_pages
 from rofolio.mm.readonly import arch_make_folio_readonly
 from rofolio.mm.shrinker import Shrinker, shrinker_register
-from rofolio.mm.warn import warning_text
 from rofolio.units import PAGE_SHIFT, MiB
 
 if TYPE_CHECKING:
@@ -126,7 +125,13 @@ def get_huge_zero_folio(mm: MMState) -> bool:
         hz.refcount += 1
         return True
     folio = alloc_huge_zero_folio(mm)
-    if folio is None or not _install(mm, folio):
+    if folio is None:
+        return False
+    if hz.folio is not None:  # already installed (a put took the count to 0 without the shrinker): keep it
+        hz.refcount += 1
+        folio_put(mm, folio, "get_huge_zero_folio")
+        return True
+    if not _install(mm, folio):
         return False
     hz.refcount = 2  # one for the caller, one the shrinker puts back
     return True
@@ -138,9 +143,8 @@ def put_huge_zero_folio(mm: MMState) -> None:
     hz = mm.huge_zero
     hz.refcount -= 1
     if hz.refcount == 0:
-        mm.kernel.log.append(KernelWarning(warning_text(
-            "mm/huge_memory.c put_huge_zero_folio()", "the huge zero folio's last reference was put outside the "
-            "shrinker (WARN_ON_ONCE(atomic_dec_and_test(&huge_zero_refcount)))")))
+        mm.warn_once("mm/huge_memory.c put_huge_zero_folio()", "the huge zero folio's last reference was put "
+                     "outside the shrinker (WARN_ON_ONCE(atomic_dec_and_test(&huge_zero_refcount)))")
 
 
 def mm_get_huge_zero_folio(mm: MMState, mms: MmStruct) -> Folio | None:

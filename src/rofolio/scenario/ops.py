@@ -241,8 +241,8 @@ def touch(ctx: Context, step: schema.Touch) -> Result:
     mms, start = ctx.region(step.region)
     addr = start + step.offset
     if step.write:
-        m.user_write(mms, addr, step.value)  # returns the pfn written, not a status: the store itself succeeds
-        ret = 0
+        pfn = m.user_write(mms, addr, step.value)  # the pfn written, or -EFAULT if the fault killed the task
+        ret = min(pfn, 0)
     else:
         value = m.user_read(mms, addr)
         ret = 0 if value >= 0 else value
