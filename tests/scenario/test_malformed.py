@@ -54,6 +54,9 @@ CASES = [
     ("zero-cpus", HEAD + "cpus = 0\n" + GOOD_STEP, "greater than or equal to 1", 4),
     ("bad-phase", 'name = "t"\nstart = "initcalls"\n' + GOOD_STEP + '[[steps]]\nop = "phase"\nto = "halted"\n',
      "input should be 'running'", 9),
+    ("as-twice", HEAD + '[[steps]]\nop = "alloc"\nas = "a"\n[[steps]]\nop = "alloc"\nas = "a"\n',
+     "as = 'a' already names the folio of step 1", 9),
+    ("as-a-built-in", HEAD + '[[steps]]\nop = "alloc"\nas = "zero_page"\n', "already names the built-in folio", 6),
     ("byte-order-mark", "\ufeff" + HEAD + GOOD_STEP, "a byte-order mark (U+FEFF), which TOML does not allow", 1),
 ]
 

@@ -726,6 +726,7 @@ def _phase_problems(data: dict[str, Any], steps: list[dict[str, Any]]) -> list[P
 def _name_problems(steps: list[dict[str, Any]]) -> list[Problem]:
     """Every name a step uses must be given by an earlier step (or be a built-in name)."""
     given = {kind: list(_BUILTIN_NAMES.get(kind, ())) for kind in _NAME_KEYS.values()}
+    where: dict[tuple[str, str], int] = {}  # (kind, name) -> the step that gave it
     out = []
     for index, step in enumerate(steps):
         model = step_model(step.get("op"))
@@ -739,7 +740,13 @@ def _name_problems(steps: list[dict[str, Any]]) -> list[Problem]:
             for names in given.values():
                 names.append(name)
         elif isinstance(name, str) and gives:
+            if name in given[gives]:  # a second giver would hide the first from every later step
+                first = where.get((gives, name))
+                said = f"the {gives} of step {first + 1}" if first is not None else f"the built-in {gives}"
+                out.append(Problem(("steps", index, "as"), f"as = {name!r} already names {said}",
+                                   f"give each {gives} its own name"))
             given[gives].append(name)
+            where.setdefault((gives, name), index)
     return out
 
 
