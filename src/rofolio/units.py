@@ -127,4 +127,6 @@ def approx_size(nbytes: int) -> str:
         return exact
     units = "BKMGTPE"
     unit = max(i for i in range(len(units)) if i == 0 or abs(nbytes) >= 1 << (10 * i))
+    if unit + 1 < len(units) and round(abs(nbytes) / (1 << (10 * unit)), 1) >= 1024:
+        unit += 1  # 1 PiB less 128 KiB is '1.0P', not '1024.0T'
     return f"{nbytes / (1 << (10 * unit)):.1f}{units[unit]}"
