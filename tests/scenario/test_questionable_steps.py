@@ -139,3 +139,12 @@ def test_a_store_that_oopses_is_shown_as_an_oops_not_a_return(tmp_path: Path) ->
     assert "    oopsed at running, leaf now 4K RO (nothing returns; the step's ret is -EFAULT)" in result.stdout
     _, probed = run(tmp_path, HEAD + steps + "probe = true\n")
     assert "    returned -EFAULT at running" in probed.stdout and "oopsed" not in probed.stdout
+
+
+def test_a_step_aimed_at_a_folio_that_reaches_past_its_end_says_so(tmp_path: Path) -> None:
+    """The kernel takes the neighbours as asked (set_memory_ro() has no idea of folios); the run says it."""
+    steps = '[[steps]]\nop = "alloc"\nas = "a"\n[[steps]]\nop = "set_memory_ro"\nfolio = "a"\npages = 3\n'
+    _, result = run(tmp_path, HEAD + steps, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["steps"][1]["note"] == ("pages 0 to 2 of folio 'a', which has 1: 2 pages past "
+                                                             "its end changed as well")

@@ -90,8 +90,21 @@ Result = tuple[int, int | None]
 Handler = Callable[[Context, Any], Result]
 
 
+def _past_the_folio(ctx: Context, step: Any, pages: int, done: str) -> None:
+    """Say so when a step aimed at a folio reaches past its end: the kernel takes the neighbours as asked."""
+    if step.folio is None or step.pa is not None or step.va is not None or step.mapping is not None:
+        return
+    nr, first, last = ctx.folio(step.folio).nr_pages, step.offset, step.offset + pages - 1
+    if last >= nr:
+        what = f"page {first}" if first == last else f"pages {first} to {last}"
+        past = last + 1 - max(first, nr)
+        ctx.note = (f"{what} of folio {step.folio!r}, which has {nr}: {past} page{'s' if past > 1 else ''} past "
+                    f"its end {done} as well")
+
+
 def set_memory(ctx: Context, step: schema.SetMemory) -> Result:
     va = ctx.target_va(step)
+    _past_the_folio(ctx, step, step.pages, "changed")
     return ctx.machine.set_memory(step.op, va, step.pages), va
 
 
@@ -104,6 +117,7 @@ def set_direct_map(ctx: Context, step: schema.SetDirectMap) -> Result:
 def vmap(ctx: Context, step: schema.Vmap) -> Result:
     m = ctx.machine
     pfn = m.pa(ctx.target_va(step)) >> PAGE_SHIFT
+    _past_the_folio(ctx, step, step.pages, "mapped")
     ctx.mappings[step.as_] = m.vmap([pfn + i for i in range(step.pages)])
     return 0, ctx.mappings[step.as_]
 
