@@ -8,6 +8,7 @@ killed at 110 s for 10,000), with the 4k line flat on a GiB axis and fractional 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +146,18 @@ def test_a_kernel_warning_is_shown_by_its_warning_line_and_message_not_its_banne
     shown = [line.strip() for line in out.splitlines() if "kernel warning" in line]
     assert len(shown) == 2 and all("refusing to free read-only folio" in line for line in shown)
     assert "cut here" not in out
+
+
+def test_the_lifetime_page_says_each_observation_for_a_person() -> None:
+    """Return values as errno names, pfns in hex, yes/no: no Python reprs (True, {'migrated': 0, ...})."""
+    from rofolio.lifetime import run_lifetime_workload
+    from rofolio.machine import MachineSpec
+    from rofolio.report import lifetime_html
+
+    result = run_lifetime_workload(MachineSpec.build(mem=8 << 30), "model2")
+    page = lifetime_html([result], {})
+    observed = re.findall(r"<li><code>(\w+)</code>: ([^<]*)</li>", page)
+    said = dict(observed[:10])
+    assert said["huge_zero_readonly"] == "yes" and said["huge_zero_pfn"] == "0x100000"
+    assert said["offline_huge_zero_block"] == "-EBUSY" and said["compaction"] == "migrated 0, failed 0"
+    assert not any(v in ("True", "False") or "{" in v or "[" in v for _, v in observed)

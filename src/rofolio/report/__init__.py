@@ -360,11 +360,31 @@ def compare_html(result: CompareResult) -> str:
          + "".join(f"<li>{html.escape(f)}</li>" for f in failures) + "</ul>") if failures else ""])
 
 
+# the lifetime notes that are a kernel function's return value (0 or -errno), said as the step table says them
+_RETURN_NOTES = {"offline_huge_zero_block", "offline_user_block", "user_folio_readonly", "user_folio_migrate",
+                 "made_readonly"}
+
+
+def _note_text(key: str, value: object) -> str:
+    """One observation of a lifetime phase for a person: yes/no, errno names, pfns in hex, no Python reprs."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_note_text(str(k), v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_note_text(key, v) for v in value)
+    if isinstance(value, int) and key in _RETURN_NOTES:
+        return _ret(value)
+    if isinstance(value, int) and key.endswith("pfn"):
+        return f"{value:#x}" if value >= 0 else "none"
+    return str(value)
+
+
 def lifetime_html(results: list[LifetimeResult], machine: dict[str, object]) -> str:
     """rofolio lifetime as a page: the machine, every model and phase, what each phase observed."""
     headers, rows = lifetime_rows(results)
     notes = [f"<h3>{html.escape(r.model)}, {html.escape(name)}</h3><ul>"
-             + "".join(f"<li><code>{html.escape(str(k))}</code>: {html.escape(str(v))}</li>"
+             + "".join(f"<li><code>{html.escape(str(k))}</code>: {html.escape(_note_text(str(k), v))}</li>"
                        for k, v in p.notes.items())
              + "".join(f"<li class='fail'>{html.escape(x)}</li>" for x in p.invariant_problems) + "</ul>"
              for r in results for name, p in r.phases.items()]
