@@ -32,6 +32,15 @@ def test_an_image_section_costs_nothing_at_run_time() -> None:
     assert row.workload is None and row.costs == [] and "already read-only" in row.verdict
 
 
+def test_an_image_object_names_what_made_it_read_only() -> None:
+    """The IDT is .bss, not .rodata: idt_setup_apic_and_irq_gates()'s set_memory_ro() protects it, which the
+    verdict says instead of mark_rodata_ro()."""
+    rows = {r.candidate.id: r for r in run_survey(ids=["idt", "empty_zero_page"]).rows}
+    assert rows["idt"].verdict.startswith("idt: already read-only in the kernel image "
+                                          "(idt_setup_apic_and_irq_gates(), idt_map_in_cea())")
+    assert "(mark_rodata_ro())" in rows["empty_zero_page"].verdict
+
+
 def test_changing_an_allocation_field_changes_the_cost() -> None:
     lazy = _candidate("huge_zero_folio_lazy")
     spec = MachineSpec.build(mem="16G")

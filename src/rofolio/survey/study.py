@@ -148,8 +148,9 @@ def verdict(row: SurveyRow) -> str:
     if c.relative:
         return f"{c.id}: a relative that leaves the direct map (or changes its alias) on its own terms; " \
                f"{c.class_reason}"
-    if row.workload is None:
-        return f"{c.id}: already read-only in the kernel image (mark_rodata_ro()); no runtime cost to add"
+    if row.workload is None:  # a kernel-image object: whatever its protected sites say made it read-only
+        by = [site.at.rsplit(":", 1)[1] + "()" for site in c.sites if site.role == "protected"] or ["mark_rodata_ro()"]
+        return f"{c.id}: already read-only in the kernel image ({', '.join(dict.fromkeys(by))}); no runtime cost to add"
     worst = max(row.costs, key=lambda k: (k.total["splits"], k.total["ipis"]), default=None)
     fits = {"model2": "fits lifetime model 2 (the RFC's first step)",
             "model1": "needs lifetime model 1 (core MM must carry the state)",
