@@ -115,6 +115,16 @@ def test_early_kfence_pool_is_plain_ptes_at_the_top_of_ram_with_257_invalid_guar
     assert [f.reason for f in flushes].count("__change_memory_common") == 257
 
 
+def test_from_the_7_2_alias_series_the_early_kfence_pool_is_still_mapped_first_with_plain_ptes() -> None:
+    """map_mem() of the v7.2 series maps the early pool (arm64_kfence_map_pool()) before the alias and RAM."""
+    k = boot_arm64(bbml2=True, kfence="early", kernel="7.2")
+    pool = 5 * GiB - 2 * MiB
+    assert k.kfence_pool == pool
+    runs = list(k.pt.runs(k.va(pool), k.va(pool) + 2 * MiB))
+    assert {r.level for r in runs} == {Level.PTE} and not any(r.flags & ARM64.CONT for r in runs)
+    assert sum((r.end - r.start) // PAGE_SIZE for r in runs if not r.flags & ARM64.VALID) == 257
+
+
 def test_late_kfence_and_realm_force_ptes_without_bbml2() -> None:
     for option in ({"kfence": "late"}, {"realm": True}):
         k = boot_arm64(rodata="off", **option)

@@ -326,6 +326,15 @@ def test_debug_pagealloc_kernel_map_pages_flushes_only_when_unmapping() -> None:
     assert k.kernel_page_present(pfn)
 
 
+def test_without_can_set_direct_map_kernel_map_pages_returns_at_once() -> None:
+    """__kernel_map_pages() does nothing unless can_set_direct_map() (rodata=off, no DEBUG_PAGEALLOC)."""
+    k = boot_arm64(rodata="off")
+    assert not k.can_set_direct_map()
+    addr = k.va(FOLIO_PA)
+    s = step(k, lambda: pageattr.kernel_map_pages(k, addr, 4, False))
+    assert s.ret == 0 and s.delta == {} and k.kernel_page_present(FOLIO_PA >> PAGE_SHIFT)
+
+
 def test_kernel_page_present_is_false_where_the_pgd_entry_is_none() -> None:
     # kernel_page_present(): pgd_none() / p4d_none() return false before any lower level is read; RAM is
     # [1G, 3G), so a page 512G further up has a PGD entry of its own, and it is none
@@ -350,6 +359,7 @@ def test_a_hole_inside_a_pte_table_gets_the_masks_written_into_its_none_ptes() -
     present, invalid = 0xE8000000000707, 0xE8000000000F06
     assert writes == [(0, 1, present, invalid), (PAGE_SIZE, 128, 0, ARM64.PRESENT_INVALID),
                       (129 * PAGE_SIZE, 1, present, invalid)]
+    assert all(type(count) is int for _, count, _, _ in writes)  # entries, not a fraction of a page
     assert k.log.counters.entries_written - written == 130
     hole = k.pt.run_at(first + PAGE_SIZE)
     assert hole is not None
