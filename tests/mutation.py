@@ -47,6 +47,13 @@ MODULES = {  # what the score covers: path -> how the report names it
     "src/rofolio/arch/arm64/mmu.py": "arm64/mmu.py",
     "src/rofolio/arch/riscv64/pageattr.py": "riscv64/pageattr.py",
     "src/rofolio/arch/riscv64/init.py": "riscv64/init.py",
+    # the MM the lifetime models live in: their rules, and the paths a read-only folio takes
+    "src/rofolio/mm/policy.py": "mm/policy.py",
+    "src/rofolio/mm/fault.py": "mm/fault.py",
+    "src/rofolio/mm/zero_page.py": "mm/zero_page.py",
+    "src/rofolio/mm/migrate.py": "mm/migrate.py",
+    "src/rofolio/mm/compaction.py": "mm/compaction.py",
+    "src/rofolio/mm/memory_hotplug.py": "mm/memory_hotplug.py",
 }
 NOT_RULES = {"src/rofolio/arch/x86_64/kernel.py": ("oops_text", "dump_pagetable")}
 MESSAGE_RULE = ("a survivor is excluded as a message string only if its diff changes one line and only inside "
