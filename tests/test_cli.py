@@ -101,6 +101,13 @@ def test_ptdump_json_has_the_low_kernel_mapping() -> None:
     (["survey", "--candidate", "snowflake"], "command line: --candidate: no candidate named 'snowflake'"),
     (["scenarios", "--show", "nope"], "rofolio: error: command line: --show: no built-in scenario named 'nope'"),
     (["ops", "nope"], "rofolio: error: command line: OP: no op named 'nope'"),
+    (["kernel", "build"], "rofolio: error: command line: Missing option '--arch'. Choose from: x86_64, arm64\n"),
+    # the oracle's guest options are checked before anything is set up or booted
+    (["oracle", "run", "--mem", "0", "x86-split-costs"], "Invalid value for '--mem': 0B of RAM cannot hold"),
+    (["oracle", "run", "--timeout", "0", "x86-split-costs"], "Invalid value for '--timeout': 0.0 is not in the range"),
+    (["oracle", "run", "--cpu", " ", "x86-split-costs"], "Invalid value for '--cpu': an empty CPU model"),
+    (["oracle", "boot", "--mem", "32M"], "Invalid value for '--mem': 32M of RAM cannot hold"),
+    (["oracle", "riscv64-boot", "--timeout", "-1"], "Invalid value for '--timeout': -1.0 is not in the range"),
     (["bugs", "--explain", "dirty-pipe", "--config", "sparc"], "Invalid value for '--config'"),
     (["bugs", "--config", "x86"], "--config picks the configuration of --explain"),
 ])

@@ -112,6 +112,9 @@ def test_the_cli_prints_json_and_saves_a_snapshot_it_can_read_back(tmp_path: Pat
     assert data["explained"] and len(data["causes"]) == 1
     again = CliRunner().invoke(main, ["host", "--from", str(tmp_path / "again"), "--json"])
     assert json.loads(again.output)["residual_kb"] == data["residual_kb"]
+    # saving over it again is refused: a file of the first snapshot could be read back as the second's
+    twice = CliRunner().invoke(main, ["host", "--from", snapshot.source, "--save", str(tmp_path / "again")])
+    assert twice.exit_code == 2 and "command line: --save: " in twice.stderr and "is not empty" in twice.stderr
 
 
 def test_a_snapshot_without_directmap_lines_is_bad_input(tmp_path: Path) -> None:

@@ -1009,6 +1009,10 @@ def host(from_dir: Path | None, save_dir: Path | None, as_json: bool) -> None:
     from rofolio.host import host_report, read_host, save_host
     from rofolio.report import terminal_text
 
+    if save_dir is not None and save_dir.is_dir() and any(save_dir.iterdir()):
+        raise _command_line_error("--save", f"{terminal_text(str(save_dir))} is not empty",
+                                  "give a new or empty directory: a file left in it would be read back as this "
+                                  "machine's")
     snapshot = read_host(from_dir)
     if save_dir is not None:
         save_host(snapshot, save_dir)

@@ -165,7 +165,7 @@ def report(err: BaseException) -> ExitStatus | int:
         return ExitStatus.USAGE
     if isinstance(err, click.UsageError):
         hint = f"see '{err.ctx.command_path} --help'" if err.ctx is not None else ""
-        _error(f"command line: {err.format_message()}", hint)
+        _error("command line: " + " ".join(err.format_message().split()), hint)  # click's choice lists span lines
         return err.exit_code
     if isinstance(err, click.ClickException):
         _error(err.format_message())

@@ -51,6 +51,7 @@ import click
 from rofolio.errors import RofolioError
 from rofolio.oracle.errors import OracleError
 from rofolio.oracle.guest import Boot, boot_again_before_init, cpio_archive, keep, panicked, run_qemu
+from rofolio.oracle.options import TIMEOUT, check_guest_mem
 from rofolio.oracle.setup import (
     cache_dir,
     fetch_deb_members,
@@ -755,10 +756,10 @@ def render(rep: Arm64Report) -> list[str]:
 
 
 @click.command(name="arm64-boot")
-@click.option("--mem", "mems", multiple=True, help="QEMU -m, repeatable [default: 2G].")
+@click.option("--mem", "mems", multiple=True, callback=check_guest_mem, help="QEMU -m, repeatable [default: 2G].")
 @click.option("--rodata", "rodatas", multiple=True, type=click.Choice(RODATA_CHOICES),
               help="rodata= on the kernel command line, repeatable [default: full and off].")
-@click.option("--timeout", default=300.0, show_default=True, type=float, help="Seconds before a boot is killed.")
+@click.option("--timeout", default=300.0, show_default=True, type=TIMEOUT, help="Seconds before a boot is killed.")
 @click.option("--json", "as_json", is_flag=True, help=f"Print the result as JSON ({SCHEMA}).")
 @click.option("--keep-log", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep each serial console log in this directory.")

@@ -18,6 +18,7 @@ import click
 
 from rofolio.exitstatus import ChecksFailed, ContractGroup, contract_console
 from rofolio.lazycli import deferred_options
+from rofolio.oracle.options import TIMEOUT, check_cpu, check_guest_mem
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -136,10 +137,11 @@ def setup(arches: tuple[str, ...], kernel: str) -> None:
 @oracle_group.command()
 @click.argument("scenarios", nargs=-1)
 @click.option("--suite", is_flag=True, help="Also run the oracle suite (rofolio/oracle/suite/*.toml).")
-@click.option("--cpu", default=DEFAULT_CPU, show_default=True, help="QEMU -cpu (max,-la57,-pdpe1gb: no 1G pages).")
-@click.option("--mem", default=None, help="QEMU -m; default: the scenario's mem, else 8G.")
+@click.option("--cpu", default=DEFAULT_CPU, show_default=True, callback=check_cpu,
+              help="QEMU -cpu (max,-la57,-pdpe1gb: no 1G pages).")
+@click.option("--mem", default=None, callback=check_guest_mem, help="QEMU -m; default: the scenario's mem, else 8G.")
 @click.option("--smp", default=1, show_default=True, type=click.IntRange(1, 64), help="QEMU -smp (the model's cpus).")
-@click.option("--timeout", default=600.0, show_default=True, type=float, help="Seconds before a boot is killed.")
+@click.option("--timeout", default=600.0, show_default=True, type=TIMEOUT, help="Seconds before a boot is killed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (rofolio.oracle/1).")
 @click.option("--keep-log", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep each boot's serial log and /steps.sh in this directory.")
@@ -172,9 +174,9 @@ def run(scenarios: tuple[str, ...], suite: bool, cpu: str, mem: str | None, smp:
 
 
 @oracle_group.command()
-@click.option("--mem", "mems", multiple=True,
+@click.option("--mem", "mems", multiple=True, callback=check_guest_mem,
               help="QEMU -m, repeatable: boot these sizes (with each --cpu and --smp) instead of the fixed machines.")
-@click.option("--cpu", "cpus", multiple=True,
+@click.option("--cpu", "cpus", multiple=True, callback=check_cpu,
               help="QEMU -cpu for --mem, repeatable [default: max,-la57 and max,-la57,-pdpe1gb].")
 @click.option("--smp", "smps", multiple=True, type=click.IntRange(1, 64),
               help="QEMU -smp for --mem, repeatable [default: 1].")
@@ -184,7 +186,7 @@ def run(scenarios: tuple[str, ...], suite: bool, cpu: str, mem: str | None, smp:
               help="The seed the drawn machines come from (printed; give it to replay a run).")
 @click.option("--jobs", default=2, show_default=True, type=click.IntRange(1, 8),
               help="Guests booted side by side (one alone from 16G).")
-@click.option("--timeout", default=180.0, show_default=True, type=float,
+@click.option("--timeout", default=180.0, show_default=True, type=TIMEOUT,
               help="Seconds before a guest is killed (it is then booted once more; a guest boots in 5 to 20 s).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (rofolio.oracle.boot/2).")
 @click.option("--keep-log", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -49,6 +49,7 @@ from rofolio.oracle.guest import (
     run_qemu,
 )
 from rofolio.oracle.kmodule import module_for
+from rofolio.oracle.options import TIMEOUT
 from rofolio.oracle.setup import source_hash
 
 __all__ = [
@@ -628,7 +629,7 @@ def _slug(config: RfcConfig) -> str:
               help="Only this configuration (repeatable) [default: all six].")
 @click.option("--arch", "arches", multiple=True, type=click.Choice(["x86_64", "arm64"]),
               help="Only the configurations of this architecture (repeatable).")
-@click.option("--timeout", default=300.0, show_default=True, type=float, help="Seconds before a boot is killed.")
+@click.option("--timeout", default=300.0, show_default=True, type=TIMEOUT, help="Seconds before a boot is killed.")
 @click.option("--json", "as_json", is_flag=True, help=f"Print the result as JSON ({SCHEMA}).")
 @click.option("--keep-log", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep each guest's serial console log in this directory.")

@@ -43,6 +43,7 @@ import click
 from rofolio.oracle import debian
 from rofolio.oracle.errors import OracleError
 from rofolio.oracle.guest import Boot, booted_again_note, cpio_archive, keep
+from rofolio.oracle.options import TIMEOUT, check_guest_mem
 from rofolio.oracle.setup import cache_dir, ensure_system_packages, is_static_elf, read_manifest, run_command
 from rofolio.units import parse_size
 
@@ -516,12 +517,12 @@ def render(rep: Riscv64Report) -> list[str]:
 
 
 @click.command(name="riscv64-boot")
-@click.option("--mem", "mems", multiple=True,
+@click.option("--mem", "mems", multiple=True, callback=check_guest_mem,
               help="QEMU -m, repeatable [default: 8G Sv48, 2G Sv39, and 8G Sv48 with a secretmem page].")
 @click.option("--sv", "svs", multiple=True, type=click.Choice(["48", "39"]),
               help="The paging mode, repeatable (39: no4lvl on the command line) [default: 48 with 8G, 39 with 2G].")
 @click.option("--secretmem", is_flag=True, help="Fault in one memfd_secret() page before the walk (with --mem/--sv).")
-@click.option("--timeout", default=180.0, show_default=True, type=float, help="Seconds before a boot is given up.")
+@click.option("--timeout", default=180.0, show_default=True, type=TIMEOUT, help="Seconds before a boot is given up.")
 @click.option("--json", "as_json", is_flag=True, help=f"Print the result as JSON ({SCHEMA}).")
 @click.option("--keep-log", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep each serial console log in this directory.")

@@ -19,6 +19,7 @@ from rich.table import Table
 from rofolio.errors import ChecksFailed, RofolioError
 from rofolio.exitstatus import contract_console
 from rofolio.oracle.arm64run.suite import RODATA, load_suite
+from rofolio.oracle.options import TIMEOUT
 
 if TYPE_CHECKING:
     from rofolio.oracle.arm64run.boots import RunResult
@@ -107,7 +108,7 @@ def render(console: Console, result: RunResult, verbose: bool) -> None:
               help="rodata= of a boot, repeatable [default: on, noalias and off].")
 @click.option("--experiment", "names", multiple=True, help="Run only this experiment (repeatable).")
 @click.option("--rfc", is_flag=True, help="Boot the kernel with the RFC v2 series (built:7.2+rfc).")
-@click.option("--timeout", default=300.0, show_default=True, type=float, help="Seconds before a boot is killed.")
+@click.option("--timeout", default=300.0, show_default=True, type=TIMEOUT, help="Seconds before a boot is killed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (rofolio.oracle.arm64run/1).")
 @click.option("--keep-log", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep each boot's serial console log in this directory.")
