@@ -161,3 +161,13 @@ def test_the_lifetime_page_says_each_observation_for_a_person() -> None:
     assert said["huge_zero_readonly"] == "yes" and said["huge_zero_pfn"] == "0x100000"
     assert said["offline_huge_zero_block"] == "-EBUSY" and said["compaction"] == "migrated 0, failed 0"
     assert not any(v in ("True", "False") or "{" in v or "[" in v for _, v in observed)
+
+
+def test_compare_shows_every_counter_that_tells_the_rows_apart() -> None:
+    """Huge Dirty COW with the huge zero folio read-only or not: the same splits (none), but one row faults;
+    the fault is what the comparison is for, so it is a column."""
+    text = invoke("compare", "bug-huge-dirty-cow", "--set", "persistent_huge_zero_folio=true",
+                  "--set", "readonly_huge_zero_folio=true,false", columns=250).stdout
+    header = next(line for line in text.splitlines() if line.startswith("┃"))
+    names = [cell.strip() for cell in header.strip("┃").split("┃")]
+    assert {"faults", "oops_in_cpu"} <= set(names) and "pages_allocated" not in names  # the same in both rows

@@ -219,9 +219,13 @@ def _print_tlb_reach(section: dict[str, object], console: Console) -> None:
 
 
 def compare_rows(result: CompareResult) -> tuple[list[str], list[list[str]]]:
-    """The compare matrix as plain text cells: the axes, the counters some row changed (JSON names), and
-    expect_failures; sizes by magnitude."""
-    columns = _used_columns([r.totals for r in result.rows])
+    """The compare matrix as plain text cells: the axes, the step columns some row changed, then every other
+    counter that differs between rows (a fault, a refused read-only: what tells the rows apart), by JSON name,
+    and expect_failures; sizes by magnitude."""
+    totals = [r.totals for r in result.rows]
+    columns = _used_columns(totals)
+    columns += sorted(k for k in {k for t in totals for k in t} - set(columns) - set(STEP_COLUMNS)
+                      if len({t.get(k, 0) for t in totals}) > 1)
     rows = [[str(row.settings[k]) for k in result.axes] + [_num(row.totals.get(key, 0), key) for key in columns]
             + [str(len(row.failures))] for row in result.rows]
     return [*result.axes, *columns, "expect_failures"], rows
