@@ -318,6 +318,11 @@ def test_tlb_table_has_a_row_per_array_and_says_unsourced() -> None:
     assert share["share"] is None
     assert table[1][2:] == ["unsourced", "512", "unsourced", "512", "unsourced"]  # the direct map once
     assert table[0][3:] == ["direct map before", "share", "direct map after", "share"]
+    beside = tlb_table({"translations": {"touched": {}, "direct_map": {}},
+                        "presets": [{"name": "p", "arrays": [{**row, "touched": row["direct_map"]}]}]})
+    # beside a smaller region the whole map has only its shares, and its headers say so (the region's hold counts)
+    assert beside[0][3:] == ["touched before", "share", "touched after", "share", "direct map before (share)",
+                             "direct map after (share)"]
     zen2_l1 = next(row for row in rows if row[0] == "amd-zen2" and row[1] == "L1D L1 DTLB")
     assert zen2_l1[3:7] == ["1", "1.56%", "512", "800.00%"]
 

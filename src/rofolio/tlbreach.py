@@ -564,8 +564,8 @@ def tlb_table(result: dict[str, Any]) -> list[list[str]]:
     region = next((r for r in result["translations"] if r != "direct_map"), "direct_map")
     name = "direct map" if region == "direct_map" else region
     header = ["preset", "TLB", "entries", f"{name} before", "share", f"{name} after", "share"]
-    if region != "direct_map":
-        header += ["direct map before", "direct map after"]
+    if region != "direct_map":  # the whole map's shares only, so said: the columns before hold entry counts
+        header += ["direct map before (share)", "direct map after (share)"]
     rows = [header]
     for preset in result["presets"]:
         for array in preset["arrays"]:
