@@ -82,6 +82,16 @@ def test_compare_takes_a_key_given_twice_as_one_axis_with_the_values_of_both() -
         invoke("compare", "--help").stdout.split())
 
 
+def test_compare_takes_a_list_value_whole_and_it_replaces_the_scenarios_own_ram() -> None:
+    """memory_map's value is a list: commas inside brackets do not separate values, and giving RAM as a
+    memory map drops the scenario's mem (rfc-demo has mem = "16G"), as run --mem would replace it."""
+    result = invoke("compare", "rfc-demo", "--set", 'memory_map=[[0,"2G"],["4G","8G"]],[[0,"8G"]]', "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)["rows"]
+    assert [row["settings"]["memory_map"] for row in rows] == ['[[0,"2G"],["4G","8G"]]', '[[0,"8G"]]']
+    assert rows[0]["final"] != rows[1]["final"]  # another machine: its DirectMap lines differ
+
+
 # ------------------------------------------------------------------ a value that does not parse names its option
 @pytest.mark.parametrize(("args", "lines"), [
     (["run", "--mem", "3X"],

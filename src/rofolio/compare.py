@@ -12,6 +12,7 @@ settings, the totals of its steps and its expectation failures.  Keys name
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,12 +110,23 @@ def parse_settings(pairs: list[str]) -> dict[str, list[str]]:
             raise ScenarioError(f"unknown key {key!r}",
                                 f"use one of: {', '.join(_machine_keys() + _mm_keys())} (or model for lifetime)",
                                 file="command line", key="--set")
-        items = [v.strip() for v in values.split(",") if v.strip()]
+        items = [v.strip() for v in _split_values(values) if v.strip()]
         if not items:
             raise ScenarioError(f"{key}= has no values", "list one or more values separated by commas",
                                 file="command line", key="--set")
         add(key, items)
     return out
+
+
+def _split_values(values: str) -> list[str]:
+    """V1,V2,... split at the commas outside brackets, so a value may be a list: memory_map=[[0,"2G"]],[[0,"8G"]]."""
+    out, depth, start = [], 0, 0
+    for at, char in enumerate(values):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            out.append(values[start:at])
+            start = at + 1
+    return [*out, values[start:]]
 
 
 def _value(key: str, text: Any) -> Any:
@@ -131,6 +143,11 @@ def _value(key: str, text: Any) -> Any:
         return TypeAdapter(field.annotation).validate_python(text)
     except ValidationError:
         pass
+    if text.lstrip().startswith("["):  # a list (memory_map): the field's own validator reads its sizes
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
     for parse in (lambda t: int(t, 10), lambda t: {"true": True, "false": False}[t.lower()]):
         try:
             return TypeAdapter(field.annotation).validate_python(parse(text))

@@ -76,6 +76,10 @@ class LoadedScenario:
             if not overrides:
                 continue
             merged = {**data.get(table, {}), **overrides}
+            if table == "machine":  # RAM given one way replaces the scenario's RAM given the other way
+                for given, other in (("memory_map", "mem"), ("mem", "memory_map")):
+                    if given in overrides and other not in overrides:
+                        merged.pop(other, None)
             if table == "machine" and "arch" in overrides and overrides["arch"] != self.scenario.machine.arch:
                 old = {o.key for o in _arch_options(self.scenario.machine.arch)}
                 new = {o.key for o in _arch_options(str(overrides["arch"]))}
