@@ -104,11 +104,12 @@ def parse_settings(pairs: list[str]) -> dict[str, list[str]]:
             if not flags or any(f not in ("true", "false") for f in flags):
                 raise ScenarioError(f"{key}= takes true or false", f"or set {target} itself", file="command line",
                                     key="--set")
-            add(target, [str(value if f == "true" else all_options()[target][0].default) for f in flags])
+            add(target, [_text(value if f == "true" else all_options()[target][0].default) for f in flags])
             continue
         if key not in _machine_keys() and key not in _mm_keys():
             raise ScenarioError(f"unknown key {key!r}",
-                                f"use one of: {', '.join(_machine_keys() + _mm_keys())} (or model for lifetime)",
+                                f"use one of: {', '.join(_machine_keys() + _mm_keys())} (or model for lifetime, "
+                                f"or the flags {', '.join(sorted(_aliases()))})",
                                 file="command line", key="--set")
         items = [v.strip() for v in _split_values(values) if v.strip()]
         if not items:
@@ -116,6 +117,11 @@ def parse_settings(pairs: list[str]) -> dict[str, list[str]]:
                                 file="command line", key="--set")
         add(key, items)
     return out
+
+
+def _text(value: Any) -> str:
+    """A flag's value as the command line writes it: true/false, not Python's True/False."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _split_values(values: str) -> list[str]:

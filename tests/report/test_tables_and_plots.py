@@ -171,3 +171,11 @@ def test_compare_shows_every_counter_that_tells_the_rows_apart() -> None:
     header = next(line for line in text.splitlines() if line.startswith("┃"))
     names = [cell.strip() for cell in header.strip("┃").split("┃")]
     assert {"faults", "oops_in_cpu"} <= set(names) and "pages_allocated" not in names  # the same in both rows
+
+
+def test_compare_says_which_expectations_failed_and_writes_flags_as_the_command_line_does() -> None:
+    text = invoke("compare", "arm64-bbml2", "--set", "bbml2=true,false", columns=250).stdout
+    assert "expectations that failed:" in text
+    assert "  bbml2=false: step 2: leaf is '4K RO', expected '2M RO'" in text.splitlines()
+    flags = json.loads(invoke("compare", "rfc-demo", "--set", "nogbpages=true,false", "--json").stdout)
+    assert [row["settings"]["gbpages"] for row in flags["rows"]] == ["false", "true"]  # not Python's False/True

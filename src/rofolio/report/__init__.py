@@ -238,6 +238,12 @@ def print_compare(result: CompareResult, console: Console | None = None) -> None
     styled = [[terminal_text(c) for c in row[:-1]] + [f"[red]{row[-1]}[/red]" if row[-1] != "0" else "0"]
               for row in rows]
     print_table(console, headers, styled, left=len(result.axes), keys=len(result.axes))
+    failed = [(row, f) for row in result.rows for f in row.failures]
+    if failed:
+        console.print("\n[red]expectations that failed[/red]:")
+        for row, failure in failed:
+            name = " ".join(f"{a}={row.settings[a]}" for a in result.axes)
+            console.print(f"  {terminal_text(name)}: {terminal_text(failure)}", highlight=False)
 
 
 def lifetime_rows(results: list[LifetimeResult]) -> tuple[list[str], list[list[str]]]:
