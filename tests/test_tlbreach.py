@@ -437,3 +437,9 @@ def test_the_survey_costs_carry_the_reach_of_the_objects_neighbourhoods() -> Non
     assert tlb["intel-skylake-sp"]["L2 STLB 1G"]["touched"] == [1, 0]
     assert "needs 512 second-level TLB entries instead of 1 on intel-skylake-sp" in row.verdict
     assert row.to_dict()["costs"][0]["tlb"] == tlb
+
+
+def test_the_report_carries_what_the_kernel_warned_while_booting() -> None:
+    """100T on 4-level x86: the RAM above MAXMEM is not used, and the kernel says so; tlb says it too."""
+    assert any("above MAXMEM" in w for w in report(arch="x86_64", mem="100T")["warnings"])
+    assert report(arch="x86_64", mem="16G")["warnings"] == []

@@ -988,6 +988,7 @@ def tlb(preset_names: tuple[str, ...], as_json: bool, **machine: Any) -> None:
     console.print(terminal_text(result["label"]), highlight=False)
     header, *rows = tlb_table(result)
     print_table(console, header, [[terminal_text(c) for c in row] for row in rows], left=2, keys=2)
+    _echo_warnings(result["warnings"])
 
 
 @main.command()

@@ -467,14 +467,14 @@ def tlb_reach_report(spec: MachineSpec, presets_: Sequence[str | Preset] | None 
     before_spec, after_spec = _rfc_specs(spec)
     machines = {}
     for key, s in (("before", before_spec), ("after", after_spec)):
-        m = Machine.boot(s, retain_events=False)
+        m = Machine.boot(s, retain_events=key == "after")  # the after machine's events hold its boot warnings
         m.finish_boot()
         machines[key] = m
     after = machines["after"]
     lo, hi = after.direct_map_bounds()
     folio = after.huge_zero_folio
     report: dict[str, Any] = {"schema": "rofolio.tlbreach/1", "machine": after_spec.describe(),
-                              "label": after_spec.label()}
+                              "label": after_spec.label(), "warnings": after.kernel_warnings()}
     regions: dict[str, tuple[int, int]] = {"direct_map": (lo, hi)}
     if folio is None:
         report["folio"] = None

@@ -179,3 +179,8 @@ def test_compare_says_which_expectations_failed_and_writes_flags_as_the_command_
     assert "  bbml2=false: step 2: leaf is '4K RO', expected '2M RO'" in text.splitlines()
     flags = json.loads(invoke("compare", "rfc-demo", "--set", "nogbpages=true,false", "--json").stdout)
     assert [row["settings"]["gbpages"] for row in flags["rows"]] == ["false", "true"]  # not Python's False/True
+
+
+def test_the_machine_line_says_kfence_and_forced_pti() -> None:
+    text = invoke("run", "x86-split-costs", "--kfence", "--pti", "on", columns=200).stdout
+    assert "machine: x86_64 GBPAGES, 8G, kernel 7.2, 8 CPUs, KFENCE, PTI; steps start at running" in text

@@ -112,7 +112,8 @@ def print_result(result: ScenarioResult, console: Console | None = None) -> None
     m = result.machine
     cpus = f"{m['cpus']} CPU{'s' if m['cpus'] != 1 else ''}"
     out(f"machine: {m['label']}, {approx_size(m['mem_bytes'])}, kernel {m['kernel']}, {cpus}"
-        f"{', DEBUG_PAGEALLOC' if m.get('debug_pagealloc') else ''}; steps start at {result.start}",
+        f"{', DEBUG_PAGEALLOC' if m.get('debug_pagealloc') else ''}{', KFENCE' if m.get('kfence') else ''}"
+        f"{', PTI' if m.get('pti') == 'on' else ''}; steps start at {result.start}",
         highlight=False)
     for s in result.steps:
         mark = ("  [red]✗ expectation failed[/red]" if s.failures else "  [green]✓ as expected[/green]") \
