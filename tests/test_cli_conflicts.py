@@ -256,3 +256,9 @@ def test_host_and_a_machine_of_the_command_line_contradict_each_other(args: list
     result = invoke("run", *args)
     assert result.exit_code == 2
     assert result.stderr.splitlines()[0] == f"rofolio: error: command line: {first}"
+
+
+def test_another_architecture_says_which_options_of_the_scenario_it_drops() -> None:
+    result = invoke("run", "arm64-bbml2", "--arch", "x86_64", "--json")
+    assert "rofolio: warning: --arch x86_64 drops the scenario's bbml2 = true (options of arm64 only)" in result.stderr
+    assert "drops" not in invoke("run", "x86-split-costs", "--arch", "x86_64", "--json").stderr

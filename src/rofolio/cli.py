@@ -462,6 +462,7 @@ def run(source: str, as_json: bool, report: Path | None, on_host: bool, host_fro
                         result = run_scenario(scenario, progress=bar, ptdump=with_ptdump)
                     except ScenarioErrors as err:
                         raise _blamed(err, loaded, overrides, _typed_options(machine)) from None
+                    _say_dropped(loaded, scenario)
                 elif source == DEFAULT_SCENARIO:
                     from rofolio.compare import compare_configs, rfc_machines
 
@@ -546,11 +547,22 @@ def _with_options(loaded: Any, overrides: dict[str, Any], given: dict[str, Any])
     """The scenario on the machine the command line describes; a refused option is named as it was typed
     (``--nogbpages``, ``-o gbpages``), not as the [machine] key it sets."""
     try:
-        return loaded.with_machine(**overrides)
+        changed = loaded.with_machine(**overrides)
     except ScenarioErrors as err:
         typed = _typed_options(given)
         raise ScenarioErrors([_command_line_error(typed.get(e.key.removeprefix("machine."), e.key), e.message, e.hint)
                               for e in err.errors]) from None
+    return changed
+
+
+def _say_dropped(loaded: Any, changed: Any) -> None:
+    """A warning, once the run went ahead, for the scenario's options another --arch does not take."""
+    dropped = sorted(set(loaded.scenario.machine.model_fields_set) - set(changed.scenario.machine.model_fields_set)
+                     - {"mem", "memory_map"})
+    if dropped:
+        said = ", ".join(f"{k} = {_shown(getattr(loaded.scenario.machine, k))}" for k in dropped)
+        click.echo(f"rofolio: warning: --arch {changed.scenario.machine.arch} drops the scenario's {said} "
+                   f"(options of {loaded.scenario.machine.arch} only)", err=True)
 
 
 def _typed_options(given: dict[str, Any]) -> dict[str, str]:
