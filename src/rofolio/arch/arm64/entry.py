@@ -35,8 +35,9 @@ class ARM64(Arch):
     summary = "arm64: the linear map of arch/arm64/mm/{mmu,pageattr}.c (rodata=full, BBML2_NOABORT, contiguous bits)"
     image_of = staticmethod(image_of)  # the image a boot record describes (Arch.image_of)
     options = (
-        ArchOption("rodata", None, 'the rodata= command line: on, off, noalias; "full" is now an invalid '
-                   "string that keeps the default (full)", choices=("on", "off", "noalias", "full"), kind=str),
+        ArchOption("rodata", None, 'the rodata= command line: on, off, noalias, or full, which arm64 no longer '
+                   "parses: the kernel warns and keeps its default, the same as on (rodata_full)",
+                   choices=("on", "off", "noalias", "full"), kind=str),
         ArchOption("bbml2", False, "the CPUs have BBML2_NOABORT: block mappings stay under rodata=full"),
         ArchOption("secondary_without_bbml2", False, "a secondary CPU lacks BBML2_NOABORT: "
                    "linear_map_split_to_ptes() at boot"),
