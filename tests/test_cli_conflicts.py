@@ -151,11 +151,14 @@ def test_compare_blames_a_refused_machine_on_the_set_value_that_made_it(arch: li
 
 
 def test_compare_blames_an_mm_value_the_machine_refuses_on_its_set() -> None:
-    result = invoke("compare", "rfc-demo", "--set", "movablecore=100G")
+    result = invoke("compare", "rfc-demo", "--set", "movablecore=14G")
     assert result.exit_code == 2
     assert result.stderr.splitlines()[:2] == [
-        "rofolio: error: command line: --set movablecore=100G: movablecore=100G reaches below 4 GiB",
+        "rofolio: error: command line: --set movablecore=14G: movablecore=14G reaches below 4 GiB",
         "rofolio: hint: ZONE_MOVABLE is taken from ZONE_NORMAL"]
+    more = invoke("compare", "rfc-demo", "--set", "movablecore=100G")  # rfc-demo's 16G cannot hold it at all
+    assert more.stderr.splitlines()[0] == ("rofolio: error: command line: --set movablecore=100G: movablecore=100G "
+                                           "is more than the 16.0G of RAM the machine has")
 
 
 def test_compare_blames_a_step_a_set_kernel_lacks_on_it_and_a_problem_of_the_file_on_the_file(

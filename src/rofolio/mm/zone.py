@@ -20,7 +20,7 @@ from rofolio.mm.free_area import FreeArea
 from rofolio.mm.gfp import ZoneType
 from rofolio.mm.pageblock import PageblockMap
 from rofolio.physmem import MemoryMap
-from rofolio.units import PAGE_SHIFT, GiB, MiB, align_down, align_up, format_size
+from rofolio.units import PAGE_SHIFT, GiB, MiB, align_down, align_up, approx_size, format_size
 
 __all__ = ["Node", "Zone", "build_nodes", "node_boundaries"]
 
@@ -149,8 +149,10 @@ def _movable_start(ram: list[tuple[int, int]], movablecore: int, node: int | Non
     else:
         start = 0
     if start < DMA32_LIMIT >> PAGE_SHIFT:
-        raise ConfigError(f"node {node}'s share of movablecore, {format_size(movablecore)}, reaches below 4 GiB"
-                          if node is not None else
-                          f"movablecore={format_size(movablecore)} reaches below 4 GiB",
-                          "ZONE_MOVABLE is taken from ZONE_NORMAL; give a smaller movablecore")
+        what = (f"node {node}'s share of movablecore, {format_size(movablecore)}," if node is not None else
+                f"movablecore={format_size(movablecore)}")
+        total = sum(e - s for s, e in ram) << PAGE_SHIFT
+        where = f"is more than the {approx_size(total)} of RAM {'the node' if node is not None else 'the machine'} " \
+            "has" if movablecore > total else "reaches below 4 GiB"
+        raise ConfigError(f"{what} {where}", "ZONE_MOVABLE is taken from ZONE_NORMAL; give a smaller movablecore")
     return start
