@@ -202,3 +202,15 @@ def test_model2_warns_once_per_folio_and_operation_but_refuses_every_time() -> N
     assert [v.what for v in events_of(machine, ContractViolation)] == ["migrate", "migrate"]
     warned = [w.text for w in events_of(machine, KernelWarning) if "read-only folio" in w.text]
     assert len(warned) == 1 and "refusing to migrate" in warned[0]
+
+
+def test_model2_names_the_path_that_tried_to_free_a_read_only_folio() -> None:
+    """The warning says who called: the free path is what a developer looks for in the report."""
+    machine, mm = boot_mm(lifetime="model2")
+    folio = alloc_pages(mm, GFP_HIGHUSER_MOVABLE, 0, label="a page")
+    assert folio is not None
+    arch_make_folio_readonly(mm, folio)
+    folio_put(mm, folio, "some_driver_release")
+    [warned] = [w.text for w in events_of(machine, KernelWarning) if "read-only folio" in w.text]
+    assert warned.splitlines()[-1] == "caller: some_driver_release (a page)"
+    assert folio.leaked and not mm.is_free(folio.pfn)  # refused: never freed, its pages leak

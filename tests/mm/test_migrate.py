@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from rofolio.errors import AddressError
 from rofolio.events import KernelWarning
 from rofolio.mm.buddy import free_one_page
 from rofolio.mm.compaction import compact_memory
@@ -11,7 +14,7 @@ from rofolio.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, Gfp, MigrateType, Z
 from rofolio.mm.invariants import allocator_consistent
 from rofolio.mm.longterm_pin import folio_is_longterm_pinnable, pin_folio, unpin_folio
 from rofolio.mm.memory_hotplug import memory_block_range, offline_pages, online_pages
-from rofolio.mm.migrate import migrate_folio_to, migrate_to_node
+from rofolio.mm.migrate import migrate_folio_to, migrate_to_node, migration_target_gfp
 from rofolio.mm.page_alloc import _leak, alloc_pages, prep_new_folio
 from rofolio.units import GiB, MiB
 from tests.mm.conftest import boot_mm, events_of
@@ -57,7 +60,7 @@ def test_compaction_moves_a_small_folio_into_a_partly_used_movable_pageblock_not
 
 def test_compaction_never_isolates_a_pmd_sized_thp() -> None:
     """skip_isolation_on_order(): a folio of pageblock_order or more is skipped even by compact_memory."""
-    _machine, mm = boot_mm(mem=GiB)
+    machine, mm = boot_mm(mem=GiB)
     _partly_used_pageblock_at_the_top(mm, mm.zones[1])
     p = mm_alloc(mm)
     addr = p.mmap_anon(2 * MiB)
@@ -65,6 +68,7 @@ def test_compaction_never_isolates_a_pmd_sized_thp() -> None:
     folio = folio_at(mm, p, addr)
     assert folio is not None and folio.order == 9
     assert compact_memory(mm) == (0, 0) and folio_at(mm, p, addr) is folio
+    assert not [e for e in events_of(machine, MigrateFolio) if e.src == folio.pfn]  # not even tried
 
 
 def test_compaction_skips_pinned_anonymous_folios() -> None:
@@ -138,6 +142,50 @@ def test_offline_of_a_zone_movable_block_migrates_its_folios_out() -> None:
     assert user_read(mm, p, addr) == 0x42
     assert mm.free_pages == free_before - (end - start) and allocator_consistent(mm) == []
     assert online_pages(mm, start, end) == 0 and mm.free_pages == free_before and allocator_consistent(mm) == []
+
+
+def test_offline_of_a_range_across_two_zones_is_einval() -> None:
+    """test_pages_in_a_zone(): the range must lie in one zone ([15M, 17M) crosses ZONE_DMA's 16M end)."""
+    machine, mm = boot_mm()
+    assert offline_pages(mm, 0xF00, 0x1100) == -22
+    event = events_of(machine, MemoryOffline)[-1]
+    assert (event.ret, event.reason) == (-22, "range not in one zone")
+
+
+def test_offline_of_a_block_with_reserved_memory_is_ebusy_and_names_it() -> None:
+    """Memory memblock kept (here the per-CPU first chunk) is PageReserved: has_unmovable_pages() refuses it."""
+    machine, mm = boot_mm()
+    start, end = memory_block_range(mm, 0x230000 << 12)
+    assert offline_pages(mm, start, end) == -16
+    texts = [e.text for e in events_of(machine, KernelWarning)]
+    assert "page dumped because: unmovable page: reserved memory (per-CPU first chunk, unit 0)" in texts
+    assert events_of(machine, MemoryOffline)[-1].ret == -16
+
+
+def test_online_of_a_block_not_offlined_is_refused() -> None:
+    _machine, mm = boot_mm(movablecore=GiB)
+    start, end = memory_block_range(mm, 8 * GiB)
+    with pytest.raises(AddressError, match="is not an offlined memory block") as err:
+        online_pages(mm, start, end)
+    assert err.value.hint == "online only what offline_pages() took out"
+
+
+def test_with_debug_pagealloc_an_onlined_block_is_freed_unmapped() -> None:
+    """online_pages_range() maps the range, frees it to the buddy, and the free path unmaps it again."""
+    machine, mm = boot_mm(movablecore=GiB, spec={"debug_pagealloc": True})
+    start, end = memory_block_range(mm, 8 * GiB)
+    assert offline_pages(mm, start, end) == 0 and online_pages(mm, start, end) == 0
+    assert not machine.kernel.kernel_page_present(start) and not machine.kernel.kernel_page_present(end - 1)
+    assert mm.is_free(start) and allocator_consistent(mm) == []
+
+
+def test_a_migration_target_may_come_from_highmem_only_for_a_zone_movable_source() -> None:
+    """alloc_migration_target(): __GFP_HIGHMEM (so ZONE_MOVABLE) only when the source is in ZONE_MOVABLE."""
+    _machine, mm = boot_mm(movablecore=GiB)
+    kernel, user = alloc_pages(mm, GFP_KERNEL, 0), alloc_pages(mm, GFP_HIGHUSER_MOVABLE, 0)
+    assert kernel is not None and user is not None and (kernel.zone, user.zone) == ("Normal", "Movable")
+    assert not migration_target_gfp(mm, kernel, GFP_KERNEL) & Gfp.HIGHMEM
+    assert migration_target_gfp(mm, user, GFP_KERNEL) & Gfp.HIGHMEM
 
 
 def test_offline_migrates_to_another_node_when_one_has_memory() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rofolio.events import KernelWarning
-from rofolio.mm.events import HugeZeroFolioAlloc, KernelOops, ShrinkerRun
+from rofolio.mm.events import HugeZeroFolioAlloc, KernelOops, PageFree, ShrinkerRun
 from rofolio.mm.fault import exit_mmap, folio_at, mm_alloc, user_read
 from rofolio.mm.gfp import GFP_KERNEL, HPAGE_PMD_ORDER, Gfp
 from rofolio.mm.invariants import readonly_pages_in_free_lists
@@ -14,6 +14,7 @@ from rofolio.mm.zero_page import (
     MMF_HUGE_ZERO_FOLIO,
     get_persistent_huge_zero_folio,
     largest_zero_folio,
+    make_persistent_huge_zero_folio_readonly,
     mm_get_huge_zero_folio,
     mm_put_huge_zero_folio,
     put_huge_zero_folio,
@@ -49,6 +50,7 @@ def test_persistent_huge_zero_folio_is_allocated_once_at_initcall_time_without_a
 def test_persistent_allocation_failure_falls_back_to_the_4k_zero_page() -> None:
     machine, mm = boot_mm(persistent_huge_zero_folio=True, fail_page_alloc_min_order=HPAGE_PMD_ORDER)
     assert get_persistent_huge_zero_folio(mm) is None
+    assert make_persistent_huge_zero_folio_readonly(mm) == -12  # the RFC's step has no folio to protect
     assert "Allocating persistent huge zero folio failed" in [e.text for e in events_of(machine, KernelWarning)]
     assert machine.counters.extra["thp_zero_page_alloc_failed"] == 1
     zero = largest_zero_folio(mm)
@@ -85,6 +87,8 @@ def test_lazy_huge_zero_folio_refcount_per_mm_and_shrinker() -> None:
     mark = len(machine.log.events)
     assert shrink_slab(mm) == 512
     assert [(e.name, e.counted, e.freed) for e in events_of(machine, ShrinkerRun, mark)] == [("thp-zero", 512, 512)]
+    assert [(e.pfn, e.order, e.path) for e in events_of(machine, PageFree, mark)] == [
+        (first.pfn, 9, "shrink_huge_zero_folio_scan")]
     assert mm.huge_zero.folio is None and mm.huge_zero.pfn == -1 and mm.huge_zero.refcount == 0
     # the page tables went too, so the 4 MiB unmovable block merged back; two unmovable order-9 users take it
     blockers = [alloc_pages(mm, GFP_KERNEL, HPAGE_PMD_ORDER) for _ in range(2)]
