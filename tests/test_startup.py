@@ -53,7 +53,8 @@ CLI = {"rofolio", "rofolio.cli", "rofolio.errors", "rofolio.exitstatus", "rofoli
 
 
 @pytest.mark.parametrize(("args", "modules"), [(("--help",), CLI),
-                                               (("oracle", "--help"), CLI | {"rofolio.oracle", "rofolio.oracle.cli"})])
+                                               (("oracle", "--help"), CLI | {"rofolio.oracle", "rofolio.oracle.cli",
+                                                                                 "rofolio.oracle.options"})])
 def test_help_loads_no_model_no_schema_and_no_rich(args: tuple[str, ...], modules: set[str]) -> None:
     loaded = after_command(*args)
     assert heavy(loaded) == set()

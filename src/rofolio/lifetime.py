@@ -213,5 +213,5 @@ def run_lifetime_workload(spec: MachineSpec, model: str, config: MMConfig | None
         notes = body(m, finish_boot)
         excluded = [(booted, at_start), (around_finish[0], around_finish[1])]
         phases[name] = PhaseResult.from_counters(name, m.counters, excluded, notes, m.check_invariants())
-        phases[name].mm = m.mm.config.describe()
+        phases[name].mm = m.spec.mm.describe()
     return LifetimeResult(base.lifetime, phases)  # the canonical name, also when given an alias
