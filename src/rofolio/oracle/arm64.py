@@ -769,8 +769,6 @@ def arm64_boot(mems: tuple[str, ...], rodatas: tuple[str, ...], timeout: float, 
     """arm64: Debian's arm64 kernel under qemu-system-aarch64; its boot-time linear map against the model's."""
     # errors are the command line's contract (rofolio.exitstatus): a missing setup is an environment failure
     install = setup(log=_say) if do_setup else load_install()
-    for mem in mems:
-        parse_size(mem)
     reports = run(install, list(mems) or ["2G"], list(rodatas) or ["full", "off"], timeout=timeout,
                   keep_log=keep_log, progress=None if as_json else _say)
     if as_json:

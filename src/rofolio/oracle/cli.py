@@ -202,18 +202,11 @@ def boot(mems: tuple[str, ...], cpus: tuple[str, ...], smps: tuple[int, ...], dr
     """
     import secrets
 
-    from rofolio.errors import ConfigError
     from rofolio.oracle import bootmatrix, session
     from rofolio.oracle import setup as oracle_setup
-    from rofolio.units import parse_size
 
     install = oracle_setup.load_install(kernel=kernel)
-    if mems:
-        for mem in mems:
-            try:
-                parse_size(mem)
-            except ConfigError as err:
-                raise click.BadParameter(err.message, param_hint="--mem") from err
+    if mems:  # each a size the model boots: check_guest_mem() read them with the command line
         machines = [bootmatrix.BootMachine(mem, cpu, smp) for mem in mems
                     for cpu in (cpus or (DEFAULT_CPU, DEFAULT_CPU + ",-pdpe1gb")) for smp in (smps or (1,))]
     else:

@@ -531,8 +531,6 @@ def riscv64_boot(mems: tuple[str, ...], svs: tuple[str, ...], secretmem: bool, t
                  keep_log: Path | None, do_setup: bool) -> None:
     """riscv64: Debian's riscv64 kernel under qemu-system-riscv64; its boot-time linear map against the model's."""
     install = setup(log=lambda s: click.echo(s, err=True)) if do_setup else load_install()
-    for mem in mems:
-        parse_size(mem)
     if mems or svs or secretmem:
         configs = [(m, int(s), secretmem) for m in (mems or ("8G",)) for s in (svs or ("48",))]
     else:  # the boot layouts, then set_direct_map_invalid_noflush() at run time through secretmem
