@@ -56,8 +56,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "do_anonymous_page", "do_huge_pmd_anonymous_page", "do_huge_pmd_wp_page", "exit_mmap", "folio_at",
-    "handle_mm_fault", "mm_alloc", "split_huge_pmd", "split_huge_zero_page_pmd", "user_read", "user_write",
-    "vma_alloc_anon_folio_pmd", "wp_page_copy",
+    "handle_mm_fault", "map_anon_folio_pmd", "mm_alloc", "split_huge_pmd", "split_huge_zero_page_pmd", "user_read",
+    "user_write", "vma_alloc_anon_folio_pmd", "wp_page_copy",
 ]
 
 
@@ -131,8 +131,7 @@ def do_huge_pmd_anonymous_page(mm: MMState, mms: MmStruct, vma: Vma, haddr: int,
     if pgtable is None:
         folio_put(mm, folio)
         return "oom"
-    _map_anon(folio, mms, haddr)
-    mms.pmds[haddr] = HugePmd(folio.pfn, writable=True, special=False)
+    map_anon_folio_pmd(folio, mms, vma, haddr)  # a write fault: the VMA is writable
     mms.deposited[haddr] = pgtable
     mms.nr_ptes += 1
     return "thp"
@@ -160,8 +159,7 @@ def do_huge_pmd_wp_page(mm: MMState, mms: MmStruct, vma: Vma, haddr: int) -> str
         if HUGE_ZERO_WP_ALLOCATES_THP.applies(mm.version):  # do_huge_zero_wp_pmd()
             folio = vma_alloc_anon_folio_pmd(mm, mms, vma)
             if isinstance(folio, Folio):
-                _map_anon(folio, mms, haddr)  # map_anon_folio_pmd_pf(); the deposited table stays
-                mms.pmds[haddr] = HugePmd(folio.pfn, writable=vma.write, special=False)
+                map_anon_folio_pmd(folio, mms, vma, haddr)  # map_anon_folio_pmd_pf(); the deposited table stays
                 return "huge_zero_wp_thp"
             if folio == "oops":
                 return folio
@@ -260,6 +258,13 @@ def _new_anon_pte(mm: MMState, mms: MmStruct, table: PteTable, haddr: int, index
     _map_anon(folio, mms, addr)
     table.entries[index] = Pte(folio.pfn, writable=True, special=False)
     return handling
+
+
+def map_anon_folio_pmd(folio: Folio, mms: MmStruct, vma: Vma, haddr: int) -> None:
+    """map_anon_folio_pmd(): a new anonymous THP mapped by one PMD, writable where the VMA is
+    (maybe_pmd_mkwrite())."""
+    _map_anon(folio, mms, haddr)
+    mms.pmds[haddr] = HugePmd(folio.pfn, writable=vma.write, special=False)
 
 
 def _map_anon(folio: Folio, mms: MmStruct, addr: int) -> None:

@@ -49,6 +49,7 @@ from rofolio.mm.fault import (
 from rofolio.mm.folio import Folio
 from rofolio.mm.longterm_pin import try_grab_folio
 from rofolio.mm.process import HugePmd, MmStruct, Pte, PteTable
+from rofolio.mm.warn import warning_text
 from rofolio.mm.zero_page import is_zero_folio
 from rofolio.units import PAGE_SHIFT, PMD_SIZE
 
@@ -199,7 +200,8 @@ def get_user_page(mm: MMState, mms: MmStruct, addr: int, flags: frozenset[str], 
     if rules == GupRules.CURRENT and Foll.LONGTERM in flags and Foll.PIN not in flags:
         # is_valid_gup_args() (mm/gup.c, read in 7.2): FOLL_LONGTERM only when pinning, else WARN_ON_ONCE and the
         # caller's -EINVAL; the older eras' rules do not check it (when the check came was not established)
-        mm.warn_once("mm/gup.c is_valid_gup_args()", "FOLL_LONGTERM without FOLL_PIN")
+        where = "mm/gup.c is_valid_gup_args()"
+        mm.kernel.warn_once(warning_text(where, "FOLL_LONGTERM without FOLL_PIN"), where)
         return GupResult(-Errno.EINVAL, None, -1, "is_valid_gup_args(): FOLL_LONGTERM is only for pin_user_pages()",
                          False)
     vma = mms.find_vma(addr)

@@ -60,8 +60,7 @@ def has_unmovable_pages(mm: MMState, zone: Zone, start: int, end: int) -> Folio 
     """has_unmovable_pages(): the first folio in [start, end) that offlining cannot move, if any."""
     if zone.type == ZoneType.MOVABLE:
         return None  # everything in ZONE_MOVABLE counts as movable (bootmem in it aside)
-    leaked = [f for f in mm.leaked if f.pfn < end and start < f.end]  # still allocated, as the kernel sees them
-    for folio in [*mm.folios_in(max(start - (1 << 10), 0), end), *leaked]:
+    for folio in [*mm.folios_in(max(start - (1 << 10), 0), end), *_leaked_in(mm, start, end)]:
         if folio.end <= start:
             continue
         if folio.reserved or folio.leaked or not (folio.lru or folio.movable_ops):
@@ -113,10 +112,15 @@ def offline_pages(mm: MMState, start: int, end: int) -> int:
     return 0
 
 
+def _leaked_in(mm: MMState, start: int, end: int) -> list[Folio]:
+    """The folios an oops leaked in [start, end): out of mm.folios, never freed, allocated as the kernel sees
+    them."""
+    return [f for f in mm.leaked if f.pfn < end and start < f.end]
+
+
 def _pages_in_use(mm: MMState, start: int, end: int) -> bool:
-    """Whether any page of [start, end) is not free: allocated, or leaked by an oops (no longer in mm.folios,
-    never freed either)."""
-    return bool(mm.folios_in(start, end)) or any(start <= f.pfn < end for f in mm.leaked)
+    """Whether any page of [start, end) is not free: allocated, or leaked."""
+    return bool(mm.folios_in(start, end) or _leaked_in(mm, start, end))
 
 
 def do_migrate_range(mm: MMState, folios: list[Folio]) -> None:

@@ -18,12 +18,10 @@ from typing import TYPE_CHECKING
 from sortedcontainers import SortedDict
 
 from rofolio.arch import ArchKernel
-from rofolio.events import KernelWarning
 from rofolio.kversion import DEFAULT_KERNEL, KernelVersion
 from rofolio.mm.config import MMConfig
 from rofolio.mm.folio import Folio
 from rofolio.mm.gfp import ZoneType
-from rofolio.mm.warn import warning_text
 from rofolio.mm.zone import Node, Zone, build_nodes
 
 if TYPE_CHECKING:
@@ -59,14 +57,7 @@ class MMState:
         self.initcalls_done = False
         self.thp_unsupported = False  # hugepage_init() found no has_transparent_hugepage()
         self.thp_flags_cleared = False  # hugepage_init() zeroed transparent_hugepage_flags (under 512 MiB)
-        self.warned_once: set[str] = set()  # the WARN_ON_ONCE() sites that have fired
         self.version: KernelVersion = DEFAULT_KERNEL  # the kernel release whose MM rules apply (mm_core_init())
-
-    def warn_once(self, where: str, message: str) -> None:
-        """WARN_ON_ONCE() at ``where``: the warning the first time only (its static "warned" flag)."""
-        if where not in self.warned_once:
-            self.warned_once.add(where)
-            self.kernel.log.append(KernelWarning(warning_text(where, message)))
 
     # ----------------------------------------------------------------- lookups
     def zone_of(self, pfn: int) -> Zone | None:

@@ -42,6 +42,7 @@ from rofolio.mm.gfp import HPAGE_PMD_NR, HPAGE_PMD_ORDER, HUGE_ZERO_FOLIO_GFP
 from rofolio.mm.page_alloc import alloc_pages, folio_put, free_pages
 from rofolio.mm.readonly import arch_make_folio_readonly
 from rofolio.mm.shrinker import Shrinker, shrinker_register
+from rofolio.mm.warn import warning_text
 from rofolio.units import PAGE_SHIFT, MiB
 
 if TYPE_CHECKING:
@@ -143,8 +144,9 @@ def put_huge_zero_folio(mm: MMState) -> None:
     hz = mm.huge_zero
     hz.refcount -= 1
     if hz.refcount == 0:
-        mm.warn_once("mm/huge_memory.c put_huge_zero_folio()", "the huge zero folio's last reference was put "
-                     "outside the shrinker (WARN_ON_ONCE(atomic_dec_and_test(&huge_zero_refcount)))")
+        where = "mm/huge_memory.c put_huge_zero_folio()"
+        mm.kernel.warn_once(warning_text(where, "the huge zero folio's last reference was put outside the shrinker "
+                                                "(WARN_ON_ONCE(atomic_dec_and_test(&huge_zero_refcount)))"), where)
 
 
 def mm_get_huge_zero_folio(mm: MMState, mms: MmStruct) -> Folio | None:
