@@ -931,14 +931,9 @@ def survey(ids: tuple[str, ...], mem: str, as_json: bool, report: Path | None) -
     """
 
     from rofolio.progress import LazyProgress
-    from rofolio.survey.catalogue import load_catalogue
-    from rofolio.survey.study import run_survey
+    from rofolio.survey.study import check_candidates, run_survey
 
-    known = sorted(c.id for c in load_catalogue())
-    unknown = [i for i in dict.fromkeys(ids) if i not in known]
-    if unknown:
-        raise _command_line_error("--candidate", f"no candidate named {', '.join(map(repr, unknown))}",
-                                  "candidates: " + ", ".join(known))
+    _named("--candidate", lambda: check_candidates(ids))
     with _report_target(report) as write_report:
         with LazyProgress("survey") as bar:
             result = run_survey(parse_size(mem), ids=list(ids) or None, progress=bar)

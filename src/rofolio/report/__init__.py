@@ -232,6 +232,16 @@ def compare_rows(result: CompareResult) -> tuple[list[str], list[list[str]]]:
     return [*result.axes, *columns, "expect_failures"], rows
 
 
+def _row_names(result: CompareResult) -> list[str]:
+    """Each row of a comparison as its settings: 'gbpages=true kernel=6.1'."""
+    return [" ".join(f"{a}={row.settings[a]}" for a in result.axes) for row in result.rows]
+
+
+def _compare_failures(result: CompareResult) -> list[str]:
+    """Every expectation that failed, after the settings of its row."""
+    return [f"{name}: {f}" for name, row in zip(_row_names(result), result.rows, strict=True) for f in row.failures]
+
+
 def print_compare(result: CompareResult, console: Console | None = None) -> None:
     console = console or Console()
     console.print(f"[bold]{terminal_text(result.scenario)}[/bold]: {len(result.rows)} configurations")
@@ -239,12 +249,11 @@ def print_compare(result: CompareResult, console: Console | None = None) -> None
     styled = [[terminal_text(c) for c in row[:-1]] + [f"[red]{row[-1]}[/red]" if row[-1] != "0" else "0"]
               for row in rows]
     print_table(console, headers, styled, left=len(result.axes), keys=len(result.axes))
-    failed = [(row, f) for row in result.rows for f in row.failures]
+    failed = _compare_failures(result)
     if failed:
         console.print("\n[red]expectations that failed[/red]:")
-        for row, failure in failed:
-            name = " ".join(f"{a}={row.settings[a]}" for a in result.axes)
-            console.print(f"  {terminal_text(name)}: {terminal_text(failure)}", highlight=False)
+        for failure in failed:
+            console.print(f"  {terminal_text(failure)}", highlight=False)
 
 
 def lifetime_rows(results: list[LifetimeResult]) -> tuple[list[str], list[list[str]]]:
@@ -359,10 +368,9 @@ def compare_html(result: CompareResult) -> str:
     from rofolio.report import plots
 
     headers, rows = compare_rows(result)
-    names = [" ".join(f"{a}={row.settings[a]}" for a in result.axes) for row in result.rows]
     plotted = [(name, [(key, row.totals.get(key, 0)) for key in ("splits_1g", "splits_2m", "flushes_all", "ipis")])
-               for name, row in zip(names, result.rows, strict=True)]
-    failures = [f"{name}: {f}" for name, row in zip(names, result.rows, strict=True) for f in row.failures]
+               for name, row in zip(_row_names(result), result.rows, strict=True)]
+    failures = _compare_failures(result)
     return _page(f"compare {result.scenario}", f"{result.scenario}: {len(result.rows)} configurations", [
         "<h2>Totals over the steps</h2>", _table_html(headers, _cells_html(rows), left=len(result.axes)),
         "<h2>Splits, flushes and IPIs</h2>",

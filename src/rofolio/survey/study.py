@@ -20,7 +20,7 @@ figures are the events' counters: splits, page-table pages, flushes, IPIs, entri
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,8 +30,8 @@ from rofolio.stats import cost_figures
 from rofolio.survey.catalogue import Candidate, ImageSection, PageAllocator, Slab, Vmalloc, load_catalogue
 from rofolio.tlbreach import direct_map_leaves, reach_summary, run_reach
 
-__all__ = ["BEST", "SCENARIO_PREFIX", "Cost", "SurveyResult", "SurveyRow", "candidate_workload", "cost_on",
-           "rank_for_model2", "run_survey", "scenario_name", "verdict"]
+__all__ = ["BEST", "SCENARIO_PREFIX", "Cost", "SurveyResult", "SurveyRow", "candidate_workload", "check_candidates",
+           "cost_on", "rank_for_model2", "run_survey", "scenario_name", "verdict"]
 
 SCENARIO_PREFIX = "survey-"  # the built-in scenario of a candidate the survey shortlists
 CLASS_ORDER = {"model2": 0, "model1": 1, "neither": 2}
@@ -206,17 +206,23 @@ class SurveyResult:
                 "shortlist": self.shortlist()}
 
 
-def run_survey(mem: int = 16 << 30, machines: list[dict[str, Any]] | None = None, ids: list[str] | None = None,
-               progress: Callable[[int, int], None] | None = None) -> SurveyResult:
-    """Every candidate (or those of ``ids``) on every RFC machine (or ``machines``: [machine] keys)."""
+def check_candidates(ids: Sequence[str]) -> list[Candidate]:
+    """The catalogue, once every id of ``ids`` is in it (ConfigError naming the others and the choices)."""
     from rofolio.errors import ConfigError
 
     catalogue = load_catalogue()
     known = {c.id for c in catalogue}
-    unknown = sorted(set(ids or ()) - known)
+    unknown = sorted(set(ids) - known)
     if unknown:
         raise ConfigError(f"no candidate named {', '.join(map(repr, unknown))}",
                           "candidates: " + ", ".join(sorted(known)))
+    return catalogue
+
+
+def run_survey(mem: int = 16 << 30, machines: list[dict[str, Any]] | None = None, ids: list[str] | None = None,
+               progress: Callable[[int, int], None] | None = None) -> SurveyResult:
+    """Every candidate (or those of ``ids``) on every RFC machine (or ``machines``: [machine] keys)."""
+    catalogue = check_candidates(ids or ())
     chosen = [c for c in catalogue if not ids or c.id in ids]
     specs = [MachineSpec.build(mem=mem, **config) for config in (machines or rfc_machines())]
     rows: list[SurveyRow] = []
